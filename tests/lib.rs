@@ -1,0 +1,1 @@
+//! End-to-end tests against a real `berth serve`; helpers live in berth-testsupport.
