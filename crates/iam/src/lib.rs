@@ -1,2 +1,3 @@
 //! placeholder
+pub mod arn;
 pub mod time;
