@@ -1,0 +1,911 @@
+//! The metadata store: repositories, blob links, manifests, tags, upload sessions.
+//!
+//! One implementation serves both backends through sqlx's `Any` driver, which
+//! dispatches to the real SQLite and PostgreSQL drivers; query texts are written to
+//! be valid on both (`$n` placeholders, BIGINT everywhere, `ON CONFLICT`,
+//! `RETURNING`) and the few dialect differences branch on [`Dialect`]. Every
+//! compare-and-swap the registry relies on (tag ownership, blob existence) happens
+//! inside a transaction here, never in the blob store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+use crate::schema;
+use crate::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Meta {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// SQLite has one writer; serialising write transactions in-process avoids
+    /// SQLITE_BUSY upgrade deadlocks between deferred transactions.
+    write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+pub struct WriteTx<'a> {
+    pub tx: Transaction<'a, Any>,
+    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A repository row.
+#[derive(Debug, Clone)]
+pub struct RepositoryRow {
+    pub repo_id: i64,
+    pub account_id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub tag_mutability: String,
+    pub mutability_exclusions: String,
+    pub scan_on_push: bool,
+    pub encryption_type: String,
+    pub kms_key: Option<String>,
+    pub policy: Option<String>,
+    pub lifecycle_policy: Option<String>,
+    pub lifecycle_evaluated_at: Option<i64>,
+}
+
+const REPO_COLS: &str = "repo_id, account_id, name, created_at, tag_mutability, mutability_exclusions, scan_on_push, encryption_type, kms_key, policy, lifecycle_policy, lifecycle_evaluated_at";
+
+fn repo_from_row(r: &AnyRow) -> Result<RepositoryRow, sqlx::Error> {
+    Ok(RepositoryRow {
+        repo_id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        tag_mutability: r.try_get(4)?,
+        mutability_exclusions: r.try_get(5)?,
+        scan_on_push: r.try_get::<i64, _>(6)? != 0,
+        encryption_type: r.try_get(7)?,
+        kms_key: r.try_get(8)?,
+        policy: r.try_get(9)?,
+        lifecycle_policy: r.try_get(10)?,
+        lifecycle_evaluated_at: r.try_get(11)?,
+    })
+}
+
+/// What a new repository is created with.
+#[derive(Debug, Clone)]
+pub struct NewRepository {
+    pub account_id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub tag_mutability: String,
+    pub mutability_exclusions: String,
+    pub scan_on_push: bool,
+    pub encryption_type: String,
+    pub kms_key: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A stored manifest.
+#[derive(Debug, Clone)]
+pub struct ManifestRow {
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub subject: Option<String>,
+    pub config_digest: Option<String>,
+    pub image_size: i64,
+    pub pushed_at: i64,
+    pub last_pulled_at: Option<i64>,
+    /// Empty when the query did not ask for the body.
+    pub body: Vec<u8>,
+}
+
+const MANIFEST_COLS: &str =
+    "digest, media_type, artifact_type, subject, config_digest, image_size, pushed_at, last_pulled_at";
+
+fn manifest_from_row(r: &AnyRow, with_body: bool) -> Result<ManifestRow, sqlx::Error> {
+    Ok(ManifestRow {
+        digest: r.try_get(0)?,
+        media_type: r.try_get(1)?,
+        artifact_type: r.try_get(2)?,
+        subject: r.try_get(3)?,
+        config_digest: r.try_get(4)?,
+        image_size: r.try_get(5)?,
+        pushed_at: r.try_get(6)?,
+        last_pulled_at: r.try_get(7)?,
+        body: if with_body { r.try_get(8)? } else { Vec::new() },
+    })
+}
+
+/// A manifest to store, with everything it references.
+#[derive(Debug, Clone)]
+pub struct ManifestWrite {
+    pub repo_id: i64,
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub subject: Option<String>,
+    pub config_digest: Option<String>,
+    pub image_size: i64,
+    pub body: Vec<u8>,
+    pub pushed_at: i64,
+    /// Blob digests that must be linked in the repository.
+    pub blobs: Vec<String>,
+    /// Child manifest digests that must exist in the repository.
+    pub children: Vec<String>,
+    /// The tag to point at this manifest, and whether that tag is immutable.
+    pub tag: Option<(String, bool)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutManifestOutcome {
+    /// Stored (new manifest, or a new tag for an existing one).
+    Stored {
+        manifest_existed: bool,
+        previous_tag_digest: Option<String>,
+    },
+    /// The same manifest was already there with the same tag (or untagged).
+    Unchanged,
+    /// References that are not in the repository.
+    MissingBlobs(Vec<String>),
+    MissingManifests(Vec<String>),
+    /// The tag is immutable and points at another digest.
+    TagImmutable {
+        existing: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    pub upload_id: String,
+    pub repo_id: i64,
+    pub size: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Meta {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies migrations.
+    pub async fn connect(url: &str) -> Result<Meta, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported database URL scheme (want sqlite:// or postgres://): {}",
+                redact_url(url)
+            )));
+        };
+        let opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                opts.max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the writer; FULL makes every
+                            // acknowledged commit durable across power loss.
+                            conn.execute(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=OFF;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            Dialect::Postgres => opts.max_connections(16).connect(url).await?,
+        };
+        let meta = Meta {
+            pool,
+            dialect,
+            write_lock: (dialect == Dialect::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+        };
+        meta.migrate().await?;
+        Ok(meta)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        g.tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        if self.dialect == Dialect::Postgres {
+            // Several nodes may start at once: one migrates, the others wait.
+            g.tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+                .await?;
+        }
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&mut *g.tx)
+            .await?;
+        let applied = applied.unwrap_or(0);
+        let list = match self.dialect {
+            Dialect::Sqlite => schema::SQLITE,
+            Dialect::Postgres => schema::POSTGRES,
+        };
+        for (version, sql) in list.iter().filter(|(v, _)| *v > applied) {
+            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                g.tx.execute(stmt).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(crate::now_millis())
+                .execute(&mut *g.tx)
+                .await?;
+        }
+        g.commit().await
+    }
+
+    /// Begins a write transaction (serialised per process on SQLite).
+    pub async fn begin_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        let guard = match &self.write_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Cheap liveness query for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- accounts -------------------------------------------------------------
+
+    pub async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("INSERT INTO accounts (account_id, created_at) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING")
+            .bind(account_id)
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    // ---- repositories ---------------------------------------------------------
+
+    pub async fn get_repository(
+        &self,
+        account_id: &str,
+        name: &str,
+    ) -> Result<Option<RepositoryRow>, StoreError> {
+        let sql =
+            format!("SELECT {REPO_COLS} FROM repositories WHERE account_id = $1 AND name = $2");
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(repo_from_row).transpose()?)
+    }
+
+    /// Creates a repository; `Ok(None)` when the name is taken.
+    pub async fn create_repository(
+        &self,
+        new: &NewRepository,
+    ) -> Result<Option<RepositoryRow>, StoreError> {
+        let mut g = self.begin_write().await?;
+        let sql = format!(
+            "INSERT INTO repositories (account_id, name, created_at, tag_mutability, mutability_exclusions, scan_on_push, encryption_type, kms_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (account_id, name) DO NOTHING RETURNING {REPO_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&new.account_id)
+            .bind(&new.name)
+            .bind(new.created_at)
+            .bind(&new.tag_mutability)
+            .bind(&new.mutability_exclusions)
+            .bind(new.scan_on_push as i64)
+            .bind(&new.encryption_type)
+            .bind(new.kms_key.clone())
+            .fetch_optional(&mut *g.tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let repo = repo_from_row(&row)?;
+        for (k, v) in &new.tags {
+            sqlx::query("INSERT INTO repository_tags (repo_id, tag_key, tag_value) VALUES ($1, $2, $3) ON CONFLICT (repo_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value")
+                .bind(repo.repo_id)
+                .bind(k)
+                .bind(v)
+                .execute(&mut *g.tx)
+                .await?;
+        }
+        g.commit().await?;
+        Ok(Some(repo))
+    }
+
+    /// Repositories of an account in name order, after `after`, at most `limit`.
+    pub async fn list_repositories(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RepositoryRow>, StoreError> {
+        let sql = format!(
+            "SELECT {REPO_COLS} FROM repositories WHERE account_id = $1 AND name > $2 ORDER BY name LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(repo_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes a repository and everything in it. Blobs stay for the collector.
+    pub async fn delete_repository(&self, repo_id: i64) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        for table in [
+            "tags",
+            "manifest_refs",
+            "manifests",
+            "repo_blobs",
+            "repository_tags",
+            "uploads",
+            "repositories",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE repo_id = $1"))
+                .bind(repo_id)
+                .execute(&mut *g.tx)
+                .await?;
+        }
+        g.commit().await
+    }
+
+    pub async fn count_images(&self, repo_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM manifests WHERE repo_id = $1")
+                .bind(repo_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Updates one text/int column of a repository (the caller names a fixed column).
+    pub async fn set_repository_field(
+        &self,
+        repo_id: i64,
+        column: RepoColumn,
+        value: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(&format!(
+            "UPDATE repositories SET {} = $1 WHERE repo_id = $2",
+            column.name()
+        ))
+        .bind(value)
+        .bind(repo_id)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await
+    }
+
+    pub async fn set_scan_on_push(&self, repo_id: i64, on: bool) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("UPDATE repositories SET scan_on_push = $1 WHERE repo_id = $2")
+            .bind(on as i64)
+            .bind(repo_id)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    // ---- blobs ------------------------------------------------------------------
+
+    /// Size of a blob linked into the repository.
+    pub async fn linked_blob_size(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repo_id = $1 AND l.digest = $2",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Size of a blob anywhere in the store.
+    pub async fn blob_size(&self, digest: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Records a committed blob and links it into the repository.
+    pub async fn commit_blob(
+        &self,
+        repo_id: i64,
+        digest: &str,
+        size: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest)
+            .bind(size)
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?;
+        link(&mut g.tx, repo_id, digest, now).await?;
+        g.commit().await
+    }
+
+    /// Links an existing blob into the repository; false when the blob is unknown.
+    pub async fn link_existing_blob(
+        &self,
+        repo_id: i64,
+        digest: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&mut *g.tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        link(&mut g.tx, repo_id, digest, now).await?;
+        g.commit().await?;
+        Ok(true)
+    }
+
+    /// Removes a blob link; false when there was none.
+    pub async fn unlink_blob(&self, repo_id: i64, digest: &str) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        g.commit().await?;
+        Ok(n > 0)
+    }
+
+    // ---- uploads -----------------------------------------------------------------
+
+    pub async fn create_upload(
+        &self,
+        upload_id: &str,
+        repo_id: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("INSERT INTO uploads (upload_id, repo_id, size, created_at, updated_at) VALUES ($1, $2, 0, $3, $3)")
+            .bind(upload_id)
+            .bind(repo_id)
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    pub async fn get_upload(&self, upload_id: &str) -> Result<Option<UploadRow>, StoreError> {
+        let row = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at FROM uploads WHERE upload_id = $1")
+            .bind(upload_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(upload_from_row).transpose()?)
+    }
+
+    /// Moves an upload from `from` bytes to `to` bytes; false if another writer moved it.
+    pub async fn advance_upload(
+        &self,
+        upload_id: &str,
+        from: i64,
+        to: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE uploads SET size = $1, updated_at = $2 WHERE upload_id = $3 AND size = $4",
+        )
+        .bind(to)
+        .bind(now)
+        .bind(upload_id)
+        .bind(from)
+        .execute(&mut *g.tx)
+        .await?
+        .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    pub async fn delete_upload(&self, upload_id: &str) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        g.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Upload sessions untouched since `before`.
+    pub async fn stale_uploads(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<UploadRow>, StoreError> {
+        let rows = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(upload_from_row).collect::<Result<_, _>>()?)
+    }
+
+    // ---- manifests and tags ------------------------------------------------------
+
+    /// Stores a manifest and moves its tag, atomically, checking every reference and
+    /// the tag's immutability inside the transaction.
+    pub async fn put_manifest(&self, w: &ManifestWrite) -> Result<PutManifestOutcome, StoreError> {
+        let mut g = self.begin_write().await?;
+        let tx = &mut g.tx;
+        let mut missing = Vec::new();
+        for b in &w.blobs {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+                    .bind(w.repo_id)
+                    .bind(b)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if found.is_none() {
+                missing.push(b.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(PutManifestOutcome::MissingBlobs(missing));
+        }
+        for c in &w.children {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+                    .bind(w.repo_id)
+                    .bind(c)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if found.is_none() {
+                missing.push(c.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(PutManifestOutcome::MissingManifests(missing));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repo_id, digest, media_type, artifact_type, subject, config_digest, image_size, body, pushed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .bind(w.repo_id)
+        .bind(&w.digest)
+        .bind(&w.media_type)
+        .bind(w.artifact_type.clone())
+        .bind(w.subject.clone())
+        .bind(w.config_digest.clone())
+        .bind(w.image_size)
+        .bind(w.body.clone())
+        .bind(w.pushed_at)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            for (child, kind) in w
+                .blobs
+                .iter()
+                .map(|b| (b, "blob"))
+                .chain(w.children.iter().map(|c| (c, "manifest")))
+            {
+                sqlx::query("INSERT INTO manifest_refs (repo_id, digest, child, kind) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                    .bind(w.repo_id)
+                    .bind(&w.digest)
+                    .bind(child)
+                    .bind(kind)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        let mut previous = None;
+        if let Some((tag, immutable)) = &w.tag {
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = $1 AND tag = $2")
+                    .bind(w.repo_id)
+                    .bind(tag)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            match existing {
+                Some(d) if d == w.digest => {
+                    if !inserted {
+                        return Ok(PutManifestOutcome::Unchanged);
+                    }
+                }
+                Some(d) if *immutable => {
+                    return Ok(PutManifestOutcome::TagImmutable { existing: d })
+                }
+                _ => {
+                    // A conditional upsert: on PostgreSQL two racing writers of an
+                    // immutable tag serialise on the primary key and the loser
+                    // updates nothing.
+                    let sql = if *immutable {
+                        "INSERT INTO tags (repo_id, tag, digest, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id, tag) DO NOTHING"
+                    } else {
+                        "INSERT INTO tags (repo_id, tag, digest, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at"
+                    };
+                    let n = sqlx::query(sql)
+                        .bind(w.repo_id)
+                        .bind(tag)
+                        .bind(&w.digest)
+                        .bind(w.pushed_at)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                    if n == 0 {
+                        let now_there: Option<String> = sqlx::query_scalar(
+                            "SELECT digest FROM tags WHERE repo_id = $1 AND tag = $2",
+                        )
+                        .bind(w.repo_id)
+                        .bind(tag)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        return Ok(PutManifestOutcome::TagImmutable {
+                            existing: now_there.unwrap_or_default(),
+                        });
+                    }
+                    previous = existing;
+                }
+            }
+        } else if !inserted {
+            return Ok(PutManifestOutcome::Unchanged);
+        }
+        g.commit().await?;
+        Ok(PutManifestOutcome::Stored {
+            manifest_existed: !inserted,
+            previous_tag_digest: previous,
+        })
+    }
+
+    pub async fn get_manifest(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<Option<ManifestRow>, StoreError> {
+        let sql = format!(
+            "SELECT {MANIFEST_COLS}, body FROM manifests WHERE repo_id = $1 AND digest = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| manifest_from_row(&r, true)).transpose()?)
+    }
+
+    pub async fn get_manifest_by_tag(
+        &self,
+        repo_id: i64,
+        tag: &str,
+    ) -> Result<Option<ManifestRow>, StoreError> {
+        let sql = format!(
+            "SELECT m.{}, m.body FROM tags t JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest WHERE t.repo_id = $1 AND t.tag = $2",
+            MANIFEST_COLS.replace(", ", ", m.")
+        );
+        let row = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(tag)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| manifest_from_row(&r, true)).transpose()?)
+    }
+
+    /// Deletes a manifest and its tags. Returns false if absent.
+    pub async fn delete_manifest(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<DeleteManifestOutcome, StoreError> {
+        let mut g = self.begin_write().await?;
+        let parent: Option<String> = sqlx::query_scalar(
+            "SELECT r.digest FROM manifest_refs r WHERE r.repo_id = $1 AND r.child = $2 AND r.kind = 'manifest' LIMIT 1",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&mut *g.tx)
+        .await?;
+        if let Some(parent) = parent {
+            return Ok(DeleteManifestOutcome::ReferencedBy(parent));
+        }
+        let n = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Ok(DeleteManifestOutcome::NotFound);
+        }
+        let tags: Vec<String> =
+            sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING tag")
+                .bind(repo_id)
+                .bind(digest)
+                .fetch_all(&mut *g.tx)
+                .await?;
+        sqlx::query("DELETE FROM manifest_refs WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await?;
+        Ok(DeleteManifestOutcome::Deleted { tags })
+    }
+
+    /// Removes a tag; returns the digest it pointed at.
+    pub async fn delete_tag(&self, repo_id: i64, tag: &str) -> Result<Option<String>, StoreError> {
+        let mut g = self.begin_write().await?;
+        let d: Option<String> =
+            sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND tag = $2 RETURNING digest")
+                .bind(repo_id)
+                .bind(tag)
+                .fetch_optional(&mut *g.tx)
+                .await?;
+        g.commit().await?;
+        Ok(d)
+    }
+
+    /// Tags in lexical order after `last`, at most `limit`.
+    pub async fn list_tags(
+        &self,
+        repo_id: i64,
+        last: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT tag FROM tags WHERE repo_id = $1 AND tag > $2 ORDER BY tag LIMIT $3",
+        )
+        .bind(repo_id)
+        .bind(last.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Tags pointing at a manifest.
+    pub async fn tags_of(&self, repo_id: i64, digest: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT tag FROM tags WHERE repo_id = $1 AND digest = $2 ORDER BY tag",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Manifests whose subject is `subject` (bodies included, for annotations).
+    pub async fn referrers(
+        &self,
+        repo_id: i64,
+        subject: &str,
+    ) -> Result<Vec<ManifestRow>, StoreError> {
+        let sql = format!("SELECT {MANIFEST_COLS}, body FROM manifests WHERE repo_id = $1 AND subject = $2 ORDER BY digest");
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(subject)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| manifest_from_row(r, true))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Records pulls in one write (the caller batches them).
+    pub async fn record_pulls(&self, pulls: &[(i64, String, i64)]) -> Result<(), StoreError> {
+        if pulls.is_empty() {
+            return Ok(());
+        }
+        let mut g = self.begin_write().await?;
+        for (repo_id, digest, at) in pulls {
+            sqlx::query("UPDATE manifests SET last_pulled_at = $1 WHERE repo_id = $2 AND digest = $3 AND (last_pulled_at IS NULL OR last_pulled_at < $1)")
+                .bind(*at)
+                .bind(*repo_id)
+                .bind(digest)
+                .execute(&mut *g.tx)
+                .await?;
+        }
+        g.commit().await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteManifestOutcome {
+    Deleted {
+        tags: Vec<String>,
+    },
+    NotFound,
+    /// An index in the repository lists this manifest.
+    ReferencedBy(String),
+}
+
+/// Repository columns that may be updated on their own.
+#[derive(Debug, Clone, Copy)]
+pub enum RepoColumn {
+    TagMutability,
+    MutabilityExclusions,
+    Policy,
+    LifecyclePolicy,
+}
+
+impl RepoColumn {
+    fn name(self) -> &'static str {
+        match self {
+            RepoColumn::TagMutability => "tag_mutability",
+            RepoColumn::MutabilityExclusions => "mutability_exclusions",
+            RepoColumn::Policy => "policy",
+            RepoColumn::LifecyclePolicy => "lifecycle_policy",
+        }
+    }
+}
+
+async fn link(
+    tx: &mut Transaction<'_, Any>,
+    repo_id: i64,
+    digest: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT (repo_id, digest) DO NOTHING")
+        .bind(repo_id)
+        .bind(digest)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn upload_from_row(r: &AnyRow) -> Result<UploadRow, sqlx::Error> {
+    Ok(UploadRow {
+        upload_id: r.try_get(0)?,
+        repo_id: r.try_get(1)?,
+        size: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        updated_at: r.try_get(4)?,
+    })
+}
+
+/// A database URL with any password removed, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,150 @@
+//! The metadata schema, one migration list per dialect. The two lists must stay in
+//! step: migration N means the same thing on SQLite and PostgreSQL.
+//!
+//! Conventions that keep one query text valid on both: every integer is 64-bit
+//! (`BIGINT`; SQLite's INTEGER is 64-bit anyway), flags are 0/1 integers, times are
+//! unix milliseconds, digests are text, and bytes are BLOB/BYTEA.
+
+/// (version, statements) for SQLite.
+pub const SQLITE: &[(i64, &str)] = &[(1, COMMON_V1_SQLITE)];
+/// (version, statements) for PostgreSQL.
+pub const POSTGRES: &[(i64, &str)] = &[(1, COMMON_V1_POSTGRES)];
+
+macro_rules! v1 {
+    ($serial:literal, $blob:literal) => {
+        concat!(
+            "CREATE TABLE accounts (
+                account_id TEXT PRIMARY KEY,
+                created_at BIGINT NOT NULL,
+                registry_policy TEXT,
+                scanning_configuration TEXT,
+                replication_configuration TEXT
+            );
+            CREATE TABLE users (
+                account_id TEXT NOT NULL,
+                user_name TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (account_id, user_name)
+            );
+            CREATE TABLE access_keys (
+                access_key_id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL,
+                user_name TEXT,
+                secret ",
+            $blob,
+            " NOT NULL,
+                status TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            );
+            CREATE TABLE user_policies (
+                account_id TEXT NOT NULL,
+                user_name TEXT NOT NULL,
+                policy_name TEXT NOT NULL,
+                document TEXT,
+                PRIMARY KEY (account_id, user_name, policy_name)
+            );
+            CREATE TABLE repositories (
+                repo_id ",
+            $serial,
+            ",
+                account_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                tag_mutability TEXT NOT NULL,
+                mutability_exclusions TEXT NOT NULL,
+                scan_on_push BIGINT NOT NULL,
+                encryption_type TEXT NOT NULL,
+                kms_key TEXT,
+                policy TEXT,
+                lifecycle_policy TEXT,
+                lifecycle_evaluated_at BIGINT,
+                UNIQUE (account_id, name)
+            );
+            CREATE TABLE repository_tags (
+                repo_id BIGINT NOT NULL,
+                tag_key TEXT NOT NULL,
+                tag_value TEXT NOT NULL,
+                PRIMARY KEY (repo_id, tag_key)
+            );
+            CREATE TABLE blobs (
+                digest TEXT PRIMARY KEY,
+                size BIGINT NOT NULL,
+                created_at BIGINT NOT NULL
+            );
+            CREATE TABLE repo_blobs (
+                repo_id BIGINT NOT NULL,
+                digest TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (repo_id, digest)
+            );
+            CREATE INDEX repo_blobs_digest ON repo_blobs (digest);
+            CREATE TABLE manifests (
+                repo_id BIGINT NOT NULL,
+                digest TEXT NOT NULL,
+                media_type TEXT NOT NULL,
+                artifact_type TEXT,
+                subject TEXT,
+                config_digest TEXT,
+                image_size BIGINT NOT NULL,
+                body ",
+            $blob,
+            " NOT NULL,
+                pushed_at BIGINT NOT NULL,
+                last_pulled_at BIGINT,
+                PRIMARY KEY (repo_id, digest)
+            );
+            CREATE INDEX manifests_subject ON manifests (repo_id, subject);
+            CREATE TABLE manifest_refs (
+                repo_id BIGINT NOT NULL,
+                digest TEXT NOT NULL,
+                child TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                PRIMARY KEY (repo_id, digest, child)
+            );
+            CREATE INDEX manifest_refs_child ON manifest_refs (repo_id, child);
+            CREATE TABLE tags (
+                repo_id BIGINT NOT NULL,
+                tag TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (repo_id, tag)
+            );
+            CREATE INDEX tags_digest ON tags (repo_id, digest);
+            CREATE TABLE uploads (
+                upload_id TEXT PRIMARY KEY,
+                repo_id BIGINT NOT NULL,
+                size BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            );
+            CREATE TABLE jobs (
+                job_id ",
+            $serial,
+            ",
+                kind TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                run_after BIGINT NOT NULL,
+                claimed_until BIGINT NOT NULL,
+                attempts BIGINT NOT NULL,
+                created_at BIGINT NOT NULL
+            );
+            CREATE TABLE audit_log (
+                id ",
+            $serial,
+            ",
+                ts BIGINT NOT NULL,
+                account_id TEXT,
+                principal TEXT,
+                action TEXT NOT NULL,
+                resource TEXT,
+                source TEXT,
+                outcome TEXT NOT NULL,
+                detail TEXT
+            );"
+        )
+    };
+}
+
+const COMMON_V1_SQLITE: &str = v1!("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB");
+const COMMON_V1_POSTGRES: &str = v1!("BIGSERIAL PRIMARY KEY", "BYTEA");

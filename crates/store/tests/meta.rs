@@ -1,0 +1,136 @@
+//! The metadata store against a real SQLite file (and PostgreSQL when
+//! `BERTH_TEST_POSTGRES_URL` names a server this test may create databases on).
+
+use berth_store::{ManifestWrite, Meta, NewRepository, PutManifestOutcome};
+
+async fn backends() -> Vec<Meta> {
+    let dir = std::env::temp_dir().join(format!("berth-meta-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut v = vec![
+        Meta::connect(&format!("sqlite://{}/meta.db?mode=rwc", dir.display()))
+            .await
+            .unwrap(),
+    ];
+    if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
+        let admin = Meta::connect(&url).await.unwrap();
+        let db = format!("berth_meta_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
+        v.push(Meta::connect(&format!("{base}/{db}")).await.unwrap());
+    }
+    v
+}
+
+fn repo(name: &str) -> NewRepository {
+    NewRepository {
+        account_id: "123456789012".into(),
+        name: name.into(),
+        created_at: 1,
+        tag_mutability: "MUTABLE".into(),
+        mutability_exclusions: "[]".into(),
+        scan_on_push: false,
+        encryption_type: "AES256".into(),
+        kms_key: None,
+        tags: vec![("k".into(), "v".into())],
+    }
+}
+
+#[tokio::test]
+async fn repositories_blobs_manifests_tags() {
+    for m in backends().await {
+        let r = m
+            .create_repository(&repo("team/app"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(m
+            .create_repository(&repo("team/app"))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            m.get_repository("123456789012", "team/app")
+                .await
+                .unwrap()
+                .unwrap()
+                .repo_id,
+            r.repo_id
+        );
+        assert_eq!(
+            m.list_repositories("123456789012", None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        m.commit_blob(r.repo_id, "sha256:aa", 10, 5).await.unwrap();
+        assert_eq!(
+            m.linked_blob_size(r.repo_id, "sha256:aa").await.unwrap(),
+            Some(10)
+        );
+        let mut w = ManifestWrite {
+            repo_id: r.repo_id,
+            digest: "sha256:m1".into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            artifact_type: None,
+            subject: None,
+            config_digest: Some("sha256:aa".into()),
+            image_size: 10,
+            body: b"{}".to_vec(),
+            pushed_at: 7,
+            blobs: vec!["sha256:aa".into(), "sha256:bb".into()],
+            children: vec![],
+            tag: Some(("v1".into(), true)),
+        };
+        assert_eq!(
+            m.put_manifest(&w).await.unwrap(),
+            PutManifestOutcome::MissingBlobs(vec!["sha256:bb".into()])
+        );
+        w.blobs.pop();
+        assert!(matches!(
+            m.put_manifest(&w).await.unwrap(),
+            PutManifestOutcome::Stored { .. }
+        ));
+        assert_eq!(
+            m.put_manifest(&w).await.unwrap(),
+            PutManifestOutcome::Unchanged
+        );
+        let mut w2 = w.clone();
+        w2.digest = "sha256:m2".into();
+        assert_eq!(
+            m.put_manifest(&w2).await.unwrap(),
+            PutManifestOutcome::TagImmutable {
+                existing: "sha256:m1".into()
+            }
+        );
+        let got = m
+            .get_manifest_by_tag(r.repo_id, "v1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.digest, "sha256:m1");
+        assert_eq!(got.body, b"{}");
+        assert_eq!(m.list_tags(r.repo_id, None, 10).await.unwrap(), vec!["v1"]);
+        m.record_pulls(&[(r.repo_id, "sha256:m1".into(), 99)])
+            .await
+            .unwrap();
+        assert_eq!(
+            m.get_manifest(r.repo_id, "sha256:m1")
+                .await
+                .unwrap()
+                .unwrap()
+                .last_pulled_at,
+            Some(99)
+        );
+        m.delete_repository(r.repo_id).await.unwrap();
+        assert!(m
+            .get_repository("123456789012", "team/app")
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
