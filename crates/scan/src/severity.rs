@@ -1,0 +1,356 @@
+//! Severity: ECR's finding levels from CVSS vectors or an advisory's own
+//! rating.
+//!
+//! CVSS v3.0/v3.1 base scores are computed from the vector with the formula
+//! of the CVSS v3.1 Specification Document §7 (Appendix A "Roundup" for 3.1,
+//! ceiling to one decimal for 3.0), and mapped with the qualitative scale of
+//! §5: 0.0 → INFORMATIONAL (CVSS "None"), 0.1–3.9 LOW, 4.0–6.9 MEDIUM,
+//! 7.0–8.9 HIGH, 9.0–10.0 CRITICAL.
+//!
+//! CVSS v4 scores need the specification's macro-vector lookup table and are
+//! not computed; a v4-only record uses the advisory's rating instead.
+//!
+//! Advisory ratings (case-insensitive, trailing `*` ignored):
+//!
+//! | rating | level |
+//! |---|---|
+//! | `critical` | CRITICAL |
+//! | `high`, `important` | HIGH |
+//! | `medium`, `moderate` | MEDIUM |
+//! | `low` | LOW |
+//! | `unimportant`, `negligible`, `informational`, `none` | INFORMATIONAL |
+//! | `not yet assigned`, `unknown`, `end-of-life`, anything else | UNDEFINED |
+//!
+//! Sources, in order: a CVSS v3 vector (the matched `affected[].severity`,
+//! then the record's `severity`); then the rating in the matched
+//! `affected[].database_specific.severity`, `affected[].ecosystem_specific.severity`,
+//! Debian's `affected[].ecosystem_specific.urgency`, the record's
+//! `database_specific.severity` (GitHub), and an `Ubuntu` severity entry.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::osv::{Affected, SeverityScore, Vulnerability};
+
+/// ECR finding severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Severity {
+    /// No rating could be determined.
+    Undefined,
+    /// Informational only.
+    Informational,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+impl Severity {
+    /// The ECR wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Undefined => "UNDEFINED",
+            Severity::Informational => "INFORMATIONAL",
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+
+    /// The level for a CVSS base score.
+    pub fn from_score(score: f64) -> Severity {
+        if score >= 9.0 {
+            Severity::Critical
+        } else if score >= 7.0 {
+            Severity::High
+        } else if score >= 4.0 {
+            Severity::Medium
+        } else if score > 0.0 {
+            Severity::Low
+        } else {
+            Severity::Informational
+        }
+    }
+
+    /// The level for an advisory's textual rating (see the module table).
+    pub fn from_rating(rating: &str) -> Severity {
+        let r = rating
+            .trim()
+            .trim_end_matches('*')
+            .trim()
+            .to_ascii_lowercase();
+        match r.as_str() {
+            "critical" => Severity::Critical,
+            "high" | "important" => Severity::High,
+            "medium" | "moderate" => Severity::Medium,
+            "low" => Severity::Low,
+            "unimportant" | "negligible" | "informational" | "none" => Severity::Informational,
+            _ => Severity::Undefined,
+        }
+    }
+}
+
+/// Why a CVSS vector was rejected.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CvssError {
+    /// Not a `CVSS:3.0/` or `CVSS:3.1/` vector.
+    #[error("not a CVSS v3 vector")]
+    NotV3,
+    /// A metric is missing, repeated or has an unknown value.
+    #[error("invalid CVSS v3 metric {0:?}")]
+    BadMetric(String),
+}
+
+/// A CVSS v3 vector with its computed base score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cvss {
+    /// The vector as written in the advisory.
+    pub vector: String,
+    /// Base score, 0.0–10.0.
+    pub score: f64,
+}
+
+/// Computes the CVSS v3.x base score of `vector`.
+pub fn cvss3_base_score(vector: &str) -> Result<f64, CvssError> {
+    let vector = vector.trim();
+    let (minor, rest) = if let Some(r) = vector.strip_prefix("CVSS:3.1/") {
+        (1, r)
+    } else if let Some(r) = vector.strip_prefix("CVSS:3.0/") {
+        (0, r)
+    } else {
+        return Err(CvssError::NotV3);
+    };
+    // AV AC PR UI S C I A
+    let mut m: [Option<u8>; 8] = [None; 8];
+    for part in rest.split('/') {
+        let (k, v) = part
+            .split_once(':')
+            .ok_or_else(|| CvssError::BadMetric(part.to_string()))?;
+        let idx = match k {
+            "AV" => 0,
+            "AC" => 1,
+            "PR" => 2,
+            "UI" => 3,
+            "S" => 4,
+            "C" => 5,
+            "I" => 6,
+            "A" => 7,
+            // Temporal and environmental metrics do not change the base score.
+            _ => continue,
+        };
+        let &[val] = v.as_bytes() else {
+            return Err(CvssError::BadMetric(part.to_string()));
+        };
+        if m[idx].replace(val).is_some() {
+            return Err(CvssError::BadMetric(part.to_string()));
+        }
+    }
+    let get = |i: usize, name: &str| m[i].ok_or_else(|| CvssError::BadMetric(name.to_string()));
+    let bad = |name: &str| CvssError::BadMetric(name.to_string());
+    let changed = match get(4, "S")? {
+        b'U' => false,
+        b'C' => true,
+        _ => return Err(bad("S")),
+    };
+    let av = match get(0, "AV")? {
+        b'N' => 0.85,
+        b'A' => 0.62,
+        b'L' => 0.55,
+        b'P' => 0.2,
+        _ => return Err(bad("AV")),
+    };
+    let ac = match get(1, "AC")? {
+        b'L' => 0.77,
+        b'H' => 0.44,
+        _ => return Err(bad("AC")),
+    };
+    let pr = match (get(2, "PR")?, changed) {
+        (b'N', _) => 0.85,
+        (b'L', false) => 0.62,
+        (b'L', true) => 0.68,
+        (b'H', false) => 0.27,
+        (b'H', true) => 0.5,
+        _ => return Err(bad("PR")),
+    };
+    let ui = match get(3, "UI")? {
+        b'N' => 0.85,
+        b'R' => 0.62,
+        _ => return Err(bad("UI")),
+    };
+    let cia = |i: usize, name: &str| -> Result<f64, CvssError> {
+        match get(i, name)? {
+            b'H' => Ok(0.56),
+            b'L' => Ok(0.22),
+            b'N' => Ok(0.0),
+            _ => Err(bad(name)),
+        }
+    };
+    let (c, i, a) = (cia(5, "C")?, cia(6, "I")?, cia(7, "A")?);
+    let iss = 1.0 - ((1.0 - c) * (1.0 - i) * (1.0 - a));
+    let impact = if changed {
+        7.52 * (iss - 0.029) - 3.25 * (iss - 0.02f64).powi(15)
+    } else {
+        6.42 * iss
+    };
+    let exploitability = 8.22 * av * ac * pr * ui;
+    if impact <= 0.0 {
+        return Ok(0.0);
+    }
+    let raw = if changed {
+        (1.08 * (impact + exploitability)).min(10.0)
+    } else {
+        (impact + exploitability).min(10.0)
+    };
+    Ok(if minor == 1 {
+        roundup_31(raw)
+    } else {
+        (raw * 10.0).ceil() / 10.0
+    })
+}
+
+/// CVSS v3.1 Appendix A: round up to one decimal, robust to float noise.
+fn roundup_31(x: f64) -> f64 {
+    let int_input = (x * 100_000.0).round() as i64;
+    if int_input % 10_000 == 0 {
+        int_input as f64 / 100_000.0
+    } else {
+        ((int_input / 10_000) + 1) as f64 / 10.0
+    }
+}
+
+fn first_cvss3(scores: &[SeverityScore]) -> Option<Cvss> {
+    scores.iter().filter(|s| s.kind == "CVSS_V3").find_map(|s| {
+        cvss3_base_score(&s.score).ok().map(|score| Cvss {
+            vector: s.score.trim().to_string(),
+            score,
+        })
+    })
+}
+
+fn rating_at(v: Option<&serde_json::Value>, key: &str) -> Option<Severity> {
+    let s = v?.get(key)?.as_str()?;
+    Some(Severity::from_rating(s))
+}
+
+/// The severity of a finding for `vuln` via its matched `affected` entries,
+/// with the CVSS v3 data used when there is any.
+pub fn assess(vuln: &Vulnerability, matched: &[&Affected]) -> (Severity, Option<Cvss>) {
+    let cvss = matched
+        .iter()
+        .find_map(|a| first_cvss3(&a.severity))
+        .or_else(|| first_cvss3(&vuln.severity));
+    if let Some(c) = cvss {
+        return (Severity::from_score(c.score), Some(c));
+    }
+    let mut ratings = Vec::new();
+    for a in matched {
+        ratings.push(rating_at(a.database_specific.as_ref(), "severity"));
+        ratings.push(rating_at(a.ecosystem_specific.as_ref(), "severity"));
+        ratings.push(rating_at(a.ecosystem_specific.as_ref(), "urgency"));
+    }
+    ratings.push(rating_at(vuln.database_specific.as_ref(), "severity"));
+    ratings.extend(
+        vuln.severity
+            .iter()
+            .chain(matched.iter().flat_map(|a| a.severity.iter()))
+            .filter(|s| s.kind == "Ubuntu")
+            .map(|s| Some(Severity::from_rating(&s.score))),
+    );
+    // The first rating that says something; an explicit "not yet assigned"
+    // only wins when nothing else rates the record.
+    let sev = ratings
+        .iter()
+        .flatten()
+        .copied()
+        .find(|s| *s != Severity::Undefined)
+        .unwrap_or(Severity::Undefined);
+    (sev, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vectors() {
+        let cases = [
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 9.8),
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H", 7.5),
+            ("CVSS:3.1/AV:N/AC:L/PR:H/UI:N/S:U/C:H/I:H/A:H", 7.2),
+            ("CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:N", 8.1),
+            ("CVSS:3.1/AV:A/AC:H/PR:H/UI:N/S:U/C:H/I:N/A:N", 4.2),
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:L", 5.3),
+            ("CVSS:3.0/AV:N/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H", 8.8),
+            ("CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H", 7.8),
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N", 6.1),
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H", 10.0),
+            ("CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:C/C:H/I:H/A:H", 8.8),
+            ("CVSS:3.1/AV:P/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N", 1.6),
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N", 0.0),
+            ("CVSS:3.0/AV:N/AC:H/PR:N/UI:R/S:C/C:L/I:L/A:N/E:P/RL:O", 4.7),
+        ];
+        for (v, want) in cases {
+            let got = cvss3_base_score(v);
+            assert_eq!(got, Ok(want), "{v}");
+        }
+    }
+
+    #[test]
+    fn bad_vectors() {
+        assert_eq!(
+            cvss3_base_score("AV:N/AC:L/Au:N/C:P/I:P/A:P"),
+            Err(CvssError::NotV3)
+        );
+        assert!(cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H").is_err());
+        assert!(cvss3_base_score("CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H").is_err());
+        assert!(cvss3_base_score("CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H").is_err());
+        assert!(cvss3_base_score("CVSS:3.1/").is_err());
+    }
+
+    #[test]
+    fn levels() {
+        assert_eq!(Severity::from_score(9.8), Severity::Critical);
+        assert_eq!(Severity::from_score(7.0), Severity::High);
+        assert_eq!(Severity::from_score(6.9), Severity::Medium);
+        assert_eq!(Severity::from_score(0.1), Severity::Low);
+        assert_eq!(Severity::from_score(0.0), Severity::Informational);
+        assert_eq!(Severity::from_rating("MODERATE"), Severity::Medium);
+        assert_eq!(
+            Severity::from_rating("unimportant"),
+            Severity::Informational
+        );
+        assert_eq!(
+            Severity::from_rating("not yet assigned"),
+            Severity::Undefined
+        );
+        assert_eq!(Severity::from_rating("low**"), Severity::Low);
+        assert_eq!(Severity::from_rating("Important"), Severity::High);
+    }
+
+    #[test]
+    fn assess_prefers_cvss_then_rating() {
+        let v: Vulnerability = serde_json::from_str(
+            r#"{"id":"A","affected":[{"ecosystem_specific":{"urgency":"medium"}}],
+                "database_specific":{"severity":"HIGH"}}"#,
+        )
+        .unwrap_or_default();
+        let aff: Vec<&Affected> = v.affected.iter().collect();
+        assert_eq!(assess(&v, &aff), (Severity::Medium, None));
+        let v: Vulnerability = serde_json::from_str(
+            r#"{"id":"B","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+                "database_specific":{"severity":"LOW"}}"#,
+        )
+        .unwrap_or_default();
+        let (s, c) = assess(&v, &[]);
+        assert_eq!(s, Severity::Critical);
+        assert_eq!(c.map(|c| c.score), Some(9.8));
+        let v = Vulnerability::default();
+        assert_eq!(assess(&v, &[]), (Severity::Undefined, None));
+    }
+}
