@@ -13,6 +13,11 @@
 //!    `rulePriority`) whose tag selection it matches; only that rule may expire it. If that
 //!    rule keeps it, it is kept, whatever later rules think (Examples "Filtering on
 //!    multiple rules" A: Image B is protected by Rule 1 although Rule 2 marks it).
+//!    This is *not* "an image with several tags is kept if any rule would keep it": the
+//!    converse also holds, and the guide's Example B expires Image B (`beta-2`, `prod-2`)
+//!    under Rule 1 (`beta`, keep 1) although Rule 2 (`prod`, keep 1) would keep it. A
+//!    multi-tag image is kept exactly when the first rule whose tag list it matches keeps
+//!    it (or no rule matches it).
 //! 4. "Rules can never mark images that are marked by higher priority rules, but can still
 //!    identify them as if they haven't been expired." — a rule's `imageCountMoreThan`
 //!    counts every image it identifies, including images that belong to, or are expired
@@ -114,7 +119,7 @@ pub fn evaluate(policy: &LifecyclePolicy, images: &[LifecycleImage], now: i64) -
     let mut order: Vec<usize> = (0..images.len()).collect();
     order.sort_unstable_by(|&a, &b| newest_first(&images[a], &images[b]).then(b.cmp(&a)));
 
-    // `owner[i]`: true once some rule has identified image i (rules 2–3).
+    // `owned[i]`: true once some rule has identified image i (rules 2–3).
     let mut owned = vec![false; images.len()];
     let mut expired_by: Vec<Option<u32>> = vec![None; images.len()];
 

@@ -16,6 +16,24 @@
 //! - [`preview`] gives the same answer in `GetLifecyclePolicyPreview`'s `previewResults`
 //!   and `summary` shape.
 //!
+//! ```
+//! use berth_lifecycle::{evaluate, LifecycleImage, LifecyclePolicy, MILLIS_PER_DAY};
+//!
+//! let policy = LifecyclePolicy::parse(r#"{"rules": [{"rulePriority": 1,
+//!     "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+//!                   "countUnit": "days", "countNumber": 7},
+//!     "action": {"type": "expire"}}]}"#)?;
+//! let now = 1_767_225_600_000;
+//! let images = [
+//!     LifecycleImage::new("sha256:aa", vec![], now - 8 * MILLIS_PER_DAY),
+//!     LifecycleImage::new("sha256:bb", vec!["prod-1".into()], now - 30 * MILLIS_PER_DAY),
+//! ];
+//! let expired = evaluate(&policy, &images, now);
+//! assert_eq!(expired.len(), 1);
+//! assert_eq!((expired[0].position, expired[0].rule_priority), (0, 1));
+//! # Ok::<(), berth_lifecycle::LifecyclePolicyError>(())
+//! ```
+//!
 //! What it may not touch: no I/O, no async, no clock (callers pass `now` in unix
 //! milliseconds, so tests move time freely), no database or blob store, no deleting. The
 //! lifecycle worker and the API layer load images, call these functions and apply the

@@ -158,6 +158,8 @@ fn multiple_rules_example_a() {
 fn multiple_rules_example_b() {
     // Same repository, priorities swapped: Rule 1 (beta) sees all three images and marks
     // A and B; Rule 2 (prod) has nothing left to act on. Result: A and B are expired.
+    // Image B is expired although Rule 2 alone would keep it (it is the newest prod
+    // image): a multi-tag image follows the first rule whose tag list it matches.
     let images = multiple_rules_repository();
     let want = [("A".to_owned(), 1), ("B".to_owned(), 1)];
     assert_eq!(
