@@ -1,3 +1,4 @@
 //! placeholder
 pub mod arn;
+pub mod sigv4;
 pub mod time;

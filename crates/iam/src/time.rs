@@ -258,20 +258,38 @@ pub fn format_http_date(t: i64) -> String {
     format!("{weekday}, {d:02} {month} {y:04} {h:02}:{mi:02}:{s:02} GMT")
 }
 
-/// Parses an HTTP date in IMF-fixdate form, `Thu, 26 Nov 2026 14:45:00 GMT`
-/// (RFC 9110 §5.6.7; the obsolete RFC 850 and asctime forms are not accepted).
-/// The weekday name is checked for syntax but not against the date, as RFC 9110
-/// lets recipients ignore it.
+/// Parses an HTTP date: IMF-fixdate, `Thu, 26 Nov 2026 14:45:00 GMT` (RFC 9110
+/// §5.6.7), or the RFC 2822 form with a numeric zone that Python's
+/// `email.utils.formatdate` (and so botocore) writes, `Thu, 26 Nov 2026 14:45:00 -0000`.
+/// The obsolete RFC 850 and asctime forms are not accepted. The weekday name is
+/// checked for syntax but not against the date, as RFC 9110 lets recipients ignore it.
 pub fn parse_http_date(s: &str) -> Result<i64, TimeError> {
     let err = || TimeError::new("HTTP date (IMF-fixdate)", s);
     let b = s.as_bytes();
-    // "Thu, 26 Nov 2026 14:45:00 GMT" is exactly 29 bytes.
-    if b.len() != 29 || &b[3..5] != b", " || b[7] != b' ' || b[11] != b' ' || b[16] != b' ' {
+    // "Thu, 26 Nov 2026 14:45:00" is 25 bytes, then " GMT" or " +hhmm".
+    if b.len() < 29 || &b[3..5] != b", " || b[7] != b' ' || b[11] != b' ' || b[16] != b' ' {
         return Err(err());
     }
-    if &b[25..] != b" GMT" || b[19] != b':' || b[22] != b':' {
+    if b[19] != b':' || b[22] != b':' || b[25] != b' ' {
         return Err(err());
     }
+    let offset = match &b[26..] {
+        b"GMT" | b"UTC" => 0,
+        [sign @ (b'+' | b'-'), _, _, _, _] => {
+            let hh = digits(b, 27, 2).ok_or_else(err)?;
+            let mm = digits(b, 29, 2).ok_or_else(err)?;
+            if hh > 23 || mm > 59 {
+                return Err(err());
+            }
+            let secs = i64::from(hh * 3600 + mm * 60);
+            if *sign == b'+' {
+                secs
+            } else {
+                -secs
+            }
+        }
+        _ => return Err(err()),
+    };
     if !WEEKDAYS.iter().any(|w| w.as_bytes() == &b[0..3]) {
         return Err(err());
     }
@@ -285,7 +303,9 @@ pub fn parse_http_date(s: &str) -> Result<i64, TimeError> {
     let hour = digits(b, 17, 2).ok_or_else(err)?;
     let minute = digits(b, 20, 2).ok_or_else(err)?;
     let second = digits(b, 23, 2).ok_or_else(err)?;
-    unix_from_parts(i64::from(year), month, day, hour, minute, second).ok_or_else(err)
+    let local =
+        unix_from_parts(i64::from(year), month, day, hour, minute, second).ok_or_else(err)?;
+    Ok(local - offset)
 }
 
 #[cfg(test)]
@@ -426,8 +446,23 @@ mod tests {
         assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         let t = 1_795_704_300;
         assert_eq!(parse_http_date(&format_http_date(t)), Ok(t));
+        assert_eq!(
+            parse_http_date("Thu, 26 Nov 2026 14:45:00 -0000"),
+            Ok(1_795_704_300)
+        );
+        assert_eq!(
+            parse_http_date("Thu, 26 Nov 2026 16:45:00 +0200"),
+            Ok(1_795_704_300)
+        );
+        assert_eq!(
+            parse_http_date("Thu, 26 Nov 2026 14:45:00 UTC"),
+            Ok(1_795_704_300)
+        );
         for bad in [
-            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 06 Nov 1994 08:49:37 +2400",
+            "Sun, 06 Nov 1994 08:49:37 +02:00",
+            "Sun, 06 Nov 1994 08:49:37  GMT",
             "Sunday, 06-Nov-94 08:49:37 GMT",
             "Sun Nov  6 08:49:37 1994",
             "Xyz, 06 Nov 1994 08:49:37 GMT",
