@@ -1,1 +1,81 @@
-fn main() {}
+//! The `berth` binary: configuration, wiring and the command line
+//! (`berth serve`, `berth admin …`).
+
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A self-hosted, ECR-compatible container registry"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every command shares: the same as `berth serve` uses.
+#[derive(Args, Clone, Default)]
+pub struct Common {
+    /// TOML configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (BERTH_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Metadata database URL (BERTH_DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry server.
+    Serve(serve::ServeArgs),
+}
+
+impl Common {
+    fn load(&self) -> Result<config::Config, String> {
+        let mut c = config::Config::load(self.config.as_deref()).map_err(|e| e.to_string())?;
+        if let Some(d) = &self.data_dir {
+            c.data_dir = d.clone();
+        }
+        if let Some(u) = &self.database_url {
+            c.database_url = Some(u.clone());
+        }
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+        }
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! The OCI Distribution data plane (`/v2/…`, Distribution Spec v1.1). Each request is
+//! authenticated, authorized as the ECR action it maps to, then served by the core.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_oci::{Digest, Reference, RepositoryName};
+use berth_registry::{MountOutcome, Registry, RegistryError};
+use berth_store::RepositoryRow;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+
+use crate::access::Action;
+use crate::oci_error::OciError;
+use crate::oci_path::{self, Route};
+use crate::App;
+
+type Result<T> = std::result::Result<T, OciError>;
+
+const API_VERSION: HeaderValue = HeaderValue::from_static("registry/2.0");
+/// Default and maximum page sizes for tag and catalog listings.
+const MAX_PAGE: i64 = 10_000;
+
+pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let mut resp = match dispatch(&app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    resp.headers_mut()
+        .insert("docker-distribution-api-version", API_VERSION);
+    resp
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn repo_name(s: &str) -> Result<RepositoryName> {
+    RepositoryName::parse(s).map_err(|_| OciError::name_invalid())
+}
+
+fn digest(s: &str) -> Result<Digest> {
+    Digest::parse(&decode(s)).map_err(|e| OciError::digest_invalid(&e.to_string()))
+}
+
+fn reference(s: &str) -> Result<Reference> {
+    let s = decode(s);
+    if s.contains(':') {
+        Digest::parse(&s)
+            .map(Reference::Digest)
+            .map_err(|e| OciError::digest_invalid(&e.to_string()))
+    } else {
+        Registry::parse_tag(&s)
+            .map(Reference::Tag)
+            .map_err(OciError::from)
+    }
+}
+
+fn query_map(req: &Request) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn query<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response> {
+    let path = req.uri().path().to_string();
+    let route = oci_path::parse(&path).ok_or_else(OciError::not_found)?;
+    let caller = app.authenticate_data_plane(req.headers()).await?;
+    let account = app.account_for_host(req.headers());
+    let method = req.method().clone();
+    let q = query_map(&req);
+    match route {
+        Route::Base => match method {
+            Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, "{}".into())),
+            _ => Err(OciError::unsupported("method not allowed")),
+        },
+        Route::Catalog => {
+            if method != Method::GET {
+                return Err(OciError::unsupported("method not allowed"));
+            }
+            app.authorize(&caller, Action::DescribeRepositories, &account, None, None)
+                .await?;
+            let n = page_size(&q)?;
+            let last = query(&q, "last");
+            let mut names = app.registry.catalog(&account, last, n + 1).await?;
+            let more = names.len() as i64 > n;
+            names.truncate(n as usize);
+            let mut resp = json_response(
+                StatusCode::OK,
+                serde_json::json!({ "repositories": names }).to_string(),
+            );
+            if more {
+                if let Some(l) = names.last() {
+                    link_next(&mut resp, &format!("/v2/_catalog?n={n}&last={l}"));
+                }
+            }
+            Ok(resp)
+        }
+        Route::Tags(name) => {
+            if method != Method::GET {
+                return Err(OciError::unsupported("method not allowed"));
+            }
+            let name = repo_name(name)?;
+            let repo = app
+                .repo_for(&caller, Action::ListImages, &account, &name)
+                .await?;
+            let n = page_size(&q)?;
+            let last = query(&q, "last");
+            let mut tags = if n == 0 {
+                Vec::new()
+            } else {
+                app.registry.list_tags(&repo, last, n + 1).await?
+            };
+            let more = tags.len() as i64 > n;
+            tags.truncate(n as usize);
+            let mut resp = json_response(
+                StatusCode::OK,
+                serde_json::json!({ "name": name.as_str(), "tags": tags }).to_string(),
+            );
+            if more {
+                if let Some(l) = tags.last() {
+                    link_next(&mut resp, &format!("/v2/{name}/tags/list?n={n}&last={l}"));
+                }
+            }
+            Ok(resp)
+        }
+        Route::Manifest(name, r) => {
+            let name = repo_name(name)?;
+            let r = reference(r)?;
+            match method {
+                Method::GET | Method::HEAD => {
+                    let repo = app
+                        .repo_for(&caller, Action::BatchGetImage, &account, &name)
+                        .await?;
+                    let m = app.registry.pull_manifest(&repo, &r).await?;
+                    let len = m.body.len();
+                    let body = if method == Method::HEAD {
+                        Body::empty()
+                    } else {
+                        Body::from(m.body)
+                    };
+                    let mut resp = Response::new(body);
+                    let h = resp.headers_mut();
+                    set(h, header::CONTENT_TYPE, &m.media_type);
+                    set(h, header::CONTENT_LENGTH, &len.to_string());
+                    set(h, "docker-content-digest", &m.digest);
+                    set(h, header::ETAG, &format!("\"{}\"", m.digest));
+                    Ok(resp)
+                }
+                Method::PUT => {
+                    let repo = app.repo_for_push(&caller, &account, &name).await?;
+                    let ct = req
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let body = read_limited(req, berth_oci::manifest::MAX_MANIFEST_BYTES).await?;
+                    let put = app
+                        .registry
+                        .put_manifest(&repo, &r, ct.as_deref(), body)
+                        .await?;
+                    let mut resp = StatusCode::CREATED.into_response();
+                    let h = resp.headers_mut();
+                    set(
+                        h,
+                        header::LOCATION,
+                        &format!("/v2/{name}/manifests/{}", put.digest),
+                    );
+                    set(h, "docker-content-digest", put.digest.as_str());
+                    if let Some(s) = &put.subject {
+                        set(h, "oci-subject", s.as_str());
+                    }
+                    Ok(resp)
+                }
+                Method::DELETE => {
+                    let repo = app
+                        .repo_for(&caller, Action::BatchDeleteImage, &account, &name)
+                        .await?;
+                    app.registry.delete_manifest(&repo, &r).await?;
+                    Ok(StatusCode::ACCEPTED.into_response())
+                }
+                _ => Err(OciError::unsupported("method not allowed")),
+            }
+        }
+        Route::Blob(name, d) => {
+            let name = repo_name(name)?;
+            let d = digest(d)?;
+            match method {
+                Method::HEAD => {
+                    let repo = app
+                        .repo_for(
+                            &caller,
+                            Action::BatchCheckLayerAvailability,
+                            &account,
+                            &name,
+                        )
+                        .await?;
+                    let size = app.registry.stat_blob(&repo, &d).await?;
+                    let mut resp = Response::new(Body::empty());
+                    blob_headers(resp.headers_mut(), &d, size);
+                    Ok(resp)
+                }
+                Method::GET => {
+                    let repo = app
+                        .repo_for(&caller, Action::GetDownloadUrlForLayer, &account, &name)
+                        .await?;
+                    get_blob(app, &repo, &d, req.headers()).await
+                }
+                Method::DELETE => {
+                    let repo = app
+                        .repo_for(&caller, Action::BatchDeleteImage, &account, &name)
+                        .await?;
+                    app.registry.delete_blob(&repo, &d).await?;
+                    Ok(StatusCode::ACCEPTED.into_response())
+                }
+                _ => Err(OciError::unsupported("method not allowed")),
+            }
+        }
+        Route::UploadStart(name) => {
+            if method != Method::POST {
+                return Err(OciError::unsupported("method not allowed"));
+            }
+            let name = repo_name(name)?;
+            let repo = app.repo_for_push(&caller, &account, &name).await?;
+            if let Some(m) = query(&q, "mount") {
+                let d = digest(m)?;
+                let from = match query(&q, "from").map(repo_name) {
+                    Some(Ok(f)) => app.readable_source(&caller, &account, &f).await,
+                    _ => None,
+                };
+                return match app.registry.mount_blob(&repo, &d, from.as_ref()).await? {
+                    MountOutcome::Mounted(_) => Ok(created_blob(&name, &d)),
+                    MountOutcome::Upload(u) => Ok(upload_accepted(&name, &u.id, 0)),
+                };
+            }
+            if let Some(dq) = query(&q, "digest") {
+                // Monolithic upload: POST ?digest= with the whole blob as the body.
+                let d = digest(dq)?;
+                let u = app.registry.start_upload(&repo).await?;
+                let len = content_length(req.headers());
+                let body = body_stream(req);
+                let res = async {
+                    app.registry
+                        .append_upload(&repo, &u.id, None, len, body)
+                        .await?;
+                    app.registry.complete_upload(&repo, &u.id, &d).await
+                }
+                .await;
+                if res.is_err() {
+                    let _ = app.registry.cancel_upload(&repo, &u.id).await;
+                }
+                res?;
+                return Ok(created_blob(&name, &d));
+            }
+            let u = app.registry.start_upload(&repo).await?;
+            Ok(upload_accepted(&name, &u.id, 0))
+        }
+        Route::Upload(name, id) => {
+            let name = repo_name(name)?;
+            let id = decode(id);
+            match method {
+                Method::GET => {
+                    let repo = app
+                        .repo_for(&caller, Action::InitiateLayerUpload, &account, &name)
+                        .await?;
+                    let u = app.registry.upload_status(&repo, &id).await?;
+                    let mut resp = upload_accepted(&name, &u.id, u.size);
+                    *resp.status_mut() = StatusCode::NO_CONTENT;
+                    Ok(resp)
+                }
+                Method::PATCH => {
+                    let repo = app
+                        .repo_for(&caller, Action::UploadLayerPart, &account, &name)
+                        .await?;
+                    let (start, len) = content_range(req.headers())?;
+                    let len = len.or_else(|| content_length(req.headers()));
+                    let body = body_stream(req);
+                    let u = app
+                        .registry
+                        .append_upload(&repo, &id, start, len, body)
+                        .await?;
+                    Ok(upload_accepted(&name, &u.id, u.size))
+                }
+                Method::PUT => {
+                    let repo = app
+                        .repo_for(&caller, Action::CompleteLayerUpload, &account, &name)
+                        .await?;
+                    let d = match query(&q, "digest") {
+                        Some(d) => digest(d)?,
+                        None => return Err(OciError::digest_invalid("digest parameter missing")),
+                    };
+                    let (start, len) = content_range(req.headers())?;
+                    let clen = content_length(req.headers());
+                    if start.is_some() || clen.unwrap_or(0) > 0 || is_chunked(req.headers()) {
+                        let body = body_stream(req);
+                        app.registry
+                            .append_upload(&repo, &id, start, len.or(clen), body)
+                            .await?;
+                    }
+                    app.registry.complete_upload(&repo, &id, &d).await?;
+                    Ok(created_blob(&name, &d))
+                }
+                Method::DELETE => {
+                    let repo = app
+                        .repo_for(&caller, Action::UploadLayerPart, &account, &name)
+                        .await?;
+                    app.registry.cancel_upload(&repo, &id).await?;
+                    Ok(StatusCode::NO_CONTENT.into_response())
+                }
+                _ => Err(OciError::unsupported("method not allowed")),
+            }
+        }
+        Route::Referrers(name, d) => {
+            if method != Method::GET {
+                return Err(OciError::unsupported("method not allowed"));
+            }
+            let name = repo_name(name)?;
+            let d = digest(d)?;
+            let repo = app
+                .repo_for(&caller, Action::BatchGetImage, &account, &name)
+                .await?;
+            let filter = query(&q, "artifactType");
+            let index = app.registry.referrers(&repo, &d, filter).await?;
+            let mut resp = Response::new(Body::from(index.to_string()));
+            set(
+                resp.headers_mut(),
+                header::CONTENT_TYPE,
+                berth_oci::media::OCI_INDEX,
+            );
+            if filter.is_some() {
+                set(resp.headers_mut(), "oci-filters-applied", "artifactType");
+            }
+            Ok(resp)
+        }
+    }
+}
+
+fn set<K: header::IntoHeaderName>(h: &mut HeaderMap, k: K, v: &str) {
+    if let Ok(v) = HeaderValue::from_str(v) {
+        h.insert(k, v);
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    set(r.headers_mut(), header::CONTENT_TYPE, "application/json");
+    r
+}
+
+fn link_next(resp: &mut Response, url: &str) {
+    set(
+        resp.headers_mut(),
+        header::LINK,
+        &format!("<{url}>; rel=\"next\""),
+    );
+}
+
+fn page_size(q: &[(String, String)]) -> Result<i64> {
+    match query(q, "n") {
+        None => Ok(MAX_PAGE),
+        Some(n) => n
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| n.min(MAX_PAGE))
+            .ok_or_else(|| {
+                OciError::new(
+                    StatusCode::BAD_REQUEST,
+                    "PAGINATION_NUMBER_INVALID",
+                    "n must be a non-negative integer",
+                )
+            }),
+    }
+}
+
+fn blob_headers(h: &mut HeaderMap, d: &Digest, size: u64) {
+    set(h, header::CONTENT_LENGTH, &size.to_string());
+    set(h, header::CONTENT_TYPE, "application/octet-stream");
+    set(h, "docker-content-digest", d.as_str());
+    set(h, header::ACCEPT_RANGES, "bytes");
+    set(h, header::ETAG, &format!("\"{d}\""));
+}
+
+/// Parses `Range: bytes=a-b` (one range; suffix and open-ended forms included).
+fn parse_range(v: &str, size: u64) -> Option<std::result::Result<(u64, u64), ()>> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // multiple ranges: serve the whole blob
+    }
+    let (a, b) = spec.split_once('-')?;
+    let r = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 || size == 0 {
+            return Some(Err(()));
+        }
+        (size.saturating_sub(n), size - 1)
+    } else {
+        let s: u64 = a.parse().ok()?;
+        let e: u64 = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse().ok()?
+        };
+        if s >= size || e < s {
+            return Some(Err(()));
+        }
+        (s, e.min(size - 1))
+    };
+    Some(Ok(r))
+}
+
+async fn get_blob(
+    app: &Arc<App>,
+    repo: &RepositoryRow,
+    d: &Digest,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let size = app.registry.stat_blob(repo, d).await?;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_range(v, size));
+    let range = match range {
+        Some(Err(())) => {
+            return Err(OciError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UNKNOWN",
+                "requested range not satisfiable",
+            )
+            .header("Content-Range", format!("bytes */{size}")));
+        }
+        Some(Ok(r)) => Some(r),
+        None => None,
+    };
+    let read = app.registry.read_blob(repo, d, range).await?;
+    let mut resp = Response::new(Body::from_stream(read.stream));
+    let h = resp.headers_mut();
+    blob_headers(h, d, size);
+    if let Some((s, e)) = range {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let h = resp.headers_mut();
+        set(h, header::CONTENT_LENGTH, &(e - s + 1).to_string());
+        set(h, header::CONTENT_RANGE, &format!("bytes {s}-{e}/{size}"));
+    }
+    Ok(resp)
+}
+
+fn created_blob(name: &RepositoryName, d: &Digest) -> Response {
+    let mut resp = StatusCode::CREATED.into_response();
+    let h = resp.headers_mut();
+    set(h, header::LOCATION, &format!("/v2/{name}/blobs/{d}"));
+    set(h, "docker-content-digest", d.as_str());
+    set(h, header::CONTENT_LENGTH, "0");
+    resp
+}
+
+fn upload_accepted(name: &RepositoryName, id: &str, size: u64) -> Response {
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    let h = resp.headers_mut();
+    set(
+        h,
+        header::LOCATION,
+        &format!("/v2/{name}/blobs/uploads/{id}"),
+    );
+    set(h, "docker-upload-uuid", id);
+    let range = if size == 0 {
+        "0-0".to_string()
+    } else {
+        format!("0-{}", size - 1)
+    };
+    set(h, header::RANGE, &range);
+    set(h, header::CONTENT_LENGTH, "0");
+    resp
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn is_chunked(h: &HeaderMap) -> bool {
+    h.get(header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+}
+
+/// `Content-Range: <start>-<end>` on chunk uploads → (start, length).
+fn content_range(h: &HeaderMap) -> Result<(Option<u64>, Option<u64>)> {
+    let Some(v) = h.get(header::CONTENT_RANGE) else {
+        return Ok((None, None));
+    };
+    let bad = || {
+        OciError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            "malformed Content-Range",
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    let s = s
+        .strip_prefix("bytes ")
+        .or_else(|| s.strip_prefix("bytes="))
+        .unwrap_or(s);
+    let s = s.split('/').next().unwrap_or(s);
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u64 = a.trim().parse().map_err(|_| bad())?;
+    let b: u64 = b.trim().parse().map_err(|_| bad())?;
+    if b < a {
+        return Err(bad());
+    }
+    Ok((Some(a), Some(b - a + 1)))
+}
+
+fn body_stream(
+    req: Request,
+) -> impl futures_util::Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin {
+    req.into_body()
+        .into_data_stream()
+        .map(|r| r.map_err(|e| e.to_string()))
+}
+
+async fn read_limited(req: Request, limit: usize) -> Result<Bytes> {
+    if content_length(req.headers()).is_some_and(|l| l > limit as u64) {
+        return Err(RegistryError::ManifestTooLarge.into());
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(RegistryError::ManifestTooLarge.into())
+        }
+        Err(_) => Err(OciError::new(
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+            "failed to read the request body",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Ok((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(parse_range("bytes=50-500", 100), Some(Ok((50, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=5-2", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,4-5", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

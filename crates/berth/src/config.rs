@@ -1,0 +1,164 @@
+//! The one typed configuration: defaults that work with no file, then a TOML file,
+//! then `BERTH_*` environment variables, then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Where the embedded stores keep their data.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` (default: `<data_dir>/meta.db`) or `postgres://…`.
+    pub database_url: Option<String>,
+    /// Host name clients use; default: the listen address.
+    pub public_host: Option<String>,
+    pub region: String,
+    /// The default account's 12-digit id.
+    pub account_id: String,
+    pub root_access_key_id: Option<String>,
+    pub root_secret_access_key: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Create repositories on first push (ECR's CREATE_ON_PUSH template behaviour).
+    pub create_on_push: bool,
+    /// Upload sessions idle this long expire.
+    pub upload_ttl_secs: u64,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Shifts the registry clock (tests use it to age images).
+    pub clock_offset_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:5000".into(),
+            data_dir: PathBuf::from("./berth-data"),
+            database_url: None,
+            public_host: None,
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            root_access_key_id: None,
+            root_secret_access_key: None,
+            tls_cert: None,
+            tls_key: None,
+            create_on_push: true,
+            upload_ttl_secs: 24 * 3600,
+            log_format: "text".into(),
+            clock_offset_secs: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid config file {0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("invalid value for {0}: {1}")]
+    Env(&'static str, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn env(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_env<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError> {
+    match env(name) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| ConfigError::Env(name, v)),
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut c = match file {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.into(), e))?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(p.into(), e.to_string()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = env("BERTH_LISTEN") {
+            c.listen = v;
+        }
+        if let Some(v) = env("BERTH_DATA_DIR") {
+            c.data_dir = v.into();
+        }
+        if let Some(v) = env("BERTH_DATABASE_URL") {
+            c.database_url = Some(v);
+        }
+        if let Some(v) = env("BERTH_PUBLIC_HOST") {
+            c.public_host = Some(v);
+        }
+        if let Some(v) = env("BERTH_REGION") {
+            c.region = v;
+        }
+        if let Some(v) = env("BERTH_ACCOUNT_ID") {
+            c.account_id = v;
+        }
+        if let Some(v) = env("BERTH_ROOT_ACCESS_KEY_ID") {
+            c.root_access_key_id = Some(v);
+        }
+        if let Some(v) = env("BERTH_ROOT_SECRET_ACCESS_KEY") {
+            c.root_secret_access_key = Some(v);
+        }
+        if let Some(v) = env("BERTH_TLS_CERT") {
+            c.tls_cert = Some(v.into());
+        }
+        if let Some(v) = env("BERTH_TLS_KEY") {
+            c.tls_key = Some(v.into());
+        }
+        if let Some(v) = parse_env("BERTH_CREATE_ON_PUSH")? {
+            c.create_on_push = v;
+        }
+        if let Some(v) = parse_env("BERTH_UPLOAD_TTL_SECS")? {
+            c.upload_ttl_secs = v;
+        }
+        if let Some(v) = env("BERTH_LOG_FORMAT") {
+            c.log_format = v;
+        }
+        if let Some(v) = parse_env("BERTH_CLOCK_OFFSET_SECS")? {
+            c.clock_offset_secs = v;
+        }
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid(format!(
+                "account_id must be 12 digits, got {:?}",
+                self.account_id
+            )));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "--tls-cert and --tls-key must be given together".into(),
+            ));
+        }
+        if self.root_access_key_id.is_some() != self.root_secret_access_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "BERTH_ROOT_ACCESS_KEY_ID and BERTH_ROOT_SECRET_ACCESS_KEY must be given together"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("meta.db").display()
+            )
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! `berth serve`: opens the stores, starts background work and serves HTTP(S) until
+//! SIGTERM/SIGINT, then drains in-flight requests and exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::{ApiConfig, App};
+use berth_registry::{Clock, Registry, RegistryConfig};
+use berth_store::{FsBlobStore, Meta};
+use clap::Args;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::Common;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on (BERTH_LISTEN), default 127.0.0.1:5000.
+    #[arg(long)]
+    listen: Option<String>,
+    /// PEM certificate chain; enables TLS (BERTH_TLS_CERT).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (BERTH_TLS_KEY).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use tokio_rustls::rustls;
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).map_err(|e| format!("cannot open {}: {e}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| format!("invalid certificate {}: {e}", cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).map_err(|e| format!("cannot open {}: {e}", key.display()))?,
+    ))
+    .map_err(|e| format!("invalid key {}: {e}", key.display()))?
+    .ok_or_else(|| format!("no private key in {}", key.display()))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("TLS configuration: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let mut cfg = args.common.load()?;
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if args.tls_cert.is_some() {
+        cfg.tls_cert = args.tls_cert;
+    }
+    if args.tls_key.is_some() {
+        cfg.tls_key = args.tls_key;
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
+    init_logging(&cfg.log_format);
+
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(tls_acceptor(c, k)?),
+        _ => None,
+    };
+    let listener = TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let meta = Meta::connect(&cfg.database_url())
+        .await
+        .map_err(|e| format!("metadata store: {e}"))?;
+    let blobs = FsBlobStore::open(&cfg.data_dir).map_err(|e| format!("blob store: {e}"))?;
+    let clock = Clock::with_offset(cfg.clock_offset_secs * 1000);
+    meta.ensure_account(&cfg.account_id, clock.now_millis())
+        .await
+        .map_err(|e| e.to_string())?;
+    let registry = Arc::new(Registry::new(
+        meta,
+        Arc::new(blobs),
+        clock,
+        RegistryConfig {
+            create_on_push: cfg.create_on_push,
+            upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
+        },
+    ));
+    let public_host = cfg.public_host.clone().unwrap_or_else(|| addr.to_string());
+    let app = Arc::new(App {
+        registry: registry.clone(),
+        config: ApiConfig {
+            default_account: cfg.account_id.clone(),
+            region: cfg.region.clone(),
+            public_host,
+        },
+    });
+    let router = berth_api::router(app);
+
+    spawn_background(registry.clone());
+
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Tests and scripts read this line to learn the bound address.
+    println!("berth listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, "berth listening");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = TowerToHyperService::new(router.clone());
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder.keep_alive(true);
+                    let res = match tls {
+                        Some(acc) => match acc.accept(stream).await {
+                            Ok(s) => {
+                                let conn = builder.serve_connection(TokioIo::new(s), svc);
+                                watcher.watch(conn).await
+                            }
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                        },
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                            watcher.watch(conn).await
+                        }
+                    };
+                    if let Err(e) = res {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within 30 s");
+    }
+    if let Err(e) = registry.flush_pulls().await {
+        tracing::warn!(error = %e, "could not record pull times");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_background(registry: Arc<Registry>) {
+    let r = registry.clone();
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            t.tick().await;
+            if let Err(e) = r.flush_pulls().await {
+                tracing::warn!(error = %e, "could not record pull times");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            t.tick().await;
+            match registry.expire_uploads().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "expired abandoned upload sessions"),
+                Err(e) => tracing::warn!(error = %e, "upload expiry failed"),
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,740 @@
+//! Registry operations (OCI Distribution Spec v1.1: "Pull", "Push", "Content
+//! Discovery", "Content Management"; ECR semantics for repositories and tags).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use berth_oci::{
+    media, Digest, Hasher, ImageTag, Manifest, ManifestKind, Reference, RepositoryName,
+};
+use berth_store::{
+    BlobStore, ByteStream, Chunk, DeleteManifestOutcome, ManifestRow, ManifestWrite, Meta,
+    NewRepository, PutManifestOutcome, RepositoryRow, StoreError,
+};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
+use crate::{Clock, RegistryError};
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Create a repository on first push instead of answering NAME_UNKNOWN.
+    pub create_on_push: bool,
+    /// Upload sessions idle longer than this expire.
+    pub upload_ttl_ms: i64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            create_on_push: true,
+            upload_ttl_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// Settings for a new repository.
+#[derive(Debug, Clone)]
+pub struct RepoSettings {
+    pub tag_mutability: TagMutability,
+    pub exclusions: Vec<ExclusionFilter>,
+    pub scan_on_push: bool,
+    pub encryption_type: String,
+    pub kms_key: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Default for RepoSettings {
+    fn default() -> Self {
+        RepoSettings {
+            tag_mutability: TagMutability::Mutable,
+            exclusions: Vec::new(),
+            scan_on_push: false,
+            encryption_type: "AES256".into(),
+            kms_key: None,
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// In-memory state of an upload on this node: the running hash over the bytes
+/// received so far. Losing it (restart, another node) only costs a re-read at commit.
+struct UploadMemo {
+    size: u64,
+    hasher: Hasher,
+}
+
+pub struct Registry {
+    pub meta: Meta,
+    pub blobs: Arc<dyn BlobStore>,
+    pub clock: Clock,
+    pub config: RegistryConfig,
+    uploads: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UploadMemo>>>>>,
+    pulls: StdMutex<HashMap<(i64, String), i64>>,
+}
+
+/// A blob to send: its total size and the requested byte range's stream.
+pub struct BlobRead {
+    pub size: u64,
+    pub stream: ByteStream,
+}
+
+pub struct UploadState {
+    pub id: String,
+    pub size: u64,
+}
+
+pub enum MountOutcome {
+    Mounted(u64),
+    /// The source could not be used; a fresh upload session was opened instead.
+    Upload(UploadState),
+}
+
+pub struct Completed {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageOutcome {
+    Created,
+    /// The identical manifest and tag were already there.
+    Unchanged,
+}
+
+pub struct ManifestPut {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+    pub outcome: ImageOutcome,
+    pub media_type: String,
+}
+
+fn store_err(e: StoreError) -> RegistryError {
+    RegistryError::Store(e)
+}
+
+impl Registry {
+    pub fn new(
+        meta: Meta,
+        blobs: Arc<dyn BlobStore>,
+        clock: Clock,
+        config: RegistryConfig,
+    ) -> Self {
+        Registry {
+            meta,
+            blobs,
+            clock,
+            config,
+            uploads: StdMutex::new(HashMap::new()),
+            pulls: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    // ---- repositories --------------------------------------------------------------
+
+    pub async fn repository(&self, account: &str, name: &RepositoryName) -> Result<RepositoryRow> {
+        self.meta
+            .get_repository(account, name.as_str())
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown {
+                account: account.to_string(),
+                name: name.to_string(),
+            })
+    }
+
+    pub async fn create_repository(
+        &self,
+        account: &str,
+        name: &RepositoryName,
+        s: &RepoSettings,
+    ) -> Result<RepositoryRow> {
+        let new = NewRepository {
+            account_id: account.to_string(),
+            name: name.to_string(),
+            created_at: self.now(),
+            tag_mutability: s.tag_mutability.as_str().to_string(),
+            mutability_exclusions: serde_json::to_string(&s.exclusions)
+                .unwrap_or_else(|_| "[]".into()),
+            scan_on_push: s.scan_on_push,
+            encryption_type: s.encryption_type.clone(),
+            kms_key: s.kms_key.clone(),
+            tags: s.tags.clone(),
+        };
+        self.meta.create_repository(&new).await?.ok_or_else(|| {
+            RegistryError::RepositoryAlreadyExists {
+                account: account.to_string(),
+                name: name.to_string(),
+            }
+        })
+    }
+
+    /// The repository a push goes to, created with defaults when create-on-push is on.
+    pub async fn repository_for_push(
+        &self,
+        account: &str,
+        name: &RepositoryName,
+    ) -> Result<RepositoryRow> {
+        match self.repository(account, name).await {
+            Err(RegistryError::NameUnknown { .. }) if self.config.create_on_push => {
+                match self
+                    .create_repository(account, name, &RepoSettings::default())
+                    .await
+                {
+                    Ok(r) => Ok(r),
+                    // Another push created it first.
+                    Err(RegistryError::RepositoryAlreadyExists { .. }) => {
+                        self.repository(account, name).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    pub async fn delete_repository(&self, repo: &RepositoryRow, force: bool) -> Result<()> {
+        if !force && self.meta.count_images(repo.repo_id).await? > 0 {
+            return Err(RegistryError::RepositoryNotEmpty {
+                account: repo.account_id.clone(),
+                name: repo.name.clone(),
+            });
+        }
+        self.meta.delete_repository(repo.repo_id).await?;
+        Ok(())
+    }
+
+    /// Repository names for `/v2/_catalog`.
+    pub async fn catalog(&self, account: &str, last: Option<&str>, n: i64) -> Result<Vec<String>> {
+        Ok(self
+            .meta
+            .list_repositories(account, last, n)
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect())
+    }
+
+    // ---- blobs ---------------------------------------------------------------------
+
+    /// Size of a blob readable in `repo`.
+    pub async fn stat_blob(&self, repo: &RepositoryRow, digest: &Digest) -> Result<u64> {
+        match self
+            .meta
+            .linked_blob_size(repo.repo_id, digest.as_str())
+            .await?
+        {
+            Some(s) => Ok(s as u64),
+            None => Err(RegistryError::BlobUnknown),
+        }
+    }
+
+    /// Opens a blob for reading; `range` is an inclusive byte range already clamped
+    /// by the caller against the size.
+    pub async fn read_blob(
+        &self,
+        repo: &RepositoryRow,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+    ) -> Result<BlobRead> {
+        let size = self.stat_blob(repo, digest).await?;
+        let (start, len) = match range {
+            Some((s, e)) => (s, e - s + 1),
+            None => (0, size),
+        };
+        let stream = self
+            .blobs
+            .get(digest, start, len)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => RegistryError::BlobUnknown,
+                e => store_err(e),
+            })?;
+        Ok(BlobRead { size, stream })
+    }
+
+    pub async fn delete_blob(&self, repo: &RepositoryRow, digest: &Digest) -> Result<()> {
+        if self.meta.unlink_blob(repo.repo_id, digest.as_str()).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown)
+        }
+    }
+
+    /// Which of `digests` are linked in the repository (ECR
+    /// BatchCheckLayerAvailability): (digest, Some(size)) when available.
+    pub async fn check_blobs(
+        &self,
+        repo: &RepositoryRow,
+        digests: &[Digest],
+    ) -> Result<Vec<(Digest, Option<u64>)>> {
+        let mut out = Vec::with_capacity(digests.len());
+        for d in digests {
+            let s = self.meta.linked_blob_size(repo.repo_id, d.as_str()).await?;
+            out.push((d.clone(), s.map(|s| s as u64)));
+        }
+        Ok(out)
+    }
+
+    // ---- uploads -------------------------------------------------------------------
+
+    pub async fn start_upload(&self, repo: &RepositoryRow) -> Result<UploadState> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.blobs.upload_create(&id).await?;
+        self.meta
+            .create_upload(&id, repo.repo_id, self.now())
+            .await?;
+        self.memo(&id);
+        Ok(UploadState { id, size: 0 })
+    }
+
+    fn memo(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<UploadMemo>>> {
+        let mut map = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.to_string())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(Some(UploadMemo {
+                    size: 0,
+                    hasher: Hasher::new(berth_oci::Algorithm::Sha256),
+                })))
+            })
+            .clone()
+    }
+
+    fn forget(&self, id: &str) {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    async fn upload_row(&self, repo: &RepositoryRow, id: &str) -> Result<berth_store::UploadRow> {
+        match self.meta.get_upload(id).await? {
+            Some(u) if u.repo_id == repo.repo_id => Ok(u),
+            _ => Err(RegistryError::UploadUnknown),
+        }
+    }
+
+    pub async fn upload_status(&self, repo: &RepositoryRow, id: &str) -> Result<UploadState> {
+        let u = self.upload_row(repo, id).await?;
+        Ok(UploadState {
+            id: u.upload_id,
+            size: u.size as u64,
+        })
+    }
+
+    /// Appends a body to an upload. `start` is the first byte the client says it is
+    /// sending (from Content-Range); it must equal the current size. `len` is the
+    /// length the client announced, checked against what arrived.
+    pub async fn append_upload<S>(
+        &self,
+        repo: &RepositoryRow,
+        id: &str,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: S,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        let u = self.upload_row(repo, id).await?;
+        let size = u.size as u64;
+        if let Some(s) = start {
+            if s != size {
+                return Err(RegistryError::RangeInvalid { size });
+            }
+        }
+        let memo = self.memo(id);
+        let Ok(mut guard) = memo.try_lock() else {
+            return Err(RegistryError::UploadInvalid(
+                "another request is writing to this upload".into(),
+            ));
+        };
+        let hasher = match guard.take() {
+            Some(m) if m.size == size => Some(m.hasher),
+            _ => None,
+        };
+        let appended = self.pump(id, size, hasher, body).await;
+        let appended = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                // The partial append was rolled back to `size`; the hash state is lost.
+                return Err(e);
+            }
+        };
+        if let Some(l) = len {
+            if appended.size - size != l {
+                return Err(RegistryError::UploadInvalid(format!(
+                    "Content-Length/Content-Range announced {l} bytes but {} arrived",
+                    appended.size - size
+                )));
+            }
+        }
+        if !self
+            .meta
+            .advance_upload(id, size as i64, appended.size as i64, self.now())
+            .await?
+        {
+            return Err(RegistryError::RangeInvalid { size });
+        }
+        if let Some(h) = appended.hasher {
+            *guard = Some(UploadMemo {
+                size: appended.size,
+                hasher: h,
+            });
+        }
+        Ok(UploadState {
+            id: id.to_string(),
+            size: appended.size,
+        })
+    }
+
+    /// Streams `body` into the blob store through a bounded channel, so memory stays
+    /// bounded however large the body is.
+    async fn pump<S>(
+        &self,
+        id: &str,
+        offset: u64,
+        hasher: Option<Hasher>,
+        mut body: S,
+    ) -> Result<berth_store::Appended>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        let (tx, rx) = mpsc::channel::<Chunk>(16);
+        let writer = self.blobs.upload_append(id, offset, hasher, rx);
+        let feeder = async move {
+            while let Some(item) = body.next().await {
+                match item {
+                    Ok(b) if b.is_empty() => continue,
+                    Ok(b) => {
+                        if tx.send(Ok(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tx.send(Err(())).await;
+                        return;
+                    }
+                }
+            }
+        };
+        let (res, ()) = tokio::join!(writer, feeder);
+        res.map_err(|e| match e {
+            StoreError::NotFound => RegistryError::UploadUnknown,
+            StoreError::Aborted => RegistryError::UploadInvalid("request body ended early".into()),
+            e => store_err(e),
+        })
+    }
+
+    /// Finishes an upload: verifies `digest`, commits the blob and links it.
+    pub async fn complete_upload(
+        &self,
+        repo: &RepositoryRow,
+        id: &str,
+        digest: &Digest,
+    ) -> Result<Completed> {
+        let u = self.upload_row(repo, id).await?;
+        let memo = self.memo(id);
+        let Ok(mut guard) = memo.try_lock() else {
+            return Err(RegistryError::UploadInvalid(
+                "another request is writing to this upload".into(),
+            ));
+        };
+        let hasher = match guard.take() {
+            Some(m) if m.size == u.size as u64 => Some(m.hasher),
+            _ => None,
+        };
+        let size = match self.blobs.upload_commit(id, digest, hasher).await {
+            Ok(s) => s,
+            Err(StoreError::DigestMismatch) => {
+                drop(guard);
+                self.discard_upload(id).await?;
+                return Err(RegistryError::DigestMismatch);
+            }
+            Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
+            Err(e) => return Err(store_err(e)),
+        };
+        self.meta
+            .commit_blob(repo.repo_id, digest.as_str(), size as i64, self.now())
+            .await?;
+        self.meta.delete_upload(id).await?;
+        drop(guard);
+        self.forget(id);
+        Ok(Completed {
+            digest: digest.clone(),
+            size,
+        })
+    }
+
+    async fn discard_upload(&self, id: &str) -> Result<()> {
+        self.meta.delete_upload(id).await?;
+        self.blobs.upload_abort(id).await?;
+        self.forget(id);
+        Ok(())
+    }
+
+    pub async fn cancel_upload(&self, repo: &RepositoryRow, id: &str) -> Result<()> {
+        self.upload_row(repo, id).await?;
+        self.discard_upload(id).await
+    }
+
+    /// Cross-repository mount: links `digest` from `from` into `repo` when the blob is
+    /// readable there (the caller has already checked the caller may read `from`);
+    /// otherwise opens an ordinary upload session.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepositoryRow,
+        digest: &Digest,
+        from: Option<&RepositoryRow>,
+    ) -> Result<MountOutcome> {
+        if let Some(src) = from {
+            if self
+                .meta
+                .linked_blob_size(src.repo_id, digest.as_str())
+                .await?
+                .is_some()
+                && self
+                    .meta
+                    .link_existing_blob(repo.repo_id, digest.as_str(), self.now())
+                    .await?
+            {
+                let size = self.stat_blob(repo, digest).await?;
+                return Ok(MountOutcome::Mounted(size));
+            }
+        }
+        Ok(MountOutcome::Upload(self.start_upload(repo).await?))
+    }
+
+    /// Removes upload sessions idle longer than the TTL, with their staged data.
+    pub async fn expire_uploads(&self) -> Result<usize> {
+        let before = self.now() - self.config.upload_ttl_ms;
+        let stale = self.meta.stale_uploads(before, 1000).await?;
+        for u in &stale {
+            self.discard_upload(&u.upload_id).await?;
+        }
+        Ok(stale.len())
+    }
+
+    // ---- manifests -----------------------------------------------------------------
+
+    fn immutable(repo: &RepositoryRow, tag: &str) -> bool {
+        let mode = TagMutability::parse(&repo.tag_mutability).unwrap_or(TagMutability::Mutable);
+        let ex: Vec<ExclusionFilter> =
+            serde_json::from_str(&repo.mutability_exclusions).unwrap_or_default();
+        tag_is_immutable(mode, &ex, tag)
+    }
+
+    /// Stores a manifest under a tag or digest reference.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<ManifestPut> {
+        if body.len() > berth_oci::manifest::MAX_MANIFEST_BYTES {
+            return Err(RegistryError::ManifestTooLarge);
+        }
+        let digest = match reference {
+            Reference::Digest(d) => {
+                if !d.verify(&body) {
+                    return Err(RegistryError::DigestInvalid(
+                        "the manifest does not match the digest in the reference".into(),
+                    ));
+                }
+                d.clone()
+            }
+            Reference::Tag(_) => Digest::sha256_of(&body),
+        };
+        let m = Manifest::parse(&body, content_type).map_err(|e| match e {
+            berth_oci::ManifestError::TooLarge => RegistryError::ManifestTooLarge,
+            berth_oci::ManifestError::UnsupportedMediaType(t) => {
+                RegistryError::ManifestUnsupported(t)
+            }
+            e => RegistryError::ManifestInvalid(e.to_string()),
+        })?;
+        let blobs: Vec<String> = m.required_blobs().map(|d| d.digest.to_string()).collect();
+        let children: Vec<String> = m.manifests.iter().map(|d| d.digest.to_string()).collect();
+        let image_size = match m.kind {
+            ManifestKind::Image => m.layers_size() as i64,
+            ManifestKind::Index => {
+                let mut max = 0;
+                for c in &m.manifests {
+                    if let Some(row) = self
+                        .meta
+                        .get_manifest(repo.repo_id, c.digest.as_str())
+                        .await?
+                    {
+                        max = max.max(row.image_size);
+                    }
+                }
+                max
+            }
+        };
+        let tag = match reference {
+            Reference::Tag(t) => Some((t.to_string(), Self::immutable(repo, t.as_str()))),
+            Reference::Digest(_) => None,
+        };
+        let w = ManifestWrite {
+            repo_id: repo.repo_id,
+            digest: digest.to_string(),
+            media_type: m.media_type.clone(),
+            artifact_type: m.effective_artifact_type().map(str::to_string),
+            subject: m.subject.as_ref().map(|s| s.digest.to_string()),
+            config_digest: m.config.as_ref().map(|c| c.digest.to_string()),
+            image_size,
+            body: body.to_vec(),
+            pushed_at: self.now(),
+            blobs,
+            children,
+            tag,
+        };
+        let outcome = match self.meta.put_manifest(&w).await? {
+            PutManifestOutcome::Stored { .. } => ImageOutcome::Created,
+            PutManifestOutcome::Unchanged => ImageOutcome::Unchanged,
+            PutManifestOutcome::MissingBlobs(b) => {
+                return Err(RegistryError::ManifestBlobUnknown(b))
+            }
+            PutManifestOutcome::MissingManifests(c) => {
+                return Err(RegistryError::ManifestChildUnknown(c))
+            }
+            PutManifestOutcome::TagImmutable { .. } => {
+                return Err(RegistryError::TagImmutable {
+                    tag: reference.to_string(),
+                    repository: repo.name.clone(),
+                })
+            }
+        };
+        Ok(ManifestPut {
+            digest,
+            subject: m.subject.map(|s| s.digest),
+            outcome,
+            media_type: m.media_type,
+        })
+    }
+
+    /// Looks a manifest up without counting a pull.
+    pub async fn find_manifest(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+    ) -> Result<ManifestRow> {
+        let row = match reference {
+            Reference::Tag(t) => {
+                self.meta
+                    .get_manifest_by_tag(repo.repo_id, t.as_str())
+                    .await?
+            }
+            Reference::Digest(d) => self.meta.get_manifest(repo.repo_id, d.as_str()).await?,
+        };
+        row.ok_or(RegistryError::ManifestUnknown)
+    }
+
+    /// Fetches a manifest for a pull and records the pull time (batched).
+    pub async fn pull_manifest(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+    ) -> Result<ManifestRow> {
+        let row = self.find_manifest(repo, reference).await?;
+        self.pulls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((repo.repo_id, row.digest.clone()), self.now());
+        Ok(row)
+    }
+
+    /// Writes buffered pull times; called periodically and at shutdown.
+    pub async fn flush_pulls(&self) -> Result<()> {
+        let batch: Vec<(i64, String, i64)> = {
+            let mut p = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+            p.drain().map(|((r, d), t)| (r, d, t)).collect()
+        };
+        self.meta.record_pulls(&batch).await?;
+        Ok(())
+    }
+
+    /// DELETE by digest removes the manifest and its tags; by tag removes the tag.
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+    ) -> Result<Vec<String>> {
+        match reference {
+            Reference::Tag(t) => match self.meta.delete_tag(repo.repo_id, t.as_str()).await? {
+                Some(_) => Ok(vec![t.to_string()]),
+                None => Err(RegistryError::ManifestUnknown),
+            },
+            Reference::Digest(d) => {
+                match self.meta.delete_manifest(repo.repo_id, d.as_str()).await? {
+                    DeleteManifestOutcome::Deleted { tags } => Ok(tags),
+                    DeleteManifestOutcome::NotFound => Err(RegistryError::ManifestUnknown),
+                    DeleteManifestOutcome::ReferencedBy(p) => {
+                        Err(RegistryError::ReferencedByIndex(p))
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn list_tags(
+        &self,
+        repo: &RepositoryRow,
+        last: Option<&str>,
+        n: i64,
+    ) -> Result<Vec<String>> {
+        Ok(self.meta.list_tags(repo.repo_id, last, n).await?)
+    }
+
+    /// The referrers of `subject` as an OCI image index, optionally filtered by
+    /// artifact type (Distribution Spec v1.1, "Listing Referrers").
+    pub async fn referrers(
+        &self,
+        repo: &RepositoryRow,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<serde_json::Value> {
+        let rows = self.meta.referrers(repo.repo_id, subject.as_str()).await?;
+        let mut manifests = Vec::new();
+        for r in rows {
+            if let Some(want) = artifact_type {
+                if r.artifact_type.as_deref() != Some(want) {
+                    continue;
+                }
+            }
+            let mut d = serde_json::json!({
+                "mediaType": r.media_type,
+                "digest": r.digest,
+                "size": r.body.len(),
+            });
+            if let Some(at) = &r.artifact_type {
+                d["artifactType"] = serde_json::Value::String(at.clone());
+            }
+            if let Ok(serde_json::Value::Object(o)) =
+                serde_json::from_slice::<serde_json::Value>(&r.body)
+            {
+                if let Some(a) = o.get("annotations") {
+                    d["annotations"] = a.clone();
+                }
+            }
+            manifests.push(d);
+        }
+        Ok(serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": manifests,
+        }))
+    }
+
+    /// Validates a tag from a client.
+    pub fn parse_tag(s: &str) -> Result<ImageTag> {
+        ImageTag::parse(s).map_err(|_| RegistryError::TagInvalid)
+    }
+}
