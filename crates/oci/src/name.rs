@@ -1,7 +1,8 @@
 //! Repository names and tags.
 //!
 //! Names follow ECR's grammar (botocore ECR model, `RepositoryName`):
-//! `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2–256 characters.
+//! `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`,
+//! 2–256 characters (the same component grammar as OCI Distribution).
 //! Tags follow OCI Distribution's `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
 
 use std::fmt;
@@ -25,22 +26,26 @@ fn is_alnum(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
 }
 
-/// One path component: `[a-z0-9]+(?:[._-][a-z0-9]+)*`.
+/// One path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
     if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
         return false;
     }
-    let mut prev_sep = false;
-    for &x in b {
-        if is_alnum(x) {
-            prev_sep = false;
-        } else if matches!(x, b'.' | b'_' | b'-') {
-            if prev_sep {
-                return false;
-            }
-            prev_sep = true;
-        } else {
+    let mut i = 0;
+    while i < b.len() {
+        if is_alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run between two alphanumeric runs.
+        let start = i;
+        while i < b.len() && !is_alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
             return false;
         }
     }
@@ -150,11 +155,14 @@ mod tests {
             "a/b/c",
             "a.b_c-d/e",
             "x1/y2",
+            "a__b",
+            "a---b",
         ] {
             assert!(RepositoryName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "a", "A/b", "-ab", "ab-", "a//b", "/ab", "ab/", "a__b", "a..b", "a b", "ab:c", "äb",
+            "", "a", "A/b", "-ab", "ab-", "a//b", "/ab", "ab/", "a___b", "a..b", "a_-b", "a b",
+            "ab:c", "äb",
         ] {
             assert!(RepositoryName::parse(bad).is_err(), "{bad}");
         }
