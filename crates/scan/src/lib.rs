@@ -1,6 +1,35 @@
 //! berth-scan: the vulnerability scanner's room.
+//!
+//! What it is for: turning an image's layer blobs into a package inventory
+//! (OS packages from dpkg/apk/rpm databases, Python, npm, Cargo and Go
+//! packages), and matching that inventory against OSV advisories with each
+//! ecosystem's real version order, producing ECR-shaped findings.
+//!
+//! What it may not touch: the registry's stores, the network, the database
+//! or the real filesystem of the host (except [`AdvisoryIndex::load_dir`],
+//! which reads a directory the operator names). Callers hand it layer
+//! readers and advisory bytes; everything here is synchronous
+//! (`std::io::Read`) so the server runs it on a blocking thread. Image
+//! content is hostile: every limit is in [`Limits`] and every rejection is a
+//! [`ScanError`].
+//!
+//! Entry point: [`scan_image`].
+
 pub mod ecosystem;
+pub mod error;
 pub mod index;
+pub mod inventory;
+pub mod layers;
 pub mod osv;
+pub mod scan;
 pub mod severity;
 pub mod version;
+
+pub use ecosystem::{Ecosystem, Family};
+pub use error::ScanError;
+pub use index::{AdvisoryError, AdvisoryIndex, AdvisoryMatch, LoadReport};
+pub use inventory::{Inventory, OsInfo, Package, PackageKind};
+pub use layers::{ImageFs, Layer, Limits};
+pub use scan::{scan_image, Finding, ScanReport, ScanStatus};
+pub use severity::Severity;
+pub use version::VersionScheme;

@@ -1,0 +1,126 @@
+//! dpkg's database of installed packages: `/var/lib/dpkg/status` and the
+//! one-file-per-package `/var/lib/dpkg/status.d/` of distroless images, both
+//! in deb822 control syntax (Debian Policy §5.1, §5.6.1 `Source`, §5.6.12
+//! `Version`; dpkg-query(1) for `Status`).
+//!
+//! Only entries whose `Status` says the package is installed (`install ok
+//! installed`, or `hold ok installed`) count; `status.d` entries carry no
+//! `Status` and are installed by construction. Debian's OSV data is keyed by
+//! source package, so `Source: name (version)` is kept for matching.
+
+use super::{Package, PackageKind};
+
+/// Parses deb822 paragraphs into field lists. Errors describe the first
+/// malformed line.
+pub fn paragraphs(text: &str) -> Result<Vec<Vec<(String, String)>>, String> {
+    let mut out = Vec::new();
+    let mut cur: Vec<(String, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            match cur.last_mut() {
+                Some((_, v)) => {
+                    // Continuation lines are only used for long fields we do
+                    // not read; keep them bounded by the file size anyway.
+                    v.push('\n');
+                    v.push_str(line.trim());
+                }
+                None => return Err(format!("line {}: continuation without a field", n + 1)),
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once(':') else {
+            return Err(format!("line {}: expected \"Field: value\"", n + 1));
+        };
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            return Err(format!("line {}: invalid field name", n + 1));
+        }
+        cur.push((k.to_ascii_lowercase(), v.trim().to_string()));
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn field<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    p.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Parses a dpkg status file. `require_status` is false for `status.d`.
+pub fn parse(text: &str, path: &str, require_status: bool) -> Result<Vec<Package>, String> {
+    let mut out = Vec::new();
+    for p in paragraphs(text)? {
+        if require_status {
+            let status = field(&p, "status").unwrap_or("");
+            let words: Vec<&str> = status.split_whitespace().collect();
+            let installed = matches!(words.as_slice(), [want, "ok", "installed"] if *want == "install" || *want == "hold");
+            if !installed {
+                continue;
+            }
+        }
+        let Some(name) = field(&p, "package").filter(|s| !s.is_empty()) else {
+            return Err("paragraph without Package".into());
+        };
+        let Some(version) = field(&p, "version").filter(|s| !s.is_empty()) else {
+            return Err(format!("package {name} without Version"));
+        };
+        let (source_name, source_version) = match field(&p, "source") {
+            Some(src) if !src.is_empty() => match src.split_once('(') {
+                Some((n, v)) => (
+                    n.trim().to_string(),
+                    v.trim().trim_end_matches(')').trim().to_string(),
+                ),
+                None => (src.trim().to_string(), version.to_string()),
+            },
+            _ => (name.to_string(), version.to_string()),
+        };
+        out.push(Package {
+            kind: PackageKind::Deb,
+            name: name.to_string(),
+            version: version.to_string(),
+            source_name: Some(source_name),
+            source_version: Some(source_version),
+            arch: field(&p, "architecture").map(str::to_string),
+            path: path.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_with_sources() {
+        let text = "Package: libssl3\nStatus: install ok installed\nVersion: 3.0.20-1~deb12u2\nSource: openssl\nArchitecture: amd64\nDescription: x\n long\n .\n more\n\n\
+Package: bsdutils\nStatus: install ok installed\nVersion: 1:2.38.1-5+deb12u3\nSource: util-linux (2.38.1-5+deb12u3)\n\n\
+Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n\
+Package: apt\nStatus: install ok installed\nVersion: 2.6.1\n";
+        let pkgs = parse(text, "var/lib/dpkg/status", true).unwrap_or_default();
+        assert_eq!(pkgs.len(), 3);
+        assert_eq!(pkgs[0].source_name.as_deref(), Some("openssl"));
+        assert_eq!(pkgs[0].source_version.as_deref(), Some("3.0.20-1~deb12u2"));
+        assert_eq!(pkgs[1].source_version.as_deref(), Some("2.38.1-5+deb12u3"));
+        assert_eq!(pkgs[1].version, "1:2.38.1-5+deb12u3");
+        assert_eq!(pkgs[2].source_name.as_deref(), Some("apt"));
+    }
+
+    #[test]
+    fn malformed() {
+        assert!(parse("garbage line\n", "s", true).is_err());
+        assert!(parse(" continuation first\n", "s", true).is_err());
+        assert!(parse("Package: a\nStatus: install ok installed\n", "s", true).is_err());
+        assert!(parse("Version: 1\n", "s", false).is_err());
+        assert_eq!(parse("", "s", true).map(|v| v.len()).ok(), Some(0));
+    }
+}

@@ -1,0 +1,1 @@
+//! Minimal read-only SQLite reader (placeholder).

@@ -1,0 +1,202 @@
+//! The scan itself: layers → image view → inventory → advisory matches →
+//! findings shaped like ECR's `ImageScanFinding` (name, description, uri,
+//! severity, attributes).
+//!
+//! Status choice: an image in which neither an OS nor any package was found
+//! is `UNSUPPORTED_IMAGE` (ECR reports that for images whose OS it cannot
+//! scan); an image with an OS berth has no advisories for but with language
+//! packages is scanned for those and is `COMPLETE`; an image with a detected
+//! OS and no packages at all is `COMPLETE` with no findings. Any
+//! [`ScanError`] is the server's `FAILED` with the error's text as reason.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ScanError;
+use crate::index::AdvisoryIndex;
+use crate::inventory::{self, Inventory, OsInfo, Package, PackageKind};
+use crate::layers::{ImageFs, Layer, Limits};
+use crate::severity::{assess, Severity};
+
+/// Outcome status of a successful scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScanStatus {
+    /// Scanned.
+    Complete,
+    /// Nothing scannable was found (no OS, no packages).
+    UnsupportedImage,
+}
+
+impl ScanStatus {
+    /// The ECR wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Complete => "COMPLETE",
+            ScanStatus::UnsupportedImage => "UNSUPPORTED_IMAGE",
+        }
+    }
+}
+
+/// One vulnerability finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Advisory id (ECR `name`).
+    pub name: String,
+    /// Other ids of the advisory (CVE, GHSA).
+    pub aliases: Vec<String>,
+    /// Advisory details, else its summary.
+    pub description: String,
+    /// One-line summary, when the advisory has one.
+    pub summary: Option<String>,
+    /// Reference URL.
+    pub uri: Option<String>,
+    /// ECR severity.
+    pub severity: Severity,
+    /// Affected package name (binary package for OS packages).
+    pub package_name: String,
+    /// Installed version.
+    pub package_version: String,
+    /// Source package, when it differs from the binary package.
+    pub source_name: Option<String>,
+    /// Source version used for matching, when it differs.
+    pub source_version: Option<String>,
+    /// Where the package was found.
+    pub package_kind: PackageKind,
+    /// Path of the database or manifest it was read from.
+    pub file_path: String,
+    /// Lowest version that fixes it, when known.
+    pub fixed_in: Option<String>,
+    /// CVSS v3 base score, when the advisory has a vector.
+    pub cvss3_score: Option<f64>,
+    /// CVSS v3 vector.
+    pub cvss3_vector: Option<String>,
+}
+
+impl Finding {
+    /// ECR `attributes` key/value pairs.
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut a = vec![
+            ("package_name", self.package_name.clone()),
+            ("package_version", self.package_version.clone()),
+        ];
+        if let Some(s) = &self.source_name {
+            a.push(("source_package_name", s.clone()));
+        }
+        if let Some(f) = &self.fixed_in {
+            a.push(("fixed_in_version", f.clone()));
+        }
+        if let Some(s) = self.cvss3_score {
+            a.push(("CVSS3_SCORE", format!("{s:.1}")));
+        }
+        if let Some(v) = &self.cvss3_vector {
+            a.push(("CVSS3_VECTOR", v.clone()));
+        }
+        a.push(("file_path", format!("/{}", self.file_path)));
+        a
+    }
+}
+
+/// Result of scanning one image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanReport {
+    /// COMPLETE or UNSUPPORTED_IMAGE.
+    pub status: ScanStatus,
+    /// Detected OS.
+    pub os: Option<OsInfo>,
+    /// Installed packages.
+    pub packages: Vec<Package>,
+    /// Findings, ordered by severity (highest first), then name and package.
+    pub findings: Vec<Finding>,
+    /// Count of findings per severity.
+    pub severity_counts: BTreeMap<Severity, u32>,
+    /// Manifests skipped during inventory.
+    pub warnings: Vec<String>,
+}
+
+/// Matches an inventory against the advisories.
+pub fn match_inventory(inv: &Inventory, index: &AdvisoryIndex) -> Vec<Finding> {
+    let os_eco = inv.os.as_ref().and_then(|o| o.ecosystem.as_ref());
+    let mut findings = Vec::new();
+    for pkg in &inv.packages {
+        let Some((eco, names, version)) = pkg.match_key(os_eco) else {
+            continue;
+        };
+        for m in index.matches(&eco, &names, version) {
+            let v = m.vulnerability;
+            let (severity, cvss) = assess(v, &m.affected);
+            let description = v
+                .details
+                .clone()
+                .filter(|d| !d.trim().is_empty())
+                .or_else(|| v.summary.clone())
+                .unwrap_or_default();
+            let source_name = pkg.source_name.clone().filter(|s| *s != pkg.name);
+            let source_version = pkg.source_version.clone().filter(|s| *s != pkg.version);
+            findings.push(Finding {
+                name: v.id.clone(),
+                aliases: v.aliases.iter().chain(&v.upstream).cloned().collect(),
+                description,
+                summary: v.summary.clone(),
+                uri: v.primary_url().map(str::to_string),
+                severity,
+                package_name: pkg.name.clone(),
+                package_version: pkg.version.clone(),
+                source_name,
+                source_version,
+                package_kind: pkg.kind,
+                file_path: pkg.path.clone(),
+                fixed_in: m.fixed,
+                cvss3_score: cvss.as_ref().map(|c| c.score),
+                cvss3_vector: cvss.map(|c| c.vector),
+            });
+        }
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.package_name.cmp(&b.package_name))
+            .then_with(|| a.package_version.cmp(&b.package_version))
+    });
+    findings
+}
+
+/// Builds a report from an inventory.
+pub fn report(inv: Inventory, index: &AdvisoryIndex) -> ScanReport {
+    let findings = match_inventory(&inv, index);
+    let mut severity_counts = BTreeMap::new();
+    for f in &findings {
+        *severity_counts.entry(f.severity).or_insert(0) += 1;
+    }
+    let status = if inv.os.is_none() && inv.packages.is_empty() {
+        ScanStatus::UnsupportedImage
+    } else {
+        ScanStatus::Complete
+    };
+    ScanReport {
+        status,
+        os: inv.os,
+        packages: inv.packages,
+        findings,
+        severity_counts,
+        warnings: inv.warnings,
+    }
+}
+
+/// Scans an image given its layers, base layer first.
+pub fn scan_image<R, I>(
+    layers: I,
+    index: &AdvisoryIndex,
+    limits: &Limits,
+) -> Result<ScanReport, ScanError>
+where
+    R: Read,
+    I: IntoIterator<Item = Layer<R>>,
+{
+    let fs = ImageFs::from_layers(layers, limits)?;
+    let inv = inventory::collect(&fs, limits)?;
+    Ok(report(inv, index))
+}
