@@ -1,0 +1,471 @@
+//! Starting, stopping, crashing and restarting a real `berth serve` process.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::http::Http;
+
+/// The metadata store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: SQLite under the data directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server named by `BERTH_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+const PG_HINT: &str = "start one with `scripts/pg-start` and export \
+BERTH_TEST_POSTGRES_URL=$(scripts/pg-start)";
+
+impl Backend {
+    /// Whether PostgreSQL tests can run. Without `BERTH_TEST_POSTGRES_URL` this panics
+    /// (tests must not pass silently), unless `BERTH_TEST_SKIP_POSTGRES=1` is set
+    /// outside CI, in which case it returns false and the caller skips.
+    pub fn postgres_available() -> bool {
+        if std::env::var("BERTH_TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty()) {
+            return true;
+        }
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty()) {
+            panic!("BERTH_TEST_POSTGRES_URL is not set on CI: {PG_HINT}");
+        }
+        if std::env::var("BERTH_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+            eprintln!("skipping the PostgreSQL variant: BERTH_TEST_SKIP_POSTGRES=1");
+            return false;
+        }
+        panic!(
+            "BERTH_TEST_POSTGRES_URL is not set: {PG_HINT} \
+             (or set BERTH_TEST_SKIP_POSTGRES=1 to skip PostgreSQL variants locally)"
+        );
+    }
+}
+
+/// A directory removed on drop (kept, and its path printed, when the test panicked).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping {} for inspection", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// How to start a server: backend, extra environment, TLS.
+pub struct BerthOptions {
+    backend: Backend,
+    env: Vec<(String, String)>,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl BerthOptions {
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Serve HTTPS with this PEM certificate and key (`--tls-cert/--tls-key`).
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.into(), key.into()));
+        self
+    }
+
+    pub fn start(self) -> Berth {
+        Berth::launch(self)
+    }
+}
+
+/// A running `berth serve` with its own data directory (and database), killed on drop.
+pub struct Berth {
+    child: Option<Child>,
+    addr: SocketAddr,
+    tls: bool,
+    opts: BerthOptions,
+    database_url: Option<String>,
+    data: TempDir,
+    stderr_path: PathBuf,
+    /// Outputs of earlier incarnations (before `restart`), for failure reports.
+    starts: u32,
+}
+
+/// The `berth` binary: `BERTH_BIN`, else `<target dir>/debug/berth`.
+pub fn berth_bin() -> PathBuf {
+    if let Ok(b) = std::env::var("BERTH_BIN") {
+        return PathBuf::from(b);
+    }
+    let target = match std::env::var("CARGO_TARGET_DIR") {
+        Ok(t) if !t.is_empty() => {
+            let t = PathBuf::from(t);
+            if t.is_absolute() {
+                t
+            } else {
+                workspace_root().join(t)
+            }
+        }
+        _ => workspace_root().join("target"),
+    };
+    let bin = target.join("debug").join("berth");
+    if !bin.exists() {
+        panic!(
+            "the berth binary is missing at {}: run `cargo build -p berth` first \
+             (or point BERTH_BIN at a built binary)",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// The workspace root (this crate lives in `<root>/crates/testsupport`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+impl Berth {
+    pub fn start(backend: Backend) -> Berth {
+        Self::options(backend).start()
+    }
+
+    /// Starts with extra server environment, e.g. `BERTH_ROOT_ACCESS_KEY_ID`.
+    pub fn start_with(backend: Backend, env: &[(&str, &str)]) -> Berth {
+        let mut o = Self::options(backend);
+        for (k, v) in env {
+            o = o.env(k, v);
+        }
+        o.start()
+    }
+
+    pub fn options(backend: Backend) -> BerthOptions {
+        BerthOptions {
+            backend,
+            env: Vec::new(),
+            tls: None,
+        }
+    }
+
+    fn launch(opts: BerthOptions) -> Berth {
+        let data = TempDir::new("berth-e2e");
+        let database_url = match opts.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(create_postgres_database()),
+        };
+        let stderr_path = data.join("berth.stderr");
+        let mut b = Berth {
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: opts.tls.is_some(),
+            opts,
+            database_url,
+            stderr_path,
+            data,
+            starts: 0,
+        };
+        b.spawn("127.0.0.1:0");
+        b
+    }
+
+    fn spawn(&mut self, listen: &str) {
+        self.starts += 1;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("stderr log file");
+        let mut cmd = Command::new(berth_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(self.data.join("data"));
+        // The test's environment must not leak into the server's configuration.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BERTH_") && k != "BERTH_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        if let Some(u) = &self.database_url {
+            cmd.arg("--database-url").arg(u);
+        }
+        if let Some((c, k)) = &self.opts.tls {
+            cmd.arg("--tls-cert").arg(c).arg("--tls-key").arg(k);
+        }
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        let mut child = cmd.spawn().expect("spawn berth serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so the server never blocks on a full pipe.
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+        });
+        self.child = Some(child);
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => self.fail("berth did not print its address within 60 s"),
+        };
+        let addr = line
+            .trim()
+            .strip_prefix("berth listening on ")
+            .and_then(|u| u.split_once("://").map(|(_, a)| a.to_string()))
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        match addr {
+            Some(a) => self.addr = a,
+            None => self.fail(&format!("unexpected first stdout line {line:?}")),
+        }
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.fail(&format!("berth exited during start-up with {st}"));
+            }
+            let ok = if self.tls {
+                TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok()
+            } else {
+                self.http()
+                    .try_send("GET", "/readyz", &[], crate::http::Body::Empty)
+                    .is_ok_and(|r| r.status == 200)
+            };
+            if ok {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.fail("/readyz did not answer 200 within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn fail(&mut self, why: &str) -> ! {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        panic!("{why}\n{}", self.stderr_tail(60));
+    }
+
+    /// `127.0.0.1:PORT`, the registry host clients use.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT` (or `https://…`).
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("berth is not running").id()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.join("data")
+    }
+
+    /// A scratch directory that lives as long as this server.
+    pub fn scratch(&self) -> &TempDir {
+        &self.data
+    }
+
+    /// The registry credentials every client must present (`AWS:<token>`). The single
+    /// place tests get them from, so switching on data-plane auth changes one function.
+    pub fn registry_creds(&self) -> (String, String) {
+        ("AWS".to_string(), "test-token".to_string())
+    }
+
+    /// A hand-written HTTP client for this server, carrying [`Self::registry_creds`].
+    pub fn http(&self) -> Http {
+        assert!(!self.tls, "the raw HTTP helper speaks plain HTTP only");
+        let (u, p) = self.registry_creds();
+        Http::new(self.addr).basic_auth(&u, &p)
+    }
+
+    /// The last `lines` lines of the server's stderr (all incarnations).
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+            let _ = f.read_to_string(&mut s);
+        }
+        let all: Vec<&str> = s.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        format!(
+            "---- berth stderr (last {lines} lines, {} start(s), {}) ----\n{tail}\n----",
+            self.starts,
+            self.stderr_path.display()
+        )
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB, e.g. `VmHWM` or `VmRSS`.
+    pub fn proc_status_kib(&self, field: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        s.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let r = unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+        assert_eq!(r, 0, "kill({sig}) failed");
+    }
+
+    /// SIGTERM, then waits (up to 60 s) for the exit status.
+    pub fn stop_gracefully(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(60))
+    }
+
+    /// Waits for the process to exit on its own (after a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.child.as_mut().expect("berth is not running");
+            if let Some(st) = c.try_wait().expect("wait") {
+                self.child = None;
+                return st;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("berth did not exit within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Crashes the server (SIGKILL) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data directory, database and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill9 the server first");
+        let listen = self.addr.to_string();
+        self.spawn(&listen);
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.stderr_tail(80));
+        } else if let Some(u) = &self.database_url {
+            drop_postgres_database(u);
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("BERTH_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            Backend::postgres_available();
+            unreachable!("PostgreSQL tests are skipped; do not start a Postgres berth")
+        })
+}
+
+fn psql(url: &str, sql: &str) -> Result<(), String> {
+    crate::tools::require("psql", "apt-get install -y postgresql-client");
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn create_postgres_database() -> String {
+    let admin = admin_url();
+    let db = format!("berth_e2e_{}", uuid::Uuid::new_v4().simple());
+    if let Err(e) = psql(&admin, &format!("CREATE DATABASE {db}")) {
+        panic!("cannot create a database on BERTH_TEST_POSTGRES_URL={admin}: {e}\n{PG_HINT}");
+    }
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("postgres URL with a database");
+    let base = base.to_string();
+    let query = admin
+        .rsplit_once('/')
+        .and_then(|(_, d)| d.split_once('?'))
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{base}/{db}{query}")
+}
+
+fn drop_postgres_database(url: &str) {
+    let Some(db) = url
+        .rsplit_once('/')
+        .map(|(_, d)| d.split('?').next().unwrap_or(d).to_string())
+    else {
+        return;
+    };
+    let _ = psql(
+        &admin_url(),
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+}
