@@ -53,6 +53,15 @@ impl TempDir {
         TempDir(p)
     }
 
+    /// A directory with a short path (podman limits `--runroot` to 50 characters).
+    pub fn short(prefix: &str) -> TempDir {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let p = std::env::temp_dir().join(format!("{prefix}-{}", &id[..12]));
+        std::fs::create_dir_all(&p)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
+        TempDir(p)
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }

@@ -80,10 +80,15 @@ impl Berth {
     /// A podman driver with its own storage root (vfs driver, as root).
     pub fn podman(&self) -> Podman<'_> {
         require("podman", "apt-get install -y podman");
-        Podman {
-            berth: self,
-            root: TempDir::new("berth-podman"),
-        }
+        let root = TempDir::short("bp");
+        // An own containers.conf keeps the host's configuration out of the test.
+        std::fs::write(
+            root.join("containers.conf"),
+            "[engine]\nevents_logger = \"none\"\ncgroup_manager = \"cgroupfs\"\n",
+        )
+        .expect("containers.conf");
+        std::fs::write(root.join("auth.json"), "{}").expect("auth.json");
+        Podman { berth: self, root }
     }
 
     /// Runs a Python script with oras-py. The script sees `host`, `user`, `password`
@@ -167,10 +172,9 @@ impl Skopeo<'_> {
         let out = self.try_copy(src, dst, extra);
         if !out.status.success() {
             panic!(
-                "skopeo copy {extra:?} {src} {dst} failed with {}\n{}\n{}",
+                "skopeo copy {extra:?} {src} {dst} failed with {}\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr),
-                self.berth.stderr_tail(40)
             );
         }
     }
@@ -189,10 +193,9 @@ impl Skopeo<'_> {
         let out = self.try_run(sub, args);
         if !out.status.success() {
             panic!(
-                "skopeo {sub} {args:?} failed with {}\n{}\n{}",
+                "skopeo {sub} {args:?} failed with {}\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr),
-                self.berth.stderr_tail(40)
             );
         }
         out.stdout
@@ -239,10 +242,9 @@ impl Podman<'_> {
         let out = self.try_run(sub, args);
         if !out.status.success() {
             panic!(
-                "podman {sub} {args:?} failed with {}\n{}\n{}",
+                "podman {sub} {args:?} failed with {}\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr),
-                self.berth.stderr_tail(40)
             );
         }
         String::from_utf8_lossy(&out.stdout).into_owned()
