@@ -1213,3 +1213,145 @@ fn evaluation_never_panics_on_odd_contexts() {
         }
     }
 }
+
+#[test]
+fn parser_never_panics_on_generated_documents() {
+    // Grammar-guided generation of near-valid policies: every parse either
+    // succeeds or returns an error, and every success evaluates.
+    let fragments: &[&str] = &[
+        r#""*""#,
+        r#""ecr:*""#,
+        r#""ecr:Get?""#,
+        r#"["ecr:PutImage","s3:*"]"#,
+        r#"[]"#,
+        "1",
+        "true",
+        "null",
+        r#""arn:aws:ecr:*:111122223333:repository/*""#,
+        r#"{"AWS":"111122223333"}"#,
+        r#"{"AWS":["*","arn:aws:iam::444455556666:user/x"]}"#,
+        r#"{"Service":"ecr.amazonaws.com"}"#,
+        r#"{"StringEquals":{"aws:username":"a"}}"#,
+        r#"{"ForAllValues:StringLike":{"k":["*",1,true]}}"#,
+        r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+        r#"{"Null":{"k":"true"}}"#,
+        r#""Allow""#,
+        r#""Deny""#,
+        r#""${aws:username}""#,
+        r#""ሴ""#,
+        r#"{}"#,
+    ];
+    let keys = [
+        "Sid",
+        "Effect",
+        "Principal",
+        "NotPrincipal",
+        "Action",
+        "NotAction",
+        "Resource",
+        "NotResource",
+        "Condition",
+        "Other",
+    ];
+    let mut x: u64 = 0x0123_4567_89AB_CDEF;
+    let mut next = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let mut parsed = 0;
+    for i in 0..3_000 {
+        let kind = [
+            PolicyKind::Identity,
+            PolicyKind::Resource,
+            PolicyKind::EcrRepository,
+            PolicyKind::EcrRegistry,
+        ][i % 4];
+        let mut statements = Vec::new();
+        for _ in 0..1 + next(3) {
+            let mut members = vec![
+                r#""Effect":"Allow""#.to_owned(),
+                r#""Action":"ecr:*""#.to_owned(),
+                r#""Resource":"*""#.to_owned(),
+            ];
+            if kind != PolicyKind::Identity {
+                members.push(r#""Principal":"*""#.to_owned());
+            }
+            for _ in 0..next(3) {
+                members.push(format!(
+                    r#""{}":{}"#,
+                    keys[next(keys.len())],
+                    fragments[next(fragments.len())]
+                ));
+            }
+            if next(6) == 0 {
+                members.remove(next(members.len()));
+            }
+            statements.push(format!("{{{}}}", members.join(",")));
+        }
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+            statements.join(",")
+        );
+        if let Ok(doc) = PolicyDocument::parse(&text, kind) {
+            parsed += 1;
+            let source = if kind == PolicyKind::Identity {
+                PolicySource::Identity
+            } else {
+                PolicySource::Resource
+            };
+            for p in [user(A, "a"), root(B), Principal::anonymous()] {
+                let ctx = RequestContext::new(p, "ecr:PutImage", repo(A, "x")).with_key("k", "v");
+                let _ = evaluate(
+                    &ctx,
+                    &[PolicyRef {
+                        name: "p",
+                        source,
+                        document: &doc,
+                    }],
+                );
+            }
+        }
+        // Truncations of the text never panic either.
+        let cut = next(text.len() + 1);
+        if text.is_char_boundary(cut) {
+            let _ = PolicyDocument::parse(&text[..cut], kind);
+        }
+    }
+    assert!(
+        parsed > 100,
+        "generator should produce valid documents too ({parsed})"
+    );
+}
+
+#[test]
+fn deny_copy_of_an_allow_always_wins() {
+    // For any statement that allows a request, adding the same statement as a
+    // Deny makes the decision an explicit deny.
+    let actions = ["ecr:*", "ecr:Put*", "ecr:BatchGetImage", "*", "s3:*"];
+    let resources = [
+        "*",
+        "arn:aws:ecr:*:111122223333:repository/*",
+        "arn:aws:ecr:us-east-1:*:repository/app",
+    ];
+    let requests = ["ecr:PutImage", "ecr:BatchGetImage", "sts:GetCallerIdentity"];
+    for a in actions {
+        for r in resources {
+            let allow = format!(r#"{{"Effect":"Allow","Action":"{a}","Resource":"{r}"}}"#);
+            let deny = allow.replace("Allow", "Deny");
+            let only_allow = identity(&format!(r#"{{"Statement":[{allow}]}}"#));
+            let both = identity(&format!(r#"{{"Statement":[{allow},{deny}]}}"#));
+            for req in requests {
+                let ctx = RequestContext::new(user(A, "u"), req, repo(A, "app"));
+                let first = decide(&ctx, &[&only_allow], &[]);
+                let second = decide(&ctx, &[&both], &[]);
+                if first.is_allowed() {
+                    assert_eq!(second.decision, Decision::ExplicitDeny, "{a} {r} {req}");
+                } else {
+                    assert_eq!(second.decision, Decision::ImplicitDeny, "{a} {r} {req}");
+                }
+            }
+        }
+    }
+}
