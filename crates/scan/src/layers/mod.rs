@@ -105,8 +105,6 @@ impl FileData {
 /// A node of the final view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    /// A directory.
-    Dir,
     /// A file whose contents the inventory needs.
     File(FileData),
     /// A symbolic link and its target as recorded.
@@ -537,19 +535,24 @@ impl Walker<'_> {
             }
             // Whatever this entry is, it replaces a non-directory below it,
             // and a non-directory also replaces a directory tree below it.
+            // Directories are not kept (paths imply them), so only the
+            // non-directory nodes below need removing.
             let is_dir = entry.kind == EntryKind::Dir;
-            if !matches!(lower.get(&path), Some(Node::Dir) | None) || !is_dir {
-                lower.remove(&path);
-            }
+            lower.remove(&path);
             if !is_dir {
                 remove_subtree(lower, &path);
                 remove_subtree(&mut upper, &path);
             }
             let node = match entry.kind {
-                EntryKind::Dir => Some(Node::Dir),
-                EntryKind::Symlink => Some(Node::Symlink(
-                    String::from_utf8_lossy(&entry.link).into_owned(),
-                )),
+                EntryKind::Dir => None,
+                EntryKind::Symlink => {
+                    // Symlinks are kept for lookups; their bytes count
+                    // against the retention limit like file contents.
+                    self.retain(layer, (path.len() + entry.link.len()) as u64)?;
+                    Some(Node::Symlink(
+                        String::from_utf8_lossy(&entry.link).into_owned(),
+                    ))
+                }
                 EntryKind::HardLink => {
                     let target = normalize_path(&String::from_utf8_lossy(&entry.link));
                     match upper.get(&target).or_else(|| lower.get(&target)) {

@@ -516,3 +516,41 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn symlink_floods_count_against_retention() {
+    let mut t = Vec::new();
+    let target = "x".repeat(90);
+    for i in 0..2000 {
+        symlink(&mut t, &format!("l{i}"), &target);
+    }
+    end(&mut t);
+    let limits = Limits {
+        max_retained_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let r = build(&[t], &limits);
+    assert!(
+        matches!(r, Err(ScanError::RetainedTooLarge { .. })),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn directory_entry_replaces_lower_symlink() {
+    let mut l0 = Vec::new();
+    file(&mut l0, "usr/lib/os-release", b"ID=alpine\n");
+    symlink(&mut l0, "etc", "usr/lib");
+    end(&mut l0);
+    let mut l1 = Vec::new();
+    entry(&mut l1, "etc/", b'5', &[], "", 0o755);
+    end(&mut l1);
+    let Ok(fs) = build(&[l0.clone()], &Limits::default()) else {
+        panic!("build")
+    };
+    assert!(content(&fs, "etc/os-release").is_some());
+    let Ok(fs) = build(&[l0, l1], &Limits::default()) else {
+        panic!("build")
+    };
+    assert!(content(&fs, "etc/os-release").is_none());
+}
