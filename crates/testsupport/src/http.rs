@@ -56,6 +56,18 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `Location` header as a path (scheme and authority stripped).
+    #[track_caller]
+    pub fn location(&self) -> String {
+        let l = self
+            .header("location")
+            .unwrap_or_else(|| panic!("no Location header:\n{}", self.describe()));
+        match l.split_once("://") {
+            Some((_, rest)) => rest[rest.find('/').unwrap_or(rest.len())..].to_string(),
+            None => l.to_string(),
+        }
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -126,6 +138,7 @@ pub struct Http {
     addr: SocketAddr,
     auth: Option<String>,
     timeout: Duration,
+    check_api_version: bool,
 }
 
 impl Http {
@@ -134,6 +147,7 @@ impl Http {
             addr,
             auth: None,
             timeout: Duration::from_secs(120),
+            check_api_version: false,
         }
     }
 
@@ -141,6 +155,13 @@ impl Http {
     pub fn basic_auth(mut self, user: &str, pass: &str) -> Http {
         let t = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         self.auth = Some(format!("Basic {t}"));
+        self
+    }
+
+    /// Asserts `Docker-Distribution-API-Version: registry/2.0` on every response to a
+    /// `/v2` path (Distribution Spec: every API response carries it).
+    pub fn check_api_version(mut self, on: bool) -> Http {
+        self.check_api_version = on;
         self
     }
 
@@ -170,8 +191,18 @@ impl Http {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> Response {
-        self.try_send(method, path, headers, body.into())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        let r = self
+            .try_send(method, path, headers, body.into())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        if self.check_api_version && path.starts_with("/v2") {
+            assert_eq!(
+                r.header("docker-distribution-api-version"),
+                Some("registry/2.0"),
+                "{method} {path}: missing Docker-Distribution-API-Version; response:\n{}",
+                r.describe()
+            );
+        }
+        r
     }
 
     pub fn try_send(

@@ -336,7 +336,9 @@ impl Berth {
     pub fn http(&self) -> Http {
         assert!(!self.tls, "the raw HTTP helper speaks plain HTTP only");
         let (u, p) = self.registry_creds();
-        Http::new(self.addr).basic_auth(&u, &p)
+        Http::new(self.addr)
+            .basic_auth(&u, &p)
+            .check_api_version(true)
     }
 
     /// The last `lines` lines of the server's stderr (all incarnations).
