@@ -32,6 +32,9 @@ pub enum AdvisoryError {
         /// The parser's complaint.
         source: serde_json::Error,
     },
+    /// The advisory archive is not a readable ZIP.
+    #[error("reading advisory archive: {0}")]
+    Zip(String),
     /// Reading the advisory directory failed.
     #[error("reading advisories at {path}: {source}")]
     Io {
@@ -60,6 +63,18 @@ pub struct LoadReport {
     pub withdrawn: usize,
     /// Files that were not valid OSV, with the reason.
     pub rejected: Vec<(PathBuf, String)>,
+}
+
+impl LoadReport {
+    fn count(&mut self, results: &[Inserted]) {
+        for r in results {
+            match r {
+                Inserted::Added => self.loaded += 1,
+                Inserted::Duplicate => self.duplicates += 1,
+                Inserted::Withdrawn => self.withdrawn += 1,
+            }
+        }
+    }
 }
 
 /// In-memory OSV advisory index.
@@ -173,21 +188,40 @@ impl AdvisoryIndex {
                 } else if meta.is_file() && p.extension().is_some_and(|e| e == "json") {
                     let bytes = std::fs::read(&p).map_err(io(&p))?;
                     match index.add_json(&p.display().to_string(), &bytes) {
-                        Ok(results) => {
-                            for r in results {
-                                match r {
-                                    Inserted::Added => report.loaded += 1,
-                                    Inserted::Duplicate => report.duplicates += 1,
-                                    Inserted::Withdrawn => report.withdrawn += 1,
-                                }
-                            }
-                        }
+                        Ok(results) => report.count(&results),
                         Err(e) => report.rejected.push((p.clone(), e.to_string())),
                     }
                 }
             }
         }
         Ok((index, report))
+    }
+
+    /// Loads every `*.json` entry of a ZIP archive of OSV records (the form
+    /// osv.dev publishes: `<ecosystem>/all.zip`). Entries that are not OSV
+    /// are reported, not fatal; a broken archive is an error.
+    pub fn add_zip(
+        &mut self,
+        zip: &[u8],
+        max_entry_bytes: u64,
+    ) -> Result<LoadReport, AdvisoryError> {
+        let mut report = LoadReport::default();
+        crate::zip::for_each_entry(zip, max_entry_bytes, &mut |name, data| {
+            if !name.ends_with(".json") {
+                return;
+            }
+            match self.add_json(name, data) {
+                Ok(results) => report.count(&results),
+                Err(e) => report.rejected.push((PathBuf::from(name), e.to_string())),
+            }
+        })
+        .map_err(|e| AdvisoryError::Zip(e.to_string()))?;
+        Ok(report)
+    }
+
+    /// All records held, in insertion order.
+    pub fn records(&self) -> &[Vulnerability] {
+        &self.vulns
     }
 
     /// Advisories affecting a package installed in `ecosystem` under any of
@@ -457,6 +491,23 @@ mod tests {
                 .as_deref(),
             Some("2.31-13+deb11u7")
         );
+    }
+
+    #[test]
+    fn loads_zip_archives() {
+        let z = crate::zip::build(&[
+            ("PYSEC-1.json", br#"{"id":"PYSEC-1","affected":[{"package":{"ecosystem":"PyPI","name":"Foo_Bar"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"2.0"}]}]}]}"#, true),
+            ("README.txt", b"hello", false),
+            ("broken.json", b"{", false),
+        ]);
+        let mut idx = AdvisoryIndex::new();
+        let r = idx.add_zip(&z, 1 << 20);
+        let Ok(r) = r else { panic!("zip") };
+        assert_eq!(r.loaded, 1);
+        assert_eq!(r.rejected.len(), 1);
+        let m = idx.matches(&Ecosystem::language(Family::PyPI), &["foo.bar"], "1.9");
+        assert_eq!(m.len(), 1);
+        assert!(idx.add_zip(b"junk", 1 << 20).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod osv;
 pub mod scan;
 pub mod severity;
 pub mod version;
+pub mod zip;
 
 pub use ecosystem::{Ecosystem, Family};
 pub use error::ScanError;
