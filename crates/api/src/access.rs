@@ -1,8 +1,8 @@
 //! Identity and access for every front end: who is calling, and may they do this.
 //!
 //! Data-plane requests carry `Authorization: Basic base64("AWS:<token>")`; control-
-//! plane requests are SigV4-signed. Both resolve to a [`Caller`] and every operation
-//! is then authorized as its ECR action against the same policies.
+//! plane requests are SigV4-signed. Both resolve to a [`Principal`] and every
+//! operation is then authorized as its ECR action against the same policies.
 
 use std::sync::Arc;
 
@@ -10,10 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use berth_oci::RepositoryName;
 use berth_store::RepositoryRow;
 
+use crate::ecr::EcrError;
+use crate::identity::Principal;
 use crate::oci_error::OciError;
 use crate::App;
 
-/// The ECR actions requests are authorized as.
+/// The ECR actions data-plane requests are authorized as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     BatchCheckLayerAvailability,
@@ -47,11 +49,28 @@ impl Action {
     }
 }
 
-/// An authenticated principal.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub account_id: String,
-    pub arn: String,
+/// A refused authorization, with the message AWS would give.
+#[derive(Debug)]
+pub struct Denied(pub String);
+
+impl From<Denied> for OciError {
+    fn from(d: Denied) -> Self {
+        OciError::new(StatusCode::FORBIDDEN, "DENIED", d.0)
+    }
+}
+
+impl From<Denied> for EcrError {
+    fn from(d: Denied) -> Self {
+        EcrError::new("AccessDeniedException", d.0)
+    }
+}
+
+/// A 401 with the Basic challenge ECR sends, so clients know to log in.
+pub fn unauthorized(realm: &str, msg: &str) -> OciError {
+    OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", msg).header(
+        "WWW-Authenticate",
+        format!("Basic realm=\"{realm}\",service=\"ecr.amazonaws.com\""),
+    )
 }
 
 impl App {
@@ -64,69 +83,150 @@ impl App {
             .unwrap_or("");
         let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
         if let Some((first, _)) = host.split_once('.') {
-            if first.len() == 12 && first.bytes().all(|b| b.is_ascii_digit()) {
+            if berth_iam::arn::is_account_id(first) {
                 return first.to_string();
             }
         }
         self.config.default_account.clone()
     }
 
-    pub async fn authenticate_data_plane(&self, _headers: &HeaderMap) -> Result<Caller, OciError> {
-        Ok(Caller {
-            account_id: self.config.default_account.clone(),
-            arn: format!("arn:aws:iam::{}:root", self.config.default_account),
-        })
-    }
-
-    pub async fn authorize(
-        &self,
-        caller: &Caller,
-        action: Action,
-        account: &str,
-        _name: Option<&RepositoryName>,
-        _repo: Option<&RepositoryRow>,
-    ) -> Result<(), OciError> {
-        if caller.account_id == account {
-            Ok(())
+    /// The registry host of an account, as clients address it.
+    pub fn registry_host(&self, account: &str) -> String {
+        if account == self.config.default_account {
+            self.config.public_host.clone()
         } else {
-            Err(OciError::new(
-                StatusCode::FORBIDDEN,
-                "DENIED",
-                format!(
-                    "User: {} is not authorized to perform: {}",
-                    caller.arn,
-                    action.as_str()
-                ),
-            ))
+            format!("{account}.{}", self.config.public_host)
         }
     }
 
-    /// Looks a repository up after authorizing `action` on it.
+    pub fn repository_arn(&self, account: &str, name: &str) -> String {
+        format!(
+            "arn:aws:ecr:{}:{account}:repository/{name}",
+            self.config.region
+        )
+    }
+
+    fn realm(&self) -> String {
+        format!("{}://{}/", self.config.scheme, self.config.public_host)
+    }
+
+    /// Authenticates a data-plane request: Basic `AWS:<token>`.
+    pub async fn authenticate_data_plane(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Principal, OciError> {
+        let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+            return Err(unauthorized(&self.realm(), "authentication required"));
+        };
+        let now = self.registry.now() / 1000;
+        let p = self.identity.verify_basic(v, now).map_err(|e| {
+            let msg = match e {
+                crate::identity::IdentityError::Token(berth_iam::token::TokenError::Expired {
+                    ..
+                }) => "Your authorization token has expired. Reauthenticate and try again.",
+                _ => "Your authorization token is invalid. Reauthenticate and try again.",
+            };
+            unauthorized(&self.realm(), msg)
+        })?;
+        match self.identity.principal_exists(&p).await {
+            Ok(true) => Ok(p),
+            Ok(false) => Err(unauthorized(
+                &self.realm(),
+                "the principal of this token no longer exists",
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "identity lookup failed");
+                Err(OciError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    "identity lookup failed",
+                ))
+            }
+        }
+    }
+
+    /// Authorizes `action` by `p` on a repository (or the registry when `repo_name`
+    /// is None) of `account`, with the repository's policy when it exists.
+    pub async fn authorize(
+        &self,
+        p: &Principal,
+        action: &str,
+        account: &str,
+        repo_name: Option<&str>,
+        repo_policy: Option<&str>,
+    ) -> Result<(), Denied> {
+        let resource = match repo_name {
+            Some(n) => self.repository_arn(account, n),
+            None => format!("arn:aws:ecr:{}:{account}:repository/*", self.config.region),
+        };
+        crate::policy::authorize(self, p, action, account, &resource, repo_policy).await
+    }
+
+    async fn authorize_oci(
+        &self,
+        p: &Principal,
+        action: Action,
+        account: &str,
+        name: &RepositoryName,
+        repo: Option<&RepositoryRow>,
+    ) -> Result<(), OciError> {
+        self.authorize(
+            p,
+            action.as_str(),
+            account,
+            Some(name.as_str()),
+            repo.and_then(|r| r.policy.as_deref()),
+        )
+        .await
+        .map_err(Into::into)
+    }
+
+    /// Authorizes a registry-wide data-plane action (the catalog).
+    pub async fn authorize_registry(
+        &self,
+        p: &Principal,
+        action: Action,
+        account: &str,
+    ) -> Result<(), OciError> {
+        self.authorize(p, action.as_str(), account, None, None)
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Looks a repository up and authorizes `action` on it. The repository policy
+    /// only exists once the repository does, so an unknown repository is reported
+    /// only to callers whose identity policies allow the action.
     pub async fn repo_for(
         self: &Arc<Self>,
-        caller: &Caller,
+        caller: &Principal,
         action: Action,
         account: &str,
         name: &RepositoryName,
     ) -> Result<RepositoryRow, OciError> {
-        self.authorize(caller, action, account, Some(name), None)
-            .await?;
-        let repo = self.registry.repository(account, name).await?;
-        self.authorize(caller, action, account, Some(name), Some(&repo))
-            .await?;
-        Ok(repo)
+        match self.registry.repository(account, name).await {
+            Ok(repo) => {
+                self.authorize_oci(caller, action, account, name, Some(&repo))
+                    .await?;
+                Ok(repo)
+            }
+            Err(e) => {
+                self.authorize_oci(caller, action, account, name, None)
+                    .await?;
+                Err(e.into())
+            }
+        }
     }
 
     /// The repository a push targets, created on first push when allowed.
     pub async fn repo_for_push(
         self: &Arc<Self>,
-        caller: &Caller,
+        caller: &Principal,
         account: &str,
         name: &RepositoryName,
     ) -> Result<RepositoryRow, OciError> {
         match self.repo_for(caller, Action::PutImage, account, name).await {
             Err(e) if e.code == "NAME_UNKNOWN" && self.registry.config.create_on_push => {
-                self.authorize(caller, Action::CreateRepository, account, Some(name), None)
+                self.authorize_oci(caller, Action::CreateRepository, account, name, None)
                     .await?;
                 Ok(self.registry.repository_for_push(account, name).await?)
             }
@@ -137,7 +237,7 @@ impl App {
     /// The mount source, if the caller may read blobs from it.
     pub async fn readable_source(
         self: &Arc<Self>,
-        caller: &Caller,
+        caller: &Principal,
         account: &str,
         name: &RepositoryName,
     ) -> Option<RepositoryRow> {

@@ -6,9 +6,13 @@
 //! results and errors to each protocol's shape. It holds no storage logic.
 
 pub mod access;
+pub mod ecr;
+pub mod identity;
 pub mod oci;
 pub mod oci_error;
 pub mod oci_path;
+pub mod policy;
+pub mod secrets;
 
 use std::sync::Arc;
 
@@ -26,18 +30,141 @@ pub struct ApiConfig {
     pub region: String,
     /// The host name clients use (`repositoryUri` = `<public_host>/<name>`).
     pub public_host: String,
+    /// `http` or `https`, for URLs berth hands out.
+    pub scheme: &'static str,
 }
 
 pub struct App {
     pub registry: Arc<Registry>,
+    pub identity: identity::Identity,
     pub config: ApiConfig,
+    layer_url_key: [u8; 32],
 }
+
+impl App {
+    pub fn new(registry: Arc<Registry>, identity: identity::Identity, config: ApiConfig) -> Self {
+        let layer_url_key = identity.master.derive("berth layer download url v1");
+        App {
+            registry,
+            identity,
+            config,
+            layer_url_key,
+        }
+    }
+
+    fn layer_url_key(&self) -> ring::hmac::Key {
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.layer_url_key)
+    }
+
+    fn layer_url_msg(account: &str, repo: &str, digest: &str, expires: i64) -> String {
+        format!("{account}\n{repo}\n{digest}\n{expires}")
+    }
+
+    fn layer_url_mac(&self, account: &str, repo: &str, digest: &str, expires: i64) -> String {
+        let msg = Self::layer_url_msg(account, repo, digest, expires);
+        hex::encode(ring::hmac::sign(&self.layer_url_key(), msg.as_bytes()).as_ref())
+    }
+
+    /// Constant-time check of a download URL's signature.
+    fn layer_url_valid(
+        &self,
+        account: &str,
+        repo: &str,
+        digest: &str,
+        expires: i64,
+        sig: &str,
+    ) -> bool {
+        let Ok(tag) = hex::decode(sig) else {
+            return false;
+        };
+        let msg = Self::layer_url_msg(account, repo, digest, expires);
+        ring::hmac::verify(&self.layer_url_key(), msg.as_bytes(), &tag).is_ok()
+    }
+
+    /// A time-limited, signed URL berth serves a layer from (GetDownloadUrlForLayer).
+    pub fn signed_layer_url(
+        &self,
+        account: &str,
+        repo: &str,
+        digest: &berth_oci::Digest,
+    ) -> String {
+        let expires = self.registry.now() / 1000 + LAYER_URL_TTL_SECS;
+        let sig = self.layer_url_mac(account, repo, digest.as_str(), expires);
+        format!(
+            "{}://{}/_berth/layer?account={account}&repository={}&digest={}&expires={expires}&signature={sig}",
+            self.config.scheme,
+            self.config.public_host,
+            percent_encoding::utf8_percent_encode(repo, percent_encoding::NON_ALPHANUMERIC),
+            percent_encoding::utf8_percent_encode(digest.as_str(), percent_encoding::NON_ALPHANUMERIC),
+        )
+    }
+
+    /// Records a control-plane call or a data-plane change in the audit log.
+    pub async fn audit_event(
+        &self,
+        principal: &identity::Principal,
+        account: &str,
+        action: &str,
+        resource: Option<&str>,
+        source: &str,
+        outcome: &str,
+    ) {
+        if let Err(e) = self
+            .registry
+            .meta
+            .append_audit(
+                self.registry.now(),
+                account,
+                &principal.arn(),
+                action,
+                resource,
+                source,
+                outcome,
+                None,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not write the audit log");
+        }
+    }
+
+    pub async fn audit(
+        &self,
+        ctx: &ecr::Ctx,
+        op: &str,
+        input: &ecr::Input,
+        err: Option<&ecr::EcrError>,
+    ) {
+        let resource = input.opt_str("repositoryName").ok().flatten();
+        let account = input
+            .opt_str("registryId")
+            .ok()
+            .flatten()
+            .unwrap_or(&ctx.caller.account_id)
+            .to_string();
+        let outcome = err.map(|e| e.kind).unwrap_or("Success");
+        tracing::info!(request_id = %ctx.request_id, principal = %ctx.caller.arn(), op, outcome, "ecr call");
+        self.audit_event(
+            &ctx.caller,
+            &account,
+            &format!("ecr:{op}"),
+            resource,
+            &ctx.source_ip,
+            outcome,
+        )
+        .await;
+    }
+}
+
+const LAYER_URL_TTL_SECS: i64 = 3600;
 
 /// The complete HTTP router.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/", axum::routing::post(ecr::handle).get(ecr::handle))
+        .route("/_berth/layer", get(layer_download))
         .route("/v2", axum::routing::any(oci::handle))
         .route("/v2/", axum::routing::any(oci::handle))
         .route("/v2/{*rest}", axum::routing::any(oci::handle))
@@ -63,5 +190,55 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
             }
             (StatusCode::SERVICE_UNAVAILABLE, why.join("; "))
         }
+    }
+}
+
+/// Serves a layer through a URL from GetDownloadUrlForLayer: the signature and
+/// expiry are checked; no other credentials are needed, as with S3 presigned URLs.
+async fn layer_download(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let denied = || (StatusCode::FORBIDDEN, "invalid or expired download URL").into_response();
+    let (Some(account), Some(repo), Some(digest), Some(expires), Some(sig)) = (
+        q.get("account"),
+        q.get("repository"),
+        q.get("digest"),
+        q.get("expires").and_then(|e| e.parse::<i64>().ok()),
+        q.get("signature"),
+    ) else {
+        return denied();
+    };
+    if !app.layer_url_valid(account, repo, digest, expires, sig)
+        || app.registry.now() / 1000 > expires
+    {
+        return denied();
+    }
+    let (Ok(name), Ok(d)) = (
+        berth_oci::RepositoryName::parse(repo),
+        berth_oci::Digest::parse(digest),
+    ) else {
+        return denied();
+    };
+    let repo = match app.registry.repository(account, &name).await {
+        Ok(r) => r,
+        Err(_) => return (StatusCode::NOT_FOUND, "no such layer").into_response(),
+    };
+    match app.registry.read_blob(&repo, &d, None).await {
+        Ok(read) => {
+            let mut resp =
+                axum::response::Response::new(axum::body::Body::from_stream(read.stream));
+            let h = resp.headers_mut();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&read.size.to_string()) {
+                h.insert(axum::http::header::CONTENT_LENGTH, v);
+            }
+            h.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/octet-stream"),
+            );
+            resp
+        }
+        Err(_) => (StatusCode::NOT_FOUND, "no such layer").into_response(),
     }
 }

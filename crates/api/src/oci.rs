@@ -89,7 +89,7 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response> {
             if method != Method::GET {
                 return Err(OciError::unsupported("method not allowed"));
             }
-            app.authorize(&caller, Action::DescribeRepositories, &account, None, None)
+            app.authorize_registry(&caller, Action::DescribeRepositories, &account)
                 .await?;
             let n = page_size(&q)?;
             let last = query(&q, "last");

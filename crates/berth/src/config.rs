@@ -31,6 +31,10 @@ pub struct Config {
     pub log_format: String,
     /// Shifts the registry clock (tests use it to age images).
     pub clock_offset_secs: i64,
+    /// The master key as 64 hex characters (prefer `master_key_file`).
+    pub master_key: Option<String>,
+    /// File holding the master key; default `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -50,6 +54,8 @@ impl Default for Config {
             upload_ttl_secs: 24 * 3600,
             log_format: "text".into(),
             clock_offset_secs: 0,
+            master_key: None,
+            master_key_file: None,
         }
     }
 }
@@ -125,6 +131,12 @@ impl Config {
         }
         if let Some(v) = env("BERTH_LOG_FORMAT") {
             c.log_format = v;
+        }
+        if let Some(v) = env("BERTH_MASTER_KEY") {
+            c.master_key = Some(v);
+        }
+        if let Some(v) = env("BERTH_MASTER_KEY_FILE") {
+            c.master_key_file = Some(v.into());
         }
         if let Some(v) = parse_env("BERTH_CLOCK_OFFSET_SECS")? {
             c.clock_offset_secs = v;

@@ -1,6 +1,7 @@
 //! The `berth` binary: configuration, wiring and the command line
 //! (`berth serve`, `berth admin …`).
 
+mod bootstrap;
 mod config;
 mod serve;
 

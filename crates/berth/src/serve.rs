@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_api::identity::Identity;
 use berth_api::{ApiConfig, App};
 use berth_registry::{Clock, Registry, RegistryConfig};
 use berth_store::{FsBlobStore, Meta};
@@ -113,15 +114,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
         },
     ));
+    let master = Arc::new(crate::bootstrap::master_key(&cfg, &registry.meta).await?);
+    let identity = Identity::new(registry.meta.clone(), master);
+    crate::bootstrap::root_key(&cfg, &identity, registry.now()).await?;
     let public_host = cfg.public_host.clone().unwrap_or_else(|| addr.to_string());
-    let app = Arc::new(App {
-        registry: registry.clone(),
-        config: ApiConfig {
+    let app = Arc::new(App::new(
+        registry.clone(),
+        identity,
+        ApiConfig {
             default_account: cfg.account_id.clone(),
             region: cfg.region.clone(),
             public_host,
+            scheme: if tls.is_some() { "https" } else { "http" },
         },
-    });
+    ));
     let router = berth_api::router(app);
 
     spawn_background(registry.clone());
@@ -145,7 +151,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(router.clone());
+                let svc = TowerToHyperService::new(tower::ServiceExt::map_request(
+                    router.clone(),
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        req
+                    },
+                ));
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
                 tokio::spawn(async move {

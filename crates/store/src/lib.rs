@@ -11,8 +11,9 @@ mod schema;
 
 pub use blob::{Appended, BlobStore, ByteStream, Chunk, FsBlobStore};
 pub use meta::{
-    DeleteManifestOutcome, Dialect, ManifestRow, ManifestWrite, Meta, NewRepository,
-    PutManifestOutcome, RepoColumn, RepositoryRow, UploadRow,
+    AccessKeyRow, AccountSetting, AuditRow, DeleteManifestOutcome, Dialect, ManifestRow,
+    ManifestWrite, Meta, NewRepository, PutManifestOutcome, RepoColumn, RepositoryRow, UploadRow,
+    UserRow,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -284,6 +284,302 @@ impl Meta {
         g.commit().await
     }
 
+    pub async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError> {
+        let r: Option<String> =
+            sqlx::query_scalar("SELECT account_id FROM accounts WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(r.is_some())
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT account_id FROM accounts ORDER BY account_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Reads one of the account-level JSON documents.
+    pub async fn account_setting(
+        &self,
+        account_id: &str,
+        s: AccountSetting,
+    ) -> Result<Option<String>, StoreError> {
+        let v: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT {} FROM accounts WHERE account_id = $1",
+            s.column()
+        ))
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(v.flatten())
+    }
+
+    pub async fn set_account_setting(
+        &self,
+        account_id: &str,
+        s: AccountSetting,
+        value: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(&format!(
+            "UPDATE accounts SET {} = $1 WHERE account_id = $2",
+            s.column()
+        ))
+        .bind(value)
+        .bind(account_id)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await
+    }
+
+    /// Appends one audit record.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append_audit(
+        &self,
+        ts: i64,
+        account_id: &str,
+        principal: &str,
+        action: &str,
+        resource: Option<&str>,
+        source: &str,
+        outcome: &str,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("INSERT INTO audit_log (ts, account_id, principal, action, resource, source, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(ts)
+            .bind(account_id)
+            .bind(principal)
+            .bind(action)
+            .bind(resource.map(str::to_string))
+            .bind(source)
+            .bind(outcome)
+            .bind(detail.map(str::to_string))
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    /// The newest audit records, newest first.
+    pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query("SELECT ts, account_id, principal, action, resource, source, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    ts: r.try_get(0)?,
+                    account_id: r.try_get(1)?,
+                    principal: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    resource: r.try_get(4)?,
+                    source: r.try_get(5)?,
+                    outcome: r.try_get(6)?,
+                    detail: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Whether any secret sealed with a master key is stored.
+    pub async fn has_sealed_secrets(&self) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_keys")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    // ---- users and access keys ---------------------------------------------------
+
+    pub async fn create_user(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query("INSERT INTO users (account_id, user_name, user_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, user_name) DO NOTHING")
+            .bind(account_id)
+            .bind(user_name)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    pub async fn get_user(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query("SELECT account_id, user_name, user_id, created_at FROM users WHERE account_id = $1 AND user_name = $2")
+            .bind(account_id)
+            .bind(user_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    pub async fn list_users(&self, account_id: &str) -> Result<Vec<UserRow>, StoreError> {
+        let rows = sqlx::query("SELECT account_id, user_name, user_id, created_at FROM users WHERE account_id = $1 ORDER BY user_name")
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(user_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes a user with its keys and policies.
+    pub async fn delete_user(&self, account_id: &str, user_name: &str) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("DELETE FROM access_keys WHERE account_id = $1 AND user_name = $2")
+            .bind(account_id)
+            .bind(user_name)
+            .execute(&mut *g.tx)
+            .await?;
+        sqlx::query("DELETE FROM user_policies WHERE account_id = $1 AND user_name = $2")
+            .bind(account_id)
+            .bind(user_name)
+            .execute(&mut *g.tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM users WHERE account_id = $1 AND user_name = $2")
+            .bind(account_id)
+            .bind(user_name)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Stores an access key; `user_name` None means the account root.
+    pub async fn insert_access_key(&self, k: &AccessKeyRow) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query("INSERT INTO access_keys (access_key_id, account_id, user_name, secret, status, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (access_key_id) DO NOTHING")
+            .bind(&k.access_key_id)
+            .bind(&k.account_id)
+            .bind(k.user_name.clone())
+            .bind(k.secret.clone())
+            .bind(&k.status)
+            .bind(k.created_at)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    pub async fn get_access_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<AccessKeyRow>, StoreError> {
+        let row = sqlx::query("SELECT access_key_id, account_id, user_name, secret, status, created_at FROM access_keys WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(key_from_row).transpose()?)
+    }
+
+    pub async fn list_access_keys(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<AccessKeyRow>, StoreError> {
+        let rows = sqlx::query("SELECT access_key_id, account_id, user_name, secret, status, created_at FROM access_keys WHERE account_id = $1 ORDER BY created_at")
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        status: &str,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
+            .bind(status)
+            .bind(access_key_id)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    pub async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Attaches a policy to a user: `document` None names a managed policy.
+    pub async fn put_user_policy(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        policy_name: &str,
+        document: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("INSERT INTO user_policies (account_id, user_name, policy_name, document) VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, user_name, policy_name) DO UPDATE SET document = excluded.document")
+            .bind(account_id)
+            .bind(user_name)
+            .bind(policy_name)
+            .bind(document.map(str::to_string))
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    pub async fn delete_user_policy(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        policy_name: &str,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM user_policies WHERE account_id = $1 AND user_name = $2 AND policy_name = $3")
+            .bind(account_id)
+            .bind(user_name)
+            .bind(policy_name)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// (policy name, inline document or None for a managed policy).
+    pub async fn user_policies(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT policy_name, document FROM user_policies WHERE account_id = $1 AND user_name = $2 ORDER BY policy_name")
+            .bind(account_id)
+            .bind(user_name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     // ---- repositories ---------------------------------------------------------
 
     pub async fn get_repository(
@@ -403,6 +699,116 @@ impl Meta {
         .execute(&mut *g.tx)
         .await?;
         g.commit().await
+    }
+
+    /// Resource tags of a repository, by key.
+    pub async fn repository_tags(&self, repo_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tag_key, tag_value FROM repository_tags WHERE repo_id = $1 ORDER BY tag_key",
+        )
+        .bind(repo_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Adds or overwrites tags, refusing (without change) when the result would
+    /// exceed `max` tags. Returns false in that case.
+    pub async fn put_repository_tags(
+        &self,
+        repo_id: i64,
+        tags: &[(String, String)],
+        max: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        for (k, v) in tags {
+            sqlx::query("INSERT INTO repository_tags (repo_id, tag_key, tag_value) VALUES ($1, $2, $3) ON CONFLICT (repo_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value")
+                .bind(repo_id)
+                .bind(k)
+                .bind(v)
+                .execute(&mut *g.tx)
+                .await?;
+        }
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repository_tags WHERE repo_id = $1")
+            .bind(repo_id)
+            .fetch_one(&mut *g.tx)
+            .await?;
+        if n > max {
+            return Ok(false);
+        }
+        g.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn delete_repository_tags(
+        &self,
+        repo_id: i64,
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        for k in keys {
+            sqlx::query("DELETE FROM repository_tags WHERE repo_id = $1 AND tag_key = $2")
+                .bind(repo_id)
+                .bind(k)
+                .execute(&mut *g.tx)
+                .await?;
+        }
+        g.commit().await
+    }
+
+    /// Sets tag mutability and its exclusion filters together.
+    pub async fn set_tag_mutability(
+        &self,
+        repo_id: i64,
+        mode: &str,
+        exclusions: &str,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("UPDATE repositories SET tag_mutability = $1, mutability_exclusions = $2 WHERE repo_id = $3")
+            .bind(mode)
+            .bind(exclusions)
+            .bind(repo_id)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    /// Every image of a repository (without bodies), newest first.
+    pub async fn list_manifests(&self, repo_id: i64) -> Result<Vec<ManifestRow>, StoreError> {
+        let sql = format!("SELECT {MANIFEST_COLS} FROM manifests WHERE repo_id = $1 ORDER BY pushed_at DESC, digest");
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| manifest_from_row(r, false))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Every (tag, digest) of a repository.
+    pub async fn all_tags(&self, repo_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT tag, digest FROM tags WHERE repo_id = $1 ORDER BY tag")
+            .bind(repo_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Digests of manifests listed by an index in the repository.
+    pub async fn index_children(&self, repo_id: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT child FROM manifest_refs WHERE repo_id = $1 AND kind = 'manifest'",
+        )
+        .bind(repo_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn set_scan_on_push(&self, repo_id: i64, on: bool) -> Result<(), StoreError> {
@@ -844,6 +1250,86 @@ impl Meta {
                 .await?;
         }
         g.commit().await
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub ts: i64,
+    pub account_id: Option<String>,
+    pub principal: Option<String>,
+    pub action: String,
+    pub resource: Option<String>,
+    pub source: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub account_id: String,
+    pub user_name: String,
+    pub user_id: String,
+    pub created_at: i64,
+}
+
+fn user_from_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
+    Ok(UserRow {
+        account_id: r.try_get(0)?,
+        user_name: r.try_get(1)?,
+        user_id: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+    })
+}
+
+/// An access key; `secret` is stored sealed by the caller, never in plaintext.
+#[derive(Clone)]
+pub struct AccessKeyRow {
+    pub access_key_id: String,
+    pub account_id: String,
+    pub user_name: Option<String>,
+    pub secret: Vec<u8>,
+    pub status: String,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AccessKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyRow")
+            .field("access_key_id", &self.access_key_id)
+            .field("account_id", &self.account_id)
+            .field("user_name", &self.user_name)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_from_row(r: &AnyRow) -> Result<AccessKeyRow, sqlx::Error> {
+    Ok(AccessKeyRow {
+        access_key_id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        user_name: r.try_get(2)?,
+        secret: r.try_get(3)?,
+        status: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+    })
+}
+
+/// Account-level JSON documents.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountSetting {
+    RegistryPolicy,
+    ScanningConfiguration,
+    ReplicationConfiguration,
+}
+
+impl AccountSetting {
+    fn column(self) -> &'static str {
+        match self {
+            AccountSetting::RegistryPolicy => "registry_policy",
+            AccountSetting::ScanningConfiguration => "scanning_configuration",
+            AccountSetting::ReplicationConfiguration => "replication_configuration",
+        }
     }
 }
 

@@ -1,0 +1,690 @@
+//! Image and layer operations: DescribeImages, ListImages, BatchGetImage,
+//! BatchDeleteImage, PutImage, the layer-upload mirror of the data plane,
+//! GetDownloadUrlForLayer and ListImageReferrers (botocore ECR model).
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use berth_oci::{Digest, ImageTag, Reference};
+use berth_registry::{ImageOutcome, Registry, RegistryError};
+use berth_store::{ManifestRow, RepositoryRow};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::input::{check_len, decode_token, encode_token, parse_digest};
+use super::repos::repo_for;
+use super::{epoch_secs, Ctx, EcrError, Input};
+
+/// ECR's recommended part size for UploadLayerPart.
+const PART_SIZE: i64 = 10 * 1024 * 1024;
+
+enum Id {
+    Ok {
+        digest: Option<Digest>,
+        tag: Option<ImageTag>,
+        raw: Value,
+    },
+    Failed(Value),
+}
+
+fn failure(raw: &Value, code: &str, reason: &str) -> Value {
+    json!({ "imageId": raw, "failureCode": code, "failureReason": reason })
+}
+
+fn parse_ids(input: &Input, max: usize) -> Result<Vec<Id>, EcrError> {
+    let list = input
+        .opt_array("imageIds")?
+        .ok_or_else(|| EcrError::invalid("Missing required parameter 'imageIds'"))?;
+    if list.is_empty() || list.len() > max {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'imageIds' failed to satisfy constraint: 'Member must have length between 1 and {max}'"
+        )));
+    }
+    Ok(list.iter().map(parse_id).collect())
+}
+
+fn parse_id(v: &Value) -> Id {
+    let raw = v.clone();
+    let digest = v.get("imageDigest").and_then(Value::as_str);
+    let tag = v.get("imageTag").and_then(Value::as_str);
+    if digest.is_none() && tag.is_none() {
+        return Id::Failed(failure(
+            &raw,
+            "MissingDigestAndTag",
+            "Invalid request parameters: both tag and digest cannot be null",
+        ));
+    }
+    let digest = match digest.map(Digest::parse) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(_)) => return Id::Failed(failure(&raw, "InvalidImageDigest", "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")),
+    };
+    let tag = match tag.map(ImageTag::parse) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => {
+            return Id::Failed(failure(
+                &raw,
+                "InvalidImageTag",
+                "Invalid request parameters: image tag is not valid",
+            ))
+        }
+    };
+    Id::Ok { digest, tag, raw }
+}
+
+/// Resolves an id to a stored manifest, or the failure ECR reports.
+async fn resolve(
+    reg: &Registry,
+    repo: &RepositoryRow,
+    digest: &Option<Digest>,
+    tag: &Option<ImageTag>,
+    raw: &Value,
+) -> Result<Result<ManifestRow, Value>, EcrError> {
+    let by_tag = match tag {
+        Some(t) => match reg.find_manifest(repo, &Reference::Tag(t.clone())).await {
+            Ok(m) => Some(m),
+            Err(RegistryError::ManifestUnknown) => {
+                return Ok(Err(failure(
+                    raw,
+                    "ImageNotFound",
+                    "Requested image not found",
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    match (digest, by_tag) {
+        (Some(d), Some(m)) => {
+            if m.digest == d.as_str() {
+                Ok(Ok(m))
+            } else {
+                Ok(Err(failure(
+                    raw,
+                    "ImageTagDoesNotMatchDigest",
+                    "Invalid request parameters: given tag does not map to the given digest",
+                )))
+            }
+        }
+        (None, Some(m)) => Ok(Ok(m)),
+        (Some(d), None) => match reg.find_manifest(repo, &Reference::Digest(d.clone())).await {
+            Ok(m) => Ok(Ok(m)),
+            Err(RegistryError::ManifestUnknown) => Ok(Err(failure(
+                raw,
+                "ImageNotFound",
+                "Requested image not found",
+            ))),
+            Err(e) => Err(e.into()),
+        },
+        (None, None) => Ok(Err(failure(
+            raw,
+            "MissingDigestAndTag",
+            "Invalid request parameters: both tag and digest cannot be null",
+        ))),
+    }
+}
+
+fn tag_status(input: &Input) -> Result<&str, EcrError> {
+    let s = input
+        .opt_object("filter")?
+        .and_then(|f| f.get("tagStatus"))
+        .and_then(Value::as_str)
+        .unwrap_or("ANY");
+    if !matches!(s, "TAGGED" | "UNTAGGED" | "ANY") {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'tagStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]' (got '{s}')"
+        )));
+    }
+    Ok(s)
+}
+
+fn detail(repo: &RepositoryRow, m: &ManifestRow, tags: &[String]) -> Value {
+    let mut v = json!({
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "imageDigest": m.digest,
+        "imageSizeInBytes": m.image_size,
+        "imagePushedAt": epoch_secs(m.pushed_at),
+        "imageManifestMediaType": m.media_type,
+        "imageStatus": "ACTIVE",
+    });
+    if !tags.is_empty() {
+        v["imageTags"] = json!(tags);
+    }
+    if let Some(a) = &m.artifact_type {
+        v["artifactMediaType"] = json!(a);
+    }
+    if let Some(s) = &m.subject {
+        v["subjectManifestDigest"] = json!(s);
+    }
+    if let Some(t) = m.last_pulled_at {
+        v["lastRecordedPullTime"] = epoch_secs(t);
+    }
+    v
+}
+
+async fn tags_by_digest(
+    ctx: &Ctx,
+    repo: &RepositoryRow,
+) -> Result<HashMap<String, Vec<String>>, EcrError> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for (t, d) in ctx.app.registry.meta.all_tags(repo.repo_id).await? {
+        map.entry(d).or_default().push(t);
+    }
+    Ok(map)
+}
+
+pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:DescribeImages").await?;
+    let reg = &ctx.app.registry;
+    if input.get("imageIds").is_some() {
+        if input.get("maxResults").is_some() || input.get("nextToken").is_some() {
+            return Err(EcrError::invalid(
+                "maxResults and nextToken cannot be used with imageIds",
+            ));
+        }
+        let tags = tags_by_digest(ctx, &repo).await?;
+        let mut out = Vec::new();
+        for id in parse_ids(input, 100)? {
+            match id {
+                Id::Failed(f) => {
+                    return Err(EcrError::invalid(f["failureReason"].as_str().unwrap_or("invalid image id").to_string()))
+                }
+                Id::Ok { digest, tag, raw } => match resolve(reg, &repo, &digest, &tag, &raw).await? {
+                    Ok(m) => {
+                        let t = tags.get(&m.digest).cloned().unwrap_or_default();
+                        let d = detail(&repo, &m, &t);
+                        if !out.contains(&d) {
+                            out.push(d);
+                        }
+                    }
+                    Err(_) => {
+                        return Err(EcrError::new(
+                            "ImageNotFoundException",
+                            format!(
+                                "The image with imageId {raw} does not exist within the repository with name '{}' in the registry with id '{}'",
+                                repo.name, repo.account_id
+                            ),
+                        ))
+                    }
+                },
+            }
+        }
+        return Ok(json!({ "imageDetails": out }));
+    }
+    let status = tag_status(input)?;
+    let max = input.max_results(1000, 100)?;
+    let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
+    let tags = tags_by_digest(ctx, &repo).await?;
+    let mut all = reg.meta.list_manifests(repo.repo_id).await?;
+    all.sort_by(|a, b| a.digest.cmp(&b.digest));
+    let selected: Vec<&ManifestRow> = all
+        .iter()
+        .filter(|m| after.as_deref().is_none_or(|a| m.digest.as_str() > a))
+        .filter(|m| {
+            let tagged = tags.contains_key(&m.digest);
+            match status {
+                "TAGGED" => tagged,
+                "UNTAGGED" => !tagged,
+                _ => true,
+            }
+        })
+        .take(max as usize + 1)
+        .collect();
+    let more = selected.len() as i64 > max;
+    let page = &selected[..selected.len().min(max as usize)];
+    let mut v = json!({
+        "imageDetails": page.iter().map(|m| detail(&repo, m, tags.get(&m.digest).map(Vec::as_slice).unwrap_or(&[]))).collect::<Vec<_>>()
+    });
+    if more {
+        if let Some(last) = page.last() {
+            v["nextToken"] = json!(encode_token(&last.digest));
+        }
+    }
+    Ok(v)
+}
+
+pub async fn list_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:ListImages").await?;
+    let status = tag_status(input)?;
+    let max = input.max_results(1000, 100)?;
+    let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
+    let tags = ctx.app.registry.meta.all_tags(repo.repo_id).await?;
+    let manifests = ctx.app.registry.meta.list_manifests(repo.repo_id).await?;
+    // One entry per tag, plus one per untagged image; keyed for stable paging.
+    let mut ids: Vec<(String, Value)> = Vec::new();
+    if status != "UNTAGGED" {
+        for (t, d) in &tags {
+            ids.push((
+                format!("{d}\u{0}{t}"),
+                json!({ "imageDigest": d, "imageTag": t }),
+            ));
+        }
+    }
+    if status != "TAGGED" {
+        let tagged: std::collections::HashSet<&str> =
+            tags.iter().map(|(_, d)| d.as_str()).collect();
+        for m in &manifests {
+            if !tagged.contains(m.digest.as_str()) {
+                ids.push((m.digest.clone(), json!({ "imageDigest": m.digest })));
+            }
+        }
+    }
+    ids.sort_by(|a, b| a.0.cmp(&b.0));
+    let page: Vec<&(String, Value)> = ids
+        .iter()
+        .filter(|(k, _)| after.as_deref().is_none_or(|a| k.as_str() > a))
+        .take(max as usize + 1)
+        .collect();
+    let more = page.len() as i64 > max;
+    let page = &page[..page.len().min(max as usize)];
+    let mut v = json!({ "imageIds": page.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>() });
+    if more {
+        if let Some((k, _)) = page.last() {
+            v["nextToken"] = json!(encode_token(k));
+        }
+    }
+    Ok(v)
+}
+
+pub async fn batch_get_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:BatchGetImage").await?;
+    let accepted: Option<Vec<String>> = match input.opt_array("acceptedMediaTypes")? {
+        None => None,
+        Some(l) => {
+            if l.is_empty() || l.len() > 100 {
+                return Err(EcrError::invalid(
+                    "acceptedMediaTypes must have between 1 and 100 entries",
+                ));
+            }
+            Some(
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+            )
+        }
+    };
+    let mut images = Vec::new();
+    let mut failures = Vec::new();
+    for id in parse_ids(input, 100)? {
+        match id {
+            Id::Failed(f) => failures.push(f),
+            Id::Ok { digest, tag, raw } => {
+                match resolve(&ctx.app.registry, &repo, &digest, &tag, &raw).await? {
+                    Err(f) => failures.push(f),
+                    Ok(m) => {
+                        if let Some(acc) = &accepted {
+                            if !acc.iter().any(|a| a == &m.media_type) {
+                                failures.push(failure(&raw, "UnsupportedImageType", &format!(
+                                "The image is stored as {} which is not in acceptedMediaTypes", m.media_type
+                            )));
+                                continue;
+                            }
+                        }
+                        let mut image_id = json!({ "imageDigest": m.digest });
+                        if let Some(t) = &tag {
+                            image_id["imageTag"] = json!(t.as_str());
+                        }
+                        let manifest = String::from_utf8_lossy(&m.body).into_owned();
+                        images.push(json!({
+                            "registryId": repo.account_id,
+                            "repositoryName": repo.name,
+                            "imageId": image_id,
+                            "imageManifest": manifest,
+                            "imageManifestMediaType": m.media_type,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    Ok(json!({ "images": images, "failures": failures }))
+}
+
+pub async fn batch_delete_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:BatchDeleteImage").await?;
+    let reg = &ctx.app.registry;
+    let mut deleted = Vec::new();
+    let mut failures = Vec::new();
+    for id in parse_ids(input, 100)? {
+        let (digest, tag, raw) = match id {
+            Id::Failed(f) => {
+                failures.push(f);
+                continue;
+            }
+            Id::Ok { digest, tag, raw } => (digest, tag, raw),
+        };
+        let m = match resolve(reg, &repo, &digest, &tag, &raw).await? {
+            Ok(m) => m,
+            Err(f) => {
+                failures.push(f);
+                continue;
+            }
+        };
+        let d =
+            Digest::parse(&m.digest).map_err(|_| EcrError::server("stored digest is invalid"))?;
+        let remaining = reg.meta.tags_of(repo.repo_id, &m.digest).await?;
+        match &tag {
+            // Untagging; removing the last tag deletes the image, as in ECR.
+            Some(t) if digest.is_none() && remaining.len() > 1 => {
+                reg.delete_manifest(&repo, &Reference::Tag(t.clone()))
+                    .await?;
+                deleted.push(json!({ "imageDigest": m.digest, "imageTag": t.as_str() }));
+            }
+            _ => match reg.delete_manifest(&repo, &Reference::Digest(d)).await {
+                Ok(tags) => {
+                    if tags.is_empty() {
+                        deleted.push(json!({ "imageDigest": m.digest }));
+                    }
+                    for t in tags {
+                        deleted.push(json!({ "imageDigest": m.digest, "imageTag": t }));
+                    }
+                }
+                Err(RegistryError::ReferencedByIndex(p)) => failures.push(failure(
+                    &raw,
+                    "ImageReferencedByManifestList",
+                    &format!("Requested image referenced by manifest list: [{p}]"),
+                )),
+                Err(RegistryError::ManifestUnknown) => {
+                    failures.push(failure(&raw, "ImageNotFound", "Requested image not found"))
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+    Ok(json!({ "imageIds": deleted, "failures": failures }))
+}
+
+pub async fn put_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:PutImage").await?;
+    let manifest = input.req_str("imageManifest")?;
+    check_len("imageManifest", manifest, 1, 4 * 1024 * 1024)?;
+    let media_type = input.opt_len("imageManifestMediaType", 0, 255)?;
+    let tag = match input.opt_str("imageTag")? {
+        None => None,
+        Some(t) => {
+            check_len("imageTag", t, 1, 300)?;
+            Some(ImageTag::parse(t).map_err(|_| EcrError::invalid(format!("Invalid parameter at 'imageTag' failed to satisfy constraint: 'must be a valid image tag' (got '{t}')")))?)
+        }
+    };
+    let body = Bytes::copy_from_slice(manifest.as_bytes());
+    let digest = match input.opt_str("imageDigest")? {
+        Some(d) => {
+            let d = parse_digest(d, "imageDigest")?;
+            if !d.verify(&body) {
+                return Err(EcrError::new(
+                    "ImageDigestDoesNotMatchException",
+                    format!("Invalid parameter at 'imageDigest' failed to satisfy constraint: 'The provided digest {d} does not match the digest of the manifest'"),
+                ));
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    let reference = match (&tag, &digest) {
+        (Some(t), _) => Reference::Tag(t.clone()),
+        (None, Some(d)) => Reference::Digest(d.clone()),
+        (None, None) => Reference::Digest(Digest::sha256_of(&body)),
+    };
+    let put = ctx
+        .app
+        .registry
+        .put_manifest(&repo, &reference, media_type, body)
+        .await
+        .map_err(|e| match e {
+            RegistryError::ManifestBlobUnknown(list) => EcrError::new(
+                "LayersNotFoundException",
+                format!("Layers with digests '{}' required for pushing image into repository with name '{}' in the registry with id '{}' do not exist", list.join(", "), repo.name, repo.account_id),
+            ),
+            e => e.into(),
+        })?;
+    if put.outcome == ImageOutcome::Unchanged {
+        return Err(EcrError::new(
+            "ImageAlreadyExistsException",
+            format!(
+                "Image with digest '{}'{} already exists in the repository with name '{}' in registry with id '{}'",
+                put.digest,
+                tag.as_ref().map(|t| format!(" and tag '{t}'")).unwrap_or_default(),
+                repo.name,
+                repo.account_id
+            ),
+        ));
+    }
+    let mut image_id = json!({ "imageDigest": put.digest.as_str() });
+    if let Some(t) = &tag {
+        image_id["imageTag"] = json!(t.as_str());
+    }
+    Ok(json!({
+        "image": {
+            "registryId": repo.account_id,
+            "repositoryName": repo.name,
+            "imageId": image_id,
+            "imageManifest": manifest,
+            "imageManifestMediaType": put.media_type,
+        }
+    }))
+}
+
+fn layer_digests(input: &Input) -> Result<&Vec<Value>, EcrError> {
+    let list = input
+        .opt_array("layerDigests")?
+        .ok_or_else(|| EcrError::invalid("Missing required parameter 'layerDigests'"))?;
+    if list.is_empty() || list.len() > 100 {
+        return Err(EcrError::invalid(
+            "layerDigests must have between 1 and 100 entries",
+        ));
+    }
+    Ok(list)
+}
+
+pub async fn batch_check_layer_availability(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:BatchCheckLayerAvailability").await?;
+    let mut layers = Vec::new();
+    let mut failures = Vec::new();
+    for v in layer_digests(input)? {
+        let s = v.as_str().unwrap_or("");
+        let Ok(d) = Digest::parse(s) else {
+            failures.push(json!({ "layerDigest": s, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest" }));
+            continue;
+        };
+        match ctx.app.registry.stat_blob(&repo, &d).await {
+            Ok(size) => layers.push(json!({ "layerDigest": s, "layerAvailability": "AVAILABLE", "layerSize": size })),
+            Err(RegistryError::BlobUnknown) => failures.push(json!({ "layerDigest": s, "failureCode": "MissingLayerDigest", "failureReason": "Could not find layer" })),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json!({ "layers": layers, "failures": failures }))
+}
+
+pub async fn initiate_layer_upload(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:InitiateLayerUpload").await?;
+    let u = ctx.app.registry.start_upload(&repo).await?;
+    Ok(json!({ "uploadId": u.id, "partSize": PART_SIZE }))
+}
+
+fn upload_id(input: &Input) -> Result<&str, EcrError> {
+    let id = input.req_str("uploadId")?;
+    let ok = id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    if !ok {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'uploadId' failed to satisfy constraint: 'must be a UUID' (got '{id}')"
+        )));
+    }
+    Ok(id)
+}
+
+pub async fn upload_layer_part(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:UploadLayerPart").await?;
+    let id = upload_id(input)?;
+    let first = input
+        .opt_i64("partFirstByte")?
+        .ok_or_else(|| EcrError::invalid("Missing required parameter 'partFirstByte'"))?;
+    let last = input
+        .opt_i64("partLastByte")?
+        .ok_or_else(|| EcrError::invalid("Missing required parameter 'partLastByte'"))?;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(input.req_str("layerPartBlob")?)
+        .map_err(|_| {
+            EcrError::new(
+                "SerializationException",
+                "layerPartBlob is not valid base64",
+            )
+        })?;
+    if first < 0 || last < first || (last - first + 1) as usize != blob.len() {
+        return Err(EcrError::new(
+            "InvalidLayerPartException",
+            format!(
+                "The part's byte range {first}-{last} does not match its {} bytes",
+                blob.len()
+            ),
+        ));
+    }
+    if blob.len() > 20 * 1024 * 1024 {
+        return Err(EcrError::new(
+            "InvalidLayerPartException",
+            "a layer part is at most 20 MiB",
+        ));
+    }
+    let body = futures_util::stream::iter([Ok::<_, String>(Bytes::from(blob))]);
+    let u = ctx
+        .app
+        .registry
+        .append_upload(&repo, id, Some(first as u64), None, body)
+        .await
+        .map_err(|e| match e {
+            RegistryError::RangeInvalid { size } => EcrError::new(
+                "InvalidLayerPartException",
+                format!("The part must start at byte {size}"),
+            ),
+            e => e.into(),
+        })?;
+    Ok(json!({
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "uploadId": id,
+        "lastByteReceived": u.size as i64 - 1,
+    }))
+}
+
+pub async fn complete_layer_upload(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:CompleteLayerUpload").await?;
+    let id = upload_id(input)?;
+    let digests = layer_digests(input)?;
+    let d = parse_digest(digests[0].as_str().unwrap_or(""), "layerDigests")?;
+    let reg = &ctx.app.registry;
+    let status = reg.upload_status(&repo, id).await?;
+    if status.size == 0 {
+        return Err(EcrError::new(
+            "EmptyUploadException",
+            format!("The upload with id '{id}' is empty"),
+        ));
+    }
+    if reg.stat_blob(&repo, &d).await.is_ok() {
+        let _ = reg.cancel_upload(&repo, id).await;
+        return Err(EcrError::new(
+            "LayerAlreadyExistsException",
+            format!("The layer with digest '{d}' already exists in the repository with name '{}' in registry with id '{}'", repo.name, repo.account_id),
+        ));
+    }
+    reg.complete_upload(&repo, id, &d)
+        .await
+        .map_err(|e| match e {
+            RegistryError::DigestMismatch => EcrError::new(
+                "InvalidLayerException",
+                format!(
+                    "The calculated digest of the layer does not match the provided digest '{d}'"
+                ),
+            ),
+            e => e.into(),
+        })?;
+    Ok(json!({
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "uploadId": id,
+        "layerDigest": d.as_str(),
+    }))
+}
+
+pub async fn get_download_url_for_layer(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:GetDownloadUrlForLayer").await?;
+    let d = parse_digest(input.req_str("layerDigest")?, "layerDigest")?;
+    match ctx.app.registry.stat_blob(&repo, &d).await {
+        Ok(_) => {}
+        Err(RegistryError::BlobUnknown) => {
+            return Err(EcrError::new(
+                "LayersNotFoundException",
+                format!(
+                    "The layer with digest '{d}' does not exist in the repository with name '{}'",
+                    repo.name
+                ),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let url = ctx.app.signed_layer_url(&repo.account_id, &repo.name, &d);
+    Ok(json!({ "downloadUrl": url, "layerDigest": d.as_str() }))
+}
+
+pub async fn list_image_referrers(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:BatchGetImage").await?;
+    let subject = input
+        .opt_object("subjectId")?
+        .and_then(|o| o.get("imageDigest"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| EcrError::invalid("Missing required parameter 'subjectId.imageDigest'"))?;
+    let subject = parse_digest(subject, "subjectId.imageDigest")?;
+    let types: Option<Vec<String>> = input
+        .opt_object("filter")?
+        .and_then(|f| f.get("artifactTypes"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        });
+    let max = input.max_results(50, 20)?;
+    let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
+    let rows = ctx
+        .app
+        .registry
+        .meta
+        .referrers(repo.repo_id, subject.as_str())
+        .await?;
+    let list: Vec<&ManifestRow> = rows
+        .iter()
+        .filter(|r| match &types {
+            None => true,
+            Some(t) => r.artifact_type.as_ref().is_some_and(|a| t.contains(a)),
+        })
+        .filter(|r| after.as_deref().is_none_or(|a| r.digest.as_str() > a))
+        .take(max as usize + 1)
+        .collect();
+    let more = list.len() as i64 > max;
+    let page = &list[..list.len().min(max as usize)];
+    let refs: Vec<Value> = page
+        .iter()
+        .map(|r| {
+            let mut v =
+                json!({ "digest": r.digest, "mediaType": r.media_type, "size": r.body.len() });
+            if let Some(a) = &r.artifact_type {
+                v["artifactType"] = json!(a);
+            }
+            if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&r.body) {
+                if let Some(a) = o.get("annotations") {
+                    v["annotations"] = a.clone();
+                }
+            }
+            v
+        })
+        .collect();
+    let mut v = json!({ "referrers": refs });
+    if more {
+        if let Some(last) = page.last() {
+            v["nextToken"] = json!(encode_token(&last.digest));
+        }
+    }
+    Ok(v)
+}

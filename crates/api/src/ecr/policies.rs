@@ -1,0 +1,392 @@
+//! Policy and configuration documents: repository and registry policies, lifecycle
+//! policies (validated here, evaluated by the lifecycle worker), the registry
+//! scanning configuration and the replication configuration (botocore ECR model).
+
+use berth_iam::policy::{PolicyDocument, PolicyKind};
+use berth_lifecycle::{check_policy_text_length, LifecyclePolicy};
+use berth_store::{AccountSetting, RepoColumn};
+use serde_json::{json, Value};
+
+use super::input::check_len;
+use super::repos::repo_for;
+use super::{epoch_secs, Ctx, EcrError, Input};
+
+fn policy_text<'a>(input: &'a Input, kind: PolicyKind, what: &str) -> Result<&'a str, EcrError> {
+    let text = input.req_str("policyText")?;
+    check_len("policyText", text, 0, 10240)?;
+    PolicyDocument::parse(text, kind).map_err(|e| {
+        EcrError::invalid(format!(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {what} policy provided': {e}"
+        ))
+    })?;
+    Ok(text)
+}
+
+pub async fn set_repository_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:SetRepositoryPolicy").await?;
+    let text = policy_text(input, PolicyKind::EcrRepository, "repository")?;
+    ctx.app
+        .registry
+        .meta
+        .set_repository_field(repo.repo_id, RepoColumn::Policy, Some(text.to_string()))
+        .await?;
+    Ok(json!({ "registryId": repo.account_id, "repositoryName": repo.name, "policyText": text }))
+}
+
+fn no_repo_policy(ctx: &Ctx, name: &str, account: &str) -> EcrError {
+    let _ = ctx;
+    EcrError::new(
+        "RepositoryPolicyNotFoundException",
+        format!("Repository policy does not exist for the repository with name '{name}' in the registry with id '{account}'"),
+    )
+}
+
+pub async fn get_repository_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:GetRepositoryPolicy").await?;
+    let text = repo
+        .policy
+        .clone()
+        .ok_or_else(|| no_repo_policy(ctx, &repo.name, &repo.account_id))?;
+    Ok(json!({ "registryId": repo.account_id, "repositoryName": repo.name, "policyText": text }))
+}
+
+pub async fn delete_repository_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:DeleteRepositoryPolicy").await?;
+    let text = repo
+        .policy
+        .clone()
+        .ok_or_else(|| no_repo_policy(ctx, &repo.name, &repo.account_id))?;
+    ctx.app
+        .registry
+        .meta
+        .set_repository_field(repo.repo_id, RepoColumn::Policy, None)
+        .await?;
+    Ok(json!({ "registryId": repo.account_id, "repositoryName": repo.name, "policyText": text }))
+}
+
+async fn registry_setting(
+    ctx: &Ctx,
+    action: &str,
+    s: AccountSetting,
+) -> Result<(String, Option<String>), EcrError> {
+    let account = ctx.caller.account_id.clone();
+    ctx.app
+        .authorize(&ctx.caller, action, &account, None, None)
+        .await?;
+    let v = ctx.app.registry.meta.account_setting(&account, s).await?;
+    Ok((account, v))
+}
+
+async fn set_registry_setting(
+    ctx: &Ctx,
+    account: &str,
+    s: AccountSetting,
+    v: Option<String>,
+) -> Result<(), EcrError> {
+    ctx.app
+        .registry
+        .meta
+        .set_account_setting(account, s, v)
+        .await?;
+    Ok(())
+}
+
+pub async fn put_registry_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let (account, _) =
+        registry_setting(ctx, "ecr:PutRegistryPolicy", AccountSetting::RegistryPolicy).await?;
+    let text = policy_text(input, PolicyKind::EcrRegistry, "registry")?;
+    set_registry_setting(
+        ctx,
+        &account,
+        AccountSetting::RegistryPolicy,
+        Some(text.to_string()),
+    )
+    .await?;
+    Ok(json!({ "registryId": account, "policyText": text }))
+}
+
+fn no_registry_policy(account: &str) -> EcrError {
+    EcrError::new(
+        "RegistryPolicyNotFoundException",
+        format!("Registry policy does not exist in the registry with id '{account}'"),
+    )
+}
+
+pub async fn get_registry_policy(ctx: &Ctx, _input: &Input) -> Result<Value, EcrError> {
+    let (account, v) =
+        registry_setting(ctx, "ecr:GetRegistryPolicy", AccountSetting::RegistryPolicy).await?;
+    let text = v.ok_or_else(|| no_registry_policy(&account))?;
+    Ok(json!({ "registryId": account, "policyText": text }))
+}
+
+pub async fn delete_registry_policy(ctx: &Ctx, _input: &Input) -> Result<Value, EcrError> {
+    let (account, v) = registry_setting(
+        ctx,
+        "ecr:DeleteRegistryPolicy",
+        AccountSetting::RegistryPolicy,
+    )
+    .await?;
+    let text = v.ok_or_else(|| no_registry_policy(&account))?;
+    set_registry_setting(ctx, &account, AccountSetting::RegistryPolicy, None).await?;
+    Ok(json!({ "registryId": account, "policyText": text }))
+}
+
+// ---- lifecycle policies ---------------------------------------------------------
+
+pub async fn put_lifecycle_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:PutLifecyclePolicy").await?;
+    let text = input.req_str("lifecyclePolicyText")?;
+    check_policy_text_length(text)
+        .and_then(|_| LifecyclePolicy::parse(text))
+        .map_err(|e| EcrError::invalid(e.to_string()))?;
+    ctx.app
+        .registry
+        .meta
+        .set_repository_field(
+            repo.repo_id,
+            RepoColumn::LifecyclePolicy,
+            Some(text.to_string()),
+        )
+        .await?;
+    Ok(
+        json!({ "registryId": repo.account_id, "repositoryName": repo.name, "lifecyclePolicyText": text }),
+    )
+}
+
+fn no_lifecycle_policy(name: &str, account: &str) -> EcrError {
+    EcrError::new(
+        "LifecyclePolicyNotFoundException",
+        format!("Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{account}'"),
+    )
+}
+
+fn lifecycle_json(repo: &berth_store::RepositoryRow, text: &str) -> Value {
+    let mut v = json!({ "registryId": repo.account_id, "repositoryName": repo.name, "lifecyclePolicyText": text });
+    if let Some(t) = repo.lifecycle_evaluated_at {
+        v["lastEvaluatedAt"] = epoch_secs(t);
+    }
+    v
+}
+
+pub async fn get_lifecycle_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:GetLifecyclePolicy").await?;
+    let text = repo
+        .lifecycle_policy
+        .clone()
+        .ok_or_else(|| no_lifecycle_policy(&repo.name, &repo.account_id))?;
+    Ok(lifecycle_json(&repo, &text))
+}
+
+pub async fn delete_lifecycle_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:DeleteLifecyclePolicy").await?;
+    let text = repo
+        .lifecycle_policy
+        .clone()
+        .ok_or_else(|| no_lifecycle_policy(&repo.name, &repo.account_id))?;
+    ctx.app
+        .registry
+        .meta
+        .set_repository_field(repo.repo_id, RepoColumn::LifecyclePolicy, None)
+        .await?;
+    Ok(lifecycle_json(&repo, &text))
+}
+
+// ---- registry scanning and replication configuration ----------------------------
+
+fn filters(
+    v: Option<&Value>,
+    allowed_type: &str,
+    max: usize,
+    min: usize,
+) -> Result<Vec<Value>, EcrError> {
+    let list = match v {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => {
+            return Err(EcrError::new(
+                "SerializationException",
+                "repositoryFilters must be a list",
+            ))
+        }
+    };
+    if list.len() < min || list.len() > max {
+        return Err(EcrError::invalid(format!(
+            "repositoryFilters must have between {min} and {max} entries"
+        )));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for f in list {
+        let filter = f.get("filter").and_then(Value::as_str).unwrap_or("");
+        let ft = f.get("filterType").and_then(Value::as_str).unwrap_or("");
+        if ft != allowed_type {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'filterType' failed to satisfy constraint: 'Member must satisfy enum value set: [{allowed_type}]'"
+            )));
+        }
+        check_len("filter", filter, 1, 256)?;
+        let ok = filter
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/*".contains(&b));
+        if !ok {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'filter' failed to satisfy constraint: 'must satisfy regular expression '^[a-z0-9*](?:[._\\-/a-z0-9*]?[a-z0-9*]+)*$'' (got '{filter}')"
+            )));
+        }
+        out.push(json!({ "filter": filter, "filterType": ft }));
+    }
+    Ok(out)
+}
+
+fn default_scanning() -> Value {
+    json!({ "scanType": "BASIC", "rules": [] })
+}
+
+pub async fn get_registry_scanning_configuration(
+    ctx: &Ctx,
+    _input: &Input,
+) -> Result<Value, EcrError> {
+    let (account, v) = registry_setting(
+        ctx,
+        "ecr:GetRegistryScanningConfiguration",
+        AccountSetting::ScanningConfiguration,
+    )
+    .await?;
+    let cfg = v
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(default_scanning);
+    Ok(json!({ "registryId": account, "scanningConfiguration": cfg }))
+}
+
+pub async fn put_registry_scanning_configuration(
+    ctx: &Ctx,
+    input: &Input,
+) -> Result<Value, EcrError> {
+    let (account, _) = registry_setting(
+        ctx,
+        "ecr:PutRegistryScanningConfiguration",
+        AccountSetting::ScanningConfiguration,
+    )
+    .await?;
+    let scan_type = input.opt_str("scanType")?.unwrap_or("BASIC");
+    if !matches!(scan_type, "BASIC" | "ENHANCED") {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'scanType' failed to satisfy constraint: 'Member must satisfy enum value set: [BASIC, ENHANCED]' (got '{scan_type}')"
+        )));
+    }
+    let rules = input.opt_array("rules")?.cloned().unwrap_or_default();
+    if rules.len() > 2 {
+        return Err(EcrError::invalid(
+            "A registry scanning configuration has at most 2 rules",
+        ));
+    }
+    let mut out = Vec::with_capacity(rules.len());
+    for r in &rules {
+        let freq = r.get("scanFrequency").and_then(Value::as_str).unwrap_or("");
+        let ok = match scan_type {
+            "BASIC" => matches!(freq, "SCAN_ON_PUSH" | "MANUAL"),
+            _ => matches!(freq, "SCAN_ON_PUSH" | "CONTINUOUS_SCAN" | "MANUAL"),
+        };
+        if !ok {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'scanFrequency' failed to satisfy constraint: '{freq}' is not valid for scan type {scan_type}"
+            )));
+        }
+        let f = filters(r.get("repositoryFilters"), "WILDCARD", 100, 1)?;
+        out.push(json!({ "scanFrequency": freq, "repositoryFilters": f }));
+    }
+    let cfg = json!({ "scanType": scan_type, "rules": out });
+    set_registry_setting(
+        ctx,
+        &account,
+        AccountSetting::ScanningConfiguration,
+        Some(cfg.to_string()),
+    )
+    .await?;
+    Ok(json!({ "registryScanningConfiguration": cfg }))
+}
+
+pub async fn put_replication_configuration(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let (account, _) = registry_setting(
+        ctx,
+        "ecr:PutReplicationConfiguration",
+        AccountSetting::ReplicationConfiguration,
+    )
+    .await?;
+    let cfg = input
+        .opt_object("replicationConfiguration")?
+        .ok_or_else(|| {
+            EcrError::invalid("Missing required parameter 'replicationConfiguration'")
+        })?;
+    let rules = match cfg.get("rules") {
+        Some(Value::Array(a)) => a.clone(),
+        _ => {
+            return Err(EcrError::invalid(
+                "replicationConfiguration.rules must be a list",
+            ))
+        }
+    };
+    if rules.len() > 10 {
+        return Err(EcrError::invalid(
+            "A replication configuration has at most 10 rules",
+        ));
+    }
+    let mut out = Vec::with_capacity(rules.len());
+    for r in &rules {
+        let dests = match r.get("destinations") {
+            Some(Value::Array(a)) if !a.is_empty() && a.len() <= 100 => a,
+            _ => {
+                return Err(EcrError::invalid(
+                    "Each replication rule needs 1 to 100 destinations",
+                ))
+            }
+        };
+        let mut d_out = Vec::new();
+        for d in dests {
+            let region = d.get("region").and_then(Value::as_str).unwrap_or("");
+            let reg = d.get("registryId").and_then(Value::as_str).unwrap_or("");
+            let region_ok = (2..=25).contains(&region.len())
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !region_ok || !berth_iam::arn::is_account_id(reg) {
+                return Err(EcrError::invalid(format!(
+                    "Invalid replication destination (region '{region}', registryId '{reg}')"
+                )));
+            }
+            if region == ctx.app.config.region && reg == account {
+                return Err(EcrError::invalid(
+                    "Replication destination cannot be the same as the source registry",
+                ));
+            }
+            d_out.push(json!({ "region": region, "registryId": reg }));
+        }
+        let f = filters(r.get("repositoryFilters"), "PREFIX_MATCH", 100, 0)?;
+        let mut rule = json!({ "destinations": d_out });
+        if !f.is_empty() {
+            rule["repositoryFilters"] = json!(f);
+        }
+        out.push(rule);
+    }
+    let cfg = json!({ "rules": out });
+    set_registry_setting(
+        ctx,
+        &account,
+        AccountSetting::ReplicationConfiguration,
+        Some(cfg.to_string()),
+    )
+    .await?;
+    Ok(json!({ "replicationConfiguration": cfg }))
+}
+
+pub async fn describe_registry(ctx: &Ctx, _input: &Input) -> Result<Value, EcrError> {
+    let (account, v) = registry_setting(
+        ctx,
+        "ecr:DescribeRegistry",
+        AccountSetting::ReplicationConfiguration,
+    )
+    .await?;
+    let cfg = v
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({ "rules": [] }));
+    Ok(json!({ "registryId": account, "replicationConfiguration": cfg }))
+}

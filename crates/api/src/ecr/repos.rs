@@ -1,0 +1,524 @@
+//! Repository operations: CreateRepository, DescribeRepositories, DeleteRepository,
+//! PutImageTagMutability, PutImageScanningConfiguration, resource tags, and
+//! GetAuthorizationToken (botocore ECR model).
+
+use berth_registry::{ExclusionFilter, RepoSettings, TagMutability};
+use berth_store::RepositoryRow;
+use serde_json::{json, Value};
+
+use super::input::{check_len, decode_token, encode_token, parse_repository_name};
+use super::{epoch_secs, Ctx, EcrError, Input};
+
+const MAX_TAGS: usize = 200;
+
+/// The `Repository` shape.
+pub fn repository_json(ctx: &Ctx, r: &RepositoryRow) -> Value {
+    let app = &ctx.app;
+    let mut v = json!({
+        "repositoryArn": app.repository_arn(&r.account_id, &r.name),
+        "registryId": r.account_id,
+        "repositoryName": r.name,
+        "repositoryUri": format!("{}/{}", app.registry_host(&r.account_id), r.name),
+        "createdAt": epoch_secs(r.created_at),
+        "imageTagMutability": r.tag_mutability,
+        "imageScanningConfiguration": { "scanOnPush": r.scan_on_push },
+        "encryptionConfiguration": { "encryptionType": r.encryption_type },
+    });
+    if let Some(k) = &r.kms_key {
+        v["encryptionConfiguration"]["kmsKey"] = json!(k);
+    }
+    if let Ok(ex) = serde_json::from_str::<Vec<ExclusionFilter>>(&r.mutability_exclusions) {
+        if !ex.is_empty() {
+            v["imageTagMutabilityExclusionFilters"] = json!(ex);
+        }
+    }
+    v
+}
+
+/// Looks a repository up for an operation after authorizing `action` on it.
+pub async fn repo_for(ctx: &Ctx, input: &Input, action: &str) -> Result<RepositoryRow, EcrError> {
+    let account = ctx.registry_id(input)?;
+    let name = input.repository_name()?;
+    let found = ctx
+        .app
+        .registry
+        .meta
+        .get_repository(&account, name.as_str())
+        .await?;
+    ctx.app
+        .authorize(
+            &ctx.caller,
+            action,
+            &account,
+            Some(name.as_str()),
+            found.as_ref().and_then(|r| r.policy.as_deref()),
+        )
+        .await?;
+    found.ok_or_else(|| {
+        EcrError::new(
+            "RepositoryNotFoundException",
+            format!(
+                "The repository with name '{name}' does not exist in the registry with id '{account}'"
+            ),
+        )
+    })
+}
+
+fn parse_tags(v: Option<&Vec<Value>>) -> Result<Vec<(String, String)>, EcrError> {
+    let Some(list) = v else {
+        return Ok(Vec::new());
+    };
+    if list.len() > MAX_TAGS {
+        return Err(EcrError::new(
+            "TooManyTagsException",
+            format!("A repository can have at most {MAX_TAGS} tags"),
+        ));
+    }
+    let mut out: Vec<(String, String)> = Vec::with_capacity(list.len());
+    for t in list {
+        let key = t.get("Key").and_then(Value::as_str);
+        let value = t.get("Value").and_then(Value::as_str).unwrap_or("");
+        let Some(key) = key else {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                "Each tag needs a Key",
+            ));
+        };
+        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                "Tag keys must be 1-128 characters and values at most 256 characters",
+            ));
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                "Tag keys starting with 'aws:' are reserved for AWS use",
+            ));
+        }
+        out.retain(|(k, _)| k != key);
+        out.push((key.to_string(), value.to_string()));
+    }
+    Ok(out)
+}
+
+fn parse_mutability(
+    input: &Input,
+) -> Result<Option<(TagMutability, Vec<ExclusionFilter>)>, EcrError> {
+    let Some(m) = input.opt_str("imageTagMutability")? else {
+        if input.get("imageTagMutabilityExclusionFilters").is_some() {
+            return Err(EcrError::invalid(
+                "imageTagMutabilityExclusionFilters requires imageTagMutability IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION",
+            ));
+        }
+        return Ok(None);
+    };
+    let mode = TagMutability::parse(m).ok_or_else(|| {
+        EcrError::invalid(format!(
+            "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]' (got '{m}')"
+        ))
+    })?;
+    let filters = input.opt_array("imageTagMutabilityExclusionFilters")?;
+    let mut ex = Vec::new();
+    if let Some(list) = filters {
+        if list.is_empty() || list.len() > 5 {
+            return Err(EcrError::invalid(
+                "imageTagMutabilityExclusionFilters must have between 1 and 5 filters",
+            ));
+        }
+        for f in list {
+            let ft = f.get("filterType").and_then(Value::as_str).unwrap_or("");
+            let filter = f.get("filter").and_then(Value::as_str).unwrap_or("");
+            if ft != "WILDCARD" {
+                return Err(EcrError::invalid("filterType must be WILDCARD"));
+            }
+            check_len("filter", filter, 1, 128)?;
+            let ok = filter
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b));
+            if !ok || filter.matches('*').count() > 2 {
+                return Err(EcrError::invalid(format!(
+                    "Invalid exclusion filter '{filter}': use letters, digits, '.', '_', '-' and at most two '*' wildcards"
+                )));
+            }
+            ex.push(ExclusionFilter {
+                filter_type: ft.to_string(),
+                filter: filter.to_string(),
+            });
+        }
+    }
+    match (mode.has_exclusions(), ex.is_empty()) {
+        (true, true) => Err(EcrError::invalid(format!(
+            "imageTagMutability {} requires imageTagMutabilityExclusionFilters",
+            mode.as_str()
+        ))),
+        (false, false) => Err(EcrError::invalid(format!(
+            "imageTagMutabilityExclusionFilters are not allowed with imageTagMutability {}",
+            mode.as_str()
+        ))),
+        _ => Ok(Some((mode, ex))),
+    }
+}
+
+pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let account = ctx.registry_id(input)?;
+    let name = input.repository_name()?;
+    ctx.app
+        .authorize(
+            &ctx.caller,
+            "ecr:CreateRepository",
+            &account,
+            Some(name.as_str()),
+            None,
+        )
+        .await?;
+    let tags = parse_tags(input.opt_array("tags")?)?;
+    let (mode, exclusions) =
+        parse_mutability(input)?.unwrap_or((TagMutability::Mutable, Vec::new()));
+    let scan_on_push = match input.opt_object("imageScanningConfiguration")? {
+        Some(o) => match o.get("scanOnPush") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(EcrError::new(
+                    "SerializationException",
+                    "scanOnPush must be a boolean",
+                ))
+            }
+        },
+        None => false,
+    };
+    let (encryption_type, kms_key) = match input.opt_object("encryptionConfiguration")? {
+        None => ("AES256".to_string(), None),
+        Some(o) => {
+            let t = o
+                .get("encryptionType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let key = o.get("kmsKey").and_then(Value::as_str);
+            match t {
+                "AES256" => {
+                    if key.is_some() {
+                        return Err(EcrError::invalid(
+                            "Invalid parameter at 'encryptionConfiguration' failed to satisfy constraint: 'kmsKey can only be specified when encryptionType is KMS or KMS_DSSE'",
+                        ));
+                    }
+                    ("AES256".to_string(), None)
+                }
+                "KMS" | "KMS_DSSE" => {
+                    if let Some(k) = key {
+                        check_len("kmsKey", k, 1, 2048)?;
+                    }
+                    let key = key.map(str::to_string).unwrap_or_else(|| {
+                        format!(
+                            "arn:aws:kms:{}:{account}:alias/aws/ecr",
+                            ctx.app.config.region
+                        )
+                    });
+                    (t.to_string(), Some(key))
+                }
+                other => {
+                    return Err(EcrError::invalid(format!(
+                        "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]' (got '{other}')"
+                    )))
+                }
+            }
+        }
+    };
+    let settings = RepoSettings {
+        tag_mutability: mode,
+        exclusions,
+        scan_on_push,
+        encryption_type,
+        kms_key,
+        tags,
+    };
+    let repo = ctx
+        .app
+        .registry
+        .create_repository(&account, &name, &settings)
+        .await?;
+    Ok(json!({ "repository": repository_json(ctx, &repo) }))
+}
+
+pub async fn describe_repositories(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let account = ctx.registry_id(input)?;
+    let names = input.opt_array("repositoryNames")?;
+    let token = input.opt_str("nextToken")?;
+    if let Some(names) = names {
+        if input.get("maxResults").is_some() || token.is_some() {
+            return Err(EcrError::invalid(
+                "maxResults and nextToken cannot be used together with repositoryNames",
+            ));
+        }
+        if names.is_empty() || names.len() > 100 {
+            return Err(EcrError::invalid(
+                "Invalid parameter at 'repositoryNames' failed to satisfy constraint: 'Member must have length between 1 and 100'",
+            ));
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let n = n.as_str().ok_or_else(|| {
+                EcrError::new("SerializationException", "repositoryNames must be strings")
+            })?;
+            let name = parse_repository_name(n, "repositoryNames")?;
+            let found = ctx
+                .app
+                .registry
+                .meta
+                .get_repository(&account, name.as_str())
+                .await?;
+            ctx.app
+                .authorize(
+                    &ctx.caller,
+                    "ecr:DescribeRepositories",
+                    &account,
+                    Some(name.as_str()),
+                    found.as_ref().and_then(|r| r.policy.as_deref()),
+                )
+                .await?;
+            match found {
+                Some(r) => out.push(repository_json(ctx, &r)),
+                None => {
+                    return Err(EcrError::new(
+                        "RepositoryNotFoundException",
+                        format!("The repository with name '{name}' does not exist in the registry with id '{account}'"),
+                    ))
+                }
+            }
+        }
+        return Ok(json!({ "repositories": out }));
+    }
+    ctx.app
+        .authorize(
+            &ctx.caller,
+            "ecr:DescribeRepositories",
+            &account,
+            None,
+            None,
+        )
+        .await?;
+    let max = input.max_results(1000, 100)?;
+    let after = token.map(decode_token).transpose()?;
+    let mut rows = ctx
+        .app
+        .registry
+        .meta
+        .list_repositories(&account, after.as_deref(), max + 1)
+        .await?;
+    let more = rows.len() as i64 > max;
+    rows.truncate(max as usize);
+    let mut v =
+        json!({ "repositories": rows.iter().map(|r| repository_json(ctx, r)).collect::<Vec<_>>() });
+    if more {
+        if let Some(last) = rows.last() {
+            v["nextToken"] = json!(encode_token(&last.name));
+        }
+    }
+    Ok(v)
+}
+
+pub async fn delete_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:DeleteRepository").await?;
+    let force = input.opt_bool("force")?.unwrap_or(false);
+    let out = repository_json(ctx, &repo);
+    ctx.app.registry.delete_repository(&repo, force).await?;
+    Ok(json!({ "repository": out }))
+}
+
+pub async fn put_image_tag_mutability(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:PutImageTagMutability").await?;
+    input.req_str("imageTagMutability")?;
+    let (mode, ex) = parse_mutability(input)?.unwrap_or((TagMutability::Mutable, Vec::new()));
+    let ex_text = serde_json::to_string(&ex).unwrap_or_else(|_| "[]".into());
+    ctx.app
+        .registry
+        .meta
+        .set_tag_mutability(repo.repo_id, mode.as_str(), &ex_text)
+        .await?;
+    let mut v = json!({
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "imageTagMutability": mode.as_str(),
+    });
+    if !ex.is_empty() {
+        v["imageTagMutabilityExclusionFilters"] = json!(ex);
+    }
+    Ok(v)
+}
+
+pub async fn put_image_scanning_configuration(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_for(ctx, input, "ecr:PutImageScanningConfiguration").await?;
+    let cfg = input
+        .opt_object("imageScanningConfiguration")?
+        .ok_or_else(|| {
+            EcrError::invalid("Missing required parameter 'imageScanningConfiguration'")
+        })?;
+    let on = match cfg.get("scanOnPush") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(EcrError::new(
+                "SerializationException",
+                "scanOnPush must be a boolean",
+            ))
+        }
+    };
+    ctx.app
+        .registry
+        .meta
+        .set_scan_on_push(repo.repo_id, on)
+        .await?;
+    Ok(json!({
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "imageScanningConfiguration": { "scanOnPush": on },
+    }))
+}
+
+/// Resolves `resourceArn` to a repository, authorizing `action`.
+async fn repo_by_arn(ctx: &Ctx, input: &Input, action: &str) -> Result<RepositoryRow, EcrError> {
+    let arn = input.req_str("resourceArn")?;
+    let bad = || {
+        EcrError::invalid(format!("Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN' (got '{arn}')"))
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "ecr" {
+        return Err(bad());
+    }
+    let account = parts[4];
+    let name = parts[5].strip_prefix("repository/").ok_or_else(bad)?;
+    let name = parse_repository_name(name, "resourceArn")?;
+    if !berth_iam::arn::is_account_id(account) {
+        return Err(bad());
+    }
+    let found = ctx
+        .app
+        .registry
+        .meta
+        .get_repository(account, name.as_str())
+        .await?;
+    ctx.app
+        .authorize(
+            &ctx.caller,
+            action,
+            account,
+            Some(name.as_str()),
+            found.as_ref().and_then(|r| r.policy.as_deref()),
+        )
+        .await?;
+    found.ok_or_else(|| {
+        EcrError::new(
+            "RepositoryNotFoundException",
+            format!("The repository with name '{name}' does not exist in the registry with id '{account}'"),
+        )
+    })
+}
+
+pub async fn tag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_by_arn(ctx, input, "ecr:TagResource").await?;
+    let tags =
+        parse_tags(Some(input.opt_array("tags")?.ok_or_else(|| {
+            EcrError::invalid("Missing required parameter 'tags'")
+        })?))?;
+    if !ctx
+        .app
+        .registry
+        .meta
+        .put_repository_tags(repo.repo_id, &tags, MAX_TAGS as i64)
+        .await?
+    {
+        return Err(EcrError::new(
+            "TooManyTagsException",
+            format!("A repository can have at most {MAX_TAGS} tags"),
+        ));
+    }
+    Ok(json!({}))
+}
+
+pub async fn untag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_by_arn(ctx, input, "ecr:UntagResource").await?;
+    let keys = input
+        .opt_array("tagKeys")?
+        .ok_or_else(|| EcrError::invalid("Missing required parameter 'tagKeys'"))?;
+    let mut list = Vec::with_capacity(keys.len());
+    for k in keys {
+        let k = k.as_str().ok_or_else(|| {
+            EcrError::new("InvalidTagParameterException", "tag keys must be strings")
+        })?;
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                "Tag keys must be 1-128 characters",
+            ));
+        }
+        list.push(k.to_string());
+    }
+    ctx.app
+        .registry
+        .meta
+        .delete_repository_tags(repo.repo_id, &list)
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn list_tags_for_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let repo = repo_by_arn(ctx, input, "ecr:ListTagsForResource").await?;
+    let tags = ctx.app.registry.meta.repository_tags(repo.repo_id).await?;
+    Ok(json!({
+        "tags": tags.into_iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect::<Vec<_>>()
+    }))
+}
+
+pub async fn get_authorization_token(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let ids: Vec<String> = match input.opt_array("registryIds")? {
+        None => vec![ctx.caller.account_id.clone()],
+        Some(list) => {
+            if list.is_empty() || list.len() > 10 {
+                return Err(EcrError::invalid(
+                    "Invalid parameter at 'registryIds' failed to satisfy constraint: 'Member must have length between 1 and 10'",
+                ));
+            }
+            let mut v = Vec::new();
+            for r in list {
+                match r.as_str() {
+                    Some(s) if berth_iam::arn::is_account_id(s) => v.push(s.to_string()),
+                    _ => {
+                        return Err(EcrError::invalid(
+                            "registryIds must be 12-digit account ids",
+                        ))
+                    }
+                }
+            }
+            v
+        }
+    };
+    ctx.app
+        .authorize(
+            &ctx.caller,
+            "ecr:GetAuthorizationToken",
+            &ctx.caller.account_id,
+            None,
+            None,
+        )
+        .await?;
+    let now = ctx.now() / 1000;
+    let (token, expires) = ctx
+        .app
+        .identity
+        .mint_token(&ctx.caller, now)
+        .map_err(|e| EcrError::server(e.to_string()))?;
+    let auth = berth_iam::token::authorization_token(&token);
+    let scheme = ctx.app.config.scheme;
+    let data: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            json!({
+                "authorizationToken": auth,
+                "expiresAt": expires,
+                "proxyEndpoint": format!("{scheme}://{}", ctx.app.registry_host(id)),
+            })
+        })
+        .collect();
+    Ok(json!({ "authorizationData": data }))
+}

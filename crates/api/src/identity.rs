@@ -1,0 +1,250 @@
+//! Accounts, users and access keys: who a signature or a registry token belongs to.
+//!
+//! Access-key secrets are sealed with the master key before they reach the metadata
+//! store; tokens are MACed with a key derived from it, so any node with the same
+//! master key verifies any other node's tokens without shared state.
+
+use std::sync::Arc;
+
+use berth_iam::arn::AccountId;
+use berth_iam::token::{self, TokenClaims, TokenError};
+use berth_store::{AccessKeyRow, Meta, StoreError};
+
+use crate::secrets::{MasterKey, SecretError};
+
+/// An authenticated principal: the account root or an IAM-style user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub account_id: String,
+    /// `None` for the account root.
+    pub user_name: Option<String>,
+}
+
+impl Principal {
+    pub fn root(account_id: &str) -> Self {
+        Principal {
+            account_id: account_id.to_string(),
+            user_name: None,
+        }
+    }
+
+    pub fn arn(&self) -> String {
+        match &self.user_name {
+            None => format!("arn:aws:iam::{}:root", self.account_id),
+            Some(u) => format!("arn:aws:iam::{}:user/{u}", self.account_id),
+        }
+    }
+
+    /// Parses an ARN produced by [`Principal::arn`].
+    pub fn from_arn(arn: &str) -> Option<Self> {
+        let rest = arn.strip_prefix("arn:aws:iam::")?;
+        let (account, res) = rest.split_once(':')?;
+        if !berth_iam::arn::is_account_id(account) {
+            return None;
+        }
+        if res == "root" {
+            return Some(Principal::root(account));
+        }
+        let user = res.strip_prefix("user/")?;
+        let name = user.rsplit('/').next()?;
+        (!name.is_empty()).then(|| Principal {
+            account_id: account.to_string(),
+            user_name: Some(name.to_string()),
+        })
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.user_name.is_none()
+    }
+
+    /// The `UserId` STS and IAM report: the account id for the root, else a stable id.
+    pub fn user_id(&self) -> String {
+        match &self.user_name {
+            None => self.account_id.clone(),
+            Some(u) => format!("AIDA{}", stable_id(&self.account_id, u)),
+        }
+    }
+}
+
+/// A deterministic 16-character uppercase id for a user.
+fn stable_id(account: &str, user: &str) -> String {
+    let d = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{account}/{user}").as_bytes(),
+    );
+    d.as_ref()[..10]
+        .iter()
+        .map(|b| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[(b % 32) as usize]))
+        .chain("BERTHUSR".chars())
+        .take(16)
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Identity {
+    pub meta: Meta,
+    pub master: Arc<MasterKey>,
+    token_key: [u8; 32],
+}
+
+/// A freshly created access key (the only time the secret is shown).
+pub struct NewAccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl Identity {
+    pub fn new(meta: Meta, master: Arc<MasterKey>) -> Self {
+        let token_key = master.derive("berth registry token key v1");
+        Identity {
+            meta,
+            master,
+            token_key,
+        }
+    }
+
+    fn random_string(&self, alphabet: &[u8], n: usize) -> Result<String, IdentityError> {
+        let mut buf = vec![0u8; n];
+        self.master.random(&mut buf)?;
+        Ok(buf
+            .iter()
+            .map(|b| char::from(alphabet[(*b as usize) % alphabet.len()]))
+            .collect())
+    }
+
+    /// Creates an access key for the root (`user` None) or a user.
+    pub async fn create_access_key(
+        &self,
+        account_id: &str,
+        user: Option<&str>,
+        now: i64,
+    ) -> Result<NewAccessKey, IdentityError> {
+        let id = format!(
+            "AKIA{}",
+            self.random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)?
+        );
+        let secret = self.random_string(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+            40,
+        )?;
+        self.store_access_key(account_id, user, &id, &secret, now)
+            .await?;
+        Ok(NewAccessKey {
+            access_key_id: id,
+            secret_access_key: secret,
+        })
+    }
+
+    /// Stores a given key pair (replacing the secret of an existing key with that id).
+    pub async fn store_access_key(
+        &self,
+        account_id: &str,
+        user: Option<&str>,
+        access_key_id: &str,
+        secret: &str,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        if access_key_id.len() < 16
+            || access_key_id.len() > 128
+            || !access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(IdentityError::Invalid(
+                "access key ids are 16-128 letters and digits".into(),
+            ));
+        }
+        if secret.len() < 16 {
+            return Err(IdentityError::Invalid(
+                "secret access keys must be at least 16 characters".into(),
+            ));
+        }
+        let row = AccessKeyRow {
+            access_key_id: access_key_id.to_string(),
+            account_id: account_id.to_string(),
+            user_name: user.map(str::to_string),
+            secret: self.master.seal(access_key_id, secret.as_bytes())?,
+            status: "Active".into(),
+            created_at: now,
+        };
+        if !self.meta.insert_access_key(&row).await? {
+            self.meta.delete_access_key(access_key_id).await?;
+            self.meta.insert_access_key(&row).await?;
+        }
+        Ok(())
+    }
+
+    /// The secret and principal of an active access key.
+    pub async fn secret_for(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<(Vec<u8>, Principal)>, IdentityError> {
+        let Some(row) = self.meta.get_access_key(access_key_id).await? else {
+            return Ok(None);
+        };
+        if row.status != "Active" {
+            return Ok(None);
+        }
+        let secret = self.master.open(access_key_id, &row.secret)?;
+        Ok(Some((
+            secret,
+            Principal {
+                account_id: row.account_id,
+                user_name: row.user_name,
+            },
+        )))
+    }
+
+    /// Mints a registry token for `p`, valid 12 hours from `now_secs`.
+    pub fn mint_token(&self, p: &Principal, now_secs: i64) -> Result<(String, i64), IdentityError> {
+        let account =
+            AccountId::parse(&p.account_id).map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        let claims = TokenClaims::new(account, p.arn(), now_secs);
+        let t = token::mint(&self.token_key, &claims)?;
+        Ok((t, claims.expires_at))
+    }
+
+    /// Verifies a `Basic` Authorization header value carrying `AWS:<token>`.
+    pub fn verify_basic(&self, header: &str, now_secs: i64) -> Result<Principal, IdentityError> {
+        let claims = token::verify_basic(&[self.token_key], header, now_secs)?;
+        Principal::from_arn(&claims.principal)
+            .ok_or_else(|| IdentityError::Invalid("token names an unknown principal".into()))
+    }
+
+    /// Whether the principal still exists (a deleted user's tokens stop working).
+    pub async fn principal_exists(&self, p: &Principal) -> Result<bool, IdentityError> {
+        Ok(match &p.user_name {
+            None => self.meta.account_exists(&p.account_id).await?,
+            Some(u) => self.meta.get_user(&p.account_id, u).await?.is_some(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_round_trip() {
+        let r = Principal::root("123456789012");
+        assert_eq!(r.arn(), "arn:aws:iam::123456789012:root");
+        assert_eq!(Principal::from_arn(&r.arn()), Some(r));
+        let u = Principal {
+            account_id: "123456789012".into(),
+            user_name: Some("alice".into()),
+        };
+        assert_eq!(u.arn(), "arn:aws:iam::123456789012:user/alice");
+        assert_eq!(Principal::from_arn(&u.arn()), Some(u.clone()));
+        assert_eq!(u.user_id().len(), 20);
+        assert!(Principal::from_arn("arn:aws:iam::12:root").is_none());
+    }
+}
