@@ -510,6 +510,89 @@ mod tests {
         assert!(idx.add_zip(b"junk", 1 << 20).is_err());
     }
 
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn range_json(bounds: &[(u32, Option<u32>)], order: &[usize]) -> String {
+            let mut events = Vec::new();
+            for (lo, hi) in bounds {
+                events.push(format!(r#"{{"introduced":"{lo}.0.0"}}"#));
+                if let Some(hi) = hi {
+                    events.push(format!(r#"{{"fixed":"{hi}.0.0"}}"#));
+                }
+            }
+            let shuffled: Vec<String> = order
+                .iter()
+                .filter_map(|&i| events.get(i % events.len().max(1)).cloned())
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            let mut evs: Vec<String> = shuffled
+                .into_iter()
+                .filter(|e| seen.insert(e.clone()))
+                .collect();
+            for e in events {
+                if seen.insert(e.clone()) {
+                    evs.push(e);
+                }
+            }
+            format!(
+                r#"{{"ranges":[{{"type":"SEMVER","events":[{}]}}]}}"#,
+                evs.join(",")
+            )
+        }
+
+        proptest! {
+            /// Disjoint [introduced, fixed) intervals in any event order:
+            /// a version is affected exactly when an interval contains it,
+            /// and the reported fix is that interval's end.
+            #[test]
+            fn intervals_in_any_order(
+                cuts in proptest::collection::btree_set(1u32..60, 1..8),
+                open_end in any::<bool>(),
+                order in proptest::collection::vec(0usize..16, 0..16),
+                v in 0u32..70,
+            ) {
+                let cuts: Vec<u32> = cuts.into_iter().collect();
+                let mut bounds = Vec::new();
+                for pair in cuts.chunks(2) {
+                    match pair {
+                        [lo, hi] => bounds.push((*lo, Some(*hi))),
+                        [lo] => bounds.push((*lo, if open_end { None } else { Some(lo + 1) })),
+                        _ => {}
+                    }
+                }
+                let a: Affected = serde_json::from_str(&range_json(&bounds, &order)).unwrap_or_default();
+                let want = bounds.iter().find(|(lo, hi)| v >= *lo && hi.is_none_or(|h| v < h));
+                let got = evaluate(&a, VersionScheme::Semver, &format!("{v}.0.0"));
+                prop_assert_eq!(got.is_some(), want.is_some());
+                if let (Some(hit), Some((_, hi))) = (got, want) {
+                    prop_assert_eq!(hit.fixed, hi.map(|h| format!("{h}.0.0")));
+                }
+            }
+
+            #[test]
+            fn arbitrary_events_never_panic(
+                evs in proptest::collection::vec((0u8..4, "[0-9a-z.~+-]{0,6}"), 0..10),
+                v in "[0-9a-z.~+-]{0,6}",
+            ) {
+                let events: Vec<String> = evs.iter().map(|(k, s)| {
+                    let key = ["introduced", "fixed", "last_affected", "limit"][usize::from(*k)];
+                    format!(r#"{{"{key}":{}}}"#, serde_json::Value::String(s.clone()))
+                }).collect();
+                for kind in ["ECOSYSTEM", "SEMVER"] {
+                    let a: Affected = serde_json::from_str(&format!(
+                        r#"{{"ranges":[{{"type":"{kind}","events":[{}]}}]}}"#, events.join(",")
+                    )).unwrap_or_default();
+                    for scheme in [VersionScheme::Dpkg, VersionScheme::Apk, VersionScheme::Rpm,
+                                   VersionScheme::Pep440, VersionScheme::Semver] {
+                        let _ = evaluate(&a, scheme, &v);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_json_is_an_error() {
         let mut idx = AdvisoryIndex::new();
