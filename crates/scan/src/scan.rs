@@ -18,7 +18,7 @@ use crate::error::ScanError;
 use crate::index::AdvisoryIndex;
 use crate::inventory::{self, Inventory, OsInfo, Package, PackageKind};
 use crate::layers::{ImageFs, Layer, Limits};
-use crate::severity::{assess, Severity};
+use crate::severity::{assess, Cvss, Severity};
 
 /// Outcome status of a successful scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,10 +69,8 @@ pub struct Finding {
     pub file_path: String,
     /// Lowest version that fixes it, when known.
     pub fixed_in: Option<String>,
-    /// CVSS v3 base score, when the advisory has a vector.
-    pub cvss3_score: Option<f64>,
-    /// CVSS v3 vector.
-    pub cvss3_vector: Option<String>,
+    /// The CVSS vector the severity came from, with its base score.
+    pub cvss: Option<Cvss>,
 }
 
 impl Finding {
@@ -88,11 +86,14 @@ impl Finding {
         if let Some(f) = &self.fixed_in {
             a.push(("fixed_in_version", f.clone()));
         }
-        if let Some(s) = self.cvss3_score {
-            a.push(("CVSS3_SCORE", format!("{s:.1}")));
-        }
-        if let Some(v) = &self.cvss3_vector {
-            a.push(("CVSS3_VECTOR", v.clone()));
+        if let Some(c) = &self.cvss {
+            let (score, vector) = if c.version == 2 {
+                ("CVSS2_SCORE", "CVSS2_VECTOR")
+            } else {
+                ("CVSS3_SCORE", "CVSS3_VECTOR")
+            };
+            a.push((score, format!("{:.1}", c.score)));
+            a.push((vector, c.vector.clone()));
         }
         a.push(("file_path", format!("/{}", self.file_path)));
         a
@@ -149,8 +150,7 @@ pub fn match_inventory(inv: &Inventory, index: &AdvisoryIndex) -> Vec<Finding> {
                 package_kind: pkg.kind,
                 file_path: pkg.path.clone(),
                 fixed_in: m.fixed,
-                cvss3_score: cvss.as_ref().map(|c| c.score),
-                cvss3_vector: cvss.map(|c| c.vector),
+                cvss,
             });
         }
     }

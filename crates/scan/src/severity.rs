@@ -25,7 +25,9 @@
 //! then the record's `severity`); then the rating in the matched
 //! `affected[].database_specific.severity`, `affected[].ecosystem_specific.severity`,
 //! Debian's `affected[].ecosystem_specific.urgency`, the record's
-//! `database_specific.severity` (GitHub), and an `Ubuntu` severity entry.
+//! `database_specific.severity` (GitHub), and an `Ubuntu` severity entry;
+//! last, a CVSS v2 vector (base score per the CVSS v2 guide §3.2.1, NVD's
+//! v2 bands: LOW < 4.0 ≤ MEDIUM < 7.0 ≤ HIGH).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -107,13 +109,75 @@ pub enum CvssError {
     BadMetric(String),
 }
 
-/// A CVSS v3 vector with its computed base score.
+/// A CVSS vector with its computed base score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cvss {
+    /// Major CVSS version: 2 or 3.
+    pub version: u8,
     /// The vector as written in the advisory.
     pub vector: String,
     /// Base score, 0.0–10.0.
     pub score: f64,
+}
+
+/// Computes the CVSS v2 base score of `vector` (CVSS v2 Complete
+/// Documentation §3.2.1; an optional `(…)` wrapper and `CVSS:2.0/` prefix
+/// are accepted).
+pub fn cvss2_base_score(vector: &str) -> Result<f64, CvssError> {
+    let v = vector.trim().trim_start_matches('(').trim_end_matches(')');
+    let v = v.strip_prefix("CVSS:2.0/").unwrap_or(v);
+    if v.starts_with("CVSS:") {
+        return Err(CvssError::NotV3);
+    }
+    let mut m: [Option<&str>; 6] = [None; 6];
+    for part in v.split('/') {
+        let (k, val) = part
+            .split_once(':')
+            .ok_or_else(|| CvssError::BadMetric(part.to_string()))?;
+        let idx = match k {
+            "AV" => 0,
+            "AC" => 1,
+            "Au" => 2,
+            "C" => 3,
+            "I" => 4,
+            "A" => 5,
+            _ => continue,
+        };
+        if m[idx].replace(val).is_some() {
+            return Err(CvssError::BadMetric(part.to_string()));
+        }
+    }
+    let bad = |n: &str| CvssError::BadMetric(n.to_string());
+    let av: f64 = match m[0] {
+        Some("L") => 0.395,
+        Some("A") => 0.646,
+        Some("N") => 1.0,
+        _ => return Err(bad("AV")),
+    };
+    let ac = match m[1] {
+        Some("H") => 0.35,
+        Some("M") => 0.61,
+        Some("L") => 0.71,
+        _ => return Err(bad("AC")),
+    };
+    let au = match m[2] {
+        Some("M") => 0.45,
+        Some("S") => 0.56,
+        Some("N") => 0.704,
+        _ => return Err(bad("Au")),
+    };
+    let cia = |i: usize, n: &str| match m[i] {
+        Some("N") => Ok(0.0),
+        Some("P") => Ok(0.275),
+        Some("C") => Ok(0.660),
+        _ => Err(bad(n)),
+    };
+    let (c, i, a) = (cia(3, "C")?, cia(4, "I")?, cia(5, "A")?);
+    let impact = 10.41 * (1.0 - (1.0 - c) * (1.0 - i) * (1.0 - a));
+    let exploitability = 20.0 * av * ac * au;
+    let f = if impact == 0.0 { 0.0 } else { 1.176 };
+    let score: f64 = ((0.6 * impact) + (0.4 * exploitability) - 1.5) * f;
+    Ok(((score * 10.0).round() / 10.0).max(0.0))
 }
 
 /// Computes the CVSS v3.x base score of `vector`.
@@ -224,13 +288,33 @@ fn roundup_31(x: f64) -> f64 {
     }
 }
 
-fn first_cvss3(scores: &[SeverityScore]) -> Option<Cvss> {
-    scores.iter().filter(|s| s.kind == "CVSS_V3").find_map(|s| {
-        cvss3_base_score(&s.score).ok().map(|score| Cvss {
+type ScoreFn = fn(&str) -> Result<f64, CvssError>;
+
+fn first_cvss(scores: &[SeverityScore], version: u8) -> Option<Cvss> {
+    let (kind, calc): (&str, ScoreFn) = match version {
+        2 => ("CVSS_V2", cvss2_base_score),
+        _ => ("CVSS_V3", cvss3_base_score),
+    };
+    scores.iter().filter(|s| s.kind == kind).find_map(|s| {
+        calc(&s.score).ok().map(|score| Cvss {
+            version,
             vector: s.score.trim().to_string(),
             score,
         })
     })
+}
+
+/// CVSS v2 qualitative bands (NVD): LOW < 4.0 ≤ MEDIUM < 7.0 ≤ HIGH.
+fn v2_severity(score: f64) -> Severity {
+    if score >= 7.0 {
+        Severity::High
+    } else if score >= 4.0 {
+        Severity::Medium
+    } else if score > 0.0 {
+        Severity::Low
+    } else {
+        Severity::Informational
+    }
 }
 
 fn rating_at(v: Option<&serde_json::Value>, key: &str) -> Option<Severity> {
@@ -243,8 +327,8 @@ fn rating_at(v: Option<&serde_json::Value>, key: &str) -> Option<Severity> {
 pub fn assess(vuln: &Vulnerability, matched: &[&Affected]) -> (Severity, Option<Cvss>) {
     let cvss = matched
         .iter()
-        .find_map(|a| first_cvss3(&a.severity))
-        .or_else(|| first_cvss3(&vuln.severity));
+        .find_map(|a| first_cvss(&a.severity, 3))
+        .or_else(|| first_cvss(&vuln.severity, 3));
     if let Some(c) = cvss {
         return (Severity::from_score(c.score), Some(c));
     }
@@ -264,13 +348,23 @@ pub fn assess(vuln: &Vulnerability, matched: &[&Affected]) -> (Severity, Option<
     );
     // The first rating that says something; an explicit "not yet assigned"
     // only wins when nothing else rates the record.
-    let sev = ratings
+    if let Some(sev) = ratings
         .iter()
         .flatten()
         .copied()
         .find(|s| *s != Severity::Undefined)
-        .unwrap_or(Severity::Undefined);
-    (sev, None)
+    {
+        return (sev, None);
+    }
+    // Last resort: a CVSS v2 vector (older NVD-derived records).
+    let v2 = matched
+        .iter()
+        .find_map(|a| first_cvss(&a.severity, 2))
+        .or_else(|| first_cvss(&vuln.severity, 2));
+    match v2 {
+        Some(c) => (v2_severity(c.score), Some(c)),
+        None => (Severity::Undefined, None),
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +405,30 @@ mod tests {
         assert!(cvss3_base_score("CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H").is_err());
         assert!(cvss3_base_score("CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H").is_err());
         assert!(cvss3_base_score("CVSS:3.1/").is_err());
+    }
+
+    #[test]
+    fn cvss2_vectors() {
+        let cases = [
+            ("AV:N/AC:L/Au:N/C:P/I:P/A:P", 7.5),
+            ("AV:N/AC:M/Au:N/C:N/I:P/A:N", 4.3),
+            ("AV:L/AC:L/Au:N/C:C/I:C/A:C", 7.2),
+            ("AV:N/AC:L/Au:N/C:N/I:N/A:P", 5.0),
+            ("(AV:N/AC:L/Au:N/C:C/I:C/A:C)", 10.0),
+            ("AV:N/AC:L/Au:N/C:N/I:N/A:N", 0.0),
+        ];
+        for (v, want) in cases {
+            assert_eq!(cvss2_base_score(v), Ok(want), "{v}");
+        }
+        assert!(cvss2_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H").is_err());
+        assert!(cvss2_base_score("AV:N/AC:L/Au:N/C:P/I:P").is_err());
+        let v: Vulnerability = serde_json::from_str(
+            r#"{"id":"C","severity":[{"type":"CVSS_V2","score":"AV:N/AC:L/Au:N/C:P/I:P/A:P"}]}"#,
+        )
+        .unwrap_or_default();
+        let (s, c) = assess(&v, &[]);
+        assert_eq!(s, Severity::High);
+        assert_eq!(c.map(|c| (c.version, c.score)), Some((2, 7.5)));
     }
 
     #[test]

@@ -344,7 +344,15 @@ fn fixture_image_yields_exactly_the_expected_findings() {
         .findings
         .iter()
         .find(|f| f.package_name == "minimist");
-    assert_eq!(minimist.and_then(|f| f.cvss3_score), Some(9.8));
+    assert_eq!(
+        minimist
+            .and_then(|f| f.cvss.as_ref())
+            .map(|c| (c.version, c.score)),
+        Some((3, 9.8))
+    );
+    let attrs = minimist.map(|f| f.attributes()).unwrap_or_default();
+    assert!(attrs.contains(&("CVSS3_SCORE", "9.8".to_string())));
+    assert!(attrs.contains(&("fixed_in_version", "1.2.6".to_string())));
     let counts: u32 = report.severity_counts.values().sum();
     assert_eq!(counts, 26);
     let werkzeug = report.findings.iter().find(|f| f.name == "PYSEC-2023-221");
