@@ -205,6 +205,9 @@ impl Http {
         r
     }
 
+    /// Sends a request. If the server answers early and closes the connection while
+    /// the body is still being written (e.g. 413 on a too-large `Content-Length`),
+    /// its response is returned rather than the write error.
     pub fn try_send(
         &self,
         method: &str,
@@ -212,28 +215,23 @@ impl Http {
         headers: &[(&str, &str)],
         body: Body,
     ) -> std::io::Result<Response> {
-        match body {
-            Body::Empty => {
-                let mut f = self.begin(method, path, headers, Some(0))?;
-                f.finish()
+        let (len, mut reader): (Option<u64>, Box<dyn Read + Send>) = match body {
+            Body::Empty => (Some(0), Box::new(std::io::empty())),
+            Body::Bytes(b) => (Some(b.len() as u64), Box::new(std::io::Cursor::new(b))),
+            Body::Stream { len, reader } => (len, reader),
+        };
+        let mut f = self.begin(method, path, headers, len)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let sent = (|| loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
             }
-            Body::Bytes(b) => {
-                let mut f = self.begin(method, path, headers, Some(b.len() as u64))?;
-                f.write(&b)?;
-                f.finish()
-            }
-            Body::Stream { len, mut reader } => {
-                let mut f = self.begin(method, path, headers, len)?;
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let n = reader.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    f.write(&buf[..n])?;
-                }
-                f.finish()
-            }
+            f.write(&buf[..n])?;
+        })();
+        match sent {
+            Ok(()) => f.finish(),
+            Err(e) => f.read_response().map_err(|_| e),
         }
     }
 

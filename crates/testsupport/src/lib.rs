@@ -5,6 +5,7 @@
 //! This crate may not touch berth's internals: it drives the binary from the outside,
 //! exactly as an operator or a client would.
 
+pub mod ecr;
 pub mod http;
 pub mod layout;
 pub mod server;

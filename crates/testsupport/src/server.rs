@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::http::Http;
+use base64::Engine;
+
+use crate::ecr::{self, Credentials};
+use crate::http::{Http, Response};
 
 /// The metadata store a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +117,9 @@ pub struct Berth {
     database_url: Option<String>,
     data: TempDir,
     stderr_path: PathBuf,
-    /// Outputs of earlier incarnations (before `restart`), for failure reports.
+    /// How many times the process was started (restarts included).
     starts: u32,
+    creds: std::sync::Mutex<Option<(String, String)>>,
 }
 
 /// The `berth` binary: `BERTH_BIN`, else `<target dir>/debug/berth`.
@@ -192,6 +196,7 @@ impl Berth {
             stderr_path,
             data,
             starts: 0,
+            creds: std::sync::Mutex::new(None),
         };
         b.spawn("127.0.0.1:0");
         b
@@ -222,6 +227,8 @@ impl Berth {
         if let Some((c, k)) = &self.opts.tls {
             cmd.arg("--tls-cert").arg(c).arg("--tls-key").arg(k);
         }
+        cmd.env("BERTH_ROOT_ACCESS_KEY_ID", ecr::TEST_ACCESS_KEY_ID)
+            .env("BERTH_ROOT_SECRET_ACCESS_KEY", ecr::TEST_SECRET_ACCESS_KEY);
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
@@ -326,10 +333,103 @@ impl Berth {
         &self.data
     }
 
-    /// The registry credentials every client must present (`AWS:<token>`). The single
-    /// place tests get them from, so switching on data-plane auth changes one function.
+    /// The root access key of the default account (the test key, or the one given
+    /// with `BERTH_ROOT_ACCESS_KEY_ID`/`BERTH_ROOT_SECRET_ACCESS_KEY` in the options).
+    pub fn root_credentials(&self) -> Credentials {
+        let get = |k: &str, default: &str| {
+            self.opts
+                .env
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| default.to_string())
+        };
+        Credentials {
+            access_key_id: get("BERTH_ROOT_ACCESS_KEY_ID", ecr::TEST_ACCESS_KEY_ID),
+            secret_access_key: get("BERTH_ROOT_SECRET_ACCESS_KEY", ecr::TEST_SECRET_ACCESS_KEY),
+        }
+    }
+
+    /// Calls an ECR operation (`op` like `CreateRepository`) as `creds`, SigV4-signed.
+    pub fn ecr_as(&self, creds: &Credentials, op: &str, body: &serde_json::Value) -> Response {
+        let region = self
+            .opts
+            .env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == "BERTH_REGION")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(ecr::TEST_REGION);
+        ecr::call(
+            &Http::new(self.addr),
+            &self.host(),
+            creds,
+            region,
+            "ecr",
+            &format!("AmazonEC2ContainerRegistry_V20150921.{op}"),
+            body,
+        )
+    }
+
+    /// Calls an ECR operation as the account root.
+    pub fn ecr(&self, op: &str, body: &serde_json::Value) -> Response {
+        self.ecr_as(&self.root_credentials(), op, body)
+    }
+
+    /// The registry credentials every client must present: `("AWS", <token>)` from
+    /// `GetAuthorizationToken` as the account root (fetched once per server). The
+    /// single place tests get them from: every client helper passes these.
     pub fn registry_creds(&self) -> (String, String) {
-        ("AWS".to_string(), "test-token".to_string())
+        let mut c = self.creds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = c.as_ref() {
+            return c.clone();
+        }
+        let got = self.fetch_registry_creds();
+        *c = Some(got.clone());
+        got
+    }
+
+    fn fetch_registry_creds(&self) -> (String, String) {
+        let r = if self.tls {
+            return self.fetch_registry_creds_awscli();
+        } else {
+            self.ecr("GetAuthorizationToken", &serde_json::json!({}))
+        };
+        // A server without the ECR API yet ignores data-plane auth.
+        if r.status == 404 || r.status == 405 {
+            return ("AWS".to_string(), "test-token".to_string());
+        }
+        r.expect_status(200);
+        let token = r.json()["authorizationData"][0]["authorizationToken"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no authorizationToken:\n{}", r.describe()));
+        decode_token(&token)
+    }
+
+    /// Over TLS, the AWS CLI (a real client) fetches the token.
+    fn fetch_registry_creds_awscli(&self) -> (String, String) {
+        crate::tools::require("aws", "pip install awscli");
+        let c = self.root_credentials();
+        let out = crate::tools::run_ok(
+            Command::new("aws")
+                .args(["ecr", "get-authorization-token", "--output", "json"])
+                .args(["--region", ecr::TEST_REGION, "--no-verify-ssl"])
+                .arg("--endpoint-url")
+                .arg(self.url())
+                .env("AWS_ACCESS_KEY_ID", &c.access_key_id)
+                .env("AWS_SECRET_ACCESS_KEY", &c.secret_access_key)
+                .env("AWS_CONFIG_FILE", "/dev/null")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+                .env("PYTHONWARNINGS", "ignore"),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("aws output");
+        decode_token(
+            v["authorizationData"][0]["authorizationToken"]
+                .as_str()
+                .expect("authorizationToken"),
+        )
     }
 
     /// A hand-written HTTP client for this server, carrying [`Self::registry_creds`].
@@ -425,6 +525,17 @@ impl Drop for Berth {
             drop_postgres_database(u);
         }
     }
+}
+
+fn decode_token(b64: &str) -> (String, String) {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("authorizationToken is base64");
+    let s = String::from_utf8(raw).expect("authorizationToken is UTF-8");
+    let (u, p) = s
+        .split_once(':')
+        .expect("authorizationToken is user:password");
+    (u.to_string(), p.to_string())
 }
 
 fn admin_url() -> String {
