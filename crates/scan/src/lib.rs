@@ -14,6 +14,30 @@
 //! [`ScanError`].
 //!
 //! Entry point: [`scan_image`].
+//!
+//! ```
+//! use berth_scan::{scan_image, AdvisoryIndex, Layer, Limits, ScanStatus};
+//!
+//! let mut index = AdvisoryIndex::new();
+//! index
+//!     .add_json(
+//!         "GHSA-xvch-5gv4-984h.json",
+//!         br#"{"id": "GHSA-xvch-5gv4-984h", "affected": [{
+//!             "package": {"ecosystem": "npm", "name": "minimist"},
+//!             "ranges": [{"type": "SEMVER", "events": [{"introduced": "1.0.0"}, {"fixed": "1.2.6"}]}]}]}"#,
+//!     )
+//!     .expect("valid OSV");
+//! // An empty (end-of-archive only) layer: nothing to scan.
+//! let layer = vec![0u8; 1024];
+//! let report = scan_image(
+//!     [Layer::new("application/vnd.oci.image.layer.v1.tar", &layer[..])],
+//!     &index,
+//!     &Limits::default(),
+//! )
+//! .expect("scan");
+//! assert_eq!(report.status, ScanStatus::UnsupportedImage);
+//! assert!(report.findings.is_empty());
+//! ```
 
 pub mod ecosystem;
 pub mod error;

@@ -245,17 +245,15 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
     // OS databases, through symlinks (e.g. /var/lib/rpm -> /usr/lib/sysimage/rpm).
     if let Some(b) = fs.read("var/lib/dpkg/status", hops)? {
         let path = "var/lib/dpkg/status";
-        let t =
-            std::str::from_utf8(b).map_err(|e| malformed(path, "dpkg status", e.to_string()))?;
+        let t = text(b);
         inv.packages
-            .extend(dpkg::parse(t, path, true).map_err(|r| malformed(path, "dpkg status", r))?);
+            .extend(dpkg::parse(&t, path, true).map_err(|r| malformed(path, "dpkg status", r))?);
     }
     if let Some(b) = fs.read("lib/apk/db/installed", hops)? {
         let path = "lib/apk/db/installed";
-        let t =
-            std::str::from_utf8(b).map_err(|e| malformed(path, "apk database", e.to_string()))?;
+        let t = text(b);
         inv.packages
-            .extend(apk::parse(t, path).map_err(|r| malformed(path, "apk database", r))?);
+            .extend(apk::parse(&t, path).map_err(|r| malformed(path, "apk database", r))?);
     }
     let mut rpm_seen = false;
     for path in [
@@ -302,10 +300,11 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
                     if base.ends_with(".md5sums") {
                         continue;
                     }
-                    let t = std::str::from_utf8(bytes)
-                        .map_err(|e| malformed(path, "dpkg status.d entry", e.to_string()))?;
+                    // Descriptions may hold non-UTF-8 bytes; the fields
+                    // read are ASCII, so decode lossily rather than fail.
+                    let t = text(bytes);
                     inv.packages.extend(
-                        dpkg::parse(t, path, false)
+                        dpkg::parse(&t, path, false)
                             .map_err(|r| malformed(path, "dpkg status.d entry", r))?,
                     );
                 } else if base == "METADATA" || base == "PKG-INFO" || base.ends_with(".egg-info") {
@@ -454,6 +453,20 @@ mod tests {
         assert!(names.contains(&"Jinja2"));
         assert!(names.contains(&"base-files"));
         assert_eq!(inv.warnings.len(), 1);
+    }
+
+    #[test]
+    fn non_utf8_descriptions_do_not_fail_dpkg() {
+        let mut status =
+            b"Package: a\nStatus: install ok installed\nVersion: 1.0\nMaintainer: J\xf6rg\n"
+                .to_vec();
+        status.extend_from_slice(b"Description: x\n");
+        let fs = ImageFs::from_nodes([(
+            "var/lib/dpkg/status".to_string(),
+            Node::File(FileData::Content(status)),
+        )]);
+        let inv = collect(&fs, &Limits::default());
+        assert_eq!(inv.map(|i| i.packages.len()).ok(), Some(1));
     }
 
     #[test]

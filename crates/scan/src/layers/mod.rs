@@ -57,7 +57,7 @@ impl Default for Limits {
             max_layers: 256,
             max_decompressed_bytes: 8 << 30,
             max_file_bytes: 128 << 20,
-            max_retained_bytes: 512 << 20,
+            max_retained_bytes: 256 << 20,
             max_entries: 2_000_000,
             max_path_bytes: 4096,
             max_symlink_hops: 40,
