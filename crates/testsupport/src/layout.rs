@@ -30,6 +30,26 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     )
 }
 
+/// An incremental sha256, for content streamed without being held in memory.
+pub struct Sha256(ring::digest::Context);
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Sha256(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Sha256 {
+    pub fn update(&mut self, b: &[u8]) {
+        self.0.update(b);
+    }
+
+    /// `sha256:<hex>`.
+    pub fn digest(self) -> String {
+        format!("sha256:{}", hex::encode(self.0.finish()))
+    }
+}
+
 /// Deterministic incompressible bytes (xorshift64*), so layers have real size.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);

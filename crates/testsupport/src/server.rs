@@ -475,6 +475,11 @@ impl Berth {
         assert_eq!(r, 0, "kill({sig}) failed");
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
     /// SIGTERM, then waits (up to 60 s) for the exit status.
     pub fn stop_gracefully(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
