@@ -1,6 +1,7 @@
 //! The `berth` binary: configuration, wiring and the command line
 //! (`berth serve`, `berth admin …`).
 
+mod admin;
 mod bootstrap;
 mod config;
 mod serve;
@@ -39,6 +40,8 @@ pub struct Common {
 enum Command {
     /// Run the registry server.
     Serve(serve::ServeArgs),
+    /// Manage accounts, users, access keys, policies; read the audit log.
+    Admin(admin::AdminArgs),
 }
 
 impl Common {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
     let res = rt.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Admin(args) => admin::run(args).await,
         }
     });
     match res {

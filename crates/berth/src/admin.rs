@@ -1,0 +1,319 @@
+//! `berth admin …`: accounts, users, access keys, policies and the audit log. Takes
+//! the same configuration as `berth serve` and works while the server runs (it talks
+//! to the same metadata store).
+
+use std::sync::Arc;
+
+use berth_api::identity::Identity;
+use berth_store::Meta;
+use clap::{Args, Subcommand};
+
+use crate::Common;
+
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Manage accounts (registries).
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Manage IAM-style users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage access keys.
+    #[command(subcommand, name = "access-key")]
+    AccessKey(KeyCmd),
+    /// Attach, detach and list user policies.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Print the newest audit-log records.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Create an account with a 12-digit id.
+    Create { account_id: String },
+    /// List accounts.
+    List,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    Create {
+        name: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    Delete {
+        name: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create a key for a user (or the account root without --user); prints the secret once.
+    Create {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    Disable {
+        access_key_id: String,
+    },
+    Enable {
+        access_key_id: String,
+    },
+    Delete {
+        access_key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Attach a managed policy (ReadOnly, PowerUser, FullAccess or its ARN), or an
+    /// inline policy from a JSON file with --file and --name.
+    Attach {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        account: Option<String>,
+        /// Managed policy name or ARN.
+        policy: Option<String>,
+        #[arg(long, requires = "name")]
+        file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    Detach {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        account: Option<String>,
+        policy: String,
+    },
+    List {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+fn managed_name(p: &str) -> Result<String, String> {
+    let short = match p {
+        "ReadOnly" => "AmazonEC2ContainerRegistryReadOnly",
+        "PowerUser" => "AmazonEC2ContainerRegistryPowerUser",
+        "FullAccess" => "AmazonEC2ContainerRegistryFullAccess",
+        other => other,
+    };
+    berth_iam::policy::managed_policy(short)
+        .map(|m| m.name.to_string())
+        .ok_or_else(|| format!("unknown managed policy {p:?} (ReadOnly, PowerUser, FullAccess)"))
+}
+
+pub async fn run(args: AdminArgs) -> Result<(), String> {
+    let cfg = args.common.load()?;
+    let meta = Meta::connect(&cfg.database_url())
+        .await
+        .map_err(|e| format!("metadata store: {e}"))?;
+    let now = berth_store::now_millis();
+    meta.ensure_account(&cfg.account_id, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    let master = Arc::new(crate::bootstrap::master_key(&cfg, &meta).await?);
+    let identity = Identity::new(meta.clone(), master);
+    let acct = |a: Option<String>| -> Result<String, String> {
+        let a = a.unwrap_or_else(|| cfg.account_id.clone());
+        if berth_iam::arn::is_account_id(&a) {
+            Ok(a)
+        } else {
+            Err(format!("{a:?} is not a 12-digit account id"))
+        }
+    };
+    let e = |e: berth_store::StoreError| e.to_string();
+    match args.command {
+        AdminCommand::Account(AccountCmd::Create { account_id }) => {
+            let a = acct(Some(account_id))?;
+            meta.ensure_account(&a, now).await.map_err(e)?;
+            println!("account {a} ready; create its root key with: berth admin access-key create --account {a}");
+        }
+        AdminCommand::Account(AccountCmd::List) => {
+            for a in meta.list_accounts().await.map_err(e)? {
+                println!("{a}");
+            }
+        }
+        AdminCommand::User(UserCmd::Create { name, account }) => {
+            let a = acct(account)?;
+            berth_iam::arn::validate_user_name(&name).map_err(|e| e.to_string())?;
+            if !meta.account_exists(&a).await.map_err(e)? {
+                return Err(format!("account {a} does not exist"));
+            }
+            let p = berth_api::identity::Principal {
+                account_id: a.clone(),
+                user_name: Some(name.clone()),
+            };
+            if !meta
+                .create_user(&a, &name, &p.user_id(), now)
+                .await
+                .map_err(e)?
+            {
+                return Err(format!("user {name} already exists in account {a}"));
+            }
+            println!("{}", p.arn());
+        }
+        AdminCommand::User(UserCmd::List { account }) => {
+            for u in meta.list_users(&acct(account)?).await.map_err(e)? {
+                println!("{}\t{}", u.user_name, u.user_id);
+            }
+        }
+        AdminCommand::User(UserCmd::Delete { name, account }) => {
+            if !meta.delete_user(&acct(account)?, &name).await.map_err(e)? {
+                return Err(format!("no user {name}"));
+            }
+        }
+        AdminCommand::AccessKey(KeyCmd::Create { account, user }) => {
+            let a = acct(account)?;
+            if !meta.account_exists(&a).await.map_err(e)? {
+                return Err(format!("account {a} does not exist"));
+            }
+            if let Some(u) = &user {
+                if meta.get_user(&a, u).await.map_err(e)?.is_none() {
+                    return Err(format!("no user {u} in account {a}"));
+                }
+            }
+            let k = identity
+                .create_access_key(&a, user.as_deref(), now)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("aws_access_key_id = {}", k.access_key_id);
+            println!("aws_secret_access_key = {}", k.secret_access_key);
+        }
+        AdminCommand::AccessKey(KeyCmd::List { account }) => {
+            for k in meta.list_access_keys(&acct(account)?).await.map_err(e)? {
+                println!(
+                    "{}\t{}\t{}",
+                    k.access_key_id,
+                    k.user_name.as_deref().unwrap_or("(root)"),
+                    k.status
+                );
+            }
+        }
+        AdminCommand::AccessKey(KeyCmd::Disable { access_key_id }) => {
+            if !meta
+                .set_access_key_status(&access_key_id, "Inactive")
+                .await
+                .map_err(e)?
+            {
+                return Err(format!("no access key {access_key_id}"));
+            }
+        }
+        AdminCommand::AccessKey(KeyCmd::Enable { access_key_id }) => {
+            if !meta
+                .set_access_key_status(&access_key_id, "Active")
+                .await
+                .map_err(e)?
+            {
+                return Err(format!("no access key {access_key_id}"));
+            }
+        }
+        AdminCommand::AccessKey(KeyCmd::Delete { access_key_id }) => {
+            if !meta.delete_access_key(&access_key_id).await.map_err(e)? {
+                return Err(format!("no access key {access_key_id}"));
+            }
+        }
+        AdminCommand::Policy(PolicyCmd::Attach {
+            user,
+            account,
+            policy,
+            file,
+            name,
+        }) => {
+            let a = acct(account)?;
+            if meta.get_user(&a, &user).await.map_err(e)?.is_none() {
+                return Err(format!("no user {user} in account {a}"));
+            }
+            match (policy, file, name) {
+                (Some(p), None, _) => {
+                    let n = managed_name(&p)?;
+                    meta.put_user_policy(&a, &user, &n, None).await.map_err(e)?;
+                    println!("attached arn:aws:iam::aws:policy/{n}");
+                }
+                (None, Some(f), Some(n)) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|err| format!("cannot read {}: {err}", f.display()))?;
+                    berth_iam::policy::PolicyDocument::parse(
+                        &text,
+                        berth_iam::policy::PolicyKind::Identity,
+                    )
+                    .map_err(|err| format!("invalid policy: {err}"))?;
+                    meta.put_user_policy(&a, &user, &n, Some(&text))
+                        .await
+                        .map_err(e)?;
+                    println!("attached inline policy {n}");
+                }
+                _ => {
+                    return Err(
+                        "give a managed policy name, or --file and --name for an inline policy"
+                            .into(),
+                    )
+                }
+            }
+        }
+        AdminCommand::Policy(PolicyCmd::Detach {
+            user,
+            account,
+            policy,
+        }) => {
+            let a = acct(account)?;
+            let name = managed_name(&policy).unwrap_or(policy);
+            if !meta.delete_user_policy(&a, &user, &name).await.map_err(e)? {
+                return Err(format!("user {user} has no policy {name}"));
+            }
+        }
+        AdminCommand::Policy(PolicyCmd::List { user, account }) => {
+            for (n, doc) in meta
+                .user_policies(&acct(account)?, &user)
+                .await
+                .map_err(e)?
+            {
+                println!("{n}\t{}", if doc.is_some() { "inline" } else { "managed" });
+            }
+        }
+        AdminCommand::Audit { limit } => {
+            for r in meta.recent_audit(limit).await.map_err(e)? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    berth_iam::time::format_iso8601(r.ts / 1000),
+                    r.account_id.unwrap_or_default(),
+                    r.principal.unwrap_or_default(),
+                    r.action,
+                    r.resource.unwrap_or_default(),
+                    r.source.unwrap_or_default(),
+                    r.outcome
+                );
+            }
+        }
+    }
+    Ok(())
+}
