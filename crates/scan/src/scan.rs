@@ -165,8 +165,30 @@ pub fn match_inventory(inv: &Inventory, index: &AdvisoryIndex) -> Vec<Finding> {
 }
 
 /// Builds a report from an inventory.
-pub fn report(inv: Inventory, index: &AdvisoryIndex) -> ScanReport {
+pub fn report(mut inv: Inventory, index: &AdvisoryIndex) -> ScanReport {
     let findings = match_inventory(&inv, index);
+    let os_eco = inv.os.as_ref().and_then(|o| o.ecosystem.as_ref());
+    let unmatched = inv
+        .packages
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.kind,
+                PackageKind::Deb | PackageKind::Apk | PackageKind::Rpm
+            )
+        })
+        .filter(|p| p.match_key(os_eco).is_none())
+        .count();
+    if unmatched > 0 {
+        let os = inv.os.as_ref().map_or_else(
+            || "an undetected OS".to_string(),
+            |o| format!("{} {}", o.id, o.version_id.as_deref().unwrap_or("")),
+        );
+        inv.warnings.push(format!(
+            "{unmatched} OS packages not matched: no advisory ecosystem for {}",
+            os.trim()
+        ));
+    }
     let mut severity_counts = BTreeMap::new();
     for f in &findings {
         *severity_counts.entry(f.severity).or_insert(0) += 1;
@@ -199,4 +221,47 @@ where
     let fs = ImageFs::from_layers(layers, limits)?;
     let inv = inventory::collect(&fs, limits)?;
     Ok(report(inv, index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(kind: PackageKind, name: &str) -> Package {
+        Package {
+            kind,
+            name: name.into(),
+            version: "1.0".into(),
+            source_name: None,
+            source_version: None,
+            arch: None,
+            path: "x".into(),
+        }
+    }
+
+    #[test]
+    fn statuses_and_unmatched_os_warning() {
+        let idx = AdvisoryIndex::new();
+        let r = report(Inventory::default(), &idx);
+        assert_eq!(r.status, ScanStatus::UnsupportedImage);
+        let inv = Inventory {
+            os: Some(OsInfo {
+                id: "amzn".into(),
+                version_id: Some("2023".into()),
+                pretty_name: None,
+                ecosystem: None,
+            }),
+            packages: vec![
+                pkg(PackageKind::Rpm, "bash"),
+                pkg(PackageKind::Npm, "lodash"),
+            ],
+            warnings: Vec::new(),
+        };
+        let r = report(inv, &idx);
+        assert_eq!(r.status, ScanStatus::Complete);
+        assert_eq!(
+            r.warnings,
+            vec!["1 OS packages not matched: no advisory ecosystem for amzn 2023".to_string()]
+        );
+    }
 }

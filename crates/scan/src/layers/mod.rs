@@ -575,12 +575,23 @@ impl Walker<'_> {
                                 limit: limits.max_file_bytes,
                             });
                         }
-                        self.retain(layer, entry.size)?;
                         let cap = usize::try_from(entry.size.min(1 << 20)).unwrap_or(1 << 20);
                         let mut buf = Vec::with_capacity(cap);
                         EntryData(tar)
                             .read_to_end(&mut buf)
                             .map_err(|e| Self::tar_err(layer, TarError::Io(e)))?;
+                        // Python metadata is only read up to its header
+                        // block; the long description after it can be large.
+                        if path.ends_with("/METADATA")
+                            || path.ends_with("PKG-INFO")
+                            || path.ends_with(".egg-info")
+                        {
+                            if let Some(i) = memchr::memmem::find(&buf, b"\n\n") {
+                                buf.truncate(i + 1);
+                                buf.shrink_to_fit();
+                            }
+                        }
+                        self.retain(layer, buf.len() as u64)?;
                         Some(Node::File(FileData::Content(buf)))
                     }
                     Interest::GoCandidate => {
