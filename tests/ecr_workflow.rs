@@ -1,0 +1,324 @@
+//! The user's workflow (seed `ecr-setup.md`) with the real AWS CLI, skopeo and
+//! Terraform against a real `berth serve`, and the authorization matrix.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use berth_testsupport::ecr::Credentials;
+use berth_testsupport::tools::require;
+use berth_testsupport::{both_backends, Berth, Layout, TempDir};
+use serde_json::{json, Value};
+
+/// Runs the AWS CLI (v1) against berth as `creds`.
+fn aws(berth: &Berth, creds: &Credentials, args: &[&str]) -> Output {
+    require("aws", "pip install awscli");
+    Command::new("aws")
+        .args(args)
+        .args(["--endpoint-url", &berth.url(), "--region", "us-east-1", "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run aws")
+}
+
+fn aws_ok(berth: &Berth, creds: &Credentials, args: &[&str]) -> Value {
+    let out = aws(berth, creds, args);
+    assert!(
+        out.status.success(),
+        "aws {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        berth.stderr_tail(20)
+    );
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| json!(String::from_utf8_lossy(&out.stdout).trim()))
+    }
+}
+
+/// Asserts the CLI failed with the given AWS error code.
+fn aws_err(berth: &Berth, creds: &Credentials, args: &[&str], code: &str) {
+    let out = aws(berth, creds, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "aws {args:?} unexpectedly succeeded");
+    assert!(err.contains(&format!("({code})")), "aws {args:?}: want {code}, got:\n{err}");
+}
+
+fn skopeo_login(berth: &Berth, creds: &Credentials, authfile: &Path) {
+    let token = aws(berth, creds, &["ecr", "get-login-password"]);
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let mut child = Command::new("skopeo")
+        .args(["login", "--tls-verify=false", "--username", "AWS", "--password-stdin"])
+        .arg("--authfile")
+        .arg(authfile)
+        .arg(berth.host())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("skopeo login");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&token.stdout)
+        .expect("write token");
+    let out = child.wait_with_output().expect("skopeo login");
+    assert!(out.status.success(), "skopeo login: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn skopeo(authfile: &Path, args: &[&str]) -> Output {
+    require("skopeo", "apt-get install -y skopeo");
+    Command::new("skopeo")
+        .args(args)
+        .arg("--authfile")
+        .arg(authfile)
+        .output()
+        .expect("skopeo")
+}
+
+both_backends! {
+    fn seed_cli_flow(backend) {
+        let berth = Berth::start(backend);
+        let root = berth.root_credentials();
+        let v = aws_ok(&berth, &root, &[
+            "ecr", "create-repository", "--repository-name", "my-web-app-repo",
+            "--image-scanning-configuration", "scanOnPush=true", "--image-tag-mutability", "IMMUTABLE",
+        ]);
+        let repo = &v["repository"];
+        assert_eq!(repo["imageTagMutability"], "IMMUTABLE");
+        assert_eq!(repo["imageScanningConfiguration"]["scanOnPush"], true);
+        assert_eq!(repo["encryptionConfiguration"]["encryptionType"], "AES256");
+        assert_eq!(repo["repositoryUri"], format!("{}/my-web-app-repo", berth.host()));
+        assert!(repo["createdAt"].is_number(), "timestamps are JSON numbers");
+        aws_err(&berth, &root, &["ecr", "create-repository", "--repository-name", "my-web-app-repo"], "RepositoryAlreadyExistsException");
+
+        let tmp = TempDir::new("seed");
+        let auth = tmp.join("auth.json");
+        skopeo_login(&berth, &root, &auth);
+        let layout = Layout::build(&tmp.join("layout"));
+        let dst = format!("docker://{}/my-web-app-repo:latest", berth.host());
+        let out = skopeo(&auth, &["copy", "--dest-tls-verify=false", &layout.oci_ref("single"), &dst]);
+        assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
+        let pulled = tmp.join("pulled");
+        let out = skopeo(&auth, &["copy", "--src-tls-verify=false", &dst, &format!("oci:{}:latest", pulled.display())]);
+        assert!(out.status.success(), "pull: {}", String::from_utf8_lossy(&out.stderr));
+
+        let v = aws_ok(&berth, &root, &["ecr", "describe-images", "--repository-name", "my-web-app-repo"]);
+        let d = &v["imageDetails"][0];
+        assert_eq!(d["imageDigest"], layout.image.digest());
+        assert_eq!(d["imageTags"], json!(["latest"]));
+        assert!(d["imagePushedAt"].is_number());
+        assert!(d["imageSizeInBytes"].as_i64().unwrap_or(0) > 0);
+
+        // The tag is immutable: another image under it is refused on the data plane…
+        let out = skopeo(&auth, &["copy", "--dest-tls-verify=false", &layout.oci_ref("multi"), &dst]);
+        assert!(!out.status.success(), "moving an immutable tag must fail");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("tag invalid"), "{}", String::from_utf8_lossy(&out.stderr));
+        // …and on the control plane; re-putting the same image is ImageAlreadyExists.
+        let manifest = String::from_utf8(layout.image.manifest.bytes.clone()).expect("utf8 manifest");
+        aws_err(&berth, &root, &["ecr", "put-image", "--repository-name", "my-web-app-repo", "--image-tag", "latest", "--image-manifest", &manifest], "ImageAlreadyExistsException");
+        let ids = aws_ok(&berth, &root, &["ecr", "list-images", "--repository-name", "my-web-app-repo"]);
+        assert_eq!(ids["imageIds"].as_array().map(Vec::len), Some(1));
+
+        aws_err(&berth, &root, &["ecr", "delete-repository", "--repository-name", "my-web-app-repo"], "RepositoryNotEmptyException");
+        aws_ok(&berth, &root, &["ecr", "delete-repository", "--repository-name", "my-web-app-repo", "--force"]);
+        aws_err(&berth, &root, &["ecr", "describe-repositories", "--repository-names", "my-web-app-repo"], "RepositoryNotFoundException");
+    }
+}
+
+both_backends! {
+    fn authorization_matrix(backend) {
+        let berth = Berth::start(backend);
+        let root = berth.root_credentials();
+        aws_ok(&berth, &root, &["ecr", "create-repository", "--repository-name", "team/app"]);
+        let key = |out: String| -> Credentials {
+            let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
+            Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") }
+        };
+        berth.admin(&["user", "create", "reader"]);
+        berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
+        let reader = key(berth.admin(&["access-key", "create", "--user", "reader"]));
+        berth.admin(&["user", "create", "pusher"]);
+        berth.admin(&["policy", "attach", "--user", "pusher", "PowerUser"]);
+        let pusher = key(berth.admin(&["access-key", "create", "--user", "pusher"]));
+        berth.admin(&["account", "create", "210987654321"]);
+        let other = key(berth.admin(&["access-key", "create", "--account", "210987654321"]));
+
+        let tmp = TempDir::new("authz");
+        let layout = Layout::build(&tmp.join("layout"));
+        let repo = format!("docker://{}/team/app", berth.host());
+        let login = |c: &Credentials, n: &str| {
+            let f = tmp.join(format!("{n}.json"));
+            skopeo_login(&berth, c, &f);
+            f
+        };
+        let push = |auth: &Path, tag: &str| skopeo(auth, &["copy", "--dest-tls-verify=false", &layout.oci_ref("single"), &format!("{repo}:{tag}")]);
+        let pull = |auth: &Path| skopeo(auth, &["inspect", "--tls-verify=false", &format!("{repo}:v1")]);
+
+        // PowerUser pushes and pulls.
+        let pa = login(&pusher, "pusher");
+        assert!(push(&pa, "v1").status.success(), "PowerUser push");
+        assert!(pull(&pa).status.success(), "PowerUser pull");
+        // ReadOnly pulls but cannot push.
+        let ra = login(&reader, "reader");
+        assert!(pull(&ra).status.success(), "ReadOnly pull");
+        let out = push(&ra, "v2");
+        assert!(!out.status.success(), "ReadOnly must not push");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("denied"), "{}", String::from_utf8_lossy(&out.stderr));
+        aws_err(&berth, &reader, &["ecr", "create-repository", "--repository-name", "nope"], "AccessDeniedException");
+
+        // Another account is denied until the repository policy grants it pull…
+        let oa = login(&other, "other");
+        assert!(!pull(&oa).status.success(), "cross-account pull without a grant");
+        aws_err(&berth, &other, &["ecr", "describe-images", "--registry-id", "123456789012", "--repository-name", "team/app"], "AccessDeniedException");
+        let policy = json!({"Version": "2012-10-17", "Statement": [{"Sid": "AllowPull", "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]}]});
+        aws_ok(&berth, &root, &["ecr", "set-repository-policy", "--repository-name", "team/app", "--policy-text", &policy.to_string()]);
+        assert!(pull(&oa).status.success(), "cross-account pull with a grant");
+        let out = tmp.join("other-pulled");
+        let o = skopeo(&oa, &["copy", "--src-tls-verify=false", &format!("{repo}:v1"), &format!("oci:{}:v1", out.display())]);
+        assert!(o.status.success(), "cross-account copy: {}", String::from_utf8_lossy(&o.stderr));
+        // …and still cannot push.
+        assert!(!push(&oa, "v3").status.success(), "cross-account push");
+
+        // An explicit Deny beats the PowerUser allow.
+        let deny = tmp.join("deny.json");
+        std::fs::write(&deny, json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "ecr:BatchGetImage", "Resource": "*"}]}).to_string()).expect("write policy");
+        berth.admin(&["policy", "attach", "--user", "pusher", "--name", "no-pull", "--file", deny.to_str().expect("path")]);
+        assert!(!pull(&pa).status.success(), "explicit deny must win");
+
+        // Forged and expired tokens are refused.
+        let forged = berth.http().anonymous().basic_auth("AWS", "AAAAforgedtoken").get("/v2/");
+        forged.expect_status(401);
+        assert!(forged.header("www-authenticate").is_some_and(|h| h.starts_with("Basic ")));
+        let (_, token) = berth.registry_creds();
+        let mut tampered = token.clone().into_bytes();
+        let mid = tampered.len() / 2;
+        tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+        berth.http().anonymous().basic_auth("AWS", &String::from_utf8(tampered).expect("ascii")).get("/v2/").expect_status(401);
+        berth.http().anonymous().get("/v2/").expect_status(401);
+    }
+}
+
+#[test]
+fn expired_tokens_are_refused() {
+    // A server whose clock runs 13 hours ahead sees today's tokens as expired.
+    let berth = Berth::start(berth_testsupport::Backend::Sqlite);
+    let (_, token) = berth.registry_creds();
+    berth.http().get("/v2/").expect_status(200);
+    let mut later = Berth::options(berth_testsupport::Backend::Sqlite)
+        .env("BERTH_CLOCK_OFFSET_SECS", "46800")
+        .start();
+    // Same master key, so the token is authentic there — only its age differs.
+    std::fs::copy(berth.data_dir().join("master.key"), later.data_dir().join("master.key")).expect("copy key");
+    later.restart();
+    let r = later.http().anonymous().basic_auth("AWS", &token).get("/v2/");
+    r.expect_status(401);
+    assert!(r.text().contains("expired"), "{}", r.text());
+}
+
+/// Terraform with the hashicorp/aws provider from the machine's offline mirror.
+fn terraform(dir: &Path, args: &[&str], endpoint: &str, creds: &Credentials) -> Output {
+    require("terraform", "install Terraform 1.11 (see ../shared/reference/clients.md)");
+    let mirror = std::env::var("BERTH_TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into());
+    assert!(
+        Path::new(&mirror).join("registry.terraform.io/hashicorp/aws").exists(),
+        "no hashicorp/aws provider mirror at {mirror}: set BERTH_TF_PLUGIN_DIR"
+    );
+    let rc = dir.join("terraformrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{mirror}\"\n    include = [\"registry.terraform.io/*/*\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/*/*\"]\n  }}\n}}\ndisable_checkpoint = true\n"
+        ),
+    )
+    .expect("terraformrc");
+    Command::new("terraform")
+        .args(args)
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", &rc)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("TF_VAR_endpoint", endpoint)
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run terraform")
+}
+
+both_backends! {
+    fn terraform_seed(backend) {
+        let berth = Berth::start(backend);
+        let root = berth.root_credentials();
+        let tmp = TempDir::new("tf");
+        let dir = tmp.join("seed");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // The seed's files, unchanged, plus a provider block pointing at berth.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/terraform");
+        for f in ["main.tf", "variables.tf", "outputs.tf"] {
+            std::fs::copy(fixtures.join(f), dir.join(f)).expect("copy seed");
+        }
+        std::fs::write(dir.join("provider.tf"), r#"
+variable "endpoint" {
+  type = string
+}
+
+provider "aws" {
+  region                      = var.aws_region
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {
+    ecr = var.endpoint
+    sts = var.endpoint
+    iam = var.endpoint
+  }
+}
+"#).expect("provider.tf");
+        let url = berth.url();
+        let run = |args: &[&str]| {
+            let o = terraform(&dir, args, &url, &root);
+            (o.status.code(), format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        };
+        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "init:\n{log}");
+        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
+        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+        let (rc, uri) = run(&["output", "-raw", "ecr_repository_uri"]);
+        assert_eq!(rc, Some(0));
+        let uri = uri.lines().next().unwrap_or("").trim().to_string();
+        assert_eq!(uri, format!("{}/my-private-app-repo", berth.host()));
+        let (_, login) = run(&["output", "-raw", "ecr_login_info"]);
+        assert!(login.starts_with("123456789012.dkr.ecr.us-east-1.amazonaws.com"), "{login}");
+
+        // The repository Terraform made takes a real push at the output URI.
+        let layout = Layout::build(&tmp.join("layout"));
+        let auth = tmp.join("auth.json");
+        skopeo_login(&berth, &root, &auth);
+        let out = skopeo(&auth, &["copy", "--dest-tls-verify=false", &layout.oci_ref("single"), &format!("docker://{uri}:prod-1")]);
+        assert!(out.status.success(), "push to the Terraform repository: {}", String::from_utf8_lossy(&out.stderr));
+        let r = berth.ecr("GetLifecyclePolicy", &json!({"repositoryName": "my-private-app-repo"}));
+        r.expect_status(200);
+        let policy: Value = serde_json::from_str(r.json()["lifecyclePolicyText"].as_str().unwrap_or("")).expect("policy json");
+        assert_eq!(policy["rules"][0]["selection"]["countNumber"], 10);
+        let r = berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["my-private-app-repo"]}));
+        assert_eq!(r.json()["repositories"][0]["imageTagMutability"], "IMMUTABLE");
+
+        // destroy refuses a non-empty repository unless forced (force_delete unset), so
+        // empty it first as a user would.
+        let r = berth.ecr("BatchDeleteImage", &json!({"repositoryName": "my-private-app-repo", "imageIds": [{"imageTag": "prod-1"}]}));
+        r.expect_status(200);
+        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["my-private-app-repo"]})).expect_status(400);
+    }
+}
