@@ -136,3 +136,47 @@ fn corrupted_rpmdb_fails_with_a_reason() {
         other => panic!("expected a malformed-database error, got {other:?}"),
     }
 }
+
+#[test]
+fn berkeleydb_rpmdb_of_el8_images() {
+    let db = fixture("Packages");
+    let expected = String::from_utf8(fixture("expected-bdb.txt")).unwrap_or_default();
+    let layer = tar_layer(
+        &[
+            ("etc/os-release", b"ID=\"rocky\"\nVERSION_ID=\"8.9\"\n"),
+            ("var/lib/rpm/Packages", &db),
+        ],
+        &[],
+    );
+    let mut idx = AdvisoryIndex::new();
+    let adv = br#"{"id": "RLSA-2023:1234", "affected": [
+        {"package": {"ecosystem": "Rocky Linux:8", "name": "openssl"},
+         "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1:1.1.1k-12.el8_9"}]}]}]}"#;
+    assert!(idx.add_json("inline", adv).is_ok());
+    let report = match scan_image(
+        [Layer::new(
+            "application/vnd.oci.image.layer.v1.tar",
+            &layer[..],
+        )],
+        &idx,
+        &Limits::default(),
+    ) {
+        Ok(r) => r,
+        Err(e) => panic!("scan: {e}"),
+    };
+    let mut got: Vec<String> = report
+        .packages
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
+    let mut want: Vec<String> = expected.lines().map(str::to_string).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let findings: Vec<(&str, Option<&str>)> = report
+        .findings
+        .iter()
+        .map(|f| (f.package_name.as_str(), f.fixed_in.as_deref()))
+        .collect();
+    assert_eq!(findings, vec![("openssl-libs", Some("1:1.1.1k-12.el8_9"))]);
+}

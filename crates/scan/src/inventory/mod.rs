@@ -9,6 +9,7 @@
 //! malformed one is skipped and reported in [`Inventory::warnings`].
 
 pub mod apk;
+pub mod bdb;
 pub mod cargo;
 pub mod dpkg;
 pub mod gobin;
@@ -259,6 +260,7 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
     for path in [
         "var/lib/rpm/rpmdb.sqlite",
         "usr/lib/sysimage/rpm/rpmdb.sqlite",
+        "var/lib/rpm/Packages",
     ] {
         if rpm_seen {
             break;

@@ -8,8 +8,8 @@
 //! (1022) and SOURCERPM (1044). `gpg-pubkey` pseudo-packages are skipped.
 //! The version matched is `[epoch:]version-release`; the source package name
 //! comes from the source rpm file name (`openssl-3.0.7-24.el9.src.rpm`).
-//! BerkeleyDB (`Packages`) and NDB (`Packages.db`) rpmdbs of older releases
-//! are not read.
+//! The BerkeleyDB `Packages` of rpm < 4.16 (EL7/EL8) is read through
+//! [`super::bdb`]; SUSE's NDB (`Packages.db`) is not read.
 
 use super::sqlite::{self, Db, Value};
 use super::{Package, PackageKind};
@@ -111,40 +111,51 @@ pub fn source_name(srpm: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// Installed packages from an `rpmdb.sqlite` image.
+fn push_header(out: &mut Vec<Package>, blob: &[u8], path: &str, what: &str) -> Result<(), String> {
+    let h = parse_header(blob).map_err(|e| format!("{what}: {e}"))?;
+    let (Some(name), Some(version), Some(release)) = (h.name, h.version, h.release) else {
+        return Err(format!("{what}: header without name/version/release"));
+    };
+    if name == "gpg-pubkey" {
+        return Ok(());
+    }
+    let evr = match h.epoch {
+        Some(e) if e > 0 => format!("{e}:{version}-{release}"),
+        _ => format!("{version}-{release}"),
+    };
+    out.push(Package {
+        kind: PackageKind::Rpm,
+        name,
+        version: evr.clone(),
+        source_name: h.source_rpm.as_deref().and_then(source_name),
+        source_version: Some(evr),
+        arch: h.arch,
+        path: path.to_string(),
+    });
+    Ok(())
+}
+
+/// Installed packages from an rpmdb image: SQLite (`rpmdb.sqlite`) or
+/// BerkeleyDB hash (`Packages`), told apart by their magic.
 pub fn packages(db: &[u8], path: &str) -> Result<Vec<Package>, String> {
+    let mut out = Vec::new();
+    if !db.starts_with(b"SQLite format 3\0") {
+        for (i, blob) in super::bdb::values(db)?.iter().enumerate() {
+            push_header(&mut out, blob, path, &format!("record {i}"))?;
+        }
+        return Ok(out);
+    }
     let db = Db::open(db)?;
     let root = db
         .table_root("Packages")?
         .ok_or("no Packages table in the rpmdb")?;
-    let mut out = Vec::new();
     db.scan_table(root, &mut |rowid, payload| {
         let cols = sqlite::record(&payload)?;
         let blob = match cols.get(1) {
             Some(Value::Blob(b)) => b,
             _ => return Err(format!("row {rowid}: no header blob")),
         };
-        let h = parse_header(blob).map_err(|e| format!("row {rowid}: {e}"))?;
-        let (Some(name), Some(version), Some(release)) = (h.name, h.version, h.release) else {
-            return Err(format!("row {rowid}: header without name/version/release"));
-        };
-        if name == "gpg-pubkey" {
-            return Ok(());
-        }
-        let evr = match h.epoch {
-            Some(e) if e > 0 => format!("{e}:{version}-{release}"),
-            _ => format!("{version}-{release}"),
-        };
-        out.push(Package {
-            kind: PackageKind::Rpm,
-            name,
-            version: evr.clone(),
-            source_name: h.source_rpm.as_deref().and_then(source_name),
-            source_version: Some(evr),
-            arch: h.arch,
-            path: path.to_string(),
-        });
-        Ok(())
+        push_header(&mut out, blob, path, &format!("row {rowid}"))
     })?;
     Ok(out)
 }

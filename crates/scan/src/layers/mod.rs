@@ -135,7 +135,7 @@ fn classify(path: &str, mode: u32, size: u64) -> Interest {
     let wanted = EXACT.contains(&path)
         || dir == "var/lib/dpkg/status.d"
         || path.ends_with("lib/apk/db/installed")
-        || (base == "rpmdb.sqlite" && parent == "rpm")
+        || ((base == "rpmdb.sqlite" || base == "Packages") && parent == "rpm")
         || (base == "METADATA" && parent.ends_with(".dist-info"))
         || (base == "PKG-INFO" && parent.ends_with(".egg-info"))
         || (base.ends_with(".egg-info") && !base.starts_with('.'))
