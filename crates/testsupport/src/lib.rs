@@ -4,6 +4,25 @@
 //!
 //! This crate may not touch berth's internals: it drives the binary from the outside,
 //! exactly as an operator or a client would.
+//!
+//! In short:
+//! - `Berth::start(backend)` / `Berth::start_with(backend, &[("BERTH_X", "v")])` /
+//!   `Berth::options(backend).env(..).tls(cert, key).start()`: a fresh server (own
+//!   data dir, own PostgreSQL database) on `127.0.0.1:0`, ready when returned, killed
+//!   on drop (its stderr tail is printed when the test panics). `stop_gracefully()`,
+//!   `sigterm()` + `wait_exit()`, `kill9()` + `restart()` (same data, database, port).
+//! - `berth.registry_creds()`: `("AWS", token)` from a SigV4-signed
+//!   `GetAuthorizationToken`; every helper below sends them. `berth.ecr(op, json)`
+//!   calls the ECR API as the account root ([`ecr::TEST_ACCESS_KEY_ID`]).
+//! - `berth.http()`: hand-written HTTP with Basic auth, asserting
+//!   `Docker-Distribution-API-Version` on `/v2` responses; `Response::expect_status`,
+//!   `expect_oci_error(status, code)`, `location()`; `Http::begin` for bodies written
+//!   piece by piece.
+//! - `berth.skopeo()`, `berth.podman()`, `berth.oras_py(cwd, script, args)`,
+//!   `tools::self_signed_cert`: real clients, failing with an install hint if missing.
+//! - `Layout::build(dir)`: deterministic OCI layout (`single`, `multi`, `artifact`
+//!   tags, plus a Docker schema 2 image), with every manifest and blob in memory.
+//! - `both_backends! { fn name(backend) { … } }`: `name::sqlite` and `name::postgres`.
 
 pub mod ecr;
 pub mod http;
