@@ -180,3 +180,72 @@ fn berkeleydb_rpmdb_of_el8_images() {
         .collect();
     assert_eq!(findings, vec![("openssl-libs", Some("1:1.1.1k-12.el8_9"))]);
 }
+
+#[test]
+fn real_rpm_418_database() {
+    use std::io::Read;
+    let gz = fixture("rpm418-rpmdb.sqlite.gz");
+    let mut db = Vec::new();
+    if let Err(e) = flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut db) {
+        panic!("gunzip: {e}");
+    }
+    let layer = tar_layer(
+        &[
+            ("etc/os-release", b"ID=\"rhel\"\nVERSION_ID=\"9.3\"\n"),
+            ("var/lib/rpm/rpmdb.sqlite", &db),
+        ],
+        &[],
+    );
+    let mut idx = AdvisoryIndex::new();
+    let adv = br#"{"id": "RHSA-2024:0001", "affected": [
+        {"package": {"ecosystem": "Red Hat:enterprise_linux:9::baseos", "name": "openssl"},
+         "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1:3.0.7-25.el9_3"}]}]},
+        {"package": {"ecosystem": "Red Hat:enterprise_linux:9::appstream", "name": "python3-urllib3"},
+         "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.26.5-3.el9_3.1"}]}]}]}"#;
+    assert!(idx.add_json("inline", adv).is_ok());
+    let report = match scan_image(
+        [Layer::new(
+            "application/vnd.oci.image.layer.v1.tar",
+            &layer[..],
+        )],
+        &idx,
+        &Limits::default(),
+    ) {
+        Ok(r) => r,
+        Err(e) => panic!("scan: {e}"),
+    };
+    let mut got: Vec<(String, String, Option<String>)> = report
+        .packages
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone(), p.source_name.clone()))
+        .collect();
+    got.sort();
+    let s = |a: &str| a.to_string();
+    assert_eq!(
+        got,
+        vec![
+            (s("bash"), s("5.1.8-6.el9_1"), Some(s("bash"))),
+            (s("openssl"), s("1:3.0.7-24.el9"), Some(s("openssl"))),
+            (s("openssl-libs"), s("1:3.0.7-24.el9"), Some(s("openssl"))),
+            (
+                s("python3-urllib3"),
+                s("1.26.5-3.el9"),
+                Some(s("python-urllib3"))
+            ),
+        ]
+    );
+    let mut found: Vec<(&str, Option<&str>)> = report
+        .findings
+        .iter()
+        .map(|f| (f.package_name.as_str(), f.fixed_in.as_deref()))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("openssl", Some("1:3.0.7-25.el9_3")),
+            ("openssl-libs", Some("1:3.0.7-25.el9_3")),
+            ("python3-urllib3", Some("1.26.5-3.el9_3.1")),
+        ]
+    );
+}

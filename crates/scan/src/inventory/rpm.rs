@@ -228,6 +228,27 @@ mod tests {
     }
 
     #[test]
+    fn real_rpm_headers_in_berkeleydb() {
+        let db = include_bytes!("../../tests/fixtures/rpm/Packages.rpm418");
+        let pkgs = packages(db, "var/lib/rpm/Packages");
+        let Ok(pkgs) = pkgs else { panic!("{pkgs:?}") };
+        let mut got: Vec<String> = pkgs
+            .iter()
+            .map(|p| format!("{} {} {:?}", p.name, p.version, p.source_name))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "bash 5.1.8-6.el9_1 Some(\"bash\")",
+                "openssl 1:3.0.7-24.el9 Some(\"openssl\")",
+                "openssl-libs 1:3.0.7-24.el9 Some(\"openssl\")",
+                "python3-urllib3 1.26.5-3.el9 Some(\"python-urllib3\")",
+            ]
+        );
+    }
+
+    #[test]
     fn source_names() {
         assert_eq!(
             source_name("openssl-3.0.7-24.el9.src.rpm").as_deref(),
