@@ -205,9 +205,9 @@ impl Http {
         r
     }
 
-    /// Sends a request. If the server answers early and closes the connection while
-    /// the body is still being written (e.g. 413 on a too-large `Content-Length`),
-    /// its response is returned rather than the write error.
+    /// Sends a request. The response is read concurrently with the body, so a
+    /// server that answers early and closes (e.g. 413 on a too-large body) is seen
+    /// answering, not as a broken pipe; writing stops once the response is in.
     pub fn try_send(
         &self,
         method: &str,
@@ -215,23 +215,43 @@ impl Http {
         headers: &[(&str, &str)],
         body: Body,
     ) -> std::io::Result<Response> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
         let (len, mut reader): (Option<u64>, Box<dyn Read + Send>) = match body {
             Body::Empty => (Some(0), Box::new(std::io::empty())),
             Body::Bytes(b) => (Some(b.len() as u64), Box::new(std::io::Cursor::new(b))),
             Body::Stream { len, reader } => (len, reader),
         };
         let mut f = self.begin(method, path, headers, len)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let sent = (|| loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
+        let done = Arc::new(AtomicBool::new(false));
+        let rstream = f.stream.try_clone()?;
+        let (head, done2) = (f.head_request, done.clone());
+        let response = std::thread::spawn(move || {
+            let r = read_response(&mut BufReader::new(&rstream), head);
+            done2.store(true, Ordering::SeqCst);
+            r
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        let sent: std::io::Result<()> = (|| {
+            while !done.load(Ordering::SeqCst) {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    if f.chunked {
+                        f.stream.write_all(b"0\r\n\r\n")?;
+                    }
+                    return f.stream.flush();
+                }
+                f.write(&buf[..n])?;
             }
-            f.write(&buf[..n])?;
+            Ok(())
         })();
-        match sent {
-            Ok(()) => f.finish(),
-            Err(e) => f.read_response().map_err(|_| e),
+        let got = response
+            .join()
+            .map_err(|_| bad("response reader panicked"))?;
+        match (got, sent) {
+            (Ok(r), _) => Ok(r),
+            (Err(_), Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(e),
         }
     }
 
