@@ -14,7 +14,14 @@ fn aws(berth: &Berth, creds: &Credentials, args: &[&str]) -> Output {
     require("aws", "pip install awscli");
     Command::new("aws")
         .args(args)
-        .args(["--endpoint-url", &berth.url(), "--region", "us-east-1", "--output", "json"])
+        .args([
+            "--endpoint-url",
+            &berth.url(),
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
         .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
         .env("AWS_CONFIG_FILE", "/dev/null")
@@ -35,7 +42,8 @@ fn aws_ok(berth: &Berth, creds: &Credentials, args: &[&str]) -> Value {
     if out.stdout.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| json!(String::from_utf8_lossy(&out.stdout).trim()))
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| json!(String::from_utf8_lossy(&out.stdout).trim()))
     }
 }
 
@@ -44,14 +52,27 @@ fn aws_err(berth: &Berth, creds: &Credentials, args: &[&str], code: &str) {
     let out = aws(berth, creds, args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "aws {args:?} unexpectedly succeeded");
-    assert!(err.contains(&format!("({code})")), "aws {args:?}: want {code}, got:\n{err}");
+    assert!(
+        err.contains(&format!("({code})")),
+        "aws {args:?}: want {code}, got:\n{err}"
+    );
 }
 
 fn skopeo_login(berth: &Berth, creds: &Credentials, authfile: &Path) {
     let token = aws(berth, creds, &["ecr", "get-login-password"]);
-    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
     let mut child = Command::new("skopeo")
-        .args(["login", "--tls-verify=false", "--username", "AWS", "--password-stdin"])
+        .args([
+            "login",
+            "--tls-verify=false",
+            "--username",
+            "AWS",
+            "--password-stdin",
+        ])
         .arg("--authfile")
         .arg(authfile)
         .arg(berth.host())
@@ -68,7 +89,11 @@ fn skopeo_login(berth: &Berth, creds: &Credentials, authfile: &Path) {
         .write_all(&token.stdout)
         .expect("write token");
     let out = child.wait_with_output().expect("skopeo login");
-    assert!(out.status.success(), "skopeo login: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn skopeo(authfile: &Path, args: &[&str]) -> Output {
@@ -208,27 +233,54 @@ both_backends! {
 
 #[test]
 fn expired_tokens_are_refused() {
-    // A server whose clock runs 13 hours ahead sees today's tokens as expired.
-    let berth = Berth::start(berth_testsupport::Backend::Sqlite);
+    // Two servers share a master key (so tokens of one are authentic at the other);
+    // the second one's clock runs 13 hours ahead, so today's tokens have expired there.
+    let key = "11".repeat(32);
+    let berth = Berth::start_with(
+        berth_testsupport::Backend::Sqlite,
+        &[("BERTH_MASTER_KEY", &key)],
+    );
     let (_, token) = berth.registry_creds();
     berth.http().get("/v2/").expect_status(200);
-    let mut later = Berth::options(berth_testsupport::Backend::Sqlite)
-        .env("BERTH_CLOCK_OFFSET_SECS", "46800")
-        .start();
-    // Same master key, so the token is authentic there — only its age differs.
-    std::fs::copy(berth.data_dir().join("master.key"), later.data_dir().join("master.key")).expect("copy key");
-    later.restart();
-    let r = later.http().anonymous().basic_auth("AWS", &token).get("/v2/");
+    let later = Berth::start_with(
+        berth_testsupport::Backend::Sqlite,
+        &[
+            ("BERTH_MASTER_KEY", &key),
+            ("BERTH_CLOCK_OFFSET_SECS", "46800"),
+        ],
+    );
+    // (A raw client: SigV4 calls to this server would be refused as skewed too.)
+    let r = berth_testsupport::Http::new(later.addr())
+        .basic_auth("AWS", &token)
+        .get("/v2/");
     r.expect_status(401);
     assert!(r.text().contains("expired"), "{}", r.text());
+    // A token minted 13 hours "earlier" is refused, but the same key still verifies
+    // fresh tokens: one from the first server's clock, 12 h minus a minute old, works.
+    let young = Berth::start_with(
+        berth_testsupport::Backend::Sqlite,
+        &[
+            ("BERTH_MASTER_KEY", &key),
+            ("BERTH_CLOCK_OFFSET_SECS", "43140"),
+        ],
+    );
+    berth_testsupport::Http::new(young.addr())
+        .basic_auth("AWS", &token)
+        .get("/v2/")
+        .expect_status(200);
 }
 
 /// Terraform with the hashicorp/aws provider from the machine's offline mirror.
 fn terraform(dir: &Path, args: &[&str], endpoint: &str, creds: &Credentials) -> Output {
-    require("terraform", "install Terraform 1.11 (see ../shared/reference/clients.md)");
+    require(
+        "terraform",
+        "install Terraform 1.11 (see ../shared/reference/clients.md)",
+    );
     let mirror = std::env::var("BERTH_TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into());
     assert!(
-        Path::new(&mirror).join("registry.terraform.io/hashicorp/aws").exists(),
+        Path::new(&mirror)
+            .join("registry.terraform.io/hashicorp/aws")
+            .exists(),
         "no hashicorp/aws provider mirror at {mirror}: set BERTH_TF_PLUGIN_DIR"
     );
     let rc = dir.join("terraformrc");

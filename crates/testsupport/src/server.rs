@@ -276,7 +276,8 @@ impl Berth {
             let ok = if self.tls {
                 TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok()
             } else {
-                self.http()
+                // /readyz needs no credentials (and minting them needs a ready server).
+                Http::new(self.addr)
                     .try_send("GET", "/readyz", &[], crate::http::Body::Empty)
                     .is_ok_and(|r| r.status == 200)
             };
@@ -349,6 +350,31 @@ impl Berth {
             access_key_id: get("BERTH_ROOT_ACCESS_KEY_ID", ecr::TEST_ACCESS_KEY_ID),
             secret_access_key: get("BERTH_ROOT_SECRET_ACCESS_KEY", ecr::TEST_SECRET_ACCESS_KEY),
         }
+    }
+
+    /// Runs `berth admin ARGS` against this server's data directory and database
+    /// (as an operator would, while the server runs) and returns its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(berth_bin());
+        cmd.arg("admin").arg("--data-dir").arg(self.data_dir());
+        if let Some(u) = &self.database_url {
+            cmd.arg("--database-url").arg(u);
+        }
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BERTH_") && k != "BERTH_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.args(args).output().expect("run berth admin");
+        assert!(
+            out.status.success(),
+            "berth admin {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Calls an ECR operation (`op` like `CreateRepository`) as `creds`, SigV4-signed.
