@@ -173,7 +173,7 @@ impl<R: Read> TarReader<R> {
         if self.finished {
             return Ok(None);
         }
-        self.skip(self.remaining + self.padding)?;
+        self.skip(self.remaining.saturating_add(self.padding))?;
         self.remaining = 0;
         self.padding = 0;
         let mut long_name: Option<Vec<u8>> = None;

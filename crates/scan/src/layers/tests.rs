@@ -309,6 +309,25 @@ fn huge_skipped_file_with_missing_data_is_truncation() {
 }
 
 #[test]
+fn maximal_base256_size_does_not_overflow() {
+    let mut t = Vec::new();
+    raw(&mut t, "usr/share/x", b'0', 0, "", 0o644);
+    // Rewrite the size field as base-256 u64::MAX and fix the checksum.
+    t[124] = 0x80;
+    for b in &mut t[125..136] {
+        *b = 0xff;
+    }
+    t[124] = 0x80;
+    t[125..128].copy_from_slice(&[0, 0, 0]);
+    t[148..156].copy_from_slice(b"        ");
+    let sum: u64 = t[..512].iter().map(|&c| u64::from(c)).sum();
+    t[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    t.extend_from_slice(&[0u8; 2048]);
+    let r = build(&[t], &Limits::default());
+    assert!(matches!(r, Err(ScanError::MalformedTar { .. })), "{r:?}");
+}
+
+#[test]
 fn malformed_archives_fail_with_reasons() {
     let limits = Limits::default();
     // Random bytes: checksum mismatch.
