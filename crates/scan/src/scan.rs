@@ -164,7 +164,9 @@ pub fn match_inventory(inv: &Inventory, index: &AdvisoryIndex) -> Vec<Finding> {
     findings
 }
 
-/// Builds a report from an inventory.
+/// Builds a report from an inventory. The inventory serialises (serde), so
+/// a server can keep it and call this again when the advisory database
+/// changes (`CONTINUOUS_SCAN`) without reading the layers a second time.
 pub fn report(mut inv: Inventory, index: &AdvisoryIndex) -> ScanReport {
     let findings = match_inventory(&inv, index);
     let os_eco = inv.os.as_ref().and_then(|o| o.ecosystem.as_ref());

@@ -400,6 +400,40 @@ fn whiteouts_across_layers_remove_findings() {
 }
 
 #[test]
+fn stored_inventory_rescans_to_the_same_findings() {
+    let f = fixtures();
+    let layers = [
+        gzip(&tar_dir(&f.join("debian-bookworm"), "")),
+        tar_dir(&f.join("python-site-packages"), ""),
+        zstd(&tar_dir(&f.join("npm-app"), "app/")),
+    ];
+    let limits = Limits::default();
+    let fs = berth_scan::ImageFs::from_layers(
+        layers
+            .iter()
+            .map(|l| Layer::new("application/vnd.oci.image.layer.v1.tar", &l[..])),
+        &limits,
+    );
+    let Ok(fs) = fs else { panic!("layers") };
+    let Ok(inv) = berth_scan::inventory::collect(&fs, &limits) else {
+        panic!("inventory")
+    };
+    let json = serde_json::to_vec(&inv).unwrap_or_default();
+    let Ok(stored) = serde_json::from_slice::<berth_scan::Inventory>(&json) else {
+        panic!("inventory does not round-trip")
+    };
+    let idx = index();
+    let a = berth_scan::scan::report(inv, &idx);
+    let b = berth_scan::scan::report(stored.clone(), &idx);
+    assert_eq!(a.findings, b.findings);
+    assert_eq!(b.findings.len(), 26);
+    // The same stored inventory against another database.
+    assert!(berth_scan::scan::report(stored, &AdvisoryIndex::new())
+        .findings
+        .is_empty());
+}
+
+#[test]
 fn empty_image_is_unsupported() {
     let idx = index();
     let empty = tar::Builder::new(Vec::new())
