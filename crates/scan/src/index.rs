@@ -61,6 +61,8 @@ pub struct LoadReport {
     pub duplicates: usize,
     /// Withdrawn records skipped.
     pub withdrawn: usize,
+    /// Records skipped because none of their ecosystems is scanned.
+    pub unsupported: usize,
     /// Files that were not valid OSV, with the reason.
     pub rejected: Vec<(PathBuf, String)>,
 }
@@ -72,6 +74,7 @@ impl LoadReport {
                 Inserted::Added => self.loaded += 1,
                 Inserted::Duplicate => self.duplicates += 1,
                 Inserted::Withdrawn => self.withdrawn += 1,
+                Inserted::Unsupported => self.unsupported += 1,
             }
         }
     }
@@ -105,6 +108,8 @@ pub enum Inserted {
     Duplicate,
     /// The record is withdrawn.
     Withdrawn,
+    /// No `affected[]` entry is in an ecosystem berth scans.
+    Unsupported,
 }
 
 impl AdvisoryIndex {
@@ -128,22 +133,35 @@ impl AdvisoryIndex {
         if vuln.withdrawn.is_some() {
             return Inserted::Withdrawn;
         }
-        if !self.ids.insert(vuln.id.clone()) {
+        if self.ids.contains(&vuln.id) {
             return Inserted::Duplicate;
         }
         let vi = self.vulns.len();
+        let mut entries = Vec::new();
         for (ai, aff) in vuln.affected.iter().enumerate() {
             let Some(pkg) = &aff.package else { continue };
             let Some(eco) = Ecosystem::parse_osv(&pkg.ecosystem) else {
                 continue;
             };
             let key = (eco.family, eco.family.normalize_name(&pkg.name));
-            self.by_package.entry(key).or_default().push(Entry {
-                vuln: vi,
-                affected: ai,
-                ecosystem: eco,
-            });
+            entries.push((
+                key,
+                Entry {
+                    vuln: vi,
+                    affected: ai,
+                    ecosystem: eco,
+                },
+            ));
         }
+        if entries.is_empty() {
+            // Only ecosystems berth cannot inventory (Maven, NuGet, …):
+            // keeping the record would cost memory and never match.
+            return Inserted::Unsupported;
+        }
+        for (key, entry) in entries {
+            self.by_package.entry(key).or_default().push(entry);
+        }
+        self.ids.insert(vuln.id.clone());
         self.vulns.push(vuln);
         Inserted::Added
     }
@@ -597,9 +615,17 @@ mod tests {
     fn bad_json_is_an_error() {
         let mut idx = AdvisoryIndex::new();
         assert!(idx.add_json("t", b"{not json").is_err());
-        assert!(idx
-            .add_json("t", b"[{\"id\":\"a\"},{\"id\":\"b\"}]")
-            .is_ok());
+        let two = br#"[{"id":"a","affected":[{"package":{"ecosystem":"npm","name":"x"}}]},
+                       {"id":"b","affected":[{"package":{"ecosystem":"PyPI","name":"y"}}]},
+                       {"id":"c","affected":[{"package":{"ecosystem":"Maven","name":"g:a"}}]}]"#;
+        assert_eq!(
+            idx.add_json("t", two).ok(),
+            Some(vec![
+                Inserted::Added,
+                Inserted::Added,
+                Inserted::Unsupported
+            ])
+        );
         assert_eq!(idx.len(), 2);
     }
 }
