@@ -93,6 +93,7 @@ impl From<RegistryError> for OciError {
             // ECR answers a moved immutable tag with TAG_INVALID and this message.
             E::TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             E::ReferencedByIndex(_) => (StatusCode::CONFLICT, "DENIED"),
+            E::PolicyInvalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             E::Store(err) => {
                 tracing::error!(error = %err, "storage failure");
                 (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")

@@ -32,10 +32,27 @@ enum AdminCommand {
     /// Attach, detach and list user policies.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Run lifecycle policies now.
+    #[command(subcommand)]
+    Lifecycle(LifecycleCmd),
     /// Print the newest audit-log records.
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum LifecycleCmd {
+    /// Apply lifecycle policies (all repositories, or one) and print what expired.
+    Run {
+        #[arg(long)]
+        repository: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        /// Print what would expire without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -299,6 +316,55 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             {
                 println!("{n}\t{}", if doc.is_some() { "inline" } else { "managed" });
             }
+        }
+        AdminCommand::Lifecycle(LifecycleCmd::Run {
+            repository,
+            account,
+            dry_run,
+        }) => {
+            let registry = crate::serve::open_registry(&cfg).await?;
+            let repos = match repository {
+                Some(r) => {
+                    let a = acct(account)?;
+                    let name = berth_oci::RepositoryName::parse(&r)
+                        .map_err(|_| format!("invalid repository name {r:?}"))?;
+                    vec![registry
+                        .repository(&a, &name)
+                        .await
+                        .map_err(|e| e.to_string())?]
+                }
+                None => registry
+                    .meta
+                    .repositories_with_lifecycle()
+                    .await
+                    .map_err(e)?,
+            };
+            let mut total = 0;
+            for repo in repos {
+                let expired = registry
+                    .run_lifecycle(&repo, dry_run)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for x in &expired {
+                    println!(
+                        "{}\t{}\t{}\trule {}\t{}",
+                        if dry_run { "would expire" } else { "expired" },
+                        repo.name,
+                        x.digest,
+                        x.rule_priority,
+                        if x.tags.is_empty() {
+                            "-".to_string()
+                        } else {
+                            x.tags.join(",")
+                        }
+                    );
+                }
+                total += expired.len();
+            }
+            println!(
+                "{total} image(s) {}",
+                if dry_run { "would expire" } else { "expired" }
+            );
         }
         AdminCommand::Audit { limit } => {
             for r in meta.recent_audit(limit).await.map_err(e)? {

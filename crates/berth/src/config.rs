@@ -31,6 +31,8 @@ pub struct Config {
     pub log_format: String,
     /// Shifts the registry clock (tests use it to age images).
     pub clock_offset_secs: i64,
+    /// Seconds between background lifecycle-policy runs (0 turns them off).
+    pub lifecycle_interval_secs: u64,
     /// The master key as 64 hex characters (prefer `master_key_file`).
     pub master_key: Option<String>,
     /// File holding the master key; default `<data_dir>/master.key`.
@@ -54,6 +56,7 @@ impl Default for Config {
             upload_ttl_secs: 24 * 3600,
             log_format: "text".into(),
             clock_offset_secs: 0,
+            lifecycle_interval_secs: 3600,
             master_key: None,
             master_key_file: None,
         }
@@ -131,6 +134,9 @@ impl Config {
         }
         if let Some(v) = env("BERTH_LOG_FORMAT") {
             c.log_format = v;
+        }
+        if let Some(v) = parse_env("BERTH_LIFECYCLE_INTERVAL_SECS")? {
+            c.lifecycle_interval_secs = v;
         }
         if let Some(v) = env("BERTH_MASTER_KEY") {
             c.master_key = Some(v);

@@ -97,23 +97,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let meta = Meta::connect(&cfg.database_url())
-        .await
-        .map_err(|e| format!("metadata store: {e}"))?;
-    let blobs = FsBlobStore::open(&cfg.data_dir).map_err(|e| format!("blob store: {e}"))?;
-    let clock = Clock::with_offset(cfg.clock_offset_secs * 1000);
-    meta.ensure_account(&cfg.account_id, clock.now_millis())
-        .await
-        .map_err(|e| e.to_string())?;
-    let registry = Arc::new(Registry::new(
-        meta,
-        Arc::new(blobs),
-        clock,
-        RegistryConfig {
-            create_on_push: cfg.create_on_push,
-            upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
-        },
-    ));
+    let registry = Arc::new(open_registry(&cfg).await?);
     let master = Arc::new(crate::bootstrap::master_key(&cfg, &registry.meta).await?);
     let identity = Identity::new(registry.meta.clone(), master);
     crate::bootstrap::root_key(&cfg, &identity, registry.now()).await?;
@@ -130,7 +114,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     ));
     let router = berth_api::router(app);
 
-    spawn_background(registry.clone());
+    spawn_background(registry.clone(), cfg.lifecycle_interval_secs);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to learn the bound address.
@@ -202,7 +186,47 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn spawn_background(registry: Arc<Registry>) {
+/// Opens the stores and the registry core as configured (shared by `serve` and `admin`).
+pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, String> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let meta = Meta::connect(&cfg.database_url())
+        .await
+        .map_err(|e| format!("metadata store: {e}"))?;
+    let blobs = FsBlobStore::open(&cfg.data_dir).map_err(|e| format!("blob store: {e}"))?;
+    let clock = Clock::with_offset(cfg.clock_offset_secs * 1000);
+    meta.ensure_account(&cfg.account_id, clock.now_millis())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Registry::new(
+        meta,
+        Arc::new(blobs),
+        clock,
+        RegistryConfig {
+            create_on_push: cfg.create_on_push,
+            upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
+        },
+    ))
+}
+
+fn spawn_background(registry: Arc<Registry>, lifecycle_secs: u64) {
+    if lifecycle_secs > 0 {
+        let r = registry.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(lifecycle_secs));
+            t.tick().await;
+            loop {
+                t.tick().await;
+                if let Err(e) = r.run_all_lifecycles().await {
+                    tracing::warn!(error = %e, "lifecycle runs failed");
+                }
+            }
+        });
+    }
     let r = registry.clone();
     tokio::spawn(async move {
         let mut t = tokio::time::interval(Duration::from_secs(2));

@@ -47,6 +47,8 @@ pub enum RegistryError {
     TagImmutable { tag: String, repository: String },
     #[error("the manifest is referenced by the index {0}")]
     ReferencedByIndex(String),
+    #[error("{0}")]
+    PolicyInvalid(String),
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
 }

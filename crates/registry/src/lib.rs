@@ -7,11 +7,13 @@
 
 mod clock;
 mod error;
+mod lifecycle;
 mod mutability;
 mod registry;
 
 pub use clock::Clock;
 pub use error::RegistryError;
+pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,

@@ -811,6 +811,64 @@ impl Meta {
         .await?)
     }
 
+    /// Repositories (of every account) that have a lifecycle policy.
+    pub async fn repositories_with_lifecycle(&self) -> Result<Vec<RepositoryRow>, StoreError> {
+        let sql = format!("SELECT {REPO_COLS} FROM repositories WHERE lifecycle_policy IS NOT NULL ORDER BY repo_id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(repo_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn set_lifecycle_evaluated_at(
+        &self,
+        repo_id: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("UPDATE repositories SET lifecycle_evaluated_at = $1 WHERE repo_id = $2")
+            .bind(at)
+            .bind(repo_id)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    pub async fn lifecycle_preview(&self, repo_id: i64) -> Result<Option<String>, StoreError> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT lifecycle_preview FROM repositories WHERE repo_id = $1")
+                .bind(repo_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.flatten())
+    }
+
+    pub async fn set_lifecycle_preview(
+        &self,
+        repo_id: i64,
+        v: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("UPDATE repositories SET lifecycle_preview = $1 WHERE repo_id = $2")
+            .bind(v)
+            .bind(repo_id)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    /// (subject digest, referrer digest) pairs of a repository.
+    pub async fn all_referrers(&self, repo_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT subject, digest FROM manifests WHERE repo_id = $1 AND subject IS NOT NULL",
+        )
+        .bind(repo_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     pub async fn set_scan_on_push(&self, repo_id: i64, on: bool) -> Result<(), StoreError> {
         let mut g = self.begin_write().await?;
         sqlx::query("UPDATE repositories SET scan_on_push = $1 WHERE repo_id = $2")

@@ -6,9 +6,9 @@
 //! unix milliseconds, digests are text, and bytes are BLOB/BYTEA.
 
 /// (version, statements) for SQLite.
-pub const SQLITE: &[(i64, &str)] = &[(1, COMMON_V1_SQLITE)];
+pub const SQLITE: &[(i64, &str)] = &[(1, COMMON_V1_SQLITE), (2, V2_SQLITE)];
 /// (version, statements) for PostgreSQL.
-pub const POSTGRES: &[(i64, &str)] = &[(1, COMMON_V1_POSTGRES)];
+pub const POSTGRES: &[(i64, &str)] = &[(1, COMMON_V1_POSTGRES), (2, V2_POSTGRES)];
 
 macro_rules! v1 {
     ($serial:literal, $blob:literal) => {
@@ -148,3 +148,36 @@ macro_rules! v1 {
 
 const COMMON_V1_SQLITE: &str = v1!("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB");
 const COMMON_V1_POSTGRES: &str = v1!("BIGSERIAL PRIMARY KEY", "BYTEA");
+
+/// v2: lifecycle previews; image scans and the advisory database.
+macro_rules! v2 {
+    ($blob:literal) => {
+        concat!(
+            "ALTER TABLE repositories ADD COLUMN lifecycle_preview TEXT;
+            CREATE TABLE image_scans (
+                repo_id BIGINT NOT NULL,
+                digest TEXT NOT NULL,
+                status TEXT NOT NULL,
+                description TEXT,
+                findings TEXT,
+                started_at BIGINT NOT NULL,
+                completed_at BIGINT,
+                PRIMARY KEY (repo_id, digest)
+            );
+            CREATE TABLE advisories (
+                advisory_id TEXT PRIMARY KEY,
+                body ",
+            $blob,
+            " NOT NULL,
+                imported_at BIGINT NOT NULL
+            );
+            CREATE TABLE settings (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            )"
+        )
+    };
+}
+
+const V2_SQLITE: &str = v2!("BLOB");
+const V2_POSTGRES: &str = v2!("BYTEA");

@@ -355,6 +355,12 @@ impl Berth {
     /// Runs `berth admin ARGS` against this server's data directory and database
     /// (as an operator would, while the server runs) and returns its stdout.
     pub fn admin(&self, args: &[&str]) -> String {
+        self.admin_with(&[], args)
+    }
+
+    /// [`Self::admin`] with extra environment (e.g. `BERTH_CLOCK_OFFSET_SECS` to run
+    /// lifecycle policies "days later").
+    pub fn admin_with(&self, env: &[(&str, &str)], args: &[&str]) -> String {
         let mut cmd = Command::new(berth_bin());
         cmd.arg("admin").arg("--data-dir").arg(self.data_dir());
         if let Some(u) = &self.database_url {
@@ -366,6 +372,9 @@ impl Berth {
             }
         }
         for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
             cmd.env(k, v);
         }
         let out = cmd.args(args).output().expect("run berth admin");

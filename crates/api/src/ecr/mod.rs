@@ -7,6 +7,7 @@
 
 mod images;
 mod input;
+mod lifecycle;
 mod policies;
 mod repos;
 mod sts;
@@ -98,7 +99,7 @@ impl From<berth_registry::RegistryError> for EcrError {
             E::ManifestBlobUnknown(_) => EcrError::new("LayersNotFoundException", msg),
             E::ManifestChildUnknown(_) => EcrError::new("ReferencedImagesNotFoundException", msg),
             E::TagImmutable { .. } => EcrError::new("ImageTagAlreadyExistsException", msg),
-            E::ReferencedByIndex(_) => EcrError::invalid(msg),
+            E::ReferencedByIndex(_) | E::PolicyInvalid(_) => EcrError::invalid(msg),
             E::Store(err) => {
                 tracing::error!(error = %err, "storage failure");
                 EcrError::server("an internal error occurred")
@@ -270,6 +271,10 @@ async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrError>
         "PutLifecyclePolicy" => policies::put_lifecycle_policy(ctx, input).await,
         "GetLifecyclePolicy" => policies::get_lifecycle_policy(ctx, input).await,
         "DeleteLifecyclePolicy" => policies::delete_lifecycle_policy(ctx, input).await,
+        "StartLifecyclePolicyPreview" => {
+            lifecycle::start_lifecycle_policy_preview(ctx, input).await
+        }
+        "GetLifecyclePolicyPreview" => lifecycle::get_lifecycle_policy_preview(ctx, input).await,
         "GetRegistryScanningConfiguration" => {
             policies::get_registry_scanning_configuration(ctx, input).await
         }
