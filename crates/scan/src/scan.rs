@@ -267,3 +267,19 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod thread_safety {
+    fn send_sync<T: Send + Sync + 'static>() {}
+
+    /// The server shares one index across blocking scan threads and moves
+    /// reports and errors between tasks.
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        send_sync::<crate::AdvisoryIndex>();
+        send_sync::<crate::ScanReport>();
+        send_sync::<crate::ScanError>();
+        send_sync::<crate::Inventory>();
+        send_sync::<crate::Limits>();
+    }
+}
