@@ -74,6 +74,12 @@ pub enum ScanError {
         /// The decoder's or reader's error.
         reason: String,
     },
+    /// The image lists more packages than the limit.
+    #[error("more than {limit} packages in the image")]
+    TooManyPackages {
+        /// The limit.
+        limit: usize,
+    },
     /// Symlink resolution did not terminate within the hop limit.
     #[error("too many levels of symbolic links resolving /{path}")]
     SymlinkLoop {

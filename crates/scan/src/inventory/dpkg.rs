@@ -10,27 +10,29 @@
 
 use super::{Package, PackageKind};
 
-/// Parses deb822 paragraphs into field lists. Errors describe the first
+/// A `Field: value` pair.
+pub type Field<'a> = (&'a str, &'a str);
+
+/// Calls `f` with the fields of each deb822 paragraph, borrowed from `text`.
+/// Continuation lines (long descriptions, conffiles) are validated but not
+/// kept: no field the scanner reads spans lines. Errors name the first
 /// malformed line.
-pub fn paragraphs(text: &str) -> Result<Vec<Vec<(String, String)>>, String> {
-    let mut out = Vec::new();
-    let mut cur: Vec<(String, String)> = Vec::new();
+pub fn for_each_paragraph<'a>(
+    text: &'a str,
+    f: &mut dyn FnMut(&[Field<'a>]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut cur: Vec<(&str, &str)> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
+                f(&cur)?;
+                cur.clear();
             }
             continue;
         }
         if line.starts_with(' ') || line.starts_with('\t') {
-            match cur.last_mut() {
-                Some((_, v)) => {
-                    // Continuation lines are only used for long fields we do
-                    // not read; keep them bounded by the file size anyway.
-                    v.push('\n');
-                    v.push_str(line.trim());
-                }
-                None => return Err(format!("line {}: continuation without a field", n + 1)),
+            if cur.is_empty() {
+                return Err(format!("line {}: continuation without a field", n + 1));
             }
             continue;
         }
@@ -43,37 +45,39 @@ pub fn paragraphs(text: &str) -> Result<Vec<Vec<(String, String)>>, String> {
         if k.is_empty() || k.contains(char::is_whitespace) {
             return Err(format!("line {}: invalid field name", n + 1));
         }
-        cur.push((k.to_ascii_lowercase(), v.trim().to_string()));
+        cur.push((k, v.trim()));
     }
     if !cur.is_empty() {
-        out.push(cur);
+        f(&cur)?;
     }
-    Ok(out)
+    Ok(())
 }
 
-fn field<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    p.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+fn field<'a>(p: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
+    p.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
 }
 
 /// Parses a dpkg status file. `require_status` is false for `status.d`.
 pub fn parse(text: &str, path: &str, require_status: bool) -> Result<Vec<Package>, String> {
     let mut out = Vec::new();
-    for p in paragraphs(text)? {
+    for_each_paragraph(text, &mut |p| {
         if require_status {
-            let status = field(&p, "status").unwrap_or("");
+            let status = field(p, "status").unwrap_or("");
             let words: Vec<&str> = status.split_whitespace().collect();
             let installed = matches!(words.as_slice(), [want, "ok", "installed"] if *want == "install" || *want == "hold");
             if !installed {
-                continue;
+                return Ok(());
             }
         }
-        let Some(name) = field(&p, "package").filter(|s| !s.is_empty()) else {
+        let Some(name) = field(p, "package").filter(|s| !s.is_empty()) else {
             return Err("paragraph without Package".into());
         };
-        let Some(version) = field(&p, "version").filter(|s| !s.is_empty()) else {
+        let Some(version) = field(p, "version").filter(|s| !s.is_empty()) else {
             return Err(format!("package {name} without Version"));
         };
-        let (source_name, source_version) = match field(&p, "source") {
+        let (source_name, source_version) = match field(p, "source") {
             Some(src) if !src.is_empty() => match src.split_once('(') {
                 Some((n, v)) => (
                     n.trim().to_string(),
@@ -89,10 +93,11 @@ pub fn parse(text: &str, path: &str, require_status: bool) -> Result<Vec<Package
             version: version.to_string(),
             source_name: Some(source_name),
             source_version: Some(source_version),
-            arch: field(&p, "architecture").map(str::to_string),
+            arch: field(p, "architecture").map(str::to_string),
             path: path.to_string(),
         });
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

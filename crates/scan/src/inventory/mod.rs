@@ -273,6 +273,9 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
     }
     // Everything else by walking the retained files.
     for (path, data) in fs.files() {
+        if inv.packages.len() > limits.max_packages {
+            break;
+        }
         let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
         match data {
             FileData::GoBinary(info) => {
@@ -336,6 +339,11 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
                 }
             }
         }
+    }
+    if inv.packages.len() > limits.max_packages {
+        return Err(ScanError::TooManyPackages {
+            limit: limits.max_packages,
+        });
     }
     dedup(&mut inv.packages);
     Ok(inv)
@@ -469,6 +477,25 @@ mod tests {
         )]);
         let inv = collect(&fs, &Limits::default());
         assert_eq!(inv.map(|i| i.packages.len()).ok(), Some(1));
+    }
+
+    #[test]
+    fn package_count_is_capped() {
+        let mut status = String::new();
+        for i in 0..50 {
+            status.push_str(&format!(
+                "Package: p{i}\nStatus: install ok installed\nVersion: 1\n\n"
+            ));
+        }
+        let fs = ImageFs::from_nodes([file("var/lib/dpkg/status", &status)]);
+        let limits = Limits {
+            max_packages: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            collect(&fs, &limits),
+            Err(ScanError::TooManyPackages { limit: 10 })
+        ));
     }
 
     #[test]

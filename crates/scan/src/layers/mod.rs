@@ -49,6 +49,8 @@ pub struct Limits {
     pub max_symlink_hops: usize,
     /// Bytes of a Go binary's build info kept.
     pub max_go_buildinfo_bytes: usize,
+    /// Most packages inventoried (before de-duplication).
+    pub max_packages: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +64,7 @@ impl Default for Limits {
             max_path_bytes: 4096,
             max_symlink_hops: 40,
             max_go_buildinfo_bytes: 1 << 20,
+            max_packages: 500_000,
         }
     }
 }
