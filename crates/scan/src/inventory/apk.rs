@@ -38,7 +38,8 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<Package>, String> {
         Ok(())
     };
     for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+        let line = line.trim_end();
+        if line.is_empty() {
             flush(&mut name, &mut version, &mut origin, &mut arch)?;
             continue;
         }
