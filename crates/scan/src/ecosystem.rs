@@ -206,6 +206,18 @@ impl Ecosystem {
     }
 }
 
+impl std::fmt::Display for Ecosystem {
+    /// The OSV spelling: `Debian:12`, `Alpine:v3.19`, `Ubuntu:22.04`,
+    /// `Rocky Linux:9`, `PyPI`, …
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.release, self.family) {
+            (None, fam) => f.write_str(fam.osv_name()),
+            (Some(r), Family::Alpine) => write!(f, "Alpine:v{r}"),
+            (Some(r), fam) => write!(f, "{}:{r}", fam.osv_name()),
+        }
+    }
+}
+
 impl Family {
     /// Whether this is a distribution (its packages come from the OS DB).
     pub fn is_os(self) -> bool {
@@ -268,6 +280,23 @@ mod tests {
         // An unreadable release never matches.
         let odd = Ecosystem::parse_osv("Debian:bookworm");
         assert!(odd.is_some_and(|e| !e.covers(&installed)));
+    }
+
+    #[test]
+    fn display() {
+        for s in [
+            "Debian:12",
+            "Alpine:v3.19",
+            "Ubuntu:22.04",
+            "Rocky Linux:9",
+            "PyPI",
+            "crates.io",
+        ] {
+            assert_eq!(
+                Ecosystem::parse_osv(s).map(|e| e.to_string()).as_deref(),
+                Some(s)
+            );
+        }
     }
 
     #[test]

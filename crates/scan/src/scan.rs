@@ -232,6 +232,7 @@ mod tests {
     fn pkg(kind: PackageKind, name: &str) -> Package {
         Package {
             kind,
+            ecosystem: None,
             name: name.into(),
             version: "1.0".into(),
             source_name: None,

@@ -292,6 +292,17 @@ fn fixture_image_yields_exactly_the_expected_findings() {
             .count(),
         95
     );
+    let ecosystems: BTreeSet<Option<&str>> = report
+        .packages
+        .iter()
+        .map(|p| p.ecosystem.as_deref())
+        .collect();
+    assert_eq!(
+        ecosystems,
+        [Some("Debian:12"), Some("PyPI"), Some("npm")]
+            .into_iter()
+            .collect()
+    );
     let got: BTreeSet<Row> = report
         .findings
         .iter()

@@ -21,6 +21,7 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<Package>, String> {
             (Some(n), Some(v)) => {
                 out.push(Package {
                     kind: PackageKind::Apk,
+                    ecosystem: None,
                     name: n.to_string(),
                     version: v.to_string(),
                     source_name: Some(origin.unwrap_or(n).to_string()),

@@ -89,6 +89,7 @@ pub fn parse(text: &str, path: &str, require_status: bool) -> Result<Vec<Package
         };
         out.push(Package {
             kind: PackageKind::Deb,
+            ecosystem: None,
             name: name.to_string(),
             version: version.to_string(),
             source_name: Some(source_name),

@@ -50,6 +50,10 @@ pub enum PackageKind {
 pub struct Package {
     /// Where it was found.
     pub kind: PackageKind,
+    /// The OSV ecosystem it is matched in (`Debian:12`, `PyPI`, …); `None`
+    /// for OS packages of a distribution without advisories.
+    #[serde(default)]
+    pub ecosystem: Option<String>,
     /// Package name (binary package for OS packages).
     pub name: String,
     /// Installed version (for rpm `[epoch:]version-release`).
@@ -282,6 +286,7 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
                 for m in gobin::modules(info) {
                     inv.packages.push(Package {
                         kind: PackageKind::Go,
+                        ecosystem: None,
                         name: m.path,
                         version: m.version,
                         source_name: None,
@@ -294,6 +299,7 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
             FileData::Content(bytes) => {
                 let lang = |kind, name: String, version: String| Package {
                     kind,
+                    ecosystem: None,
                     name,
                     version,
                     source_name: None,
@@ -346,6 +352,10 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
         });
     }
     dedup(&mut inv.packages);
+    let os_eco = inv.os.as_ref().and_then(|o| o.ecosystem.clone());
+    for p in &mut inv.packages {
+        p.ecosystem = p.match_key(os_eco.as_ref()).map(|(e, _, _)| e.to_string());
+    }
     Ok(inv)
 }
 

@@ -125,6 +125,7 @@ fn push_header(out: &mut Vec<Package>, blob: &[u8], path: &str, what: &str) -> R
     };
     out.push(Package {
         kind: PackageKind::Rpm,
+        ecosystem: None,
         name,
         version: evr.clone(),
         source_name: h.source_rpm.as_deref().and_then(source_name),
