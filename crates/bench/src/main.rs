@@ -1,0 +1,643 @@
+//! berth-bench: measures berth against the CNCF reference registry on the same
+//! machine in the same run (issue 7), with scenarios modelled on zot's `zb`.
+//!
+//! `--compare` runs the full suite (under 10 minutes on 2 cores); `--smoke` runs
+//! every scenario tiny and exits non-zero on any failed request or digest mismatch.
+//! It installs nothing; missing prerequisites are reported with the install step.
+
+mod client;
+mod limits;
+mod load;
+mod procfs;
+mod report;
+mod servers;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use serde_json::json;
+
+use client::{Conn, Error, Result};
+use load::{Blob, DataSet, Stop, Task};
+use report::Row;
+use servers::Server;
+
+const MIB: usize = 1024 * 1024;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth-bench",
+    about = "Benchmark berth against the CNCF reference registry"
+)]
+struct Cli {
+    /// Run the full side-by-side comparison.
+    #[arg(long, conflicts_with = "smoke")]
+    compare: bool,
+    /// Run every scenario tiny (seconds); fail on any request error or digest mismatch.
+    #[arg(long)]
+    smoke: bool,
+    /// berth binary [default: target/release/berth of this workspace]
+    #[arg(long, env = "BERTH_BIN")]
+    berth_bin: Option<PathBuf>,
+    /// Where the Markdown and JSON results go [default: target/bench of this workspace]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Parent of the servers' fresh data directories (the disk measured) [default: system temp dir]
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the servers' data directories and logs after the run.
+    #[arg(long)]
+    keep: bool,
+    /// Skip the extra reference instance without authentication.
+    #[arg(long)]
+    no_noauth_reference: bool,
+}
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+struct Plan {
+    name: &'static str,
+    rate_time: Duration,
+    manifest_conns: Vec<usize>,
+    mono: (usize, usize, usize),    // count, size, concurrency
+    chunked: (usize, usize, usize), // count, size, concurrency
+    chunk: usize,
+    stream: (usize, usize), // count, size (sequential)
+    mixed_time: Duration,
+    mixed_clients: usize,
+    cold_starts: usize,
+    idle_settle: Duration,
+    hash_time: Duration,
+    disk_bytes: usize,
+}
+
+impl Plan {
+    fn compare() -> Self {
+        Plan {
+            name: "compare",
+            rate_time: Duration::from_secs(4),
+            manifest_conns: vec![1, 16, 64],
+            mono: (200, MIB, 4),
+            chunked: (20, 10 * MIB, 4),
+            chunk: MIB,
+            stream: (2, 256 * MIB),
+            mixed_time: Duration::from_secs(8),
+            mixed_clients: 32,
+            cold_starts: 5,
+            idle_settle: Duration::from_secs(2),
+            hash_time: Duration::from_secs(1),
+            disk_bytes: 1024 * MIB,
+        }
+    }
+
+    fn smoke() -> Self {
+        Plan {
+            name: "smoke",
+            rate_time: Duration::from_millis(150),
+            manifest_conns: vec![1, 16, 64],
+            mono: (4, MIB, 2),
+            chunked: (2, 3 * MIB, 2),
+            chunk: MIB,
+            stream: (1, 4 * MIB),
+            mixed_time: Duration::from_millis(400),
+            mixed_clients: 32,
+            cold_starts: 1,
+            idle_settle: Duration::from_millis(200),
+            hash_time: Duration::from_millis(50),
+            disk_bytes: 16 * MIB,
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn build_data(plan: &Plan, nonce: u64) -> DataSet {
+    let blob = |len: usize, seed: u64| Blob::new(limits::pseudo_random(len, seed ^ nonce));
+    let pull_layers: Vec<Blob> = (0..8).map(|i| blob(4096, 100 + i)).collect();
+    let digests: Vec<String> = pull_layers.iter().map(|b| b.digest.clone()).collect();
+    let pull_config = Blob::new(client::image_config(&digests, nonce).to_vec());
+    let template = limits::pseudo_random(MIB, 5 ^ nonce);
+    let mono = (0..plan.mono.0)
+        .map(|i| Blob::new(load::unique_layer(&template, nonce, i)))
+        .collect();
+    let chunked = (0..plan.chunked.0)
+        .map(|i| blob(plan.chunked.1, 1000 + i as u64))
+        .collect();
+    let stream = (0..plan.stream.0)
+        .map(|i| blob(plan.stream.1, 2000 + i as u64))
+        .collect();
+    let mixed_layer = blob(MIB, 3000);
+    let mixed_config =
+        Blob::new(client::image_config(std::slice::from_ref(&mixed_layer.digest), nonce).to_vec());
+    DataSet {
+        nonce,
+        pull_config,
+        pull_layers,
+        mono,
+        chunked,
+        chunk_size: plan.chunk,
+        stream,
+        mixed_config,
+        mixed_layer,
+        mixed_template: bytes::Bytes::from(template),
+    }
+}
+
+/// Untimed setup: the images the pull and mixed scenarios read.
+async fn seed(server: &Server, d: &DataSet) -> Result<()> {
+    let mut c = Conn::new(server.addr, server.auth.clone());
+    for b in std::iter::once(&d.pull_config).chain(&d.pull_layers) {
+        client::push_monolithic(&mut c, load::REPO_PULL, b.data.clone(), &b.digest).await?;
+    }
+    let layers: Vec<(String, u64)> = d.pull_layers.iter().map(Blob::desc).collect();
+    let m = client::image_manifest(&d.pull_config.desc(), &layers);
+    client::put_manifest(&mut c, load::REPO_PULL, "v1", m).await?;
+    for b in [&d.mixed_config, &d.mixed_layer] {
+        client::push_monolithic(&mut c, load::REPO_MIXED, b.data.clone(), &b.digest).await?;
+    }
+    let m = client::image_manifest(&d.mixed_config.desc(), &[d.mixed_layer.desc()]);
+    client::put_manifest(&mut c, load::REPO_MIXED, "base", m).await?;
+    Ok(())
+}
+
+/// Untimed: manifests referencing pushed blobs, so they are part of an image.
+async fn tag_pushed(server: &Server, repo: &str, blobs: &[Blob], d: &DataSet) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let mut c = Conn::new(server.addr, server.auth.clone());
+    let digests: Vec<String> = blobs.iter().map(|b| b.digest.clone()).collect();
+    let config = Blob::new(client::image_config(&digests, d.nonce).to_vec());
+    client::push_monolithic(&mut c, repo, config.data.clone(), &config.digest).await?;
+    let layers: Vec<(String, u64)> = blobs.iter().map(Blob::desc).collect();
+    client::put_manifest(
+        &mut c,
+        repo,
+        "bench",
+        client::image_manifest(&config.desc(), &layers),
+    )
+    .await
+}
+
+struct Scenario {
+    key: String,
+    title: String,
+    conns: usize,
+    task: Task,
+    stop: Stop,
+    unit: &'static str,
+}
+
+struct Run {
+    rows: Vec<Row>,
+    failures: Vec<String>,
+    memory_method: &'static str,
+}
+
+impl Run {
+    fn record(&mut self, row: Row, first_error: Option<String>) {
+        eprintln!(
+            "  {:<34} {:<20} {:>10.2} {:<6} p99 {:>8} ms  rss {:>7} MiB  cpu {:>6} s  errors {}",
+            row.title,
+            row.server,
+            row.value,
+            row.unit,
+            row.latency
+                .map_or("-".into(), |l| format!("{:.2}", l.p99_ms)),
+            row.peak_rss_kib
+                .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+            row.server_cpu_s.map_or("-".into(), |c| format!("{c:.2}")),
+            row.errors
+        );
+        if row.errors > 0 {
+            self.failures.push(format!(
+                "{} on {}: {} failed ({})",
+                row.title,
+                row.server,
+                row.errors,
+                first_error.unwrap_or_default()
+            ));
+        }
+        self.rows.push(row);
+    }
+}
+
+async fn measure(run: &mut Run, server: &Server, s: &Scenario, data: &Arc<DataSet>) {
+    let Some(pid) = server.pid() else {
+        run.failures
+            .push(format!("{}: {} is not running", s.title, server.name));
+        return;
+    };
+    let meter = procfs::PeakMeter::start(pid);
+    run.memory_method = meter.method();
+    let cpu0 = procfs::cpu_seconds(Some(pid)).ok();
+    let self0 = procfs::cpu_seconds(None).ok();
+    let mut out = load::run(
+        server.addr,
+        server.auth.clone(),
+        s.conns,
+        s.task,
+        s.stop,
+        data.clone(),
+    )
+    .await;
+    let cpu1 = procfs::cpu_seconds(Some(pid)).ok();
+    let self1 = procfs::cpu_seconds(None).ok();
+    let secs = out.elapsed.as_secs_f64().max(1e-9);
+    let value = match s.unit {
+        "MiB/s" => out.bytes as f64 / MIB as f64 / secs,
+        _ => out.ops as f64 / secs,
+    };
+    let mut row = Row::new(&s.key, &s.title, server.name, value, s.unit);
+    row.ops = out.ops;
+    row.errors = out.errors;
+    row.seconds = secs;
+    row.latency = stats::summarize(&mut out.latencies_ns);
+    row.peak_rss_kib = meter.finish();
+    row.server_cpu_s = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    row.harness_cpu_s = self0.zip(self1).map(|(a, b)| b - a);
+    run.record(row, out.first_error);
+}
+
+fn scenarios(plan: &Plan) -> Vec<(Scenario, bool)> {
+    // (scenario, also against the no-auth reference)
+    let mut v = Vec::new();
+    for (task, verb) in [(Task::HeadManifest, "HEAD"), (Task::GetManifest, "GET")] {
+        for &c in &plan.manifest_conns {
+            v.push((
+                Scenario {
+                    key: format!("manifest-{}-c{c}", verb.to_lowercase()),
+                    title: format!("manifest {verb} by tag, {c} conns"),
+                    conns: c,
+                    task,
+                    stop: Stop::For(plan.rate_time),
+                    unit: "req/s",
+                },
+                true,
+            ));
+        }
+    }
+    v.push((
+        Scenario {
+            key: "blob-head-c64".into(),
+            title: "blob HEAD, 64 conns".into(),
+            conns: 64,
+            task: Task::HeadBlob,
+            stop: Stop::For(plan.rate_time),
+            unit: "req/s",
+        },
+        true,
+    ));
+    let size = |b: usize| format!("{} MiB", b / MIB);
+    let pushes = [
+        (
+            Task::PushMono,
+            Task::PullMono,
+            "mono-1m",
+            plan.mono.0,
+            plan.mono.1,
+            plan.mono.2,
+            "monolithic",
+        ),
+        (
+            Task::PushChunked,
+            Task::PullChunked,
+            "chunked-10m",
+            plan.chunked.0,
+            plan.chunked.1,
+            plan.chunked.2,
+            "chunked",
+        ),
+        (
+            Task::PushStream,
+            Task::PullStream,
+            "stream-256m",
+            plan.stream.0,
+            plan.stream.1,
+            1,
+            "streamed",
+        ),
+    ];
+    for (push, pull, key, n, sz, conc, how) in pushes {
+        v.push((
+            Scenario {
+                key: format!("push-{key}"),
+                title: format!("push {n}× {} {how}, {conc} conns", size(sz)),
+                conns: conc,
+                task: push,
+                stop: Stop::Count(n),
+                unit: "MiB/s",
+            },
+            false,
+        ));
+        v.push((
+            Scenario {
+                key: format!("pull-{key}"),
+                title: format!("pull {n}× {} verified, {conc} conns", size(sz)),
+                conns: conc,
+                task: pull,
+                stop: Stop::Count(n),
+                unit: "MiB/s",
+            },
+            false,
+        ));
+    }
+    v.push((
+        Scenario {
+            key: "mixed-80-20-c32".into(),
+            title: format!("mixed 80% pull / 20% push, {} clients", plan.mixed_clients),
+            conns: plan.mixed_clients,
+            task: Task::Mixed,
+            stop: Stop::For(plan.mixed_time),
+            unit: "req/s",
+        },
+        true,
+    ));
+    v
+}
+
+fn meta_line(path: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+fn reference_version() -> String {
+    std::process::Command::new("docker-registry")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
+    let root = workspace_root();
+    let berth_bin = cli
+        .berth_bin
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/berth"));
+    let missing = servers::check_prerequisites(&berth_bin);
+    if !missing.is_empty() {
+        return Err(Error(format!(
+            "missing prerequisites (berth-bench installs nothing):\n  - {}",
+            missing.join("\n  - ")
+        )));
+    }
+    let started = Instant::now();
+    let self_cpu0 = procfs::cpu_seconds(None)?;
+    let base = cli
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("berth-bench-{}-{}", std::process::id(), unix_now()));
+    std::fs::create_dir_all(&base).map_err(|e| Error(format!("create {}: {e}", base.display())))?;
+    let mut run = Run {
+        rows: Vec::new(),
+        failures: Vec::new(),
+        memory_method: "",
+    };
+
+    eprintln!(
+        "berth-bench {}: measuring physical limits in {}",
+        plan.name,
+        base.display()
+    );
+    let lim = limits::measure(&base, plan.hash_time, plan.disk_bytes)
+        .map_err(|e| Error(format!("disk probe in {}: {e}", base.display())))?;
+    for (key, title, v) in [
+        ("limit-sha256", "SHA-256, 1 core (ring)", lim.sha256_mib_s),
+        (
+            "limit-disk-write",
+            "disk write + fsync",
+            lim.disk_write_mib_s,
+        ),
+        (
+            "limit-disk-read",
+            "disk read, cache dropped",
+            lim.disk_read_mib_s,
+        ),
+    ] {
+        run.record(Row::new(key, title, report::MACHINE, v, "MiB/s"), None);
+    }
+
+    eprintln!("generating test data");
+    let nonce = unix_now() ^ u64::from(std::process::id()) << 32;
+    let data = Arc::new(
+        tokio::task::spawn_blocking({
+            let plan = plan.clone();
+            move || build_data(&plan, nonce)
+        })
+        .await
+        .map_err(|e| Error(format!("data generation: {e}")))?,
+    );
+
+    eprintln!("starting servers");
+    let berth = Server::start_berth(&berth_bin, base.join("berth")).await?;
+    let auth = berth
+        .auth
+        .clone()
+        .ok_or_else(|| Error("berth gave no token".into()))?;
+    let reference = Server::start_reference(base.join("reference"), Some(&auth)).await?;
+    let mut servers = vec![berth, reference];
+    if !cli.no_noauth_reference {
+        servers.push(Server::start_reference(base.join("reference-noauth"), None).await?);
+    }
+
+    eprintln!("scenario 6: cold start and idle memory");
+    for s in servers.iter_mut() {
+        let mut ms = Vec::new();
+        let mut samples = Vec::new();
+        for _ in 0..plan.cold_starts {
+            let d = s.restart().await?;
+            ms.push(d.as_secs_f64() * 1e3);
+            samples.push(stats::nanos(d));
+        }
+        let mut row = Row::new(
+            "cold-start",
+            "cold start → first served request",
+            s.name,
+            stats::median(&mut ms).unwrap_or(0.0),
+            "ms",
+        );
+        row.ops = samples.len() as u64;
+        row.latency = stats::summarize(&mut samples);
+        run.record(row, None);
+        tokio::time::sleep(plan.idle_settle).await;
+        let pid = s
+            .pid()
+            .ok_or_else(|| Error(format!("{} not running", s.name)))?;
+        let rss = procfs::status_kib(pid, "VmRSS")?;
+        let mut row = Row::new(
+            "idle-memory",
+            "idle memory (VmRSS)",
+            s.name,
+            rss as f64 / 1024.0,
+            "MiB",
+        );
+        row.peak_rss_kib = procfs::status_kib(pid, "VmHWM").ok();
+        run.record(row, None);
+    }
+
+    for s in &servers {
+        seed(s, &data)
+            .await
+            .map_err(|e| Error(format!("seeding {}: {e}", s.name)))?;
+    }
+
+    for (sc, noauth_too) in scenarios(plan) {
+        eprintln!("scenario: {}", sc.title);
+        for s in &servers {
+            if matches!(s.kind, servers::Kind::Reference { auth: false }) && !noauth_too {
+                continue;
+            }
+            measure(&mut run, s, &sc, &data).await;
+        }
+        for s in &servers {
+            let tagged = match sc.task {
+                Task::PushMono => tag_pushed(s, load::REPO_MONO, &data.mono, &data).await,
+                Task::PushChunked => tag_pushed(s, load::REPO_CHUNKED, &data.chunked, &data).await,
+                Task::PushStream => tag_pushed(s, load::REPO_STREAM, &data.stream, &data).await,
+                _ => Ok(()),
+            };
+            if let Err(e) = tagged {
+                if !matches!(s.kind, servers::Kind::Reference { auth: false }) {
+                    run.failures
+                        .push(format!("tagging pushed blobs on {}: {e}", s.name));
+                }
+            }
+        }
+    }
+
+    for r in run.rows.iter_mut() {
+        if r.unit == "MiB/s" && r.server != report::MACHINE {
+            let limit = if r.key.starts_with("push-") {
+                lim.push()
+            } else {
+                lim.pull()
+            };
+            r.limit_fraction = Some(r.value / limit);
+        }
+    }
+
+    let server_cpu: f64 = run.rows.iter().filter_map(|r| r.server_cpu_s).sum();
+    let harness_cpu: f64 = run.rows.iter().filter_map(|r| r.harness_cpu_s).sum();
+    let meta = json!({
+        "mode": plan.name,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "date_unix": unix_now(),
+        "date_utc": report::utc_timestamp(unix_now()),
+        "cpu": meta_line("/proc/cpuinfo", "model name"),
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).ok(),
+        "berth_bin": berth_bin.display().to_string(),
+        "reference": reference_version(),
+        "peak_memory_method": run.memory_method,
+        "limits_mib_s": {
+            "sha256": lim.sha256_mib_s, "disk_write_fsync": lim.disk_write_mib_s,
+            "disk_read": lim.disk_read_mib_s, "page_cache_dropped": lim.cache_dropped,
+            "push_limit": lim.push(), "pull_limit": lim.pull(),
+        },
+        "harness_cpu_s_in_scenarios": harness_cpu,
+        "server_cpu_s_in_scenarios": server_cpu,
+        "harness_cpu_share": if harness_cpu + server_cpu > 0.0 { harness_cpu / (harness_cpu + server_cpu) } else { 0.0 },
+        "harness_cpu_s_total": procfs::cpu_seconds(None).map(|c| c - self_cpu0).ok(),
+        "wall_s": started.elapsed().as_secs_f64(),
+    });
+    drop(servers);
+    if !cli.keep {
+        if let Err(e) = std::fs::remove_dir_all(&base) {
+            eprintln!("warning: could not remove {}: {e}", base.display());
+        }
+    } else {
+        eprintln!("kept server directories and logs in {}", base.display());
+    }
+    Ok((run, meta))
+}
+
+fn write_outputs(
+    cli: &Cli,
+    plan: &Plan,
+    run: &Run,
+    meta: &serde_json::Value,
+) -> Result<(PathBuf, PathBuf)> {
+    let out = cli
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/bench"));
+    std::fs::create_dir_all(&out).map_err(|e| Error(format!("create {}: {e}", out.display())))?;
+    let targets = report::evaluate_targets(&run.rows);
+    let header = format!(
+        "Run `{}` on {} ({} CPUs, {}), {} UTC. Peak RSS: {}. Harness CPU share of (harness + server) CPU: {:.0}%.",
+        plan.name,
+        meta["cpu"].as_str().unwrap_or("?"),
+        meta["cpus"],
+        meta["reference"].as_str().unwrap_or("reference ?"),
+        meta["date_utc"].as_str().unwrap_or("?"),
+        meta["peak_memory_method"].as_str().unwrap_or("?"),
+        meta["harness_cpu_share"].as_f64().unwrap_or(0.0) * 100.0,
+    );
+    let md = report::markdown(&run.rows, &targets, &header);
+    let js = report::json(&run.rows, &targets, meta.clone());
+    let md_path = out.join(format!("{}.md", plan.name));
+    let js_path = out.join(format!("{}.json", plan.name));
+    std::fs::write(&md_path, &md)
+        .map_err(|e| Error(format!("write {}: {e}", md_path.display())))?;
+    let text = serde_json::to_string_pretty(&js).map_err(|e| Error(format!("json: {e}")))?;
+    std::fs::write(&js_path, text)
+        .map_err(|e| Error(format!("write {}: {e}", js_path.display())))?;
+    println!("{md}");
+    Ok((md_path, js_path))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let plan = match (cli.compare, cli.smoke) {
+        (true, _) => Plan::compare(),
+        (_, true) => Plan::smoke(),
+        _ => {
+            eprintln!(
+                "berth-bench: pass --compare (full run) or --smoke (tiny CI run); see --help"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let (run, meta) = match bench(&cli, &plan).await {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match write_outputs(&cli, &plan, &run, &meta) {
+        Ok((md, js)) => eprintln!("wrote {} and {}", md.display(), js.display()),
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if run.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("berth-bench: {} failure(s):", run.failures.len());
+        for f in &run.failures {
+            eprintln!("  - {f}");
+        }
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,387 @@
+//! Starting and stopping the servers under test: berth (embedded defaults, auth on)
+//! and the CNCF reference registry (`docker-registry`, filesystem, loopback, with
+//! and without htpasswd auth), each in a fresh directory.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hyper::Method;
+
+use crate::client::{bail, read_body, Conn, Error, Result, SliceBody};
+
+/// Root credentials berth is started with (bench-only, never reused elsewhere).
+pub const ACCESS_KEY_ID: &str = "AKIABERTHBENCH000001";
+pub const SECRET_ACCESS_KEY: &str = "berth-bench-secret-key-0000000000000000";
+const REGION: &str = "us-east-1";
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Berth,
+    Reference { auth: bool },
+}
+
+/// A running server under test.
+pub struct Server {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    /// `Authorization` header value (`Basic …`), if auth is on.
+    pub auth: Option<String>,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    berth_bin: PathBuf,
+}
+
+/// Missing prerequisites, each with the step that installs it.
+pub fn check_prerequisites(berth_bin: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !berth_bin.is_file() {
+        missing.push(format!(
+            "berth binary {} not found: run `cargo build --release -p berth` (or pass --berth-bin / BERTH_BIN)",
+            berth_bin.display()
+        ));
+    }
+    if which("docker-registry").is_none() {
+        missing.push(
+            "`docker-registry` (CNCF distribution, the reference registry) not found: `apt-get install docker-registry`".into(),
+        );
+    }
+    if which("htpasswd").is_none() {
+        missing.push("`htpasswd` not found: `apt-get install apache2-utils`".into());
+    }
+    if !Path::new("/proc/self/status").exists() {
+        missing.push(
+            "/proc is not mounted: the harness reads VmHWM and CPU time from it (Linux only)"
+                .into(),
+        );
+    }
+    missing
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Server {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts berth in `dir` (created fresh) and mints a registry token.
+    pub async fn start_berth(berth_bin: &Path, dir: PathBuf) -> Result<Server> {
+        std::fs::create_dir_all(dir.join("data"))?;
+        let mut s = Server {
+            name: crate::report::BERTH,
+            kind: Kind::Berth,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth: None,
+            dir,
+            child: None,
+            berth_bin: berth_bin.to_path_buf(),
+        };
+        s.spawn().await?;
+        s.auth = Some(s.mint_token().await?);
+        Ok(s)
+    }
+
+    /// Starts the reference registry in `dir` (created fresh).
+    pub async fn start_reference(dir: PathBuf, auth: Option<&str>) -> Result<Server> {
+        std::fs::create_dir_all(dir.join("data"))?;
+        let port = free_port()?;
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\n  fields:\n    service: registry\n\
+storage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+http:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Content-Type-Options: [nosniff]\n\
+health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n",
+            dir.join("data").display()
+        );
+        let header = match auth {
+            Some(basic) => {
+                let token = decode_basic_password(basic)?;
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", "AWS", &token])
+                    .output()
+                    .map_err(|e| Error(format!("run htpasswd: {e}")))?;
+                if !out.status.success() {
+                    bail!("htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                let path = dir.join("htpasswd");
+                std::fs::write(&path, &out.stdout)?;
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                    path.display()
+                ));
+                Some(basic.to_owned())
+            }
+            None => None,
+        };
+        std::fs::write(dir.join("config.yml"), config)?;
+        let mut s = Server {
+            name: if auth.is_some() {
+                crate::report::REFERENCE
+            } else {
+                crate::report::REFERENCE_NOAUTH
+            },
+            kind: Kind::Reference {
+                auth: auth.is_some(),
+            },
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            auth: header,
+            dir,
+            child: None,
+            berth_bin: PathBuf::new(),
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
+    /// Spawns the process and waits for its first served, authenticated `GET /v2/`.
+    /// Returns the time from spawn to that response.
+    pub async fn spawn(&mut self) -> Result<Duration> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))?;
+        let t0 = Instant::now();
+        match self.kind {
+            Kind::Berth => {
+                let mut child = Command::new(&self.berth_bin)
+                    .arg("serve")
+                    .arg("--data-dir")
+                    .arg(self.dir.join("data"))
+                    .args(["--listen", "127.0.0.1:0"])
+                    .env("BERTH_ROOT_ACCESS_KEY_ID", ACCESS_KEY_ID)
+                    .env("BERTH_ROOT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| Error(format!("start {}: {e}", self.berth_bin.display())))?;
+                let stdout = child
+                    .stdout
+                    .take()
+                    .ok_or_else(|| Error("berth stdout not captured".into()))?;
+                self.child = Some(child);
+                let line = tokio::task::spawn_blocking(move || {
+                    let mut r = BufReader::new(stdout);
+                    let mut line = String::new();
+                    let n = r.read_line(&mut line);
+                    // Keep draining so berth never blocks on a full pipe.
+                    std::thread::spawn(move || {
+                        let mut sink = Vec::new();
+                        let _ = r.read_to_end(&mut sink);
+                    });
+                    n.map(|_| line)
+                })
+                .await
+                .map_err(|e| Error(format!("join: {e}")))??;
+                let url = line
+                    .trim()
+                    .strip_prefix("berth listening on http://")
+                    .ok_or_else(|| {
+                        Error(format!(
+                            "berth did not announce its address (first stdout line {line:?}); see {}",
+                            self.dir.join("server.log").display()
+                        ))
+                    })?;
+                self.addr = url
+                    .trim_end_matches('/')
+                    .parse()
+                    .map_err(|e| Error(format!("berth address {url:?}: {e}")))?;
+            }
+            Kind::Reference { .. } => {
+                let child = Command::new("docker-registry")
+                    .arg("serve")
+                    .arg(self.dir.join("config.yml"))
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| Error(format!("start docker-registry: {e}")))?;
+                self.child = Some(child);
+            }
+        }
+        // First served request: berth before a token exists answers 401, which is
+        // still a served request; with a token (restarts) it must be 200.
+        let deadline = t0 + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    bail!(
+                        "{} exited during start ({status}); see {}",
+                        self.name,
+                        self.dir.join("server.log").display()
+                    );
+                }
+            }
+            let mut conn = Conn::new(self.addr, self.auth.clone());
+            if let Ok(resp) = conn
+                .send(Method::GET, "/v2/", &[], SliceBody::empty())
+                .await
+            {
+                let status = resp.status().as_u16();
+                let _ = read_body(resp).await;
+                if status == 200 || (status == 401 && self.auth.is_none()) {
+                    return Ok(t0.elapsed());
+                }
+                bail!("{}: GET /v2/ answered {status} during start", self.name);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not answer within 30 s; see {}",
+                    self.name,
+                    self.dir.join("server.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: signalling our own child by pid.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restarts on the same data; returns the time to the first served request.
+    pub async fn restart(&mut self) -> Result<Duration> {
+        self.stop();
+        self.spawn().await
+    }
+
+    /// `GetAuthorizationToken` (SigV4) → `Basic <base64(AWS:token)>`.
+    async fn mint_token(&self) -> Result<String> {
+        let body = b"{}".to_vec();
+        let host = self.addr.to_string();
+        let target = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+        let ct = "application/x-amz-json-1.1";
+        let headers = [
+            ("content-type", ct),
+            ("host", host.as_str()),
+            ("x-amz-target", target),
+        ];
+        let payload = hex::encode(ring::digest::digest(&ring::digest::SHA256, &body));
+        let signed = berth_iam::sigv4::sign_request(
+            &berth_iam::sigv4::Request {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &headers,
+            },
+            &payload,
+            &berth_iam::sigv4::SigningParams {
+                access_key_id: ACCESS_KEY_ID,
+                secret_access_key: SECRET_ACCESS_KEY,
+                region: REGION,
+                service: "ecr",
+                time: unix_now(),
+                flavor: berth_iam::sigv4::Flavor::Standard,
+            },
+        )
+        .map_err(|e| Error(format!("sign GetAuthorizationToken: {e}")))?;
+        let mut conn = Conn::new(self.addr, None);
+        let resp = conn
+            .send(
+                Method::POST,
+                "/",
+                &[
+                    ("content-type", ct),
+                    ("x-amz-target", target),
+                    ("x-amz-date", &signed.amz_date),
+                    ("authorization", &signed.authorization),
+                    ("content-length", "2"),
+                ],
+                SliceBody::sized(bytes::Bytes::from(body)),
+            )
+            .await?;
+        let status = resp.status();
+        let bytes = read_body(resp).await?;
+        if !status.is_success() {
+            bail!(
+                "GetAuthorizationToken: {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error(format!("GetAuthorizationToken response: {e}")))?;
+        let token = v["authorizationData"][0]["authorizationToken"]
+            .as_str()
+            .ok_or_else(|| Error("GetAuthorizationToken: no authorizationToken".into()))?;
+        Ok(format!("Basic {token}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The password of a `Basic base64(user:password)` header value.
+pub fn decode_basic_password(header: &str) -> Result<String> {
+    let b64 = header
+        .strip_prefix("Basic ")
+        .ok_or_else(|| Error("not a Basic credential".into()))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| Error(format!("credential base64: {e}")))?;
+    let text = String::from_utf8(raw).map_err(|_| Error("credential not UTF-8".into()))?;
+    match text.split_once(':') {
+        Some((_, p)) => Ok(p.to_owned()),
+        None => bail!("credential has no ':'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_password() {
+        let h = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("AWS:tok:en")
+        );
+        assert_eq!(decode_basic_password(&h).as_deref(), Ok("tok:en"));
+        assert!(decode_basic_password("Bearer x").is_err());
+    }
+}
