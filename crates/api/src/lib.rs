@@ -163,6 +163,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/", axum::routing::post(ecr::handle).get(ecr::handle))
         .route("/_berth/layer", get(layer_download))
         .route("/v2", axum::routing::any(oci::handle))
@@ -173,6 +174,33 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn healthz() -> impl IntoResponse {
     "ok"
+}
+
+/// Prometheus text exposition. It carries counts and times only, nothing secret.
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    use std::sync::atomic::Ordering::Relaxed;
+    let g = &app.registry.gc_stats;
+    let pending = app.registry.meta.gc_pending().await.unwrap_or(-1);
+    let body = format!(
+        "# HELP berth_up Whether the process is serving.\n# TYPE berth_up gauge\nberth_up 1\n\
+         # HELP berth_gc_reclaimed_bytes_total Bytes reclaimed by garbage collection in this process.\n# TYPE berth_gc_reclaimed_bytes_total counter\nberth_gc_reclaimed_bytes_total {}\n\
+         # HELP berth_gc_reclaimed_blobs_total Blobs deleted by garbage collection in this process.\n# TYPE berth_gc_reclaimed_blobs_total counter\nberth_gc_reclaimed_blobs_total {}\n\
+         # HELP berth_gc_runs_total Garbage-collection runs in this process.\n# TYPE berth_gc_runs_total counter\nberth_gc_runs_total {}\n\
+         # HELP berth_gc_last_run_timestamp_seconds When this process last collected garbage.\n# TYPE berth_gc_last_run_timestamp_seconds gauge\nberth_gc_last_run_timestamp_seconds {}\n\
+         # HELP berth_gc_pending_candidates Collection candidates waiting in the metadata store.\n# TYPE berth_gc_pending_candidates gauge\nberth_gc_pending_candidates {}\n",
+        g.reclaimed_bytes.load(Relaxed),
+        g.reclaimed_blobs.load(Relaxed),
+        g.runs.load(Relaxed),
+        g.last_run_ms.load(Relaxed) as f64 / 1000.0,
+        pending
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {

@@ -35,6 +35,15 @@ enum AdminCommand {
     /// Run lifecycle policies now.
     #[command(subcommand)]
     Lifecycle(LifecycleCmd),
+    /// Collect garbage now: unreferenced blob links and blobs.
+    Gc {
+        /// Print what would be reclaimed without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Grace period in seconds (default: the configured gc_grace_secs).
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
     /// Print the newest audit-log records.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -364,6 +373,44 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             println!(
                 "{total} image(s) {}",
                 if dry_run { "would expire" } else { "expired" }
+            );
+        }
+        AdminCommand::Gc {
+            dry_run,
+            grace_secs,
+        } => {
+            let registry = crate::serve::open_registry(&cfg).await?;
+            let grace = grace_secs.unwrap_or(cfg.gc_grace_secs) as i64 * 1000;
+            // SAFETY: isatty only reads the descriptor's state.
+            let tty = unsafe { libc::isatty(2) } == 1;
+            let rep = registry
+                .collect_garbage(grace, dry_run, |done, total| {
+                    if tty {
+                        let total = total.max(done).max(1);
+                        let w = 30 * done / total;
+                        eprint!(
+                            "\r[{}{}] {done}/{total} candidates",
+                            "#".repeat(w as usize),
+                            " ".repeat(30 - w as usize)
+                        );
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            if tty {
+                eprintln!();
+            }
+            println!(
+                "{}{} blob(s), {} byte(s); {} unreferenced link(s); {} candidate(s) examined",
+                if dry_run {
+                    "would reclaim "
+                } else {
+                    "reclaimed "
+                },
+                rep.blobs_deleted,
+                rep.bytes_reclaimed,
+                rep.links_removed,
+                rep.candidates_seen
             );
         }
         AdminCommand::Audit { limit } => {

@@ -33,6 +33,10 @@ pub struct Config {
     pub clock_offset_secs: i64,
     /// Seconds between background lifecycle-policy runs (0 turns them off).
     pub lifecycle_interval_secs: u64,
+    /// Seconds between background garbage collections (0 turns them off).
+    pub gc_interval_secs: u64,
+    /// Uploaded blobs (and links) younger than this are never collected.
+    pub gc_grace_secs: u64,
     /// The master key as 64 hex characters (prefer `master_key_file`).
     pub master_key: Option<String>,
     /// File holding the master key; default `<data_dir>/master.key`.
@@ -57,6 +61,8 @@ impl Default for Config {
             log_format: "text".into(),
             clock_offset_secs: 0,
             lifecycle_interval_secs: 3600,
+            gc_interval_secs: 3600,
+            gc_grace_secs: 3600,
             master_key: None,
             master_key_file: None,
         }
@@ -137,6 +143,12 @@ impl Config {
         }
         if let Some(v) = parse_env("BERTH_LIFECYCLE_INTERVAL_SECS")? {
             c.lifecycle_interval_secs = v;
+        }
+        if let Some(v) = parse_env("BERTH_GC_INTERVAL_SECS")? {
+            c.gc_interval_secs = v;
+        }
+        if let Some(v) = parse_env("BERTH_GC_GRACE_SECS")? {
+            c.gc_grace_secs = v;
         }
         if let Some(v) = env("BERTH_MASTER_KEY") {
             c.master_key = Some(v);

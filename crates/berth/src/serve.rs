@@ -114,7 +114,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     ));
     let router = berth_api::router(app);
 
-    spawn_background(registry.clone(), cfg.lifecycle_interval_secs);
+    spawn_background(registry.clone(), &cfg);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to learn the bound address.
@@ -213,7 +213,30 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
     ))
 }
 
-fn spawn_background(registry: Arc<Registry>, lifecycle_secs: u64) {
+fn spawn_background(registry: Arc<Registry>, cfg: &crate::config::Config) {
+    let lifecycle_secs = cfg.lifecycle_interval_secs;
+    if cfg.gc_interval_secs > 0 {
+        let r = registry.clone();
+        let every = cfg.gc_interval_secs;
+        let grace = cfg.gc_grace_secs as i64 * 1000;
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(every));
+            t.tick().await;
+            loop {
+                t.tick().await;
+                match r.collect_garbage(grace, false, |_, _| {}).await {
+                    Ok(rep) if rep.blobs_deleted + rep.links_removed > 0 => tracing::info!(
+                        blobs = rep.blobs_deleted,
+                        links = rep.links_removed,
+                        bytes = rep.bytes_reclaimed,
+                        "garbage collected"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                }
+            }
+        });
+    }
     if lifecycle_secs > 0 {
         let r = registry.clone();
         tokio::spawn(async move {

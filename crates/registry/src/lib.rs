@@ -7,12 +7,14 @@
 
 mod clock;
 mod error;
+mod gc;
 mod lifecycle;
 mod mutability;
 mod registry;
 
 pub use clock::Clock;
 pub use error::RegistryError;
+pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use registry::{

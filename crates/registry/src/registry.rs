@@ -75,6 +75,7 @@ pub struct Registry {
     pub config: RegistryConfig,
     uploads: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UploadMemo>>>>>,
     pulls: StdMutex<HashMap<(i64, String), i64>>,
+    pub gc_stats: crate::GcStats,
 }
 
 /// A blob to send: its total size and the requested byte range's stream.
@@ -131,6 +132,7 @@ impl Registry {
             config,
             uploads: StdMutex::new(HashMap::new()),
             pulls: StdMutex::new(HashMap::new()),
+            gc_stats: crate::GcStats::default(),
         }
     }
 
@@ -207,7 +209,9 @@ impl Registry {
                 name: repo.name.clone(),
             });
         }
-        self.meta.delete_repository(repo.repo_id).await?;
+        self.meta
+            .delete_repository(repo.repo_id, self.now())
+            .await?;
         Ok(())
     }
 
@@ -261,7 +265,11 @@ impl Registry {
     }
 
     pub async fn delete_blob(&self, repo: &RepositoryRow, digest: &Digest) -> Result<()> {
-        if self.meta.unlink_blob(repo.repo_id, digest.as_str()).await? {
+        if self
+            .meta
+            .unlink_blob(repo.repo_id, digest.as_str(), self.now())
+            .await?
+        {
             Ok(())
         } else {
             Err(RegistryError::BlobUnknown)
@@ -451,7 +459,7 @@ impl Registry {
             Some(m) if m.size == u.size as u64 => Some(m.hasher),
             _ => None,
         };
-        let size = match self.blobs.upload_commit(id, digest, hasher).await {
+        let size = match self.blobs.upload_verify(id, digest, hasher).await {
             Ok(s) => s,
             Err(StoreError::DigestMismatch) => {
                 drop(guard);
@@ -461,9 +469,23 @@ impl Registry {
             Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
             Err(e) => return Err(store_err(e)),
         };
-        self.meta
-            .commit_blob(repo.repo_id, digest.as_str(), size as i64, self.now())
-            .await?;
+        // Publish under the digest's lock so the collector cannot delete the same
+        // digest's file between the rename and the commit.
+        let mut tx = self.meta.begin_digest_tx(digest.as_str(), false).await?;
+        match self.blobs.upload_publish(id, digest).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
+            Err(e) => return Err(store_err(e)),
+        }
+        Meta::record_blob(
+            &mut tx,
+            repo.repo_id,
+            digest.as_str(),
+            size as i64,
+            self.now(),
+        )
+        .await?;
+        tx.commit().await?;
         self.meta.delete_upload(id).await?;
         drop(guard);
         self.forget(id);
@@ -673,7 +695,11 @@ impl Registry {
                 None => Err(RegistryError::ManifestUnknown),
             },
             Reference::Digest(d) => {
-                match self.meta.delete_manifest(repo.repo_id, d.as_str()).await? {
+                match self
+                    .meta
+                    .delete_manifest(repo.repo_id, d.as_str(), self.now())
+                    .await?
+                {
                     DeleteManifestOutcome::Deleted { tags } => Ok(tags),
                     DeleteManifestOutcome::NotFound => Err(RegistryError::ManifestUnknown),
                     DeleteManifestOutcome::ReferencedBy(p) => {

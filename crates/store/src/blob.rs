@@ -51,14 +51,36 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> BoxFut<'a, Result<Appended, StoreError>>;
 
     /// Verifies the staged upload against `digest` (using `hasher` when it covers the
-    /// whole upload, else re-reading it), then durably moves it into place.
-    /// Returns the blob size; `DigestMismatch` leaves the upload staged.
-    fn upload_commit<'a>(
+    /// whole upload, else re-reading it) and makes its bytes durable. Returns the
+    /// size; `DigestMismatch` leaves the upload staged.
+    fn upload_verify<'a>(
         &'a self,
         id: &'a str,
         digest: &'a Digest,
         hasher: Option<Hasher>,
     ) -> BoxFut<'a, Result<u64, StoreError>>;
+
+    /// Atomically moves a verified upload into place under its digest. The caller
+    /// holds the digest's lock (see `Meta::begin_digest_tx`).
+    fn upload_publish<'a>(
+        &'a self,
+        id: &'a str,
+        digest: &'a Digest,
+    ) -> BoxFut<'a, Result<(), StoreError>>;
+
+    /// Moves a blob aside (for the collector, under the digest's lock); returns a
+    /// token for [`Self::restore`] or [`Self::purge`], or None if it was absent.
+    fn trash<'a>(&'a self, digest: &'a Digest) -> BoxFut<'a, Result<Option<String>, StoreError>>;
+
+    /// Puts a trashed blob back (the deletion's transaction failed).
+    fn restore<'a>(
+        &'a self,
+        token: &'a str,
+        digest: &'a Digest,
+    ) -> BoxFut<'a, Result<(), StoreError>>;
+
+    /// Deletes a trashed blob for good.
+    fn purge<'a>(&'a self, token: &'a str) -> BoxFut<'a, Result<(), StoreError>>;
 
     /// Discards a staged upload (idempotent).
     fn upload_abort<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), StoreError>>;
@@ -180,14 +202,13 @@ impl BlobStore for FsBlobStore {
         })
     }
 
-    fn upload_commit<'a>(
+    fn upload_verify<'a>(
         &'a self,
         id: &'a str,
         digest: &'a Digest,
         hasher: Option<Hasher>,
     ) -> BoxFut<'a, Result<u64, StoreError>> {
         let src = self.upload_path(id);
-        let dst = self.blob_path(digest);
         let digest = digest.clone();
         blocking(move || {
             let mut f = File::open(&src).map_err(|e| {
@@ -217,15 +238,68 @@ impl BlobStore for FsBlobStore {
                 return Err(StoreError::DigestMismatch);
             }
             f.sync_all()?;
-            drop(f);
+            Ok(size)
+        })
+    }
+
+    fn upload_publish<'a>(
+        &'a self,
+        id: &'a str,
+        digest: &'a Digest,
+    ) -> BoxFut<'a, Result<(), StoreError>> {
+        let src = self.upload_path(id);
+        let dst = self.blob_path(digest);
+        blocking(move || {
             let dir = dst
                 .parent()
                 .ok_or_else(|| StoreError::Conflict("bad blob path".into()))?;
             fs::create_dir_all(dir)?;
             // Content-addressed: if the blob is already there, the bytes are the same.
-            fs::rename(&src, &dst)?;
+            fs::rename(&src, &dst).map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    StoreError::NotFound
+                } else {
+                    e.into()
+                }
+            })?;
             fsync_dir(dir)?;
-            Ok(size)
+            Ok(())
+        })
+    }
+
+    fn trash<'a>(&'a self, digest: &'a Digest) -> BoxFut<'a, Result<Option<String>, StoreError>> {
+        let path = self.blob_path(digest);
+        let trash = self.root.join("trash");
+        let token = format!("{}-{}", digest.hex(), uuid::Uuid::new_v4().simple());
+        blocking(move || {
+            fs::create_dir_all(&trash)?;
+            match fs::rename(&path, trash.join(&token)) {
+                Ok(()) => Ok(Some(token)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn restore<'a>(
+        &'a self,
+        token: &'a str,
+        digest: &'a Digest,
+    ) -> BoxFut<'a, Result<(), StoreError>> {
+        let src = self.root.join("trash").join(token);
+        let dst = self.blob_path(digest);
+        blocking(move || {
+            fs::rename(&src, &dst)?;
+            Ok(())
+        })
+    }
+
+    fn purge<'a>(&'a self, token: &'a str) -> BoxFut<'a, Result<(), StoreError>> {
+        let path = self.root.join("trash").join(token);
+        blocking(move || match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
         })
     }
 

@@ -394,6 +394,113 @@ impl Meta {
         Ok(n > 0)
     }
 
+    // ---- garbage collection ---------------------------------------------------------
+
+    /// Candidates older than `before`: link-level (`repo_id != 0`) or blob-level.
+    pub async fn gc_candidates(
+        &self,
+        blob_level: bool,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let sql = if blob_level {
+            "SELECT repo_id, digest FROM gc_candidates WHERE repo_id = 0 AND since < $1 ORDER BY since LIMIT $2"
+        } else {
+            "SELECT repo_id, digest FROM gc_candidates WHERE repo_id <> 0 AND since < $1 ORDER BY since LIMIT $2"
+        };
+        let rows = sqlx::query(sql)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Number of pending candidates (for metrics and progress).
+    pub async fn gc_pending(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM gc_candidates")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// In a digest-locked transaction: whether a manifest of the repository still
+    /// references the blob.
+    pub async fn gc_link_referenced(
+        tx: &mut WriteTx<'_>,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        let r: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM manifest_refs WHERE repo_id = $1 AND child = $2 LIMIT 1",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        Ok(r.is_some())
+    }
+
+    /// In a digest-locked transaction: removes an unreferenced link and makes the
+    /// blob a blob-level candidate.
+    pub async fn gc_unlink(
+        tx: &mut WriteTx<'_>,
+        repo_id: i64,
+        digest: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            candidate(&mut tx.tx, 0, digest, now).await?;
+        }
+        Ok(n > 0)
+    }
+
+    pub async fn gc_drop_candidate(
+        tx: &mut WriteTx<'_>,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM gc_candidates WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *tx.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// In a digest-locked transaction: `(linked anywhere, size if the blob row exists)`.
+    pub async fn gc_blob_state(
+        tx: &mut WriteTx<'_>,
+        digest: &str,
+    ) -> Result<(bool, Option<i64>), StoreError> {
+        let linked: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE digest = $1 LIMIT 1")
+                .bind(digest)
+                .fetch_optional(&mut *tx.tx)
+                .await?;
+        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        Ok((linked.is_some(), size))
+    }
+
+    pub async fn gc_delete_blob_row(tx: &mut WriteTx<'_>, digest: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .execute(&mut *tx.tx)
+            .await?;
+        Ok(())
+    }
+
     // ---- users and access keys ---------------------------------------------------
 
     pub async fn create_user(
@@ -653,10 +760,17 @@ impl Meta {
         Ok(rows.iter().map(repo_from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Deletes a repository and everything in it. Blobs stay for the collector.
-    pub async fn delete_repository(&self, repo_id: i64) -> Result<(), StoreError> {
+    /// Deletes a repository and everything in it. Blobs stay for the collector,
+    /// which is told about each of them.
+    pub async fn delete_repository(&self, repo_id: i64, now: i64) -> Result<(), StoreError> {
         let mut g = self.begin_write().await?;
+        sqlx::query("INSERT INTO gc_candidates (repo_id, digest, since) SELECT 0, digest, $2 FROM repo_blobs WHERE repo_id = $1 ON CONFLICT (repo_id, digest) DO UPDATE SET since = excluded.since")
+            .bind(repo_id)
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?;
         for table in [
+            "gc_candidates",
             "tags",
             "manifest_refs",
             "manifests",
@@ -906,23 +1020,38 @@ impl Meta {
         )
     }
 
-    /// Records a committed blob and links it into the repository.
-    pub async fn commit_blob(
+    /// Begins a write transaction holding the lock of `digest`: exclusive for the
+    /// collector, shared for writers that publish or link the blob. On PostgreSQL
+    /// this is a transaction-scoped advisory lock; on SQLite the write transaction
+    /// itself is the (global) lock, taken at once with a no-op write so that even a
+    /// second process (`berth admin gc`) waits for it.
+    pub async fn begin_digest_tx(
         &self,
+        digest: &str,
+        exclusive: bool,
+    ) -> Result<WriteTx<'_>, StoreError> {
+        let mut g = self.begin_write().await?;
+        lock_digest(self.dialect, &mut g.tx, digest, exclusive).await?;
+        Ok(g)
+    }
+
+    /// Inside a [`Self::begin_digest_tx`] transaction: records a committed blob,
+    /// links it into the repository, and marks the link as a collection candidate
+    /// (in case no manifest ever references it).
+    pub async fn record_blob(
+        tx: &mut WriteTx<'_>,
         repo_id: i64,
         digest: &str,
         size: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut g = self.begin_write().await?;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
             .bind(size)
             .bind(now)
-            .execute(&mut *g.tx)
+            .execute(&mut *tx.tx)
             .await?;
-        link(&mut g.tx, repo_id, digest, now).await?;
-        g.commit().await
+        link(&mut tx.tx, repo_id, digest, now).await
     }
 
     /// Links an existing blob into the repository; false when the blob is unknown.
@@ -932,7 +1061,7 @@ impl Meta {
         digest: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_digest_tx(digest, false).await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
             .bind(digest)
             .fetch_optional(&mut *g.tx)
@@ -946,7 +1075,12 @@ impl Meta {
     }
 
     /// Removes a blob link; false when there was none.
-    pub async fn unlink_blob(&self, repo_id: i64, digest: &str) -> Result<bool, StoreError> {
+    pub async fn unlink_blob(
+        &self,
+        repo_id: i64,
+        digest: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let mut g = self.begin_write().await?;
         let n = sqlx::query("DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
             .bind(repo_id)
@@ -954,6 +1088,9 @@ impl Meta {
             .execute(&mut *g.tx)
             .await?
             .rows_affected();
+        if n > 0 {
+            candidate(&mut g.tx, 0, digest, now).await?;
+        }
         g.commit().await?;
         Ok(n > 0)
     }
@@ -1038,6 +1175,14 @@ impl Meta {
     /// the tag's immutability inside the transaction.
     pub async fn put_manifest(&self, w: &ManifestWrite) -> Result<PutManifestOutcome, StoreError> {
         let mut g = self.begin_write().await?;
+        // Hold the blobs' locks (shared) so the collector cannot unlink one between
+        // the check below and the commit.
+        let mut sorted: Vec<&String> = w.blobs.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for b in sorted {
+            lock_digest(self.dialect, &mut g.tx, b, false).await?;
+        }
         let tx = &mut g.tx;
         let mut missing = Vec::new();
         for b in &w.blobs {
@@ -1198,6 +1343,7 @@ impl Meta {
         &self,
         repo_id: i64,
         digest: &str,
+        now: i64,
     ) -> Result<DeleteManifestOutcome, StoreError> {
         let mut g = self.begin_write().await?;
         let parent: Option<String> = sqlx::query_scalar(
@@ -1225,6 +1371,13 @@ impl Meta {
                 .bind(digest)
                 .fetch_all(&mut *g.tx)
                 .await?;
+        // Its blobs may now be unreferenced in this repository.
+        sqlx::query("INSERT INTO gc_candidates (repo_id, digest, since) SELECT repo_id, child, $3 FROM manifest_refs WHERE repo_id = $1 AND digest = $2 AND kind = 'blob' ON CONFLICT (repo_id, digest) DO UPDATE SET since = excluded.since")
+            .bind(repo_id)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?;
         sqlx::query("DELETE FROM manifest_refs WHERE repo_id = $1 AND digest = $2")
             .bind(repo_id)
             .bind(digest)
@@ -1421,12 +1574,63 @@ impl RepoColumn {
     }
 }
 
+/// Takes the lock of `digest` inside `tx` (see [`Meta::begin_digest_tx`]).
+async fn lock_digest(
+    dialect: Dialect,
+    tx: &mut Transaction<'_, Any>,
+    digest: &str,
+    exclusive: bool,
+) -> Result<(), StoreError> {
+    match dialect {
+        Dialect::Postgres => {
+            let sql = if exclusive {
+                "SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l"
+            } else {
+                "SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared($1)) AS l"
+            };
+            sqlx::query(sql)
+                .bind(digest_lock_key(digest))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Dialect::Sqlite => {
+            sqlx::query("UPDATE gc_candidates SET since = since WHERE 1 = 0")
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The advisory-lock key of a digest: 63 bits of its hex.
+pub fn digest_lock_key(digest: &str) -> i64 {
+    let hex = digest.split_once(':').map(|(_, h)| h).unwrap_or(digest);
+    let n = u64::from_str_radix(hex.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+    (n >> 1) as i64
+}
+
+async fn candidate(
+    tx: &mut Transaction<'_, Any>,
+    repo_id: i64,
+    digest: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO gc_candidates (repo_id, digest, since) VALUES ($1, $2, $3) ON CONFLICT (repo_id, digest) DO UPDATE SET since = excluded.since")
+        .bind(repo_id)
+        .bind(digest)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn link(
     tx: &mut Transaction<'_, Any>,
     repo_id: i64,
     digest: &str,
     now: i64,
 ) -> Result<(), StoreError> {
+    candidate(tx, repo_id, digest, now).await?;
     sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT (repo_id, digest) DO NOTHING")
         .bind(repo_id)
         .bind(digest)

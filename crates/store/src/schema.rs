@@ -6,9 +6,9 @@
 //! unix milliseconds, digests are text, and bytes are BLOB/BYTEA.
 
 /// (version, statements) for SQLite.
-pub const SQLITE: &[(i64, &str)] = &[(1, COMMON_V1_SQLITE), (2, V2_SQLITE)];
+pub const SQLITE: &[(i64, &str)] = &[(1, COMMON_V1_SQLITE), (2, V2_SQLITE), (4, V4)];
 /// (version, statements) for PostgreSQL.
-pub const POSTGRES: &[(i64, &str)] = &[(1, COMMON_V1_POSTGRES), (2, V2_POSTGRES)];
+pub const POSTGRES: &[(i64, &str)] = &[(1, COMMON_V1_POSTGRES), (2, V2_POSTGRES), (4, V4)];
 
 macro_rules! v1 {
     ($serial:literal, $blob:literal) => {
@@ -181,3 +181,14 @@ macro_rules! v2 {
 
 const V2_SQLITE: &str = v2!("BLOB");
 const V2_POSTGRES: &str = v2!("BYTEA");
+
+/// v4: garbage-collection candidates. A row `(repo_id, digest)` says "this link may
+/// have become unreferenced since `since`"; `repo_id = 0` says "this blob may have
+/// lost its last link". Collection visits only these rows, so its work is
+/// proportional to what changed, not to the size of the store.
+const V4: &str = "CREATE TABLE gc_candidates (
+    repo_id BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    since BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+)";

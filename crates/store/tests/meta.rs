@@ -67,7 +67,11 @@ async fn repositories_blobs_manifests_tags() {
             1
         );
 
-        m.commit_blob(r.repo_id, "sha256:aa", 10, 5).await.unwrap();
+        let mut tx = m.begin_digest_tx("sha256:aa", false).await.unwrap();
+        Meta::record_blob(&mut tx, r.repo_id, "sha256:aa", 10, 5)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
         assert_eq!(
             m.linked_blob_size(r.repo_id, "sha256:aa").await.unwrap(),
             Some(10)
@@ -126,7 +130,7 @@ async fn repositories_blobs_manifests_tags() {
                 .last_pulled_at,
             Some(99)
         );
-        m.delete_repository(r.repo_id).await.unwrap();
+        m.delete_repository(r.repo_id, 100).await.unwrap();
         assert!(m
             .get_repository("123456789012", "team/app")
             .await

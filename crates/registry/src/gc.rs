@@ -1,0 +1,161 @@
+//! Online garbage collection (issue 4; design in DESIGN.md "Background workers").
+//!
+//! Work is driven by `gc_candidates` rows written in the same transactions that may
+//! make something unreferenced (a manifest deleted, a blob uploaded or mounted, a
+//! link or repository deleted), so a run visits only what changed.
+//!
+//! 1. A link candidate older than the grace period whose blob no manifest of its
+//!    repository references loses its link (the grace period protects blobs uploaded
+//!    for a manifest that is not pushed yet).
+//! 2. A blob candidate with no link left anywhere is deleted: under the digest's
+//!    exclusive lock, its file is moved aside, its row deleted, the transaction
+//!    committed, then the file purged. Writers that publish or link the same digest
+//!    take the lock too, so a push racing the collector either finds the blob gone
+//!    (and uploads it) or keeps it.
+
+use berth_oci::Digest;
+use berth_store::Meta;
+
+use crate::{Registry, RegistryError};
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// What a collection run did (or, dry, would do).
+#[derive(Debug, Default, Clone)]
+pub struct GcReport {
+    pub links_removed: u64,
+    pub blobs_deleted: u64,
+    pub bytes_reclaimed: u64,
+    pub candidates_seen: u64,
+}
+
+const BATCH: i64 = 500;
+
+impl Registry {
+    /// Runs the collector once. `progress` is called after each candidate with
+    /// (done, total-known) so a terminal can show a bar.
+    pub async fn collect_garbage(
+        &self,
+        grace_ms: i64,
+        dry_run: bool,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let total = self.meta.gc_pending().await?.max(0) as u64;
+        let before = self.now() - grace_ms;
+        // Phase 1: links.
+        let mut seen_links = std::collections::HashSet::new();
+        loop {
+            let batch = self.meta.gc_candidates(false, before, BATCH).await?;
+            let batch: Vec<_> = batch
+                .into_iter()
+                .filter(|c| seen_links.insert(c.clone()))
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            for (repo_id, digest) in batch {
+                report.candidates_seen += 1;
+                let mut tx = self.meta.begin_digest_tx(&digest, true).await?;
+                let referenced = Meta::gc_link_referenced(&mut tx, repo_id, &digest).await?;
+                if !referenced {
+                    report.links_removed += 1;
+                    if !dry_run {
+                        Meta::gc_unlink(&mut tx, repo_id, &digest, self.now()).await?;
+                    }
+                }
+                if !dry_run {
+                    Meta::gc_drop_candidate(&mut tx, repo_id, &digest).await?;
+                    tx.commit().await?;
+                }
+                progress(report.candidates_seen, total);
+            }
+            if dry_run {
+                break;
+            }
+        }
+        // Phase 2: blobs (blob-level candidates need no grace: they have no links).
+        let mut seen_blobs = std::collections::HashSet::new();
+        loop {
+            let batch = self.meta.gc_candidates(true, i64::MAX, BATCH).await?;
+            let batch: Vec<_> = batch
+                .into_iter()
+                .filter(|c| seen_blobs.insert(c.clone()))
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            for (_, digest) in batch {
+                report.candidates_seen += 1;
+                let mut tx = self.meta.begin_digest_tx(&digest, true).await?;
+                let (linked, size) = Meta::gc_blob_state(&mut tx, &digest).await?;
+                if dry_run {
+                    if !linked {
+                        if let Some(s) = size {
+                            report.blobs_deleted += 1;
+                            report.bytes_reclaimed += s as u64;
+                        }
+                    }
+                    progress(report.candidates_seen, total);
+                    continue;
+                }
+                Meta::gc_drop_candidate(&mut tx, 0, &digest).await?;
+                if linked || size.is_none() {
+                    tx.commit().await?;
+                    progress(report.candidates_seen, total);
+                    continue;
+                }
+                let Ok(d) = Digest::parse(&digest) else {
+                    tx.commit().await?;
+                    continue;
+                };
+                let token = self.blobs.trash(&d).await?;
+                Meta::gc_delete_blob_row(&mut tx, &digest).await?;
+                match tx.commit().await {
+                    Ok(()) => {
+                        if let Some(t) = &token {
+                            if let Err(e) = self.blobs.purge(t).await {
+                                tracing::warn!(error = %e, %digest, "could not purge a collected blob");
+                            }
+                        }
+                        report.blobs_deleted += 1;
+                        report.bytes_reclaimed += size.unwrap_or(0) as u64;
+                    }
+                    Err(e) => {
+                        if let Some(t) = &token {
+                            self.blobs.restore(t, &d).await?;
+                        }
+                        return Err(e.into());
+                    }
+                }
+                progress(report.candidates_seen, total);
+            }
+            if dry_run {
+                break;
+            }
+        }
+        if !dry_run {
+            self.gc_stats.record(&report, self.now());
+        }
+        Ok(report)
+    }
+}
+
+/// Counters exported on `/metrics`.
+#[derive(Default)]
+pub struct GcStats {
+    pub reclaimed_bytes: std::sync::atomic::AtomicU64,
+    pub reclaimed_blobs: std::sync::atomic::AtomicU64,
+    pub runs: std::sync::atomic::AtomicU64,
+    pub last_run_ms: std::sync::atomic::AtomicI64,
+}
+
+impl GcStats {
+    fn record(&self, r: &GcReport, now: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.reclaimed_bytes.fetch_add(r.bytes_reclaimed, Relaxed);
+        self.reclaimed_blobs.fetch_add(r.blobs_deleted, Relaxed);
+        self.runs.fetch_add(1, Relaxed);
+        self.last_run_ms.store(now, Relaxed);
+    }
+}
