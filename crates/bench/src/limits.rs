@@ -28,14 +28,20 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// A push must hash and write every byte.
-    pub fn push(&self) -> f64 {
-        self.sha256_mib_s.min(self.disk_write_mib_s)
+    /// Hashing parallelism: one stream per connection, at most one per core.
+    fn sha(&self, conns: usize, cpus: usize) -> f64 {
+        self.sha256_mib_s * conns.clamp(1, cpus.max(1)) as f64
     }
 
-    /// A verified pull must read and hash every byte.
-    pub fn pull(&self) -> f64 {
-        self.sha256_mib_s.min(self.disk_read_mib_s)
+    /// A push must hash and durably write every byte.
+    pub fn push(&self, conns: usize, cpus: usize) -> f64 {
+        self.sha(conns, cpus).min(self.disk_write_mib_s)
+    }
+
+    /// A verified pull must hash every byte on the client. Blobs pulled right after
+    /// their push come from the page cache, so the cold disk read is not binding.
+    pub fn pull(&self, conns: usize, cpus: usize) -> f64 {
+        self.sha(conns, cpus)
     }
 }
 
@@ -135,7 +141,14 @@ mod tests {
             disk_read_mib_s: 2000.0,
             cache_dropped: true,
         };
-        assert_eq!(l.push(), 300.0);
-        assert_eq!(l.pull(), 500.0);
+        assert_eq!(l.push(1, 2), 300.0);
+        assert_eq!(l.pull(1, 2), 500.0);
+        assert_eq!(l.pull(4, 2), 1000.0);
+        assert_eq!(l.pull(0, 0), 500.0);
+        let fast_disk = Limits {
+            disk_write_mib_s: 5000.0,
+            ..l
+        };
+        assert_eq!(fast_disk.push(1, 2), 500.0);
     }
 }

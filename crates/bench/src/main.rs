@@ -55,6 +55,16 @@ struct Cli {
     /// Skip the extra reference instance without authentication.
     #[arg(long)]
     no_noauth_reference: bool,
+    /// Run only scenarios whose key contains one of these (comma-separated), e.g.
+    /// `push-stream,cold-start` (for profiling; limits always run).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Cli {
+    fn selected(&self, key: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| key.contains(o.as_str()))
+    }
 }
 
 /// Sizes of one run.
@@ -459,7 +469,8 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     }
 
     eprintln!("scenario 6: cold start and idle memory");
-    for s in servers.iter_mut() {
+    let cold = cli.selected("cold-start") || cli.selected("idle-memory");
+    for s in servers.iter_mut().filter(|_| cold) {
         let mut ms = Vec::new();
         let mut samples = Vec::new();
         for _ in 0..plan.cold_starts {
@@ -499,7 +510,16 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
             .map_err(|e| Error(format!("seeding {}: {e}", s.name)))?;
     }
 
+    let mut conns_of = std::collections::HashMap::new();
     for (sc, noauth_too) in scenarios(plan) {
+        conns_of.insert(sc.key.clone(), sc.conns);
+        // A pull reads what its push wrote, so selecting a pull runs the push too.
+        let pull_of_push = sc.key.replace("push-", "pull-");
+        let wanted =
+            cli.selected(&sc.key) || (sc.key.starts_with("push-") && cli.selected(&pull_of_push));
+        if !wanted {
+            continue;
+        }
         eprintln!("scenario: {}", sc.title);
         for s in &servers {
             if matches!(s.kind, servers::Kind::Reference { auth: false }) && !noauth_too {
@@ -523,12 +543,14 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
         }
     }
 
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     for r in run.rows.iter_mut() {
         if r.unit == "MiB/s" && r.server != report::MACHINE {
+            let conns = conns_of.get(&r.key).copied().unwrap_or(1);
             let limit = if r.key.starts_with("push-") {
-                lim.push()
+                lim.push(conns, cpus)
             } else {
-                lim.pull()
+                lim.pull(conns, cpus)
             };
             r.limit_fraction = Some(r.value / limit);
         }
@@ -550,7 +572,7 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
         "limits_mib_s": {
             "sha256": lim.sha256_mib_s, "disk_write_fsync": lim.disk_write_mib_s,
             "disk_read": lim.disk_read_mib_s, "page_cache_dropped": lim.cache_dropped,
-            "push_limit": lim.push(), "pull_limit": lim.pull(),
+            "push_limit_1_conn": lim.push(1, 1), "pull_limit_1_conn": lim.pull(1, 1),
         },
         "harness_cpu_s_in_scenarios": harness_cpu,
         "server_cpu_s_in_scenarios": server_cpu,
