@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use super::input::{check_len, decode_token, encode_token, parse_repository_name};
 use super::{epoch_secs, Ctx, EcrError, Input};
 
-const MAX_TAGS: usize = 200;
+/// ECR's limit: "The maximum number of tags that can be applied to a repository is 50."
+const MAX_TAGS: usize = 50;
 
 /// The `Repository` shape.
 pub fn repository_json(ctx: &Ctx, r: &RepositoryRow) -> Value {
@@ -450,6 +451,12 @@ pub async fn untag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError>
             return Err(EcrError::new(
                 "InvalidTagParameterException",
                 "Tag keys must be 1-128 characters",
+            ));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                "Tag keys starting with 'aws:' are reserved for AWS use",
             ));
         }
         list.push(k.to_string());
