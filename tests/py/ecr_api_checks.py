@@ -810,6 +810,7 @@ def s_images(repo, immutable_repo, layer):
         {"repositoryName": repo, "imageManifest": text, "imageTag": "v1"},
         msg=rf"^Image with digest '{digest}' and tag 'v1' already exists in the repository with name '{re.escape(repo)}' in registry with id '{ACCOUNT}'$",
     )
+    err("PutImage tagged image again without a tag", "PutImage", "ImageAlreadyExistsException", {"repositoryName": repo, "imageManifest": text})
     ok("PutImage same digest new tag", "PutImage", repositoryName=repo, imageManifest=text, imageTag="v1-alias")
     ok("PutImage same digest third tag", "PutImage", repositoryName=repo, imageManifest=text, imageTag="latest")
     r = ok("PutImage by digest with imageDigest", "PutImage", repositoryName=repo, imageManifest=text, imageDigest=digest, imageTag="pinned")
@@ -1351,6 +1352,10 @@ def s_scanning_and_replication(repo, lc):
     r = ok("DescribeImageScanFindings", "DescribeImageScanFindings", repositoryName=lc, imageId={"imageTag": "prod-1"})
     if r:
         check("DescribeImageScanFindings status", r.get("imageScanStatus", {}).get("status") in ("IN_PROGRESS", "COMPLETE", "FAILED", "UNSUPPORTED_IMAGE"), repr(r)[:300])
+    r = ok("DescribeImages of a scanned image", "DescribeImages", repositoryName=lc, imageIds=[{"imageTag": "prod-1"}])
+    if r:
+        d = r["imageDetails"][0] if r["imageDetails"] else {}
+        check("DescribeImages carries imageScanStatus after a scan", "imageScanStatus" in d, repr(d)[:300])
     err("DescribeImageScanFindings unknown image", "DescribeImageScanFindings", "ImageNotFoundException", {"repositoryName": repo, "imageId": {"imageTag": "nope"}})
     err("StartImageScan unknown image", "StartImageScan", "ImageNotFoundException", {"repositoryName": repo, "imageId": {"imageTag": "nope"}})
 
