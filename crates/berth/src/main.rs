@@ -5,6 +5,7 @@ mod admin;
 mod bootstrap;
 mod config;
 mod serve;
+mod vulndb;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage accounts, users, access keys, policies; read the audit log.
     Admin(admin::AdminArgs),
+    /// Manage the vulnerability advisory database the scanner uses.
+    Vulndb(vulndb::VulndbArgs),
 }
 
 impl Common {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Vulndb(args) => vulndb::run(args).await,
         }
     });
     match res {

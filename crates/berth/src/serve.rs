@@ -115,6 +115,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let router = berth_api::router(app);
 
     spawn_background(registry.clone(), &cfg);
+    crate::vulndb::spawn_scanning(registry.clone(), 2);
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to learn the bound address.

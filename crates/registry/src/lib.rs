@@ -11,6 +11,7 @@ mod gc;
 mod lifecycle;
 mod mutability;
 mod registry;
+pub mod scan;
 
 pub use clock::Clock;
 pub use error::RegistryError;

@@ -619,7 +619,16 @@ impl Registry {
             tag,
         };
         let outcome = match self.meta.put_manifest(&w).await? {
-            PutManifestOutcome::Stored { .. } => ImageOutcome::Created,
+            PutManifestOutcome::Stored {
+                manifest_existed, ..
+            } => {
+                if !manifest_existed {
+                    // Right after the commit (the manifest transaction lives in the
+                    // store, which does not know scanning rules).
+                    self.manifest_stored(repo, &digest).await;
+                }
+                ImageOutcome::Created
+            }
             PutManifestOutcome::Unchanged => ImageOutcome::Unchanged,
             PutManifestOutcome::MissingBlobs(b) => {
                 return Err(RegistryError::ManifestBlobUnknown(b))

@@ -7,6 +7,7 @@
 
 pub mod blob;
 pub mod meta;
+pub mod scans;
 mod schema;
 
 pub use blob::{Appended, BlobStore, ByteStream, Chunk, FsBlobStore};

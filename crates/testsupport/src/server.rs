@@ -361,8 +361,18 @@ impl Berth {
     /// [`Self::admin`] with extra environment (e.g. `BERTH_CLOCK_OFFSET_SECS` to run
     /// lifecycle policies "days later").
     pub fn admin_with(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let mut all = vec!["admin"];
+        all.extend_from_slice(args);
+        self.command(env, &all)
+    }
+
+    /// Runs `berth ARGS` (any command: `admin …`, `vulndb …`) with this server's
+    /// data directory and database, and returns its stdout; panics on failure.
+    pub fn command(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let (first, args) = args.split_at(1.min(args.len()));
         let mut cmd = Command::new(berth_bin());
-        cmd.arg("admin").arg("--data-dir").arg(self.data_dir());
+        cmd.args(first);
+        cmd.arg("--data-dir").arg(self.data_dir());
         if let Some(u) = &self.database_url {
             cmd.arg("--database-url").arg(u);
         }
@@ -377,10 +387,10 @@ impl Berth {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.args(args).output().expect("run berth admin");
+        let out = cmd.args(args).output().expect("run berth");
         assert!(
             out.status.success(),
-            "berth admin {args:?} failed:\n{}",
+            "berth {first:?} {args:?} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()

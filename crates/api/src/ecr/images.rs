@@ -139,7 +139,12 @@ fn tag_status(input: &Input) -> Result<&str, EcrError> {
     Ok(s)
 }
 
-fn detail(repo: &RepositoryRow, m: &ManifestRow, tags: &[String]) -> Value {
+fn detail(
+    repo: &RepositoryRow,
+    m: &ManifestRow,
+    tags: &[String],
+    scan: Option<&berth_store::scans::ScanRow>,
+) -> Value {
     let mut v = json!({
         "registryId": repo.account_id,
         "repositoryName": repo.name,
@@ -160,6 +165,9 @@ fn detail(repo: &RepositoryRow, m: &ManifestRow, tags: &[String]) -> Value {
     }
     if let Some(t) = m.last_pulled_at {
         v["lastRecordedPullTime"] = epoch_secs(t);
+    }
+    for (k, f) in scan.map(super::scanning::detail_fields).unwrap_or_default() {
+        v[k] = f;
     }
     v
 }
@@ -185,6 +193,7 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
             ));
         }
         let tags = tags_by_digest(ctx, &repo).await?;
+        let scans = super::scanning::scans_by_digest(ctx, &repo).await?;
         let mut out = Vec::new();
         for id in parse_ids(input, 100)? {
             match id {
@@ -194,7 +203,7 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
                 Id::Ok { digest, tag, raw } => match resolve(reg, &repo, &digest, &tag, &raw).await? {
                     Ok(m) => {
                         let t = tags.get(&m.digest).cloned().unwrap_or_default();
-                        let d = detail(&repo, &m, &t);
+                        let d = detail(&repo, &m, &t, scans.get(&m.digest));
                         if !out.contains(&d) {
                             out.push(d);
                         }
@@ -217,6 +226,7 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
     let max = input.max_results(1000, 100)?;
     let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
     let tags = tags_by_digest(ctx, &repo).await?;
+    let scans = super::scanning::scans_by_digest(ctx, &repo).await?;
     let mut all = reg.meta.list_manifests(repo.repo_id).await?;
     all.sort_by(|a, b| a.digest.cmp(&b.digest));
     let selected: Vec<&ManifestRow> = all
@@ -235,7 +245,7 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
     let more = selected.len() as i64 > max;
     let page = &selected[..selected.len().min(max as usize)];
     let mut v = json!({
-        "imageDetails": page.iter().map(|m| detail(&repo, m, tags.get(&m.digest).map(Vec::as_slice).unwrap_or(&[]))).collect::<Vec<_>>()
+        "imageDetails": page.iter().map(|m| detail(&repo, m, tags.get(&m.digest).map(Vec::as_slice).unwrap_or(&[]), scans.get(&m.digest))).collect::<Vec<_>>()
     });
     if more {
         if let Some(last) = page.last() {

@@ -10,6 +10,7 @@ mod input;
 mod lifecycle;
 mod policies;
 mod repos;
+mod scanning;
 mod sts;
 mod unsupported;
 
@@ -293,6 +294,11 @@ async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrError>
         "CompleteLayerUpload" => images::complete_layer_upload(ctx, input).await,
         "GetDownloadUrlForLayer" => images::get_download_url_for_layer(ctx, input).await,
         "ListImageReferrers" => images::list_image_referrers(ctx, input).await,
+        "StartImageScan" => scanning::start_image_scan(ctx, input).await,
+        "DescribeImageScanFindings" => scanning::describe_image_scan_findings(ctx, input).await,
+        "BatchGetRepositoryScanningConfiguration" => {
+            scanning::batch_get_repository_scanning_configuration(ctx, input).await
+        }
         other => unsupported::answer(ctx, other, input).await,
     }
 }

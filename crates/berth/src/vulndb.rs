@@ -1,0 +1,278 @@
+//! `berth vulndb …`: the advisory database the scanner matches against, and the
+//! scan workers `berth serve` runs.
+//!
+//! Advisories (OSV JSON, `ossf/osv-schema`) are stored in the metadata store, so
+//! every node shares them; importing bumps a version in `settings` that every
+//! server polls, and enqueues rescans of images in `CONTINUOUS_SCAN` repositories in
+//! the same transaction. Like `berth admin`, this takes the same configuration as
+//! `berth serve` and works while the server runs.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_registry::scan::{run_scan_worker, Scanner};
+use berth_registry::Registry;
+use berth_scan::osv::Vulnerability;
+use berth_scan::Ecosystem;
+use clap::{Args, Subcommand};
+
+use crate::Common;
+
+/// Largest advisory document accepted (one OSV record is a few KiB; the biggest
+/// real ones are well under 1 MiB).
+const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
+/// Records written per transaction.
+const BATCH: usize = 500;
+
+#[derive(Args)]
+pub struct VulndbArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: VulndbCmd,
+}
+
+#[derive(Subcommand)]
+enum VulndbCmd {
+    /// Import OSV advisories from a directory (searched recursively for *.json) or
+    /// a ZIP archive (such as osv.dev's `<ecosystem>/all.zip`).
+    Import { path: PathBuf },
+    /// Print the database version and how many advisories it holds.
+    Status,
+}
+
+/// What an import read.
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    records: u64,
+    unsupported: u64,
+    rejected: Vec<String>,
+}
+
+struct Progress {
+    on: bool,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn show(&mut self, t: &Tally, stored: u64, force: bool) {
+        if !self.on || (!force && self.last.elapsed().as_millis() < 100) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let mut e = std::io::stderr();
+        let _ = write!(
+            e,
+            "\rimporting advisories: {} files read, {} records, {} stored",
+            t.files, t.records, stored
+        );
+        let _ = e.flush();
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprintln!();
+        }
+    }
+}
+
+/// Splits one document into records (id, JSON), counting what it skipped.
+fn records_of(origin: &str, bytes: &[u8], t: &mut Tally, out: &mut Vec<(String, Vec<u8>)>) {
+    t.files += 1;
+    let docs: Vec<serde_json::Value> = match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Array(a)) => a,
+        Ok(v) => vec![v],
+        Err(e) => {
+            t.rejected.push(format!("{origin}: {e}"));
+            return;
+        }
+    };
+    for doc in docs {
+        let body = match serde_json::to_vec(&doc) {
+            Ok(b) => b,
+            Err(e) => {
+                t.rejected.push(format!("{origin}: {e}"));
+                continue;
+            }
+        };
+        let v = match Vulnerability::from_json(&body) {
+            Ok(v) if !v.id.is_empty() => v,
+            Ok(_) => {
+                t.rejected.push(format!("{origin}: record without an id"));
+                continue;
+            }
+            Err(e) => {
+                t.rejected.push(format!("{origin}: {e}"));
+                continue;
+            }
+        };
+        let scanned = v.affected.iter().any(|a| {
+            a.package
+                .as_ref()
+                .is_some_and(|p| Ecosystem::parse_osv(&p.ecosystem).is_some())
+        });
+        if !scanned {
+            // Maven, NuGet, …: berth never inventories these, so storing them only
+            // costs space.
+            t.unsupported += 1;
+            continue;
+        }
+        t.records += 1;
+        out.push((v.id, body));
+    }
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| format!("cannot read {}: {e}", d.display()))?;
+        let mut names = Vec::new();
+        for ent in rd {
+            names.push(
+                ent.map_err(|e| format!("cannot read {}: {e}", d.display()))?
+                    .path(),
+            );
+        }
+        names.sort();
+        for p in names {
+            let meta = std::fs::symlink_metadata(&p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file() && p.extension().is_some_and(|e| e == "json") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(())
+}
+
+async fn store(
+    reg: &Registry,
+    batch: &mut Vec<(String, Vec<u8>)>,
+    stored: &mut u64,
+) -> Result<(), String> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    reg.meta
+        .put_advisories(batch, reg.now())
+        .await
+        .map_err(|e| format!("storing advisories: {e}"))?;
+    *stored += batch.len() as u64;
+    batch.clear();
+    Ok(())
+}
+
+async fn import(reg: &Registry, path: &Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut t = Tally::default();
+    let mut p = Progress::new();
+    let mut stored = 0u64;
+    let mut batch = Vec::new();
+    if meta.is_dir() {
+        let mut files = Vec::new();
+        walk(path, &mut files)?;
+        for f in files {
+            let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            if len > MAX_DOCUMENT_BYTES {
+                t.rejected.push(format!(
+                    "{}: larger than {MAX_DOCUMENT_BYTES} bytes",
+                    f.display()
+                ));
+                continue;
+            }
+            let bytes =
+                std::fs::read(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            records_of(&f.display().to_string(), &bytes, &mut t, &mut batch);
+            if batch.len() >= BATCH {
+                store(reg, &mut batch, &mut stored).await?;
+            }
+            p.show(&t, stored, false);
+        }
+    } else {
+        let zip =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut all = Vec::new();
+        berth_scan::zip::for_each_entry(&zip, MAX_DOCUMENT_BYTES, &mut |name, data| {
+            if name.ends_with(".json") {
+                records_of(name, data, &mut t, &mut all);
+            }
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        drop(zip);
+        for chunk in all.chunks(BATCH) {
+            batch.extend_from_slice(chunk);
+            store(reg, &mut batch, &mut stored).await?;
+            p.show(&t, stored, false);
+        }
+    }
+    store(reg, &mut batch, &mut stored).await?;
+    p.show(&t, stored, true);
+    p.done();
+    let rescan = reg
+        .continuous_scan_images()
+        .await
+        .map_err(|e| format!("listing CONTINUOUS_SCAN images: {e}"))?;
+    let version = reg
+        .meta
+        .bump_vulndb_version(reg.now(), &rescan)
+        .await
+        .map_err(|e| format!("updating the database version: {e}"))?;
+    for r in t.rejected.iter().take(20) {
+        eprintln!("skipped {r}");
+    }
+    if t.rejected.len() > 20 {
+        eprintln!("… and {} more", t.rejected.len() - 20);
+    }
+    Ok(format!(
+        "imported {} advisories from {} files ({} rejected, {} in ecosystems berth does not scan); advisory database version {version}; {} image(s) queued for rescanning",
+        stored,
+        t.files,
+        t.rejected.len(),
+        t.unsupported,
+        rescan.len()
+    ))
+}
+
+pub async fn run(args: VulndbArgs) -> Result<(), String> {
+    let cfg = args.common.load()?;
+    let reg = crate::serve::open_registry(&cfg).await?;
+    match args.command {
+        VulndbCmd::Import { path } => {
+            println!("{}", import(&reg, &path).await?);
+        }
+        VulndbCmd::Status => {
+            let version = reg.meta.setting(berth_store::scans::VULNDB_VERSION).await;
+            let n = reg.meta.count_advisories().await;
+            let pending = reg.meta.pending_jobs(berth_store::scans::SCAN_JOB).await;
+            match (version, n, pending) {
+                (Ok(v), Ok(n), Ok(p)) => println!(
+                    "advisory database version {}: {n} advisories; {p} scan job(s) pending",
+                    v.as_deref().unwrap_or("none")
+                ),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.to_string()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts `workers` scan workers sharing one advisory index.
+pub fn spawn_scanning(registry: Arc<Registry>, workers: usize) {
+    let scanner = Arc::new(Scanner::new());
+    for _ in 0..workers.max(1) {
+        tokio::spawn(run_scan_worker(registry.clone(), scanner.clone()));
+    }
+}

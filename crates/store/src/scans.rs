@@ -1,0 +1,418 @@
+//! Image scans, the advisory database and durable jobs (DESIGN.md rule 4: work that
+//! must happen later is a row written in the same transaction as its cause, and a
+//! worker claims it; on PostgreSQL with `FOR UPDATE SKIP LOCKED`, on SQLite with a
+//! conditional update of `claimed_until`).
+//!
+//! Rows, not rules: which images get scanned and what a scan finds is decided by
+//! the registry core and the scanner; this module only makes the writes atomic.
+
+use futures_util::StreamExt;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::meta::{Dialect, Meta};
+use crate::StoreError;
+
+/// The job kind of an image scan; its payload is a [`ScanJob`].
+pub const SCAN_JOB: &str = "scan";
+/// `settings` row holding the advisory database version (an integer).
+pub const VULNDB_VERSION: &str = "vulndb.version";
+/// `settings` row holding when the advisory database last changed (unix ms).
+pub const VULNDB_UPDATED_AT: &str = "vulndb.updated_at";
+
+/// What a scan job names: one manifest in one repository.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScanJob {
+    pub repo_id: i64,
+    pub digest: String,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub job_id: i64,
+    pub kind: String,
+    pub payload: String,
+    /// Claims so far, this one included.
+    pub attempts: i64,
+}
+
+/// The last scan of an image.
+#[derive(Debug, Clone)]
+pub struct ScanRow {
+    pub repo_id: i64,
+    pub digest: String,
+    pub status: String,
+    pub description: Option<String>,
+    /// The scanner's result document (JSON), once complete.
+    pub findings: Option<String>,
+    pub started_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+const SCAN_COLS: &str = "repo_id, digest, status, description, findings, started_at, completed_at";
+
+fn scan_from_row(r: &AnyRow) -> Result<ScanRow, sqlx::Error> {
+    Ok(ScanRow {
+        repo_id: r.try_get(0)?,
+        digest: r.try_get(1)?,
+        status: r.try_get(2)?,
+        description: r.try_get(3)?,
+        findings: r.try_get(4)?,
+        started_at: r.try_get(5)?,
+        completed_at: r.try_get(6)?,
+    })
+}
+
+/// Marks an image's scan IN_PROGRESS and enqueues its job, inside `tx`. The previous
+/// findings stay until the new scan replaces them.
+pub(crate) async fn enqueue_scan_tx(
+    tx: &mut Transaction<'_, Any>,
+    repo_id: i64,
+    digest: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO image_scans (repo_id, digest, status, description, started_at) VALUES ($1, $2, 'IN_PROGRESS', NULL, $3) \
+         ON CONFLICT (repo_id, digest) DO UPDATE SET status = 'IN_PROGRESS', description = NULL, started_at = excluded.started_at",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let payload = serde_json::to_string(&ScanJob {
+        repo_id,
+        digest: digest.to_string(),
+    })
+    .map_err(|e| StoreError::Config(e.to_string()))?;
+    // Jobs are timed by the real clock (claims must expire for real), scans by the
+    // registry clock.
+    let wall = crate::now_millis();
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, run_after, claimed_until, attempts, created_at) VALUES ($1, $2, $3, 0, 0, $3)",
+    )
+    .bind(SCAN_JOB)
+    .bind(payload)
+    .bind(wall)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Meta {
+    /// Enqueues scans of `images` (repo id, digest), one transaction.
+    pub async fn enqueue_scans(
+        &self,
+        images: &[(i64, String)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        for chunk in images.chunks(500) {
+            let mut g = self.begin_write().await?;
+            for (repo_id, digest) in chunk {
+                enqueue_scan_tx(&mut g.tx, *repo_id, digest, now).await?;
+            }
+            g.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a manual scan unless one started within `window_ms` before `now`
+    /// (ECR basic scanning: one scan per image per 24 h). Returns false when the
+    /// quota is used up.
+    pub async fn start_scan_with_quota(
+        &self,
+        repo_id: i64,
+        digest: &str,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let sql = match self.dialect() {
+            Dialect::Postgres => {
+                "SELECT started_at FROM image_scans WHERE repo_id = $1 AND digest = $2 FOR UPDATE"
+            }
+            Dialect::Sqlite => {
+                "SELECT started_at FROM image_scans WHERE repo_id = $1 AND digest = $2"
+            }
+        };
+        let last: Option<i64> = sqlx::query_scalar(sql)
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_optional(&mut *g.tx)
+            .await?;
+        if last.is_some_and(|t| now - t < window_ms) {
+            return Ok(false);
+        }
+        enqueue_scan_tx(&mut g.tx, repo_id, digest, now).await?;
+        g.commit().await?;
+        Ok(true)
+    }
+
+    /// Claims the oldest runnable job of `kind` for `lease_ms` (real time).
+    pub async fn claim_job(&self, kind: &str, lease_ms: i64) -> Result<Option<JobRow>, StoreError> {
+        let now = crate::now_millis();
+        let mut g = self.begin_write().await?;
+        let row = match self.dialect() {
+            Dialect::Postgres => {
+                sqlx::query(
+                    "UPDATE jobs SET claimed_until = $1, attempts = attempts + 1 WHERE job_id = \
+                     (SELECT job_id FROM jobs WHERE kind = $2 AND run_after <= $3 AND claimed_until <= $3 \
+                      ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     RETURNING job_id, kind, payload, attempts",
+                )
+                .bind(now + lease_ms)
+                .bind(kind)
+                .bind(now)
+                .fetch_optional(&mut *g.tx)
+                .await?
+            }
+            Dialect::Sqlite => {
+                let id: Option<i64> = sqlx::query_scalar(
+                    "SELECT job_id FROM jobs WHERE kind = $1 AND run_after <= $2 AND claimed_until <= $2 ORDER BY job_id LIMIT 1",
+                )
+                .bind(kind)
+                .bind(now)
+                .fetch_optional(&mut *g.tx)
+                .await?;
+                match id {
+                    None => None,
+                    // Conditional: another process sharing the file may have claimed it.
+                    Some(id) => {
+                        sqlx::query(
+                            "UPDATE jobs SET claimed_until = $1, attempts = attempts + 1 WHERE job_id = $2 AND claimed_until <= $3 \
+                             RETURNING job_id, kind, payload, attempts",
+                        )
+                        .bind(now + lease_ms)
+                        .bind(id)
+                        .bind(now)
+                        .fetch_optional(&mut *g.tx)
+                        .await?
+                    }
+                }
+            }
+        };
+        g.commit().await?;
+        Ok(row
+            .map(|r| -> Result<JobRow, sqlx::Error> {
+                Ok(JobRow {
+                    job_id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    payload: r.try_get(2)?,
+                    attempts: r.try_get(3)?,
+                })
+            })
+            .transpose()?)
+    }
+
+    /// Removes a finished job.
+    pub async fn finish_job(&self, job_id: i64) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("DELETE FROM jobs WHERE job_id = $1")
+            .bind(job_id)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    /// Releases a job to run again after `delay_ms`.
+    pub async fn retry_job(&self, job_id: i64, delay_ms: i64) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("UPDATE jobs SET claimed_until = 0, run_after = $1 WHERE job_id = $2")
+            .bind(crate::now_millis() + delay_ms)
+            .bind(job_id)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    /// Jobs of `kind` not yet finished.
+    pub async fn pending_jobs(&self, kind: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1")
+                .bind(kind)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// The last scan of an image.
+    pub async fn get_scan(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<Option<ScanRow>, StoreError> {
+        let sql = format!("SELECT {SCAN_COLS} FROM image_scans WHERE repo_id = $1 AND digest = $2");
+        let row = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(scan_from_row).transpose()?)
+    }
+
+    /// Every scan in a repository (DescribeImages).
+    pub async fn scans_in_repository(&self, repo_id: i64) -> Result<Vec<ScanRow>, StoreError> {
+        let sql = format!("SELECT {SCAN_COLS} FROM image_scans WHERE repo_id = $1");
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(scan_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Records the outcome of a scan. Only the request that started at `started_at`
+    /// is completed, so an older run finishing late never overwrites a newer request.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete_scan(
+        &self,
+        repo_id: i64,
+        digest: &str,
+        started_at: i64,
+        status: &str,
+        description: Option<&str>,
+        findings: Option<&str>,
+        completed_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE image_scans SET status = $1, description = $2, findings = COALESCE($3, findings), completed_at = $4 \
+             WHERE repo_id = $5 AND digest = $6 AND started_at = $7",
+        )
+        .bind(status)
+        .bind(description.map(str::to_string))
+        .bind(findings.map(str::to_string))
+        .bind(completed_at)
+        .bind(repo_id)
+        .bind(digest)
+        .bind(started_at)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await
+    }
+
+    /// Image manifests (repo id, digest) of the given repositories.
+    pub async fn manifests_of(&self, repo_ids: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut out = Vec::new();
+        for id in repo_ids {
+            let rows = sqlx::query(
+                "SELECT repo_id, digest FROM manifests WHERE repo_id = $1 ORDER BY digest",
+            )
+            .bind(*id)
+            .fetch_all(self.pool())
+            .await?;
+            for r in rows {
+                out.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- advisory database ----------------------------------------------------------
+
+    /// Stores advisories (id, OSV JSON) in one transaction, replacing records with
+    /// the same id. Returns how many rows were written.
+    pub async fn put_advisories(
+        &self,
+        records: &[(String, Vec<u8>)],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut g = self.begin_write().await?;
+        let mut n = 0;
+        for (id, body) in records {
+            n += sqlx::query(
+                "INSERT INTO advisories (advisory_id, body, imported_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (advisory_id) DO UPDATE SET body = excluded.body, imported_at = excluded.imported_at",
+            )
+            .bind(id)
+            .bind(body.clone())
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        }
+        g.commit().await?;
+        Ok(n)
+    }
+
+    /// Calls `f(id, body)` for every stored advisory, streaming (one row in memory).
+    pub async fn for_each_advisory(
+        &self,
+        f: &mut (dyn FnMut(&str, &[u8]) + Send),
+    ) -> Result<u64, StoreError> {
+        let mut rows = sqlx::query("SELECT advisory_id, body FROM advisories ORDER BY advisory_id")
+            .fetch(self.pool());
+        let mut n = 0;
+        while let Some(r) = rows.next().await {
+            let r = r?;
+            let id: String = r.try_get(0)?;
+            let body: Vec<u8> = r.try_get(1)?;
+            f(&id, &body);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Number of stored advisories.
+    pub async fn count_advisories(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM advisories")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    // ---- settings -----------------------------------------------------------------
+
+    pub async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await
+    }
+
+    /// Bumps the advisory database version and enqueues `rescan` in the same
+    /// transaction, so every node sees the new version and the rescans together.
+    /// Returns the new version.
+    pub async fn bump_vulndb_version(
+        &self,
+        now: i64,
+        rescan: &[(i64, String)],
+    ) -> Result<i64, StoreError> {
+        let mut g = self.begin_write().await?;
+        let cur: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(VULNDB_VERSION)
+            .fetch_optional(&mut *g.tx)
+            .await?;
+        let next = cur.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1;
+        for (name, value) in [
+            (VULNDB_VERSION, next.to_string()),
+            (VULNDB_UPDATED_AT, now.to_string()),
+        ] {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(&mut *g.tx)
+            .await?;
+        }
+        for (repo_id, digest) in rescan {
+            enqueue_scan_tx(&mut g.tx, *repo_id, digest, now).await?;
+        }
+        g.commit().await?;
+        Ok(next)
+    }
+}
