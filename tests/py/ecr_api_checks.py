@@ -322,7 +322,7 @@ def make_image(repo, seed, docker=False, nlayers=1, upload=True):
     if upload:
         upload_blob(repo, config)
         for l in layers:
-            upload_blob(repo, l, parts=2)
+            upload_blob(repo, l)
     m = {
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,
@@ -416,6 +416,11 @@ K_IMAGE_STATUS = (
 K_REFERRERS = (
     "images.rs list_image_referrers does not validate filter: artifactTypes has at most "
     "5 entries and artifactStatus is an enum (ACTIVE|ARCHIVED|ACTIVATING|ANY)"
+)
+K_PART_SIZE = (
+    "images.rs complete_layer_upload accepts uploads whose non-final parts are under "
+    "5 MiB; ECR answers LayerPartTooSmallException (its quota: parts of 5 MiB except "
+    "the last)"
 )
 K_NOT_FOUND_MSG = (
     "images.rs describe_images words ImageNotFoundException with the raw JSON id; ECR "
@@ -755,18 +760,24 @@ def s_layers(repo):
         codes = {f["layerDigest"]: f["failureCode"] for f in r["failures"]}
         check("BatchCheckLayerAvailability MissingLayerDigest", codes.get(d) == "MissingLayerDigest", repr(r))
         check("BatchCheckLayerAvailability InvalidLayerDigest", codes.get("nonsense") == "InvalidLayerDigest", repr(r))
+    # A multi-part upload of its own content (small parts).
+    pdata = b"parts-" * 2000
     up = ok("InitiateLayerUpload", "InitiateLayerUpload", repositoryName=repo)
     uid = up["uploadId"]
     check("InitiateLayerUpload partSize positive", up["partSize"] > 0, repr(up))
-    err("UploadLayerPart wrong first byte", "UploadLayerPart", "InvalidLayerPartException", {"repositoryName": repo, "uploadId": uid, "partFirstByte": 5, "partLastByte": 5 + 99, "layerPartBlob": data[:100]})
-    err("UploadLayerPart range/length mismatch", "UploadLayerPart", "InvalidLayerPartException", {"repositoryName": repo, "uploadId": uid, "partFirstByte": 0, "partLastByte": 10, "layerPartBlob": data[:100]})
-    err("CompleteLayerUpload empty upload", "CompleteLayerUpload", "EmptyUploadException", {"repositoryName": repo, "uploadId": uid, "layerDigests": [d]})
-    r = ok("UploadLayerPart first part", "UploadLayerPart", repositoryName=repo, uploadId=uid, partFirstByte=0, partLastByte=4999, layerPartBlob=data[:5000])
+    err("UploadLayerPart wrong first byte", "UploadLayerPart", "InvalidLayerPartException", {"repositoryName": repo, "uploadId": uid, "partFirstByte": 5, "partLastByte": 5 + 99, "layerPartBlob": pdata[:100]})
+    err("UploadLayerPart range/length mismatch", "UploadLayerPart", "InvalidLayerPartException", {"repositoryName": repo, "uploadId": uid, "partFirstByte": 0, "partLastByte": 10, "layerPartBlob": pdata[:100]})
+    err("CompleteLayerUpload empty upload", "CompleteLayerUpload", "EmptyUploadException", {"repositoryName": repo, "uploadId": uid, "layerDigests": [sha(pdata)]})
+    r = ok("UploadLayerPart first part", "UploadLayerPart", repositoryName=repo, uploadId=uid, partFirstByte=0, partLastByte=4999, layerPartBlob=pdata[:5000])
     if r:
         check("UploadLayerPart lastByteReceived", r["lastByteReceived"] == 4999 and r["uploadId"] == uid and r["registryId"] == ACCOUNT and r["repositoryName"] == repo, repr(r))
-    err("UploadLayerPart gap", "UploadLayerPart", "InvalidLayerPartException", {"repositoryName": repo, "uploadId": uid, "partFirstByte": 6000, "partLastByte": 6999, "layerPartBlob": data[6000:7000]})
-    r = ok("UploadLayerPart second part", "UploadLayerPart", repositoryName=repo, uploadId=uid, partFirstByte=5000, partLastByte=len(data) - 1, layerPartBlob=data[5000:])
+    err("UploadLayerPart gap", "UploadLayerPart", "InvalidLayerPartException", {"repositoryName": repo, "uploadId": uid, "partFirstByte": 6000, "partLastByte": 6999, "layerPartBlob": pdata[6000:7000]})
+    r = ok("UploadLayerPart second part", "UploadLayerPart", repositoryName=repo, uploadId=uid, partFirstByte=5000, partLastByte=len(pdata) - 1, layerPartBlob=pdata[5000:])
+    # Every part but the last must be at least 5 MiB (ECR service quota).
+    err("CompleteLayerUpload with a small non-final part", "CompleteLayerUpload", "LayerPartTooSmallException", {"repositoryName": repo, "uploadId": uid, "layerDigests": [sha(pdata)]}, known=K_PART_SIZE)
     wrong = sha(b"something else")
+    uid = call("InitiateLayerUpload", repositoryName=repo)["uploadId"]
+    call("UploadLayerPart", repositoryName=repo, uploadId=uid, partFirstByte=0, partLastByte=len(data) - 1, layerPartBlob=data)
     err("CompleteLayerUpload wrong digest", "CompleteLayerUpload", "InvalidLayerException", {"repositoryName": repo, "uploadId": uid, "layerDigests": [wrong]})
     # A failed digest check ends the upload (as the data plane does); start again.
     uid = call("InitiateLayerUpload", repositoryName=repo)["uploadId"]
@@ -784,6 +795,12 @@ def s_layers(repo):
     err("UploadLayerPart malformed uploadId", "UploadLayerPart", "InvalidParameterException", {"repositoryName": repo, "uploadId": "zzz", "partFirstByte": 0, "partLastByte": 0, "layerPartBlob": b"x"})
     err("InitiateLayerUpload missing repository", "InitiateLayerUpload", "RepositoryNotFoundException", {"repositoryName": repo_name("nope")})
     err("CompleteLayerUpload malformed digest", "CompleteLayerUpload", "InvalidParameterException", {"repositoryName": repo, "uploadId": unknown, "layerDigests": ["sha256:xyz"]})
+    big = (b"0123456789abcdef" * (5 * 1024 * 1024 // 16 + 7))
+    buid = call("InitiateLayerUpload", repositoryName=repo)["uploadId"]
+    cut = 5 * 1024 * 1024
+    ok("UploadLayerPart 5 MiB part", "UploadLayerPart", repositoryName=repo, uploadId=buid, partFirstByte=0, partLastByte=cut - 1, layerPartBlob=big[:cut])
+    ok("UploadLayerPart final small part", "UploadLayerPart", repositoryName=repo, uploadId=buid, partFirstByte=cut, partLastByte=len(big) - 1, layerPartBlob=big[cut:])
+    r = ok("CompleteLayerUpload of two parts", "CompleteLayerUpload", repositoryName=repo, uploadId=buid, layerDigests=[sha(big)])
     r = ok("BatchCheckLayerAvailability available", "BatchCheckLayerAvailability", repositoryName=repo, layerDigests=[d])
     if r:
         l = r["layers"][0] if r["layers"] else {}
