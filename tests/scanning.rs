@@ -502,3 +502,52 @@ fn aws_cli_describe_image_scan_findings() {
         "{v}"
     );
 }
+
+/// Benchmark (not a timed test): a ~100 MB image (the Debian fixture plus 100 MB of
+/// incompressible data) pushed with scan-on-push; prints the time from the manifest
+/// PUT to COMPLETE and the server's peak RSS. Run with a release server:
+/// `cargo build --release -p berth && BERTH_BIN=target/release/berth cargo test -p
+/// berth-e2e --test scanning -- --ignored --nocapture bench`.
+#[test]
+#[ignore]
+fn bench_scan_100mb_image() {
+    let berth = Berth::start(berth_testsupport::Backend::Sqlite);
+    import(&berth, &fixtures().join("advisories"));
+    berth
+        .ecr(
+            "CreateRepository",
+            &json!({"repositoryName": "bench", "imageScanningConfiguration": {"scanOnPush": true}}),
+        )
+        .expect_status(200);
+    let big = tar_gz_layer(
+        OCI_LAYER_GZIP,
+        &[(
+            "opt/data.bin",
+            0o644,
+            berth_testsupport::layout::pseudo_random(7, 100 << 20),
+        )],
+    );
+    let img = image(
+        vec![dir_layer(&fixtures().join("debian-bookworm"), ""), big],
+        "amd64",
+        false,
+    );
+    let size: usize = img.layers.iter().map(Blob::size).sum();
+    let rss_before = berth.proc_status_kib("VmRSS");
+    let t = Instant::now();
+    img.push(&berth.http(), "bench", "v1").expect_status(201);
+    let pushed = t.elapsed();
+    let t = Instant::now();
+    let v = wait_scan(&berth, "bench", &json!({"imageTag": "v1"}));
+    let scanned = t.elapsed();
+    assert_eq!(v["imageScanStatus"]["status"], "COMPLETE", "{v}");
+    println!(
+        "image {:.1} MB: push {:.2} s, scan (push → COMPLETE, 200 ms polling) {:.2} s; server RSS {} MiB before, peak {} MiB",
+        size as f64 / 1e6,
+        pushed.as_secs_f64(),
+        scanned.as_secs_f64(),
+        rss_before / 1024,
+        berth.proc_status_kib("VmHWM") / 1024
+    );
+    println!("{}", berth.stderr_tail(3));
+}
