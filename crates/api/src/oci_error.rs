@@ -94,6 +94,7 @@ impl From<RegistryError> for OciError {
             E::TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             E::ReferencedByIndex(_) => (StatusCode::CONFLICT, "DENIED"),
             E::PolicyInvalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            E::Kms(_) => (StatusCode::FORBIDDEN, "DENIED"),
             E::Store(err) => {
                 tracing::error!(error = %err, "storage failure");
                 (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")

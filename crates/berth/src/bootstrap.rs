@@ -42,17 +42,17 @@ pub fn master_key_path(cfg: &Config) -> PathBuf {
 /// key is generated into the key file — unless the metadata store already holds
 /// secrets sealed with some key, in which case berth refuses to start.
 pub async fn master_key(cfg: &Config, meta: &Meta) -> Result<MasterKey, String> {
+    Ok(MasterKey::new(master_key_bytes(cfg, meta).await?))
+}
+
+/// The raw master key (see [`master_key`]).
+pub async fn master_key_bytes(cfg: &Config, meta: &Meta) -> Result<[u8; 32], String> {
     if let Some(k) = &cfg.master_key {
-        return Ok(MasterKey::new(parse_key(k, "BERTH_MASTER_KEY")?));
+        return parse_key(k, "BERTH_MASTER_KEY");
     }
     let path = master_key_path(cfg);
     match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            return Ok(MasterKey::new(parse_key(
-                &text,
-                &path.display().to_string(),
-            )?))
-        }
+        Ok(text) => return parse_key(&text, &path.display().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(format!(
@@ -84,7 +84,7 @@ pub async fn master_key(cfg: &Config, meta: &Meta) -> Result<MasterKey, String> 
         path = %path.display(),
         "generated a new master key; in production keep it away from the data (BERTH_MASTER_KEY or master_key_file) — losing it loses the data"
     );
-    Ok(MasterKey::new(raw))
+    Ok(raw)
 }
 
 /// Ensures the default account has a root access key: the configured one, or a

@@ -203,6 +203,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
     meta.ensure_account(&cfg.account_id, clock.now_millis())
         .await
         .map_err(|e| e.to_string())?;
+    let master = crate::bootstrap::master_key_bytes(cfg, &meta).await?;
     Ok(Registry::new(
         meta,
         Arc::new(blobs),
@@ -211,6 +212,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
             create_on_push: cfg.create_on_push,
             upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
         },
+        master,
     ))
 }
 

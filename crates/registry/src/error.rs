@@ -49,6 +49,8 @@ pub enum RegistryError {
     ReferencedByIndex(String),
     #[error("{0}")]
     PolicyInvalid(String),
+    #[error("{0}")]
+    Kms(String),
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
 }

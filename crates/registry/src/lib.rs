@@ -8,6 +8,7 @@
 mod clock;
 mod error;
 mod gc;
+pub mod keys;
 mod lifecycle;
 mod mutability;
 mod registry;

@@ -15,8 +15,10 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::keys::Keyring;
 use crate::mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 use crate::{Clock, RegistryError};
+use berth_store::crypt::DataKey;
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
@@ -76,6 +78,7 @@ pub struct Registry {
     uploads: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UploadMemo>>>>>,
     pulls: StdMutex<HashMap<(i64, String), i64>>,
     pub gc_stats: crate::GcStats,
+    pub keys: Keyring,
 }
 
 /// A blob to send: its total size and the requested byte range's stream.
@@ -114,18 +117,29 @@ pub struct ManifestPut {
     pub media_type: String,
 }
 
+fn upload_aad(id: &str) -> String {
+    format!("upload:{id}")
+}
+
+fn blob_aad(digest: &str) -> String {
+    format!("blob:{digest}")
+}
+
 fn store_err(e: StoreError) -> RegistryError {
     RegistryError::Store(e)
 }
 
 impl Registry {
+    /// `master` is the registry master key; the keyring derives every key from it.
     pub fn new(
         meta: Meta,
         blobs: Arc<dyn BlobStore>,
         clock: Clock,
         config: RegistryConfig,
+        master: [u8; 32],
     ) -> Self {
         Registry {
+            keys: Keyring::new(master, meta.clone()),
             meta,
             blobs,
             clock,
@@ -248,14 +262,23 @@ impl Registry {
         digest: &Digest,
         range: Option<(u64, u64)>,
     ) -> Result<BlobRead> {
-        let size = self.stat_blob(repo, digest).await?;
+        let (size, wrapped) = self
+            .meta
+            .linked_blob(repo.repo_id, digest.as_str())
+            .await?
+            .ok_or(RegistryError::BlobUnknown)?;
+        let size = size as u64;
+        let key = self
+            .keys
+            .link_key(repo, digest.as_str(), wrapped.as_deref())
+            .await?;
         let (start, len) = match range {
             Some((s, e)) => (s, e - s + 1),
             None => (0, size),
         };
         let stream = self
             .blobs
-            .get(digest, start, len)
+            .get(digest, start, len, key)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => RegistryError::BlobUnknown,
@@ -294,10 +317,14 @@ impl Registry {
     // ---- uploads -------------------------------------------------------------------
 
     pub async fn start_upload(&self, repo: &RepositoryRow) -> Result<UploadState> {
+        // A repository whose KMS key is unusable takes no pushes.
+        self.keys.repo_key(repo).await?;
         let id = uuid::Uuid::new_v4().to_string();
+        let dek = DataKey::generate().map_err(|e| RegistryError::Kms(e.to_string()))?;
+        let wrapped = self.keys.wrap_registry(&dek, &upload_aad(&id))?;
         self.blobs.upload_create(&id).await?;
         self.meta
-            .create_upload(&id, repo.repo_id, self.now())
+            .create_upload(&id, repo.repo_id, self.now(), &wrapped)
             .await?;
         self.memo(&id);
         Ok(UploadState { id, size: 0 })
@@ -368,7 +395,8 @@ impl Registry {
             Some(m) if m.size == size => Some(m.hasher),
             _ => None,
         };
-        let appended = self.pump(id, size, hasher, body).await;
+        let key = self.upload_key(&u)?;
+        let appended = self.pump(id, size, hasher, body, key).await;
         let appended = match appended {
             Ok(a) => a,
             Err(e) => {
@@ -411,12 +439,13 @@ impl Registry {
         offset: u64,
         hasher: Option<Hasher>,
         mut body: S,
+        key: DataKey,
     ) -> Result<berth_store::Appended>
     where
         S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
         let (tx, rx) = mpsc::channel::<Chunk>(16);
-        let writer = self.blobs.upload_append(id, offset, hasher, rx);
+        let writer = self.blobs.upload_append(id, offset, hasher, rx, key);
         let feeder = async move {
             while let Some(item) = body.next().await {
                 match item {
@@ -459,7 +488,13 @@ impl Registry {
             Some(m) if m.size == u.size as u64 => Some(m.hasher),
             _ => None,
         };
-        let size = match self.blobs.upload_verify(id, digest, hasher).await {
+        let key = self.upload_key(&u)?;
+        let repo_key = self.keys.repo_key(repo).await?;
+        let size = match self
+            .blobs
+            .upload_verify(id, digest, hasher, u.size as u64, key.clone())
+            .await
+        {
             Ok(s) => s,
             Err(StoreError::DigestMismatch) => {
                 drop(guard);
@@ -472,20 +507,51 @@ impl Registry {
         // Publish under the digest's lock so the collector cannot delete the same
         // digest's file between the rename and the commit.
         let mut tx = self.meta.begin_digest_tx(digest.as_str(), false).await?;
-        match self.blobs.upload_publish(id, digest).await {
-            Ok(()) => {}
-            Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
-            Err(e) => return Err(store_err(e)),
+        let link_aad = Keyring::link_aad(repo, digest.as_str());
+        match Meta::blob_key(&mut tx, digest.as_str()).await? {
+            // Already stored (another push): keep that ciphertext, give this
+            // repository its data key, and drop the staged copy.
+            Some((_, Some(blob_key))) => {
+                let dek = self
+                    .keys
+                    .unwrap_registry(&blob_key, &blob_aad(digest.as_str()))?;
+                let link_key = self.keys.seal_with(&repo_key, dek.bytes(), &link_aad)?;
+                Meta::link_in(
+                    &mut tx,
+                    repo.repo_id,
+                    digest.as_str(),
+                    self.now(),
+                    &link_key,
+                )
+                .await?;
+                tx.commit().await?;
+                self.blobs.upload_abort(id).await?;
+            }
+            _ => {
+                match self
+                    .blobs
+                    .upload_publish(id, digest, size, key.clone())
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
+                    Err(e) => return Err(store_err(e)),
+                }
+                let blob_key = self.keys.wrap_registry(&key, &blob_aad(digest.as_str()))?;
+                let link_key = self.keys.seal_with(&repo_key, key.bytes(), &link_aad)?;
+                Meta::record_blob(
+                    &mut tx,
+                    repo.repo_id,
+                    digest.as_str(),
+                    size as i64,
+                    self.now(),
+                    &blob_key,
+                    &link_key,
+                )
+                .await?;
+                tx.commit().await?;
+            }
         }
-        Meta::record_blob(
-            &mut tx,
-            repo.repo_id,
-            digest.as_str(),
-            size as i64,
-            self.now(),
-        )
-        .await?;
-        tx.commit().await?;
         self.meta.delete_upload(id).await?;
         drop(guard);
         self.forget(id);
@@ -493,6 +559,15 @@ impl Registry {
             digest: digest.clone(),
             size,
         })
+    }
+
+    fn upload_key(&self, u: &berth_store::UploadRow) -> Result<DataKey> {
+        let wrapped = u
+            .data_key
+            .as_deref()
+            .ok_or_else(|| RegistryError::UploadInvalid("the upload has no data key".into()))?;
+        self.keys
+            .unwrap_registry(wrapped, &upload_aad(&u.upload_id))
     }
 
     async fn discard_upload(&self, id: &str) -> Result<()> {
@@ -522,13 +597,31 @@ impl Registry {
                 .linked_blob_size(src.repo_id, digest.as_str())
                 .await?
                 .is_some()
-                && self
-                    .meta
-                    .link_existing_blob(repo.repo_id, digest.as_str(), self.now())
-                    .await?
             {
-                let size = self.stat_blob(repo, digest).await?;
-                return Ok(MountOutcome::Mounted(size));
+                let repo_key = self.keys.repo_key(repo).await?;
+                let mut tx = self.meta.begin_digest_tx(digest.as_str(), false).await?;
+                if let Some((size, Some(blob_key))) =
+                    Meta::blob_key(&mut tx, digest.as_str()).await?
+                {
+                    let dek = self
+                        .keys
+                        .unwrap_registry(&blob_key, &blob_aad(digest.as_str()))?;
+                    let link_key = self.keys.seal_with(
+                        &repo_key,
+                        dek.bytes(),
+                        &Keyring::link_aad(repo, digest.as_str()),
+                    )?;
+                    Meta::link_in(
+                        &mut tx,
+                        repo.repo_id,
+                        digest.as_str(),
+                        self.now(),
+                        &link_key,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(MountOutcome::Mounted(size as u64));
+                }
             }
         }
         Ok(MountOutcome::Upload(self.start_upload(repo).await?))
@@ -612,7 +705,12 @@ impl Registry {
             subject: m.subject.as_ref().map(|s| s.digest.to_string()),
             config_digest: m.config.as_ref().map(|c| c.digest.to_string()),
             image_size,
-            body: body.to_vec(),
+            // Stored sealed under the repository's key.
+            body: self.keys.seal_with(
+                &self.keys.repo_key(repo).await?,
+                &body,
+                &Keyring::manifest_aad(repo, digest.as_str()),
+            )?,
             pushed_at: self.now(),
             blobs,
             children,
@@ -665,7 +763,60 @@ impl Registry {
             }
             Reference::Digest(d) => self.meta.get_manifest(repo.repo_id, d.as_str()).await?,
         };
-        row.ok_or(RegistryError::ManifestUnknown)
+        let mut row = row.ok_or(RegistryError::ManifestUnknown)?;
+        self.open_body(repo, &mut row).await?;
+        Ok(row)
+    }
+
+    /// Decrypts a stored manifest body in place.
+    async fn open_body(&self, repo: &RepositoryRow, row: &mut ManifestRow) -> Result<()> {
+        row.body = self
+            .keys
+            .open_for(repo, &row.body, &Keyring::manifest_aad(repo, &row.digest))
+            .await?;
+        Ok(())
+    }
+
+    /// The manifests whose subject is `subject`, bodies decrypted.
+    pub async fn referrer_rows(
+        &self,
+        repo: &RepositoryRow,
+        subject: &str,
+    ) -> Result<Vec<ManifestRow>> {
+        let mut rows = self.meta.referrers(repo.repo_id, subject).await?;
+        for r in rows.iter_mut() {
+            self.open_body(repo, r).await?;
+        }
+        Ok(rows)
+    }
+
+    /// A repository by id (background workers hold ids, not names).
+    pub async fn repository_by_id(&self, repo_id: i64) -> Result<Option<RepositoryRow>> {
+        Ok(self.meta.get_repository_by_id(repo_id).await?)
+    }
+
+    /// A manifest by digest with its body decrypted, for background workers.
+    pub async fn manifest_plain(
+        &self,
+        repo: &RepositoryRow,
+        digest: &str,
+    ) -> Result<Option<ManifestRow>> {
+        let Some(mut row) = self.meta.get_manifest(repo.repo_id, digest).await? else {
+            return Ok(None);
+        };
+        self.open_body(repo, &mut row).await?;
+        Ok(Some(row))
+    }
+
+    /// The data key of a blob linked in `repo` (for readers that stream blobs
+    /// themselves, such as the scanner).
+    pub async fn blob_key(&self, repo: &RepositoryRow, digest: &str) -> Result<DataKey> {
+        let (_, wrapped) = self
+            .meta
+            .linked_blob(repo.repo_id, digest)
+            .await?
+            .ok_or(RegistryError::BlobUnknown)?;
+        self.keys.link_key(repo, digest, wrapped.as_deref()).await
     }
 
     /// Fetches a manifest for a pull and records the pull time (batched).
@@ -736,7 +887,7 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<serde_json::Value> {
-        let rows = self.meta.referrers(repo.repo_id, subject.as_str()).await?;
+        let rows = self.referrer_rows(repo, subject.as_str()).await?;
         let mut manifests = Vec::new();
         for r in rows {
             if let Some(want) = artifact_type {

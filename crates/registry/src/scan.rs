@@ -273,20 +273,20 @@ impl Read for ChannelReader {
 struct LazyLayers {
     handle: tokio::runtime::Handle,
     blobs: Arc<dyn BlobStore>,
-    layers: VecDeque<Descriptor>,
+    layers: VecDeque<(Descriptor, berth_store::crypt::DataKey)>,
 }
 
 impl Iterator for LazyLayers {
     type Item = Layer<ChannelReader>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let d = self.layers.pop_front()?;
+        let (d, key) = self.layers.pop_front()?;
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         let blobs = self.blobs.clone();
         let digest = d.digest.clone();
         let size = d.size;
         self.handle.spawn(async move {
-            match blobs.get(&digest, 0, size).await {
+            match blobs.get(&digest, 0, size, key).await {
                 Ok(mut s) => {
                     while let Some(item) = s.next().await {
                         let stop = item.is_err();
@@ -436,7 +436,13 @@ impl Registry {
 
     /// Scans one image now and returns what to record.
     async fn scan_manifest(&self, scanner: &Scanner, job: &ScanJob) -> Result<Outcome> {
-        let Some(row) = self.meta.get_manifest(job.repo_id, &job.digest).await? else {
+        // Encrypted at rest: the body and the layers are read with the repository's keys.
+        let repo = self.repository_by_id(job.repo_id).await?;
+        let row = match &repo {
+            Some(r) => self.manifest_plain(r, &job.digest).await?,
+            None => None,
+        };
+        let (Some(repo), Some(row)) = (repo, row) else {
             return Ok(Outcome {
                 status: "FAILED",
                 description: Some("the image no longer exists".into()),
@@ -494,10 +500,15 @@ impl Registry {
         }
         let loaded = scanner.current();
         let limits = scanner.limits.clone();
+        let mut keyed = VecDeque::with_capacity(m.layers.len());
+        for l in &m.layers {
+            let key = self.blob_key(&repo, l.digest.as_str()).await?;
+            keyed.push_back((l.clone(), key));
+        }
         let layers = LazyLayers {
             handle: tokio::runtime::Handle::current(),
             blobs: self.blobs.clone(),
-            layers: m.layers.iter().cloned().collect(),
+            layers: keyed,
         };
         let idx = loaded.clone();
         let started = std::time::Instant::now();

@@ -11,7 +11,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
+use crate::crypt::{self, DataKey, SegmentWriter};
 use crate::StoreError;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -48,6 +49,7 @@ pub trait BlobStore: Send + Sync + 'static {
         offset: u64,
         hasher: Option<Hasher>,
         rx: mpsc::Receiver<Chunk>,
+        key: DataKey,
     ) -> BoxFut<'a, Result<Appended, StoreError>>;
 
     /// Verifies the staged upload against `digest` (using `hasher` when it covers the
@@ -58,14 +60,19 @@ pub trait BlobStore: Send + Sync + 'static {
         id: &'a str,
         digest: &'a Digest,
         hasher: Option<Hasher>,
+        size: u64,
+        key: DataKey,
     ) -> BoxFut<'a, Result<u64, StoreError>>;
 
-    /// Atomically moves a verified upload into place under its digest. The caller
-    /// holds the digest's lock (see `Meta::begin_digest_tx`).
+    /// Marks the staged upload's last segment final and atomically moves it into
+    /// place under its digest. The caller holds the digest's lock (see
+    /// `Meta::begin_digest_tx`).
     fn upload_publish<'a>(
         &'a self,
         id: &'a str,
         digest: &'a Digest,
+        size: u64,
+        key: DataKey,
     ) -> BoxFut<'a, Result<(), StoreError>>;
 
     /// Moves a blob aside (for the collector, under the digest's lock); returns a
@@ -85,12 +92,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Discards a staged upload (idempotent).
     fn upload_abort<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), StoreError>>;
 
-    /// Streams `len` bytes of a blob from `offset`.
+    /// Streams `len` plaintext bytes of a blob from `offset`, decrypting with `key`.
+    /// A segment that fails authentication ends the stream with an error: altered
+    /// bytes are never returned.
     fn get<'a>(
         &'a self,
         digest: &'a Digest,
         offset: u64,
         len: u64,
+        key: DataKey,
     ) -> BoxFut<'a, Result<ByteStream, StoreError>>;
 
     /// Deletes a blob (idempotent).
@@ -141,6 +151,27 @@ fn blocking<T: Send + 'static>(
     })
 }
 
+fn not_found(e: io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::NotFound {
+        StoreError::NotFound
+    } else {
+        e.into()
+    }
+}
+
+fn crypt_err(e: crypt::CryptError) -> StoreError {
+    match e {
+        crypt::CryptError::Io(e) => StoreError::Io(e),
+        other => StoreError::Tampered(other.to_string()),
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<io::Result<Bytes>>,
+) -> impl Stream<Item = io::Result<Bytes>> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -160,44 +191,31 @@ impl BlobStore for FsBlobStore {
         offset: u64,
         mut hasher: Option<Hasher>,
         mut rx: mpsc::Receiver<Chunk>,
+        key: DataKey,
     ) -> BoxFut<'a, Result<Appended, StoreError>> {
         let path = self.upload_path(id);
         blocking(move || {
-            let mut f = OpenOptions::new().write(true).open(&path).map_err(|e| {
-                if e.kind() == io::ErrorKind::NotFound {
-                    StoreError::NotFound
-                } else {
-                    e.into()
-                }
-            })?;
-            let len = f.metadata()?.len();
-            if len != offset {
-                // A previous append failed half-way; the metadata's size is the truth.
-                if len > offset {
-                    f.set_len(offset)?;
-                } else {
-                    return Err(StoreError::Conflict(format!(
-                        "staged upload holds {len} bytes, expected {offset}"
-                    )));
-                }
-            }
-            f.seek(SeekFrom::Start(offset))?;
-            let mut size = offset;
-            let mut w = io::BufWriter::with_capacity(READ_CHUNK, f);
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(not_found)?;
+            // The metadata's size is the truth: a half-finished earlier append is cut
+            // back by reopening at `offset`.
+            let mut w = SegmentWriter::open(f, &key, offset).map_err(crypt_err)?;
             while let Some(chunk) = rx.blocking_recv() {
                 let Ok(chunk) = chunk else {
-                    drop(w);
-                    let f = OpenOptions::new().write(true).open(&path)?;
-                    f.set_len(offset)?;
+                    // Nothing written by this append survives: the next append
+                    // reopens at the old offset.
                     return Err(StoreError::Aborted);
                 };
-                w.write_all(&chunk)?;
+                w.write(&chunk).map_err(crypt_err)?;
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
-                size += chunk.len() as u64;
             }
-            w.flush()?;
+            let size = w.plain_len;
+            w.finish().map_err(crypt_err)?;
             Ok(Appended { size, hasher })
         })
     }
@@ -207,29 +225,23 @@ impl BlobStore for FsBlobStore {
         id: &'a str,
         digest: &'a Digest,
         hasher: Option<Hasher>,
+        size: u64,
+        key: DataKey,
     ) -> BoxFut<'a, Result<u64, StoreError>> {
         let src = self.upload_path(id);
         let digest = digest.clone();
         blocking(move || {
-            let mut f = File::open(&src).map_err(|e| {
-                if e.kind() == io::ErrorKind::NotFound {
-                    StoreError::NotFound
-                } else {
-                    e.into()
-                }
-            })?;
-            let size = f.metadata()?.len();
+            let mut f = File::open(&src).map_err(not_found)?;
             let computed = match hasher {
                 Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
                 _ => {
                     let mut h = Hasher::new(digest.algorithm());
-                    let mut buf = vec![0u8; READ_CHUNK];
-                    loop {
-                        let n = f.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        h.update(&buf[..n]);
+                    if size > 0 {
+                        crypt::read_range(&mut f, &key, 0, size, false, |b| {
+                            h.update(b);
+                            Ok(())
+                        })
+                        .map_err(crypt_err)?;
                     }
                     h.finish()
                 }
@@ -237,7 +249,6 @@ impl BlobStore for FsBlobStore {
             if computed != digest {
                 return Err(StoreError::DigestMismatch);
             }
-            f.sync_all()?;
             Ok(size)
         })
     }
@@ -246,22 +257,27 @@ impl BlobStore for FsBlobStore {
         &'a self,
         id: &'a str,
         digest: &'a Digest,
+        size: u64,
+        key: DataKey,
     ) -> BoxFut<'a, Result<(), StoreError>> {
         let src = self.upload_path(id);
         let dst = self.blob_path(digest);
         blocking(move || {
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&src)
+                .map_err(not_found)?;
+            crypt::seal_final(&mut f, &key, size).map_err(crypt_err)?;
+            f.sync_all()?;
+            drop(f);
             let dir = dst
                 .parent()
                 .ok_or_else(|| StoreError::Conflict("bad blob path".into()))?;
             fs::create_dir_all(dir)?;
-            // Content-addressed: if the blob is already there, the bytes are the same.
-            fs::rename(&src, &dst).map_err(|e| {
-                if e.kind() == io::ErrorKind::NotFound {
-                    StoreError::NotFound
-                } else {
-                    e.into()
-                }
-            })?;
+            // A blob already there holds the same plaintext (under another data key
+            // that its links wrap), so the caller only publishes new digests.
+            fs::rename(&src, &dst).map_err(not_found)?;
             fsync_dir(dir)?;
             Ok(())
         })
@@ -317,23 +333,41 @@ impl BlobStore for FsBlobStore {
         digest: &'a Digest,
         offset: u64,
         len: u64,
+        key: DataKey,
     ) -> BoxFut<'a, Result<ByteStream, StoreError>> {
         let path = self.blob_path(digest);
         Box::pin(async move {
-            let mut f = tokio::fs::File::open(&path).await.map_err(|e| {
-                if e.kind() == io::ErrorKind::NotFound {
-                    StoreError::NotFound
-                } else {
-                    e.into()
+            let f = tokio::fs::File::open(&path).await.map_err(not_found)?;
+            let mut f = f.into_std().await;
+            // A bounded channel: the reader thread stays at most a few segments ahead.
+            let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+            tokio::task::spawn_blocking(move || {
+                let mut pending = Vec::with_capacity(READ_CHUNK);
+                let res = crypt::read_range(&mut f, &key, offset, len, true, |b| {
+                    pending.extend_from_slice(b);
+                    if pending.len() >= READ_CHUNK {
+                        let chunk = Bytes::from(std::mem::replace(
+                            &mut pending,
+                            Vec::with_capacity(READ_CHUNK),
+                        ));
+                        tx.blocking_send(Ok(chunk))
+                            .map_err(|_| crypt::CryptError::Io(io::Error::other("reader gone")))?;
+                    }
+                    Ok(())
+                });
+                match res {
+                    Ok(()) => {
+                        if !pending.is_empty() {
+                            let _ = tx.blocking_send(Ok(Bytes::from(pending)));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "blob read failed");
+                        let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+                    }
                 }
-            })?;
-            if offset > 0 {
-                use tokio::io::AsyncSeekExt;
-                f.seek(SeekFrom::Start(offset)).await?;
-            }
-            use tokio::io::AsyncReadExt;
-            let reader = f.take(len);
-            let s = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK);
+            });
+            let s = tokio_stream_from(rx);
             Ok(Box::pin(s) as ByteStream)
         })
     }

@@ -6,6 +6,8 @@
 //! multi-row change atomic and every acknowledged byte durable.
 
 pub mod blob;
+pub mod crypt;
+pub mod kms;
 pub mod meta;
 pub mod scans;
 mod schema;
@@ -33,6 +35,10 @@ pub enum StoreError {
     DigestMismatch,
     #[error("the request body was aborted")]
     Aborted,
+    #[error("stored data failed authentication: {0}")]
+    Tampered(String),
+    #[error("KMS key unusable: {0}")]
+    Kms(String),
 }
 
 /// Wall-clock unix milliseconds.

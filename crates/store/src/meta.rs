@@ -170,6 +170,8 @@ pub struct UploadRow {
     pub size: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The upload's data key, wrapped by the registry key.
+    pub data_key: Option<Vec<u8>>,
 }
 
 impl Meta {
@@ -704,6 +706,18 @@ impl Meta {
         Ok(row.as_ref().map(repo_from_row).transpose()?)
     }
 
+    pub async fn get_repository_by_id(
+        &self,
+        repo_id: i64,
+    ) -> Result<Option<RepositoryRow>, StoreError> {
+        let sql = format!("SELECT {REPO_COLS} FROM repositories WHERE repo_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(repo_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(repo_from_row).transpose()?)
+    }
+
     /// Creates a repository; `Ok(None)` when the name is taken.
     pub async fn create_repository(
         &self,
@@ -1010,6 +1024,51 @@ impl Meta {
         .await?)
     }
 
+    /// Size and wrapped data key of a blob linked into the repository.
+    pub async fn linked_blob(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<Option<(i64, Option<Vec<u8>>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT b.size, l.data_key FROM repo_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repo_id = $1 AND l.digest = $2",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
+    }
+
+    /// In a digest-locked transaction: the blob's size and its data key wrapped
+    /// by the registry key, if the blob exists.
+    pub async fn blob_key(
+        tx: &mut WriteTx<'_>,
+        digest: &str,
+    ) -> Result<Option<(i64, Option<Vec<u8>>)>, StoreError> {
+        let row = sqlx::query("SELECT size, data_key FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
+    }
+
+    /// In a digest-locked transaction: links an existing blob into a repository with
+    /// the data key wrapped for that repository.
+    pub async fn link_in(
+        tx: &mut WriteTx<'_>,
+        repo_id: i64,
+        digest: &str,
+        now: i64,
+        link_key: &[u8],
+    ) -> Result<(), StoreError> {
+        link(&mut tx.tx, repo_id, digest, now, link_key).await
+    }
+
     /// Size of a blob anywhere in the store.
     pub async fn blob_size(&self, digest: &str) -> Result<Option<i64>, StoreError> {
         Ok(
@@ -1044,34 +1103,17 @@ impl Meta {
         digest: &str,
         size: i64,
         now: i64,
+        blob_key: &[u8],
+        link_key: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+        sqlx::query("INSERT INTO blobs (digest, size, created_at, data_key) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
             .bind(size)
             .bind(now)
+            .bind(blob_key.to_vec())
             .execute(&mut *tx.tx)
             .await?;
-        link(&mut tx.tx, repo_id, digest, now).await
-    }
-
-    /// Links an existing blob into the repository; false when the blob is unknown.
-    pub async fn link_existing_blob(
-        &self,
-        repo_id: i64,
-        digest: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let mut g = self.begin_digest_tx(digest, false).await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
-            .bind(digest)
-            .fetch_optional(&mut *g.tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(false);
-        }
-        link(&mut g.tx, repo_id, digest, now).await?;
-        g.commit().await?;
-        Ok(true)
+        link(&mut tx.tx, repo_id, digest, now, link_key).await
     }
 
     /// Removes a blob link; false when there was none.
@@ -1102,19 +1144,21 @@ impl Meta {
         upload_id: &str,
         repo_id: i64,
         now: i64,
+        data_key: &[u8],
     ) -> Result<(), StoreError> {
         let mut g = self.begin_write().await?;
-        sqlx::query("INSERT INTO uploads (upload_id, repo_id, size, created_at, updated_at) VALUES ($1, $2, 0, $3, $3)")
+        sqlx::query("INSERT INTO uploads (upload_id, repo_id, size, created_at, updated_at, data_key) VALUES ($1, $2, 0, $3, $3, $4)")
             .bind(upload_id)
             .bind(repo_id)
             .bind(now)
+            .bind(data_key.to_vec())
             .execute(&mut *g.tx)
             .await?;
         g.commit().await
     }
 
     pub async fn get_upload(&self, upload_id: &str) -> Result<Option<UploadRow>, StoreError> {
-        let row = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at FROM uploads WHERE upload_id = $1")
+        let row = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at, data_key FROM uploads WHERE upload_id = $1")
             .bind(upload_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -1161,7 +1205,7 @@ impl Meta {
         before: i64,
         limit: i64,
     ) -> Result<Vec<UploadRow>, StoreError> {
-        let rows = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
+        let rows = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at, data_key FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
             .bind(before)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -1629,12 +1673,15 @@ async fn link(
     repo_id: i64,
     digest: &str,
     now: i64,
+    link_key: &[u8],
 ) -> Result<(), StoreError> {
     candidate(tx, repo_id, digest, now).await?;
-    sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT (repo_id, digest) DO NOTHING")
+    // An existing link keeps its key: it wraps the same data key.
+    sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at, data_key) VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id, digest) DO NOTHING")
         .bind(repo_id)
         .bind(digest)
         .bind(now)
+        .bind(link_key.to_vec())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -1647,6 +1694,7 @@ fn upload_from_row(r: &AnyRow) -> Result<UploadRow, sqlx::Error> {
         size: r.try_get(2)?,
         created_at: r.try_get(3)?,
         updated_at: r.try_get(4)?,
+        data_key: r.try_get(5)?,
     })
 }
 

@@ -6,9 +6,19 @@
 //! unix milliseconds, digests are text, and bytes are BLOB/BYTEA.
 
 /// (version, statements) for SQLite.
-pub const SQLITE: &[(i64, &str)] = &[(1, COMMON_V1_SQLITE), (2, V2_SQLITE), (4, V4)];
+pub const SQLITE: &[(i64, &str)] = &[
+    (1, COMMON_V1_SQLITE),
+    (2, V2_SQLITE),
+    (4, V4),
+    (5, V5_SQLITE),
+];
 /// (version, statements) for PostgreSQL.
-pub const POSTGRES: &[(i64, &str)] = &[(1, COMMON_V1_POSTGRES), (2, V2_POSTGRES), (4, V4)];
+pub const POSTGRES: &[(i64, &str)] = &[
+    (1, COMMON_V1_POSTGRES),
+    (2, V2_POSTGRES),
+    (4, V4),
+    (5, V5_POSTGRES),
+];
 
 macro_rules! v1 {
     ($serial:literal, $blob:literal) => {
@@ -192,3 +202,53 @@ const V4: &str = "CREATE TABLE gc_candidates (
     since BIGINT NOT NULL,
     PRIMARY KEY (repo_id, digest)
 )";
+
+/// v5: encryption at rest — data keys (wrapped) for uploads, blobs and each
+/// repository link; berth-managed KMS keys, their key material versions (sealed
+/// with the master key) and aliases.
+macro_rules! v5 {
+    ($blob:literal) => {
+        concat!(
+            "ALTER TABLE uploads ADD COLUMN data_key ",
+            $blob,
+            ";
+            ALTER TABLE blobs ADD COLUMN data_key ",
+            $blob,
+            ";
+            ALTER TABLE repo_blobs ADD COLUMN data_key ",
+            $blob,
+            ";
+            CREATE TABLE kms_keys (
+                key_id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL,
+                description TEXT NOT NULL,
+                key_state TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                deletion_date BIGINT,
+                rotation_enabled BIGINT NOT NULL,
+                current_version BIGINT NOT NULL,
+                policy TEXT,
+                tags TEXT NOT NULL
+            );
+            CREATE TABLE kms_key_material (
+                key_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                material ",
+            $blob,
+            " NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (key_id, version)
+            );
+            CREATE TABLE kms_aliases (
+                account_id TEXT NOT NULL,
+                alias_name TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (account_id, alias_name)
+            )"
+        )
+    };
+}
+
+const V5_SQLITE: &str = v5!("BLOB");
+const V5_POSTGRES: &str = v5!("BYTEA");

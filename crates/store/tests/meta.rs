@@ -68,7 +68,7 @@ async fn repositories_blobs_manifests_tags() {
         );
 
         let mut tx = m.begin_digest_tx("sha256:aa", false).await.unwrap();
-        Meta::record_blob(&mut tx, r.repo_id, "sha256:aa", 10, 5)
+        Meta::record_blob(&mut tx, r.repo_id, "sha256:aa", 10, 5, b"k", b"k")
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -660,8 +660,7 @@ pub async fn list_image_referrers(ctx: &Ctx, input: &Input) -> Result<Value, Ecr
     let rows = ctx
         .app
         .registry
-        .meta
-        .referrers(repo.repo_id, subject.as_str())
+        .referrer_rows(&repo, subject.as_str())
         .await?;
     let list: Vec<&ManifestRow> = rows
         .iter()

@@ -101,6 +101,12 @@ impl From<berth_registry::RegistryError> for EcrError {
             E::ManifestChildUnknown(_) => EcrError::new("ReferencedImagesNotFoundException", msg),
             E::TagImmutable { .. } => EcrError::new("ImageTagAlreadyExistsException", msg),
             E::ReferencedByIndex(_) | E::PolicyInvalid(_) => EcrError::invalid(msg),
+            E::Kms(m) => EcrError {
+                kind: "KmsException",
+                message: m.clone(),
+                status: StatusCode::BAD_REQUEST,
+                extra: Some(("kmsError", serde_json::json!(m))),
+            },
             E::Store(err) => {
                 tracing::error!(error = %err, "storage failure");
                 EcrError::server("an internal error occurred")

@@ -1,0 +1,510 @@
+//! Encryption at rest (issue 6; DESIGN.md "Encryption at rest").
+//!
+//! Every blob is sealed once with its own random data key in fixed-size
+//! AES-256-GCM segments, so reads stream and a byte range costs only the segments it
+//! touches. File layout:
+//!
+//! ```text
+//! header   "BERTHE1\0" (8 bytes) | segment size (u32 BE)
+//! segment  nonce (12) | ciphertext (≤ SEGMENT bytes) | tag (16)      … repeated
+//! ```
+//!
+//! Each segment's additional data is its index and whether it is the last one, so
+//! reordering, truncation or splicing segments fails authentication; each segment
+//! has its own random nonce, so re-sealing the partial tail of a chunked upload never
+//! reuses a nonce. Data keys are wrapped (AES-256-GCM) by key-encryption keys: the
+//! master-derived registry key, or a berth-managed KMS key; wrapped keys and sealed
+//! values record which key (scheme, id, version) sealed them.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// Plaintext bytes per segment.
+pub const SEGMENT: usize = 64 * 1024;
+const TAG: usize = 16;
+const OVERHEAD: usize = NONCE_LEN + TAG;
+const MAGIC: &[u8; 8] = b"BERTHE1\0";
+pub const HEADER: u64 = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptError {
+    #[error("stored data failed authentication (tampered, truncated or wrong key)")]
+    Tampered,
+    #[error("random number generator failed")]
+    Rng,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn rng_fill(out: &mut [u8]) -> Result<(), CryptError> {
+    SystemRandom::new().fill(out).map_err(|_| CryptError::Rng)
+}
+
+fn aead(key: &[u8; 32]) -> LessSafeKey {
+    // Every 32-byte value is a valid AES-256 key.
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).unwrap_or_else(|_| unreachable!()))
+}
+
+/// A blob's data key.
+#[derive(Clone)]
+pub struct DataKey([u8; 32]);
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(…)")
+    }
+}
+
+impl DataKey {
+    pub fn generate() -> Result<DataKey, CryptError> {
+        let mut k = [0u8; 32];
+        rng_fill(&mut k)?;
+        Ok(DataKey(k))
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<DataKey, CryptError> {
+        let k: [u8; 32] = b.try_into().map_err(|_| CryptError::Tampered)?;
+        Ok(DataKey(k))
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// Seals `plain` under `key` with a random nonce: `nonce | ciphertext | tag`.
+pub fn seal(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng_fill(&mut nonce)?;
+    let mut buf = plain.to_vec();
+    aead(key)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf,
+        )
+        .map_err(|_| CryptError::Tampered)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&buf);
+    Ok(out)
+}
+
+/// Opens a value from [`seal`].
+pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptError> {
+    if sealed.len() < OVERHEAD {
+        return Err(CryptError::Tampered);
+    }
+    let (n, c) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(n).map_err(|_| CryptError::Tampered)?;
+    let mut buf = c.to_vec();
+    let plain = aead(key)
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| CryptError::Tampered)?;
+    Ok(plain.to_vec())
+}
+
+fn segment_aad(index: u64, last: bool) -> [u8; 9] {
+    let mut a = [0u8; 9];
+    a[..8].copy_from_slice(&index.to_be_bytes());
+    a[8] = last as u8;
+    a
+}
+
+fn seal_segment(
+    key: &LessSafeKey,
+    index: u64,
+    last: bool,
+    plain: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng_fill(&mut nonce)?;
+    let start = out.len();
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plain);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(segment_aad(index, last)),
+            &mut out[start + NONCE_LEN..],
+        )
+        .map_err(|_| CryptError::Tampered)?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(())
+}
+
+fn open_segment<'a>(
+    key: &LessSafeKey,
+    index: u64,
+    last: bool,
+    seg: &'a mut [u8],
+) -> Result<&'a [u8], CryptError> {
+    if seg.len() < OVERHEAD {
+        return Err(CryptError::Tampered);
+    }
+    let (n, rest) = seg.split_at_mut(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(n).map_err(|_| CryptError::Tampered)?;
+    let plain = key
+        .open_in_place(nonce, Aad::from(segment_aad(index, last)), rest)
+        .map_err(|_| CryptError::Tampered)?;
+    Ok(plain)
+}
+
+/// Plaintext length of a segmented file of `file_len` bytes (None if malformed).
+pub fn plaintext_len(file_len: u64) -> Option<u64> {
+    let body = file_len.checked_sub(HEADER)?;
+    let full = (SEGMENT + OVERHEAD) as u64;
+    let n_full = body / full;
+    let rem = body % full;
+    match rem {
+        0 => Some(n_full * SEGMENT as u64),
+        r if r >= OVERHEAD as u64 => Some(n_full * SEGMENT as u64 + r - OVERHEAD as u64),
+        _ => None,
+    }
+}
+
+fn segment_count(plain_len: u64) -> u64 {
+    plain_len.div_ceil(SEGMENT as u64)
+}
+
+fn segment_offset(index: u64) -> u64 {
+    HEADER + index * (SEGMENT + OVERHEAD) as u64
+}
+
+fn write_header(f: &mut File) -> io::Result<()> {
+    let mut h = [0u8; HEADER as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&(SEGMENT as u32).to_be_bytes());
+    f.write_all(&h)
+}
+
+fn check_header(f: &mut File) -> Result<(), CryptError> {
+    let mut h = [0u8; HEADER as usize];
+    f.seek(SeekFrom::Start(0))?;
+    f.read_exact(&mut h).map_err(|_| CryptError::Tampered)?;
+    if &h[..8] != MAGIC || h[8..] != (SEGMENT as u32).to_be_bytes() {
+        return Err(CryptError::Tampered);
+    }
+    Ok(())
+}
+
+/// Appends plaintext to a staged (not yet finished) segmented file holding
+/// `plain_len` bytes. The partial tail segment, if any, is opened and re-sealed
+/// with a fresh nonce. Call [`SegmentWriter::finish`] after the last chunk.
+pub struct SegmentWriter {
+    file: File,
+    key: LessSafeKey,
+    index: u64,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    pub plain_len: u64,
+}
+
+impl SegmentWriter {
+    pub fn open(
+        mut file: File,
+        key: &DataKey,
+        plain_len: u64,
+    ) -> Result<SegmentWriter, CryptError> {
+        let key = aead(key.bytes());
+        if plain_len == 0 {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            write_header(&mut file)?;
+        } else {
+            check_header(&mut file)?;
+        }
+        let full_segments = plain_len / SEGMENT as u64;
+        let tail = (plain_len % SEGMENT as u64) as usize;
+        let mut buf = Vec::with_capacity(SEGMENT);
+        if tail > 0 {
+            // Re-open the partial tail so new bytes extend it.
+            let off = segment_offset(full_segments);
+            let mut seg = vec![0u8; tail + OVERHEAD];
+            file.seek(SeekFrom::Start(off))?;
+            file.read_exact(&mut seg)
+                .map_err(|_| CryptError::Tampered)?;
+            let plain = open_segment(&key, full_segments, false, &mut seg)?;
+            buf.extend_from_slice(plain);
+            file.set_len(off)?;
+        } else {
+            let file_len = file.metadata()?.len();
+            let expect = segment_offset(full_segments);
+            if file_len < expect {
+                return Err(CryptError::Tampered);
+            }
+            file.set_len(expect)?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        Ok(SegmentWriter {
+            file,
+            key,
+            index: full_segments,
+            buf,
+            out: Vec::with_capacity(4 * (SEGMENT + OVERHEAD)),
+            plain_len,
+        })
+    }
+
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), CryptError> {
+        self.plain_len += data.len() as u64;
+        while !data.is_empty() {
+            let take = (SEGMENT - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == SEGMENT {
+                seal_segment(&self.key, self.index, false, &self.buf, &mut self.out)?;
+                self.index += 1;
+                self.buf.clear();
+                if self.out.len() >= 4 * (SEGMENT + OVERHEAD) {
+                    self.file.write_all(&self.out)?;
+                    self.out.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes everything buffered (a partial tail as a non-final segment).
+    pub fn finish(mut self) -> Result<File, CryptError> {
+        if !self.buf.is_empty() {
+            seal_segment(&self.key, self.index, false, &self.buf, &mut self.out)?;
+        }
+        self.file.write_all(&self.out)?;
+        self.file.flush()?;
+        Ok(self.file)
+    }
+}
+
+/// Marks the last segment of a staged file as final (re-sealing it with a fresh
+/// nonce); an empty blob gets one empty final segment.
+pub fn seal_final(file: &mut File, key: &DataKey, plain_len: u64) -> Result<(), CryptError> {
+    let key = aead(key.bytes());
+    if plain_len == 0 {
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        write_header(file)?;
+        let mut out = Vec::new();
+        seal_segment(&key, 0, true, &[], &mut out)?;
+        file.write_all(&out)?;
+        return Ok(());
+    }
+    check_header(file)?;
+    let n = segment_count(plain_len);
+    let last = n - 1;
+    let len = (plain_len - last * SEGMENT as u64) as usize;
+    let off = segment_offset(last);
+    let mut seg = vec![0u8; len + OVERHEAD];
+    file.seek(SeekFrom::Start(off))?;
+    file.read_exact(&mut seg)
+        .map_err(|_| CryptError::Tampered)?;
+    let plain = open_segment(&key, last, false, &mut seg)?.to_vec();
+    let mut out = Vec::with_capacity(len + OVERHEAD);
+    seal_segment(&key, last, true, &plain, &mut out)?;
+    file.set_len(off)?;
+    file.seek(SeekFrom::Start(off))?;
+    file.write_all(&out)?;
+    Ok(())
+}
+
+/// Reads plaintext `[offset, offset+len)` of a finished segmented file, calling
+/// `sink` with each decrypted piece in order. `finished` selects whether the last
+/// segment must carry the final mark (a finished blob) or not (a staged upload).
+pub fn read_range(
+    file: &mut File,
+    key: &DataKey,
+    offset: u64,
+    len: u64,
+    finished: bool,
+    mut sink: impl FnMut(&[u8]) -> Result<(), CryptError>,
+) -> Result<(), CryptError> {
+    let key = aead(key.bytes());
+    check_header(file)?;
+    let file_len = file.metadata()?.len();
+    let plain_len = plaintext_len(file_len).ok_or(CryptError::Tampered)?;
+    if finished && plain_len == 0 {
+        // One empty final segment.
+        let mut seg = vec![0u8; OVERHEAD];
+        file.seek(SeekFrom::Start(HEADER))?;
+        file.read_exact(&mut seg)
+            .map_err(|_| CryptError::Tampered)?;
+        open_segment(&key, 0, true, &mut seg)?;
+        return if len == 0 {
+            Ok(())
+        } else {
+            Err(CryptError::Tampered)
+        };
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let end = offset.checked_add(len).ok_or(CryptError::Tampered)?;
+    if end > plain_len {
+        return Err(CryptError::Tampered);
+    }
+    let n = segment_count(plain_len);
+    let first = offset / SEGMENT as u64;
+    let last_needed = (end - 1) / SEGMENT as u64;
+    let mut seg = vec![0u8; SEGMENT + OVERHEAD];
+    file.seek(SeekFrom::Start(segment_offset(first)))?;
+    for i in first..=last_needed {
+        let seg_plain = if i == n - 1 {
+            (plain_len - i * SEGMENT as u64) as usize
+        } else {
+            SEGMENT
+        };
+        let s = &mut seg[..seg_plain + OVERHEAD];
+        file.read_exact(s).map_err(|_| CryptError::Tampered)?;
+        let plain = open_segment(&key, i, finished && i == n - 1, s)?;
+        let seg_start = i * SEGMENT as u64;
+        let from = offset.saturating_sub(seg_start) as usize;
+        let to = ((end - seg_start) as usize).min(plain.len());
+        sink(&plain[from..to])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> (std::path::PathBuf, File) {
+        let p = std::env::temp_dir().join(format!("berth-crypt-{}", uuid::Uuid::new_v4()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        (p, f)
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn read_all(f: &mut File, key: &DataKey, len: u64) -> Result<Vec<u8>, CryptError> {
+        let mut out = Vec::new();
+        read_range(f, key, 0, len, true, |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn chunked_appends_round_trip_and_ranges() {
+        let key = DataKey::generate().unwrap();
+        let all = data(3 * SEGMENT + 1234);
+        let (p, f) = tmp();
+        let mut f = f;
+        // Appends at awkward boundaries, re-opening the staged file each time.
+        let mut written = 0u64;
+        for chunk in [1usize, 70_000, SEGMENT, 5, SEGMENT + 100, 1000] {
+            let end = (written as usize + chunk).min(all.len());
+            let mut w = SegmentWriter::open(f, &key, written).unwrap();
+            w.write(&all[written as usize..end]).unwrap();
+            written = end as u64;
+            f = w.finish().unwrap();
+        }
+        let mut w = SegmentWriter::open(f, &key, written).unwrap();
+        w.write(&all[written as usize..]).unwrap();
+        let mut f = w.finish().unwrap();
+        seal_final(&mut f, &key, all.len() as u64).unwrap();
+        assert_eq!(
+            plaintext_len(f.metadata().unwrap().len()),
+            Some(all.len() as u64)
+        );
+        assert_eq!(read_all(&mut f, &key, all.len() as u64).unwrap(), all);
+        for (o, l) in [
+            (0u64, 1u64),
+            (SEGMENT as u64 - 1, 2),
+            (100_000, 70_000),
+            (all.len() as u64 - 1, 1),
+        ] {
+            let mut out = Vec::new();
+            read_range(&mut f, &key, o, l, true, |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(out, &all[o as usize..(o + l) as usize]);
+        }
+        // The raw file holds no plaintext run.
+        let raw = std::fs::read(&p).unwrap();
+        assert!(!raw
+            .windows(64)
+            .any(|w| all.windows(64).take(10).any(|a| a == w)));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn tampering_truncation_and_wrong_keys_fail() {
+        let key = DataKey::generate().unwrap();
+        let all = data(2 * SEGMENT + 10);
+        let (p, f) = tmp();
+        let mut w = SegmentWriter::open(f, &key, 0).unwrap();
+        w.write(&all).unwrap();
+        let mut f = w.finish().unwrap();
+        seal_final(&mut f, &key, all.len() as u64).unwrap();
+        let good = std::fs::read(&p).unwrap();
+        for pos in [
+            HEADER as usize + 3,
+            HEADER as usize + 40_000,
+            good.len() - 1,
+        ] {
+            let mut bad = good.clone();
+            bad[pos] ^= 1;
+            std::fs::write(&p, &bad).unwrap();
+            let mut f = File::open(&p).unwrap();
+            assert!(
+                read_all(&mut f, &key, all.len() as u64).is_err(),
+                "flip at {pos}"
+            );
+        }
+        // Dropping the final segment: the new last one lacks the final mark.
+        let cut = segment_offset(2) as usize;
+        std::fs::write(&p, &good[..cut]).unwrap();
+        let mut f = File::open(&p).unwrap();
+        assert!(read_all(&mut f, &key, 2 * SEGMENT as u64).is_err());
+        std::fs::write(&p, &good).unwrap();
+        let mut f = File::open(&p).unwrap();
+        assert!(read_all(&mut f, &DataKey::generate().unwrap(), all.len() as u64).is_err());
+        assert_eq!(read_all(&mut f, &key, all.len() as u64).unwrap(), all);
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn one_segment() {
+        let key = DataKey::generate().unwrap();
+        let mut out = Vec::new();
+        let k = aead(key.bytes());
+        seal_segment(&k, 0, false, &[1, 2, 3], &mut out).unwrap();
+        let mut seg = out.clone();
+        assert_eq!(open_segment(&k, 0, false, &mut seg).unwrap(), &[1, 2, 3]);
+        let full = vec![7u8; SEGMENT];
+        let mut out2 = Vec::new();
+        seal_segment(&k, 1, false, &full, &mut out2).unwrap();
+    }
+
+    #[test]
+    fn empty_blob_and_sealed_values() {
+        let key = DataKey::generate().unwrap();
+        let (p, mut f) = tmp();
+        seal_final(&mut f, &key, 0).unwrap();
+        assert_eq!(read_all(&mut f, &key, 0).unwrap(), Vec::<u8>::new());
+        std::fs::remove_file(p).unwrap();
+        let k = [9u8; 32];
+        let s = seal(&k, b"ctx", b"hello").unwrap();
+        assert_eq!(open(&k, b"ctx", &s).unwrap(), b"hello");
+        assert!(open(&k, b"other", &s).is_err());
+        assert!(open(&[8u8; 32], b"ctx", &s).is_err());
+        assert_eq!(plaintext_len(HEADER), Some(0));
+        assert_eq!(plaintext_len(HEADER + 5), None);
+    }
+}
