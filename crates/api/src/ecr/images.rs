@@ -125,6 +125,23 @@ async fn resolve(
     }
 }
 
+/// `filter.imageStatus` (ACTIVE, ARCHIVED, ACTIVATING, ANY): berth has no archive
+/// tier, so only ACTIVE and ANY select anything. Returns whether images are selected.
+fn image_status_selects(input: &Input, field: &str, key: &str) -> Result<bool, EcrError> {
+    let s = input
+        .opt_object(field)?
+        .and_then(|f| f.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or("ACTIVE");
+    match s {
+        "ACTIVE" | "ANY" => Ok(true),
+        "ARCHIVED" | "ACTIVATING" => Ok(false),
+        other => Err(EcrError::invalid(format!(
+            "Invalid parameter at '{key}' failed to satisfy constraint: 'Member must satisfy enum value set: [ACTIVE, ARCHIVED, ACTIVATING, ANY]' (got '{other}')"
+        ))),
+    }
+}
+
 fn tag_status(input: &Input) -> Result<&str, EcrError> {
     let s = input
         .opt_object("filter")?
@@ -212,7 +229,9 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
                         return Err(EcrError::new(
                             "ImageNotFoundException",
                             format!(
-                                "The image with imageId {raw} does not exist within the repository with name '{}' in the registry with id '{}'",
+                                "The image with imageId {{imageDigest:'{}', imageTag:'{}'}} does not exist within the repository with name '{}' in the registry with id '{}'",
+                                raw["imageDigest"].as_str().unwrap_or("null"),
+                                raw["imageTag"].as_str().unwrap_or("null"),
                                 repo.name, repo.account_id
                             ),
                         ))
@@ -223,6 +242,9 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
         return Ok(json!({ "imageDetails": out }));
     }
     let status = tag_status(input)?;
+    if !image_status_selects(input, "filter", "imageStatus")? {
+        return Ok(json!({ "imageDetails": [] }));
+    }
     let max = input.max_results(1000, 100)?;
     let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
     let tags = tags_by_digest(ctx, &repo).await?;
@@ -258,6 +280,9 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
 pub async fn list_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let repo = repo_for(ctx, input, "ecr:ListImages").await?;
     let status = tag_status(input)?;
+    if !image_status_selects(input, "filter", "imageStatus")? {
+        return Ok(json!({ "imageIds": [] }));
+    }
     let max = input.max_results(1000, 100)?;
     let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
     let tags = ctx.app.registry.meta.all_tags(repo.repo_id).await?;
@@ -325,14 +350,9 @@ pub async fn batch_get_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
                 match resolve(&ctx.app.registry, &repo, &digest, &tag, &raw).await? {
                     Err(f) => failures.push(f),
                     Ok(m) => {
-                        if let Some(acc) = &accepted {
-                            if !acc.iter().any(|a| a == &m.media_type) {
-                                failures.push(failure(&raw, "UnsupportedImageType", &format!(
-                                "The image is stored as {} which is not in acceptedMediaTypes", m.media_type
-                            )));
-                                continue;
-                            }
-                        }
+                        // ECR answers the stored manifest when it cannot convert it to
+                        // an accepted type; berth never converts.
+                        let _ = &accepted;
                         let mut image_id = json!({ "imageDigest": m.digest });
                         if let Some(t) = &tag {
                             image_id["imageTag"] = json!(t.as_str());
@@ -655,13 +675,22 @@ pub async fn list_image_referrers(ctx: &Ctx, input: &Input) -> Result<Value, Ecr
                 .map(str::to_string)
                 .collect()
         });
+    if types.as_ref().is_some_and(|t| t.len() > 5) {
+        return Err(EcrError::invalid(
+            "Invalid parameter at 'artifactTypes' failed to satisfy constraint: 'Member must have length less than or equal to 5'",
+        ));
+    }
+    let selects = image_status_selects(input, "filter", "artifactStatus")?;
     let max = input.max_results(50, 20)?;
     let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
-    let rows = ctx
-        .app
-        .registry
-        .referrer_rows(&repo, subject.as_str())
-        .await?;
+    let rows = if selects {
+        ctx.app
+            .registry
+            .referrer_rows(&repo, subject.as_str())
+            .await?
+    } else {
+        Vec::new()
+    };
     let list: Vec<&ManifestRow> = rows
         .iter()
         .filter(|r| match &types {
