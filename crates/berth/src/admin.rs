@@ -35,6 +35,9 @@ enum AdminCommand {
     /// Run lifecycle policies now.
     #[command(subcommand)]
     Lifecycle(LifecycleCmd),
+    /// Manage berth-managed KMS keys.
+    #[command(subcommand)]
+    Kms(KmsCmd),
     /// Collect garbage now: unreferenced blob links and blobs.
     Gc {
         /// Print what would be reclaimed without deleting anything.
@@ -48,6 +51,55 @@ enum AdminCommand {
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum KmsCmd {
+    /// Create a key (prints its ARN).
+    Create {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Also create this alias (e.g. alias/team-a).
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// List keys with their state.
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Disable a key: its repositories' pushes and pulls fail until enabled.
+    Disable {
+        key: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    Enable {
+        key: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Rotate: new key material; data keys are re-wrapped, blobs are not rewritten.
+    Rotate {
+        key: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Schedule deletion (the key becomes unusable at once, as in AWS KMS).
+    ScheduleDeletion {
+        key: String,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
+    CancelDeletion {
+        key: String,
+        #[arg(long)]
+        account: Option<String>,
     },
 }
 
@@ -375,6 +427,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                 if dry_run { "would expire" } else { "expired" }
             );
         }
+        AdminCommand::Kms(cmd) => kms(&cfg, cmd).await?,
         AdminCommand::Gc {
             dry_run,
             grace_secs,
@@ -426,6 +479,126 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                     r.outcome
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn kms(cfg: &crate::config::Config, cmd: KmsCmd) -> Result<(), String> {
+    let registry = crate::serve::open_registry(cfg).await?;
+    let region = cfg.region.clone();
+    let account = |a: Option<String>| a.unwrap_or_else(|| cfg.account_id.clone());
+    let find = |a: String, k: String| {
+        let registry = &registry;
+        async move {
+            registry
+                .resolve_kms_key(&a, &k)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no KMS key {k} in account {a}"))
+        }
+    };
+    let e = |e: berth_store::StoreError| e.to_string();
+    match cmd {
+        KmsCmd::Create {
+            account: a,
+            description,
+            alias,
+        } => {
+            let a = account(a);
+            let k = registry
+                .create_kms_key(&a, &description, None, "[]")
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(al) = alias {
+                let al = if al.starts_with("alias/") {
+                    al
+                } else {
+                    format!("alias/{al}")
+                };
+                if !registry
+                    .meta
+                    .create_kms_alias(&a, &al, &k.key_id, registry.now())
+                    .await
+                    .map_err(e)?
+                {
+                    return Err(format!("alias {al} already exists"));
+                }
+            }
+            println!("{}", berth_registry::kms::key_arn(&region, &k));
+        }
+        KmsCmd::List { account: a } => {
+            let a = account(a);
+            let aliases = registry.meta.list_kms_aliases(&a).await.map_err(e)?;
+            for k in registry.meta.list_kms_keys(&a).await.map_err(e)? {
+                let names: Vec<&str> = aliases
+                    .iter()
+                    .filter(|(_, id, _)| *id == k.key_id)
+                    .map(|(n, _, _)| n.as_str())
+                    .collect();
+                println!(
+                    "{}\t{}\tversion {}\t{}",
+                    berth_registry::kms::key_arn(&region, &k),
+                    k.key_state,
+                    k.current_version,
+                    names.join(",")
+                );
+            }
+        }
+        KmsCmd::Disable { key, account: a } => {
+            let k = find(account(a), key).await?;
+            registry
+                .meta
+                .set_kms_key_state(&k.key_id, "Disabled", None)
+                .await
+                .map_err(e)?;
+        }
+        KmsCmd::Enable { key, account: a } => {
+            let k = find(account(a), key).await?;
+            registry
+                .meta
+                .set_kms_key_state(&k.key_id, "Enabled", None)
+                .await
+                .map_err(e)?;
+        }
+        KmsCmd::Rotate { key, account: a } => {
+            let k = find(account(a), key).await?;
+            let n = registry
+                .rotate_kms_key(&k, &region)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "rotated to version {}; re-wrapped {n} data key(s) and manifest(s)",
+                k.current_version + 1
+            );
+        }
+        KmsCmd::ScheduleDeletion {
+            key,
+            account: a,
+            days,
+        } => {
+            if !(7..=30).contains(&days) {
+                return Err("--days must be between 7 and 30".into());
+            }
+            let k = find(account(a), key).await?;
+            let when = registry.now() + days * 86_400_000;
+            registry
+                .meta
+                .set_kms_key_state(&k.key_id, "PendingDeletion", Some(when))
+                .await
+                .map_err(e)?;
+            println!(
+                "deletion scheduled for {}",
+                berth_iam::time::format_iso8601(when / 1000)
+            );
+        }
+        KmsCmd::CancelDeletion { key, account: a } => {
+            let k = find(account(a), key).await?;
+            registry
+                .meta
+                .set_kms_key_state(&k.key_id, "Disabled", None)
+                .await
+                .map_err(e)?;
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ mod clock;
 mod error;
 mod gc;
 pub mod keys;
+pub mod kms;
 mod lifecycle;
 mod mutability;
 mod registry;

@@ -36,6 +36,12 @@ pub fn repository_json(ctx: &Ctx, r: &RepositoryRow) -> Value {
     v
 }
 
+fn kms_error(msg: String) -> EcrError {
+    let mut e = EcrError::new("KmsException", msg.clone());
+    e.extra = Some(("kmsError", serde_json::json!(msg)));
+    e
+}
+
 /// Looks a repository up for an operation after authorizing `action` on it.
 pub async fn repo_for(ctx: &Ctx, input: &Input, action: &str) -> Result<RepositoryRow, EcrError> {
     let account = ctx.registry_id(input)?;
@@ -210,13 +216,19 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
                     if let Some(k) = key {
                         check_len("kmsKey", k, 1, 2048)?;
                     }
-                    let key = key.map(str::to_string).unwrap_or_else(|| {
-                        format!(
-                            "arn:aws:kms:{}:{account}:alias/aws/ecr",
-                            ctx.app.config.region
-                        )
-                    });
-                    (t.to_string(), Some(key))
+                    // Resolve to the key's ARN (as ECR reports it); without a key,
+                    // the account's aws/ecr key, created on first use.
+                    let wanted = key.unwrap_or(berth_registry::kms::ECR_DEFAULT_ALIAS);
+                    let found = ctx.app.registry.resolve_kms_key(&account, wanted).await?;
+                    let k = found.ok_or_else(|| kms_error(format!("KMS key {wanted} was not found")))?;
+                    if k.key_state != "Enabled" {
+                        return Err(kms_error(format!(
+                            "KMS key {wanted} is {} and cannot be used",
+                            k.key_state
+                        )));
+                    }
+                    let arn = berth_registry::kms::key_arn(&ctx.app.config.region, &k);
+                    (t.to_string(), Some(arn))
                 }
                 other => {
                     return Err(EcrError::invalid(format!(
