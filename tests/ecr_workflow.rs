@@ -374,3 +374,56 @@ provider "aws" {
         berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["my-private-app-repo"]})).expect_status(400);
     }
 }
+
+both_backends! {
+    fn terraform_kms_key_alias_and_encrypted_repository(backend) {
+        let berth = Berth::start(backend);
+        let root = berth.root_credentials();
+        let tmp = TempDir::new("tfkms");
+        let dir = tmp.join("kms");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/terraform-kms");
+        std::fs::copy(fixtures.join("main.tf"), dir.join("main.tf")).expect("copy");
+        let url = berth.url();
+        let run = |args: &[&str]| {
+            let o = terraform(&dir, args, &url, &root);
+            (o.status.code(), format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        };
+        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "init:\n{log}");
+        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
+        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+
+        let r = berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["team-a/app"]}));
+        let enc = &r.json()["repositories"][0]["encryptionConfiguration"];
+        assert_eq!(enc["encryptionType"], "KMS");
+        let key_arn = enc["kmsKey"].as_str().unwrap_or("").to_string();
+        assert!(key_arn.starts_with("arn:aws:kms:us-east-1:123456789012:key/"), "{key_arn}");
+
+        // Push into the encrypted repository; the key gates it through the KMS API.
+        let layout = Layout::build(&tmp.join("layout"));
+        let auth = tmp.join("auth.json");
+        skopeo_login(&berth, &root, &auth);
+        let dst = format!("docker://{}/team-a/app:v1", berth.host());
+        let out = skopeo(&auth, &["copy", "--dest-tls-verify=false", &layout.oci_ref("single"), &dst]);
+        assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
+        aws_ok(&berth, &root, &["kms", "disable-key", "--key-id", "alias/team-a-ecr"]);
+        let out = skopeo(&auth, &["inspect", "--tls-verify=false", &dst]);
+        assert!(!out.status.success(), "a disabled key must block pulls");
+        aws_err(&berth, &root, &["ecr", "batch-get-image", "--repository-name", "team-a/app", "--image-ids", "imageTag=v1"], "KmsException");
+        aws_ok(&berth, &root, &["kms", "enable-key", "--key-id", "alias/team-a-ecr"]);
+        let pulled = tmp.join("pulled");
+        let out = skopeo(&auth, &["copy", "--src-tls-verify=false", &dst, &format!("oci:{}:v1", pulled.display())]);
+        assert!(out.status.success(), "pull after enable: {}", String::from_utf8_lossy(&out.stderr));
+        let v = aws_ok(&berth, &root, &["kms", "get-key-rotation-status", "--key-id", &key_arn]);
+        assert_eq!(v["KeyRotationEnabled"], true);
+
+        berth.ecr("BatchDeleteImage", &json!({"repositoryName": "team-a/app", "imageIds": [{"imageTag": "v1"}]})).expect_status(200);
+        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        let v = aws_ok(&berth, &root, &["kms", "describe-key", "--key-id", &key_arn]);
+        assert_eq!(v["KeyMetadata"]["KeyState"], "PendingDeletion");
+    }
+}

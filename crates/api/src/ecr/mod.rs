@@ -7,6 +7,7 @@
 
 mod images;
 mod input;
+mod kms;
 mod lifecycle;
 mod policies;
 mod repos;
@@ -29,6 +30,8 @@ use crate::App;
 pub use input::Input;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+/// AWS KMS (berth-managed keys for repository encryption).
+pub const KMS_TARGET_PREFIX: &str = "TrentService.";
 /// UploadLayerPart carries up to 20 MiB base64-encoded.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
@@ -211,7 +214,11 @@ async fn json_call(
     request_id: String,
     source_ip: String,
 ) -> Response {
-    let Some(op) = target.strip_prefix(TARGET_PREFIX) else {
+    let (service, op) = if let Some(op) = target.strip_prefix(TARGET_PREFIX) {
+        ("ecr", op)
+    } else if let Some(op) = target.strip_prefix(KMS_TARGET_PREFIX) {
+        ("kms", op)
+    } else {
         return error_response(
             &EcrError::new(
                 "UnknownOperationException",
@@ -220,7 +227,7 @@ async fn json_call(
             &request_id,
         );
     };
-    let caller = match app.authenticate_sigv4(parts, body, &["ecr"]).await {
+    let caller = match app.authenticate_sigv4(parts, body, &[service]).await {
         Ok(c) => c,
         Err(e) => return error_response(&e, &request_id),
     };
@@ -247,7 +254,11 @@ async fn json_call(
         source_ip,
     };
     let input = Input::new(input);
-    let result = dispatch(&ctx, op, &input).await;
+    let result = if service == "kms" {
+        kms::dispatch(&ctx, op, &input).await
+    } else {
+        dispatch(&ctx, op, &input).await
+    };
     app.audit(&ctx, op, &input, result.as_ref().err()).await;
     match result {
         Ok(v) => json_response(StatusCode::OK, &v, &request_id),
