@@ -697,6 +697,14 @@ impl Registry {
             Reference::Tag(t) => Some((t.to_string(), Self::immutable(repo, t.as_str()))),
             Reference::Digest(_) => None,
         };
+        // Scan on push is decided before the transaction and enqueued inside it.
+        let scan = match self.effective_scanning(repo).await {
+            Ok(e) => e.scan_on_push(),
+            Err(e) => {
+                tracing::warn!(repository = %repo.name, error = %e, "could not read the scanning configuration");
+                false
+            }
+        };
         let w = ManifestWrite {
             repo_id: repo.repo_id,
             digest: digest.to_string(),
@@ -715,18 +723,10 @@ impl Registry {
             blobs,
             children,
             tag,
+            scan,
         };
         let outcome = match self.meta.put_manifest(&w).await? {
-            PutManifestOutcome::Stored {
-                manifest_existed, ..
-            } => {
-                if !manifest_existed {
-                    // Right after the commit (the manifest transaction lives in the
-                    // store, which does not know scanning rules).
-                    self.manifest_stored(repo, &digest).await;
-                }
-                ImageOutcome::Created
-            }
+            PutManifestOutcome::Stored { .. } => ImageOutcome::Created,
             PutManifestOutcome::Unchanged => ImageOutcome::Unchanged,
             PutManifestOutcome::MissingBlobs(b) => {
                 return Err(RegistryError::ManifestBlobUnknown(b))

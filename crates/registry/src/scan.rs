@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use berth_oci::{media, Descriptor, Digest, Manifest, ManifestKind};
+use berth_oci::{media, Descriptor, Manifest, ManifestKind};
 use berth_scan::{scan_image, AdvisoryIndex, Layer, Limits, ScanReport, ScanStatus};
 use berth_store::scans::{ScanJob, ScanRow, SCAN_JOB, VULNDB_UPDATED_AT, VULNDB_VERSION};
 use berth_store::{AccountSetting, BlobStore, RepositoryRow};
@@ -379,23 +379,6 @@ impl Registry {
             &repo.name,
             repo.scan_on_push,
         ))
-    }
-
-    /// Called after a new manifest is stored: enqueue its scan when the repository
-    /// scans on push. A failure here never fails the push.
-    pub(crate) async fn manifest_stored(&self, repo: &RepositoryRow, digest: &Digest) {
-        let res = async {
-            if self.effective_scanning(repo).await?.scan_on_push() {
-                self.meta
-                    .enqueue_scans(&[(repo.repo_id, digest.to_string())], self.now())
-                    .await?;
-            }
-            Ok::<_, RegistryError>(())
-        }
-        .await;
-        if let Err(e) = res {
-            tracing::warn!(repository = %repo.name, %digest, error = %e, "could not enqueue the scan of a pushed image");
-        }
     }
 
     /// StartImageScan: false when the image was scanned in the last 24 hours.

@@ -143,6 +143,9 @@ pub struct ManifestWrite {
     pub children: Vec<String>,
     /// The tag to point at this manifest, and whether that tag is immutable.
     pub tag: Option<(String, bool)>,
+    /// Enqueue a scan job in the same transaction when the manifest is new
+    /// (scan on push), so a crash cannot lose it.
+    pub scan: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1275,6 +1278,9 @@ impl Meta {
         .rows_affected()
             == 1;
         if inserted {
+            if w.scan {
+                crate::scans::enqueue_scan_tx(tx, w.repo_id, &w.digest, w.pushed_at).await?;
+            }
             for (child, kind) in w
                 .blobs
                 .iter()
