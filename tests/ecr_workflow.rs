@@ -427,3 +427,131 @@ both_backends! {
         assert_eq!(v["KeyMetadata"]["KeyState"], "PendingDeletion");
     }
 }
+
+both_backends! {
+    fn immutable_tags_under_concurrent_pushes(backend) {
+        let berth = Berth::start(backend);
+        berth.ecr("CreateRepository", &json!({"repositoryName": "imm", "imageTagMutability": "IMMUTABLE"})).expect_status(200);
+        let layout_dir = TempDir::new("imm");
+        let layout = Layout::build(layout_dir.path());
+        // Eight different manifests race for one immutable tag: exactly one wins.
+        let images: Vec<_> = (0..8)
+            .map(|i| {
+                let l = berth_testsupport::layout::tar_gz_layer(
+                    berth_testsupport::layout::OCI_LAYER_GZIP,
+                    &[("f", 0o644, format!("racer {i}").into_bytes())],
+                );
+                berth_testsupport::layout::image(vec![l], "amd64", false)
+            })
+            .collect();
+        let http = berth.http();
+        for img in &images {
+            for b in img.blobs() {
+                berth_testsupport::layout::push_blob(&http, "imm", b);
+            }
+        }
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = images
+                .iter()
+                .map(|img| {
+                    let http = berth.http();
+                    s.spawn(move || {
+                        http.send("PUT", "/v2/imm/manifests/release", &[("Content-Type", img.manifest.media_type.as_str())], img.manifest.bytes.clone()).status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 7, "{statuses:?}");
+        let winner = http.get("/v2/imm/manifests/release");
+        winner.expect_status(200);
+        assert!(images.iter().any(|i| i.manifest.bytes == winner.body));
+        // The control plane refuses too.
+        let loser = images.iter().find(|i| i.manifest.bytes != winner.body).expect("a loser");
+        let r = berth.ecr("PutImage", &json!({"repositoryName": "imm", "imageTag": "release", "imageManifest": String::from_utf8_lossy(&loser.manifest.bytes)}));
+        assert_eq!(r.json()["__type"], "ImageTagAlreadyExistsException");
+        let _ = layout;
+
+        // IMMUTABLE_WITH_EXCLUSION: `latest` moves, everything else is fixed.
+        berth.ecr("PutImageTagMutability", &json!({"repositoryName": "imm", "imageTagMutability": "IMMUTABLE_WITH_EXCLUSION",
+            "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": "latest"}]})).expect_status(200);
+        for img in &images[..2] {
+            berth_testsupport::layout::put_manifest(&http, "imm", "latest", &img.manifest);
+        }
+        berth_testsupport::layout::put_manifest(&http, "imm", "v1", &images[0].manifest);
+        http.send("PUT", "/v2/imm/manifests/v1", &[("Content-Type", images[1].manifest.media_type.as_str())], images[1].manifest.bytes.clone())
+            .expect_oci_error(400, "TAG_INVALID");
+        // MUTABLE_WITH_EXCLUSION: only `prod-*` is fixed.
+        berth.ecr("PutImageTagMutability", &json!({"repositoryName": "imm", "imageTagMutability": "MUTABLE_WITH_EXCLUSION",
+            "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": "prod-*"}]})).expect_status(200);
+        berth_testsupport::layout::put_manifest(&http, "imm", "v1", &images[1].manifest);
+        berth_testsupport::layout::put_manifest(&http, "imm", "prod-1", &images[0].manifest);
+        http.send("PUT", "/v2/imm/manifests/prod-1", &[("Content-Type", images[1].manifest.media_type.as_str())], images[1].manifest.bytes.clone())
+            .expect_oci_error(400, "TAG_INVALID");
+    }
+}
+
+#[test]
+fn refuses_to_start_without_the_master_key_once_data_is_sealed() {
+    let mut berth = Berth::start(berth_testsupport::Backend::Sqlite);
+    berth
+        .ecr("CreateRepository", &json!({"repositoryName": "keep"}))
+        .expect_status(200);
+    berth.kill9();
+    std::fs::remove_file(berth.data_dir().join("master.key")).expect("remove key");
+    let out = Command::new(berth_testsupport::server::berth_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(berth.data_dir())
+        .env(
+            "BERTH_ROOT_ACCESS_KEY_ID",
+            berth_testsupport::ecr::TEST_ACCESS_KEY_ID,
+        )
+        .env(
+            "BERTH_ROOT_SECRET_ACCESS_KEY",
+            berth_testsupport::ecr::TEST_SECRET_ACCESS_KEY,
+        )
+        .output()
+        .expect("run berth");
+    assert!(
+        !out.status.success(),
+        "berth started without its master key"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("master key") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        !berth.data_dir().join("master.key").exists(),
+        "no new key may be generated"
+    );
+}
+
+both_backends! {
+    fn accounts_have_their_own_registry_by_host(backend) {
+        let berth = Berth::start(backend);
+        berth.admin(&["account", "create", "210987654321"]);
+        let out = berth.admin(&["access-key", "create", "--account", "210987654321"]);
+        let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
+        let other = Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") };
+        let root = berth.root_credentials();
+        // The same name in two accounts does not collide.
+        aws_ok(&berth, &root, &["ecr", "create-repository", "--repository-name", "shared-name"]);
+        let v = aws_ok(&berth, &other, &["ecr", "create-repository", "--repository-name", "shared-name"]);
+        assert_eq!(v["repository"]["registryId"], "210987654321");
+        assert_eq!(v["repository"]["repositoryUri"], format!("210987654321.{}/shared-name", berth.host()));
+        let tok = aws(&berth, &other, &["ecr", "get-login-password"]);
+        let token = String::from_utf8_lossy(&tok.stdout).trim().to_string();
+        // <account>.<public host> addresses that account's registry.
+        let catalog = |host: &str| {
+            let r = berth_testsupport::Http::new(berth.addr()).basic_auth("AWS", &token).host(host).get("/v2/_catalog");
+            (r.status, r.text())
+        };
+        let (st, body) = catalog(&format!("210987654321.{}", berth.host()));
+        assert_eq!(st, 200, "{body}");
+        assert!(body.contains("shared-name"), "{body}");
+        let (st, _) = catalog(&berth.host());
+        assert_eq!(st, 403, "the other account may not list the default account's registry");
+    }
+}

@@ -136,6 +136,8 @@ impl Response {
 #[derive(Clone)]
 pub struct Http {
     addr: SocketAddr,
+    /// The `Host` header; default the address.
+    host: Option<String>,
     auth: Option<String>,
     timeout: Duration,
     check_api_version: bool,
@@ -145,6 +147,7 @@ impl Http {
     pub fn new(addr: SocketAddr) -> Http {
         Http {
             addr,
+            host: None,
             auth: None,
             timeout: Duration::from_secs(120),
             check_api_version: false,
@@ -162,6 +165,12 @@ impl Http {
     /// `/v2` path (Distribution Spec: every API response carries it).
     pub fn check_api_version(mut self, on: bool) -> Http {
         self.check_api_version = on;
+        self
+    }
+
+    /// Sends this `Host` header (e.g. `<account>.<public host>`) instead of the address.
+    pub fn host(mut self, host: &str) -> Http {
+        self.host = Some(host.to_string());
         self
     }
 
@@ -269,7 +278,8 @@ impl Http {
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
         stream.set_nodelay(true)?;
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        let host = self.host.clone().unwrap_or_else(|| self.addr.to_string());
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
         head.push_str("Connection: close\r\nUser-Agent: berth-e2e\r\n");
         if let Some(a) = &self.auth {
             head.push_str(&format!("Authorization: {a}\r\n"));
