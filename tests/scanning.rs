@@ -269,6 +269,10 @@ both_backends! {
         let v = wait_scan(&berth, "hostile", &json!({"imageDigest": sbom.digest()}));
         assert_eq!(v["imageScanStatus"]["status"], "UNSUPPORTED_IMAGE", "{v}");
         assert!(v["imageScanStatus"]["description"].as_str().is_some_and(|d| d.contains("not a container image")), "{v}");
+        // A manual scan of an artifact is refused up front, as ECR does.
+        let r = berth.ecr("StartImageScan", &json!({"repositoryName": "hostile", "imageId": {"imageDigest": sbom.digest()}}));
+        r.expect_status(400);
+        assert_eq!(r.json()["__type"], "UnsupportedImageTypeException");
 
         // An image with no OS and no packages.
         let empty = image(vec![tar_gz_layer(OCI_LAYER_GZIP, &[("srv/index.html", 0o644, b"<p>hi</p>".to_vec())])], "amd64", false);

@@ -114,6 +114,23 @@ pub fn detail_fields(s: &ScanRow) -> Vec<(&'static str, Value)> {
 pub async fn start_image_scan(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let repo = repo_for(ctx, input, "ecr:StartImageScan").await?;
     let (m, tag) = image_for(ctx, &repo, input).await?;
+    // Artifacts (signatures, SBOMs, Helm charts…) are not container images: ECR
+    // refuses to scan them up front.
+    let is_index = berth_oci::media::is_index(&m.media_type);
+    let is_image = matches!(
+        m.artifact_type.as_deref(),
+        Some(berth_oci::media::OCI_CONFIG) | Some(berth_oci::media::DOCKER_CONFIG)
+    );
+    if !is_index && !is_image {
+        return Err(EcrError::new(
+            "UnsupportedImageTypeException",
+            format!(
+                "The image with digest '{}' is not a supported image type for scanning (artifact type {}).",
+                m.digest,
+                m.artifact_type.as_deref().unwrap_or("unknown")
+            ),
+        ));
+    }
     if !ctx.app.registry.start_image_scan(&repo, &m.digest).await? {
         return Err(EcrError::new(
             "LimitExceededException",
