@@ -432,8 +432,6 @@ both_backends! {
     fn immutable_tags_under_concurrent_pushes(backend) {
         let berth = Berth::start(backend);
         berth.ecr("CreateRepository", &json!({"repositoryName": "imm", "imageTagMutability": "IMMUTABLE"})).expect_status(200);
-        let layout_dir = TempDir::new("imm");
-        let layout = Layout::build(layout_dir.path());
         // Eight different manifests race for one immutable tag: exactly one wins.
         let images: Vec<_> = (0..8)
             .map(|i| {
@@ -471,7 +469,6 @@ both_backends! {
         let loser = images.iter().find(|i| i.manifest.bytes != winner.body).expect("a loser");
         let r = berth.ecr("PutImage", &json!({"repositoryName": "imm", "imageTag": "release", "imageManifest": String::from_utf8_lossy(&loser.manifest.bytes)}));
         assert_eq!(r.json()["__type"], "ImageTagAlreadyExistsException");
-        let _ = layout;
 
         // IMMUTABLE_WITH_EXCLUSION: `latest` moves, everything else is fixed.
         berth.ecr("PutImageTagMutability", &json!({"repositoryName": "imm", "imageTagMutability": "IMMUTABLE_WITH_EXCLUSION",

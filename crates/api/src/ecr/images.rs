@@ -325,22 +325,15 @@ pub async fn list_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
 
 pub async fn batch_get_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let repo = repo_for(ctx, input, "ecr:BatchGetImage").await?;
-    let accepted: Option<Vec<String>> = match input.opt_array("acceptedMediaTypes")? {
-        None => None,
-        Some(l) => {
-            if l.is_empty() || l.len() > 100 {
-                return Err(EcrError::invalid(
-                    "acceptedMediaTypes must have between 1 and 100 entries",
-                ));
-            }
-            Some(
-                l.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect(),
-            )
+    // ECR answers the stored manifest when it cannot convert it to an accepted
+    // type; berth never converts, so the list is only validated.
+    if let Some(l) = input.opt_array("acceptedMediaTypes")? {
+        if l.is_empty() || l.len() > 100 {
+            return Err(EcrError::invalid(
+                "acceptedMediaTypes must have between 1 and 100 entries",
+            ));
         }
-    };
+    }
     let mut images = Vec::new();
     let mut failures = Vec::new();
     for id in parse_ids(input, 100)? {
@@ -350,9 +343,6 @@ pub async fn batch_get_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
                 match resolve(&ctx.app.registry, &repo, &digest, &tag, &raw).await? {
                     Err(f) => failures.push(f),
                     Ok(m) => {
-                        // ECR answers the stored manifest when it cannot convert it to
-                        // an accepted type; berth never converts.
-                        let _ = &accepted;
                         let mut image_id = json!({ "imageDigest": m.digest });
                         if let Some(t) = &tag {
                             image_id["imageTag"] = json!(t.as_str());
