@@ -137,7 +137,15 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response> {
         }
         Route::Manifest(name, r) => {
             let name = repo_name(name)?;
-            let r = reference(r)?;
+            let r = match reference(r) {
+                // A string that cannot be a tag names no manifest: reading or deleting
+                // it is MANIFEST_UNKNOWN (the conformance suite asks 404 for
+                // `.INVALID_MANIFEST_NAME`); only a push is told TAG_INVALID.
+                Err(e) if e.code == "TAG_INVALID" && method != Method::PUT => {
+                    return Err(RegistryError::ManifestUnknown.into());
+                }
+                r => r?,
+            };
             match method {
                 Method::GET | Method::HEAD => {
                     let repo = app

@@ -263,8 +263,11 @@ fn spawn_background(registry: Arc<Registry>, cfg: &crate::config::Config) {
             }
         }
     });
+    // Expiry runs at least every minute, and often enough that a short TTL is
+    // honoured within about half its length.
+    let expiry_every = Duration::from_secs((cfg.upload_ttl_secs / 2).clamp(1, 60));
     tokio::spawn(async move {
-        let mut t = tokio::time::interval(Duration::from_secs(60));
+        let mut t = tokio::time::interval(expiry_every);
         loop {
             t.tick().await;
             match registry.expire_uploads().await {
