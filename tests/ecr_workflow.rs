@@ -9,53 +9,16 @@ use berth_testsupport::tools::require;
 use berth_testsupport::{both_backends, Berth, Layout, TempDir};
 use serde_json::{json, Value};
 
-/// Runs the AWS CLI (v1) against berth as `creds`.
 fn aws(berth: &Berth, creds: &Credentials, args: &[&str]) -> Output {
-    require("aws", "pip install awscli");
-    Command::new("aws")
-        .args(args)
-        .args([
-            "--endpoint-url",
-            &berth.url(),
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ])
-        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("run aws")
+    berth.aws(creds, args)
 }
 
 fn aws_ok(berth: &Berth, creds: &Credentials, args: &[&str]) -> Value {
-    let out = aws(berth, creds, args);
-    assert!(
-        out.status.success(),
-        "aws {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        berth.stderr_tail(20)
-    );
-    if out.stdout.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| json!(String::from_utf8_lossy(&out.stdout).trim()))
-    }
+    berth.aws_ok(creds, args)
 }
 
-/// Asserts the CLI failed with the given AWS error code.
 fn aws_err(berth: &Berth, creds: &Credentials, args: &[&str], code: &str) {
-    let out = aws(berth, creds, args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "aws {args:?} unexpectedly succeeded");
-    assert!(
-        err.contains(&format!("({code})")),
-        "aws {args:?}: want {code}, got:\n{err}"
-    );
+    berth.aws_err(creds, args, code)
 }
 
 fn skopeo_login(berth: &Berth, creds: &Credentials, authfile: &Path) {

@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_testsupport::layout::{artifact, image, tar_gz_layer, Blob, Image, OCI_LAYER_GZIP};
@@ -442,31 +441,7 @@ fn aws_cli_describe_image_scan_findings() {
         .push(&berth.http(), "scan/cli", "v1")
         .expect_status(201);
     let creds = berth.root_credentials();
-    let aws = |args: &[&str]| {
-        let out = Command::new("aws")
-            .args(args)
-            .args([
-                "--endpoint-url",
-                &berth.url(),
-                "--region",
-                "us-east-1",
-                "--output",
-                "json",
-            ])
-            .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("run aws");
-        assert!(
-            out.status.success(),
-            "aws {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
-    };
+    let aws = |args: &[&str]| berth.aws_ok(&creds, args);
     // The CLI's own waiter (ImageScanComplete) polls until COMPLETE.
     aws(&[
         "ecr",

@@ -512,18 +512,8 @@ impl Registry {
             // Already stored (another push): keep that ciphertext, give this
             // repository its data key, and drop the staged copy.
             Some((_, Some(blob_key))) => {
-                let dek = self
-                    .keys
-                    .unwrap_registry(&blob_key, &blob_aad(digest.as_str()))?;
-                let link_key = self.keys.seal_with(&repo_key, dek.bytes(), &link_aad)?;
-                Meta::link_in(
-                    &mut tx,
-                    repo.repo_id,
-                    digest.as_str(),
-                    self.now(),
-                    &link_key,
-                )
-                .await?;
+                self.link_stored_blob(&mut tx, repo, &repo_key, digest.as_str(), &blob_key)
+                    .await?;
                 tx.commit().await?;
                 self.blobs.upload_abort(id).await?;
             }
@@ -559,6 +549,25 @@ impl Registry {
             digest: digest.clone(),
             size,
         })
+    }
+
+    /// Inside a digest-locked transaction: links an already stored blob into `repo`,
+    /// giving the repository its data key (unwrapped from the blob row, sealed under
+    /// the repository's key). The ciphertext is shared.
+    async fn link_stored_blob(
+        &self,
+        tx: &mut berth_store::meta::WriteTx<'_>,
+        repo: &RepositoryRow,
+        repo_key: &crate::keys::RepoKey,
+        digest: &str,
+        blob_key: &[u8],
+    ) -> Result<()> {
+        let dek = self.keys.unwrap_registry(blob_key, &blob_aad(digest))?;
+        let link_key =
+            self.keys
+                .seal_with(repo_key, dek.bytes(), &Keyring::link_aad(repo, digest))?;
+        Meta::link_in(tx, repo.repo_id, digest, self.now(), &link_key).await?;
+        Ok(())
     }
 
     fn upload_key(&self, u: &berth_store::UploadRow) -> Result<DataKey> {
@@ -603,22 +612,8 @@ impl Registry {
                 if let Some((size, Some(blob_key))) =
                     Meta::blob_key(&mut tx, digest.as_str()).await?
                 {
-                    let dek = self
-                        .keys
-                        .unwrap_registry(&blob_key, &blob_aad(digest.as_str()))?;
-                    let link_key = self.keys.seal_with(
-                        &repo_key,
-                        dek.bytes(),
-                        &Keyring::link_aad(repo, digest.as_str()),
-                    )?;
-                    Meta::link_in(
-                        &mut tx,
-                        repo.repo_id,
-                        digest.as_str(),
-                        self.now(),
-                        &link_key,
-                    )
-                    .await?;
+                    self.link_stored_blob(&mut tx, repo, &repo_key, digest.as_str(), &blob_key)
+                        .await?;
                     tx.commit().await?;
                     return Ok(MountOutcome::Mounted(size as u64));
                 }

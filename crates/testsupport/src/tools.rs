@@ -60,6 +60,61 @@ pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
 }
 
 impl Berth {
+    /// Runs the AWS CLI (v1) against this server as `creds` (JSON output; no config
+    /// or credentials files of the machine are read).
+    pub fn aws(&self, creds: &crate::ecr::Credentials, args: &[&str]) -> Output {
+        require("aws", "pip install awscli");
+        Command::new("aws")
+            .args(args)
+            .args([
+                "--endpoint-url",
+                &self.url(),
+                "--region",
+                "us-east-1",
+                "--output",
+                "json",
+            ])
+            .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("run aws")
+    }
+
+    /// [`Self::aws`] that must succeed; returns its JSON output (a string for plain
+    /// text, `Null` for none).
+    #[track_caller]
+    pub fn aws_ok(&self, creds: &crate::ecr::Credentials, args: &[&str]) -> serde_json::Value {
+        let out = self.aws(creds, args);
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.stderr_tail(20)
+        );
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&out.stdout).trim().to_string())
+            })
+        }
+    }
+
+    /// [`Self::aws`] that must fail with the AWS error `code`.
+    #[track_caller]
+    pub fn aws_err(&self, creds: &crate::ecr::Credentials, args: &[&str], code: &str) {
+        let out = self.aws(creds, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "aws {args:?} unexpectedly succeeded");
+        assert!(
+            err.contains(&format!("({code})")),
+            "aws {args:?}: want {code}, got:\n{err}"
+        );
+    }
+
     /// `docker://<host>/<name_and_ref>`, a skopeo image reference into this registry.
     pub fn docker_ref(&self, name_and_ref: &str) -> String {
         format!("docker://{}/{name_and_ref}", self.host())
