@@ -1170,6 +1170,41 @@ both_backends! {
     }
 }
 
+// The suite's client (reggie) sends every request without credentials first and, on a
+// 401, picks the scheme from `WWW-Authenticate` with the greedy `(?i).*(bearer|basic).*`
+// (so the *last* scheme word wins) and retries with Basic `OCI_USERNAME:OCI_PASSWORD`.
+// The anonymous first attempt must change nothing.
+both_backends! {
+    fn conformance_client_auth_challenge(backend) {
+        let berth = Berth::start(backend);
+        let http = berth.http();
+        let anon = http.clone().anonymous();
+        let data = b"challenge me".to_vec();
+        let d = sha256_digest(&data);
+        for (method, path) in [
+            ("GET", "/v2/".to_string()),
+            ("POST", "/v2/conformance/auth/blobs/uploads/".to_string()),
+            ("POST", format!("/v2/conformance/auth/blobs/uploads/?digest={d}")),
+            ("PUT", "/v2/conformance/auth/manifests/v1".to_string()),
+            ("DELETE", format!("/v2/conformance/auth/blobs/{d}")),
+        ] {
+            let r = anon.send(method, &path, &[("Content-Type", OCTET)], data.clone());
+            r.expect_oci_error(401, "UNAUTHORIZED");
+            let challenge = r.header("www-authenticate").unwrap_or("").to_ascii_lowercase();
+            let last_scheme = ["basic", "bearer"]
+                .into_iter()
+                .filter_map(|s| challenge.rfind(s).map(|i| (i, s)))
+                .max();
+            assert_eq!(last_scheme.map(|(_, s)| s), Some("basic"), "{method} {path}: {challenge}");
+        }
+        // Nothing was created by the anonymous attempts.
+        http.get(&format!("/v2/conformance/auth/blobs/{d}")).expect_status(404);
+        // The retry with Basic credentials then works.
+        let r = http.send("POST", &format!("/v2/conformance/auth/blobs/uploads/?digest={d}"), &[], data);
+        r.expect_status(201);
+    }
+}
+
 fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();
