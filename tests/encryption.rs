@@ -214,3 +214,29 @@ both_backends! {
         http.get("/v2/team/app/manifests/v1").expect_status(403);
     }
 }
+
+both_backends! {
+    fn concurrent_uploads_of_one_blob_share_a_readable_ciphertext(backend) {
+        // Each upload seals its staged copy with its own data key; racing commits of
+        // the same digest must leave one ciphertext that every link can decrypt.
+        let berth = Berth::start(backend);
+        let img = marked_image("race");
+        let layer = img.layers[0].clone();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let berth = &berth;
+                let layer = &layer;
+                s.spawn(move || {
+                    let http = berth.http();
+                    berth_testsupport::layout::push_blob(&http, &format!("race/r{i}"), layer);
+                });
+            }
+        });
+        let http = berth.http();
+        for i in 0..8 {
+            let r = http.get(&format!("/v2/race/r{i}/blobs/{}", layer.digest));
+            r.expect_status(200);
+            assert_eq!(r.body, layer.bytes, "repository r{i} reads back other bytes");
+        }
+    }
+}

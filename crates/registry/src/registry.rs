@@ -506,7 +506,11 @@ impl Registry {
         };
         // Publish under the digest's lock so the collector cannot delete the same
         // digest's file between the rename and the commit.
-        let mut tx = self.meta.begin_digest_tx(digest.as_str(), false).await?;
+        // Exclusive: two uploads of the same content would otherwise both publish,
+        // and (each sealed with its own data key) the second file would replace the
+        // first under a blob row that wraps the first key. Serialised, the second
+        // finds the blob stored and links it instead.
+        let mut tx = self.meta.begin_digest_tx(digest.as_str(), true).await?;
         let link_aad = Keyring::link_aad(repo, digest.as_str());
         match Meta::blob_key(&mut tx, digest.as_str()).await? {
             // Already stored (another push): keep that ciphertext, give this
