@@ -602,7 +602,16 @@ def s_repositories():
     if r:
         e = r["repository"]["encryptionConfiguration"]
         check("CreateRepository KMS has kmsKey", e["encryptionType"] == "KMS" and e.get("kmsKey"), repr(e))
-    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/12345678-1234-1234-1234-123456789012"
+    # ECR validates the key: an unknown one is a KmsException; a berth-managed key
+    # made through the KMS API works (and is echoed as its ARN).
+    missing = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/12345678-1234-1234-1234-123456789012"
+    try:
+        ecr.create_repository(repositoryName=repo_name("nokey"), encryptionConfiguration={"encryptionType": "KMS", "kmsKey": missing})
+        check("CreateRepository with an unknown KMS key is refused", False, "it was accepted")
+    except ClientError as e:
+        check("CreateRepository with an unknown KMS key is refused", e.response["Error"]["Code"] == "KmsException", e.response["Error"]["Code"])
+    kms = SESSION.client("kms", endpoint_url=ENDPOINT, config=CFG)
+    key = kms.create_key(Description="ecr checks")["KeyMetadata"]["Arn"]
     r = ok(
         "CreateRepository KMS with key, IMMUTABLE_WITH_EXCLUSION",
         "CreateRepository",
