@@ -198,7 +198,14 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
     let meta = Meta::connect(&cfg.database_url())
         .await
         .map_err(|e| format!("metadata store: {e}"))?;
-    let blobs = FsBlobStore::open(&cfg.data_dir).map_err(|e| format!("blob store: {e}"))?;
+    // Benchmark only: berth-bench starts a second server with plaintext blobs to
+    // measure what encryption costs (issue 6). The data directory records the mode.
+    let blob_mode = match std::env::var(berth_store::blob::PLAINTEXT_BLOBS_ENV).as_deref() {
+        Ok("1") => berth_store::blob::BlobMode::PlaintextForBenchmarks,
+        _ => berth_store::blob::BlobMode::Encrypted,
+    };
+    let blobs = FsBlobStore::open_with_mode(&cfg.data_dir, blob_mode)
+        .map_err(|e| format!("blob store: {e}"))?;
     let clock = Clock::with_offset(cfg.clock_offset_secs * 1000);
     meta.ensure_account(&cfg.account_id, clock.now_millis())
         .await

@@ -444,7 +444,9 @@ impl Registry {
     where
         S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
-        let (tx, rx) = mpsc::channel::<Chunk>(16);
+        // Queued body chunks (hyper hands over up to ~400 KiB each): a few keep the
+        // writer thread busy; more only hold memory.
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
         let writer = self.blobs.upload_append(id, offset, hasher, rx, key);
         let feeder = async move {
             while let Some(item) = body.next().await {

@@ -11,7 +11,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
@@ -110,21 +110,80 @@ pub trait BlobStore: Send + Sync + 'static {
     fn check(&self) -> BoxFut<'_, Result<(), StoreError>>;
 }
 
+/// How [`FsBlobStore`] keeps blob bytes at rest. Fixed per data directory (a marker
+/// file, [`MODE_MARKER`], records it on first start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobMode {
+    /// Sealed with each blob's data key (the default; the only mode for real use).
+    Encrypted,
+    /// BENCHMARK ONLY: blob bytes stored as plaintext, so the benchmark harness can
+    /// measure what encryption costs against the same build (issue 6). Data keys are
+    /// still generated and wrapped; only the blob files are left unsealed. Enabled
+    /// solely by [`PLAINTEXT_BLOBS_ENV`]`=1`.
+    PlaintextForBenchmarks,
+}
+
+/// The environment variable that switches a server to [`BlobMode::PlaintextForBenchmarks`].
+pub const PLAINTEXT_BLOBS_ENV: &str = "BERTH_BENCH_PLAINTEXT_BLOBS";
+
+/// The marker file in the data directory that fixes its [`BlobMode`].
+pub const MODE_MARKER: &str = "blob-mode";
+
+impl BlobMode {
+    fn marker(self) -> &'static str {
+        match self {
+            BlobMode::Encrypted => "encrypted",
+            BlobMode::PlaintextForBenchmarks => "plaintext-benchmark-only",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            BlobMode::Encrypted => "encrypted blobs",
+            BlobMode::PlaintextForBenchmarks => "PLAINTEXT blobs (benchmark only)",
+        }
+    }
+}
+
 /// Blobs on a local filesystem under `root`:
 /// `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>`.
 pub struct FsBlobStore {
     root: PathBuf,
+    mode: BlobMode,
 }
 
-const READ_CHUNK: usize = 256 * 1024;
+/// Upload chunks queued between the async body reader and the writer thread
+/// (registry.rs `pump`) are the caller's; these are the store's own buffers.
+/// Read path: batches of [`crypt::READ_BATCH`] segments (256 KiB) in flight.
+const READ_QUEUE: usize = 2;
 
 impl FsBlobStore {
+    /// Opens (creating) the store with encrypted blobs.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
+        Self::open_with_mode(root, BlobMode::Encrypted)
+    }
+
+    /// Opens (creating) the store in `mode`, which must match the mode the data
+    /// directory was first started with.
+    pub fn open_with_mode(root: &Path, mode: BlobMode) -> Result<Self, StoreError> {
         fs::create_dir_all(root.join("blobs"))?;
         fs::create_dir_all(root.join("uploads"))?;
+        check_mode(root, mode)?;
+        if mode == BlobMode::PlaintextForBenchmarks {
+            tracing::warn!(
+                data_dir = %root.display(),
+                "!!! {PLAINTEXT_BLOBS_ENV}=1: BLOBS ARE STORED UNENCRYPTED. This mode exists \
+                 only to benchmark the cost of encryption; never use it for real data. !!!"
+            );
+        }
         Ok(FsBlobStore {
             root: root.to_path_buf(),
+            mode,
         })
+    }
+
+    pub fn mode(&self) -> BlobMode {
+        self.mode
     }
 
     fn upload_path(&self, id: &str) -> PathBuf {
@@ -139,6 +198,51 @@ impl FsBlobStore {
             .join(&hex[..2])
             .join(hex)
     }
+}
+
+/// Records `mode` in the data directory on first start; refuses a later start in
+/// another mode. A directory that already holds blobs but no marker predates the
+/// marker and is encrypted.
+fn check_mode(root: &Path, mode: BlobMode) -> Result<(), StoreError> {
+    let path = root.join(MODE_MARKER);
+    let recorded = match fs::read_to_string(&path) {
+        Ok(text) => match text.trim() {
+            t if t == BlobMode::Encrypted.marker() => BlobMode::Encrypted,
+            t if t == BlobMode::PlaintextForBenchmarks.marker() => BlobMode::PlaintextForBenchmarks,
+            other => {
+                return Err(StoreError::Config(format!(
+                    "{} holds an unknown blob mode {other:?}",
+                    path.display()
+                )))
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let has_blobs = fs::read_dir(root.join("blobs"))?.next().is_some();
+            if has_blobs && mode != BlobMode::Encrypted {
+                BlobMode::Encrypted
+            } else {
+                let tmp = root.join(format!("{MODE_MARKER}.tmp"));
+                fs::write(&tmp, format!("{}\n", mode.marker()))?;
+                File::open(&tmp)?.sync_all()?;
+                fs::rename(&tmp, &path)?;
+                fsync_dir(root)?;
+                mode
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if recorded != mode {
+        return Err(StoreError::Config(format!(
+            "data directory {} was started with {} ({}) and cannot be opened with {}; \
+             {PLAINTEXT_BLOBS_ENV}=1 is for fresh benchmark data directories only \
+             (unset it, or use another --data-dir)",
+            root.display(),
+            recorded.describe(),
+            path.display(),
+            mode.describe(),
+        )));
+    }
+    Ok(())
 }
 
 fn blocking<T: Send + 'static>(
@@ -176,6 +280,103 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// An upload's writer: sealing segments, or (benchmark mode) writing the chunks
+/// as they are.
+enum UploadWriter {
+    Sealed(Box<SegmentWriter>),
+    Plain(PlainWriter),
+}
+
+impl UploadWriter {
+    fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        match self {
+            UploadWriter::Sealed(w) => w.write(data).map_err(crypt_err),
+            UploadWriter::Plain(w) => w.write(data),
+        }
+    }
+
+    /// Writes what is buffered and starts its writeback; returns the upload's size.
+    fn finish(self) -> Result<u64, StoreError> {
+        match self {
+            UploadWriter::Sealed(w) => {
+                let size = w.plain_len;
+                w.finish().map_err(crypt_err)?;
+                Ok(size)
+            }
+            UploadWriter::Plain(mut w) => {
+                w.writeback.kick(&w.file);
+                Ok(w.len)
+            }
+        }
+    }
+}
+
+/// Benchmark mode: appends chunks to the staged file unchanged.
+struct PlainWriter {
+    file: File,
+    len: u64,
+    writeback: crypt::Writeback,
+}
+
+impl PlainWriter {
+    fn open(mut file: File, offset: u64) -> Result<PlainWriter, StoreError> {
+        if file.metadata()?.len() < offset {
+            return Err(StoreError::Tampered(
+                "staged upload is shorter than recorded".into(),
+            ));
+        }
+        file.set_len(offset)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(PlainWriter {
+            file,
+            len: offset,
+            writeback: crypt::Writeback::new(offset),
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.file.write_all(data)?;
+        self.len += data.len() as u64;
+        self.writeback.wrote(&self.file, data.len() as u64);
+        Ok(())
+    }
+}
+
+/// Benchmark mode: reads `[offset, offset+len)` of a plaintext blob in batches the
+/// size of the encrypted path's, handing each to `sink` like
+/// [`crypt::read_range_batched`].
+fn read_plain(
+    f: &mut File,
+    offset: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+    mut sink: impl FnMut(&mut Vec<u8>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| StoreError::Tampered("range overflows".into()))?;
+    if end > f.metadata()?.len() {
+        return Err(StoreError::Tampered(
+            "blob file is shorter than recorded".into(),
+        ));
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    let batch = crypt::READ_BATCH * crypt::SEGMENT;
+    let mut left = len;
+    while left > 0 {
+        let n = (left as usize).min(batch);
+        if buf.capacity() == 0 {
+            *buf = Vec::with_capacity(batch);
+        }
+        buf.clear();
+        buf.resize(n, 0);
+        f.read_exact(buf)?;
+        left -= n as u64;
+        sink(buf)?;
+    }
+    Ok(())
+}
+
 impl BlobStore for FsBlobStore {
     fn upload_create<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), StoreError>> {
         let path = self.upload_path(id);
@@ -194,6 +395,7 @@ impl BlobStore for FsBlobStore {
         key: DataKey,
     ) -> BoxFut<'a, Result<Appended, StoreError>> {
         let path = self.upload_path(id);
+        let mode = self.mode;
         blocking(move || {
             let f = OpenOptions::new()
                 .read(true)
@@ -202,20 +404,26 @@ impl BlobStore for FsBlobStore {
                 .map_err(not_found)?;
             // The metadata's size is the truth: a half-finished earlier append is cut
             // back by reopening at `offset`.
-            let mut w = SegmentWriter::open(f, &key, offset).map_err(crypt_err)?;
+            let mut w = match mode {
+                BlobMode::Encrypted => UploadWriter::Sealed(Box::new(
+                    SegmentWriter::open(f, &key, offset).map_err(crypt_err)?,
+                )),
+                BlobMode::PlaintextForBenchmarks => {
+                    UploadWriter::Plain(PlainWriter::open(f, offset)?)
+                }
+            };
             while let Some(chunk) = rx.blocking_recv() {
                 let Ok(chunk) = chunk else {
                     // Nothing written by this append survives: the next append
                     // reopens at the old offset.
                     return Err(StoreError::Aborted);
                 };
-                w.write(&chunk).map_err(crypt_err)?;
+                w.write(&chunk)?;
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
             }
-            let size = w.plain_len;
-            w.finish().map_err(crypt_err)?;
+            let size = w.finish()?;
             Ok(Appended { size, hasher })
         })
     }
@@ -230,13 +438,20 @@ impl BlobStore for FsBlobStore {
     ) -> BoxFut<'a, Result<u64, StoreError>> {
         let src = self.upload_path(id);
         let digest = digest.clone();
+        let mode = self.mode;
         blocking(move || {
             let mut f = File::open(&src).map_err(not_found)?;
             let computed = match hasher {
                 Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
                 _ => {
                     let mut h = Hasher::new(digest.algorithm());
-                    if size > 0 {
+                    if size > 0 && mode == BlobMode::PlaintextForBenchmarks {
+                        let mut buf = Vec::new();
+                        read_plain(&mut f, 0, size, &mut buf, |b| {
+                            h.update(b);
+                            Ok(())
+                        })?;
+                    } else if size > 0 {
                         crypt::read_range(&mut f, &key, 0, size, false, |b| {
                             h.update(b);
                             Ok(())
@@ -262,13 +477,16 @@ impl BlobStore for FsBlobStore {
     ) -> BoxFut<'a, Result<(), StoreError>> {
         let src = self.upload_path(id);
         let dst = self.blob_path(digest);
+        let mode = self.mode;
         blocking(move || {
             let mut f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(&src)
                 .map_err(not_found)?;
-            crypt::seal_final(&mut f, &key, size).map_err(crypt_err)?;
+            if mode == BlobMode::Encrypted {
+                crypt::seal_final(&mut f, &key, size).map_err(crypt_err)?;
+            }
             f.sync_all()?;
             drop(f);
             let dir = dst
@@ -339,32 +557,32 @@ impl BlobStore for FsBlobStore {
         Box::pin(async move {
             let f = tokio::fs::File::open(&path).await.map_err(not_found)?;
             let mut f = f.into_std().await;
-            // A bounded channel: the reader thread stays at most a few segments ahead.
-            let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+            // A bounded channel: the reader thread stays at most a few batches ahead.
+            let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_QUEUE);
+            let mode = self.mode;
             tokio::task::spawn_blocking(move || {
-                let mut pending = Vec::with_capacity(READ_CHUNK);
-                let res = crypt::read_range(&mut f, &key, offset, len, true, |b| {
-                    pending.extend_from_slice(b);
-                    if pending.len() >= READ_CHUNK {
-                        let chunk = Bytes::from(std::mem::replace(
-                            &mut pending,
-                            Vec::with_capacity(READ_CHUNK),
-                        ));
-                        tx.blocking_send(Ok(chunk))
-                            .map_err(|_| crypt::CryptError::Io(io::Error::other("reader gone")))?;
+                // Each batch's buffer becomes the chunk sent (no copy); a fresh one
+                // is allocated for the next batch.
+                let mut buf = Vec::new();
+                let send = |buf: &mut Vec<u8>| {
+                    let chunk = Bytes::from(std::mem::take(buf));
+                    tx.blocking_send(Ok(chunk))
+                        .map_err(|_| io::Error::other("reader gone"))
+                };
+                let res = match mode {
+                    BlobMode::Encrypted => {
+                        crypt::read_range_batched(&mut f, &key, offset, len, true, &mut buf, |b| {
+                            send(b).map_err(crypt::CryptError::Io)
+                        })
+                        .map_err(crypt_err)
                     }
-                    Ok(())
-                });
-                match res {
-                    Ok(()) => {
-                        if !pending.is_empty() {
-                            let _ = tx.blocking_send(Ok(Bytes::from(pending)));
-                        }
+                    BlobMode::PlaintextForBenchmarks => {
+                        read_plain(&mut f, offset, len, &mut buf, |b| Ok(send(b)?))
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "blob read failed");
-                        let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
-                    }
+                };
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "blob read failed");
+                    let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
                 }
             });
             let s = tokio_stream_from(rx);
@@ -388,5 +606,35 @@ impl BlobStore for FsBlobStore {
             fs::remove_file(&probe)?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_mode_is_fixed_per_data_directory() {
+        let root = std::env::temp_dir().join(format!("berth-blobmode-{}", uuid::Uuid::new_v4()));
+        FsBlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).unwrap();
+        let marker = fs::read_to_string(root.join(MODE_MARKER)).unwrap();
+        assert_eq!(marker.trim(), "plaintext-benchmark-only");
+        assert!(FsBlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_ok());
+        let err = FsBlobStore::open(&root)
+            .err()
+            .expect("mode mismatch refused");
+        assert!(err.to_string().contains(PLAINTEXT_BLOBS_ENV), "{err}");
+        fs::remove_dir_all(&root).unwrap();
+
+        // A data directory from before the marker, holding blobs, is encrypted.
+        fs::create_dir_all(root.join("blobs/sha256/ab")).unwrap();
+        assert!(FsBlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_err());
+        let s = FsBlobStore::open(&root).unwrap();
+        assert_eq!(s.mode(), BlobMode::Encrypted);
+        assert_eq!(
+            fs::read_to_string(root.join(MODE_MARKER)).unwrap().trim(),
+            "encrypted"
+        );
+        fs::remove_dir_all(&root).unwrap();
     }
 }
