@@ -55,6 +55,10 @@ struct Cli {
     /// Skip the extra reference instance without authentication.
     #[arg(long)]
     no_noauth_reference: bool,
+    /// Skip the second berth with blob encryption off (the encrypted ÷ plaintext
+    /// ratios of issue 6).
+    #[arg(long)]
+    no_plaintext_berth: bool,
     /// Run only scenarios whose key contains one of these (comma-separated), e.g.
     /// `push-stream,cold-start` (for profiling; limits always run).
     #[arg(long, value_delimiter = ',')]
@@ -282,8 +286,25 @@ async fn measure(run: &mut Run, server: &Server, s: &Scenario, data: &Arc<DataSe
     run.record(row, out.first_error);
 }
 
-fn scenarios(plan: &Plan) -> Vec<(Scenario, bool)> {
-    // (scenario, also against the no-auth reference)
+/// Which extra servers a scenario also runs against.
+#[derive(Debug, Clone, Copy)]
+struct Also {
+    /// The reference without auth (request-rate scenarios).
+    noauth: bool,
+    /// berth with blob encryption off (blob pushes and pulls: encryption's cost).
+    plaintext: bool,
+}
+
+const RATE: Also = Also {
+    noauth: true,
+    plaintext: false,
+};
+const BLOB: Also = Also {
+    noauth: false,
+    plaintext: true,
+};
+
+fn scenarios(plan: &Plan) -> Vec<(Scenario, Also)> {
     let mut v = Vec::new();
     for (task, verb) in [(Task::HeadManifest, "HEAD"), (Task::GetManifest, "GET")] {
         for &c in &plan.manifest_conns {
@@ -296,7 +317,7 @@ fn scenarios(plan: &Plan) -> Vec<(Scenario, bool)> {
                     stop: Stop::For(plan.rate_time),
                     unit: "req/s",
                 },
-                true,
+                RATE,
             ));
         }
     }
@@ -309,7 +330,7 @@ fn scenarios(plan: &Plan) -> Vec<(Scenario, bool)> {
             stop: Stop::For(plan.rate_time),
             unit: "req/s",
         },
-        true,
+        RATE,
     ));
     let size = |b: usize| format!("{} MiB", b / MIB);
     let pushes = [
@@ -351,7 +372,7 @@ fn scenarios(plan: &Plan) -> Vec<(Scenario, bool)> {
                 stop: Stop::Count(n),
                 unit: "MiB/s",
             },
-            false,
+            BLOB,
         ));
         v.push((
             Scenario {
@@ -362,7 +383,7 @@ fn scenarios(plan: &Plan) -> Vec<(Scenario, bool)> {
                 stop: Stop::Count(n),
                 unit: "MiB/s",
             },
-            false,
+            BLOB,
         ));
     }
     v.push((
@@ -374,7 +395,7 @@ fn scenarios(plan: &Plan) -> Vec<(Scenario, bool)> {
             stop: Stop::For(plan.mixed_time),
             unit: "req/s",
         },
-        true,
+        RATE,
     ));
     v
 }
@@ -457,20 +478,24 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     );
 
     eprintln!("starting servers");
-    let berth = Server::start_berth(&berth_bin, base.join("berth")).await?;
+    let berth = Server::start_berth(&berth_bin, base.join("berth"), false).await?;
     let auth = berth
         .auth
         .clone()
         .ok_or_else(|| Error("berth gave no token".into()))?;
-    let reference = Server::start_reference(base.join("reference"), Some(&auth)).await?;
-    let mut servers = vec![berth, reference];
+    let mut servers = vec![berth];
+    if !cli.no_plaintext_berth {
+        servers.push(Server::start_berth(&berth_bin, base.join("berth-plaintext"), true).await?);
+    }
+    servers.push(Server::start_reference(base.join("reference"), Some(&auth)).await?);
     if !cli.no_noauth_reference {
         servers.push(Server::start_reference(base.join("reference-noauth"), None).await?);
     }
 
     eprintln!("scenario 6: cold start and idle memory");
     let cold = cli.selected("cold-start") || cli.selected("idle-memory");
-    for s in servers.iter_mut().filter(|_| cold) {
+    let plaintext = |s: &Server| matches!(s.kind, servers::Kind::Berth { plaintext: true });
+    for s in servers.iter_mut().filter(|s| cold && !plaintext(s)) {
         let mut ms = Vec::new();
         let mut samples = Vec::new();
         for _ in 0..plan.cold_starts {
@@ -511,7 +536,7 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     }
 
     let mut conns_of = std::collections::HashMap::new();
-    for (sc, noauth_too) in scenarios(plan) {
+    for (sc, also) in scenarios(plan) {
         conns_of.insert(sc.key.clone(), sc.conns);
         // A pull reads what its push wrote, so selecting a pull runs the push too.
         let pull_of_push = sc.key.replace("push-", "pull-");
@@ -521,13 +546,15 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
             continue;
         }
         eprintln!("scenario: {}", sc.title);
-        for s in &servers {
-            if matches!(s.kind, servers::Kind::Reference { auth: false }) && !noauth_too {
-                continue;
-            }
+        let runs_on = |s: &Server| match s.kind {
+            servers::Kind::Reference { auth: false } => also.noauth,
+            servers::Kind::Berth { plaintext: true } => also.plaintext,
+            _ => true,
+        };
+        for s in servers.iter().filter(|s| runs_on(s)) {
             measure(&mut run, s, &sc, &data).await;
         }
-        for s in &servers {
+        for s in servers.iter().filter(|s| runs_on(s)) {
             let tagged = match sc.task {
                 Task::PushMono => tag_pushed(s, load::REPO_MONO, &data.mono, &data).await,
                 Task::PushChunked => tag_pushed(s, load::REPO_CHUNKED, &data.chunked, &data).await,

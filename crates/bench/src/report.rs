@@ -6,6 +6,8 @@ use crate::stats::Summary;
 
 /// Server names as they appear in the report.
 pub const BERTH: &str = "berth";
+/// The same berth binary with blob encryption off (benchmark-only mode, issue 6).
+pub const BERTH_PLAINTEXT: &str = "berth (plaintext)";
 pub const REFERENCE: &str = "reference";
 pub const REFERENCE_NOAUTH: &str = "reference (no auth)";
 pub const MACHINE: &str = "machine";
@@ -87,6 +89,9 @@ pub fn ratios(rows: &[Row], key: &str, other: &str) -> Option<(f64, Option<f64>,
 pub const LARGE_PUSH: &str = "push-stream-256m";
 pub const LARGE_PULL: &str = "pull-stream-256m";
 
+/// Scenarios whose encrypted ÷ plaintext throughput issue 6 bounds (≥ 0.9).
+pub const ENCRYPTION_KEYS: [&str; 3] = ["push-mono-1m", LARGE_PUSH, LARGE_PULL];
+
 /// Evaluates the targets of issue 7 against the rows.
 pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
     let mut out = Vec::new();
@@ -149,6 +154,31 @@ pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
         },
         pass: worst.as_ref().map(|_| short.is_empty()),
     });
+    for key in ENCRYPTION_KEYS {
+        let name = format!("{key}: encrypted within 10% of plaintext (issue 6)");
+        out.push(
+            match (find(rows, key, BERTH), find(rows, key, BERTH_PLAINTEXT)) {
+                (Some(e), Some(p)) if p.value > 0.0 => {
+                    let r = e.value / p.value;
+                    Target {
+                        name,
+                        measured: format!(
+                            "{r:.2}× ({} ÷ {} {})",
+                            fmt_value(e.value),
+                            fmt_value(p.value),
+                            e.unit
+                        ),
+                        pass: Some(r >= 0.9),
+                    }
+                }
+                _ => Target {
+                    name,
+                    measured: "n/a".into(),
+                    pass: None,
+                },
+            },
+        );
+    }
     let idle = find(rows, "idle-memory", BERTH).map(|r| r.value);
     out.push(Target {
         name: "idle memory < 20 MiB".into(),
@@ -223,7 +253,7 @@ pub fn markdown(rows: &[Row], targets: &[Target], header: &str) -> String {
             ratio,
         ));
     }
-    s.push_str("\n| Target (issue 7) | Measured | Mark |\n|---|---|---|\n");
+    s.push_str("\n| Target (issues 6, 7) | Measured | Mark |\n|---|---|---|\n");
     for t in targets {
         s.push_str(&format!(
             "| {} | {} | {} |\n",
@@ -317,6 +347,8 @@ mod tests {
             row(LARGE_PULL, REFERENCE, 200.0, "MiB/s", 900.0, 40_000),
             row("idle-memory", BERTH, 12.5, "MiB", 0.0, 12_800),
             row("cold-start", BERTH, 150.0, "ms", 0.0, 12_800),
+            row(LARGE_PUSH, BERTH_PLAINTEXT, 320.0, "MiB/s", 700.0, 9_000),
+            row(LARGE_PULL, BERTH_PLAINTEXT, 400.0, "MiB/s", 700.0, 9_000),
         ]
     }
 
@@ -346,6 +378,15 @@ mod tests {
         assert_eq!(by("peak RSS"), Some(false)); // push: 10000/15000 > ½
         assert_eq!(by("idle memory"), Some(true));
         assert_eq!(by("cold start"), Some(false));
+        let enc = |key: &str| {
+            t.iter()
+                .find(|x| x.name.starts_with(key) && x.name.contains("plaintext"))
+                .expect("encryption target present")
+                .pass
+        };
+        assert_eq!(enc(LARGE_PUSH), Some(true)); // 300 / 320 = 0.94
+        assert_eq!(enc(LARGE_PULL), Some(false)); // 300 / 400 = 0.75
+        assert_eq!(enc("push-mono-1m"), None);
     }
 
     #[test]
@@ -361,7 +402,7 @@ mod tests {
         assert!(md.starts_with("## Results\n\n| Scenario |"));
         // One table line per row plus header/separator, then the targets table.
         let lines: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
-        assert_eq!(lines.len(), 2 + rows.len() + 2 + 7);
+        assert_eq!(lines.len(), 2 + rows.len() + 2 + 10);
         let ref_line = lines
             .iter()
             .find(|l| l.contains("| manifest-get-c64 | reference |"))

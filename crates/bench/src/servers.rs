@@ -21,9 +21,20 @@ const REGION: &str = "us-east-1";
 /// Which server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    Berth,
-    Reference { auth: bool },
+    /// berth with `plaintext: true` is the benchmark-only build mode with blob
+    /// encryption off (`BERTH_BENCH_PLAINTEXT_BLOBS=1`), to measure its cost.
+    Berth {
+        plaintext: bool,
+    },
+    Reference {
+        auth: bool,
+    },
 }
+
+/// The variable that starts berth with plaintext blobs (benchmark only), and the
+/// marker berth writes in its data directory to record the mode.
+const PLAINTEXT_ENV: &str = "BERTH_BENCH_PLAINTEXT_BLOBS";
+const MODE_MARKER: &str = "blob-mode";
 
 /// A running server under test.
 pub struct Server {
@@ -86,12 +97,19 @@ impl Server {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Starts berth in `dir` (created fresh) and mints a registry token.
-    pub async fn start_berth(berth_bin: &Path, dir: PathBuf) -> Result<Server> {
+    /// Starts berth in `dir` (created fresh) and mints a registry token. With
+    /// `plaintext`, blob encryption is off (benchmark-only mode) and the harness
+    /// checks that berth recorded that mode, so a binary without the switch cannot
+    /// pass as the unencrypted baseline.
+    pub async fn start_berth(berth_bin: &Path, dir: PathBuf, plaintext: bool) -> Result<Server> {
         std::fs::create_dir_all(dir.join("data"))?;
         let mut s = Server {
-            name: crate::report::BERTH,
-            kind: Kind::Berth,
+            name: if plaintext {
+                crate::report::BERTH_PLAINTEXT
+            } else {
+                crate::report::BERTH
+            },
+            kind: Kind::Berth { plaintext },
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             auth: None,
             dir,
@@ -99,6 +117,21 @@ impl Server {
             berth_bin: berth_bin.to_path_buf(),
         };
         s.spawn().await?;
+        let marker = s.dir.join("data").join(MODE_MARKER);
+        let mode = std::fs::read_to_string(&marker).unwrap_or_default();
+        let want = if plaintext {
+            "plaintext-benchmark-only"
+        } else {
+            "encrypted"
+        };
+        if mode.trim() != want {
+            bail!(
+                "{} started, but {} says {:?}, not {want:?} (a berth binary without the {PLAINTEXT_ENV} switch? rebuild it)",
+                s.name,
+                marker.display(),
+                mode.trim()
+            );
+        }
         s.auth = Some(s.mint_token().await?);
         Ok(s)
     }
@@ -163,8 +196,14 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
             .open(self.dir.join("server.log"))?;
         let t0 = Instant::now();
         match self.kind {
-            Kind::Berth => {
-                let mut child = Command::new(&self.berth_bin)
+            Kind::Berth { plaintext } => {
+                let mut cmd = Command::new(&self.berth_bin);
+                if plaintext {
+                    cmd.env(PLAINTEXT_ENV, "1");
+                } else {
+                    cmd.env_remove(PLAINTEXT_ENV);
+                }
+                let mut child = cmd
                     .arg("serve")
                     .arg("--data-dir")
                     .arg(self.dir.join("data"))
