@@ -124,7 +124,10 @@ impl Server {
         } else {
             "encrypted"
         };
-        if mode.trim() != want {
+        // An encrypted berth from before the marker existed writes none (fine for
+        // A/B runs against older binaries); a plaintext one must have recorded it.
+        let ok = mode.trim() == want || (!plaintext && mode.is_empty());
+        if !ok {
             bail!(
                 "{} started, but {} says {:?}, not {want:?} (a berth binary without the {PLAINTEXT_ENV} switch? rebuild it)",
                 s.name,
