@@ -184,3 +184,39 @@ both_backends! {
         assert!(reclaimed > 0, "the collector reclaimed nothing:\n{text}");
     }
 }
+
+both_backends! {
+    fn full_sweep_removes_files_a_crash_left_behind(backend) {
+        let berth = Berth::start(backend);
+        let http = berth.http();
+        let img = image(vec![layer("kept")], "amd64", false);
+        img.push(&http, "keep", "v1").expect_status(201);
+        // A blob file published without its metadata commit (crash), and a trashed
+        // file whose purge never ran, both two hours old.
+        let real = blob_file(&berth, &img.layers[0].digest);
+        let ghost_digest = sha256_digest(b"never committed");
+        let ghost = blob_file(&berth, &ghost_digest);
+        std::fs::create_dir_all(ghost.parent().expect("dir")).expect("mkdir");
+        std::fs::copy(&real, &ghost).expect("orphan");
+        let trash = berth.data_dir().join("trash");
+        std::fs::create_dir_all(&trash).expect("trash");
+        std::fs::write(trash.join("leftover"), b"x").expect("leftover");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for p in [&ghost, &trash.join("leftover")] {
+            std::fs::File::options().write(true).open(p).expect("open").set_modified(old).expect("mtime");
+        }
+        let dry = berth.admin(&["gc", "--full", "--dry-run", "--grace-secs", "60"]);
+        assert!(dry.contains("would remove 1 orphan blob file(s)"), "{dry}");
+        assert!(exists(&ghost));
+        let out = berth.admin(&["gc", "--full", "--grace-secs", "60"]);
+        assert!(out.contains("removed 1 orphan blob file(s)"), "{out}");
+        assert!(out.contains("removed 1 leftover trashed file(s)"), "{out}");
+        assert!(!exists(&ghost));
+        assert!(!exists(&trash.join("leftover")));
+        for b in img.blobs() {
+            let r = http.get(&format!("/v2/keep/blobs/{}", b.digest));
+            r.expect_status(200);
+            assert_eq!(r.body, b.bytes);
+        }
+    }
+}

@@ -46,6 +46,10 @@ enum AdminCommand {
         /// Grace period in seconds (default: the configured gc_grace_secs).
         #[arg(long)]
         grace_secs: Option<u64>,
+        /// Also walk every blob file for ones a crash left without metadata
+        /// (proportional to the store's size).
+        #[arg(long)]
+        full: bool,
     },
     /// Print the newest audit-log records.
     Audit {
@@ -431,6 +435,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Gc {
             dry_run,
             grace_secs,
+            full,
         } => {
             let registry = crate::serve::open_registry(&cfg).await?;
             let grace = grace_secs.unwrap_or(cfg.gc_grace_secs) as i64 * 1000;
@@ -465,6 +470,19 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                 rep.links_removed,
                 rep.candidates_seen
             );
+            if rep.trash_swept > 0 {
+                println!("removed {} leftover trashed file(s)", rep.trash_swept);
+            }
+            if full {
+                let (orphans, seen) = registry
+                    .sweep_orphan_blobs(grace, dry_run)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{} {orphans} orphan blob file(s) of {seen} examined",
+                    if dry_run { "would remove" } else { "removed" }
+                );
+            }
         }
         AdminCommand::Audit { limit } => {
             for r in meta.recent_audit(limit).await.map_err(e)? {

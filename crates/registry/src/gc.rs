@@ -27,9 +27,13 @@ pub struct GcReport {
     pub blobs_deleted: u64,
     pub bytes_reclaimed: u64,
     pub candidates_seen: u64,
+    /// Trashed files left by a crash and deleted now.
+    pub trash_swept: u64,
 }
 
 const BATCH: i64 = 500;
+/// Trash entries this old are leftovers of an interrupted deletion.
+const TRASH_GRACE_MS: i64 = 3600 * 1000;
 
 impl Registry {
     /// Runs the collector once. `progress` is called after each candidate with
@@ -135,9 +139,40 @@ impl Registry {
             }
         }
         if !dry_run {
+            // A crash between trashing a blob and purging it leaves the file in the
+            // trash; nothing refers to it any more.
+            let wall = berth_store::now_millis();
+            report.trash_swept = self.blobs.sweep_trash(wall - TRASH_GRACE_MS).await?;
             self.gc_stats.record(&report, self.now());
         }
         Ok(report)
+    }
+
+    /// The full sweep (`berth admin gc --full`): blob files without a metadata row —
+    /// left by a crash between publishing an upload and committing it — older than
+    /// the grace period are deleted, under each digest's exclusive lock. Its work is
+    /// proportional to the store, so it is not part of the background runs.
+    pub async fn sweep_orphan_blobs(&self, grace_ms: i64, dry_run: bool) -> Result<(u64, u64)> {
+        let before = berth_store::now_millis() - grace_ms;
+        let (mut files, mut seen) = (0u64, 0u64);
+        for (digest, mtime) in self.blobs.list().await? {
+            seen += 1;
+            if mtime >= before || self.meta.blob_size(digest.as_str()).await?.is_some() {
+                continue;
+            }
+            let mut tx = self.meta.begin_digest_tx(digest.as_str(), true).await?;
+            let (_, size) = Meta::gc_blob_state(&mut tx, digest.as_str()).await?;
+            if size.is_none() {
+                files += 1;
+                if !dry_run {
+                    if let Some(t) = self.blobs.trash(&digest).await? {
+                        self.blobs.purge(&t).await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok((files, seen))
     }
 }
 

@@ -108,6 +108,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Whether the store can be read and written (for `/readyz`).
     fn check(&self) -> BoxFut<'_, Result<(), StoreError>>;
+
+    /// Every stored blob with its modification time (unix ms), for the full sweep
+    /// that finds files a crash left without a metadata row.
+    fn list(&self) -> BoxFut<'_, Result<Vec<(Digest, i64)>, StoreError>>;
+
+    /// Deletes trashed blobs older than `before` (unix ms) that a crash between
+    /// trashing and purging left behind; returns how many.
+    fn sweep_trash(&self, before: i64) -> BoxFut<'_, Result<u64, StoreError>>;
 }
 
 /// How [`FsBlobStore`] keeps blob bytes at rest. Fixed per data directory (a marker
@@ -596,6 +604,57 @@ impl BlobStore for FsBlobStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
+        })
+    }
+
+    fn list(&self) -> BoxFut<'_, Result<Vec<(Digest, i64)>, StoreError>> {
+        let root = self.root.join("blobs");
+        blocking(move || {
+            let mut out = Vec::new();
+            for alg in ["sha256", "sha512"] {
+                let Ok(prefixes) = fs::read_dir(root.join(alg)) else {
+                    continue;
+                };
+                for p in prefixes.flatten() {
+                    for f in fs::read_dir(p.path())?.flatten() {
+                        let name = f.file_name().to_string_lossy().into_owned();
+                        let Ok(d) = Digest::parse(&format!("{alg}:{name}")) else {
+                            continue;
+                        };
+                        let mtime = f
+                            .metadata()?
+                            .modified()
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map(|t| t.as_millis() as i64)
+                            .unwrap_or(0);
+                        out.push((d, mtime));
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn sweep_trash(&self, before: i64) -> BoxFut<'_, Result<u64, StoreError>> {
+        let trash = self.root.join("trash");
+        blocking(move || {
+            let Ok(entries) = fs::read_dir(&trash) else {
+                return Ok(0);
+            };
+            let mut n = 0;
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()?
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .is_some_and(|t| (t.as_millis() as i64) < before);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    n += 1;
+                }
+            }
+            Ok(n)
         })
     }
 
