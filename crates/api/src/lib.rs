@@ -39,6 +39,9 @@ pub struct App {
     pub identity: identity::Identity,
     pub config: ApiConfig,
     layer_url_key: [u8; 32],
+    /// ECR layer-part bookkeeping per upload (this node): the last part's length and
+    /// whether a part under 5 MiB was followed by another one.
+    pub(crate) layer_parts: std::sync::Mutex<std::collections::HashMap<String, (usize, bool)>>,
 }
 
 impl App {
@@ -49,6 +52,7 @@ impl App {
             identity,
             config,
             layer_url_key,
+            layer_parts: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 

@@ -15,6 +15,9 @@ use super::input::{check_len, decode_token, encode_token, parse_digest};
 use super::repos::repo_for;
 use super::{epoch_secs, Ctx, EcrError, Input};
 
+/// ECR's minimum size of every layer part but the last.
+const MIN_PART: usize = 5 * 1024 * 1024;
+
 /// ECR's recommended part size for UploadLayerPart.
 const PART_SIZE: i64 = 10 * 1024 * 1024;
 
@@ -567,6 +570,7 @@ pub async fn upload_layer_part(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
             "a layer part is at most 20 MiB",
         ));
     }
+    let len = blob.len();
     let body = futures_util::stream::iter([Ok::<_, String>(Bytes::from(blob))]);
     let u = ctx
         .app
@@ -580,6 +584,20 @@ pub async fn upload_layer_part(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
             ),
             e => e.into(),
         })?;
+    {
+        // ECR's parts are at least 5 MiB except the last: a small part followed by
+        // another one is remembered and refused at CompleteLayerUpload.
+        let mut parts = ctx
+            .app
+            .layer_parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = parts.entry(id.to_string()).or_insert((usize::MAX, false));
+        if entry.0 < MIN_PART {
+            entry.1 = true;
+        }
+        entry.0 = len;
+    }
     Ok(json!({
         "registryId": repo.account_id,
         "repositoryName": repo.name,
@@ -595,6 +613,19 @@ pub async fn complete_layer_upload(ctx: &Ctx, input: &Input) -> Result<Value, Ec
     let d = parse_digest(digests[0].as_str().unwrap_or(""), "layerDigests")?;
     let reg = &ctx.app.registry;
     let status = reg.upload_status(&repo, id).await?;
+    let small_part = ctx
+        .app
+        .layer_parts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id)
+        .is_some_and(|(_, violated)| violated);
+    if small_part {
+        return Err(EcrError::new(
+            "LayerPartTooSmallException",
+            format!("Layer part size is too small for upload '{id}': every part but the last must be at least 5 MiB"),
+        ));
+    }
     if status.size == 0 {
         return Err(EcrError::new(
             "EmptyUploadException",
