@@ -420,19 +420,45 @@ impl BlobStore for FsBlobStore {
                     UploadWriter::Plain(PlainWriter::open(f, offset)?)
                 }
             };
-            while let Some(chunk) = rx.blocking_recv() {
-                let Ok(chunk) = chunk else {
-                    // Nothing written by this append survives: the next append
-                    // reopens at the old offset.
-                    return Err(StoreError::Aborted);
+            // Hashing runs on its own thread beside sealing and writing, so a large
+            // push costs the longer of the two rather than their sum. Chunks are
+            // reference-counted `Bytes`: handing one over copies nothing.
+            std::thread::scope(|scope| {
+                let (htx, hrx) = std::sync::mpsc::sync_channel::<Bytes>(8);
+                let hashing = hasher.take().map(|mut h| {
+                    scope.spawn(move || {
+                        while let Ok(chunk) = hrx.recv() {
+                            h.update(&chunk);
+                        }
+                        h
+                    })
+                });
+                let written = (|| {
+                    while let Some(chunk) = rx.blocking_recv() {
+                        let Ok(chunk) = chunk else {
+                            // Nothing written by this append survives: the next
+                            // append reopens at the old offset.
+                            return Err(StoreError::Aborted);
+                        };
+                        if hashing.is_some() && htx.send(chunk.clone()).is_err() {
+                            return Err(StoreError::Io(io::Error::other(
+                                "the hashing thread stopped",
+                            )));
+                        }
+                        w.write(&chunk)?;
+                    }
+                    w.finish()
+                })();
+                drop(htx);
+                let hasher = match hashing {
+                    Some(t) => Some(t.join().map_err(|_| {
+                        StoreError::Io(io::Error::other("the hashing thread panicked"))
+                    })?),
+                    None => None,
                 };
-                w.write(&chunk)?;
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
-                }
-            }
-            let size = w.finish()?;
-            Ok(Appended { size, hasher })
+                let size = written?;
+                Ok(Appended { size, hasher })
+            })
         })
     }
 
