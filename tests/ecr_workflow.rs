@@ -359,6 +359,9 @@ both_backends! {
         let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
         assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
 
+        // Control-plane calls are audited under their own service.
+        let audit = berth.admin(&["audit", "--limit", "500"]);
+        assert!(audit.contains("kms:CreateKey") && audit.contains("ecr:CreateRepository"), "{audit}");
         let r = berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["team-a/app"]}));
         let enc = &r.json()["repositories"][0]["encryptionConfiguration"];
         assert_eq!(enc["encryptionType"], "KMS");

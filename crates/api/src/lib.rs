@@ -135,11 +135,16 @@ impl App {
     pub async fn audit(
         &self,
         ctx: &ecr::Ctx,
+        service: &str,
         op: &str,
         input: &ecr::Input,
         err: Option<&ecr::EcrError>,
     ) {
-        let resource = input.opt_str("repositoryName").ok().flatten();
+        let resource = input
+            .opt_str("repositoryName")
+            .ok()
+            .flatten()
+            .or_else(|| input.opt_str("KeyId").ok().flatten());
         let account = input
             .opt_str("registryId")
             .ok()
@@ -147,11 +152,11 @@ impl App {
             .unwrap_or(&ctx.caller.account_id)
             .to_string();
         let outcome = err.map(|e| e.kind).unwrap_or("Success");
-        tracing::info!(request_id = %ctx.request_id, principal = %ctx.caller.arn(), op, outcome, "ecr call");
+        tracing::info!(request_id = %ctx.request_id, principal = %ctx.caller.arn(), service, op, outcome, "api call");
         self.audit_event(
             &ctx.caller,
             &account,
-            &format!("ecr:{op}"),
+            &format!("{service}:{op}"),
             resource,
             &ctx.source_ip,
             outcome,

@@ -259,7 +259,8 @@ async fn json_call(
     } else {
         dispatch(&ctx, op, &input).await
     };
-    app.audit(&ctx, op, &input, result.as_ref().err()).await;
+    app.audit(&ctx, service, op, &input, result.as_ref().err())
+        .await;
     match result {
         Ok(v) => json_response(StatusCode::OK, &v, &request_id),
         Err(e) => error_response(&e, &request_id),
