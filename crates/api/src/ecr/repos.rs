@@ -46,17 +46,28 @@ fn kms_error(msg: String) -> EcrError {
 pub async fn repo_for(ctx: &Ctx, input: &Input, action: &str) -> Result<RepositoryRow, EcrError> {
     let account = ctx.registry_id(input)?;
     let name = input.repository_name()?;
+    authorized_repo(ctx, &account, &name, action).await
+}
+
+/// Looks `name` up in `account` and authorizes `action` on it (with the repository
+/// policy when the repository exists); RepositoryNotFoundException otherwise.
+async fn authorized_repo(
+    ctx: &Ctx,
+    account: &str,
+    name: &berth_oci::RepositoryName,
+    action: &str,
+) -> Result<RepositoryRow, EcrError> {
     let found = ctx
         .app
         .registry
         .meta
-        .get_repository(&account, name.as_str())
+        .get_repository(account, name.as_str())
         .await?;
     ctx.app
         .authorize(
             &ctx.caller,
             action,
-            &account,
+            account,
             Some(name.as_str()),
             found.as_ref().and_then(|r| r.policy.as_deref()),
         )
@@ -275,30 +286,8 @@ pub async fn describe_repositories(ctx: &Ctx, input: &Input) -> Result<Value, Ec
                 EcrError::new("SerializationException", "repositoryNames must be strings")
             })?;
             let name = parse_repository_name(n, "repositoryNames")?;
-            let found = ctx
-                .app
-                .registry
-                .meta
-                .get_repository(&account, name.as_str())
-                .await?;
-            ctx.app
-                .authorize(
-                    &ctx.caller,
-                    "ecr:DescribeRepositories",
-                    &account,
-                    Some(name.as_str()),
-                    found.as_ref().and_then(|r| r.policy.as_deref()),
-                )
-                .await?;
-            match found {
-                Some(r) => out.push(repository_json(ctx, &r)),
-                None => {
-                    return Err(EcrError::new(
-                        "RepositoryNotFoundException",
-                        format!("The repository with name '{name}' does not exist in the registry with id '{account}'"),
-                    ))
-                }
-            }
+            let r = authorized_repo(ctx, &account, &name, "ecr:DescribeRepositories").await?;
+            out.push(repository_json(ctx, &r));
         }
         return Ok(json!({ "repositories": out }));
     }
@@ -405,27 +394,7 @@ async fn repo_by_arn(ctx: &Ctx, input: &Input, action: &str) -> Result<Repositor
     if !berth_iam::arn::is_account_id(account) {
         return Err(bad());
     }
-    let found = ctx
-        .app
-        .registry
-        .meta
-        .get_repository(account, name.as_str())
-        .await?;
-    ctx.app
-        .authorize(
-            &ctx.caller,
-            action,
-            account,
-            Some(name.as_str()),
-            found.as_ref().and_then(|r| r.policy.as_deref()),
-        )
-        .await?;
-    found.ok_or_else(|| {
-        EcrError::new(
-            "RepositoryNotFoundException",
-            format!("The repository with name '{name}' does not exist in the registry with id '{account}'"),
-        )
-    })
+    authorized_repo(ctx, account, &name, action).await
 }
 
 pub async fn tag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
