@@ -333,7 +333,9 @@ impl PlainWriter {
                 "staged upload is shorter than recorded".into(),
             ));
         }
-        file.set_len(offset)?;
+        if file.metadata()?.len() != offset {
+            file.set_len(offset)?;
+        }
         file.seek(SeekFrom::Start(offset))?;
         Ok(PlainWriter {
             file,

@@ -240,7 +240,12 @@ impl SegmentWriter {
     ) -> Result<SegmentWriter, CryptError> {
         let key = aead(key.bytes());
         if plain_len == 0 {
-            file.set_len(0)?;
+            // A fresh upload's file is empty; an earlier append that died part-way
+            // may have left bytes behind, which are cut (only then: a truncate is a
+            // journaled metadata change that the commit's fsync would wait for).
+            if file.metadata()?.len() != 0 {
+                file.set_len(0)?;
+            }
             file.seek(SeekFrom::Start(0))?;
             write_header(&mut file)?;
         } else {
@@ -261,16 +266,24 @@ impl SegmentWriter {
             debug_assert_eq!(n, tail);
             out.truncate(NONCE_LEN + tail);
             open_at = Some(0);
-            file.set_len(off)?;
+            // The re-sealed tail is written back from `off`; a longer file (an
+            // append that died part-way) is cut there.
+            if file.metadata()?.len() != off + (tail + OVERHEAD) as u64 {
+                file.set_len(off)?;
+            }
+            file.seek(SeekFrom::Start(off))?;
         } else {
             let file_len = file.metadata()?.len();
             let expect = segment_offset(full_segments);
             if file_len < expect {
                 return Err(CryptError::Tampered);
             }
-            file.set_len(expect)?;
+            if file_len != expect {
+                file.set_len(expect)?;
+            }
+            file.seek(SeekFrom::Start(expect))?;
         }
-        let end = file.seek(SeekFrom::End(0))?;
+        let end = file.stream_position()?;
         Ok(SegmentWriter {
             file,
             key,
@@ -392,7 +405,9 @@ fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 pub fn seal_final(file: &mut File, key: &DataKey, plain_len: u64) -> Result<(), CryptError> {
     let key = aead(key.bytes());
     if plain_len == 0 {
-        file.set_len(0)?;
+        if file.metadata()?.len() != 0 {
+            file.set_len(0)?;
+        }
         file.seek(SeekFrom::Start(0))?;
         write_header(file)?;
         let mut out = Vec::new();
@@ -409,13 +424,19 @@ pub fn seal_final(file: &mut File, key: &DataKey, plain_len: u64) -> Result<(), 
     file.seek(SeekFrom::Start(off))?;
     file.read_exact(&mut seg)
         .map_err(|_| CryptError::Tampered)?;
-    // Open and re-seal in the same buffer.
+    // Open and re-seal in the same buffer. The sealed segment is as long as before
+    // (only its additional data changes), so it overwrites itself in place: no
+    // truncate, which on ext4 is a journaled change the commit's fsync waits for.
     open_segment(&key, last, false, &mut seg)?;
     seg.truncate(NONCE_LEN + len);
     seal_in_place(&key, last, true, &mut seg, 0)?;
-    file.set_len(off)?;
+    debug_assert_eq!(seg.len(), len + OVERHEAD);
     file.seek(SeekFrom::Start(off))?;
     file.write_all(&seg)?;
+    let end = off + seg.len() as u64;
+    if file.metadata()?.len() != end {
+        file.set_len(end)?;
+    }
     Ok(())
 }
 
