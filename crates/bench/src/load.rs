@@ -35,6 +35,7 @@ impl Blob {
 }
 
 /// Everything the tasks push and pull, generated before any clock starts.
+#[derive(Clone)]
 pub struct DataSet {
     pub nonce: u64,
     /// Small image for manifest/blob-HEAD scenarios: config then layers.

@@ -63,6 +63,10 @@ struct Cli {
     /// `push-stream,cold-start` (for profiling; limits always run).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Alternating rounds of berth against berth (plaintext) in the blob scenarios
+    /// [default: 5 with --compare, 2 with --smoke]; 1 runs each once.
+    #[arg(long)]
+    ab_rounds: Option<usize>,
 }
 
 impl Cli {
@@ -87,6 +91,8 @@ struct Plan {
     idle_settle: Duration,
     hash_time: Duration,
     disk_bytes: usize,
+    /// Alternating rounds of berth against berth (plaintext) in blob scenarios.
+    ab_rounds: usize,
 }
 
 impl Plan {
@@ -105,6 +111,7 @@ impl Plan {
             idle_settle: Duration::from_secs(2),
             hash_time: Duration::from_secs(1),
             disk_bytes: 1024 * MIB,
+            ab_rounds: 5,
         }
     }
 
@@ -123,6 +130,7 @@ impl Plan {
             idle_settle: Duration::from_millis(200),
             hash_time: Duration::from_millis(50),
             disk_bytes: 16 * MIB,
+            ab_rounds: 2,
         }
     }
 }
@@ -250,13 +258,109 @@ impl Run {
 }
 
 async fn measure(run: &mut Run, server: &Server, s: &Scenario, data: &Arc<DataSet>) {
+    match measure_row(server, s, data).await {
+        Ok((row, first_error, method)) => {
+            run.memory_method = method;
+            run.record(row, first_error)
+        }
+        Err(e) => run.failures.push(e),
+    }
+}
+
+/// Runs the scenario `rounds` times on each of `pair` (berth and berth with blob
+/// encryption off), alternating which goes first, each push round on fresh blobs
+/// (the last on `data`, which the pulls read); records each server's median round.
+/// One pass each is too noisy on a small shared machine to bound a 10 % difference.
+async fn measure_ab(
+    run: &mut Run,
+    pair: [&Server; 2],
+    s: &Scenario,
+    data: &Arc<DataSet>,
+    plan: &Plan,
+    rounds: usize,
+) {
+    let mut per: [Vec<(Row, Option<String>)>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let d = if round + 1 == rounds {
+            data.clone()
+        } else {
+            Arc::new(fresh_push_data(data, plan, s.task, round as u64 + 1))
+        };
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            match measure_row(pair[i], s, &d).await {
+                Ok((row, first_error, method)) => {
+                    run.memory_method = method;
+                    per[i].push((row, first_error));
+                }
+                Err(e) => run.failures.push(e),
+            }
+        }
+    }
+    for rows in per {
+        let values: Vec<f64> = rows.iter().map(|(r, _)| r.value).collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let Some(&median) = sorted.get(sorted.len() / 2) else {
+            continue;
+        };
+        let errors: u64 = rows.iter().map(|(r, _)| r.errors).sum();
+        let first_error = rows.iter().find_map(|(_, e)| e.clone());
+        if let Some((mut row, _)) = rows.into_iter().find(|(r, _)| r.value == median) {
+            row.errors = errors;
+            row.rounds = values;
+            run.record(row, first_error);
+        }
+    }
+}
+
+/// A copy of `data` whose blobs for `task` (a push) are new, so a repeated push
+/// writes as much as the first instead of finding its blobs stored.
+fn fresh_push_data(data: &DataSet, plan: &Plan, task: Task, round: u64) -> DataSet {
+    let mut d = data.clone();
+    let nonce = data.nonce ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let blob = |len: usize, seed: u64| Blob::new(limits::pseudo_random(len, seed ^ nonce));
+    match task {
+        Task::PushMono => {
+            let template = limits::pseudo_random(MIB, 5 ^ nonce);
+            d.mono = (0..plan.mono.0)
+                .map(|i| Blob::new(load::unique_layer(&template, nonce, i)))
+                .collect();
+        }
+        Task::PushChunked => {
+            d.chunked = (0..plan.chunked.0)
+                .map(|i| blob(plan.chunked.1, 1000 + i as u64))
+                .collect();
+        }
+        Task::PushStream => {
+            d.stream = (0..plan.stream.0)
+                .map(|i| blob(plan.stream.1, 2000 + i as u64))
+                .collect();
+        }
+        _ => {}
+    }
+    d
+}
+
+async fn measure_row(
+    server: &Server,
+    s: &Scenario,
+    data: &Arc<DataSet>,
+) -> std::result::Result<(Row, Option<String>, &'static str), String> {
     let Some(pid) = server.pid() else {
-        run.failures
-            .push(format!("{}: {} is not running", s.title, server.name));
-        return;
+        return Err(format!("{}: {} is not running", s.title, server.name));
     };
+    if matches!(
+        s.task,
+        Task::PushMono | Task::PushChunked | Task::PushStream
+    ) {
+        // Untimed: write back every dirty page first, so no push pays for the
+        // writeback of whatever ran before it (another server's push included).
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        let _ = tokio::task::spawn_blocking(|| unsafe { libc::sync() }).await;
+    }
     let meter = procfs::PeakMeter::start(pid);
-    run.memory_method = meter.method();
+    let method = meter.method();
     let cpu0 = procfs::cpu_seconds(Some(pid)).ok();
     let self0 = procfs::cpu_seconds(None).ok();
     let mut out = load::run(
@@ -283,7 +387,7 @@ async fn measure(run: &mut Run, server: &Server, s: &Scenario, data: &Arc<DataSe
     row.peak_rss_kib = meter.finish();
     row.server_cpu_s = cpu0.zip(cpu1).map(|(a, b)| b - a);
     row.harness_cpu_s = self0.zip(self1).map(|(a, b)| b - a);
-    run.record(row, out.first_error);
+    Ok((row, out.first_error, method))
 }
 
 /// Which extra servers a scenario also runs against.
@@ -551,8 +655,30 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
             servers::Kind::Berth { plaintext: true } => also.plaintext,
             _ => true,
         };
-        for s in servers.iter().filter(|s| runs_on(s)) {
-            measure(&mut run, s, &sc, &data).await;
+        let berths: Vec<&Server> = servers
+            .iter()
+            .filter(|s| matches!(s.kind, servers::Kind::Berth { .. }))
+            .collect();
+        if also.plaintext && plan.ab_rounds > 1 && berths.len() == 2 {
+            measure_ab(
+                &mut run,
+                [berths[0], berths[1]],
+                &sc,
+                &data,
+                plan,
+                plan.ab_rounds,
+            )
+            .await;
+            for s in servers
+                .iter()
+                .filter(|s| runs_on(s) && !matches!(s.kind, servers::Kind::Berth { .. }))
+            {
+                measure(&mut run, s, &sc, &data).await;
+            }
+        } else {
+            for s in servers.iter().filter(|s| runs_on(s)) {
+                measure(&mut run, s, &sc, &data).await;
+            }
         }
         for s in servers.iter().filter(|s| runs_on(s)) {
             let tagged = match sc.task {
@@ -656,7 +782,7 @@ fn write_outputs(
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let plan = match (cli.compare, cli.smoke) {
+    let mut plan = match (cli.compare, cli.smoke) {
         (true, _) => Plan::compare(),
         (_, true) => Plan::smoke(),
         _ => {
@@ -666,6 +792,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(n) = cli.ab_rounds {
+        plan.ab_rounds = n.max(1);
+    }
     let (run, meta) = match bench(&cli, &plan).await {
         Ok(v) => v,
         Err(e) => {

@@ -210,7 +210,7 @@ fn check_header(f: &mut File) -> Result<(), CryptError> {
 }
 
 /// Sealed bytes the writer collects before one `write` to the file (two segments).
-const FLUSH_AT: usize = 2 * (SEGMENT + OVERHEAD);
+const FLUSH_AT: usize = 8 * (SEGMENT + OVERHEAD);
 
 /// Appends plaintext to a staged (not yet finished) segmented file holding
 /// `plain_len` bytes. The partial tail segment, if any, is opened and re-sealed
