@@ -242,29 +242,116 @@ fn check_header(f: &mut File) -> Result<(), CryptError> {
     Ok(())
 }
 
-/// Sealed bytes the writer collects before one `write` to the file (eight segments).
-const FLUSH_AT: usize = 8 * (SEGMENT + OVERHEAD);
+/// Sealed bytes a [`Sealer`] collects before handing a buffer over (four segments).
+const FLUSH_AT: usize = 4 * (SEGMENT + OVERHEAD);
 
-/// Appends plaintext to a staged (not yet finished) segmented file holding
-/// `plain_len` bytes. The partial tail segment, if any, is opened and re-sealed
-/// with a fresh nonce. Call [`SegmentWriter::finish`] after the last chunk.
+/// Length of a [`Sealer`]'s buffers: a flush's worth plus the segment that crosses
+/// the mark.
+pub const SEAL_BUFFER: usize = FLUSH_AT + SEGMENT + OVERHEAD;
+
+/// Where a [`Sealer`] hands a buffer of sealed bytes (`buf[..n]`). The callee may
+/// swap `buf` for another buffer of [`SEAL_BUFFER`] bytes (to write it on another
+/// thread) or write it and leave it.
+pub type Flush<'a> = dyn FnMut(&mut Vec<u8>, usize) -> Result<(), CryptError> + 'a;
+
+/// Turns an upload's plaintext into sealed segments (the file-free half of
+/// [`SegmentWriter`], so sealing can run on another thread than writing).
 ///
 /// A whole segment inside a caller's chunk is sealed straight from the chunk into
-/// its place in the out-buffer (one pass over the bytes); only a segment that
-/// straddles two chunks is gathered in the out-buffer first and sealed in place.
-/// The buffer is allocated once and reused for the writer's whole life.
-pub struct SegmentWriter {
-    file: File,
+/// its place in the buffer (one pass over the bytes); only a segment that
+/// straddles two chunks is gathered in the buffer first and sealed in place.
+pub struct Sealer {
     key: LessSafeKey,
     /// Index of the segment being filled (or the next one).
     index: u64,
-    /// `buf[..used]`: sealed segments not yet written, then the open segment
-    /// (nonce space | plaintext so far) if `open_at` is set.
-    buf: Box<[u8]>,
+    /// `buf[..used]`: sealed segments not yet handed over, then the open segment
+    /// (nonce space | plaintext so far) if `open_at` is set. Always
+    /// [`SEAL_BUFFER`] long.
+    buf: Vec<u8>,
     used: usize,
     open_at: Option<usize>,
-    writeback: Writeback,
     pub plain_len: u64,
+}
+
+impl Sealer {
+    /// A buffer for [`Flush`] callees to swap in.
+    pub fn new_buffer() -> Vec<u8> {
+        vec![0u8; SEAL_BUFFER]
+    }
+
+    pub fn write(&mut self, mut data: &[u8], flush: &mut Flush<'_>) -> Result<(), CryptError> {
+        self.plain_len += data.len() as u64;
+        // Complete the open segment first.
+        if let Some(start) = self.open_at {
+            let fill = self.used - start - NONCE_LEN;
+            let take = (SEGMENT - fill).min(data.len());
+            self.buf[self.used..self.used + take].copy_from_slice(&data[..take]);
+            self.used += take;
+            data = &data[take..];
+            if fill + take < SEGMENT {
+                return Ok(());
+            }
+            self.used = seal_in_place(&self.key, self.index, false, &mut self.buf, start, SEGMENT)?;
+            self.open_at = None;
+            self.index += 1;
+            self.flush_if_full(flush)?;
+        }
+        // Whole segments: sealed from the chunk straight into the buffer.
+        while data.len() >= SEGMENT {
+            let (seg, rest) = data.split_at(SEGMENT);
+            self.used = seal_from(&self.key, self.index, seg, &mut self.buf, self.used)?;
+            self.index += 1;
+            data = rest;
+            self.flush_if_full(flush)?;
+        }
+        // A short rest opens the next segment.
+        if !data.is_empty() {
+            let start = self.used;
+            let at = start + NONCE_LEN;
+            self.buf[at..at + data.len()].copy_from_slice(data);
+            self.used = at + data.len();
+            self.open_at = Some(start);
+        }
+        Ok(())
+    }
+
+    fn flush_if_full(&mut self, flush: &mut Flush<'_>) -> Result<(), CryptError> {
+        if self.used >= FLUSH_AT {
+            self.hand_over(flush)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the sealed bytes over; only called with no segment open.
+    fn hand_over(&mut self, flush: &mut Flush<'_>) -> Result<(), CryptError> {
+        debug_assert!(self.open_at.is_none());
+        if self.used > 0 {
+            flush(&mut self.buf, self.used)?;
+            debug_assert_eq!(self.buf.len(), SEAL_BUFFER);
+            self.used = 0;
+        }
+        Ok(())
+    }
+
+    /// Seals a partial tail as a non-final segment and hands everything over.
+    pub fn finish(mut self, flush: &mut Flush<'_>) -> Result<(), CryptError> {
+        if let Some(start) = self.open_at.take() {
+            let len = self.used - start - NONCE_LEN;
+            self.used = seal_in_place(&self.key, self.index, false, &mut self.buf, start, len)?;
+        }
+        self.hand_over(flush)
+    }
+}
+
+/// Appends plaintext to a staged (not yet finished) segmented file holding
+/// `plain_len` bytes. The partial tail segment, if any, is opened and re-sealed
+/// with a fresh nonce. Call [`SegmentWriter::finish`] after the last chunk, or
+/// take it apart with [`SegmentWriter::into_parts`] to seal and write on two
+/// threads.
+pub struct SegmentWriter {
+    file: File,
+    sealer: Sealer,
+    writeback: Writeback,
 }
 
 impl SegmentWriter {
@@ -288,8 +375,7 @@ impl SegmentWriter {
         }
         let full_segments = plain_len / SEGMENT as u64;
         let tail = (plain_len % SEGMENT as u64) as usize;
-        // Room for a flush's worth plus the segment that crosses the mark.
-        let mut buf = vec![0u8; FLUSH_AT + SEGMENT + OVERHEAD].into_boxed_slice();
+        let mut buf = Sealer::new_buffer();
         let mut used = 0;
         let mut open_at = None;
         if tail > 0 {
@@ -322,81 +408,60 @@ impl SegmentWriter {
         let end = file.stream_position()?;
         Ok(SegmentWriter {
             file,
-            key,
-            index: full_segments,
-            buf,
-            used,
-            open_at,
+            sealer: Sealer {
+                key,
+                index: full_segments,
+                buf,
+                used,
+                open_at,
+                plain_len,
+            },
             writeback: Writeback::new(end),
-            plain_len,
         })
     }
 
-    pub fn write(&mut self, mut data: &[u8]) -> Result<(), CryptError> {
-        self.plain_len += data.len() as u64;
-        // Complete the open segment first.
-        if let Some(start) = self.open_at {
-            let fill = self.used - start - NONCE_LEN;
-            let take = (SEGMENT - fill).min(data.len());
-            self.buf[self.used..self.used + take].copy_from_slice(&data[..take]);
-            self.used += take;
-            data = &data[take..];
-            if fill + take < SEGMENT {
-                return Ok(());
-            }
-            self.used = seal_in_place(&self.key, self.index, false, &mut self.buf, start, SEGMENT)?;
-            self.open_at = None;
-            self.index += 1;
-            self.flush_if_full()?;
-        }
-        // Whole segments: sealed from the chunk straight into the buffer.
-        while data.len() >= SEGMENT {
-            let (seg, rest) = data.split_at(SEGMENT);
-            self.used = seal_from(&self.key, self.index, seg, &mut self.buf, self.used)?;
-            self.index += 1;
-            data = rest;
-            self.flush_if_full()?;
-        }
-        // A short rest opens the next segment.
-        if !data.is_empty() {
-            let start = self.used;
-            let at = start + NONCE_LEN;
-            self.buf[at..at + data.len()].copy_from_slice(data);
-            self.used = at + data.len();
-            self.open_at = Some(start);
-        }
-        Ok(())
+    pub fn plain_len(&self) -> u64 {
+        self.sealer.plain_len
     }
 
-    fn flush_if_full(&mut self) -> Result<(), CryptError> {
-        if self.used >= FLUSH_AT {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the sealed bytes; only called with no segment open.
-    fn flush(&mut self) -> Result<(), CryptError> {
-        debug_assert!(self.open_at.is_none());
-        if self.used > 0 {
-            self.file.write_all(&self.buf[..self.used])?;
-            self.writeback.wrote(&self.file, self.used as u64);
-            self.used = 0;
-        }
-        Ok(())
+    pub fn write(&mut self, data: &[u8]) -> Result<(), CryptError> {
+        let SegmentWriter {
+            file,
+            sealer,
+            writeback,
+        } = self;
+        sealer.write(data, &mut |buf, n| write_out(file, writeback, &buf[..n]))
     }
 
     /// Writes everything buffered (a partial tail as a non-final segment) and starts
     /// writeback of what is still dirty.
-    pub fn finish(mut self) -> Result<File, CryptError> {
-        if let Some(start) = self.open_at.take() {
-            let len = self.used - start - NONCE_LEN;
-            self.used = seal_in_place(&self.key, self.index, false, &mut self.buf, start, len)?;
-        }
-        self.flush()?;
-        self.writeback.kick(&self.file);
-        Ok(self.file)
+    pub fn finish(self) -> Result<File, CryptError> {
+        let SegmentWriter {
+            mut file,
+            sealer,
+            mut writeback,
+        } = self;
+        sealer.finish(&mut |buf, n| write_out(&mut file, &mut writeback, &buf[..n]))?;
+        writeback.kick(&file);
+        Ok(file)
     }
+
+    /// The sealer, and the file positioned where its output goes, with its
+    /// writeback state; see [`write_out`].
+    pub fn into_parts(self) -> (Sealer, File, Writeback) {
+        (self.sealer, self.file, self.writeback)
+    }
+}
+
+/// Appends sealed bytes from a [`Sealer`] to its file.
+pub fn write_out(
+    file: &mut File,
+    writeback: &mut Writeback,
+    sealed: &[u8],
+) -> Result<(), CryptError> {
+    file.write_all(sealed)?;
+    writeback.wrote(file, sealed.len() as u64);
+    Ok(())
 }
 
 /// Starts the kernel's writeback of a file being appended to every
