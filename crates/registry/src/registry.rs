@@ -506,6 +506,46 @@ impl Registry {
             Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
             Err(e) => return Err(store_err(e)),
         };
+        // Final segment and fsync outside the lock (the staged file is this
+        // upload's own); from here on, a failure discards the upload.
+        if let Err(e) = self.blobs.upload_seal(id, size, key.clone()).await {
+            drop(guard);
+            let _ = self.discard_upload(id).await;
+            return Err(match e {
+                StoreError::NotFound => RegistryError::UploadUnknown,
+                e => store_err(e),
+            });
+        }
+        match self
+            .commit_sealed(repo, &repo_key, id, digest, size, &key)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) => {
+                drop(guard);
+                let _ = self.discard_upload(id).await;
+                return Err(e);
+            }
+        }
+        self.meta.delete_upload(id).await?;
+        drop(guard);
+        self.forget(id);
+        Ok(Completed {
+            digest: digest.clone(),
+            size,
+        })
+    }
+
+    /// Publishes a sealed upload and records it, under the digest's lock.
+    async fn commit_sealed(
+        &self,
+        repo: &RepositoryRow,
+        repo_key: &crate::keys::RepoKey,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        key: &DataKey,
+    ) -> Result<()> {
         // Publish under the digest's lock so the collector cannot delete the same
         // digest's file between the rename and the commit.
         // Exclusive: two uploads of the same content would otherwise both publish,
@@ -518,23 +558,19 @@ impl Registry {
             // Already stored (another push): keep that ciphertext, give this
             // repository its data key, and drop the staged copy.
             Some((_, Some(blob_key))) => {
-                self.link_stored_blob(&mut tx, repo, &repo_key, digest.as_str(), &blob_key)
+                self.link_stored_blob(&mut tx, repo, repo_key, digest.as_str(), &blob_key)
                     .await?;
                 tx.commit().await?;
                 self.blobs.upload_abort(id).await?;
             }
             _ => {
-                match self
-                    .blobs
-                    .upload_publish(id, digest, size, key.clone())
-                    .await
-                {
+                match self.blobs.upload_publish(id, digest).await {
                     Ok(()) => {}
                     Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
                     Err(e) => return Err(store_err(e)),
                 }
-                let blob_key = self.keys.wrap_registry(&key, &blob_aad(digest.as_str()))?;
-                let link_key = self.keys.seal_with(&repo_key, key.bytes(), &link_aad)?;
+                let blob_key = self.keys.wrap_registry(key, &blob_aad(digest.as_str()))?;
+                let link_key = self.keys.seal_with(repo_key, key.bytes(), &link_aad)?;
                 Meta::record_blob(
                     &mut tx,
                     repo.repo_id,
@@ -548,13 +584,7 @@ impl Registry {
                 tx.commit().await?;
             }
         }
-        self.meta.delete_upload(id).await?;
-        drop(guard);
-        self.forget(id);
-        Ok(Completed {
-            digest: digest.clone(),
-            size,
-        })
+        Ok(())
     }
 
     /// Inside a digest-locked transaction: links an already stored blob into `repo`,
