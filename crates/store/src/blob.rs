@@ -420,14 +420,6 @@ async fn append_sealed(
     mut rx: mpsc::Receiver<Chunk>,
     key: DataKey,
 ) -> Result<Appended, StoreError> {
-    let w = joined(
-        tokio::task::spawn_blocking(move || {
-            SegmentWriter::open(open_staged(&path)?, &key, offset).map_err(crypt_err)
-        })
-        .await,
-        "opening",
-    )??;
-    let (mut sealer, mut file, mut writeback) = w.into_parts();
     let hashing = hasher.map(|mut h| {
         let (htx, mut hrx) = mpsc::channel::<Bytes>(8);
         let t = tokio::task::spawn_blocking(move || {
@@ -438,9 +430,25 @@ async fn append_sealed(
         });
         (htx, t)
     });
+    // The writing thread opens the staged file (file I/O stays off the runtime)
+    // and hands the sealer back: one hop to the blocking pool per append, not two.
+    let (sealer_tx, sealer_rx) =
+        tokio::sync::oneshot::channel::<Result<crypt::Sealer, StoreError>>();
     let (full_tx, mut full_rx) = mpsc::channel::<(Vec<u8>, usize)>(SEAL_BUFFERS);
     let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let writing = tokio::task::spawn_blocking(move || -> Result<(), crypt::CryptError> {
+        let opened = open_staged(&path)
+            .and_then(|f| SegmentWriter::open(f, &key, offset).map_err(crypt_err));
+        let (sealer, mut file, mut writeback) = match opened {
+            Ok(w) => w.into_parts(),
+            Err(e) => {
+                let _ = sealer_tx.send(Err(e));
+                return Ok(());
+            }
+        };
+        if sealer_tx.send(Ok(sealer)).is_err() {
+            return Ok(());
+        }
         while let Some((buf, n)) = full_rx.blocking_recv() {
             crypt::write_out(&mut file, &mut writeback, &buf[..n])?;
             let _ = free_tx.send(buf);
@@ -448,6 +456,14 @@ async fn append_sealed(
         writeback.kick(&file);
         Ok(())
     });
+    let mut sealer = match sealer_rx.await {
+        Ok(Ok(sealer)) => sealer,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            joined(writing.await, "writing")?.map_err(crypt_err)?;
+            return Err(StoreError::Io(stopped("writing")));
+        }
+    };
     let mut sealed_bufs: Vec<(Vec<u8>, usize)> = Vec::new();
     let mut fed: Result<u64, StoreError> = Ok(0);
     'feed: loop {

@@ -276,7 +276,7 @@ pub struct Sealer {
 /// Sealing buffers kept between appends: a new one is a fresh zeroed mapping the
 /// kernel faults in page by page, which showed in pushes of many small blobs.
 static SPARE_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-const SPARE_MAX: usize = 8;
+const SPARE_MAX: usize = 4;
 
 impl Sealer {
     /// A buffer for [`Flush`] callees to swap in (a spare one when there is one).
