@@ -444,9 +444,11 @@ impl Registry {
     where
         S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
-        // Queued body chunks (hyper hands over up to ~400 KiB each): a few keep the
-        // writer thread busy; more only hold memory.
-        let (tx, rx) = mpsc::channel::<Chunk>(4);
+        // One queued body chunk (hyper hands over up to ~400 KiB each): the store
+        // takes each chunk as it arrives (the encrypted store seals it on this
+        // task, while it is still in cache); a deeper queue only held memory and
+        // let the chunks go cold (measured: no throughput change from 4 to 1).
+        let (tx, rx) = mpsc::channel::<Chunk>(1);
         let writer = self.blobs.upload_append(id, offset, hasher, rx, key);
         let feeder = async move {
             while let Some(item) = body.next().await {
