@@ -154,21 +154,41 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A pseudo-random blob of `len` bytes, distinct per `seed` and `nonce`.
+fn random_blob(len: usize, seed: u64, nonce: u64) -> Blob {
+    Blob::new(limits::pseudo_random(len, seed ^ nonce))
+}
+
+/// The template the 1 MiB monolithic layers are made from.
+fn mono_template(nonce: u64) -> Vec<u8> {
+    limits::pseudo_random(MIB, 5 ^ nonce)
+}
+
+/// The blobs the push task `task` writes (empty for other tasks).
+fn push_blobs(plan: &Plan, task: Task, template: &[u8], nonce: u64) -> Vec<Blob> {
+    match task {
+        Task::PushMono => (0..plan.mono.0)
+            .map(|i| Blob::new(load::unique_layer(template, nonce, i)))
+            .collect(),
+        Task::PushChunked => (0..plan.chunked.0)
+            .map(|i| random_blob(plan.chunked.1, 1000 + i as u64, nonce))
+            .collect(),
+        Task::PushStream => (0..plan.stream.0)
+            .map(|i| random_blob(plan.stream.1, 2000 + i as u64, nonce))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn build_data(plan: &Plan, nonce: u64) -> DataSet {
-    let blob = |len: usize, seed: u64| Blob::new(limits::pseudo_random(len, seed ^ nonce));
+    let blob = |len: usize, seed: u64| random_blob(len, seed, nonce);
     let pull_layers: Vec<Blob> = (0..8).map(|i| blob(4096, 100 + i)).collect();
     let digests: Vec<String> = pull_layers.iter().map(|b| b.digest.clone()).collect();
     let pull_config = Blob::new(client::image_config(&digests, nonce).to_vec());
-    let template = limits::pseudo_random(MIB, 5 ^ nonce);
-    let mono = (0..plan.mono.0)
-        .map(|i| Blob::new(load::unique_layer(&template, nonce, i)))
-        .collect();
-    let chunked = (0..plan.chunked.0)
-        .map(|i| blob(plan.chunked.1, 1000 + i as u64))
-        .collect();
-    let stream = (0..plan.stream.0)
-        .map(|i| blob(plan.stream.1, 2000 + i as u64))
-        .collect();
+    let template = mono_template(nonce);
+    let mono = push_blobs(plan, Task::PushMono, &template, nonce);
+    let chunked = push_blobs(plan, Task::PushChunked, &template, nonce);
+    let stream = push_blobs(plan, Task::PushStream, &template, nonce);
     let mixed_layer = blob(MIB, 3000);
     let mixed_config =
         Blob::new(client::image_config(std::slice::from_ref(&mixed_layer.digest), nonce).to_vec());
@@ -327,24 +347,16 @@ async fn measure_ab(
 fn fresh_push_data(data: &DataSet, plan: &Plan, task: Task, round: u64) -> DataSet {
     let mut d = data.clone();
     let nonce = data.nonce ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let blob = |len: usize, seed: u64| Blob::new(limits::pseudo_random(len, seed ^ nonce));
+    let template = if task == Task::PushMono {
+        mono_template(nonce)
+    } else {
+        Vec::new()
+    };
+    let fresh = push_blobs(plan, task, &template, nonce);
     match task {
-        Task::PushMono => {
-            let template = limits::pseudo_random(MIB, 5 ^ nonce);
-            d.mono = (0..plan.mono.0)
-                .map(|i| Blob::new(load::unique_layer(&template, nonce, i)))
-                .collect();
-        }
-        Task::PushChunked => {
-            d.chunked = (0..plan.chunked.0)
-                .map(|i| blob(plan.chunked.1, 1000 + i as u64))
-                .collect();
-        }
-        Task::PushStream => {
-            d.stream = (0..plan.stream.0)
-                .map(|i| blob(plan.stream.1, 2000 + i as u64))
-                .collect();
-        }
+        Task::PushMono => d.mono = fresh,
+        Task::PushChunked => d.chunked = fresh,
+        Task::PushStream => d.stream = fresh,
         _ => {}
     }
     d

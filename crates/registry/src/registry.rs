@@ -129,6 +129,14 @@ fn store_err(e: StoreError) -> RegistryError {
     RegistryError::Store(e)
 }
 
+/// A store error on an upload's staged file: a missing one is an unknown upload.
+fn upload_store_err(e: StoreError) -> RegistryError {
+    match e {
+        StoreError::NotFound => RegistryError::UploadUnknown,
+        e => store_err(e),
+    }
+}
+
 impl Registry {
     /// `master` is the registry master key; the keyring derives every key from it.
     pub fn new(
@@ -468,9 +476,8 @@ impl Registry {
         };
         let (res, ()) = tokio::join!(writer, feeder);
         res.map_err(|e| match e {
-            StoreError::NotFound => RegistryError::UploadUnknown,
             StoreError::Aborted => RegistryError::UploadInvalid("request body ended early".into()),
-            e => store_err(e),
+            e => upload_store_err(e),
         })
     }
 
@@ -510,24 +517,19 @@ impl Registry {
         };
         // Final segment and fsync outside the lock (the staged file is this
         // upload's own); from here on, a failure discards the upload.
-        if let Err(e) = self.blobs.upload_seal(id, size, key.clone()).await {
+        let committed = async {
+            self.blobs
+                .upload_seal(id, size, key.clone())
+                .await
+                .map_err(upload_store_err)?;
+            self.commit_sealed(repo, &repo_key, id, digest, size, &key)
+                .await
+        }
+        .await;
+        if let Err(e) = committed {
             drop(guard);
             let _ = self.discard_upload(id).await;
-            return Err(match e {
-                StoreError::NotFound => RegistryError::UploadUnknown,
-                e => store_err(e),
-            });
-        }
-        match self
-            .commit_sealed(repo, &repo_key, id, digest, size, &key)
-            .await
-        {
-            Ok(()) => {}
-            Err(e) => {
-                drop(guard);
-                let _ = self.discard_upload(id).await;
-                return Err(e);
-            }
+            return Err(e);
         }
         self.meta.delete_upload(id).await?;
         drop(guard);
@@ -566,11 +568,10 @@ impl Registry {
                 self.blobs.upload_abort(id).await?;
             }
             _ => {
-                match self.blobs.upload_publish(id, digest).await {
-                    Ok(()) => {}
-                    Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
-                    Err(e) => return Err(store_err(e)),
-                }
+                self.blobs
+                    .upload_publish(id, digest)
+                    .await
+                    .map_err(upload_store_err)?;
                 let blob_key = self.keys.wrap_registry(key, &blob_aad(digest.as_str()))?;
                 let link_key = self.keys.seal_with(repo_key, key.bytes(), &link_aad)?;
                 Meta::record_blob(

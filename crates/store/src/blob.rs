@@ -401,6 +401,20 @@ fn collect<'a>(
     }
 }
 
+/// Hands the collected sealed buffers to the writing thread; false once it has
+/// stopped (on an error, which the append reports).
+async fn send_sealed(
+    full_tx: &mpsc::Sender<(Vec<u8>, usize)>,
+    bufs: &mut Vec<(Vec<u8>, usize)>,
+) -> bool {
+    for b in bufs.drain(..) {
+        if full_tx.send(b).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// An encrypted append. Each chunk is sealed on the runtime thread that just
 /// received it, while its bytes are still in that core's cache (AES-256-GCM over
 /// a ~300 KiB chunk from cache takes ~20 µs; the socket read before it took
@@ -466,7 +480,7 @@ async fn append_sealed(
     };
     let mut sealed_bufs: Vec<(Vec<u8>, usize)> = Vec::new();
     let mut fed: Result<u64, StoreError> = Ok(0);
-    'feed: loop {
+    loop {
         let chunk = match rx.recv().await {
             Some(Ok(chunk)) => chunk,
             // A failed body: nothing written by this append survives (the next
@@ -494,19 +508,12 @@ async fn append_sealed(
             fed = Err(crypt_err(e));
             break;
         }
-        for b in sealed_bufs.drain(..) {
-            if full_tx.send(b).await.is_err() {
-                // The writer stopped on an error, reported below.
-                break 'feed;
-            }
+        if !send_sealed(&full_tx, &mut sealed_bufs).await {
+            break;
         }
     }
     if fed.is_ok() {
-        for b in sealed_bufs.drain(..) {
-            if full_tx.send(b).await.is_err() {
-                break;
-            }
-        }
+        send_sealed(&full_tx, &mut sealed_bufs).await;
     }
     drop(full_tx);
     let (htx, hashed) = match hashing {

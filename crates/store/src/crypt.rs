@@ -455,10 +455,6 @@ impl SegmentWriter {
         })
     }
 
-    pub fn plain_len(&self) -> u64 {
-        self.sealer.plain_len
-    }
-
     pub fn write(&mut self, data: &[u8]) -> Result<(), CryptError> {
         let SegmentWriter {
             file,
