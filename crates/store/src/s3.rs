@@ -1,0 +1,334 @@
+//! An S3-compatible object backend (AWS S3, Garage, MinIO, …) through the
+//! maintained `object_store` client: SigV4 signing, retries with backoff and
+//! timeouts are the client's; this module maps its calls onto the dumb object
+//! operations berth's blob layer needs (see `docs/architecture.md`, "Storage").
+//!
+//! Nothing here relies on conditional writes: some S3-compatible stores (Garage
+//! among them) ignore `If-None-Match`, so every compare-and-set lives in the
+//! metadata store. Objects are content-addressed or private to one upload, so two
+//! writers of one key write the same bytes or never race.
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig,
+};
+
+use crate::blob::ByteStream;
+use crate::StoreError;
+
+/// Where and how to reach the bucket. Built from `s3://<bucket>[/<prefix>]` and the
+/// `BERTH_S3_*` settings; keys left empty fall back to the standard AWS credential
+/// chain (environment, web identity, instance metadata).
+#[derive(Clone, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// e.g. `http://127.0.0.1:3900`; None = AWS's regional endpoint.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Path-style addressing (`<endpoint>/<bucket>/<key>`); the default when an
+    /// endpoint is given, since most self-hosted stores need it.
+    pub path_style: Option<bool>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("path_style", &self.path_style)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// Parses `s3://<bucket>[/<prefix>]`.
+    pub fn from_url(url: &str) -> Result<S3Config, StoreError> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| StoreError::Config(format!("not an s3:// URL: {url}")))?;
+        let (bucket, prefix) = match rest.split_once('/') {
+            Some((b, p)) => (b, p.trim_matches('/')),
+            None => (rest, ""),
+        };
+        if bucket.is_empty()
+            || !bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        {
+            return Err(StoreError::Config(format!(
+                "invalid bucket name in {url}: lowercase letters, digits, '-' and '.' only"
+            )));
+        }
+        if prefix.split('/').any(|s| s == "." || s == "..") {
+            return Err(StoreError::Config(format!("invalid key prefix in {url}")));
+        }
+        Ok(S3Config {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            ..S3Config::default()
+        })
+    }
+}
+
+/// One object as listed or stat'ed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The key relative to the backend's prefix.
+    pub key: String,
+    pub size: u64,
+    /// Last modification, unix milliseconds.
+    pub modified_ms: i64,
+}
+
+/// The S3 backend. Cheap to clone; one HTTP connection pool inside.
+#[derive(Clone)]
+pub struct S3Backend {
+    store: Arc<AmazonS3>,
+    prefix: String,
+}
+
+/// The smallest part S3 accepts in a multipart upload, except the last one.
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+fn os_err(e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::NotFound { .. } => StoreError::NotFound,
+        other => StoreError::Io(io::Error::other(format!("object store: {other}"))),
+    }
+}
+
+impl S3Backend {
+    pub fn new(cfg: &S3Config) -> Result<S3Backend, StoreError> {
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&cfg.bucket)
+            // Never trust the store to enforce a conditional write (see above).
+            .with_conditional_put(S3ConditionalPut::Disabled)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(5),
+                    base: 2.0,
+                },
+                max_retries: 5,
+                retry_timeout: Duration::from_secs(60),
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(300))
+                    .with_allow_http(true),
+            );
+        if let Some(e) = &cfg.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if let Some(r) = &cfg.region {
+            b = b.with_region(r);
+        }
+        if let (Some(k), Some(s)) = (&cfg.access_key_id, &cfg.secret_access_key) {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+        }
+        let path_style = cfg.path_style.unwrap_or(cfg.endpoint.is_some());
+        b = b.with_virtual_hosted_style_request(!path_style);
+        let store = b
+            .build()
+            .map_err(|e| StoreError::Config(format!("S3 blob store: {e}")))?;
+        Ok(S3Backend {
+            store: Arc::new(store),
+            prefix: cfg.prefix.clone(),
+        })
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    fn relative(&self, p: &ObjectPath) -> String {
+        let s = p.as_ref();
+        if self.prefix.is_empty() {
+            s.to_string()
+        } else {
+            s.strip_prefix(&self.prefix)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(s)
+                .to_string()
+        }
+    }
+
+    /// Writes a whole object (replacing any object under `key`); durable on return.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.store
+            .put(&self.path(key), PutPayload::from_bytes(data))
+            .await
+            .map_err(os_err)?;
+        Ok(())
+    }
+
+    /// Starts a multipart upload; the id can be continued by any process.
+    pub async fn create_multipart(&self, key: &str) -> Result<String, StoreError> {
+        self.store
+            .create_multipart(&self.path(key))
+            .await
+            .map_err(os_err)
+    }
+
+    /// Uploads part `index` (0-based) and returns the token `complete_multipart`
+    /// needs (S3's ETag). Every part but the last must be ≥ [`MIN_PART_SIZE`].
+    pub async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        index: usize,
+        data: Bytes,
+    ) -> Result<String, StoreError> {
+        let part = self
+            .store
+            .put_part(
+                &self.path(key),
+                &upload_id.to_string(),
+                index,
+                PutPayload::from_bytes(data),
+            )
+            .await
+            .map_err(os_err)?;
+        Ok(part.content_id)
+    }
+
+    /// Makes the object out of `parts` (tokens in part order).
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let parts = parts
+            .into_iter()
+            .map(|content_id| PartId { content_id })
+            .collect();
+        self.store
+            .complete_multipart(&self.path(key), &upload_id.to_string(), parts)
+            .await
+            .map_err(os_err)?;
+        Ok(())
+    }
+
+    /// Discards a multipart upload and its parts (idempotent).
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        match self
+            .store
+            .abort_multipart(&self.path(key), &upload_id.to_string())
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Streams bytes `range` of an object; only that range is fetched. A range
+    /// past the end is cut at the end; an empty range makes no request.
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        if range.start >= range.end {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        let r = self
+            .store
+            .get_opts(&self.path(key), opts)
+            .await
+            .map_err(os_err)?;
+        Ok(Box::pin(r.into_stream().map_err(|e| {
+            io::Error::other(format!("object store read: {e}"))
+        })))
+    }
+
+    /// Size and modification time, or None when there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        match self.store.head(&self.path(key)).await {
+            Ok(m) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: m.size,
+                modified_ms: m.last_modified.timestamp_millis(),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Deletes an object; deleting a missing object succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(os_err(e)),
+        }
+    }
+
+    /// Every object under `prefix` (relative keys), streamed page by page.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo, StoreError>> {
+        let p = self.path(prefix.trim_end_matches('/'));
+        let me = self.clone();
+        self.store
+            .list(Some(&p))
+            .map(move |r| {
+                r.map(|m| ObjectInfo {
+                    key: me.relative(&m.location),
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })
+                .map_err(os_err)
+            })
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_an_optional_prefix() {
+        let c = S3Config::from_url("s3://berth-blobs").unwrap();
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("berth-blobs", ""));
+        let c = S3Config::from_url("s3://b/team/registry/").unwrap();
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("b", "team/registry"));
+        for bad in ["file:///x", "s3://", "s3:///p", "s3://Upper", "s3://b/../x"] {
+            assert!(S3Config::from_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let c = S3Config {
+            secret_access_key: Some("very-secret".into()),
+            ..S3Config::default()
+        };
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+}
