@@ -317,7 +317,10 @@ mod tests {
         let c = S3Config::from_url("s3://berth-blobs").unwrap();
         assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("berth-blobs", ""));
         let c = S3Config::from_url("s3://b/team/registry/").unwrap();
-        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("b", "team/registry"));
+        assert_eq!(
+            (c.bucket.as_str(), c.prefix.as_str()),
+            ("b", "team/registry")
+        );
         for bad in ["file:///x", "s3://", "s3:///p", "s3://Upper", "s3://b/../x"] {
             assert!(S3Config::from_url(bad).is_err(), "{bad}");
         }

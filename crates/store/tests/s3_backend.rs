@@ -51,15 +51,24 @@ async fn whole_objects_and_ranges() {
     b.put("blobs/a", Bytes::from(data.clone())).await.unwrap();
     assert_eq!(read_all(&b, "blobs/a", 0..100_000).await, data);
     assert_eq!(read_all(&b, "blobs/a", 0..1).await, &data[..1]);
-    assert_eq!(read_all(&b, "blobs/a", 4096..70_001).await, &data[4096..70_001]);
-    assert_eq!(read_all(&b, "blobs/a", 99_999..100_000).await, &data[99_999..]);
+    assert_eq!(
+        read_all(&b, "blobs/a", 4096..70_001).await,
+        &data[4096..70_001]
+    );
+    assert_eq!(
+        read_all(&b, "blobs/a", 99_999..100_000).await,
+        &data[99_999..]
+    );
     assert!(read_all(&b, "blobs/a", 50..50).await.is_empty());
     let info = b.head("blobs/a").await.unwrap().expect("present");
     assert_eq!(info.size, 100_000);
     assert!(info.modified_ms > 1_600_000_000_000);
     // Empty objects exist and read back empty.
     b.put("blobs/empty", Bytes::new()).await.unwrap();
-    assert_eq!(b.head("blobs/empty").await.unwrap().map(|i| i.size), Some(0));
+    assert_eq!(
+        b.head("blobs/empty").await.unwrap().map(|i| i.size),
+        Some(0)
+    );
     // Overwrite (content-addressed keys: last writer wins, both succeed).
     let other = pattern(10, 9);
     let (r1, r2) = tokio::join!(
@@ -80,7 +89,9 @@ async fn missing_objects() {
         b.get_range("nope", 0..10).await.err(),
         Some(StoreError::NotFound)
     ));
-    b.delete("nope").await.expect("deleting a missing object succeeds");
+    b.delete("nope")
+        .await
+        .expect("deleting a missing object succeeds");
     b.put("x", Bytes::from_static(b"x")).await.unwrap();
     b.delete("x").await.unwrap();
     b.delete("x").await.unwrap();
@@ -89,7 +100,9 @@ async fn missing_objects() {
 
 #[tokio::test]
 async fn multipart_continued_by_another_instance() {
-    let Some(cfg) = config("multipart") else { return };
+    let Some(cfg) = config("multipart") else {
+        return;
+    };
     let a = S3Backend::new(&cfg).unwrap();
     // A second client over the same bucket and prefix stands for another node.
     let b = S3Backend::new(&cfg).unwrap();
@@ -109,7 +122,11 @@ async fn multipart_continued_by_another_instance() {
         .put_part("uploads/u1", &id, 2, Bytes::from(p2.clone()))
         .await
         .unwrap();
-    assert_eq!(a.head("uploads/u1").await.unwrap(), None, "invisible until complete");
+    assert_eq!(
+        a.head("uploads/u1").await.unwrap(),
+        None,
+        "invisible until complete"
+    );
     b.complete_multipart("uploads/u1", &id, vec![e0, e1, e2])
         .await
         .unwrap();
@@ -142,7 +159,12 @@ async fn multipart_abort_and_bad_completion() {
     // Completing with a part that was never uploaded fails and creates nothing.
     let id = b.create_multipart("uploads/bad").await.unwrap();
     let e0 = b
-        .put_part("uploads/bad", &id, 0, Bytes::from(pattern(MIN_PART_SIZE, 4)))
+        .put_part(
+            "uploads/bad",
+            &id,
+            0,
+            Bytes::from(pattern(MIN_PART_SIZE, 4)),
+        )
         .await
         .unwrap();
     let r = b
@@ -174,7 +196,9 @@ async fn listing_streams_every_object_under_a_prefix() {
         .try_collect::<Vec<_>>()
         .await
         .unwrap();
-    b.put("uploads/other", Bytes::from_static(b"u")).await.unwrap();
+    b.put("uploads/other", Bytes::from_static(b"u"))
+        .await
+        .unwrap();
     let mut listed: Vec<_> = b.list("blobs/").try_collect().await.unwrap();
     listed.sort_by(|x, y| x.key.cmp(&y.key));
     assert_eq!(listed.len(), n);
