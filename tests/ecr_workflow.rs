@@ -237,7 +237,7 @@ fn expired_tokens_are_refused() {
 fn terraform(dir: &Path, args: &[&str], endpoint: &str, creds: &Credentials) -> Output {
     require(
         "terraform",
-        "install Terraform 1.11 (see ../shared/reference/clients.md)",
+        "install Terraform 1.11 and the hashicorp/aws provider mirror (BERTH_TF_PLUGIN_DIR, default /opt/tf-plugins)",
     );
     let mirror = std::env::var("BERTH_TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into());
     assert!(

@@ -1,5 +1,5 @@
 //! berth-bench: measures berth against the CNCF reference registry on the same
-//! machine in the same run (issue 7), with scenarios modelled on zot's `zb`.
+//! machine in the same run (docs/benchmarks.md), with scenarios modelled on zot's `zb`.
 //!
 //! `--compare` runs the full suite (under 10 minutes on 2 cores); `--smoke` runs
 //! every scenario tiny and exits non-zero on any failed request or digest mismatch.
@@ -56,7 +56,7 @@ struct Cli {
     #[arg(long)]
     no_noauth_reference: bool,
     /// Skip the second berth with blob encryption off (the encrypted ÷ plaintext
-    /// ratios of issue 6).
+    /// ratios in docs/benchmarks.md, "Encryption on/off").
     #[arg(long)]
     no_plaintext_berth: bool,
     /// Run only scenarios whose key contains one of these (comma-separated), e.g.

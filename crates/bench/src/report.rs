@@ -6,7 +6,7 @@ use crate::stats::Summary;
 
 /// Server names as they appear in the report.
 pub const BERTH: &str = "berth";
-/// The same berth binary with blob encryption off (benchmark-only mode, issue 6).
+/// The same berth binary with blob encryption off (benchmark-only mode, docs/benchmarks.md "Encryption on/off").
 pub const BERTH_PLAINTEXT: &str = "berth (plaintext)";
 pub const REFERENCE: &str = "reference";
 pub const REFERENCE_NOAUTH: &str = "reference (no auth)";
@@ -59,7 +59,7 @@ impl Row {
     }
 }
 
-/// A target from issue 7 with its outcome.
+/// A performance target (docs/benchmarks.md) with its outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub name: String,
@@ -93,7 +93,7 @@ pub fn ratios(rows: &[Row], key: &str, other: &str) -> Option<(f64, Option<f64>,
 pub const LARGE_PUSH: &str = "push-stream-256m";
 pub const LARGE_PULL: &str = "pull-stream-256m";
 
-/// Scenarios whose encrypted ÷ plaintext throughput issue 6 bounds (≥ 0.9): every
+/// Scenarios whose encrypted ÷ plaintext throughput must stay ≥ 0.9: every
 /// blob push and pull.
 pub const ENCRYPTION_KEYS: [&str; 6] = [
     "push-mono-1m",
@@ -104,7 +104,7 @@ pub const ENCRYPTION_KEYS: [&str; 6] = [
     LARGE_PULL,
 ];
 
-/// Evaluates the targets of issue 7 against the rows.
+/// Evaluates the performance targets against the rows.
 pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
     let mut out = Vec::new();
     for key in ["manifest-get-c64", "manifest-head-c64"] {
@@ -167,7 +167,7 @@ pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
         pass: worst.as_ref().map(|_| short.is_empty()),
     });
     for key in ENCRYPTION_KEYS {
-        let name = format!("{key}: encrypted within 10% of plaintext (issue 6)");
+        let name = format!("{key}: encrypted within 10% of plaintext");
         out.push(
             match (find(rows, key, BERTH), find(rows, key, BERTH_PLAINTEXT)) {
                 (Some(e), Some(p)) if p.value > 0.0 => {
@@ -295,7 +295,7 @@ pub fn markdown(rows: &[Row], targets: &[Target], header: &str) -> String {
             ));
         }
     }
-    s.push_str("\n| Target (issues 6, 7) | Measured | Mark |\n|---|---|---|\n");
+    s.push_str("\n| Target | Measured | Mark |\n|---|---|---|\n");
     for t in targets {
         s.push_str(&format!(
             "| {} | {} | {} |\n",
