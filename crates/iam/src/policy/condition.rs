@@ -139,8 +139,10 @@ impl ConditionOperator {
     /// (ASCII case-insensitively). `NullIfExists` does not exist.
     pub fn parse(name: &str) -> Option<ConditionOperator> {
         let strip_ci = |s: &'_ str, prefix: &str| -> Option<usize> {
-            (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-                .then_some(prefix.len())
+            // Compare bytes: slicing the str could split a multi-byte character.
+            (s.len() >= prefix.len()
+                && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()))
+            .then_some(prefix.len())
         };
         let mut rest = name;
         let mut qualifier = None;
@@ -413,6 +415,19 @@ mod tests {
             "ForSomeValues:StringEquals",
             "StringEqualsIfExistsIfExists",
             "Ståring",
+        ] {
+            assert_eq!(ConditionOperator::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn multi_byte_characters_where_a_qualifier_would_end_are_no_panic() {
+        // Found by the fuzzer (crates/fuzzing, iam_policy): the prefix check sliced
+        // the str inside a character and panicked.
+        for bad in [
+            "StringEq\u{fffd}uals",
+            "ForAnyValu\u{e9}:StringLike",
+            "ForAllValues\u{1f600}",
         ] {
             assert_eq!(ConditionOperator::parse(bad), None, "{bad}");
         }
