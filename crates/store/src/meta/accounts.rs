@@ -1,0 +1,125 @@
+//! Accounts, account settings, the audit log.
+
+use super::*;
+
+impl Meta {
+    pub async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("INSERT INTO accounts (account_id, created_at) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING")
+            .bind(account_id)
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    pub async fn account_exists(&self, account_id: &str) -> Result<bool, StoreError> {
+        let r: Option<String> =
+            sqlx::query_scalar("SELECT account_id FROM accounts WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(r.is_some())
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT account_id FROM accounts ORDER BY account_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Reads one of the account-level JSON documents.
+    pub async fn account_setting(
+        &self,
+        account_id: &str,
+        s: AccountSetting,
+    ) -> Result<Option<String>, StoreError> {
+        let v: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT {} FROM accounts WHERE account_id = $1",
+            s.column()
+        ))
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(v.flatten())
+    }
+
+    pub async fn set_account_setting(
+        &self,
+        account_id: &str,
+        s: AccountSetting,
+        value: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(&format!(
+            "UPDATE accounts SET {} = $1 WHERE account_id = $2",
+            s.column()
+        ))
+        .bind(value)
+        .bind(account_id)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await
+    }
+
+    /// Appends one audit record.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append_audit(
+        &self,
+        ts: i64,
+        account_id: &str,
+        principal: &str,
+        action: &str,
+        resource: Option<&str>,
+        source: &str,
+        outcome: &str,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("INSERT INTO audit_log (ts, account_id, principal, action, resource, source, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(ts)
+            .bind(account_id)
+            .bind(principal)
+            .bind(action)
+            .bind(resource.map(str::to_string))
+            .bind(source)
+            .bind(outcome)
+            .bind(detail.map(str::to_string))
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await
+    }
+
+    /// The newest audit records, newest first.
+    pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query("SELECT ts, account_id, principal, action, resource, source, outcome, detail FROM audit_log ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    ts: r.try_get(0)?,
+                    account_id: r.try_get(1)?,
+                    principal: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    resource: r.try_get(4)?,
+                    source: r.try_get(5)?,
+                    outcome: r.try_get(6)?,
+                    detail: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Whether any secret sealed with a master key is stored.
+    pub async fn has_sealed_secrets(&self) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_keys")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,133 @@
+//! Blob rows and repository links.
+
+use super::*;
+
+impl Meta {
+    /// Size of a blob linked into the repository.
+    pub async fn linked_blob_size(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repo_id = $1 AND l.digest = $2",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Size and wrapped data key of a blob linked into the repository.
+    pub async fn linked_blob(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<Option<(i64, Option<Vec<u8>>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT b.size, l.data_key FROM repo_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repo_id = $1 AND l.digest = $2",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
+    }
+
+    /// In a digest-locked transaction: the blob's size and its data key wrapped
+    /// by the registry key, if the blob exists.
+    pub async fn blob_key(
+        tx: &mut WriteTx<'_>,
+        digest: &str,
+    ) -> Result<Option<(i64, Option<Vec<u8>>)>, StoreError> {
+        let row = sqlx::query("SELECT size, data_key FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
+    }
+
+    /// In a digest-locked transaction: links an existing blob into a repository with
+    /// the data key wrapped for that repository.
+    pub async fn link_in(
+        tx: &mut WriteTx<'_>,
+        repo_id: i64,
+        digest: &str,
+        now: i64,
+        link_key: &[u8],
+    ) -> Result<(), StoreError> {
+        link(&mut tx.tx, repo_id, digest, now, link_key).await
+    }
+
+    /// Size of a blob anywhere in the store.
+    pub async fn blob_size(&self, digest: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Begins a write transaction holding the lock of `digest`: exclusive for the
+    /// collector, shared for writers that publish or link the blob. On PostgreSQL
+    /// this is a transaction-scoped advisory lock; on SQLite the write transaction
+    /// itself is the (global) lock, taken at once with a no-op write so that even a
+    /// second process (`berth admin gc`) waits for it.
+    pub async fn begin_digest_tx(
+        &self,
+        digest: &str,
+        exclusive: bool,
+    ) -> Result<WriteTx<'_>, StoreError> {
+        let mut g = self.begin_write().await?;
+        lock_digest(self.dialect, &mut g.tx, digest, exclusive).await?;
+        Ok(g)
+    }
+
+    /// Inside a [`Self::begin_digest_tx`] transaction: records a committed blob,
+    /// links it into the repository, and marks the link as a collection candidate
+    /// (in case no manifest ever references it).
+    pub async fn record_blob(
+        tx: &mut WriteTx<'_>,
+        repo_id: i64,
+        digest: &str,
+        size: i64,
+        now: i64,
+        blob_key: &[u8],
+        link_key: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO blobs (digest, size, created_at, data_key) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest)
+            .bind(size)
+            .bind(now)
+            .bind(blob_key.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        link(&mut tx.tx, repo_id, digest, now, link_key).await
+    }
+
+    /// Removes a blob link; false when there was none.
+    pub async fn unlink_blob(
+        &self,
+        repo_id: i64,
+        digest: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            candidate(&mut g.tx, 0, digest, now).await?;
+        }
+        g.commit().await?;
+        Ok(n > 0)
+    }
+}

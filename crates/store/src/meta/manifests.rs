@@ -1,0 +1,300 @@
+//! Manifests, tags, referrers and pull records.
+
+use super::*;
+
+impl Meta {
+    /// Stores a manifest and moves its tag, atomically, checking every reference and
+    /// the tag's immutability inside the transaction.
+    pub async fn put_manifest(&self, w: &ManifestWrite) -> Result<PutManifestOutcome, StoreError> {
+        let mut g = self.begin_write().await?;
+        // Hold the blobs' locks (shared) so the collector cannot unlink one between
+        // the check below and the commit.
+        let mut sorted: Vec<&String> = w.blobs.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for b in sorted {
+            lock_digest(self.dialect, &mut g.tx, b, false).await?;
+        }
+        let tx = &mut g.tx;
+        let mut missing = Vec::new();
+        for b in &w.blobs {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+                    .bind(w.repo_id)
+                    .bind(b)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if found.is_none() {
+                missing.push(b.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(PutManifestOutcome::MissingBlobs(missing));
+        }
+        for c in &w.children {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+                    .bind(w.repo_id)
+                    .bind(c)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if found.is_none() {
+                missing.push(c.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(PutManifestOutcome::MissingManifests(missing));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repo_id, digest, media_type, artifact_type, subject, config_digest, image_size, body, pushed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .bind(w.repo_id)
+        .bind(&w.digest)
+        .bind(&w.media_type)
+        .bind(w.artifact_type.clone())
+        .bind(w.subject.clone())
+        .bind(w.config_digest.clone())
+        .bind(w.image_size)
+        .bind(w.body.clone())
+        .bind(w.pushed_at)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            if w.scan {
+                crate::scans::enqueue_scan_tx(tx, w.repo_id, &w.digest, w.pushed_at).await?;
+            }
+            for (child, kind) in w
+                .blobs
+                .iter()
+                .map(|b| (b, "blob"))
+                .chain(w.children.iter().map(|c| (c, "manifest")))
+            {
+                sqlx::query("INSERT INTO manifest_refs (repo_id, digest, child, kind) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                    .bind(w.repo_id)
+                    .bind(&w.digest)
+                    .bind(child)
+                    .bind(kind)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        let mut previous = None;
+        if let Some((tag, immutable)) = &w.tag {
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = $1 AND tag = $2")
+                    .bind(w.repo_id)
+                    .bind(tag)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            match existing {
+                Some(d) if d == w.digest => {
+                    if !inserted {
+                        return Ok(PutManifestOutcome::Unchanged);
+                    }
+                }
+                Some(d) if *immutable => {
+                    return Ok(PutManifestOutcome::TagImmutable { existing: d })
+                }
+                _ => {
+                    // A conditional upsert: on PostgreSQL two racing writers of an
+                    // immutable tag serialise on the primary key and the loser
+                    // updates nothing.
+                    let sql = if *immutable {
+                        "INSERT INTO tags (repo_id, tag, digest, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id, tag) DO NOTHING"
+                    } else {
+                        "INSERT INTO tags (repo_id, tag, digest, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at"
+                    };
+                    let n = sqlx::query(sql)
+                        .bind(w.repo_id)
+                        .bind(tag)
+                        .bind(&w.digest)
+                        .bind(w.pushed_at)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                    if n == 0 {
+                        let now_there: Option<String> = sqlx::query_scalar(
+                            "SELECT digest FROM tags WHERE repo_id = $1 AND tag = $2",
+                        )
+                        .bind(w.repo_id)
+                        .bind(tag)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        return Ok(PutManifestOutcome::TagImmutable {
+                            existing: now_there.unwrap_or_default(),
+                        });
+                    }
+                    previous = existing;
+                }
+            }
+        } else if !inserted {
+            return Ok(PutManifestOutcome::Unchanged);
+        }
+        g.commit().await?;
+        Ok(PutManifestOutcome::Stored {
+            manifest_existed: !inserted,
+            previous_tag_digest: previous,
+        })
+    }
+
+    pub async fn get_manifest(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<Option<ManifestRow>, StoreError> {
+        let sql = format!(
+            "SELECT {MANIFEST_COLS}, body FROM manifests WHERE repo_id = $1 AND digest = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| manifest_from_row(&r, true)).transpose()?)
+    }
+
+    pub async fn get_manifest_by_tag(
+        &self,
+        repo_id: i64,
+        tag: &str,
+    ) -> Result<Option<ManifestRow>, StoreError> {
+        let sql = format!(
+            "SELECT m.{}, m.body FROM tags t JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest WHERE t.repo_id = $1 AND t.tag = $2",
+            MANIFEST_COLS.replace(", ", ", m.")
+        );
+        let row = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(tag)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| manifest_from_row(&r, true)).transpose()?)
+    }
+
+    /// Deletes a manifest and its tags. Returns false if absent.
+    pub async fn delete_manifest(
+        &self,
+        repo_id: i64,
+        digest: &str,
+        now: i64,
+    ) -> Result<DeleteManifestOutcome, StoreError> {
+        let mut g = self.begin_write().await?;
+        let parent: Option<String> = sqlx::query_scalar(
+            "SELECT r.digest FROM manifest_refs r WHERE r.repo_id = $1 AND r.child = $2 AND r.kind = 'manifest' LIMIT 1",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_optional(&mut *g.tx)
+        .await?;
+        if let Some(parent) = parent {
+            return Ok(DeleteManifestOutcome::ReferencedBy(parent));
+        }
+        let n = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Ok(DeleteManifestOutcome::NotFound);
+        }
+        let tags: Vec<String> =
+            sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING tag")
+                .bind(repo_id)
+                .bind(digest)
+                .fetch_all(&mut *g.tx)
+                .await?;
+        // Its blobs may now be unreferenced in this repository.
+        sqlx::query("INSERT INTO gc_candidates (repo_id, digest, since) SELECT repo_id, child, $3 FROM manifest_refs WHERE repo_id = $1 AND digest = $2 AND kind = 'blob' ON CONFLICT (repo_id, digest) DO UPDATE SET since = excluded.since")
+            .bind(repo_id)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?;
+        sqlx::query("DELETE FROM manifest_refs WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *g.tx)
+            .await?;
+        g.commit().await?;
+        Ok(DeleteManifestOutcome::Deleted { tags })
+    }
+
+    /// Removes a tag; returns the digest it pointed at.
+    pub async fn delete_tag(&self, repo_id: i64, tag: &str) -> Result<Option<String>, StoreError> {
+        let mut g = self.begin_write().await?;
+        let d: Option<String> =
+            sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND tag = $2 RETURNING digest")
+                .bind(repo_id)
+                .bind(tag)
+                .fetch_optional(&mut *g.tx)
+                .await?;
+        g.commit().await?;
+        Ok(d)
+    }
+
+    /// Tags in lexical order after `last`, at most `limit`.
+    pub async fn list_tags(
+        &self,
+        repo_id: i64,
+        last: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT tag FROM tags WHERE repo_id = $1 AND tag > $2 ORDER BY tag LIMIT $3",
+        )
+        .bind(repo_id)
+        .bind(last.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Tags pointing at a manifest.
+    pub async fn tags_of(&self, repo_id: i64, digest: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT tag FROM tags WHERE repo_id = $1 AND digest = $2 ORDER BY tag",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Manifests whose subject is `subject` (bodies included, for annotations).
+    pub async fn referrers(
+        &self,
+        repo_id: i64,
+        subject: &str,
+    ) -> Result<Vec<ManifestRow>, StoreError> {
+        let sql = format!("SELECT {MANIFEST_COLS}, body FROM manifests WHERE repo_id = $1 AND subject = $2 ORDER BY digest");
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(subject)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| manifest_from_row(r, true))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Records pulls in one write (the caller batches them).
+    pub async fn record_pulls(&self, pulls: &[(i64, String, i64)]) -> Result<(), StoreError> {
+        if pulls.is_empty() {
+            return Ok(());
+        }
+        let mut g = self.begin_write().await?;
+        for (repo_id, digest, at) in pulls {
+            sqlx::query("UPDATE manifests SET last_pulled_at = $1 WHERE repo_id = $2 AND digest = $3 AND (last_pulled_at IS NULL OR last_pulled_at < $1)")
+                .bind(*at)
+                .bind(*repo_id)
+                .bind(digest)
+                .execute(&mut *g.tx)
+                .await?;
+        }
+        g.commit().await
+    }
+}
