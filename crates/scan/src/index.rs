@@ -154,7 +154,7 @@ impl AdvisoryIndex {
             ));
         }
         if entries.is_empty() {
-            // Only ecosystems berth cannot inventory (Maven, NuGet, …):
+            // Only ecosystems berth cannot inventory (Android, Hex, …):
             // keeping the record would cost memory and never match.
             return Inserted::Unsupported;
         }
