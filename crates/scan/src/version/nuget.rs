@@ -30,13 +30,11 @@ fn parse(v: &str) -> Option<Parsed<'_>> {
         None => (v, None),
     };
     let mut parts = ["0"; 4];
-    let mut n = 0;
-    for p in core.split('.') {
+    for (n, p) in core.split('.').enumerate() {
         if n == 4 || !numeric(p) {
             return None;
         }
         parts[n] = p;
-        n += 1;
     }
     let pre = match pre {
         None => Vec::new(),
