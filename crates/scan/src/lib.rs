@@ -39,6 +39,7 @@
 //! assert!(report.findings.is_empty());
 //! ```
 
+pub mod cvss4;
 pub mod ecosystem;
 pub mod error;
 pub mod index;
