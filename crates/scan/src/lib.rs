@@ -46,6 +46,7 @@ pub mod index;
 pub mod inventory;
 pub mod layers;
 pub mod osv;
+pub mod sbom;
 pub mod scan;
 pub mod severity;
 pub mod version;
