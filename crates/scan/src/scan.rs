@@ -117,6 +117,18 @@ pub struct ScanReport {
     pub warnings: Vec<String>,
 }
 
+impl ScanReport {
+    /// The inventory the report was built from (OS, packages, warnings),
+    /// e.g. for [`crate::sbom::cyclonedx`] or to re-match later.
+    pub fn inventory(&self) -> Inventory {
+        Inventory {
+            os: self.os.clone(),
+            packages: self.packages.clone(),
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
 /// Matches an inventory against the advisories.
 pub fn match_inventory(inv: &Inventory, index: &AdvisoryIndex) -> Vec<Finding> {
     let os_eco = inv.os.as_ref().and_then(|o| o.ecosystem.as_ref());
