@@ -287,6 +287,21 @@ fn all_ecosystems_image() -> Vec<Vec<u8>> {
         &read("npm-app/package-lock.json"),
         0o644,
     );
+    let cargo_lock: String = (0..200)
+        .map(|i| {
+            format!(
+                "[[package]]\nname = \"crate{i}\"\nversion = \"0.{i}.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n"
+            )
+        })
+        .collect();
+    append(&mut b, "srv/rust/Cargo.lock", cargo_lock.as_bytes(), 0o644);
+    let mut go = Vec::new();
+    let gz = read("go/app.trimmed.gz");
+    if let Err(e) = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut go)
+    {
+        panic!("go fixture: {e}");
+    }
+    append(&mut b, "usr/local/bin/goapp", &go, 0o755);
     append(
         &mut b,
         "srv/ruby/Gemfile.lock",
@@ -374,6 +389,15 @@ fn scan_1gb_image_all_ecosystems() {
         t0.elapsed()
     );
     assert!(total > 1_000_000_000, "the image is {total} bytes");
+    // Inflating alone, for comparison with the scan's gzip figure.
+    let t = Instant::now();
+    for gz in &gzs {
+        let mut d = flate2::read::MultiGzDecoder::new(&gz[..]);
+        if let Err(e) = std::io::copy(&mut d, &mut std::io::sink()) {
+            panic!("inflate: {e}");
+        }
+    }
+    println!("inflate only: {:.3} s", t.elapsed().as_secs_f64());
     let adv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut idx = AdvisoryIndex::new();
     for dir in ["advisories", "ecosystems/advisories"] {
@@ -405,7 +429,8 @@ fn scan_1gb_image_all_ecosystems() {
             };
             let kinds: std::collections::BTreeSet<PackageKind> =
                 r.packages.iter().map(|p| p.kind).collect();
-            assert_eq!(kinds.len(), 10, "{kinds:?}");
+            // Every kind but the other distributions' (apk, rpm).
+            assert_eq!(kinds.len(), 9, "{kinds:?}");
             let java = r
                 .packages
                 .iter()

@@ -428,3 +428,47 @@ fn wolfi_and_chainguard() {
         rows(&[("glibc", "2.38-r5", "CGA-9w6m-2c3v-h7mq", "2.38-r6", High)])
     );
 }
+
+/// Hostile or broken Java archives never fail the scan: what is skipped is
+/// reported as a warning.
+#[test]
+fn java_archive_limits_are_warnings() {
+    let war = read(&fixtures().join("java/image/opt/shop/shop.war"));
+    let tar = layer(
+        "java",
+        &[("opt/broken/broken.jar", b"PK\x03\x04 truncated".to_vec())],
+    );
+    let limits = Limits {
+        max_archive_bytes: (war.len() - 1) as u64,
+        max_archive_depth: 0,
+        ..Limits::default()
+    };
+    let r = match scan_image(
+        [Layer::new(
+            "application/vnd.oci.image.layer.v1.tar",
+            &tar[..],
+        )],
+        &index(),
+        &limits,
+    ) {
+        Ok(r) => r,
+        Err(e) => panic!("scan: {e}"),
+    };
+    let warned = |path: &str, what: &str| {
+        r.warnings
+            .iter()
+            .any(|w| w.starts_with(&format!("/{path}")) && w.contains(what))
+    };
+    assert!(warned("opt/shop/shop.war", "exceeds"), "{:?}", r.warnings);
+    assert!(
+        warned("opt/svc/svc.jar", "nested deeper"),
+        "{:?}",
+        r.warnings
+    );
+    assert!(warned("opt/broken/broken.jar", "zip"), "{:?}", r.warnings);
+    let java = packages(&r, PackageKind::Java);
+    // The top-level svc.jar is still read; its nested JAR and the WAR are not.
+    assert!(java.iter().any(|(n, _, _)| n == "com.example:svc"));
+    assert!(!java.iter().any(|(_, _, p)| p.contains("!/")));
+    assert!(!java.iter().any(|(n, _, _)| n == "com.example:shop"));
+}
