@@ -537,4 +537,34 @@ mod tests {
         let a = scan_archive(b"PK\x03\x04 not really", "x.jar", &LIMITS);
         assert!(a.packages.is_empty() && a.warnings.len() == 1);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A mutated WAR with a nested JAR never panics and never
+            /// reports more than its two artifacts.
+            #[test]
+            fn mutated_archive_never_panics(pos in 0usize..4096, byte in any::<u8>(), deflate in any::<bool>()) {
+                let inner = jar(&[pom("g", "inner", "1.0")], deflate);
+                let mut war = jar(
+                    &[pom("g", "outer", "2.0"), ("WEB-INF/lib/inner-1.0.jar".to_string(), inner)],
+                    !deflate,
+                );
+                let p = pos % war.len();
+                war[p] = byte;
+                let a = scan_archive(&war, "x.war", &LIMITS);
+                prop_assert!(a.packages.len() <= 2);
+            }
+
+            #[test]
+            fn metadata_parsers_never_panic(text in "[ -~\n\r\t]{0,300}") {
+                let _ = parse_properties(&text);
+                let _ = parse_manifest(&text);
+                let _ = from_manifest(&text, &text);
+                let _ = split_file_name(&text);
+            }
+        }
+    }
 }

@@ -76,4 +76,17 @@ mod tests {
         assert_eq!(parse(v1).map(|v| v.len()), Ok(1));
         assert!(parse(b"{").is_err());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = parse(&bytes);
+                let _ = crate::inventory::dotnet::parse(&bytes);
+            }
+        }
+    }
 }

@@ -126,4 +126,17 @@ mod tests {
             ]
         );
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic(text in "[ -~\n\r]{0,400}") {
+                let _ = parse_gemspec(&text);
+                let _ = parse_gemfile_lock(&text);
+            }
+        }
+    }
 }

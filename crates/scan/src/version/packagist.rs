@@ -129,4 +129,17 @@ mod tests {
             assert_eq!(compare(b, a), want.reverse(), "{b} vs {a}");
         }
     }
+
+    mod fuzz {
+        use super::*;
+        use crate::version::proptest_support::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn total_order(a in any_version("[0-9ab.-]{0,8}"), b in any_version("[0-9ab.-]{0,8}"), c in any_version("[0-9ab.-]{0,8}")) {
+                check_order(compare, &a, &b, &c);
+            }
+        }
+    }
 }
