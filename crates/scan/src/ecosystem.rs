@@ -39,6 +39,14 @@ pub enum Family {
     CratesIo,
     /// Go modules (and `stdlib`).
     Go,
+    /// Java packages (`groupId:artifactId`).
+    Maven,
+    /// Ruby gems.
+    RubyGems,
+    /// PHP Composer packages (`vendor/package`).
+    Packagist,
+    /// .NET packages.
+    NuGet,
 }
 
 impl Family {
@@ -51,6 +59,10 @@ impl Family {
             Family::PyPI => VersionScheme::Pep440,
             Family::Npm | Family::CratesIo => VersionScheme::Semver,
             Family::Go => VersionScheme::Go,
+            Family::Maven => VersionScheme::Maven,
+            Family::RubyGems => VersionScheme::Gem,
+            Family::Packagist => VersionScheme::Packagist,
+            Family::NuGet => VersionScheme::NuGet,
         }
     }
 
@@ -69,11 +81,16 @@ impl Family {
             Family::Npm => "npm",
             Family::CratesIo => "crates.io",
             Family::Go => "Go",
+            Family::Maven => "Maven",
+            Family::RubyGems => "RubyGems",
+            Family::Packagist => "Packagist",
+            Family::NuGet => "NuGet",
         }
     }
 
     /// Canonical form of a package name for index lookups. PyPI names follow
-    /// PEP 503 (lowercase, runs of `-_.` become `-`); other ecosystems compare
+    /// PEP 503 (lowercase, runs of `-_.` become `-`); Composer and NuGet
+    /// names are case-insensitive (lowercased); other ecosystems compare
     /// names exactly.
     pub fn normalize_name(self, name: &str) -> String {
         match self {
@@ -93,6 +110,7 @@ impl Family {
                 }
                 out
             }
+            Family::Packagist | Family::NuGet => name.trim().to_lowercase(),
             _ => name.trim().to_string(),
         }
     }
@@ -154,6 +172,10 @@ impl Ecosystem {
             "npm" => Family::Npm,
             "crates.io" => Family::CratesIo,
             "Go" => Family::Go,
+            "Maven" => Family::Maven,
+            "RubyGems" => Family::RubyGems,
+            "Packagist" => Family::Packagist,
+            "NuGet" => Family::NuGet,
             _ => return None,
         };
         // The release is the first component that starts with a digit (after
@@ -223,7 +245,14 @@ impl Family {
     pub fn is_os(self) -> bool {
         !matches!(
             self,
-            Family::PyPI | Family::Npm | Family::CratesIo | Family::Go
+            Family::PyPI
+                | Family::Npm
+                | Family::CratesIo
+                | Family::Go
+                | Family::Maven
+                | Family::RubyGems
+                | Family::Packagist
+                | Family::NuGet
         )
     }
 }
@@ -262,8 +291,16 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(Ecosystem::parse_osv(s), Some(want), "{s}");
         }
-        assert_eq!(Ecosystem::parse_osv("Maven"), None);
+        for (s, f) in [
+            ("Maven", Family::Maven),
+            ("RubyGems", Family::RubyGems),
+            ("Packagist", Family::Packagist),
+            ("NuGet", Family::NuGet),
+        ] {
+            assert_eq!(Ecosystem::parse_osv(s), Some(eco(f, None)), "{s}");
+        }
         assert_eq!(Ecosystem::parse_osv("Android"), None);
+        assert_eq!(Ecosystem::parse_osv("Hex"), None);
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl AdvisoryIndex {
             ));
         }
         if entries.is_empty() {
-            // Only ecosystems berth cannot inventory (Maven, NuGet, …):
+            // Only ecosystems berth cannot inventory (Android, Hex, …):
             // keeping the record would cost memory and never match.
             return Inserted::Unsupported;
         }
@@ -617,7 +617,7 @@ mod tests {
         assert!(idx.add_json("t", b"{not json").is_err());
         let two = br#"[{"id":"a","affected":[{"package":{"ecosystem":"npm","name":"x"}}]},
                        {"id":"b","affected":[{"package":{"ecosystem":"PyPI","name":"y"}}]},
-                       {"id":"c","affected":[{"package":{"ecosystem":"Maven","name":"g:a"}}]}]"#;
+                       {"id":"c","affected":[{"package":{"ecosystem":"Hex","name":"plug"}}]}]"#;
         assert_eq!(
             idx.add_json("t", two).ok(),
             Some(vec![

@@ -1,9 +1,11 @@
 //! berth-scan: the vulnerability scanner's room.
 //!
 //! What it is for: turning an image's layer blobs into a package inventory
-//! (OS packages from dpkg/apk/rpm databases, Python, npm, Cargo and Go
-//! packages), and matching that inventory against OSV advisories with each
-//! ecosystem's real version order, producing ECR-shaped findings.
+//! (OS packages from dpkg/apk/rpm databases; Python, npm, Cargo, Go, Java,
+//! Ruby, PHP and .NET packages), matching that inventory against OSV
+//! advisories with each ecosystem's real version order, producing
+//! ECR-shaped findings, and describing it as CycloneDX or SPDX SBOMs
+//! ([`sbom`]). `docs/scanning.md` has the overview.
 //!
 //! What it may not touch: the registry's stores, the network, the database
 //! or the real filesystem of the host (except [`AdvisoryIndex::load_dir`],
@@ -39,12 +41,14 @@
 //! assert!(report.findings.is_empty());
 //! ```
 
+pub mod cvss4;
 pub mod ecosystem;
 pub mod error;
 pub mod index;
 pub mod inventory;
 pub mod layers;
 pub mod osv;
+pub mod sbom;
 pub mod scan;
 pub mod severity;
 pub mod version;

@@ -87,10 +87,10 @@ impl Finding {
             a.push(("fixed_in_version", f.clone()));
         }
         if let Some(c) = &self.cvss {
-            let (score, vector) = if c.version == 2 {
-                ("CVSS2_SCORE", "CVSS2_VECTOR")
-            } else {
-                ("CVSS3_SCORE", "CVSS3_VECTOR")
+            let (score, vector) = match c.version {
+                2 => ("CVSS2_SCORE", "CVSS2_VECTOR"),
+                4 => ("CVSS4_SCORE", "CVSS4_VECTOR"),
+                _ => ("CVSS3_SCORE", "CVSS3_VECTOR"),
             };
             a.push((score, format!("{:.1}", c.score)));
             a.push((vector, c.vector.clone()));
@@ -115,6 +115,18 @@ pub struct ScanReport {
     pub severity_counts: BTreeMap<Severity, u32>,
     /// Manifests skipped during inventory.
     pub warnings: Vec<String>,
+}
+
+impl ScanReport {
+    /// The inventory the report was built from (OS, packages, warnings),
+    /// e.g. for [`crate::sbom::cyclonedx`] or to re-match later.
+    pub fn inventory(&self) -> Inventory {
+        Inventory {
+            os: self.os.clone(),
+            packages: self.packages.clone(),
+            warnings: self.warnings.clone(),
+        }
+    }
 }
 
 /// Matches an inventory against the advisories.

@@ -7,8 +7,9 @@
 //! §5: 0.0 → INFORMATIONAL (CVSS "None"), 0.1–3.9 LOW, 4.0–6.9 MEDIUM,
 //! 7.0–8.9 HIGH, 9.0–10.0 CRITICAL.
 //!
-//! CVSS v4 scores need the specification's macro-vector lookup table and are
-//! not computed; a v4-only record uses the advisory's rating instead.
+//! CVSS v4.0 scores are computed from the vector with the specification's
+//! macro-vector lookup table and interpolation ([`crate::cvss4`]) and mapped
+//! with the same qualitative scale (v4.0 specification §5 uses the v3 bands).
 //!
 //! Advisory ratings (case-insensitive, trailing `*` ignored):
 //!
@@ -22,7 +23,8 @@
 //! | `not yet assigned`, `unknown`, `end-of-life`, anything else | UNDEFINED |
 //!
 //! Sources, in order: a CVSS v3 vector (the matched `affected[].severity`,
-//! then the record's `severity`); then the rating in the matched
+//! then the record's `severity`); a CVSS v4 vector, in the same places (a
+//! record that scores with v4 only); then the rating in the matched
 //! `affected[].database_specific.severity`, `affected[].ecosystem_specific.severity`,
 //! Debian's `affected[].ecosystem_specific.urgency`, the record's
 //! `database_specific.severity` (GitHub), and an `Ubuntu` severity entry;
@@ -101,18 +103,18 @@ impl Severity {
 /// Why a CVSS vector was rejected.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CvssError {
-    /// Not a `CVSS:3.0/` or `CVSS:3.1/` vector.
-    #[error("not a CVSS v3 vector")]
+    /// Not a vector of the CVSS version asked for (`CVSS:3.x/`, `CVSS:4.0/`).
+    #[error("not a CVSS vector of the expected version")]
     NotV3,
     /// A metric is missing, repeated or has an unknown value.
-    #[error("invalid CVSS v3 metric {0:?}")]
+    #[error("invalid CVSS metric {0:?}")]
     BadMetric(String),
 }
 
 /// A CVSS vector with its computed base score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cvss {
-    /// Major CVSS version: 2 or 3.
+    /// Major CVSS version: 2, 3 or 4.
     pub version: u8,
     /// The vector as written in the advisory.
     pub vector: String,
@@ -293,6 +295,7 @@ type ScoreFn = fn(&str) -> Result<f64, CvssError>;
 fn first_cvss(scores: &[SeverityScore], version: u8) -> Option<Cvss> {
     let (kind, calc): (&str, ScoreFn) = match version {
         2 => ("CVSS_V2", cvss2_base_score),
+        4 => ("CVSS_V4", crate::cvss4::cvss4_score),
         _ => ("CVSS_V3", cvss3_base_score),
     };
     scores.iter().filter(|s| s.kind == kind).find_map(|s| {
@@ -323,12 +326,14 @@ fn rating_at(v: Option<&serde_json::Value>, key: &str) -> Option<Severity> {
 }
 
 /// The severity of a finding for `vuln` via its matched `affected` entries,
-/// with the CVSS v3 data used when there is any.
+/// with the CVSS v3 (else v4) data used when there is any.
 pub fn assess(vuln: &Vulnerability, matched: &[&Affected]) -> (Severity, Option<Cvss>) {
     let cvss = matched
         .iter()
         .find_map(|a| first_cvss(&a.severity, 3))
-        .or_else(|| first_cvss(&vuln.severity, 3));
+        .or_else(|| first_cvss(&vuln.severity, 3))
+        .or_else(|| matched.iter().find_map(|a| first_cvss(&a.severity, 4)))
+        .or_else(|| first_cvss(&vuln.severity, 4));
     if let Some(c) = cvss {
         return (Severity::from_score(c.score), Some(c));
     }
@@ -429,6 +434,38 @@ mod tests {
         let (s, c) = assess(&v, &[]);
         assert_eq!(s, Severity::High);
         assert_eq!(c.map(|c| (c.version, c.score)), Some((2, 7.5)));
+    }
+
+    #[test]
+    fn cvss4_only_records_are_scored() {
+        let v: Vulnerability = serde_json::from_str(
+            r#"{"id":"D","severity":[{"type":"CVSS_V4","score":"CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"}]}"#,
+        )
+        .unwrap_or_default();
+        let (s, c) = assess(&v, &[]);
+        assert_eq!(s, Severity::Critical);
+        assert_eq!(c.map(|c| (c.version, c.score)), Some((4, 9.3)));
+        // A v3 vector, when there is one, is still the source.
+        let v: Vulnerability = serde_json::from_str(
+            r#"{"id":"E","severity":[{"type":"CVSS_V4","score":"CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"},
+                                     {"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:L"}]}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(assess(&v, &[]).1.map(|c| c.version), Some(3));
+        // A v4 vector in the matched entry beats a rating.
+        let v: Vulnerability = serde_json::from_str(
+            r#"{"id":"F","affected":[{"severity":[{"type":"CVSS_V4","score":"CVSS:4.0/AV:P/AC:H/AT:P/PR:H/UI:A/VC:L/VI:N/VA:N/SC:N/SI:N/SA:N"}]}],
+                "database_specific":{"severity":"HIGH"}}"#,
+        )
+        .unwrap_or_default();
+        let aff: Vec<&Affected> = v.affected.iter().collect();
+        assert_eq!(assess(&v, &aff).0, Severity::Low);
+        // A malformed v4 vector falls through to the rating.
+        let v: Vulnerability = serde_json::from_str(
+            r#"{"id":"G","severity":[{"type":"CVSS_V4","score":"CVSS:4.0/AV:N"}],"database_specific":{"severity":"MODERATE"}}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(assess(&v, &[]), (Severity::Medium, None));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Minimal read-only ZIP reader for advisory archives (osv.dev publishes
-//! each ecosystem as `all.zip`), following PKWARE's APPNOTE.TXT: the end of
+//! each ecosystem as `all.zip`) and Java archives found in images (JAR, WAR,
+//! EAR: `inventory::java`), following PKWARE's APPNOTE.TXT: the end of
 //! central directory record (§4.3.16), its ZIP64 locator and record
 //! (§4.3.14–15), central directory headers (§4.3.12), the ZIP64 extended
 //! information extra field (§4.5.3) and local file headers (§4.3.7).
 //! Methods 0 (stored) and 8 (deflate) are supported; encrypted entries are
 //! rejected. Every entry's uncompressed size is capped (zip bombs).
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use thiserror::Error;
@@ -49,12 +51,28 @@ fn at(v: u64) -> Result<usize, ZipError> {
     usize::try_from(v).map_err(|_| bad("offset out of range"))
 }
 
-/// Calls `f(name, contents)` for every file entry (directories skipped).
-pub fn for_each_entry(
-    zip: &[u8],
-    max_entry_bytes: u64,
-    f: &mut dyn FnMut(&str, &[u8]),
-) -> Result<(), ZipError> {
+/// One file or directory of an archive, as its central directory header
+/// describes it. Its data is located and decompressed on demand by
+/// [`ZipEntry::read`].
+#[derive(Debug, Clone)]
+pub struct ZipEntry<'a> {
+    /// Entry name as stored (`/`-separated; lossily decoded).
+    pub name: String,
+    /// Uncompressed size the header declares.
+    pub size: u64,
+    flags: u64,
+    method: u64,
+    csize: u64,
+    local: u64,
+    zip: &'a [u8],
+}
+
+/// Lists the entries of an archive held in memory (directories included).
+/// Bytes before the archive proper (a launcher script prepended to an
+/// executable JAR) are allowed: offsets are corrected by the distance
+/// between where the central directory is and where the end record says it
+/// is, as Java's own ZIP reader does.
+pub fn entries(zip: &[u8]) -> Result<Vec<ZipEntry<'_>>, ZipError> {
     // The EOCD is in the last 22 + 65535 bytes.
     let min = zip.len().saturating_sub(22 + 65535);
     let eocd = (min..zip.len().saturating_sub(21))
@@ -62,8 +80,10 @@ pub fn for_each_entry(
         .find(|&i| zip[i..].starts_with(b"PK\x05\x06"))
         .ok_or_else(|| bad("no end of central directory record"))?;
     let mut count = le(zip, eocd + 10, 2)?;
+    let mut cd_size = le(zip, eocd + 12, 4)?;
     let mut cd_off = le(zip, eocd + 16, 4)?;
-    if (count == 0xffff || cd_off == 0xffff_ffff)
+    let mut cd_end = eocd as u64;
+    if (count == 0xffff || cd_off == 0xffff_ffff || cd_size == 0xffff_ffff)
         && eocd >= 20
         && zip[eocd - 20..].starts_with(b"PK\x06\x07")
     {
@@ -72,9 +92,19 @@ pub fn for_each_entry(
             return Err(bad("bad zip64 end of central directory"));
         }
         count = le(zip, rec + 32, 8)?;
+        cd_size = le(zip, rec + 40, 8)?;
         cd_off = le(zip, rec + 48, 8)?;
+        cd_end = (eocd - 20) as u64;
+        if rec as u64 <= cd_end {
+            cd_end = rec as u64;
+        }
     }
-    let mut pos = at(cd_off)?;
+    // Prepended bytes shift every offset by the same amount.
+    let shift = cd_end.saturating_sub(cd_off.saturating_add(cd_size));
+    let mut pos = at(cd_off.saturating_add(shift))?;
+    // Every header takes at least 46 bytes: a count larger than the
+    // directory can hold is a lie, not an allocation size.
+    let mut out = Vec::with_capacity(at(count.min(cd_size / 46).min(1 << 16))?);
     for _ in 0..count {
         if !zip.get(pos..).is_some_and(|r| r.starts_with(b"PK\x01\x02")) {
             return Err(bad("bad central directory header"));
@@ -82,7 +112,7 @@ pub fn for_each_entry(
         let flags = le(zip, pos + 8, 2)?;
         let method = le(zip, pos + 10, 2)?;
         let mut csize = le(zip, pos + 20, 4)?;
-        let mut usize_ = le(zip, pos + 24, 4)?;
+        let mut size = le(zip, pos + 24, 4)?;
         let nlen = at(le(zip, pos + 28, 2)?)?;
         let xlen = at(le(zip, pos + 30, 2)?)?;
         let clen = at(le(zip, pos + 32, 2)?)?;
@@ -101,8 +131,8 @@ pub fn for_each_entry(
             let len = at(le(extra, x + 2, 2)?)?;
             if id == 1 {
                 let mut p = x + 4;
-                if usize_ == 0xffff_ffff {
-                    usize_ = le(extra, p, 8)?;
+                if size == 0xffff_ffff {
+                    size = le(extra, p, 8)?;
                     p += 8;
                 }
                 if csize == 0xffff_ffff {
@@ -116,57 +146,100 @@ pub fn for_each_entry(
             x += 4 + len;
         }
         pos += 46 + nlen + xlen + clen;
-        if name.ends_with('/') {
-            continue;
-        }
-        if flags & 1 != 0 {
-            return Err(ZipError::Unsupported {
-                name,
-                what: "encryption".into(),
-            });
-        }
-        if usize_ > max_entry_bytes {
-            return Err(ZipError::TooLarge {
-                name,
-                limit: max_entry_bytes,
-            });
-        }
-        let lh = at(local)?;
+        out.push(ZipEntry {
+            name,
+            size,
+            flags,
+            method,
+            csize,
+            local: local.saturating_add(shift),
+            zip,
+        });
+    }
+    Ok(out)
+}
+
+impl<'a> ZipEntry<'a> {
+    /// Whether the entry is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.name.ends_with('/')
+    }
+
+    /// The entry's stored (possibly compressed) bytes.
+    fn raw(&self) -> Result<&'a [u8], ZipError> {
+        let zip = self.zip;
+        let name = &self.name;
+        let lh = at(self.local)?;
         if !zip.get(lh..).is_some_and(|r| r.starts_with(b"PK\x03\x04")) {
             return Err(bad(format!("{name}: bad local header")));
         }
         let start = lh + 30 + at(le(zip, lh + 26, 2)?)? + at(le(zip, lh + 28, 2)?)?;
-        let data = zip
-            .get(
-                start
-                    ..start
-                        .checked_add(at(csize)?)
-                        .ok_or_else(|| bad("size overflow"))?,
-            )
-            .ok_or_else(|| bad(format!("{name}: data out of range")))?;
-        match method {
-            0 => f(&name, data),
+        zip.get(
+            start
+                ..start
+                    .checked_add(at(self.csize)?)
+                    .ok_or_else(|| bad("size overflow"))?,
+        )
+        .ok_or_else(|| bad(format!("{name}: data out of range")))
+    }
+
+    /// The entry's contents, at most `max_bytes` of them: stored entries
+    /// are borrowed from the archive, deflated ones inflated (the declared
+    /// size is not trusted: inflation stops past the limit).
+    pub fn read(&self, max_bytes: u64) -> Result<Cow<'a, [u8]>, ZipError> {
+        let name = &self.name;
+        if self.flags & 1 != 0 {
+            return Err(ZipError::Unsupported {
+                name: name.clone(),
+                what: "encryption".into(),
+            });
+        }
+        let too_large = || ZipError::TooLarge {
+            name: name.clone(),
+            limit: max_bytes,
+        };
+        if self.size > max_bytes {
+            return Err(too_large());
+        }
+        let data = self.raw()?;
+        match self.method {
+            0 => {
+                if data.len() as u64 > max_bytes {
+                    return Err(too_large());
+                }
+                Ok(Cow::Borrowed(data))
+            }
             8 => {
-                let mut out = Vec::with_capacity(at(usize_.min(1 << 20))?);
+                let mut out = Vec::with_capacity(at(self.size.min(1 << 20))?);
                 flate2::read::DeflateDecoder::new(data)
-                    .take(max_entry_bytes + 1)
+                    .take(max_bytes + 1)
                     .read_to_end(&mut out)
                     .map_err(|e| bad(format!("{name}: {e}")))?;
-                if out.len() as u64 > max_entry_bytes {
-                    return Err(ZipError::TooLarge {
-                        name,
-                        limit: max_entry_bytes,
-                    });
+                if out.len() as u64 > max_bytes {
+                    return Err(too_large());
                 }
-                f(&name, &out);
+                Ok(Cow::Owned(out))
             }
-            m => {
-                return Err(ZipError::Unsupported {
-                    name,
-                    what: format!("compression method {m}"),
-                })
-            }
+            m => Err(ZipError::Unsupported {
+                name: name.clone(),
+                what: format!("compression method {m}"),
+            }),
         }
+    }
+}
+
+/// Calls `f(name, contents)` for every file entry (directories skipped).
+pub fn for_each_entry(
+    zip: &[u8],
+    max_entry_bytes: u64,
+    f: &mut dyn FnMut(&str, &[u8]),
+) -> Result<(), ZipError> {
+    for e in entries(zip)? {
+        if e.is_dir() {
+            continue;
+        }
+        let data = e.read(max_entry_bytes)?;
+        f(&e.name, &data);
     }
     Ok(())
 }

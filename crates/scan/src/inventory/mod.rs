@@ -11,11 +11,15 @@
 pub mod apk;
 pub mod bdb;
 pub mod cargo;
+pub mod dotnet;
 pub mod dpkg;
 pub mod gobin;
+pub mod java;
 pub mod npm;
+pub mod php;
 pub mod python;
 pub mod rpm;
+pub mod ruby;
 pub mod sqlite;
 
 use std::collections::HashSet;
@@ -43,6 +47,14 @@ pub enum PackageKind {
     Cargo,
     /// Go binary build info.
     Go,
+    /// Java archive (`pom.properties` or manifest).
+    Java,
+    /// Installed gem specification or `Gemfile.lock`.
+    Gem,
+    /// Composer lockfile or installed list.
+    Composer,
+    /// .NET `*.deps.json`.
+    NuGet,
 }
 
 /// One installed package.
@@ -111,6 +123,26 @@ impl Package {
             )),
             PackageKind::Go => Some((
                 Ecosystem::language(Family::Go),
+                vec![&self.name],
+                &self.version,
+            )),
+            PackageKind::Java => Some((
+                Ecosystem::language(Family::Maven),
+                vec![&self.name],
+                &self.version,
+            )),
+            PackageKind::Gem => Some((
+                Ecosystem::language(Family::RubyGems),
+                vec![&self.name],
+                &self.version,
+            )),
+            PackageKind::Composer => Some((
+                Ecosystem::language(Family::Packagist),
+                vec![&self.name],
+                &self.version,
+            )),
+            PackageKind::NuGet => Some((
+                Ecosystem::language(Family::NuGet),
                 vec![&self.name],
                 &self.version,
             )),
@@ -296,6 +328,26 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
                     });
                 }
             }
+            FileData::Java(archive) => {
+                for j in &archive.packages {
+                    inv.packages.push(Package {
+                        kind: PackageKind::Java,
+                        ecosystem: None,
+                        name: j.name(),
+                        version: j.version.clone(),
+                        source_name: None,
+                        source_version: None,
+                        arch: None,
+                        path: if j.inner_path.is_empty() {
+                            path.to_string()
+                        } else {
+                            format!("{path}!/{}", j.inner_path)
+                        },
+                    });
+                }
+                inv.warnings
+                    .extend(archive.warnings.iter().map(|w| format!("/{path}: {w}")));
+            }
             FileData::Content(bytes) => {
                 let lang = |kind, name: String, version: String| Package {
                     kind,
@@ -342,6 +394,33 @@ pub fn collect(fs: &ImageFs, limits: &Limits) -> Result<Inventory, ScanError> {
                             .into_iter()
                             .map(|(n, v)| lang(PackageKind::Cargo, n, v)),
                     );
+                } else if base.ends_with(".gemspec") {
+                    match ruby::parse_gemspec(&text(bytes)) {
+                        Some((n, v)) => inv.packages.push(lang(PackageKind::Gem, n, v)),
+                        None => inv.warnings.push(format!("/{path}: no name/version")),
+                    }
+                } else if base == "Gemfile.lock" {
+                    inv.packages.extend(
+                        ruby::parse_gemfile_lock(&text(bytes))
+                            .into_iter()
+                            .map(|(n, v)| lang(PackageKind::Gem, n, v)),
+                    );
+                } else if base == "composer.lock" || base == "installed.json" {
+                    match php::parse(bytes) {
+                        Ok(list) => inv.packages.extend(
+                            list.into_iter()
+                                .map(|(n, v)| lang(PackageKind::Composer, n, v)),
+                        ),
+                        Err(e) => inv.warnings.push(format!("/{path}: {e}")),
+                    }
+                } else if base.ends_with(".deps.json") {
+                    match dotnet::parse(bytes) {
+                        Ok(list) => inv.packages.extend(
+                            list.into_iter()
+                                .map(|(n, v)| lang(PackageKind::NuGet, n, v)),
+                        ),
+                        Err(e) => inv.warnings.push(format!("/{path}: {e}")),
+                    }
                 }
             }
         }
@@ -375,6 +454,12 @@ fn dedup(pkgs: &mut Vec<Package>) {
             PackageKind::Python => (
                 p.kind,
                 Family::PyPI.normalize_name(&p.name),
+                p.version.clone(),
+                String::new(),
+            ),
+            PackageKind::Composer | PackageKind::NuGet => (
+                p.kind,
+                p.name.to_lowercase(),
                 p.version.clone(),
                 String::new(),
             ),

@@ -28,6 +28,7 @@ use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 
 use crate::error::ScanError;
 use crate::inventory::gobin::{self, GoBuildInfo};
+use crate::inventory::java::{self, ArchiveLimits, JavaArchive};
 use tar::{EntryData, EntryKind, TarError, TarReader};
 
 /// Resource limits for one scan.
@@ -51,6 +52,30 @@ pub struct Limits {
     pub max_go_buildinfo_bytes: usize,
     /// Most packages inventoried (before de-duplication).
     pub max_packages: usize,
+    /// Largest Java archive (JAR, WAR, EAR) read from a layer; it is held in
+    /// memory while it is read. Larger ones are reported, not read.
+    pub max_archive_bytes: u64,
+    /// Deepest nesting of Java archives followed (a JAR in a WAR is 1).
+    pub max_archive_depth: usize,
+    /// Largest nested Java archive read.
+    pub max_nested_archive_bytes: u64,
+    /// Most bytes inflated while reading one Java archive and those nested
+    /// in it.
+    pub max_archive_inflated_bytes: u64,
+    /// Most ZIP entries examined in one Java archive and those nested in it.
+    pub max_archive_entries: u64,
+}
+
+impl Limits {
+    /// The bounds for reading one Java archive.
+    pub fn archive_limits(&self) -> ArchiveLimits {
+        ArchiveLimits {
+            max_depth: self.max_archive_depth,
+            max_nested_bytes: self.max_nested_archive_bytes,
+            max_inflated_bytes: self.max_archive_inflated_bytes,
+            max_entries: self.max_archive_entries,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -65,6 +90,11 @@ impl Default for Limits {
             max_symlink_hops: 40,
             max_go_buildinfo_bytes: 1 << 20,
             max_packages: 500_000,
+            max_archive_bytes: 512 << 20,
+            max_archive_depth: 4,
+            max_nested_archive_bytes: 128 << 20,
+            max_archive_inflated_bytes: 1 << 30,
+            max_archive_entries: 1_000_000,
         }
     }
 }
@@ -94,6 +124,8 @@ pub enum FileData {
     Content(Vec<u8>),
     /// The build info found in a Go binary.
     GoBinary(GoBuildInfo),
+    /// The artifacts found in a Java archive.
+    Java(JavaArchive),
 }
 
 impl FileData {
@@ -101,6 +133,7 @@ impl FileData {
         match self {
             FileData::Content(c) => c.len() as u64,
             FileData::GoBinary(g) => (g.go_version.len() + g.modinfo.len()) as u64,
+            FileData::Java(j) => j.retained_len(),
         }
     }
 }
@@ -120,6 +153,7 @@ enum Interest {
     Skip,
     Content,
     GoCandidate,
+    JavaArchive,
 }
 
 /// Whether the inventory reads `path` (normalised, no leading `/`).
@@ -145,9 +179,17 @@ fn classify(path: &str, mode: u32, size: u64) -> Interest {
         || base == "package-lock.json"
         || base == ".package-lock.json"
         || base == "Cargo.lock"
-        || (base == "package.json" && is_node_module_dir(dir));
+        || (base == "package.json" && is_node_module_dir(dir))
+        || (base.ends_with(".gemspec")
+            && (parent == "specifications" || dir.ends_with("specifications/default")))
+        || base == "Gemfile.lock"
+        || base == "composer.lock"
+        || (base == "installed.json" && parent == "composer")
+        || (base.ends_with(".deps.json") && base.len() > ".deps.json".len());
     if wanted {
         Interest::Content
+    } else if java::is_archive_name(base) {
+        Interest::JavaArchive
     } else if mode & 0o111 != 0 && size >= 1024 {
         Interest::GoCandidate
     } else {
@@ -596,6 +638,28 @@ impl Walker<'_> {
                         }
                         self.retain(layer, buf.len() as u64)?;
                         Some(Node::File(FileData::Content(buf)))
+                    }
+                    Interest::JavaArchive => {
+                        let base = path.rsplit('/').next().unwrap_or(&path);
+                        let archive = if entry.size > limits.max_archive_bytes {
+                            JavaArchive {
+                                packages: Vec::new(),
+                                warnings: vec![format!(
+                                    "archive of {} bytes exceeds the {}-byte limit, not read",
+                                    entry.size, limits.max_archive_bytes
+                                )],
+                            }
+                        } else {
+                            let cap = usize::try_from(entry.size).unwrap_or(0);
+                            let mut buf = Vec::with_capacity(cap);
+                            EntryData(tar)
+                                .read_to_end(&mut buf)
+                                .map_err(|e| Self::tar_err(layer, TarError::Io(e)))?;
+                            java::scan_archive(&buf, base, &limits.archive_limits())
+                        };
+                        let d = FileData::Java(archive);
+                        self.retain(layer, d.retained_len())?;
+                        Some(Node::File(d))
                     }
                     Interest::GoCandidate => {
                         let found =

@@ -10,7 +10,11 @@
 
 pub mod apk;
 pub mod dpkg;
+pub mod gem;
 pub mod generic;
+pub mod maven;
+pub mod nuget;
+pub mod packagist;
 pub mod pep440;
 pub mod rpm;
 pub mod semver;
@@ -33,6 +37,14 @@ pub enum VersionScheme {
     /// Go module versions: SemVer with a `v` prefix, pseudo-versions and
     /// `+incompatible`.
     Go,
+    /// Maven `ComparableVersion`.
+    Maven,
+    /// RubyGems `Gem::Version`.
+    Gem,
+    /// Composer / PHP `version_compare`.
+    Packagist,
+    /// NuGet (SemVer 2.0 with up to four numeric parts).
+    NuGet,
     /// Fallback for ecosystems without a dedicated scheme.
     Generic,
 }
@@ -46,6 +58,10 @@ impl VersionScheme {
             VersionScheme::Rpm => rpm::compare(a, b),
             VersionScheme::Pep440 => pep440::compare(a, b),
             VersionScheme::Semver | VersionScheme::Go => semver::compare(a, b),
+            VersionScheme::Maven => maven::compare(a, b),
+            VersionScheme::Gem => gem::compare(a, b),
+            VersionScheme::Packagist => packagist::compare(a, b),
+            VersionScheme::NuGet => nuget::compare(a, b),
             VersionScheme::Generic => generic::compare(a, b),
         }
     }
