@@ -529,7 +529,6 @@ impl Registry {
             }
         })
     }
-
 }
 
 /// Runs scan jobs ([`SCAN_JOB`]) on a [`crate::jobs::Worker`]. A scan that fails
@@ -640,8 +639,17 @@ pub async fn run_advisory_refresh(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = scanner.refresh(&reg).await {
-            tracing::warn!(error = %e, "could not reload the advisory database");
+        tokio::select! {
+            r = scanner.refresh(&reg) => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "could not reload the advisory database");
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3)) => {}

@@ -260,7 +260,10 @@ impl Meta {
              AND {runnable} \
              RETURNING job_id, kind, payload, attempts, run_after, last_error"
         );
-        let mut q = sqlx::query(&sql).bind(worker).bind(now + lease_ms).bind(now);
+        let mut q = sqlx::query(&sql)
+            .bind(worker)
+            .bind(now + lease_ms)
+            .bind(now);
         for k in kinds {
             q = q.bind(*k);
         }
@@ -459,11 +462,11 @@ impl Meta {
 
     /// Jobs of `kind` not yet finished (parked ones excluded).
     pub async fn pending_jobs(&self, kind: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state <> 'parked'",
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state <> 'parked'")
+                .bind(kind)
+                .fetch_one(self.pool())
+                .await?,
         )
-        .bind(kind)
-        .fetch_one(self.pool())
-        .await?)
     }
 }
