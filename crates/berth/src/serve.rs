@@ -193,11 +193,19 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             tracing::warn!("some connections did not finish within 30 s");
         }
     };
+    let workers_bound = Duration::from_secs(cfg.job_shutdown_secs + 15);
     let workers_done = async {
-        for w in workers {
-            if let Err(e) = w.await {
-                tracing::warn!(error = %e, "a job worker ended abnormally");
+        let all = async {
+            for w in workers {
+                if let Err(e) = w.await {
+                    tracing::warn!(error = %e, "a job worker ended abnormally");
+                }
             }
+        };
+        if tokio::time::timeout(workers_bound, all).await.is_err() {
+            tracing::warn!(
+                "job workers did not stop within {workers_bound:?}; their leases will expire"
+            );
         }
     };
     tokio::join!(drain, workers_done);

@@ -260,6 +260,23 @@ impl Meta {
              AND {runnable} \
              RETURNING job_id, kind, payload, attempts, run_after, last_error"
         );
+        // Idle workers poll: look first without taking the writer (on SQLite the
+        // one writer is shared with pushes).
+        let probe_list = (0..kinds.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let probe = format!(
+            "SELECT job_id FROM jobs WHERE kind IN ({probe_list}) AND {} LIMIT 1",
+            runnable.replace("$3", "$1")
+        );
+        let mut p = sqlx::query_scalar::<_, i64>(&probe).bind(now);
+        for k in kinds {
+            p = p.bind(*k);
+        }
+        if p.fetch_optional(self.pool()).await?.is_none() {
+            return Ok(None);
+        }
         let mut q = sqlx::query(&sql)
             .bind(worker)
             .bind(now + lease_ms)
@@ -468,5 +485,80 @@ impl Meta {
                 .fetch_one(self.pool())
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written by migration 5 keeps its jobs: claimed ones stay claimed
+    /// until their lease ends, the others are queued.
+    #[tokio::test]
+    async fn migration_6_keeps_jobs_written_before_it() {
+        let dir = std::env::temp_dir().join(format!("berth-mig6-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/meta.db?mode=rwc", dir.display());
+        sqlx::any::install_default_drivers();
+        {
+            use sqlx::Connection;
+            let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+            c.execute(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .await
+            .unwrap();
+            for (v, sql) in schema::SQLITE.iter().filter(|(v, _)| *v <= 5) {
+                for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    c.execute(stmt).await.unwrap();
+                }
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
+                    .bind(*v)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+            let now = crate::now_millis();
+            for (payload, claimed_until, attempts) in
+                [("free", 0, 0), ("held", now + 300, 1), ("retrying", 0, 2)]
+            {
+                sqlx::query(
+                    "INSERT INTO jobs (kind, payload, run_after, claimed_until, attempts, created_at) VALUES ('scan', $1, $2, $3, $4, $2)",
+                )
+                .bind(payload)
+                .bind(now - 1000)
+                .bind(claimed_until)
+                .bind(attempts)
+                .execute(&mut c)
+                .await
+                .unwrap();
+            }
+        }
+        let m = Meta::connect(&url).await.unwrap();
+        let rows = m.list_jobs(None, None, 10).await.unwrap();
+        let states: Vec<(&str, &str, i64)> = rows
+            .iter()
+            .map(|r| (r.payload.as_str(), r.state.as_str(), r.attempts))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("free", "queued", 0),
+                ("held", "running", 1),
+                ("retrying", "queued", 2)
+            ]
+        );
+        assert!(rows.iter().all(|r| r.updated_at == r.created_at));
+        let a = m.claim_job(&["scan"], "w", 60_000).await.unwrap().unwrap();
+        let b = m.claim_job(&["scan"], "w", 60_000).await.unwrap().unwrap();
+        assert_eq!(
+            (a.payload.as_str(), b.payload.as_str()),
+            ("free", "retrying")
+        );
+        assert_eq!(b.attempts, 3);
+        assert!(m.claim_job(&["scan"], "w", 60_000).await.unwrap().is_none());
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let c = m.claim_job(&["scan"], "w", 60_000).await.unwrap().unwrap();
+        assert_eq!((c.payload.as_str(), c.attempts), ("held", 2));
     }
 }
