@@ -51,11 +51,31 @@ enum AdminCommand {
         #[arg(long)]
         full: bool,
     },
+    /// Background jobs: scans, periodic garbage collection and lifecycle runs.
+    #[command(subcommand)]
+    Jobs(JobsCmd),
     /// Print the newest audit-log records.
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsCmd {
+    /// List jobs, oldest first: id, kind, state, attempts, due, claimed by, last error.
+    List {
+        /// queued, running or parked.
+        #[arg(long)]
+        state: Option<String>,
+        /// scan, gc or lifecycle.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Queue a parked job again with fresh attempts.
+    Retry { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -432,6 +452,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             );
         }
         AdminCommand::Kms(cmd) => kms(&cfg, cmd).await?,
+        AdminCommand::Jobs(cmd) => jobs(&cfg, cmd).await?,
         AdminCommand::Gc {
             dry_run,
             grace_secs,
@@ -497,6 +518,51 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                     r.outcome
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn jobs(cfg: &crate::config::Config, cmd: JobsCmd) -> Result<(), String> {
+    let registry = crate::serve::open_registry(cfg).await?;
+    match cmd {
+        JobsCmd::List { state, kind, limit } => {
+            if let Some(s) = &state {
+                if !["queued", "running", "parked"].contains(&s.as_str()) {
+                    return Err(format!("unknown state {s:?} (queued, running or parked)"));
+                }
+            }
+            let rows = registry
+                .list_jobs(state.as_deref(), kind.as_deref(), limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("ID\tKIND\tSTATE\tATTEMPTS\tDUE\tCLAIMED_BY\tPAYLOAD\tLAST_ERROR");
+            for j in rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    j.job_id,
+                    j.kind,
+                    j.state,
+                    j.attempts,
+                    berth_iam::time::format_iso8601(j.run_after / 1000),
+                    j.claimed_by.as_deref().unwrap_or("-"),
+                    j.payload,
+                    j.last_error
+                        .as_deref()
+                        .map(|e| e.replace(['\t', '\n'], " "))
+                        .unwrap_or_else(|| "-".to_string())
+                );
+            }
+        }
+        JobsCmd::Retry { id } => {
+            if !registry
+                .retry_parked_job(id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no parked job {id}"));
+            }
+            println!("job {id} queued again");
         }
     }
     Ok(())

@@ -37,6 +37,9 @@ pub struct Config {
     pub gc_interval_secs: u64,
     /// Uploaded blobs (and links) younger than this are never collected.
     pub gc_grace_secs: u64,
+    /// On shutdown, seconds a background job in hand may still run before its
+    /// claim is released for another process to take.
+    pub job_shutdown_secs: u64,
     /// The master key as 64 hex characters (prefer `master_key_file`).
     pub master_key: Option<String>,
     /// File holding the master key; default `<data_dir>/master.key`.
@@ -63,6 +66,7 @@ impl Default for Config {
             lifecycle_interval_secs: 3600,
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
+            job_shutdown_secs: 10,
             master_key: None,
             master_key_file: None,
         }
@@ -149,6 +153,9 @@ impl Config {
         }
         if let Some(v) = parse_env("BERTH_GC_GRACE_SECS")? {
             c.gc_grace_secs = v;
+        }
+        if let Some(v) = parse_env("BERTH_JOB_SHUTDOWN_SECS")? {
+            c.job_shutdown_secs = v;
         }
         if let Some(v) = env("BERTH_MASTER_KEY") {
             c.master_key = Some(v);

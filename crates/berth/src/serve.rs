@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use berth_api::identity::Identity;
 use berth_api::{ApiConfig, App};
+use berth_registry::jobs::{Handler, Pass, Periodic, Worker, WorkerConfig};
 use berth_registry::{Clock, Registry, RegistryConfig};
 use berth_store::{FsBlobStore, Meta};
 use clap::Args;
@@ -114,8 +115,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     ));
     let router = berth_api::router(app);
 
+    let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
     spawn_background(registry.clone(), &cfg);
-    crate::vulndb::spawn_scanning(registry.clone(), 2);
+    let mut workers = spawn_periodic(registry.clone(), &cfg, &jobs_stopping).await?;
+    workers.extend(crate::vulndb::spawn_scanning(
+        registry.clone(),
+        2,
+        worker_config(&cfg),
+        jobs_stopping,
+    ));
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to learn the bound address.
@@ -174,12 +182,33 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     tracing::info!("shutting down: draining in-flight requests");
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish within 30 s");
-    }
+    // Workers claim nothing more; each finishes its job in hand within the bound or
+    // releases it (crates/registry/src/jobs.rs).
+    let _ = stop_jobs.send(true);
+    let drain = async {
+        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within 30 s");
+        }
+    };
+    let workers_bound = Duration::from_secs(cfg.job_shutdown_secs + 15);
+    let workers_done = async {
+        let all = async {
+            for w in workers {
+                if let Err(e) = w.await {
+                    tracing::warn!(error = %e, "a job worker ended abnormally");
+                }
+            }
+        };
+        if tokio::time::timeout(workers_bound, all).await.is_err() {
+            tracing::warn!(
+                "job workers did not stop within {workers_bound:?}; their leases will expire"
+            );
+        }
+    };
+    tokio::join!(drain, workers_done);
     if let Err(e) = registry.flush_pulls().await {
         tracing::warn!(error = %e, "could not record pull times");
     }
@@ -223,43 +252,74 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
     ))
 }
 
+/// This process's name as a job worker: host and pid.
+pub fn worker_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
+    let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_string()
+    };
+    format!("{host}:{}", std::process::id())
+}
+
+pub fn worker_config(cfg: &crate::config::Config) -> WorkerConfig {
+    WorkerConfig {
+        shutdown_grace: Duration::from_secs(cfg.job_shutdown_secs),
+        ..WorkerConfig::default()
+    }
+}
+
+/// Periodic garbage collection and lifecycle runs are claimed jobs: this process
+/// makes sure each enabled pass has its row and runs a worker that takes whichever
+/// is due, so processes sharing a database run one pass per interval between them
+/// (docs/architecture.md, "Deferred work: durable jobs"). An interval of 0 turns a
+/// pass off on this process only.
+async fn spawn_periodic(
+    registry: Arc<Registry>,
+    cfg: &crate::config::Config,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+    for (secs, pass) in [
+        (
+            cfg.gc_interval_secs,
+            Pass::Gc {
+                grace_ms: cfg.gc_grace_secs as i64 * 1000,
+            },
+        ),
+        (cfg.lifecycle_interval_secs, Pass::Lifecycle),
+    ] {
+        if secs == 0 {
+            continue;
+        }
+        let p = Periodic {
+            pass,
+            interval: Duration::from_secs(secs),
+        };
+        p.schedule(&registry)
+            .await
+            .map_err(|e| format!("cannot schedule the {} job: {e}", pass.kind()))?;
+        handlers.push(Arc::new(p));
+    }
+    if handlers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let w = Worker::new(
+        registry,
+        format!("{}/periodic", worker_id()),
+        handlers,
+        WorkerConfig {
+            idle: Duration::from_secs(1),
+            ..worker_config(cfg)
+        },
+    );
+    Ok(vec![tokio::spawn(w.run(stop.clone()))])
+}
+
 fn spawn_background(registry: Arc<Registry>, cfg: &crate::config::Config) {
-    let lifecycle_secs = cfg.lifecycle_interval_secs;
-    if cfg.gc_interval_secs > 0 {
-        let r = registry.clone();
-        let every = cfg.gc_interval_secs;
-        let grace = cfg.gc_grace_secs as i64 * 1000;
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(Duration::from_secs(every));
-            t.tick().await;
-            loop {
-                t.tick().await;
-                match r.collect_garbage(grace, false, |_, _| {}).await {
-                    Ok(rep) if rep.blobs_deleted + rep.links_removed > 0 => tracing::info!(
-                        blobs = rep.blobs_deleted,
-                        links = rep.links_removed,
-                        bytes = rep.bytes_reclaimed,
-                        "garbage collected"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
-                }
-            }
-        });
-    }
-    if lifecycle_secs > 0 {
-        let r = registry.clone();
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(Duration::from_secs(lifecycle_secs));
-            t.tick().await;
-            loop {
-                t.tick().await;
-                if let Err(e) = r.run_all_lifecycles().await {
-                    tracing::warn!(error = %e, "lifecycle runs failed");
-                }
-            }
-        });
-    }
     let r = registry.clone();
     tokio::spawn(async move {
         let mut t = tokio::time::interval(Duration::from_secs(2));

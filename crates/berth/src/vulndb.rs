@@ -11,7 +11,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_registry::scan::{run_scan_worker, Scanner};
+use berth_registry::jobs::{Handler, Worker, WorkerConfig};
+use berth_registry::scan::{run_advisory_refresh, ScanHandler, Scanner};
 use berth_registry::Registry;
 use berth_scan::osv::Vulnerability;
 use berth_scan::Ecosystem;
@@ -269,10 +270,30 @@ pub async fn run(args: VulndbArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts `workers` scan workers sharing one advisory index.
-pub fn spawn_scanning(registry: Arc<Registry>, workers: usize) {
+/// Starts `workers` scan workers sharing one advisory index (and the task that
+/// keeps it loaded); they stop when `stop` turns true.
+pub fn spawn_scanning(
+    registry: Arc<Registry>,
+    workers: usize,
+    config: WorkerConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let scanner = Arc::new(Scanner::new());
-    for _ in 0..workers.max(1) {
-        tokio::spawn(run_scan_worker(registry.clone(), scanner.clone()));
+    let handler: Arc<dyn Handler> = Arc::new(ScanHandler::new(scanner.clone()));
+    let id = crate::serve::worker_id();
+    let mut handles = vec![tokio::spawn(run_advisory_refresh(
+        registry.clone(),
+        scanner,
+        stop.clone(),
+    ))];
+    for i in 0..workers.max(1) {
+        let w = Worker::new(
+            registry.clone(),
+            format!("{id}/scan-{i}"),
+            vec![handler.clone()],
+            config,
+        );
+        handles.push(tokio::spawn(w.run(stop.clone())));
     }
+    handles
 }

@@ -8,6 +8,7 @@
 mod clock;
 mod error;
 mod gc;
+pub mod jobs;
 pub mod keys;
 pub mod kms;
 mod lifecycle;

@@ -739,6 +739,11 @@ impl Registry {
                 false
             }
         };
+        let jobs = if scan {
+            vec![berth_store::scans::scan_job(repo.repo_id, digest.as_str())?]
+        } else {
+            Vec::new()
+        };
         let w = ManifestWrite {
             repo_id: repo.repo_id,
             digest: digest.to_string(),
@@ -757,7 +762,7 @@ impl Registry {
             blobs,
             children,
             tag,
-            scan,
+            jobs,
         };
         let outcome = match self.meta.put_manifest(&w).await? {
             PutManifestOutcome::Stored { .. } => ImageOutcome::Created,

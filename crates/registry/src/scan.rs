@@ -6,8 +6,9 @@
 //! effective frequency is `SCAN_ON_PUSH` or `CONTINUOUS_SCAN` enqueues a durable scan
 //! job; `StartImageScan` enqueues one on demand (once per image per 24 h); a change
 //! of the advisory database enqueues rescans of every image in `CONTINUOUS_SCAN`
-//! repositories. Workers claim jobs from the metadata store, so a crashed worker's
-//! job is taken by another once its claim expires, and pushes never wait for a scan.
+//! repositories. Scans run on the job runner (`crates/registry/src/jobs.rs`), so a
+//! crashed worker's job is taken by another once its claim expires, a stopping one
+//! releases it, and pushes never wait for a scan.
 //!
 //! Multi-architecture indexes: as in ECR, each platform image is scanned on its own
 //! (it is a manifest of its own, pushed before the index); the index itself ends
@@ -23,21 +24,20 @@ use std::time::Duration;
 use berth_oci::{media, Descriptor, Manifest, ManifestKind};
 use berth_scan::{scan_image, AdvisoryIndex, Layer, Limits, ScanReport, ScanStatus};
 use berth_store::scans::{ScanJob, ScanRow, SCAN_JOB, VULNDB_UPDATED_AT, VULNDB_VERSION};
-use berth_store::{AccountSetting, BlobStore, RepositoryRow};
+use berth_store::{AccountSetting, BlobStore, ClaimedJob, RepositoryRow, RetryPolicy};
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::jobs::{BoxFuture, Finished, Handler};
 use crate::{Registry, RegistryError};
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
 /// ECR basic scanning allows one scan per image per 24 hours.
 pub const SCAN_QUOTA_WINDOW_MS: i64 = 24 * 3600 * 1000;
-/// How long a worker's claim on a scan job lasts before another may take it.
-const LEASE_MS: i64 = 10 * 60 * 1000;
-/// Claims of one job before it is given up as FAILED.
+/// Attempts at one scan before it is given up as FAILED (and its job parked).
 const MAX_ATTEMPTS: i64 = 5;
 
 /// A repository's effective scanning configuration.
@@ -529,81 +529,134 @@ impl Registry {
             }
         })
     }
+}
 
-    /// Claims and runs one scan job. Returns false when there was none.
-    pub async fn run_one_scan_job(&self, scanner: &Scanner) -> Result<bool> {
-        let Some(job) = self.meta.claim_job(SCAN_JOB, LEASE_MS).await? else {
-            return Ok(false);
-        };
+/// Runs scan jobs ([`SCAN_JOB`]) on a [`crate::jobs::Worker`]. A scan that fails
+/// (a store error, a key that cannot be used) is retried with backoff; once its
+/// attempts are used up the job is parked and the image's scan ends FAILED.
+pub struct ScanHandler {
+    scanner: Arc<Scanner>,
+}
+
+impl ScanHandler {
+    pub fn new(scanner: Arc<Scanner>) -> ScanHandler {
+        ScanHandler { scanner }
+    }
+
+    async fn scan(&self, reg: &Registry, job: &ClaimedJob) -> Result<()> {
         let Ok(payload) = serde_json::from_str::<ScanJob>(&job.payload) else {
             tracing::warn!(
                 job = job.job_id,
                 "dropping a scan job with an unreadable payload"
             );
-            self.meta.finish_job(job.job_id).await?;
-            return Ok(true);
+            return Ok(());
         };
-        let scan: Option<ScanRow> = self.meta.get_scan(payload.repo_id, &payload.digest).await?;
+        let scan: Option<ScanRow> = reg.meta.get_scan(payload.repo_id, &payload.digest).await?;
         let Some(scan) = scan else {
-            self.meta.finish_job(job.job_id).await?;
-            return Ok(true);
+            return Ok(());
         };
-        if let Err(e) = scanner.refresh(self).await {
+        if let Err(e) = self.scanner.refresh(reg).await {
             tracing::warn!(error = %e, "could not reload the advisory database");
         }
-        let outcome = if job.attempts > MAX_ATTEMPTS {
-            Ok(Outcome {
-                status: "FAILED",
-                description: Some(format!(
-                    "the scan did not finish after {MAX_ATTEMPTS} attempts"
-                )),
-                findings: None,
-            })
-        } else {
-            self.scan_manifest(scanner, &payload).await
-        };
-        match outcome {
-            Ok(o) => {
-                let findings = o.findings.map(|f| f.to_string());
-                self.meta
-                    .complete_scan(
-                        payload.repo_id,
-                        &payload.digest,
-                        scan.started_at,
-                        o.status,
-                        o.description.as_deref(),
-                        findings.as_deref(),
-                        self.now(),
-                    )
-                    .await?;
-                self.meta.finish_job(job.job_id).await?;
-            }
-            Err(e) => {
-                tracing::warn!(digest = %payload.digest, error = %e, attempt = job.attempts, "scan failed; will retry");
-                self.meta.retry_job(job.job_id, 2000 * job.attempts).await?;
-            }
-        }
-        Ok(true)
+        let o = reg.scan_manifest(&self.scanner, &payload).await?;
+        let findings = o.findings.map(|f| f.to_string());
+        reg.meta
+            .complete_scan(
+                payload.repo_id,
+                &payload.digest,
+                scan.started_at,
+                o.status,
+                o.description.as_deref(),
+                findings.as_deref(),
+                reg.now(),
+            )
+            .await?;
+        Ok(())
     }
 }
 
-/// The scan worker: loads the advisory database, then claims and runs scan jobs
-/// until the process ends, reloading the database when its version changes.
-pub async fn run_scan_worker(reg: Arc<Registry>, scanner: Arc<Scanner>) {
-    let mut last_refresh = std::time::Instant::now() - Duration::from_secs(60);
-    loop {
-        if last_refresh.elapsed() >= Duration::from_secs(3) {
-            if let Err(e) = scanner.refresh(&reg).await {
-                tracing::warn!(error = %e, "could not reload the advisory database");
-            }
-            last_refresh = std::time::Instant::now();
+impl Handler for ScanHandler {
+    fn kind(&self) -> &'static str {
+        SCAN_JOB
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: MAX_ATTEMPTS,
+            ..RetryPolicy::default()
         }
-        match reg.run_one_scan_job(&scanner).await {
-            Ok(true) => continue,
-            Ok(false) => tokio::time::sleep(Duration::from_millis(500)).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "scan worker error");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    fn run<'a>(
+        &'a self,
+        reg: &'a Registry,
+        job: &'a ClaimedJob,
+    ) -> BoxFuture<'a, std::result::Result<Finished, String>> {
+        Box::pin(async move {
+            match self.scan(reg, job).await {
+                Ok(()) => Ok(Finished::done()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn parked<'a>(
+        &'a self,
+        reg: &'a Registry,
+        job: &'a ClaimedJob,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let Ok(payload) = serde_json::from_str::<ScanJob>(&job.payload) else {
+                return Ok(());
+            };
+            let Some(scan) = reg.meta.get_scan(payload.repo_id, &payload.digest).await? else {
+                return Ok(());
+            };
+            reg.meta
+                .complete_scan(
+                    payload.repo_id,
+                    &payload.digest,
+                    scan.started_at,
+                    "FAILED",
+                    Some(&format!(
+                        "the scan did not finish after {MAX_ATTEMPTS} attempts: {error}"
+                    )),
+                    None,
+                    reg.now(),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Reloads the advisory database every few seconds when its version changes, so
+/// the first scan after an import does not wait for it.
+pub async fn run_advisory_refresh(
+    reg: Arc<Registry>,
+    scanner: Arc<Scanner>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = scanner.refresh(&reg) => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "could not reload the advisory database");
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod scans;
 mod schema;
 
 pub use blob::{Appended, BlobStore, ByteStream, Chunk, FsBlobStore};
+pub use meta::jobs::{ClaimedJob, Completion, FailOutcome, JobRecord, JobRow, NewJob, RetryPolicy};
 pub use meta::{
     AccessKeyRow, AccountSetting, AuditRow, DeleteManifestOutcome, Dialect, ManifestRow,
     ManifestWrite, Meta, NewRepository, PutManifestOutcome, RepoColumn, RepositoryRow, UploadRow,

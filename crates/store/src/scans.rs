@@ -1,7 +1,6 @@
-//! Image scans, the advisory database and durable jobs (DESIGN.md rule 4: work that
-//! must happen later is a row written in the same transaction as its cause, and a
-//! worker claims it; on PostgreSQL with `FOR UPDATE SKIP LOCKED`, on SQLite with a
-//! conditional update of `claimed_until`).
+//! Image scans and the advisory database. A scan is a durable job
+//! (`crates/store/src/meta/jobs.rs`) of kind [`SCAN_JOB`], enqueued in the same
+//! transaction as its cause together with the image's `IN_PROGRESS` status.
 //!
 //! Rows, not rules: which images get scanned and what a scan finds is decided by
 //! the registry core and the scanner; this module only makes the writes atomic.
@@ -10,6 +9,7 @@ use futures_util::StreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::meta::jobs::NewJob;
 use crate::meta::{Dialect, Meta};
 use crate::StoreError;
 
@@ -25,16 +25,6 @@ pub const VULNDB_UPDATED_AT: &str = "vulndb.updated_at";
 pub struct ScanJob {
     pub repo_id: i64,
     pub digest: String,
-}
-
-/// A claimed job.
-#[derive(Debug, Clone)]
-pub struct JobRow {
-    pub job_id: i64,
-    pub kind: String,
-    pub payload: String,
-    /// Claims so far, this one included.
-    pub attempts: i64,
 }
 
 /// The last scan of an image.
@@ -81,22 +71,34 @@ pub(crate) async fn enqueue_scan_tx(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    crate::meta::jobs::enqueue_tx(tx, &scan_job(repo_id, digest)?).await?;
+    Ok(())
+}
+
+/// The job that scans `digest` in `repo_id`, runnable at once. Jobs are timed by
+/// the real clock (claims must expire for real), scans by the registry clock.
+pub fn scan_job(repo_id: i64, digest: &str) -> Result<NewJob, StoreError> {
     let payload = serde_json::to_string(&ScanJob {
         repo_id,
         digest: digest.to_string(),
     })
     .map_err(|e| StoreError::Config(e.to_string()))?;
-    // Jobs are timed by the real clock (claims must expire for real), scans by the
-    // registry clock.
-    let wall = crate::now_millis();
-    sqlx::query(
-        "INSERT INTO jobs (kind, payload, run_after, claimed_until, attempts, created_at) VALUES ($1, $2, $3, 0, 0, $3)",
-    )
-    .bind(SCAN_JOB)
-    .bind(payload)
-    .bind(wall)
-    .execute(&mut **tx)
-    .await?;
+    Ok(NewJob::now(SCAN_JOB, payload))
+}
+
+/// Enqueues `job` inside `tx`; a scan job also marks its image's scan
+/// IN_PROGRESS, so the status and the job commit together.
+pub(crate) async fn enqueue_caused_tx(
+    tx: &mut Transaction<'_, Any>,
+    job: &NewJob,
+    now: i64,
+) -> Result<(), StoreError> {
+    if job.kind == SCAN_JOB {
+        let s: ScanJob =
+            serde_json::from_str(&job.payload).map_err(|e| StoreError::Config(e.to_string()))?;
+        return enqueue_scan_tx(tx, s.repo_id, &s.digest, now).await;
+    }
+    crate::meta::jobs::enqueue_tx(tx, job).await?;
     Ok(())
 }
 
@@ -147,93 +149,6 @@ impl Meta {
         enqueue_scan_tx(&mut g.tx, repo_id, digest, now).await?;
         g.commit().await?;
         Ok(true)
-    }
-
-    /// Claims the oldest runnable job of `kind` for `lease_ms` (real time).
-    pub async fn claim_job(&self, kind: &str, lease_ms: i64) -> Result<Option<JobRow>, StoreError> {
-        let now = crate::now_millis();
-        let mut g = self.begin_write().await?;
-        let row = match self.dialect() {
-            Dialect::Postgres => {
-                sqlx::query(
-                    "UPDATE jobs SET claimed_until = $1, attempts = attempts + 1 WHERE job_id = \
-                     (SELECT job_id FROM jobs WHERE kind = $2 AND run_after <= $3 AND claimed_until <= $3 \
-                      ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                     RETURNING job_id, kind, payload, attempts",
-                )
-                .bind(now + lease_ms)
-                .bind(kind)
-                .bind(now)
-                .fetch_optional(&mut *g.tx)
-                .await?
-            }
-            Dialect::Sqlite => {
-                let id: Option<i64> = sqlx::query_scalar(
-                    "SELECT job_id FROM jobs WHERE kind = $1 AND run_after <= $2 AND claimed_until <= $2 ORDER BY job_id LIMIT 1",
-                )
-                .bind(kind)
-                .bind(now)
-                .fetch_optional(&mut *g.tx)
-                .await?;
-                match id {
-                    None => None,
-                    // Conditional: another process sharing the file may have claimed it.
-                    Some(id) => {
-                        sqlx::query(
-                            "UPDATE jobs SET claimed_until = $1, attempts = attempts + 1 WHERE job_id = $2 AND claimed_until <= $3 \
-                             RETURNING job_id, kind, payload, attempts",
-                        )
-                        .bind(now + lease_ms)
-                        .bind(id)
-                        .bind(now)
-                        .fetch_optional(&mut *g.tx)
-                        .await?
-                    }
-                }
-            }
-        };
-        g.commit().await?;
-        Ok(row
-            .map(|r| -> Result<JobRow, sqlx::Error> {
-                Ok(JobRow {
-                    job_id: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    payload: r.try_get(2)?,
-                    attempts: r.try_get(3)?,
-                })
-            })
-            .transpose()?)
-    }
-
-    /// Removes a finished job.
-    pub async fn finish_job(&self, job_id: i64) -> Result<(), StoreError> {
-        let mut g = self.begin_write().await?;
-        sqlx::query("DELETE FROM jobs WHERE job_id = $1")
-            .bind(job_id)
-            .execute(&mut *g.tx)
-            .await?;
-        g.commit().await
-    }
-
-    /// Releases a job to run again after `delay_ms`.
-    pub async fn retry_job(&self, job_id: i64, delay_ms: i64) -> Result<(), StoreError> {
-        let mut g = self.begin_write().await?;
-        sqlx::query("UPDATE jobs SET claimed_until = 0, run_after = $1 WHERE job_id = $2")
-            .bind(crate::now_millis() + delay_ms)
-            .bind(job_id)
-            .execute(&mut *g.tx)
-            .await?;
-        g.commit().await
-    }
-
-    /// Jobs of `kind` not yet finished.
-    pub async fn pending_jobs(&self, kind: &str) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1")
-                .bind(kind)
-                .fetch_one(self.pool())
-                .await?,
-        )
     }
 
     /// The last scan of an image.

@@ -11,6 +11,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (2, V2_SQLITE),
     (4, V4),
     (5, V5_SQLITE),
+    (6, V6),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -18,6 +19,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (2, V2_POSTGRES),
     (4, V4),
     (5, V5_POSTGRES),
+    (6, V6),
 ];
 
 macro_rules! v1 {
@@ -252,3 +254,17 @@ macro_rules! v5 {
 
 const V5_SQLITE: &str = v5!("BLOB");
 const V5_POSTGRES: &str = v5!("BYTEA");
+
+/// v6: generic durable jobs (`crates/store/src/meta/jobs.rs`): a state (`queued`,
+/// `running`, `parked`), the worker holding the claim, the last error, when the row
+/// last changed, and an optional unique key (one row per periodic job). Rows left
+/// claimed by v5 are `running`, so their leases expire as before.
+const V6: &str = "ALTER TABLE jobs ADD COLUMN state TEXT NOT NULL DEFAULT 'queued';
+    ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+    ALTER TABLE jobs ADD COLUMN last_error TEXT;
+    ALTER TABLE jobs ADD COLUMN updated_at BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+    UPDATE jobs SET state = 'running' WHERE claimed_until > 0;
+    UPDATE jobs SET updated_at = created_at;
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key);
+    CREATE INDEX jobs_due ON jobs (kind, state, run_after)";

@@ -89,7 +89,7 @@ async fn repositories_blobs_manifests_tags() {
             blobs: vec!["sha256:aa".into(), "sha256:bb".into()],
             children: vec![],
             tag: Some(("v1".into(), true)),
-            scan: false,
+            jobs: vec![],
         };
         assert_eq!(
             m.put_manifest(&w).await.unwrap(),

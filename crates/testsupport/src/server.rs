@@ -89,6 +89,9 @@ pub struct BerthOptions {
     backend: Backend,
     env: Vec<(String, String)>,
     tls: Option<(PathBuf, PathBuf)>,
+    /// Another server's database URL and master key file: this one is a second node
+    /// on the same metadata store (see [`Berth::peer`]).
+    peer_of: Option<(String, PathBuf)>,
 }
 
 impl BerthOptions {
@@ -115,6 +118,8 @@ pub struct Berth {
     tls: bool,
     opts: BerthOptions,
     database_url: Option<String>,
+    /// Whether dropping this server drops its PostgreSQL database (not a peer's).
+    owns_database: bool,
     data: TempDir,
     stderr_path: PathBuf,
     /// How many times the process was started (restarts included).
@@ -177,14 +182,45 @@ impl Berth {
             backend,
             env: Vec::new(),
             tls: None,
+            peer_of: None,
+        }
+    }
+
+    /// Options for another `berth serve` on this server's database (its SQLite file
+    /// or PostgreSQL database) with the same master key and environment, but a data
+    /// directory of its own: a second node. Add environment with
+    /// [`BerthOptions::env`]; the database stays until this server is dropped.
+    pub fn peer(&self) -> BerthOptions {
+        let url = self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir().join("meta.db").display()
+            )
+        });
+        BerthOptions {
+            backend: self.opts.backend,
+            env: self.opts.env.clone(),
+            tls: self.opts.tls.clone(),
+            peer_of: Some((url, self.data_dir().join("master.key"))),
         }
     }
 
     fn launch(opts: BerthOptions) -> Berth {
         let data = TempDir::new("berth-e2e");
-        let database_url = match opts.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(create_postgres_database()),
+        let (database_url, owns_database) = match (&opts.peer_of, opts.backend) {
+            (Some((url, key)), _) => {
+                let dir = data.join("data");
+                std::fs::create_dir_all(&dir).expect("create the data directory");
+                std::fs::copy(key, dir.join("master.key")).unwrap_or_else(|e| {
+                    panic!(
+                        "cannot copy the first node's master key {}: {e}",
+                        key.display()
+                    )
+                });
+                (Some(url.clone()), false)
+            }
+            (None, Backend::Sqlite) => (None, false),
+            (None, Backend::Postgres) => (Some(create_postgres_database()), true),
         };
         let stderr_path = data.join("berth.stderr");
         let mut b = Berth {
@@ -193,6 +229,7 @@ impl Berth {
             tls: opts.tls.is_some(),
             opts,
             database_url,
+            owns_database,
             stderr_path,
             data,
             starts: 0,
@@ -323,6 +360,11 @@ impl Berth {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("berth is not running").id()
+    }
+
+    /// The PostgreSQL database URL (`None` on the embedded SQLite store).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -571,7 +613,7 @@ impl Drop for Berth {
         }
         if std::thread::panicking() {
             eprintln!("{}", self.stderr_tail(80));
-        } else if let Some(u) = &self.database_url {
+        } else if let Some(u) = self.database_url.as_ref().filter(|_| self.owns_database) {
             drop_postgres_database(u);
         }
     }

@@ -63,8 +63,8 @@ impl Meta {
         .rows_affected()
             == 1;
         if inserted {
-            if w.scan {
-                crate::scans::enqueue_scan_tx(tx, w.repo_id, &w.digest, w.pushed_at).await?;
+            for job in &w.jobs {
+                crate::scans::enqueue_caused_tx(tx, job, w.pushed_at).await?;
             }
             for (child, kind) in w
                 .blobs

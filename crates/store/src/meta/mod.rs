@@ -20,6 +20,7 @@ mod accounts;
 mod blobs;
 mod gc;
 mod identity;
+pub mod jobs;
 mod manifests;
 mod repositories;
 mod uploads;
@@ -151,9 +152,9 @@ pub struct ManifestWrite {
     pub children: Vec<String>,
     /// The tag to point at this manifest, and whether that tag is immutable.
     pub tag: Option<(String, bool)>,
-    /// Enqueue a scan job in the same transaction when the manifest is new
-    /// (scan on push), so a crash cannot lose it.
-    pub scan: bool,
+    /// Jobs to enqueue in the same transaction when the manifest is new (a scan on
+    /// push, …), so a crash cannot lose them.
+    pub jobs: Vec<jobs::NewJob>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

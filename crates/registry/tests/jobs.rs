@@ -1,0 +1,311 @@
+//! The job runner (`crates/registry/src/jobs.rs`) on a real metadata store (SQLite,
+//! and PostgreSQL when `BERTH_TEST_POSTGRES_URL` is set): a stopping worker finishes
+//! the job in hand within its bound or releases it for another worker at once; a
+//! failing handler is retried, then parked and told so; two workers share one
+//! periodic row and run one pass per interval between them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_registry::jobs::{
+    BoxFuture, Finished, Handler, Pass, Periodic, Ran, Worker, WorkerConfig,
+};
+use berth_registry::{Clock, Registry, RegistryConfig, RegistryError};
+use berth_store::{ClaimedJob, FsBlobStore, Meta, NewJob, RetryPolicy};
+use sqlx::Connection;
+use tokio::sync::{watch, Notify};
+
+async fn registries() -> Vec<Arc<Registry>> {
+    let dir = std::env::temp_dir().join(format!("berth-runner-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut urls = vec![format!("sqlite://{}/meta.db?mode=rwc", dir.display())];
+    if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
+        if !url.is_empty() {
+            sqlx::any::install_default_drivers();
+            let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
+            let db = format!("berth_runner_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("CREATE DATABASE {db}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
+            urls.push(format!("{base}/{db}"));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let meta = Meta::connect(url).await.unwrap();
+        let blobs = FsBlobStore::open(&dir.join(format!("blobs-{i}"))).unwrap();
+        out.push(Arc::new(Registry::new(
+            meta,
+            Arc::new(blobs),
+            Clock::with_offset(0),
+            RegistryConfig::default(),
+            [7u8; 32],
+        )));
+    }
+    out
+}
+
+fn config(grace_ms: u64) -> WorkerConfig {
+    WorkerConfig {
+        lease: Duration::from_secs(600),
+        idle: Duration::from_millis(20),
+        shutdown_grace: Duration::from_millis(grace_ms),
+    }
+}
+
+/// Runs until told to finish (or for `sleep`), counting its runs.
+struct Slow {
+    kind: &'static str,
+    sleep: Option<Duration>,
+    started: Notify,
+    finish: Notify,
+    runs: AtomicUsize,
+}
+
+impl Slow {
+    fn new(kind: &'static str, sleep: Option<Duration>) -> Arc<Slow> {
+        Arc::new(Slow {
+            kind,
+            sleep,
+            started: Notify::new(),
+            finish: Notify::new(),
+            runs: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Handler for Slow {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn run<'a>(
+        &'a self,
+        _reg: &'a Registry,
+        _job: &'a ClaimedJob,
+    ) -> BoxFuture<'a, Result<Finished, String>> {
+        Box::pin(async move {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            self.started.notify_one();
+            match self.sleep {
+                Some(d) => tokio::time::sleep(d).await,
+                None => self.finish.notified().await,
+            }
+            Ok(Finished::done())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_stopping_worker_releases_the_job_in_hand_and_another_takes_it() {
+    for reg in registries().await {
+        reg.meta
+            .enqueue_job(&NewJob::now("slow", "{}".into()))
+            .await
+            .unwrap();
+        let h = Slow::new("slow", None);
+        let (stop, stopping) = watch::channel(false);
+        let a = Worker::new(
+            reg.clone(),
+            "a",
+            vec![h.clone() as Arc<dyn Handler>],
+            config(50),
+        );
+        let task = tokio::spawn(a.run(stopping));
+        h.started.notified().await;
+        let rows = reg.list_jobs(Some("running"), None, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].claimed_by.as_deref(), Some("a"));
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the worker stops within its bound")
+            .unwrap();
+        let rows = reg.list_jobs(None, Some("slow"), 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, "queued");
+        assert_eq!(rows[0].claimed_by, None);
+        assert_eq!(rows[0].attempts, 0);
+
+        // Another worker takes it at once, though the lease was ten minutes.
+        let quick = Slow::new("slow", Some(Duration::ZERO));
+        let b = Worker::new(
+            reg.clone(),
+            "b",
+            vec![quick.clone() as Arc<dyn Handler>],
+            config(50),
+        );
+        let (_keep, mut never) = watch::channel(false);
+        assert_eq!(b.run_one(&mut never).await.unwrap(), Ran::Job);
+        assert_eq!(quick.runs.load(Ordering::SeqCst), 1);
+        assert!(reg
+            .list_jobs(None, Some("slow"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_stopping_worker_finishes_a_job_that_ends_within_the_bound() {
+    for reg in registries().await {
+        reg.meta
+            .enqueue_job(&NewJob::now("short", "{}".into()))
+            .await
+            .unwrap();
+        let h = Slow::new("short", Some(Duration::from_millis(300)));
+        let (stop, mut stopping) = watch::channel(false);
+        let w = Worker::new(
+            reg.clone(),
+            "a",
+            vec![h.clone() as Arc<dyn Handler>],
+            config(5_000),
+        );
+        let reg2 = reg.clone();
+        let run = tokio::spawn(async move { w.run_one(&mut stopping).await });
+        h.started.notified().await;
+        stop.send(true).unwrap();
+        assert_eq!(run.await.unwrap().unwrap(), Ran::Job);
+        assert!(reg2
+            .list_jobs(None, Some("short"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+/// Always fails; remembers what it was told when parked.
+struct Failing {
+    parked: Mutex<Vec<String>>,
+}
+
+impl Handler for Failing {
+    fn kind(&self) -> &'static str {
+        "failing"
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay_ms: 50,
+            max_delay_ms: 100,
+        }
+    }
+
+    fn run<'a>(
+        &'a self,
+        _reg: &'a Registry,
+        job: &'a ClaimedJob,
+    ) -> BoxFuture<'a, Result<Finished, String>> {
+        Box::pin(async move { Err(format!("attempt {} failed", job.attempts)) })
+    }
+
+    fn parked<'a>(
+        &'a self,
+        _reg: &'a Registry,
+        _job: &'a ClaimedJob,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            self.parked.lock().unwrap().push(error.to_string());
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_then_parked() {
+    for reg in registries().await {
+        reg.meta
+            .enqueue_job(&NewJob::now("failing", "{}".into()))
+            .await
+            .unwrap();
+        let h = Arc::new(Failing {
+            parked: Mutex::new(Vec::new()),
+        });
+        let w = Worker::new(
+            reg.clone(),
+            "a",
+            vec![h.clone() as Arc<dyn Handler>],
+            config(50),
+        );
+        let (_keep, mut stop) = watch::channel(false);
+        let mut ran = 0;
+        for _ in 0..200 {
+            if h.parked.lock().unwrap().len() == 1 {
+                break;
+            }
+            if w.run_one(&mut stop).await.unwrap() == Ran::Job {
+                ran += 1;
+            } else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        assert_eq!(ran, 3);
+        assert_eq!(
+            *h.parked.lock().unwrap(),
+            vec!["attempt 3 failed".to_string()]
+        );
+        let parked = reg.list_jobs(Some("parked"), None, 10).await.unwrap();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].last_error.as_deref(), Some("attempt 3 failed"));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(w.run_one(&mut stop).await.unwrap(), Ran::Idle);
+
+        // Retried by an operator: it runs again.
+        assert!(reg.retry_parked_job(parked[0].job_id).await.unwrap());
+        assert_eq!(w.run_one(&mut stop).await.unwrap(), Ran::Job);
+        let rows = reg.list_jobs(None, Some("failing"), 10).await.unwrap();
+        assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("queued", 1));
+    }
+}
+
+#[tokio::test]
+async fn two_workers_run_one_periodic_pass_per_interval() {
+    for reg in registries().await {
+        let interval = Duration::from_millis(400);
+        let (stop, stopping) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let started = std::time::Instant::now();
+        for name in ["node-a", "node-b"] {
+            let p = Periodic {
+                pass: Pass::Lifecycle,
+                interval,
+            };
+            p.schedule(&reg).await.unwrap();
+            let w = Worker::new(
+                reg.clone(),
+                name,
+                vec![Arc::new(p) as Arc<dyn Handler>],
+                config(50),
+            );
+            tasks.push(tokio::spawn(w.run(stopping.clone())));
+        }
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        stop.send(true).unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_millis() as f64;
+        let audit = reg.meta.recent_audit(1000).await.unwrap();
+        let passes: Vec<_> = audit
+            .iter()
+            .filter(|a| a.action == "berth:LifecycleRun")
+            .collect();
+        let expected = elapsed / interval.as_millis() as f64;
+        let n = passes.len() as f64;
+        assert!(
+            n <= expected + 0.01 && n >= expected - 2.5,
+            "{n} passes in {elapsed} ms, interval {interval:?}"
+        );
+        assert!(passes.iter().all(|p| p.outcome == "ok"
+            && p.detail.as_deref() == Some("0 image(s) expired")
+            && matches!(p.source.as_deref(), Some("node-a") | Some("node-b"))));
+        let rows = reg.list_jobs(None, Some("lifecycle"), 10).await.unwrap();
+        assert_eq!(rows.len(), 1, "one row for the pass");
+    }
+}
