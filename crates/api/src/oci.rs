@@ -8,8 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, Reference, RepositoryName};
-use berth_registry::{MountOutcome, Registry, RegistryError};
-use berth_store::RepositoryRow;
+use berth_registry::{MountOutcome, Registry, RegistryError, RepositoryRow};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
@@ -49,16 +48,16 @@ fn digest(s: &str) -> Result<Digest> {
     Digest::parse(&decode(s)).map_err(|e| OciError::digest_invalid(&e.to_string()))
 }
 
-fn reference(s: &str) -> Result<Reference> {
+/// A manifest reference from the path: a digest (refused at once when malformed)
+/// or a tag, whose validation error is left to the caller as a core error.
+fn reference(s: &str) -> Result<std::result::Result<Reference, RegistryError>> {
     let s = decode(s);
     if s.contains(':') {
         Digest::parse(&s)
-            .map(Reference::Digest)
+            .map(|d| Ok(Reference::Digest(d)))
             .map_err(|e| OciError::digest_invalid(&e.to_string()))
     } else {
-        Registry::parse_tag(&s)
-            .map(Reference::Tag)
-            .map_err(OciError::from)
+        Ok(Registry::parse_tag(&s).map(Reference::Tag))
     }
 }
 
@@ -137,14 +136,15 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response> {
         }
         Route::Manifest(name, r) => {
             let name = repo_name(name)?;
-            let r = match reference(r) {
+            let r = match reference(r)? {
+                Ok(r) => r,
                 // A string that cannot be a tag names no manifest: reading or deleting
                 // it is MANIFEST_UNKNOWN (the conformance suite asks 404 for
                 // `.INVALID_MANIFEST_NAME`); only a push is told TAG_INVALID.
-                Err(e) if e.code == "TAG_INVALID" && method != Method::PUT => {
+                Err(RegistryError::TagInvalid) if method != Method::PUT => {
                     return Err(RegistryError::ManifestUnknown.into());
                 }
-                r => r?,
+                Err(e) => return Err(e.into()),
             };
             match method {
                 Method::GET | Method::HEAD => {

@@ -5,22 +5,35 @@
 //! functions after authorizing the caller; this room never sees HTTP and never
 //! decides who may do what. It talks to storage only through `berth-store`.
 
+mod authz;
 mod clock;
+mod control;
 mod error;
 mod gc;
+pub mod identity;
 pub mod keys;
 pub mod kms;
 mod lifecycle;
 mod mutability;
+mod open;
 mod registry;
 pub mod scan;
+pub mod secrets;
 
+pub use authz::{Denied, PolicyInputs};
 pub use clock::Clock;
+pub use control::{AuditRecord, StoreHealth, VulndbStatus};
 pub use error::RegistryError;
 pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
+pub use open::{OpenError, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
     RepoSettings, UploadState,
 };
+
+// The rows the core hands to front ends: plain data, no store access.
+pub use berth_store::kms::KmsKeyRow;
+pub use berth_store::scans::ScanRow;
+pub use berth_store::{AccountSetting, AuditRow, ManifestRow, RepositoryRow, UserRow};

@@ -71,8 +71,11 @@ struct UploadMemo {
 }
 
 pub struct Registry {
-    pub meta: Meta,
-    pub blobs: Arc<dyn BlobStore>,
+    // Private to the core: front ends call core methods (`docs/architecture.md`,
+    // "Rooms").
+    pub(crate) meta: Meta,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    identity: crate::identity::Identity,
     pub clock: Clock,
     pub config: RegistryConfig,
     uploads: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UploadMemo>>>>>,
@@ -148,6 +151,10 @@ impl Registry {
     ) -> Self {
         Registry {
             keys: Keyring::new(master, meta.clone()),
+            identity: crate::identity::Identity::new(
+                meta.clone(),
+                Arc::new(crate::secrets::MasterKey::new(master)),
+            ),
             meta,
             blobs,
             clock,
@@ -160,6 +167,11 @@ impl Registry {
 
     pub fn now(&self) -> i64 {
         self.clock.now_millis()
+    }
+
+    /// Accounts, users, access keys, identity policies and registry tokens.
+    pub fn identity(&self) -> &crate::identity::Identity {
+        &self.identity
     }
 
     // ---- repositories --------------------------------------------------------------
