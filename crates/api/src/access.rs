@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use berth_iam::token::TokenError;
 use berth_oci::RepositoryName;
 use berth_registry::identity::{IdentityError, Principal};
-use berth_registry::{Denied, RegistryError, RepositoryRow};
+use berth_registry::{AuthzError, RegistryError, RepositoryRow};
 
 use crate::oci_error::OciError;
 use crate::App;
@@ -119,14 +119,16 @@ impl App {
                 &self.realm(),
                 "the principal of this token no longer exists",
             )),
-            Err(e) => {
-                tracing::error!(error = %e, "identity lookup failed");
-                Err(OciError::new(
+            // The principal is an authorization input: a lookup that fails while
+            // the store answers refuses the request.
+            Err(e) => match self.registry.unreadable("principal", &e).await {
+                AuthzError::Unavailable(_) => Err(OciError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "UNKNOWN",
                     "identity lookup failed",
-                ))
-            }
+                )),
+                denied => Err(denied.into()),
+            },
         }
     }
 
@@ -139,7 +141,7 @@ impl App {
         account: &str,
         repo_name: Option<&str>,
         repo_policy: Option<&str>,
-    ) -> Result<(), Denied> {
+    ) -> Result<(), AuthzError> {
         let resource = match repo_name {
             Some(n) => self.repository_arn(account, n),
             None => format!("arn:aws:ecr:{}:{account}:repository/*", self.config.region),

@@ -4,7 +4,7 @@
 
 use berth_iam::policy::{evaluate, PolicyRef, PolicySource, RequestContext};
 use berth_registry::identity::Principal;
-use berth_registry::Denied;
+use berth_registry::{AuthzError, Denied};
 
 use crate::App;
 
@@ -15,9 +15,9 @@ pub async fn authorize(
     account: &str,
     resource: &str,
     repo_policy: Option<&str>,
-) -> Result<(), Denied> {
+) -> Result<(), AuthzError> {
     let Some(principal) = berth_iam::policy::Principal::from_arn(&p.arn()) else {
-        return Err(Denied(format!("unknown principal {}", p.arn())));
+        return Err(Denied(format!("unknown principal {}", p.arn())).into());
     };
     let ctx = RequestContext::new(principal, action, resource)
         .with_resource_account(account)
@@ -50,7 +50,7 @@ pub async fn authorize(
     if eval.is_allowed() {
         Ok(())
     } else {
-        Err(Denied(eval.denial_message(&ctx)))
+        Err(Denied(eval.denial_message(&ctx)).into())
     }
 }
 
@@ -114,7 +114,7 @@ mod tests {
         Fixture { app, raw, dir }
     }
 
-    async fn pull(app: &App, p: &Principal, repo_policy: Option<&str>) -> Result<(), Denied> {
+    async fn pull(app: &App, p: &Principal, repo_policy: Option<&str>) -> Result<(), AuthzError> {
         app.authorize(
             p,
             "ecr:BatchGetImage",
@@ -164,7 +164,10 @@ mod tests {
         );
         for p in [&alice, &root] {
             let err = pull(&f.app, p, None).await.unwrap_err();
-            assert_eq!(err.0, "authorization could not be evaluated");
+            assert_eq!(
+                err,
+                AuthzError::Denied(Denied(berth_registry::NOT_EVALUATED.into()))
+            );
         }
         // The store is not down: identity still answers.
         assert!(f
@@ -215,5 +218,29 @@ mod tests {
             .await
             .unwrap();
         assert!(pull(&f.app, &alice, None).await.is_err());
+    }
+
+    /// The principal of a data-plane token is an authorization input too: a lookup
+    /// that fails while the store answers refuses the request (403, not 500).
+    #[tokio::test]
+    async fn a_principal_that_cannot_be_looked_up_is_refused() {
+        let f = fixture().await;
+        let alice = power_user(&f.app).await;
+        let now = f.app.registry.now() / 1000;
+        let (token, _) = f.app.registry.identity().mint_token(&alice, now).unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        let basic = format!("Basic {}", berth_iam::token::authorization_token(&token));
+        headers.insert("authorization", basic.parse().unwrap());
+        assert_eq!(
+            f.app.authenticate_data_plane(&headers).await.ok(),
+            Some(alice)
+        );
+        sqlx::query("ALTER TABLE users RENAME TO users_lost")
+            .execute(&f.raw)
+            .await
+            .unwrap();
+        let err = f.app.authenticate_data_plane(&headers).await.unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::FORBIDDEN);
+        assert_eq!(err.code, "DENIED");
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! Gathering fails closed (`docs/architecture.md`, "The request path"): a store
 //! error while reading any of them, or a stored document that no longer parses,
-//! refuses the request. Skipping it instead could drop an explicit Deny.
+//! refuses the request. Skipping it instead could drop an explicit Deny. Only when
+//! the metadata store answers nothing at all is the failure reported as the
+//! server's ([`AuthzError::Unavailable`]).
 
 use berth_iam::policy::{self as iam_policy, PolicyDocument, PolicyKind};
 use berth_store::AccountSetting;
@@ -23,8 +25,32 @@ impl std::fmt::Display for Denied {
     }
 }
 
+/// Why a decision could not be made in the caller's favour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthzError {
+    /// Refused: by the policies, or because an input could not be read or parsed.
+    Denied(Denied),
+    /// The metadata store does not answer at all, so nothing can be decided.
+    Unavailable(String),
+}
+
+impl From<Denied> for AuthzError {
+    fn from(d: Denied) -> Self {
+        AuthzError::Denied(d)
+    }
+}
+
+impl std::fmt::Display for AuthzError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthzError::Denied(d) => d.fmt(f),
+            AuthzError::Unavailable(e) => write!(f, "the metadata store is unavailable: {e}"),
+        }
+    }
+}
+
 /// The message of a refusal whose inputs could not be gathered.
-const NOT_EVALUATED: &str = "authorization could not be evaluated";
+pub const NOT_EVALUATED: &str = "authorization could not be evaluated";
 
 fn not_evaluated(what: &str, error: &dyn std::fmt::Display) -> Denied {
     tracing::error!(input = what, error = %error, "cannot load an authorization input; denying");
@@ -50,7 +76,7 @@ impl Registry {
         p: &Principal,
         account: &str,
         repo_policy: Option<&str>,
-    ) -> Result<PolicyInputs, Denied> {
+    ) -> Result<PolicyInputs, AuthzError> {
         let identity = self.identity_policies(p).await?;
         let repository = match repo_policy {
             None => None,
@@ -60,11 +86,14 @@ impl Registry {
             ),
         };
         let registry = if p.account_id != account || repository.is_none() {
-            let text = self
+            let text = match self
                 .meta
                 .account_setting(account, AccountSetting::RegistryPolicy)
                 .await
-                .map_err(|e| not_evaluated("registry policy", &e))?;
+            {
+                Ok(t) => t,
+                Err(e) => return Err(self.unreadable("registry policy", &e).await),
+            };
             match text {
                 None => None,
                 Some(t) => Some(
@@ -86,15 +115,14 @@ impl Registry {
     async fn identity_policies(
         &self,
         p: &Principal,
-    ) -> Result<Vec<(String, PolicyDocument)>, Denied> {
+    ) -> Result<Vec<(String, PolicyDocument)>, AuthzError> {
         let Some(user) = &p.user_name else {
             return Ok(Vec::new());
         };
-        let rows = self
-            .meta
-            .user_policies(&p.account_id, user)
-            .await
-            .map_err(|e| not_evaluated("identity policies", &e))?;
+        let rows = match self.meta.user_policies(&p.account_id, user).await {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.unreadable("identity policies", &e).await),
+        };
         let mut out = Vec::with_capacity(rows.len());
         for (name, doc) in rows {
             let parsed = match doc {
@@ -109,5 +137,21 @@ impl Registry {
             out.push((name, d));
         }
         Ok(out)
+    }
+
+    /// An authorization input could not be read: a refusal, unless the metadata
+    /// store answers nothing at all.
+    pub async fn unreadable(
+        &self,
+        what: &str,
+        error: &(dyn std::fmt::Display + Send + Sync),
+    ) -> AuthzError {
+        match self.meta.ping().await {
+            Err(down) => {
+                tracing::error!(input = what, error = %error, "the metadata store is unavailable");
+                AuthzError::Unavailable(down.to_string())
+            }
+            Ok(()) => AuthzError::Denied(not_evaluated(what, error)),
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! The registry core: repositories, blobs, uploads, manifests, tags and referrers,
 //! with the rules that make them a registry (names, references, immutability, limits).
 //!
-//! Every front end — the OCI `/v2/` API, the ECR JSON API, the console — calls these
-//! functions after authorizing the caller; this room never sees HTTP and never
-//! decides who may do what. It talks to storage only through `berth-store`.
+//! Every front end — the OCI `/v2/` API, the ECR JSON API, `berth admin`, the
+//! console — calls these functions and nothing below them: the stores are private
+//! to this crate (`docs/architecture.md`, "Rooms"). The core also owns identity
+//! (accounts, users, access keys, the master key, registry tokens; `identity.rs`)
+//! and gathers the inputs of an authorization decision, failing closed
+//! (`authz.rs`); the front ends evaluate them. This room never sees HTTP. It talks
+//! to storage only through `berth-store`.
 
 mod authz;
 mod clock;
@@ -20,7 +24,7 @@ mod registry;
 pub mod scan;
 pub mod secrets;
 
-pub use authz::{Denied, PolicyInputs};
+pub use authz::{AuthzError, Denied, PolicyInputs, NOT_EVALUATED};
 pub use clock::Clock;
 pub use control::{AuditRecord, StoreHealth, VulndbStatus};
 pub use error::RegistryError;

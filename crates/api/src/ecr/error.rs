@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 use berth_iam::sigv4::SigV4Error;
-use berth_registry::{Denied, RegistryError};
+use berth_registry::{AuthzError, Denied, RegistryError};
 use serde_json::Value;
 
 /// Every exception the JSON APIs on `POST /` answer with (ECR's from botocore
@@ -211,6 +211,15 @@ impl From<RegistryError> for EcrError {
 impl From<Denied> for EcrError {
     fn from(d: Denied) -> Self {
         EcrError::new(EcrException::AccessDenied, d.0)
+    }
+}
+
+impl From<AuthzError> for EcrError {
+    fn from(e: AuthzError) -> Self {
+        match e {
+            AuthzError::Denied(d) => d.into(),
+            AuthzError::Unavailable(_) => EcrError::server("an internal error occurred"),
+        }
     }
 }
 
