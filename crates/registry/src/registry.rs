@@ -81,7 +81,7 @@ pub struct Registry {
     uploads: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UploadMemo>>>>>,
     pulls: StdMutex<HashMap<(i64, String), i64>>,
     pub gc_stats: crate::GcStats,
-    pub keys: Keyring,
+    pub(crate) keys: Keyring,
 }
 
 /// A blob to send: its total size and the requested byte range's stream.
