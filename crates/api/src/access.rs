@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
+use berth_iam::token::TokenError;
 use berth_oci::RepositoryName;
-use berth_store::RepositoryRow;
+use berth_registry::identity::{IdentityError, Principal};
+use berth_registry::{AuthzError, RegistryError, RepositoryRow};
 
-use crate::ecr::EcrError;
-use crate::identity::Principal;
 use crate::oci_error::OciError;
 use crate::App;
 
@@ -46,22 +46,6 @@ impl Action {
             Action::PutImage => "ecr:PutImage",
             Action::UploadLayerPart => "ecr:UploadLayerPart",
         }
-    }
-}
-
-/// A refused authorization, with the message AWS would give.
-#[derive(Debug)]
-pub struct Denied(pub String);
-
-impl From<Denied> for OciError {
-    fn from(d: Denied) -> Self {
-        OciError::new(StatusCode::FORBIDDEN, "DENIED", d.0)
-    }
-}
-
-impl From<Denied> for EcrError {
-    fn from(d: Denied) -> Self {
-        EcrError::new("AccessDeniedException", d.0)
     }
 }
 
@@ -119,29 +103,32 @@ impl App {
             return Err(unauthorized(&self.realm(), "authentication required"));
         };
         let now = self.registry.now() / 1000;
-        let p = self.identity.verify_basic(v, now).map_err(|e| {
+        let identity = self.registry.identity();
+        let p = identity.verify_basic(v, now).map_err(|e| {
             let msg = match e {
-                crate::identity::IdentityError::Token(berth_iam::token::TokenError::Expired {
-                    ..
-                }) => "Your authorization token has expired. Reauthenticate and try again.",
+                IdentityError::Token(TokenError::Expired { .. }) => {
+                    "Your authorization token has expired. Reauthenticate and try again."
+                }
                 _ => "Your authorization token is invalid. Reauthenticate and try again.",
             };
             unauthorized(&self.realm(), msg)
         })?;
-        match self.identity.principal_exists(&p).await {
+        match identity.principal_exists(&p).await {
             Ok(true) => Ok(p),
             Ok(false) => Err(unauthorized(
                 &self.realm(),
                 "the principal of this token no longer exists",
             )),
-            Err(e) => {
-                tracing::error!(error = %e, "identity lookup failed");
-                Err(OciError::new(
+            // The principal is an authorization input: a lookup that fails while
+            // the store answers refuses the request.
+            Err(e) => match self.registry.unreadable("principal", &e).await {
+                AuthzError::Unavailable(_) => Err(OciError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "UNKNOWN",
                     "identity lookup failed",
-                ))
-            }
+                )),
+                denied => Err(denied.into()),
+            },
         }
     }
 
@@ -154,7 +141,7 @@ impl App {
         account: &str,
         repo_name: Option<&str>,
         repo_policy: Option<&str>,
-    ) -> Result<(), Denied> {
+    ) -> Result<(), AuthzError> {
         let resource = match repo_name {
             Some(n) => self.repository_arn(account, n),
             None => format!("arn:aws:ecr:{}:{account}:repository/*", self.config.region),
@@ -203,18 +190,25 @@ impl App {
         account: &str,
         name: &RepositoryName,
     ) -> Result<RepositoryRow, OciError> {
-        match self.registry.repository(account, name).await {
-            Ok(repo) => {
-                self.authorize_oci(caller, action, account, name, Some(&repo))
-                    .await?;
-                Ok(repo)
-            }
-            Err(e) => {
-                self.authorize_oci(caller, action, account, name, None)
-                    .await?;
-                Err(e.into())
-            }
-        }
+        Ok(self
+            .lookup_authorized(caller, action, account, name)
+            .await??)
+    }
+
+    /// [`App::repo_for`] with the lookup's core error kept typed: the outer error
+    /// is a refusal (or an authorization failure), the inner one the lookup's.
+    async fn lookup_authorized(
+        self: &Arc<Self>,
+        caller: &Principal,
+        action: Action,
+        account: &str,
+        name: &RepositoryName,
+    ) -> Result<Result<RepositoryRow, RegistryError>, OciError> {
+        let found = self.registry.repository(account, name).await;
+        let repo = found.as_ref().ok();
+        self.authorize_oci(caller, action, account, name, repo)
+            .await?;
+        Ok(found)
     }
 
     /// The repository a push targets, created on first push when allowed.
@@ -224,13 +218,16 @@ impl App {
         account: &str,
         name: &RepositoryName,
     ) -> Result<RepositoryRow, OciError> {
-        match self.repo_for(caller, Action::PutImage, account, name).await {
-            Err(e) if e.code == "NAME_UNKNOWN" && self.registry.config.create_on_push => {
+        match self
+            .lookup_authorized(caller, Action::PutImage, account, name)
+            .await?
+        {
+            Err(RegistryError::NameUnknown { .. }) if self.registry.config.create_on_push => {
                 self.authorize_oci(caller, Action::CreateRepository, account, name, None)
                     .await?;
                 Ok(self.registry.repository_for_push(account, name).await?)
             }
-            other => other,
+            other => Ok(other?),
         }
     }
 

@@ -7,12 +7,10 @@
 
 pub mod access;
 pub mod ecr;
-pub mod identity;
 pub mod oci;
 pub mod oci_error;
 pub mod oci_path;
 pub mod policy;
-pub mod secrets;
 
 use std::sync::Arc;
 
@@ -21,7 +19,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use berth_registry::Registry;
+use berth_registry::identity::Principal;
+use berth_registry::{AuditRecord, Registry};
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -36,7 +35,6 @@ pub struct ApiConfig {
 
 pub struct App {
     pub registry: Arc<Registry>,
-    pub identity: identity::Identity,
     pub config: ApiConfig,
     layer_url_key: [u8; 32],
     /// ECR layer-part bookkeeping per upload (this node): the last part's length and
@@ -45,11 +43,12 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(registry: Arc<Registry>, identity: identity::Identity, config: ApiConfig) -> Self {
-        let layer_url_key = identity.master.derive("berth layer download url v1");
+    pub fn new(registry: Arc<Registry>, config: ApiConfig) -> Self {
+        let layer_url_key = registry
+            .identity()
+            .derive_key("berth layer download url v1");
         App {
             registry,
-            identity,
             config,
             layer_url_key,
             layer_parts: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -106,28 +105,22 @@ impl App {
     /// Records a control-plane call or a data-plane change in the audit log.
     pub async fn audit_event(
         &self,
-        principal: &identity::Principal,
+        principal: &Principal,
         account: &str,
         action: &str,
         resource: Option<&str>,
         source: &str,
         outcome: &str,
     ) {
-        if let Err(e) = self
-            .registry
-            .meta
-            .append_audit(
-                self.registry.now(),
-                account,
-                &principal.arn(),
-                action,
-                resource,
-                source,
-                outcome,
-                None,
-            )
-            .await
-        {
+        let record = AuditRecord {
+            account,
+            principal: &principal.arn(),
+            action,
+            resource,
+            source,
+            outcome,
+        };
+        if let Err(e) = self.registry.audit(&record).await {
             tracing::warn!(error = %e, "could not write the audit log");
         }
     }
@@ -151,7 +144,7 @@ impl App {
             .flatten()
             .unwrap_or(&ctx.caller.account_id)
             .to_string();
-        let outcome = err.map(|e| e.kind).unwrap_or("Success");
+        let outcome = err.map(|e| e.aws_code()).unwrap_or("Success");
         tracing::info!(request_id = %ctx.request_id, principal = %ctx.caller.arn(), service, op, outcome, "api call");
         self.audit_event(
             &ctx.caller,
@@ -189,7 +182,7 @@ async fn healthz() -> impl IntoResponse {
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
     let g = &app.registry.gc_stats;
-    let pending = app.registry.meta.gc_pending().await.unwrap_or(-1);
+    let pending = app.registry.gc_pending().await.unwrap_or(-1);
     let body = format!(
         "# HELP berth_up Whether the process is serving.\n# TYPE berth_up gauge\nberth_up 1\n\
          # HELP berth_gc_reclaimed_bytes_total Bytes reclaimed by garbage collection in this process.\n# TYPE berth_gc_reclaimed_bytes_total counter\nberth_gc_reclaimed_bytes_total {}\n\
@@ -213,9 +206,8 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let meta = app.registry.meta.ping().await;
-    let blobs = app.registry.blobs.check().await;
-    match (meta, blobs) {
+    let health = app.registry.check_stores().await;
+    match (health.metadata, health.blobs) {
         (Ok(()), Ok(())) => (StatusCode::OK, "ready".to_string()),
         (m, b) => {
             let mut why = Vec::new();

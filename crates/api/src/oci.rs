@@ -1,5 +1,6 @@
 //! The OCI Distribution data plane (`/v2/…`, Distribution Spec v1.1). Each request is
-//! authenticated, authorized as the ECR action it maps to, then served by the core.
+//! authenticated, routed to its route's handler, authorized there as the ECR action
+//! it maps to, then served by the core (`docs/architecture.md`, "The request path").
 
 use std::sync::Arc;
 
@@ -8,11 +9,12 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, Reference, RepositoryName};
-use berth_registry::{MountOutcome, Registry, RegistryError};
-use berth_store::RepositoryRow;
+use berth_registry::{MountOutcome, Registry, RegistryError, RepositoryRow};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
+
+use berth_registry::identity::Principal;
 
 use crate::access::Action;
 use crate::oci_error::OciError;
@@ -35,6 +37,54 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     resp
 }
 
+/// An authenticated `/v2/` request, as every route handler receives it.
+struct Call {
+    app: Arc<App>,
+    caller: Principal,
+    /// The account whose registry the request's host addresses.
+    account: String,
+    method: Method,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+}
+
+impl Call {
+    fn query(&self, key: &str) -> Option<&str> {
+        query(&self.query, key)
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Looks a repository up and authorizes `action` on it.
+    async fn repo(&self, action: Action, name: &RepositoryName) -> Result<RepositoryRow> {
+        self.app
+            .repo_for(&self.caller, action, &self.account, name)
+            .await
+    }
+
+    /// The repository a push targets, created on first push when allowed.
+    async fn push_repo(&self, name: &RepositoryName) -> Result<RepositoryRow> {
+        self.app
+            .repo_for_push(&self.caller, &self.account, name)
+            .await
+    }
+
+    /// Only `allowed` methods are served on this route.
+    fn only(&self, allowed: &[Method]) -> Result<()> {
+        if allowed.contains(&self.method) {
+            Ok(())
+        } else {
+            Err(method_not_allowed())
+        }
+    }
+}
+
+fn method_not_allowed() -> OciError {
+    OciError::unsupported("method not allowed")
+}
+
 fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -49,16 +99,16 @@ fn digest(s: &str) -> Result<Digest> {
     Digest::parse(&decode(s)).map_err(|e| OciError::digest_invalid(&e.to_string()))
 }
 
-fn reference(s: &str) -> Result<Reference> {
+/// A manifest reference from the path: a digest (refused at once when malformed)
+/// or a tag, whose validation error is left to the caller as a core error.
+fn reference(s: &str) -> Result<std::result::Result<Reference, RegistryError>> {
     let s = decode(s);
     if s.contains(':') {
         Digest::parse(&s)
-            .map(Reference::Digest)
+            .map(|d| Ok(Reference::Digest(d)))
             .map_err(|e| OciError::digest_invalid(&e.to_string()))
     } else {
-        Registry::parse_tag(&s)
-            .map(Reference::Tag)
-            .map_err(OciError::from)
+        Ok(Registry::parse_tag(&s).map(Reference::Tag))
     }
 }
 
@@ -73,285 +123,309 @@ fn query<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// The route table (Distribution Spec v1.1, "Endpoints"; paths in `oci_path.rs`):
+/// authenticates, then hands the request to its route's handler.
 async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response> {
     let path = req.uri().path().to_string();
     let route = oci_path::parse(&path).ok_or_else(OciError::not_found)?;
     let caller = app.authenticate_data_plane(req.headers()).await?;
-    let account = app.account_for_host(req.headers());
-    let method = req.method().clone();
-    let q = query_map(&req);
+    let query = query_map(&req);
+    let (parts, body) = req.into_parts();
+    let call = Call {
+        app: app.clone(),
+        caller,
+        account: app.account_for_host(&parts.headers),
+        method: parts.method,
+        query,
+        headers: parts.headers,
+    };
     match route {
-        Route::Base => match method {
-            Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, "{}".into())),
-            _ => Err(OciError::unsupported("method not allowed")),
-        },
-        Route::Catalog => {
-            if method != Method::GET {
-                return Err(OciError::unsupported("method not allowed"));
-            }
-            app.authorize_registry(&caller, Action::DescribeRepositories, &account)
-                .await?;
-            let n = page_size(&q)?;
-            let last = query(&q, "last");
-            let mut names = app.registry.catalog(&account, last, n + 1).await?;
-            let more = names.len() as i64 > n;
-            names.truncate(n as usize);
-            let mut resp = json_response(
-                StatusCode::OK,
-                serde_json::json!({ "repositories": names }).to_string(),
-            );
-            if more {
-                if let Some(l) = names.last() {
-                    link_next(&mut resp, &format!("/v2/_catalog?n={n}&last={l}"));
-                }
-            }
-            Ok(resp)
-        }
-        Route::Tags(name) => {
-            if method != Method::GET {
-                return Err(OciError::unsupported("method not allowed"));
-            }
-            let name = repo_name(name)?;
-            let repo = app
-                .repo_for(&caller, Action::ListImages, &account, &name)
-                .await?;
-            let n = page_size(&q)?;
-            let last = query(&q, "last");
-            let mut tags = if n == 0 {
-                Vec::new()
-            } else {
-                app.registry.list_tags(&repo, last, n + 1).await?
-            };
-            let more = tags.len() as i64 > n;
-            tags.truncate(n as usize);
-            let mut resp = json_response(
-                StatusCode::OK,
-                serde_json::json!({ "name": name.as_str(), "tags": tags }).to_string(),
-            );
-            if more {
-                if let Some(l) = tags.last() {
-                    link_next(&mut resp, &format!("/v2/{name}/tags/list?n={n}&last={l}"));
-                }
-            }
-            Ok(resp)
-        }
-        Route::Manifest(name, r) => {
-            let name = repo_name(name)?;
-            let r = match reference(r) {
-                // A string that cannot be a tag names no manifest: reading or deleting
-                // it is MANIFEST_UNKNOWN (the conformance suite asks 404 for
-                // `.INVALID_MANIFEST_NAME`); only a push is told TAG_INVALID.
-                Err(e) if e.code == "TAG_INVALID" && method != Method::PUT => {
-                    return Err(RegistryError::ManifestUnknown.into());
-                }
-                r => r?,
-            };
-            match method {
-                Method::GET | Method::HEAD => {
-                    let repo = app
-                        .repo_for(&caller, Action::BatchGetImage, &account, &name)
-                        .await?;
-                    let m = app.registry.pull_manifest(&repo, &r).await?;
-                    let len = m.body.len();
-                    let body = if method == Method::HEAD {
-                        Body::empty()
-                    } else {
-                        Body::from(m.body)
-                    };
-                    let mut resp = Response::new(body);
-                    let h = resp.headers_mut();
-                    set(h, header::CONTENT_TYPE, &m.media_type);
-                    set(h, header::CONTENT_LENGTH, &len.to_string());
-                    set(h, "docker-content-digest", &m.digest);
-                    set(h, header::ETAG, &format!("\"{}\"", m.digest));
-                    Ok(resp)
-                }
-                Method::PUT => {
-                    let repo = app.repo_for_push(&caller, &account, &name).await?;
-                    let ct = req
-                        .headers()
-                        .get(header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    let body = read_limited(req, berth_oci::manifest::MAX_MANIFEST_BYTES).await?;
-                    let put = app
-                        .registry
-                        .put_manifest(&repo, &r, ct.as_deref(), body)
-                        .await?;
-                    let mut resp = StatusCode::CREATED.into_response();
-                    let h = resp.headers_mut();
-                    set(
-                        h,
-                        header::LOCATION,
-                        &format!("/v2/{name}/manifests/{}", put.digest),
-                    );
-                    set(h, "docker-content-digest", put.digest.as_str());
-                    if let Some(s) = &put.subject {
-                        set(h, "oci-subject", s.as_str());
-                    }
-                    Ok(resp)
-                }
-                Method::DELETE => {
-                    let repo = app
-                        .repo_for(&caller, Action::BatchDeleteImage, &account, &name)
-                        .await?;
-                    app.registry.delete_manifest(&repo, &r).await?;
-                    Ok(StatusCode::ACCEPTED.into_response())
-                }
-                _ => Err(OciError::unsupported("method not allowed")),
-            }
-        }
-        Route::Blob(name, d) => {
-            let name = repo_name(name)?;
-            let d = digest(d)?;
-            match method {
-                Method::HEAD => {
-                    let repo = app
-                        .repo_for(
-                            &caller,
-                            Action::BatchCheckLayerAvailability,
-                            &account,
-                            &name,
-                        )
-                        .await?;
-                    let size = app.registry.stat_blob(&repo, &d).await?;
-                    let mut resp = Response::new(Body::empty());
-                    blob_headers(resp.headers_mut(), &d, size);
-                    Ok(resp)
-                }
-                Method::GET => {
-                    let repo = app
-                        .repo_for(&caller, Action::GetDownloadUrlForLayer, &account, &name)
-                        .await?;
-                    get_blob(app, &repo, &d, req.headers()).await
-                }
-                Method::DELETE => {
-                    let repo = app
-                        .repo_for(&caller, Action::BatchDeleteImage, &account, &name)
-                        .await?;
-                    app.registry.delete_blob(&repo, &d).await?;
-                    Ok(StatusCode::ACCEPTED.into_response())
-                }
-                _ => Err(OciError::unsupported("method not allowed")),
-            }
-        }
-        Route::UploadStart(name) => {
-            if method != Method::POST {
-                return Err(OciError::unsupported("method not allowed"));
-            }
-            let name = repo_name(name)?;
-            let repo = app.repo_for_push(&caller, &account, &name).await?;
-            if let Some(m) = query(&q, "mount") {
-                let d = digest(m)?;
-                let from = match query(&q, "from").map(repo_name) {
-                    Some(Ok(f)) => app.readable_source(&caller, &account, &f).await,
-                    _ => None,
-                };
-                return match app.registry.mount_blob(&repo, &d, from.as_ref()).await? {
-                    MountOutcome::Mounted(_) => Ok(created_blob(&name, &d)),
-                    MountOutcome::Upload(u) => Ok(upload_accepted(&name, &u.id, 0)),
-                };
-            }
-            if let Some(dq) = query(&q, "digest") {
-                // Monolithic upload: POST ?digest= with the whole blob as the body.
-                let d = digest(dq)?;
-                let u = app.registry.start_upload(&repo).await?;
-                let len = content_length(req.headers());
-                let body = body_stream(req);
-                let res = async {
-                    app.registry
-                        .append_upload(&repo, &u.id, None, len, body)
-                        .await?;
-                    app.registry.complete_upload(&repo, &u.id, &d).await
-                }
-                .await;
-                if res.is_err() {
-                    let _ = app.registry.cancel_upload(&repo, &u.id).await;
-                }
-                res?;
-                return Ok(created_blob(&name, &d));
-            }
-            let u = app.registry.start_upload(&repo).await?;
-            Ok(upload_accepted(&name, &u.id, 0))
-        }
-        Route::Upload(name, id) => {
-            let name = repo_name(name)?;
-            let id = decode(id);
-            match method {
-                Method::GET => {
-                    let repo = app
-                        .repo_for(&caller, Action::InitiateLayerUpload, &account, &name)
-                        .await?;
-                    let u = app.registry.upload_status(&repo, &id).await?;
-                    let mut resp = upload_accepted(&name, &u.id, u.size);
-                    *resp.status_mut() = StatusCode::NO_CONTENT;
-                    Ok(resp)
-                }
-                Method::PATCH => {
-                    let repo = app
-                        .repo_for(&caller, Action::UploadLayerPart, &account, &name)
-                        .await?;
-                    let (start, len) = content_range(req.headers())?;
-                    let len = len.or_else(|| content_length(req.headers()));
-                    let body = body_stream(req);
-                    let u = app
-                        .registry
-                        .append_upload(&repo, &id, start, len, body)
-                        .await?;
-                    Ok(upload_accepted(&name, &u.id, u.size))
-                }
-                Method::PUT => {
-                    let repo = app
-                        .repo_for(&caller, Action::CompleteLayerUpload, &account, &name)
-                        .await?;
-                    let d = match query(&q, "digest") {
-                        Some(d) => digest(d)?,
-                        None => return Err(OciError::digest_invalid("digest parameter missing")),
-                    };
-                    let (start, len) = content_range(req.headers())?;
-                    let clen = content_length(req.headers());
-                    if start.is_some() || clen.unwrap_or(0) > 0 || is_chunked(req.headers()) {
-                        let body = body_stream(req);
-                        app.registry
-                            .append_upload(&repo, &id, start, len.or(clen), body)
-                            .await?;
-                    }
-                    app.registry.complete_upload(&repo, &id, &d).await?;
-                    Ok(created_blob(&name, &d))
-                }
-                Method::DELETE => {
-                    let repo = app
-                        .repo_for(&caller, Action::UploadLayerPart, &account, &name)
-                        .await?;
-                    app.registry.cancel_upload(&repo, &id).await?;
-                    Ok(StatusCode::NO_CONTENT.into_response())
-                }
-                _ => Err(OciError::unsupported("method not allowed")),
-            }
-        }
-        Route::Referrers(name, d) => {
-            if method != Method::GET {
-                return Err(OciError::unsupported("method not allowed"));
-            }
-            let name = repo_name(name)?;
-            let d = digest(d)?;
-            let repo = app
-                .repo_for(&caller, Action::BatchGetImage, &account, &name)
-                .await?;
-            let filter = query(&q, "artifactType");
-            let index = app.registry.referrers(&repo, &d, filter).await?;
-            let mut resp = Response::new(Body::from(index.to_string()));
-            set(
-                resp.headers_mut(),
-                header::CONTENT_TYPE,
-                berth_oci::media::OCI_INDEX,
-            );
-            if filter.is_some() {
-                set(resp.headers_mut(), "oci-filters-applied", "artifactType");
-            }
-            Ok(resp)
+        Route::Base => base(call),
+        Route::Catalog => catalog(call).await,
+        Route::Tags(name) => tags(call, name).await,
+        Route::Manifest(name, r) => manifest(call, name, r, body).await,
+        Route::Blob(name, d) => blob(call, name, d).await,
+        Route::UploadStart(name) => upload_start(call, name, body).await,
+        Route::Upload(name, id) => upload(call, name, id, body).await,
+        Route::Referrers(name, d) => referrers(call, name, d).await,
+    }
+}
+
+/// `GET /v2/`: the API version check.
+fn base(call: Call) -> Result<Response> {
+    call.only(&[Method::GET, Method::HEAD])?;
+    Ok(json_response(StatusCode::OK, "{}".into()))
+}
+
+/// `GET /v2/_catalog`
+async fn catalog(call: Call) -> Result<Response> {
+    call.only(&[Method::GET])?;
+    let app = &call.app;
+    app.authorize_registry(&call.caller, Action::DescribeRepositories, &call.account)
+        .await?;
+    let n = page_size(&call.query)?;
+    let last = call.query("last");
+    let mut names = app.registry.catalog(&call.account, last, n + 1).await?;
+    let more = names.len() as i64 > n;
+    names.truncate(n as usize);
+    let mut resp = json_response(
+        StatusCode::OK,
+        serde_json::json!({ "repositories": names }).to_string(),
+    );
+    if more {
+        if let Some(l) = names.last() {
+            link_next(&mut resp, &format!("/v2/_catalog?n={n}&last={l}"));
         }
     }
+    Ok(resp)
+}
+
+/// `GET /v2/<name>/tags/list`
+async fn tags(call: Call, name: &str) -> Result<Response> {
+    call.only(&[Method::GET])?;
+    let name = repo_name(name)?;
+    let repo = call.repo(Action::ListImages, &name).await?;
+    let n = page_size(&call.query)?;
+    let last = call.query("last");
+    let mut tags = if n == 0 {
+        Vec::new()
+    } else {
+        call.app.registry.list_tags(&repo, last, n + 1).await?
+    };
+    let more = tags.len() as i64 > n;
+    tags.truncate(n as usize);
+    let mut resp = json_response(
+        StatusCode::OK,
+        serde_json::json!({ "name": name.as_str(), "tags": tags }).to_string(),
+    );
+    if more {
+        if let Some(l) = tags.last() {
+            link_next(&mut resp, &format!("/v2/{name}/tags/list?n={n}&last={l}"));
+        }
+    }
+    Ok(resp)
+}
+
+/// `/v2/<name>/manifests/<reference>`: GET, HEAD, PUT, DELETE.
+async fn manifest(call: Call, name: &str, r: &str, body: Body) -> Result<Response> {
+    let name = repo_name(name)?;
+    let r = match reference(r)? {
+        Ok(r) => r,
+        // A string that cannot be a tag names no manifest: reading or deleting
+        // it is MANIFEST_UNKNOWN (the conformance suite asks 404 for
+        // `.INVALID_MANIFEST_NAME`); only a push is told TAG_INVALID.
+        Err(RegistryError::TagInvalid) if call.method != Method::PUT => {
+            return Err(RegistryError::ManifestUnknown.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match call.method {
+        Method::GET | Method::HEAD => get_manifest(call, &name, &r).await,
+        Method::PUT => put_manifest(call, &name, &r, body).await,
+        Method::DELETE => {
+            let repo = call.repo(Action::BatchDeleteImage, &name).await?;
+            call.app.registry.delete_manifest(&repo, &r).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        _ => Err(method_not_allowed()),
+    }
+}
+
+async fn get_manifest(call: Call, name: &RepositoryName, r: &Reference) -> Result<Response> {
+    let repo = call.repo(Action::BatchGetImage, name).await?;
+    let m = call.app.registry.pull_manifest(&repo, r).await?;
+    let len = m.body.len();
+    let body = if call.method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(m.body)
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    set(h, header::CONTENT_TYPE, &m.media_type);
+    set(h, header::CONTENT_LENGTH, &len.to_string());
+    set(h, "docker-content-digest", &m.digest);
+    set(h, header::ETAG, &format!("\"{}\"", m.digest));
+    Ok(resp)
+}
+
+async fn put_manifest(
+    call: Call,
+    name: &RepositoryName,
+    r: &Reference,
+    body: Body,
+) -> Result<Response> {
+    let repo = call.push_repo(name).await?;
+    let ct = call
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = read_limited(
+        call.headers(),
+        body,
+        berth_oci::manifest::MAX_MANIFEST_BYTES,
+    )
+    .await?;
+    let put = call
+        .app
+        .registry
+        .put_manifest(&repo, r, ct.as_deref(), body)
+        .await?;
+    let mut resp = StatusCode::CREATED.into_response();
+    let h = resp.headers_mut();
+    set(
+        h,
+        header::LOCATION,
+        &format!("/v2/{name}/manifests/{}", put.digest),
+    );
+    set(h, "docker-content-digest", put.digest.as_str());
+    if let Some(s) = &put.subject {
+        set(h, "oci-subject", s.as_str());
+    }
+    Ok(resp)
+}
+
+/// `/v2/<name>/blobs/<digest>`: HEAD, GET, DELETE.
+async fn blob(call: Call, name: &str, d: &str) -> Result<Response> {
+    let name = repo_name(name)?;
+    let d = digest(d)?;
+    match call.method {
+        Method::HEAD => {
+            let repo = call
+                .repo(Action::BatchCheckLayerAvailability, &name)
+                .await?;
+            let size = call.app.registry.stat_blob(&repo, &d).await?;
+            let mut resp = Response::new(Body::empty());
+            blob_headers(resp.headers_mut(), &d, size);
+            Ok(resp)
+        }
+        Method::GET => {
+            let repo = call.repo(Action::GetDownloadUrlForLayer, &name).await?;
+            get_blob(&call.app, &repo, &d, call.headers()).await
+        }
+        Method::DELETE => {
+            let repo = call.repo(Action::BatchDeleteImage, &name).await?;
+            call.app.registry.delete_blob(&repo, &d).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        _ => Err(method_not_allowed()),
+    }
+}
+
+/// `POST /v2/<name>/blobs/uploads/`: opens an upload session, mounts a blob from
+/// another repository (`?mount=&from=`), or takes a whole blob at once
+/// (`?digest=`).
+async fn upload_start(call: Call, name: &str, body: Body) -> Result<Response> {
+    call.only(&[Method::POST])?;
+    let name = repo_name(name)?;
+    let repo = call.push_repo(&name).await?;
+    let app = call.app.clone();
+    if let Some(m) = call.query("mount") {
+        let d = digest(m)?;
+        let from = match call.query("from").map(repo_name) {
+            Some(Ok(f)) => app.readable_source(&call.caller, &call.account, &f).await,
+            _ => None,
+        };
+        return match app.registry.mount_blob(&repo, &d, from.as_ref()).await? {
+            MountOutcome::Mounted(_) => Ok(created_blob(&name, &d)),
+            MountOutcome::Upload(u) => Ok(upload_accepted(&name, &u.id, 0)),
+        };
+    }
+    if let Some(dq) = call.query("digest") {
+        // Monolithic upload: POST ?digest= with the whole blob as the body.
+        let d = digest(dq)?;
+        let u = app.registry.start_upload(&repo).await?;
+        let len = content_length(call.headers());
+        let body = body_stream(body);
+        let res = async {
+            app.registry
+                .append_upload(&repo, &u.id, None, len, body)
+                .await?;
+            app.registry.complete_upload(&repo, &u.id, &d).await
+        }
+        .await;
+        if res.is_err() {
+            let _ = app.registry.cancel_upload(&repo, &u.id).await;
+        }
+        res?;
+        return Ok(created_blob(&name, &d));
+    }
+    let u = app.registry.start_upload(&repo).await?;
+    Ok(upload_accepted(&name, &u.id, 0))
+}
+
+/// `/v2/<name>/blobs/uploads/<id>`: GET (status), PATCH (a chunk), PUT (the last
+/// chunk and the digest), DELETE (cancel).
+async fn upload(call: Call, name: &str, id: &str, body: Body) -> Result<Response> {
+    let name = repo_name(name)?;
+    let id = decode(id);
+    match call.method {
+        Method::GET => {
+            let repo = call.repo(Action::InitiateLayerUpload, &name).await?;
+            let u = call.app.registry.upload_status(&repo, &id).await?;
+            let mut resp = upload_accepted(&name, &u.id, u.size);
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            Ok(resp)
+        }
+        Method::PATCH => patch_upload(call, &name, &id, body).await,
+        Method::PUT => put_upload(call, &name, &id, body).await,
+        Method::DELETE => {
+            let repo = call.repo(Action::UploadLayerPart, &name).await?;
+            call.app.registry.cancel_upload(&repo, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(method_not_allowed()),
+    }
+}
+
+async fn patch_upload(call: Call, name: &RepositoryName, id: &str, body: Body) -> Result<Response> {
+    let repo = call.repo(Action::UploadLayerPart, name).await?;
+    let (start, len) = content_range(call.headers())?;
+    let len = len.or_else(|| content_length(call.headers()));
+    let u = call
+        .app
+        .registry
+        .append_upload(&repo, id, start, len, body_stream(body))
+        .await?;
+    Ok(upload_accepted(name, &u.id, u.size))
+}
+
+async fn put_upload(call: Call, name: &RepositoryName, id: &str, body: Body) -> Result<Response> {
+    let repo = call.repo(Action::CompleteLayerUpload, name).await?;
+    let d = match call.query("digest") {
+        Some(d) => digest(d)?,
+        None => return Err(OciError::digest_invalid("digest parameter missing")),
+    };
+    let (start, len) = content_range(call.headers())?;
+    let clen = content_length(call.headers());
+    let reg = &call.app.registry;
+    if start.is_some() || clen.unwrap_or(0) > 0 || is_chunked(call.headers()) {
+        reg.append_upload(&repo, id, start, len.or(clen), body_stream(body))
+            .await?;
+    }
+    reg.complete_upload(&repo, id, &d).await?;
+    Ok(created_blob(name, &d))
+}
+
+/// `GET /v2/<name>/referrers/<digest>` (`?artifactType=` filters).
+async fn referrers(call: Call, name: &str, d: &str) -> Result<Response> {
+    call.only(&[Method::GET])?;
+    let name = repo_name(name)?;
+    let d = digest(d)?;
+    let repo = call.repo(Action::BatchGetImage, &name).await?;
+    let filter = call.query("artifactType");
+    let index = call.app.registry.referrers(&repo, &d, filter).await?;
+    let mut resp = Response::new(Body::from(index.to_string()));
+    set(
+        resp.headers_mut(),
+        header::CONTENT_TYPE,
+        berth_oci::media::OCI_INDEX,
+    );
+    if filter.is_some() {
+        set(resp.headers_mut(), "oci-filters-applied", "artifactType");
+    }
+    Ok(resp)
 }
 
 fn set<K: header::IntoHeaderName>(h: &mut HeaderMap, k: K, v: &str) {
@@ -530,18 +604,17 @@ fn content_range(h: &HeaderMap) -> Result<(Option<u64>, Option<u64>)> {
 }
 
 fn body_stream(
-    req: Request,
+    body: Body,
 ) -> impl futures_util::Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin {
-    req.into_body()
-        .into_data_stream()
+    body.into_data_stream()
         .map(|r| r.map_err(|e| e.to_string()))
 }
 
-async fn read_limited(req: Request, limit: usize) -> Result<Bytes> {
-    if content_length(req.headers()).is_some_and(|l| l > limit as u64) {
+async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
+    if content_length(headers).is_some_and(|l| l > limit as u64) {
         return Err(RegistryError::ManifestTooLarge.into());
     }
-    let limited = http_body_util::Limited::new(req.into_body(), limit);
+    let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)

@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_registry::RegistryError;
+use berth_registry::{AuthzError, Denied, RegistryError};
 
 pub struct OciError {
     pub status: StatusCode,
@@ -101,6 +101,25 @@ impl From<RegistryError> for OciError {
             }
         };
         OciError::new(status, code, msg)
+    }
+}
+
+impl From<Denied> for OciError {
+    fn from(d: Denied) -> Self {
+        OciError::new(StatusCode::FORBIDDEN, "DENIED", d.0)
+    }
+}
+
+impl From<AuthzError> for OciError {
+    fn from(e: AuthzError) -> Self {
+        match e {
+            AuthzError::Denied(d) => d.into(),
+            AuthzError::Unavailable(_) => OciError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "authorization could not be evaluated",
+            ),
+        }
     }
 }
 

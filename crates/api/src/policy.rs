@@ -1,52 +1,12 @@
-//! Authorization: gathers the policies that apply to a request (the caller's identity
-//! policies, the repository policy, the registry policy) and lets `berth-iam`
-//! evaluate them with AWS semantics.
+//! Authorization: evaluates the policies that apply to a request (gathered by the
+//! core, which fails closed when it cannot read them) with `berth-iam`'s AWS
+//! semantics (`docs/architecture.md`, "The request path").
 
-use berth_iam::policy::{
-    self as iam_policy, evaluate, PolicyDocument, PolicyKind, PolicyRef, PolicySource,
-    RequestContext,
-};
-use berth_store::AccountSetting;
+use berth_iam::policy::{evaluate, PolicyRef, PolicySource, RequestContext};
+use berth_registry::identity::Principal;
+use berth_registry::{AuthzError, Denied};
 
-use crate::access::Denied;
-use crate::identity::Principal;
 use crate::App;
-
-/// The identity policies of a principal: (name, parsed document).
-async fn identity_policies(
-    app: &App,
-    p: &Principal,
-) -> Result<Vec<(String, PolicyDocument)>, Denied> {
-    let Some(user) = &p.user_name else {
-        return Ok(Vec::new());
-    };
-    let rows = app
-        .registry
-        .meta
-        .user_policies(&p.account_id, user)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot load identity policies");
-            Denied("authorization could not be evaluated".into())
-        })?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (name, doc) in rows {
-        let parsed = match doc {
-            Some(text) => PolicyDocument::parse(&text, PolicyKind::Identity),
-            None => match iam_policy::managed_policy(&name) {
-                Some(m) => m.parse(),
-                None => continue,
-            },
-        };
-        match parsed {
-            Ok(d) => out.push((name, d)),
-            Err(e) => {
-                tracing::warn!(policy = %name, error = %e, "ignoring an unparsable identity policy")
-            }
-        }
-    }
-    Ok(out)
-}
 
 pub async fn authorize(
     app: &App,
@@ -55,29 +15,16 @@ pub async fn authorize(
     account: &str,
     resource: &str,
     repo_policy: Option<&str>,
-) -> Result<(), Denied> {
-    let Some(principal) = iam_policy::Principal::from_arn(&p.arn()) else {
-        return Err(Denied(format!("unknown principal {}", p.arn())));
+) -> Result<(), AuthzError> {
+    let Some(principal) = berth_iam::policy::Principal::from_arn(&p.arn()) else {
+        return Err(Denied(format!("unknown principal {}", p.arn())).into());
     };
     let ctx = RequestContext::new(principal, action, resource)
         .with_resource_account(account)
         .with_time(app.registry.now() / 1000);
-    let identity = identity_policies(app, p).await?;
-    let repo_doc =
-        repo_policy.and_then(|t| PolicyDocument::parse(t, PolicyKind::EcrRepository).ok());
-    let registry_text = if p.account_id != account || repo_doc.is_none() {
-        app.registry
-            .meta
-            .account_setting(account, AccountSetting::RegistryPolicy)
-            .await
-            .ok()
-            .flatten()
-    } else {
-        None
-    };
-    let registry_doc =
-        registry_text.and_then(|t| PolicyDocument::parse(&t, PolicyKind::EcrRegistry).ok());
-    let mut refs: Vec<PolicyRef<'_>> = identity
+    let inputs = app.registry.policy_inputs(p, account, repo_policy).await?;
+    let mut refs: Vec<PolicyRef<'_>> = inputs
+        .identity
         .iter()
         .map(|(n, d)| PolicyRef {
             name: n,
@@ -85,14 +32,14 @@ pub async fn authorize(
             document: d,
         })
         .collect();
-    if let Some(d) = &repo_doc {
+    if let Some(d) = &inputs.repository {
         refs.push(PolicyRef {
             name: "repository policy",
             source: PolicySource::Resource,
             document: d,
         });
     }
-    if let Some(d) = &registry_doc {
+    if let Some(d) = &inputs.registry {
         refs.push(PolicyRef {
             name: "registry policy",
             source: PolicySource::Resource,
@@ -103,6 +50,197 @@ pub async fn authorize(
     if eval.is_allowed() {
         Ok(())
     } else {
-        Err(Denied(eval.denial_message(&ctx)))
+        Err(Denied(eval.denial_message(&ctx)).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Authorization fails closed (`docs/architecture.md`, "The request path"): a
+    //! store error or an unparsable stored document while gathering the policies
+    //! denies the request, while the rest of the store keeps working.
+
+    use std::sync::Arc;
+
+    use berth_registry::{AccountSetting, Clock, Registry, RegistryConfig, StoreSettings, Stores};
+    use sqlx::sqlite::SqlitePool;
+
+    use super::*;
+    use crate::ApiConfig;
+
+    const ACCOUNT: &str = "123456789012";
+
+    struct Fixture {
+        app: App,
+        /// A second connection to the same database, to damage it.
+        raw: SqlitePool,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = std::env::temp_dir().join(format!("berth-policy-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("meta.db").display());
+        let stores = Stores::open(&StoreSettings {
+            database_url: url.clone(),
+            data_dir: dir.clone(),
+            plaintext_blobs: false,
+        })
+        .await
+        .unwrap();
+        stores.ensure_account(ACCOUNT, 0).await.unwrap();
+        let registry = Registry::open(
+            stores,
+            Clock::with_offset(0),
+            RegistryConfig::default(),
+            [9u8; 32],
+        );
+        let app = App::new(
+            Arc::new(registry),
+            ApiConfig {
+                default_account: ACCOUNT.into(),
+                region: "us-east-1".into(),
+                public_host: "localhost".into(),
+                scheme: "http",
+            },
+        );
+        let raw = SqlitePool::connect(&url).await.unwrap();
+        Fixture { app, raw, dir }
+    }
+
+    async fn pull(app: &App, p: &Principal, repo_policy: Option<&str>) -> Result<(), AuthzError> {
+        app.authorize(
+            p,
+            "ecr:BatchGetImage",
+            ACCOUNT,
+            Some("team/app"),
+            repo_policy,
+        )
+        .await
+    }
+
+    /// A user whose identity policy allows everything ECR.
+    async fn power_user(app: &App) -> Principal {
+        let id = app.registry.identity();
+        let p = id.create_user(ACCOUNT, "alice", 0).await.unwrap().unwrap();
+        id.put_user_policy(
+            ACCOUNT,
+            "alice",
+            "AmazonEC2ContainerRegistryFullAccess",
+            None,
+        )
+        .await
+        .unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn a_registry_policy_that_cannot_be_read_denies() {
+        let f = fixture().await;
+        let alice = power_user(&f.app).await;
+        let root = Principal::root(ACCOUNT);
+        assert_eq!(pull(&f.app, &alice, None).await, Ok(()));
+        assert_eq!(pull(&f.app, &root, None).await, Ok(()));
+        // The registry policy's value becomes unreadable (a BLOB where text is
+        // stored): its Deny statements, if any, cannot be known.
+        sqlx::query("UPDATE accounts SET registry_policy = X'FF00FE' WHERE account_id = ?")
+            .bind(ACCOUNT)
+            .execute(&f.raw)
+            .await
+            .unwrap();
+        assert!(
+            f.app
+                .registry
+                .account_setting(ACCOUNT, AccountSetting::RegistryPolicy)
+                .await
+                .is_err(),
+            "the injected fault must make the read fail"
+        );
+        for p in [&alice, &root] {
+            let err = pull(&f.app, p, None).await.unwrap_err();
+            assert_eq!(
+                err,
+                AuthzError::Denied(Denied(berth_registry::NOT_EVALUATED.into()))
+            );
+        }
+        // The store is not down: identity still answers.
+        assert!(f
+            .app
+            .registry
+            .identity()
+            .user(ACCOUNT, "alice")
+            .await
+            .unwrap()
+            .is_some());
+        // A repository policy of the same account grants without the registry
+        // policy, as in ECR, so no read is needed there.
+        let grant = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"ecr:*"}]}"#;
+        assert_eq!(pull(&f.app, &alice, Some(grant)).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn an_unparsable_stored_policy_denies() {
+        let f = fixture().await;
+        let alice = power_user(&f.app).await;
+        assert_eq!(pull(&f.app, &alice, None).await, Ok(()));
+        sqlx::query("UPDATE accounts SET registry_policy = 'not a policy' WHERE account_id = ?")
+            .bind(ACCOUNT)
+            .execute(&f.raw)
+            .await
+            .unwrap();
+        assert!(pull(&f.app, &alice, None).await.is_err());
+        // The same for a repository policy and an inline identity policy.
+        let f = fixture().await;
+        let alice = power_user(&f.app).await;
+        assert!(pull(&f.app, &alice, Some("{\"Statement\": 7}"))
+            .await
+            .is_err());
+        sqlx::query("UPDATE user_policies SET document = '[' WHERE user_name = 'alice'")
+            .execute(&f.raw)
+            .await
+            .unwrap();
+        assert!(pull(&f.app, &alice, None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn identity_policies_that_cannot_be_read_deny() {
+        let f = fixture().await;
+        let alice = power_user(&f.app).await;
+        assert_eq!(pull(&f.app, &alice, None).await, Ok(()));
+        sqlx::query("ALTER TABLE user_policies RENAME TO user_policies_lost")
+            .execute(&f.raw)
+            .await
+            .unwrap();
+        assert!(pull(&f.app, &alice, None).await.is_err());
+    }
+
+    /// The principal of a data-plane token is an authorization input too: a lookup
+    /// that fails while the store answers refuses the request (403, not 500).
+    #[tokio::test]
+    async fn a_principal_that_cannot_be_looked_up_is_refused() {
+        let f = fixture().await;
+        let alice = power_user(&f.app).await;
+        let now = f.app.registry.now() / 1000;
+        let (token, _) = f.app.registry.identity().mint_token(&alice, now).unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        let basic = format!("Basic {}", berth_iam::token::authorization_token(&token));
+        headers.insert("authorization", basic.parse().unwrap());
+        assert_eq!(
+            f.app.authenticate_data_plane(&headers).await.ok(),
+            Some(alice)
+        );
+        sqlx::query("ALTER TABLE users RENAME TO users_lost")
+            .execute(&f.raw)
+            .await
+            .unwrap();
+        let err = f.app.authenticate_data_plane(&headers).await.unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::FORBIDDEN);
+        assert_eq!(err.code, "DENIED");
     }
 }

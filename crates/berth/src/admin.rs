@@ -1,11 +1,8 @@
 //! `berth admin …`: accounts, users, access keys, policies and the audit log. Takes
 //! the same configuration as `berth serve` and works while the server runs (it talks
-//! to the same metadata store).
+//! to the same stores, through the registry core).
 
-use std::sync::Arc;
-
-use berth_api::identity::Identity;
-use berth_store::Meta;
+use berth_registry::Registry;
 use clap::{Args, Subcommand};
 
 use crate::Common;
@@ -236,15 +233,10 @@ fn managed_name(p: &str) -> Result<String, String> {
 
 pub async fn run(args: AdminArgs) -> Result<(), String> {
     let cfg = args.common.load()?;
-    let meta = Meta::connect(&cfg.database_url())
-        .await
-        .map_err(|e| format!("metadata store: {e}"))?;
-    let now = berth_store::now_millis();
-    meta.ensure_account(&cfg.account_id, now)
-        .await
-        .map_err(|e| e.to_string())?;
-    let master = Arc::new(crate::bootstrap::master_key(&cfg, &meta).await?);
-    let identity = Identity::new(meta.clone(), master);
+    let registry = crate::serve::open_registry(&cfg).await?;
+    let identity = registry.identity();
+    // Wall-clock time, as records made by hand are stamped.
+    let now = berth_registry::Clock::with_offset(0).now_millis();
     let acct = |a: Option<String>| -> Result<String, String> {
         let a = a.unwrap_or_else(|| cfg.account_id.clone());
         if berth_iam::arn::is_account_id(&a) {
@@ -253,54 +245,50 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             Err(format!("{a:?} is not a 12-digit account id"))
         }
     };
-    let e = |e: berth_store::StoreError| e.to_string();
+    let e = |e: berth_registry::identity::IdentityError| e.to_string();
     match args.command {
         AdminCommand::Account(AccountCmd::Create { account_id }) => {
             let a = acct(Some(account_id))?;
-            meta.ensure_account(&a, now).await.map_err(e)?;
+            identity.ensure_account(&a, now).await.map_err(e)?;
             println!("account {a} ready; create its root key with: berth admin access-key create --account {a}");
         }
         AdminCommand::Account(AccountCmd::List) => {
-            for a in meta.list_accounts().await.map_err(e)? {
+            for a in identity.list_accounts().await.map_err(e)? {
                 println!("{a}");
             }
         }
         AdminCommand::User(UserCmd::Create { name, account }) => {
             let a = acct(account)?;
             berth_iam::arn::validate_user_name(&name).map_err(|e| e.to_string())?;
-            if !meta.account_exists(&a).await.map_err(e)? {
+            if !identity.account_exists(&a).await.map_err(e)? {
                 return Err(format!("account {a} does not exist"));
             }
-            let p = berth_api::identity::Principal {
-                account_id: a.clone(),
-                user_name: Some(name.clone()),
-            };
-            if !meta
-                .create_user(&a, &name, &p.user_id(), now)
-                .await
-                .map_err(e)?
-            {
+            let Some(p) = identity.create_user(&a, &name, now).await.map_err(e)? else {
                 return Err(format!("user {name} already exists in account {a}"));
-            }
+            };
             println!("{}", p.arn());
         }
         AdminCommand::User(UserCmd::List { account }) => {
-            for u in meta.list_users(&acct(account)?).await.map_err(e)? {
+            for u in identity.list_users(&acct(account)?).await.map_err(e)? {
                 println!("{}\t{}", u.user_name, u.user_id);
             }
         }
         AdminCommand::User(UserCmd::Delete { name, account }) => {
-            if !meta.delete_user(&acct(account)?, &name).await.map_err(e)? {
+            if !identity
+                .delete_user(&acct(account)?, &name)
+                .await
+                .map_err(e)?
+            {
                 return Err(format!("no user {name}"));
             }
         }
         AdminCommand::AccessKey(KeyCmd::Create { account, user }) => {
             let a = acct(account)?;
-            if !meta.account_exists(&a).await.map_err(e)? {
+            if !identity.account_exists(&a).await.map_err(e)? {
                 return Err(format!("account {a} does not exist"));
             }
             if let Some(u) = &user {
-                if meta.get_user(&a, u).await.map_err(e)?.is_none() {
+                if identity.user(&a, u).await.map_err(e)?.is_none() {
                     return Err(format!("no user {u} in account {a}"));
                 }
             }
@@ -312,7 +300,11 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             println!("aws_secret_access_key = {}", k.secret_access_key);
         }
         AdminCommand::AccessKey(KeyCmd::List { account }) => {
-            for k in meta.list_access_keys(&acct(account)?).await.map_err(e)? {
+            for k in identity
+                .list_access_keys(&acct(account)?)
+                .await
+                .map_err(e)?
+            {
                 println!(
                     "{}\t{}\t{}",
                     k.access_key_id,
@@ -322,8 +314,8 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             }
         }
         AdminCommand::AccessKey(KeyCmd::Disable { access_key_id }) => {
-            if !meta
-                .set_access_key_status(&access_key_id, "Inactive")
+            if !identity
+                .set_access_key_active(&access_key_id, false)
                 .await
                 .map_err(e)?
             {
@@ -331,8 +323,8 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             }
         }
         AdminCommand::AccessKey(KeyCmd::Enable { access_key_id }) => {
-            if !meta
-                .set_access_key_status(&access_key_id, "Active")
+            if !identity
+                .set_access_key_active(&access_key_id, true)
                 .await
                 .map_err(e)?
             {
@@ -340,7 +332,11 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             }
         }
         AdminCommand::AccessKey(KeyCmd::Delete { access_key_id }) => {
-            if !meta.delete_access_key(&access_key_id).await.map_err(e)? {
+            if !identity
+                .delete_access_key(&access_key_id)
+                .await
+                .map_err(e)?
+            {
                 return Err(format!("no access key {access_key_id}"));
             }
         }
@@ -352,13 +348,16 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             name,
         }) => {
             let a = acct(account)?;
-            if meta.get_user(&a, &user).await.map_err(e)?.is_none() {
+            if identity.user(&a, &user).await.map_err(e)?.is_none() {
                 return Err(format!("no user {user} in account {a}"));
             }
             match (policy, file, name) {
                 (Some(p), None, _) => {
                     let n = managed_name(&p)?;
-                    meta.put_user_policy(&a, &user, &n, None).await.map_err(e)?;
+                    identity
+                        .put_user_policy(&a, &user, &n, None)
+                        .await
+                        .map_err(e)?;
                     println!("attached arn:aws:iam::aws:policy/{n}");
                 }
                 (None, Some(f), Some(n)) => {
@@ -369,7 +368,8 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                         berth_iam::policy::PolicyKind::Identity,
                     )
                     .map_err(|err| format!("invalid policy: {err}"))?;
-                    meta.put_user_policy(&a, &user, &n, Some(&text))
+                    identity
+                        .put_user_policy(&a, &user, &n, Some(&text))
                         .await
                         .map_err(e)?;
                     println!("attached inline policy {n}");
@@ -389,17 +389,29 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         }) => {
             let a = acct(account)?;
             let name = managed_name(&policy).unwrap_or(policy);
-            if !meta.delete_user_policy(&a, &user, &name).await.map_err(e)? {
+            if !identity
+                .delete_user_policy(&a, &user, &name)
+                .await
+                .map_err(e)?
+            {
                 return Err(format!("user {user} has no policy {name}"));
             }
         }
         AdminCommand::Policy(PolicyCmd::List { user, account }) => {
-            for (n, doc) in meta
+            for p in identity
                 .user_policies(&acct(account)?, &user)
                 .await
                 .map_err(e)?
             {
-                println!("{n}\t{}", if doc.is_some() { "inline" } else { "managed" });
+                println!(
+                    "{}\t{}",
+                    p.name,
+                    if p.document.is_some() {
+                        "inline"
+                    } else {
+                        "managed"
+                    }
+                );
             }
         }
         AdminCommand::Lifecycle(LifecycleCmd::Run {
@@ -407,7 +419,6 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             account,
             dry_run,
         }) => {
-            let registry = crate::serve::open_registry(&cfg).await?;
             let repos = match repository {
                 Some(r) => {
                     let a = acct(account)?;
@@ -419,10 +430,9 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                         .map_err(|e| e.to_string())?]
                 }
                 None => registry
-                    .meta
                     .repositories_with_lifecycle()
                     .await
-                    .map_err(e)?,
+                    .map_err(|e| e.to_string())?,
             };
             let mut total = 0;
             for repo in repos {
@@ -451,14 +461,13 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                 if dry_run { "would expire" } else { "expired" }
             );
         }
-        AdminCommand::Kms(cmd) => kms(&cfg, cmd).await?,
-        AdminCommand::Jobs(cmd) => jobs(&cfg, cmd).await?,
+        AdminCommand::Kms(cmd) => kms(&cfg, &registry, cmd).await?,
+        AdminCommand::Jobs(cmd) => jobs(&registry, cmd).await?,
         AdminCommand::Gc {
             dry_run,
             grace_secs,
             full,
         } => {
-            let registry = crate::serve::open_registry(&cfg).await?;
             let grace = grace_secs.unwrap_or(cfg.gc_grace_secs) as i64 * 1000;
             // SAFETY: isatty only reads the descriptor's state.
             let tty = unsafe { libc::isatty(2) } == 1;
@@ -506,7 +515,11 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             }
         }
         AdminCommand::Audit { limit } => {
-            for r in meta.recent_audit(limit).await.map_err(e)? {
+            for r in registry
+                .recent_audit(limit)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     berth_iam::time::format_iso8601(r.ts / 1000),
@@ -523,8 +536,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn jobs(cfg: &crate::config::Config, cmd: JobsCmd) -> Result<(), String> {
-    let registry = crate::serve::open_registry(cfg).await?;
+async fn jobs(registry: &Registry, cmd: JobsCmd) -> Result<(), String> {
     match cmd {
         JobsCmd::List { state, kind, limit } => {
             if let Some(s) = &state {
@@ -568,21 +580,17 @@ async fn jobs(cfg: &crate::config::Config, cmd: JobsCmd) -> Result<(), String> {
     Ok(())
 }
 
-async fn kms(cfg: &crate::config::Config, cmd: KmsCmd) -> Result<(), String> {
-    let registry = crate::serve::open_registry(cfg).await?;
+async fn kms(cfg: &crate::config::Config, registry: &Registry, cmd: KmsCmd) -> Result<(), String> {
     let region = cfg.region.clone();
     let account = |a: Option<String>| a.unwrap_or_else(|| cfg.account_id.clone());
-    let find = |a: String, k: String| {
-        let registry = &registry;
-        async move {
-            registry
-                .resolve_kms_key(&a, &k)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no KMS key {k} in account {a}"))
-        }
+    let find = |a: String, k: String| async move {
+        registry
+            .resolve_kms_key(&a, &k)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no KMS key {k} in account {a}"))
     };
-    let e = |e: berth_store::StoreError| e.to_string();
+    let e = |e: berth_registry::RegistryError| e.to_string();
     match cmd {
         KmsCmd::Create {
             account: a,
@@ -600,12 +608,7 @@ async fn kms(cfg: &crate::config::Config, cmd: KmsCmd) -> Result<(), String> {
                 } else {
                     format!("alias/{al}")
                 };
-                if !registry
-                    .meta
-                    .create_kms_alias(&a, &al, &k.key_id, registry.now())
-                    .await
-                    .map_err(e)?
-                {
+                if !registry.create_kms_alias(&a, &al, &k).await.map_err(e)? {
                     return Err(format!("alias {al} already exists"));
                 }
             }
@@ -613,8 +616,8 @@ async fn kms(cfg: &crate::config::Config, cmd: KmsCmd) -> Result<(), String> {
         }
         KmsCmd::List { account: a } => {
             let a = account(a);
-            let aliases = registry.meta.list_kms_aliases(&a).await.map_err(e)?;
-            for k in registry.meta.list_kms_keys(&a).await.map_err(e)? {
+            let aliases = registry.list_kms_aliases(&a).await.map_err(e)?;
+            for k in registry.list_kms_keys(&a).await.map_err(e)? {
                 let names: Vec<&str> = aliases
                     .iter()
                     .filter(|(_, id, _)| *id == k.key_id)
@@ -632,16 +635,14 @@ async fn kms(cfg: &crate::config::Config, cmd: KmsCmd) -> Result<(), String> {
         KmsCmd::Disable { key, account: a } => {
             let k = find(account(a), key).await?;
             registry
-                .meta
-                .set_kms_key_state(&k.key_id, "Disabled", None)
+                .set_kms_key_state(&k, "Disabled", None)
                 .await
                 .map_err(e)?;
         }
         KmsCmd::Enable { key, account: a } => {
             let k = find(account(a), key).await?;
             registry
-                .meta
-                .set_kms_key_state(&k.key_id, "Enabled", None)
+                .set_kms_key_state(&k, "Enabled", None)
                 .await
                 .map_err(e)?;
         }
@@ -667,8 +668,7 @@ async fn kms(cfg: &crate::config::Config, cmd: KmsCmd) -> Result<(), String> {
             let k = find(account(a), key).await?;
             let when = registry.now() + days * 86_400_000;
             registry
-                .meta
-                .set_kms_key_state(&k.key_id, "PendingDeletion", Some(when))
+                .set_kms_key_state(&k, "PendingDeletion", Some(when))
                 .await
                 .map_err(e)?;
             println!(
@@ -679,8 +679,7 @@ async fn kms(cfg: &crate::config::Config, cmd: KmsCmd) -> Result<(), String> {
         KmsCmd::CancelDeletion { key, account: a } => {
             let k = find(account(a), key).await?;
             registry
-                .meta
-                .set_kms_key_state(&k.key_id, "Disabled", None)
+                .set_kms_key_state(&k, "Disabled", None)
                 .await
                 .map_err(e)?;
         }

@@ -4,9 +4,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use berth_api::identity::Identity;
-use berth_api::secrets::MasterKey;
-use berth_store::Meta;
+use berth_registry::identity::Identity;
+use berth_registry::Stores;
 
 use crate::config::Config;
 
@@ -41,12 +40,7 @@ pub fn master_key_path(cfg: &Config) -> PathBuf {
 /// Loads the master key from `BERTH_MASTER_KEY` or the key file. With neither, a
 /// key is generated into the key file — unless the metadata store already holds
 /// secrets sealed with some key, in which case berth refuses to start.
-pub async fn master_key(cfg: &Config, meta: &Meta) -> Result<MasterKey, String> {
-    Ok(MasterKey::new(master_key_bytes(cfg, meta).await?))
-}
-
-/// The raw master key (see [`master_key`]).
-pub async fn master_key_bytes(cfg: &Config, meta: &Meta) -> Result<[u8; 32], String> {
+pub async fn master_key_bytes(cfg: &Config, stores: &Stores) -> Result<[u8; 32], String> {
     if let Some(k) = &cfg.master_key {
         return parse_key(k, "BERTH_MASTER_KEY");
     }
@@ -61,7 +55,7 @@ pub async fn master_key_bytes(cfg: &Config, meta: &Meta) -> Result<[u8; 32], Str
             ))
         }
     }
-    let sealed = meta
+    let sealed = stores
         .has_sealed_secrets()
         .await
         .map_err(|e| format!("metadata store: {e}"))?;
@@ -103,7 +97,6 @@ pub async fn root_key(cfg: &Config, identity: &Identity, now: i64) -> Result<(),
         return Ok(());
     }
     let keys = identity
-        .meta
         .list_access_keys(account)
         .await
         .map_err(|e| e.to_string())?;

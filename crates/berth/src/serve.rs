@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::identity::Identity;
 use berth_api::{ApiConfig, App};
 use berth_registry::jobs::{Handler, Pass, Periodic, Worker, WorkerConfig};
-use berth_registry::{Clock, Registry, RegistryConfig};
-use berth_store::{FsBlobStore, Meta};
+use berth_registry::{Clock, Registry, RegistryConfig, StoreSettings, Stores};
 use clap::Args;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -99,13 +97,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
 
     let registry = Arc::new(open_registry(&cfg).await?);
-    let master = Arc::new(crate::bootstrap::master_key(&cfg, &registry.meta).await?);
-    let identity = Identity::new(registry.meta.clone(), master);
-    crate::bootstrap::root_key(&cfg, &identity, registry.now()).await?;
+    crate::bootstrap::root_key(&cfg, registry.identity(), registry.now()).await?;
     let public_host = cfg.public_host.clone().unwrap_or_else(|| addr.to_string());
     let app = Arc::new(App::new(
         registry.clone(),
-        identity,
         ApiConfig {
             default_account: cfg.account_id.clone(),
             region: cfg.region.clone(),
@@ -224,25 +219,24 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
             cfg.data_dir.display()
         )
     })?;
-    let meta = Meta::connect(&cfg.database_url())
-        .await
-        .map_err(|e| format!("metadata store: {e}"))?;
     // Benchmark only: berth-bench starts a second server with plaintext blobs to
-    // measure what encryption costs (issue 6). The data directory records the mode.
-    let blob_mode = match std::env::var(berth_store::blob::PLAINTEXT_BLOBS_ENV).as_deref() {
-        Ok("1") => berth_store::blob::BlobMode::PlaintextForBenchmarks,
-        _ => berth_store::blob::BlobMode::Encrypted,
-    };
-    let blobs = FsBlobStore::open_with_mode(&cfg.data_dir, blob_mode)
-        .map_err(|e| format!("blob store: {e}"))?;
+    // measure what encryption costs (`docs/benchmarks.md`). The data directory
+    // records the mode.
+    let stores = Stores::open(&StoreSettings {
+        database_url: cfg.database_url(),
+        data_dir: cfg.data_dir.clone(),
+        plaintext_blobs: std::env::var(berth_registry::PLAINTEXT_BLOBS_ENV).as_deref() == Ok("1"),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let clock = Clock::with_offset(cfg.clock_offset_secs * 1000);
-    meta.ensure_account(&cfg.account_id, clock.now_millis())
+    stores
+        .ensure_account(&cfg.account_id, clock.now_millis())
         .await
         .map_err(|e| e.to_string())?;
-    let master = crate::bootstrap::master_key_bytes(cfg, &meta).await?;
-    Ok(Registry::new(
-        meta,
-        Arc::new(blobs),
+    let master = crate::bootstrap::master_key_bytes(cfg, &stores).await?;
+    Ok(Registry::open(
+        stores,
         clock,
         RegistryConfig {
             create_on_push: cfg.create_on_push,

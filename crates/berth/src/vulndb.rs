@@ -166,8 +166,7 @@ async fn store(
     if batch.is_empty() {
         return Ok(());
     }
-    reg.meta
-        .put_advisories(batch, reg.now())
+    reg.put_advisories(batch)
         .await
         .map_err(|e| format!("storing advisories: {e}"))?;
     *stored += batch.len() as u64;
@@ -227,8 +226,7 @@ async fn import(reg: &Registry, path: &Path) -> Result<String, String> {
         .await
         .map_err(|e| format!("listing CONTINUOUS_SCAN images: {e}"))?;
     let version = reg
-        .meta
-        .bump_vulndb_version(reg.now(), &rescan)
+        .bump_vulndb_version(&rescan)
         .await
         .map_err(|e| format!("updating the database version: {e}"))?;
     for r in t.rejected.iter().take(20) {
@@ -255,16 +253,13 @@ pub async fn run(args: VulndbArgs) -> Result<(), String> {
             println!("{}", import(&reg, &path).await?);
         }
         VulndbCmd::Status => {
-            let version = reg.meta.setting(berth_store::scans::VULNDB_VERSION).await;
-            let n = reg.meta.count_advisories().await;
-            let pending = reg.meta.pending_jobs(berth_store::scans::SCAN_JOB).await;
-            match (version, n, pending) {
-                (Ok(v), Ok(n), Ok(p)) => println!(
-                    "advisory database version {}: {n} advisories; {p} scan job(s) pending",
-                    v.as_deref().unwrap_or("none")
-                ),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e.to_string()),
-            }
+            let s = reg.vulndb_status().await.map_err(|e| e.to_string())?;
+            println!(
+                "advisory database version {}: {} advisories; {} scan job(s) pending",
+                s.version.as_deref().unwrap_or("none"),
+                s.advisories,
+                s.pending_scans
+            );
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! The keyring: which key encrypts what (issue 6).
+//! The keyring: which key encrypts what (`docs/architecture.md`, "Storage").
 //!
 //! - Each blob's data key is wrapped by the *registry key* (derived from the master
 //!   key) in its upload row and blob row, so a new link (another repository pushing

@@ -1,4 +1,4 @@
-//! berth-managed KMS keys (issue 6): `arn:aws:kms:<region>:<account>:key/<uuid>`
+//! berth-managed KMS keys: `arn:aws:kms:<region>:<account>:key/<uuid>`
 //! with aliases, enable/disable, scheduled deletion and rotation. Key material never
 //! leaves the server unsealed; rotation adds a material version and re-wraps the
 //! data keys and manifests of every repository using the key (blobs are not
@@ -128,5 +128,76 @@ impl Registry {
             n += self.keys.rewrap_repository(&repo).await?;
         }
         Ok(n)
+    }
+
+    pub async fn list_kms_keys(&self, account: &str) -> Result<Vec<KmsKeyRow>> {
+        Ok(self.meta.list_kms_keys(account).await?)
+    }
+
+    /// Sets a key's state (`Enabled`, `Disabled`, `PendingDeletion` with its date).
+    pub async fn set_kms_key_state(
+        &self,
+        key: &KmsKeyRow,
+        state: &str,
+        deletion_date: Option<i64>,
+    ) -> Result<()> {
+        self.meta
+            .set_kms_key_state(&key.key_id, state, deletion_date)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_kms_rotation(&self, key: &KmsKeyRow, enabled: bool) -> Result<()> {
+        self.meta.set_kms_rotation(&key.key_id, enabled).await?;
+        Ok(())
+    }
+
+    /// Replaces the given ones of a key's description, policy and tags (JSON).
+    pub async fn update_kms_key(
+        &self,
+        key: &KmsKeyRow,
+        description: Option<&str>,
+        policy: Option<&str>,
+        tags: Option<&str>,
+    ) -> Result<()> {
+        self.meta
+            .set_kms_description_policy_tags(&key.key_id, description, policy, tags)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an alias; false when the account already has one by that name.
+    pub async fn create_kms_alias(
+        &self,
+        account: &str,
+        alias: &str,
+        key: &KmsKeyRow,
+    ) -> Result<bool> {
+        Ok(self
+            .meta
+            .create_kms_alias(account, alias, &key.key_id, self.now())
+            .await?)
+    }
+
+    /// Points an existing alias at another key; false when there is no such alias.
+    pub async fn update_kms_alias(
+        &self,
+        account: &str,
+        alias: &str,
+        key: &KmsKeyRow,
+    ) -> Result<bool> {
+        Ok(self
+            .meta
+            .update_kms_alias(account, alias, &key.key_id)
+            .await?)
+    }
+
+    pub async fn delete_kms_alias(&self, account: &str, alias: &str) -> Result<bool> {
+        Ok(self.meta.delete_kms_alias(account, alias).await?)
+    }
+
+    /// The account's aliases: (alias name, key id, created at).
+    pub async fn list_kms_aliases(&self, account: &str) -> Result<Vec<(String, String, i64)>> {
+        Ok(self.meta.list_kms_aliases(account).await?)
     }
 }

@@ -71,14 +71,17 @@ struct UploadMemo {
 }
 
 pub struct Registry {
-    pub meta: Meta,
-    pub blobs: Arc<dyn BlobStore>,
+    // Private to the core: front ends call core methods (`docs/architecture.md`,
+    // "Rooms").
+    pub(crate) meta: Meta,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    identity: crate::identity::Identity,
     pub clock: Clock,
     pub config: RegistryConfig,
     uploads: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UploadMemo>>>>>,
     pulls: StdMutex<HashMap<(i64, String), i64>>,
     pub gc_stats: crate::GcStats,
-    pub keys: Keyring,
+    pub(crate) keys: Keyring,
 }
 
 /// A blob to send: its total size and the requested byte range's stream.
@@ -148,6 +151,10 @@ impl Registry {
     ) -> Self {
         Registry {
             keys: Keyring::new(master, meta.clone()),
+            identity: crate::identity::Identity::new(
+                meta.clone(),
+                Arc::new(crate::secrets::MasterKey::new(master)),
+            ),
             meta,
             blobs,
             clock,
@@ -160,6 +167,11 @@ impl Registry {
 
     pub fn now(&self) -> i64 {
         self.clock.now_millis()
+    }
+
+    /// Accounts, users, access keys, identity policies and registry tokens.
+    pub fn identity(&self) -> &crate::identity::Identity {
+        &self.identity
     }
 
     // ---- repositories --------------------------------------------------------------

@@ -1,25 +1,17 @@
-//! Image and layer operations: DescribeImages, ListImages, BatchGetImage,
-//! BatchDeleteImage, PutImage, the layer-upload mirror of the data plane,
-//! GetDownloadUrlForLayer and ListImageReferrers (botocore ECR model).
+//! Image operations: DescribeImages, ListImages, BatchGetImage, BatchDeleteImage,
+//! PutImage and ListImageReferrers (botocore ECR model). The layer operations are
+//! in `layers.rs`.
 
 use std::collections::HashMap;
 
-use base64::Engine;
 use berth_oci::{Digest, ImageTag, Reference};
-use berth_registry::{ImageOutcome, Registry, RegistryError};
-use berth_store::{ManifestRow, RepositoryRow};
+use berth_registry::{ImageOutcome, ManifestRow, Registry, RegistryError, RepositoryRow, ScanRow};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::input::{check_len, decode_token, encode_token, parse_digest};
 use super::repos::repo_for;
-use super::{epoch_secs, Ctx, EcrError, Input};
-
-/// ECR's minimum size of every layer part but the last.
-const MIN_PART: usize = 5 * 1024 * 1024;
-
-/// ECR's recommended part size for UploadLayerPart.
-const PART_SIZE: i64 = 10 * 1024 * 1024;
+use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 
 enum Id {
     Ok {
@@ -159,12 +151,7 @@ fn tag_status(input: &Input) -> Result<&str, EcrError> {
     Ok(s)
 }
 
-fn detail(
-    repo: &RepositoryRow,
-    m: &ManifestRow,
-    tags: &[String],
-    scan: Option<&berth_store::scans::ScanRow>,
-) -> Value {
+fn detail(repo: &RepositoryRow, m: &ManifestRow, tags: &[String], scan: Option<&ScanRow>) -> Value {
     let mut v = json!({
         "registryId": repo.account_id,
         "repositoryName": repo.name,
@@ -197,14 +184,14 @@ async fn tags_by_digest(
     repo: &RepositoryRow,
 ) -> Result<HashMap<String, Vec<String>>, EcrError> {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for (t, d) in ctx.app.registry.meta.all_tags(repo.repo_id).await? {
+    for (t, d) in ctx.app.registry.all_tags(repo).await? {
         map.entry(d).or_default().push(t);
     }
     Ok(map)
 }
 
 pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:DescribeImages").await?;
+    let repo = repo_for(ctx, input).await?;
     let reg = &ctx.app.registry;
     if input.get("imageIds").is_some() {
         if input.get("maxResults").is_some() || input.get("nextToken").is_some() {
@@ -230,7 +217,7 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
                     }
                     Err(_) => {
                         return Err(EcrError::new(
-                            "ImageNotFoundException",
+                            EcrException::ImageNotFound,
                             format!(
                                 "The image with imageId {{imageDigest:'{}', imageTag:'{}'}} does not exist within the repository with name '{}' in the registry with id '{}'",
                                 raw["imageDigest"].as_str().unwrap_or("null"),
@@ -252,7 +239,7 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
     let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
     let tags = tags_by_digest(ctx, &repo).await?;
     let scans = super::scanning::scans_by_digest(ctx, &repo).await?;
-    let mut all = reg.meta.list_manifests(repo.repo_id).await?;
+    let mut all = reg.list_manifests(&repo).await?;
     all.sort_by(|a, b| a.digest.cmp(&b.digest));
     let selected: Vec<&ManifestRow> = all
         .iter()
@@ -281,15 +268,15 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
 }
 
 pub async fn list_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:ListImages").await?;
+    let repo = repo_for(ctx, input).await?;
     let status = tag_status(input)?;
     if !image_status_selects(input, "filter", "imageStatus")? {
         return Ok(json!({ "imageIds": [] }));
     }
     let max = input.max_results(1000, 100)?;
     let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
-    let tags = ctx.app.registry.meta.all_tags(repo.repo_id).await?;
-    let manifests = ctx.app.registry.meta.list_manifests(repo.repo_id).await?;
+    let tags = ctx.app.registry.all_tags(&repo).await?;
+    let manifests = ctx.app.registry.list_manifests(&repo).await?;
     // One entry per tag, plus one per untagged image; keyed for stable paging.
     let mut ids: Vec<(String, Value)> = Vec::new();
     if status != "UNTAGGED" {
@@ -327,7 +314,7 @@ pub async fn list_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
 }
 
 pub async fn batch_get_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:BatchGetImage").await?;
+    let repo = repo_for(ctx, input).await?;
     // ECR answers the stored manifest when it cannot convert it to an accepted
     // type; berth never converts, so the list is only validated.
     if let Some(l) = input.opt_array("acceptedMediaTypes")? {
@@ -367,7 +354,7 @@ pub async fn batch_get_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
 }
 
 pub async fn batch_delete_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:BatchDeleteImage").await?;
+    let repo = repo_for(ctx, input).await?;
     let reg = &ctx.app.registry;
     let mut deleted = Vec::new();
     let mut failures = Vec::new();
@@ -388,7 +375,7 @@ pub async fn batch_delete_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrEr
         };
         let d =
             Digest::parse(&m.digest).map_err(|_| EcrError::server("stored digest is invalid"))?;
-        let remaining = reg.meta.tags_of(repo.repo_id, &m.digest).await?;
+        let remaining = reg.tags_of(&repo, &m.digest).await?;
         match &tag {
             // Untagging; removing the last tag deletes the image, as in ECR.
             Some(t) if digest.is_none() && remaining.len() > 1 => {
@@ -421,7 +408,7 @@ pub async fn batch_delete_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrEr
 }
 
 pub async fn put_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:PutImage").await?;
+    let repo = repo_for(ctx, input).await?;
     let manifest = input.req_str("imageManifest")?;
     check_len("imageManifest", manifest, 1, 4 * 1024 * 1024)?;
     let media_type = input.opt_len("imageManifestMediaType", 0, 255)?;
@@ -438,7 +425,7 @@ pub async fn put_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
             let d = parse_digest(d, "imageDigest")?;
             if !d.verify(&body) {
                 return Err(EcrError::new(
-                    "ImageDigestDoesNotMatchException",
+                    EcrException::ImageDigestDoesNotMatch,
                     format!("Invalid parameter at 'imageDigest' failed to satisfy constraint: 'The provided digest {d} does not match the digest of the manifest'"),
                 ));
             }
@@ -458,14 +445,14 @@ pub async fn put_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
         .await
         .map_err(|e| match e {
             RegistryError::ManifestBlobUnknown(list) => EcrError::new(
-                "LayersNotFoundException",
+                EcrException::LayersNotFound,
                 format!("Layers with digests '{}' required for pushing image into repository with name '{}' in the registry with id '{}' do not exist", list.join(", "), repo.name, repo.account_id),
             ),
             e => e.into(),
         })?;
     if put.outcome == ImageOutcome::Unchanged {
         return Err(EcrError::new(
-            "ImageAlreadyExistsException",
+            EcrException::ImageAlreadyExists,
             format!(
                 "Image with digest '{}'{} already exists in the repository with name '{}' in registry with id '{}'",
                 put.digest,
@@ -490,196 +477,8 @@ pub async fn put_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     }))
 }
 
-fn layer_digests(input: &Input) -> Result<&Vec<Value>, EcrError> {
-    let list = input
-        .opt_array("layerDigests")?
-        .ok_or_else(|| EcrError::invalid("Missing required parameter 'layerDigests'"))?;
-    if list.is_empty() || list.len() > 100 {
-        return Err(EcrError::invalid(
-            "layerDigests must have between 1 and 100 entries",
-        ));
-    }
-    Ok(list)
-}
-
-pub async fn batch_check_layer_availability(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:BatchCheckLayerAvailability").await?;
-    let mut layers = Vec::new();
-    let mut failures = Vec::new();
-    for v in layer_digests(input)? {
-        let s = v.as_str().unwrap_or("");
-        let Ok(d) = Digest::parse(s) else {
-            failures.push(json!({ "layerDigest": s, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest" }));
-            continue;
-        };
-        match ctx.app.registry.stat_blob(&repo, &d).await {
-            Ok(size) => layers.push(json!({ "layerDigest": s, "layerAvailability": "AVAILABLE", "layerSize": size })),
-            Err(RegistryError::BlobUnknown) => failures.push(json!({ "layerDigest": s, "failureCode": "MissingLayerDigest", "failureReason": "Could not find layer" })),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(json!({ "layers": layers, "failures": failures }))
-}
-
-pub async fn initiate_layer_upload(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:InitiateLayerUpload").await?;
-    let u = ctx.app.registry.start_upload(&repo).await?;
-    Ok(json!({ "uploadId": u.id, "partSize": PART_SIZE }))
-}
-
-fn upload_id(input: &Input) -> Result<&str, EcrError> {
-    let id = input.req_str("uploadId")?;
-    let ok = id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-    if !ok {
-        return Err(EcrError::invalid(format!(
-            "Invalid parameter at 'uploadId' failed to satisfy constraint: 'must be a UUID' (got '{id}')"
-        )));
-    }
-    Ok(id)
-}
-
-pub async fn upload_layer_part(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:UploadLayerPart").await?;
-    let id = upload_id(input)?;
-    let first = input
-        .opt_i64("partFirstByte")?
-        .ok_or_else(|| EcrError::invalid("Missing required parameter 'partFirstByte'"))?;
-    let last = input
-        .opt_i64("partLastByte")?
-        .ok_or_else(|| EcrError::invalid("Missing required parameter 'partLastByte'"))?;
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(input.req_str("layerPartBlob")?)
-        .map_err(|_| {
-            EcrError::new(
-                "SerializationException",
-                "layerPartBlob is not valid base64",
-            )
-        })?;
-    if first < 0 || last < first || (last - first + 1) as usize != blob.len() {
-        return Err(EcrError::new(
-            "InvalidLayerPartException",
-            format!(
-                "The part's byte range {first}-{last} does not match its {} bytes",
-                blob.len()
-            ),
-        ));
-    }
-    if blob.len() > 20 * 1024 * 1024 {
-        return Err(EcrError::new(
-            "InvalidLayerPartException",
-            "a layer part is at most 20 MiB",
-        ));
-    }
-    let len = blob.len();
-    let body = futures_util::stream::iter([Ok::<_, String>(Bytes::from(blob))]);
-    let u = ctx
-        .app
-        .registry
-        .append_upload(&repo, id, Some(first as u64), None, body)
-        .await
-        .map_err(|e| match e {
-            RegistryError::RangeInvalid { size } => EcrError::new(
-                "InvalidLayerPartException",
-                format!("The part must start at byte {size}"),
-            ),
-            e => e.into(),
-        })?;
-    {
-        // ECR's parts are at least 5 MiB except the last: a small part followed by
-        // another one is remembered and refused at CompleteLayerUpload.
-        let mut parts = ctx
-            .app
-            .layer_parts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let entry = parts.entry(id.to_string()).or_insert((usize::MAX, false));
-        if entry.0 < MIN_PART {
-            entry.1 = true;
-        }
-        entry.0 = len;
-    }
-    Ok(json!({
-        "registryId": repo.account_id,
-        "repositoryName": repo.name,
-        "uploadId": id,
-        "lastByteReceived": u.size as i64 - 1,
-    }))
-}
-
-pub async fn complete_layer_upload(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:CompleteLayerUpload").await?;
-    let id = upload_id(input)?;
-    let digests = layer_digests(input)?;
-    let d = parse_digest(digests[0].as_str().unwrap_or(""), "layerDigests")?;
-    let reg = &ctx.app.registry;
-    let status = reg.upload_status(&repo, id).await?;
-    let small_part = ctx
-        .app
-        .layer_parts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(id)
-        .is_some_and(|(_, violated)| violated);
-    if small_part {
-        return Err(EcrError::new(
-            "LayerPartTooSmallException",
-            format!("Layer part size is too small for upload '{id}': every part but the last must be at least 5 MiB"),
-        ));
-    }
-    if status.size == 0 {
-        return Err(EcrError::new(
-            "EmptyUploadException",
-            format!("The upload with id '{id}' is empty"),
-        ));
-    }
-    if reg.stat_blob(&repo, &d).await.is_ok() {
-        let _ = reg.cancel_upload(&repo, id).await;
-        return Err(EcrError::new(
-            "LayerAlreadyExistsException",
-            format!("The layer with digest '{d}' already exists in the repository with name '{}' in registry with id '{}'", repo.name, repo.account_id),
-        ));
-    }
-    reg.complete_upload(&repo, id, &d)
-        .await
-        .map_err(|e| match e {
-            RegistryError::DigestMismatch => EcrError::new(
-                "InvalidLayerException",
-                format!(
-                    "The calculated digest of the layer does not match the provided digest '{d}'"
-                ),
-            ),
-            e => e.into(),
-        })?;
-    Ok(json!({
-        "registryId": repo.account_id,
-        "repositoryName": repo.name,
-        "uploadId": id,
-        "layerDigest": d.as_str(),
-    }))
-}
-
-pub async fn get_download_url_for_layer(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:GetDownloadUrlForLayer").await?;
-    let d = parse_digest(input.req_str("layerDigest")?, "layerDigest")?;
-    match ctx.app.registry.stat_blob(&repo, &d).await {
-        Ok(_) => {}
-        Err(RegistryError::BlobUnknown) => {
-            return Err(EcrError::new(
-                "LayersNotFoundException",
-                format!(
-                    "The layer with digest '{d}' does not exist in the repository with name '{}'",
-                    repo.name
-                ),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let url = ctx.app.signed_layer_url(&repo.account_id, &repo.name, &d);
-    Ok(json!({ "downloadUrl": url, "layerDigest": d.as_str() }))
-}
-
 pub async fn list_image_referrers(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:BatchGetImage").await?;
+    let repo = repo_for(ctx, input).await?;
     let subject = input
         .opt_object("subjectId")?
         .and_then(|o| o.get("imageDigest"))

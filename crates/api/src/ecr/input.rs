@@ -4,13 +4,13 @@
 use berth_oci::{Digest, RepositoryName};
 use serde_json::{Map, Value};
 
-use super::EcrError;
+use super::{EcrError, EcrException};
 
 pub struct Input(Value);
 
 fn wrong_type(name: &str, want: &str) -> EcrError {
     EcrError::new(
-        "SerializationException",
+        EcrException::Serialization,
         format!("Member '{name}' must be {want}"),
     )
 }

@@ -7,13 +7,13 @@
 //! cryptographic data-plane calls (Encrypt, Decrypt, GenerateDataKey) are not served.
 
 use berth_registry::kms::key_arn;
-use berth_store::kms::KmsKeyRow;
+use berth_registry::KmsKeyRow;
 use serde_json::{json, Value};
 
-use super::{epoch_secs, Ctx, EcrError, Input};
+use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 
 fn not_found(id: &str) -> EcrError {
-    EcrError::new("NotFoundException", format!("Key '{id}' does not exist"))
+    EcrError::new(EcrException::NotFound, format!("Key '{id}' does not exist"))
 }
 
 fn default_policy(account: &str) -> String {
@@ -54,13 +54,15 @@ fn metadata(ctx: &Ctx, k: &KmsKeyRow) -> Value {
     v
 }
 
-async fn authorize(ctx: &Ctx, op: &str) -> Result<String, EcrError> {
+/// Authorizes the operation's action (`kms:<Op>`, from the operation table) on the
+/// caller's keys.
+async fn authorize(ctx: &Ctx) -> Result<String, EcrError> {
     let account = ctx.caller.account_id.clone();
     let resource = format!("arn:aws:kms:{}:{account}:key/*", ctx.app.config.region);
     crate::policy::authorize(
         &ctx.app,
         &ctx.caller,
-        &format!("kms:{op}"),
+        &ctx.action,
         &account,
         &resource,
         None,
@@ -85,7 +87,7 @@ fn tags_in(input: &Input) -> Result<Vec<(String, String)>, EcrError> {
         let v = t.get("TagValue").and_then(Value::as_str).unwrap_or("");
         if k.is_empty() || k.len() > 128 || v.len() > 256 {
             return Err(EcrError::new(
-                "TagException",
+                EcrException::Tag,
                 "Tag keys must be 1-128 and values 0-256 characters",
             ));
         }
@@ -132,10 +134,12 @@ fn alias_name(input: &Input) -> Result<String, EcrError> {
     Ok(a.to_string())
 }
 
-pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrError> {
-    let account = authorize(ctx, op).await?;
+/// Serves the KMS operation `ctx.op` (every KMS row of the operation table, and
+/// unknown KMS operations, which are authorized and then refused).
+pub async fn serve(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let account = authorize(ctx).await?;
     let reg = &ctx.app.registry;
-    let meta = &reg.meta;
+    let op = ctx.op.as_str();
     match op {
         "CreateKey" => {
             let usage = input.opt_str("KeyUsage")?.unwrap_or("ENCRYPT_DECRYPT");
@@ -145,13 +149,13 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
                 .unwrap_or("SYMMETRIC_DEFAULT");
             if usage != "ENCRYPT_DECRYPT" || spec != "SYMMETRIC_DEFAULT" {
                 return Err(EcrError::new(
-                    "UnsupportedOperationException",
+                    EcrException::UnsupportedOperation,
                     "berth manages symmetric ENCRYPT_DECRYPT keys only",
                 ));
             }
             if input.opt_bool("MultiRegion")?.unwrap_or(false) {
                 return Err(EcrError::new(
-                    "UnsupportedOperationException",
+                    EcrException::UnsupportedOperation,
                     "multi-Region keys are not supported",
                 ));
             }
@@ -160,7 +164,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
                 Some(p) => {
                     serde_json::from_str::<Value>(p).map_err(|_| {
                         EcrError::new(
-                            "MalformedPolicyDocumentException",
+                            EcrException::MalformedPolicyDocument,
                             "The key policy is not valid JSON",
                         )
                     })?;
@@ -178,7 +182,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
             Ok(json!({ "KeyMetadata": metadata(ctx, &key(ctx, &account, input).await?) }))
         }
         "ListKeys" => {
-            let keys = meta.list_kms_keys(&account).await?;
+            let keys = reg.list_kms_keys(&account).await?;
             Ok(json!({
                 "Keys": keys.iter().map(|k| json!({"KeyId": k.key_id, "KeyArn": key_arn(&ctx.app.config.region, k)})).collect::<Vec<_>>(),
                 "Truncated": false,
@@ -188,7 +192,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
             let k = key(ctx, &account, input).await?;
             if k.key_state == "PendingDeletion" {
                 return Err(EcrError::new(
-                    "KMSInvalidStateException",
+                    EcrException::KmsInvalidState,
                     format!(
                         "{} is pending deletion.",
                         key_arn(&ctx.app.config.region, &k)
@@ -200,7 +204,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
             } else {
                 "Disabled"
             };
-            meta.set_kms_key_state(&k.key_id, state, None).await?;
+            reg.set_kms_key_state(&k, state, None).await?;
             Ok(json!({}))
         }
         "ScheduleKeyDeletion" => {
@@ -212,7 +216,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
                 ));
             }
             let when = reg.now() + days * 86_400_000;
-            meta.set_kms_key_state(&k.key_id, "PendingDeletion", Some(when))
+            reg.set_kms_key_state(&k, "PendingDeletion", Some(when))
                 .await?;
             Ok(json!({
                 "KeyId": key_arn(&ctx.app.config.region, &k),
@@ -225,17 +229,16 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
             let k = key(ctx, &account, input).await?;
             if k.key_state != "PendingDeletion" {
                 return Err(EcrError::new(
-                    "KMSInvalidStateException",
+                    EcrException::KmsInvalidState,
                     "The key is not pending deletion.",
                 ));
             }
-            meta.set_kms_key_state(&k.key_id, "Disabled", None).await?;
+            reg.set_kms_key_state(&k, "Disabled", None).await?;
             Ok(json!({ "KeyId": key_arn(&ctx.app.config.region, &k) }))
         }
         "EnableKeyRotation" | "DisableKeyRotation" => {
             let k = key(ctx, &account, input).await?;
-            meta.set_kms_rotation(&k.key_id, op == "EnableKeyRotation")
-                .await?;
+            reg.set_kms_rotation(&k, op == "EnableKeyRotation").await?;
             Ok(json!({}))
         }
         "GetKeyRotationStatus" => {
@@ -253,7 +256,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
             let k = key(ctx, &account, input).await?;
             if k.key_state != "Enabled" {
                 return Err(EcrError::new(
-                    "DisabledException",
+                    EcrException::Disabled,
                     format!("{} is disabled.", key_arn(&ctx.app.config.region, &k)),
                 ));
             }
@@ -272,19 +275,17 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
             let p = input.req_str("Policy")?;
             serde_json::from_str::<Value>(p).map_err(|_| {
                 EcrError::new(
-                    "MalformedPolicyDocumentException",
+                    EcrException::MalformedPolicyDocument,
                     "The key policy is not valid JSON",
                 )
             })?;
-            meta.set_kms_description_policy_tags(&k.key_id, None, Some(p), None)
-                .await?;
+            reg.update_kms_key(&k, None, Some(p), None).await?;
             Ok(json!({}))
         }
         "UpdateKeyDescription" => {
             let k = key(ctx, &account, input).await?;
             let d = input.opt_len("Description", 0, 8192)?.unwrap_or("");
-            meta.set_kms_description_policy_tags(&k.key_id, Some(d), None, None)
-                .await?;
+            reg.update_kms_key(&k, Some(d), None, None).await?;
             Ok(json!({}))
         }
         "ListResourceTags" => {
@@ -304,11 +305,11 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
             }
             if tags.len() > 50 {
                 return Err(EcrError::new(
-                    "TagException",
+                    EcrException::Tag,
                     "A key can have at most 50 tags",
                 ));
             }
-            meta.set_kms_description_policy_tags(&k.key_id, None, None, Some(&tags_json(&tags)))
+            reg.update_kms_key(&k, None, None, Some(&tags_json(&tags)))
                 .await?;
             Ok(json!({}))
         }
@@ -325,7 +326,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
                 .into_iter()
                 .filter(|(x, _)| !remove.contains(x))
                 .collect();
-            meta.set_kms_description_policy_tags(&k.key_id, None, None, Some(&tags_json(&tags)))
+            reg.update_kms_key(&k, None, None, Some(&tags_json(&tags)))
                 .await?;
             Ok(json!({}))
         }
@@ -336,12 +337,9 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
                 .resolve_kms_key(&account, target)
                 .await?
                 .ok_or_else(|| not_found(target))?;
-            if !meta
-                .create_kms_alias(&account, &name, &k.key_id, reg.now())
-                .await?
-            {
+            if !reg.create_kms_alias(&account, &name, &k).await? {
                 return Err(EcrError::new(
-                    "AlreadyExistsException",
+                    EcrException::AlreadyExists,
                     format!(
                         "An alias with the name arn:aws:kms:{}:{account}:{name} already exists",
                         ctx.app.config.region
@@ -357,9 +355,9 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
                 .resolve_kms_key(&account, target)
                 .await?
                 .ok_or_else(|| not_found(target))?;
-            if !meta.update_kms_alias(&account, &name, &k.key_id).await? {
+            if !reg.update_kms_alias(&account, &name, &k).await? {
                 return Err(EcrError::new(
-                    "NotFoundException",
+                    EcrException::NotFound,
                     format!("Alias {name} is not found."),
                 ));
             }
@@ -367,9 +365,9 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
         }
         "DeleteAlias" => {
             let name = alias_name(input)?;
-            if !meta.delete_kms_alias(&account, &name).await? {
+            if !reg.delete_kms_alias(&account, &name).await? {
                 return Err(EcrError::new(
-                    "NotFoundException",
+                    EcrException::NotFound,
                     format!("Alias {name} is not found."),
                 ));
             }
@@ -386,7 +384,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
                 None => None,
             };
             let region = &ctx.app.config.region;
-            let aliases: Vec<Value> = meta
+            let aliases: Vec<Value> = reg
                 .list_kms_aliases(&account)
                 .await?
                 .into_iter()
@@ -404,7 +402,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrEr
             Ok(json!({ "Aliases": aliases, "Truncated": false }))
         }
         other => Err(EcrError::new(
-            "UnsupportedOperationException",
+            EcrException::UnsupportedOperation,
             format!("The KMS operation {other} is not supported by this registry."),
         )),
     }

@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 
 use super::input::{decode_token, encode_token};
 use super::repos::repo_for;
-use super::{Ctx, EcrError, Input};
+use super::{Ctx, EcrError, EcrException, Input};
 
 pub async fn start_lifecycle_policy_preview(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:StartLifecyclePolicyPreview").await?;
+    let repo = repo_for(ctx, input).await?;
     let text = match input.opt_str("lifecyclePolicyText")? {
         Some(t) => {
             check_policy_text_length(t)
@@ -20,7 +20,7 @@ pub async fn start_lifecycle_policy_preview(ctx: &Ctx, input: &Input) -> Result<
         }
         None => repo.lifecycle_policy.clone().ok_or_else(|| {
             EcrError::new(
-                "LifecyclePolicyNotFoundException",
+                EcrException::LifecyclePolicyNotFound,
                 format!(
                     "Lifecycle policy does not exist for the repository with name '{}' in the registry with id '{}'",
                     repo.name, repo.account_id
@@ -37,8 +37,7 @@ pub async fn start_lifecycle_policy_preview(ctx: &Ctx, input: &Input) -> Result<
     });
     ctx.app
         .registry
-        .meta
-        .set_lifecycle_preview(repo.repo_id, Some(stored.to_string()))
+        .save_lifecycle_preview(&repo, Some(stored.to_string()))
         .await?;
     Ok(json!({
         "registryId": repo.account_id,
@@ -49,16 +48,11 @@ pub async fn start_lifecycle_policy_preview(ctx: &Ctx, input: &Input) -> Result<
 }
 
 pub async fn get_lifecycle_policy_preview(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:GetLifecyclePolicyPreview").await?;
-    let stored = ctx
-        .app
-        .registry
-        .meta
-        .lifecycle_preview(repo.repo_id)
-        .await?;
+    let repo = repo_for(ctx, input).await?;
+    let stored = ctx.app.registry.saved_lifecycle_preview(&repo).await?;
     let Some(stored) = stored.and_then(|s| serde_json::from_str::<Value>(&s).ok()) else {
         return Err(EcrError::new(
-            "LifecyclePolicyPreviewNotFoundException",
+            EcrException::LifecyclePolicyPreviewNotFound,
             format!(
                 "There is no dry run for the repository with name '{}' in the registry with id '{}'",
                 repo.name, repo.account_id

@@ -5,10 +5,13 @@
 //! Every call is SigV4-verified, then authorized as its ECR action, then served by
 //! the registry core. Errors use the JSON 1.1 shape `{"__type", "message"}`.
 
+mod error;
 mod images;
 mod input;
 mod kms;
+mod layers;
 mod lifecycle;
+mod ops;
 mod policies;
 mod repos;
 mod scanning;
@@ -24,10 +27,13 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::identity::Principal;
+use berth_registry::identity::Principal;
+
 use crate::App;
 
+pub use error::{EcrError, EcrException};
 pub use input::Input;
+pub use ops::{Operation, OPERATIONS};
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 /// AWS KMS (berth-managed keys for repository encryption).
@@ -35,101 +41,16 @@ pub const KMS_TARGET_PREFIX: &str = "TrentService.";
 /// UploadLayerPart carries up to 20 MiB base64-encoded.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
-/// An ECR error: the `__type` shape name, its message and HTTP status.
-#[derive(Debug)]
-pub struct EcrError {
-    pub kind: &'static str,
-    pub message: String,
-    pub status: StatusCode,
-    pub extra: Option<(&'static str, Value)>,
-}
-
-impl EcrError {
-    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
-        EcrError {
-            kind,
-            message: message.into(),
-            status: StatusCode::BAD_REQUEST,
-            extra: None,
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new("InvalidParameterException", message)
-    }
-
-    pub fn validation(message: impl Into<String>) -> Self {
-        Self::new("ValidationException", message)
-    }
-
-    pub fn server(message: impl Into<String>) -> Self {
-        EcrError {
-            kind: "ServerException",
-            message: message.into(),
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            extra: None,
-        }
-    }
-
-    pub fn status(mut self, s: StatusCode) -> Self {
-        self.status = s;
-        self
-    }
-}
-
-impl From<berth_registry::RegistryError> for EcrError {
-    fn from(e: berth_registry::RegistryError) -> Self {
-        use berth_registry::RegistryError as E;
-        let msg = e.to_string();
-        match e {
-            E::NameInvalid => EcrError::invalid(msg),
-            E::NameUnknown { .. } => EcrError::new("RepositoryNotFoundException", msg),
-            E::RepositoryAlreadyExists { .. } => {
-                EcrError::new("RepositoryAlreadyExistsException", msg)
-            }
-            E::RepositoryNotEmpty { .. } => EcrError::new("RepositoryNotEmptyException", msg),
-            E::BlobUnknown => EcrError::new("LayersNotFoundException", msg),
-            E::UploadUnknown => EcrError::new("UploadNotFoundException", msg),
-            E::UploadInvalid(_) | E::RangeInvalid { .. } => {
-                EcrError::new("InvalidLayerPartException", msg)
-            }
-            E::DigestMismatch => EcrError::new("InvalidLayerException", msg),
-            E::DigestInvalid(_) => EcrError::new("ImageDigestDoesNotMatchException", msg),
-            E::TagInvalid => EcrError::invalid(msg),
-            E::ManifestUnknown => EcrError::new("ImageNotFoundException", msg),
-            E::ManifestInvalid(_) | E::ManifestUnsupported(_) | E::ManifestTooLarge => {
-                EcrError::invalid(msg)
-            }
-            E::ManifestBlobUnknown(_) => EcrError::new("LayersNotFoundException", msg),
-            E::ManifestChildUnknown(_) => EcrError::new("ReferencedImagesNotFoundException", msg),
-            E::TagImmutable { .. } => EcrError::new("ImageTagAlreadyExistsException", msg),
-            E::ReferencedByIndex(_) | E::PolicyInvalid(_) => EcrError::invalid(msg),
-            E::Kms(m) => EcrError {
-                kind: "KmsException",
-                message: m.clone(),
-                status: StatusCode::BAD_REQUEST,
-                extra: Some(("kmsError", serde_json::json!(m))),
-            },
-            E::Store(err) => {
-                tracing::error!(error = %err, "storage failure");
-                EcrError::server("an internal error occurred")
-            }
-        }
-    }
-}
-
-impl From<berth_store::StoreError> for EcrError {
-    fn from(e: berth_store::StoreError) -> Self {
-        berth_registry::RegistryError::Store(e).into()
-    }
-}
-
 /// Everything an operation needs about its call.
 pub struct Ctx {
     pub app: Arc<App>,
     pub caller: Principal,
     pub request_id: String,
     pub source_ip: String,
+    /// The operation's name (`CreateRepository`, `DescribeKey`, …).
+    pub op: String,
+    /// The IAM action the operation authorizes, from its row in [`OPERATIONS`].
+    pub action: String,
 }
 
 impl Ctx {
@@ -163,14 +84,14 @@ fn json_response(status: StatusCode, body: &Value, request_id: &str) -> Response
 }
 
 pub fn error_response(e: &EcrError, request_id: &str) -> Response {
-    let mut body = serde_json::json!({ "__type": e.kind, "message": e.message });
+    let code = e.aws_code();
+    let mut body = serde_json::json!({ "__type": code, "message": e.message });
     if let Some((k, v)) = &e.extra {
         body[*k] = v.clone();
     }
-    let mut r = json_response(e.status, &body, request_id);
-    if let Ok(v) = HeaderValue::from_str(e.kind) {
-        r.headers_mut().insert("x-amzn-errortype", v);
-    }
+    let mut r = json_response(e.http_status(), &body, request_id);
+    r.headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(code));
     r
 }
 
@@ -187,7 +108,7 @@ pub async fn handle(
         Err(_) => {
             return error_response(
                 &EcrError::new(
-                    "SerializationException",
+                    EcrException::Serialization,
                     "request body too large or unreadable",
                 ),
                 &request_id,
@@ -215,19 +136,22 @@ async fn json_call(
     source_ip: String,
 ) -> Response {
     let (service, op) = if let Some(op) = target.strip_prefix(TARGET_PREFIX) {
-        ("ecr", op)
+        (ops::Service::Ecr, op)
     } else if let Some(op) = target.strip_prefix(KMS_TARGET_PREFIX) {
-        ("kms", op)
+        (ops::Service::Kms, op)
     } else {
         return error_response(
             &EcrError::new(
-                "UnknownOperationException",
+                EcrException::UnknownOperation,
                 format!("Unknown target {target}"),
             ),
             &request_id,
         );
     };
-    let caller = match app.authenticate_sigv4(parts, body, &[service]).await {
+    let caller = match app
+        .authenticate_sigv4(parts, body, &[service.signing_name()])
+        .await
+    {
         Ok(c) => c,
         Err(e) => return error_response(&e, &request_id),
     };
@@ -239,7 +163,7 @@ async fn json_call(
             _ => {
                 return error_response(
                     &EcrError::new(
-                        "SerializationException",
+                        EcrException::Serialization,
                         "the request body is not a JSON object",
                     ),
                     &request_id,
@@ -247,77 +171,31 @@ async fn json_call(
             }
         }
     };
+    let row = ops::find(service, op);
     let ctx = Ctx {
         app: app.clone(),
         caller,
         request_id: request_id.clone(),
         source_ip,
+        op: op.to_string(),
+        action: ops::action_of(service, op),
     };
     let input = Input::new(input);
-    let result = if service == "kms" {
-        kms::dispatch(&ctx, op, &input).await
-    } else {
-        dispatch(&ctx, op, &input).await
+    let result = match row {
+        Some(r) => (r.handler)(&ctx, &input).await,
+        None => ops::unknown(&ctx, service, &input).await,
     };
-    app.audit(&ctx, service, op, &input, result.as_ref().err())
-        .await;
+    app.audit(
+        &ctx,
+        service.signing_name(),
+        op,
+        &input,
+        result.as_ref().err(),
+    )
+    .await;
     match result {
         Ok(v) => json_response(StatusCode::OK, &v, &request_id),
         Err(e) => error_response(&e, &request_id),
-    }
-}
-
-async fn dispatch(ctx: &Ctx, op: &str, input: &Input) -> Result<Value, EcrError> {
-    match op {
-        "CreateRepository" => repos::create_repository(ctx, input).await,
-        "DescribeRepositories" => repos::describe_repositories(ctx, input).await,
-        "DeleteRepository" => repos::delete_repository(ctx, input).await,
-        "PutImageTagMutability" => repos::put_image_tag_mutability(ctx, input).await,
-        "PutImageScanningConfiguration" => {
-            repos::put_image_scanning_configuration(ctx, input).await
-        }
-        "TagResource" => repos::tag_resource(ctx, input).await,
-        "UntagResource" => repos::untag_resource(ctx, input).await,
-        "ListTagsForResource" => repos::list_tags_for_resource(ctx, input).await,
-        "GetAuthorizationToken" => repos::get_authorization_token(ctx, input).await,
-        "DescribeRegistry" => policies::describe_registry(ctx, input).await,
-        "SetRepositoryPolicy" => policies::set_repository_policy(ctx, input).await,
-        "GetRepositoryPolicy" => policies::get_repository_policy(ctx, input).await,
-        "DeleteRepositoryPolicy" => policies::delete_repository_policy(ctx, input).await,
-        "PutRegistryPolicy" => policies::put_registry_policy(ctx, input).await,
-        "GetRegistryPolicy" => policies::get_registry_policy(ctx, input).await,
-        "DeleteRegistryPolicy" => policies::delete_registry_policy(ctx, input).await,
-        "PutLifecyclePolicy" => policies::put_lifecycle_policy(ctx, input).await,
-        "GetLifecyclePolicy" => policies::get_lifecycle_policy(ctx, input).await,
-        "DeleteLifecyclePolicy" => policies::delete_lifecycle_policy(ctx, input).await,
-        "StartLifecyclePolicyPreview" => {
-            lifecycle::start_lifecycle_policy_preview(ctx, input).await
-        }
-        "GetLifecyclePolicyPreview" => lifecycle::get_lifecycle_policy_preview(ctx, input).await,
-        "GetRegistryScanningConfiguration" => {
-            policies::get_registry_scanning_configuration(ctx, input).await
-        }
-        "PutRegistryScanningConfiguration" => {
-            policies::put_registry_scanning_configuration(ctx, input).await
-        }
-        "PutReplicationConfiguration" => policies::put_replication_configuration(ctx, input).await,
-        "DescribeImages" => images::describe_images(ctx, input).await,
-        "ListImages" => images::list_images(ctx, input).await,
-        "BatchGetImage" => images::batch_get_image(ctx, input).await,
-        "BatchDeleteImage" => images::batch_delete_image(ctx, input).await,
-        "PutImage" => images::put_image(ctx, input).await,
-        "BatchCheckLayerAvailability" => images::batch_check_layer_availability(ctx, input).await,
-        "InitiateLayerUpload" => images::initiate_layer_upload(ctx, input).await,
-        "UploadLayerPart" => images::upload_layer_part(ctx, input).await,
-        "CompleteLayerUpload" => images::complete_layer_upload(ctx, input).await,
-        "GetDownloadUrlForLayer" => images::get_download_url_for_layer(ctx, input).await,
-        "ListImageReferrers" => images::list_image_referrers(ctx, input).await,
-        "StartImageScan" => scanning::start_image_scan(ctx, input).await,
-        "DescribeImageScanFindings" => scanning::describe_image_scan_findings(ctx, input).await,
-        "BatchGetRepositoryScanningConfiguration" => {
-            scanning::batch_get_repository_scanning_configuration(ctx, input).await
-        }
-        other => unsupported::answer(ctx, other, input).await,
     }
 }
 

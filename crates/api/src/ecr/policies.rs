@@ -4,12 +4,12 @@
 
 use berth_iam::policy::{PolicyDocument, PolicyKind};
 use berth_lifecycle::{check_policy_text_length, LifecyclePolicy};
-use berth_store::{AccountSetting, RepoColumn};
+use berth_registry::{AccountSetting, RepositoryRow};
 use serde_json::{json, Value};
 
 use super::input::check_len;
 use super::repos::repo_for;
-use super::{epoch_secs, Ctx, EcrError, Input};
+use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 
 fn policy_text<'a>(input: &'a Input, kind: PolicyKind, what: &str) -> Result<&'a str, EcrError> {
     let text = input.req_str("policyText")?;
@@ -23,12 +23,11 @@ fn policy_text<'a>(input: &'a Input, kind: PolicyKind, what: &str) -> Result<&'a
 }
 
 pub async fn set_repository_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:SetRepositoryPolicy").await?;
+    let repo = repo_for(ctx, input).await?;
     let text = policy_text(input, PolicyKind::EcrRepository, "repository")?;
     ctx.app
         .registry
-        .meta
-        .set_repository_field(repo.repo_id, RepoColumn::Policy, Some(text.to_string()))
+        .set_repository_policy(&repo, Some(text.to_string()))
         .await?;
     Ok(json!({ "registryId": repo.account_id, "repositoryName": repo.name, "policyText": text }))
 }
@@ -36,13 +35,13 @@ pub async fn set_repository_policy(ctx: &Ctx, input: &Input) -> Result<Value, Ec
 fn no_repo_policy(ctx: &Ctx, name: &str, account: &str) -> EcrError {
     let _ = ctx;
     EcrError::new(
-        "RepositoryPolicyNotFoundException",
+        EcrException::RepositoryPolicyNotFound,
         format!("Repository policy does not exist for the repository with name '{name}' in the registry with id '{account}'"),
     )
 }
 
 pub async fn get_repository_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:GetRepositoryPolicy").await?;
+    let repo = repo_for(ctx, input).await?;
     let text = repo
         .policy
         .clone()
@@ -51,29 +50,26 @@ pub async fn get_repository_policy(ctx: &Ctx, input: &Input) -> Result<Value, Ec
 }
 
 pub async fn delete_repository_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:DeleteRepositoryPolicy").await?;
+    let repo = repo_for(ctx, input).await?;
     let text = repo
         .policy
         .clone()
         .ok_or_else(|| no_repo_policy(ctx, &repo.name, &repo.account_id))?;
-    ctx.app
-        .registry
-        .meta
-        .set_repository_field(repo.repo_id, RepoColumn::Policy, None)
-        .await?;
+    ctx.app.registry.set_repository_policy(&repo, None).await?;
     Ok(json!({ "registryId": repo.account_id, "repositoryName": repo.name, "policyText": text }))
 }
 
+/// Authorizes the operation's action on the caller's registry and reads one of its
+/// documents.
 async fn registry_setting(
     ctx: &Ctx,
-    action: &str,
     s: AccountSetting,
 ) -> Result<(String, Option<String>), EcrError> {
     let account = ctx.caller.account_id.clone();
     ctx.app
-        .authorize(&ctx.caller, action, &account, None, None)
+        .authorize(&ctx.caller, &ctx.action, &account, None, None)
         .await?;
-    let v = ctx.app.registry.meta.account_setting(&account, s).await?;
+    let v = ctx.app.registry.account_setting(&account, s).await?;
     Ok((account, v))
 }
 
@@ -83,17 +79,12 @@ async fn set_registry_setting(
     s: AccountSetting,
     v: Option<String>,
 ) -> Result<(), EcrError> {
-    ctx.app
-        .registry
-        .meta
-        .set_account_setting(account, s, v)
-        .await?;
+    ctx.app.registry.set_account_setting(account, s, v).await?;
     Ok(())
 }
 
 pub async fn put_registry_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let (account, _) =
-        registry_setting(ctx, "ecr:PutRegistryPolicy", AccountSetting::RegistryPolicy).await?;
+    let (account, _) = registry_setting(ctx, AccountSetting::RegistryPolicy).await?;
     let text = policy_text(input, PolicyKind::EcrRegistry, "registry")?;
     set_registry_setting(
         ctx,
@@ -107,25 +98,19 @@ pub async fn put_registry_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrE
 
 fn no_registry_policy(account: &str) -> EcrError {
     EcrError::new(
-        "RegistryPolicyNotFoundException",
+        EcrException::RegistryPolicyNotFound,
         format!("Registry policy does not exist in the registry with id '{account}'"),
     )
 }
 
 pub async fn get_registry_policy(ctx: &Ctx, _input: &Input) -> Result<Value, EcrError> {
-    let (account, v) =
-        registry_setting(ctx, "ecr:GetRegistryPolicy", AccountSetting::RegistryPolicy).await?;
+    let (account, v) = registry_setting(ctx, AccountSetting::RegistryPolicy).await?;
     let text = v.ok_or_else(|| no_registry_policy(&account))?;
     Ok(json!({ "registryId": account, "policyText": text }))
 }
 
 pub async fn delete_registry_policy(ctx: &Ctx, _input: &Input) -> Result<Value, EcrError> {
-    let (account, v) = registry_setting(
-        ctx,
-        "ecr:DeleteRegistryPolicy",
-        AccountSetting::RegistryPolicy,
-    )
-    .await?;
+    let (account, v) = registry_setting(ctx, AccountSetting::RegistryPolicy).await?;
     let text = v.ok_or_else(|| no_registry_policy(&account))?;
     set_registry_setting(ctx, &account, AccountSetting::RegistryPolicy, None).await?;
     Ok(json!({ "registryId": account, "policyText": text }))
@@ -134,19 +119,14 @@ pub async fn delete_registry_policy(ctx: &Ctx, _input: &Input) -> Result<Value, 
 // ---- lifecycle policies ---------------------------------------------------------
 
 pub async fn put_lifecycle_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:PutLifecyclePolicy").await?;
+    let repo = repo_for(ctx, input).await?;
     let text = input.req_str("lifecyclePolicyText")?;
     check_policy_text_length(text)
         .and_then(|_| LifecyclePolicy::parse(text))
         .map_err(|e| EcrError::invalid(e.to_string()))?;
     ctx.app
         .registry
-        .meta
-        .set_repository_field(
-            repo.repo_id,
-            RepoColumn::LifecyclePolicy,
-            Some(text.to_string()),
-        )
+        .set_lifecycle_policy(&repo, Some(text.to_string()))
         .await?;
     Ok(
         json!({ "registryId": repo.account_id, "repositoryName": repo.name, "lifecyclePolicyText": text }),
@@ -155,12 +135,12 @@ pub async fn put_lifecycle_policy(ctx: &Ctx, input: &Input) -> Result<Value, Ecr
 
 fn no_lifecycle_policy(name: &str, account: &str) -> EcrError {
     EcrError::new(
-        "LifecyclePolicyNotFoundException",
+        EcrException::LifecyclePolicyNotFound,
         format!("Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{account}'"),
     )
 }
 
-fn lifecycle_json(repo: &berth_store::RepositoryRow, text: &str) -> Value {
+fn lifecycle_json(repo: &RepositoryRow, text: &str) -> Value {
     let mut v = json!({ "registryId": repo.account_id, "repositoryName": repo.name, "lifecyclePolicyText": text });
     if let Some(t) = repo.lifecycle_evaluated_at {
         v["lastEvaluatedAt"] = epoch_secs(t);
@@ -169,7 +149,7 @@ fn lifecycle_json(repo: &berth_store::RepositoryRow, text: &str) -> Value {
 }
 
 pub async fn get_lifecycle_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:GetLifecyclePolicy").await?;
+    let repo = repo_for(ctx, input).await?;
     let text = repo
         .lifecycle_policy
         .clone()
@@ -178,16 +158,12 @@ pub async fn get_lifecycle_policy(ctx: &Ctx, input: &Input) -> Result<Value, Ecr
 }
 
 pub async fn delete_lifecycle_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:DeleteLifecyclePolicy").await?;
+    let repo = repo_for(ctx, input).await?;
     let text = repo
         .lifecycle_policy
         .clone()
         .ok_or_else(|| no_lifecycle_policy(&repo.name, &repo.account_id))?;
-    ctx.app
-        .registry
-        .meta
-        .set_repository_field(repo.repo_id, RepoColumn::LifecyclePolicy, None)
-        .await?;
+    ctx.app.registry.set_lifecycle_policy(&repo, None).await?;
     Ok(lifecycle_json(&repo, &text))
 }
 
@@ -204,7 +180,7 @@ fn filters(
         Some(Value::Array(a)) => a.clone(),
         Some(_) => {
             return Err(EcrError::new(
-                "SerializationException",
+                EcrException::Serialization,
                 "repositoryFilters must be a list",
             ))
         }
@@ -286,12 +262,7 @@ pub async fn get_registry_scanning_configuration(
     ctx: &Ctx,
     _input: &Input,
 ) -> Result<Value, EcrError> {
-    let (account, v) = registry_setting(
-        ctx,
-        "ecr:GetRegistryScanningConfiguration",
-        AccountSetting::ScanningConfiguration,
-    )
-    .await?;
+    let (account, v) = registry_setting(ctx, AccountSetting::ScanningConfiguration).await?;
     let cfg = v
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(default_scanning);
@@ -302,12 +273,7 @@ pub async fn put_registry_scanning_configuration(
     ctx: &Ctx,
     input: &Input,
 ) -> Result<Value, EcrError> {
-    let (account, _) = registry_setting(
-        ctx,
-        "ecr:PutRegistryScanningConfiguration",
-        AccountSetting::ScanningConfiguration,
-    )
-    .await?;
+    let (account, _) = registry_setting(ctx, AccountSetting::ScanningConfiguration).await?;
     let scan_type = input.opt_str("scanType")?.unwrap_or("BASIC");
     if !matches!(scan_type, "BASIC" | "ENHANCED") {
         return Err(EcrError::invalid(format!(
@@ -347,12 +313,7 @@ pub async fn put_registry_scanning_configuration(
 }
 
 pub async fn put_replication_configuration(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let (account, _) = registry_setting(
-        ctx,
-        "ecr:PutReplicationConfiguration",
-        AccountSetting::ReplicationConfiguration,
-    )
-    .await?;
+    let (account, _) = registry_setting(ctx, AccountSetting::ReplicationConfiguration).await?;
     let cfg = input
         .opt_object("replicationConfiguration")?
         .ok_or_else(|| {
@@ -420,12 +381,7 @@ pub async fn put_replication_configuration(ctx: &Ctx, input: &Input) -> Result<V
 }
 
 pub async fn describe_registry(ctx: &Ctx, _input: &Input) -> Result<Value, EcrError> {
-    let (account, v) = registry_setting(
-        ctx,
-        "ecr:DescribeRegistry",
-        AccountSetting::ReplicationConfiguration,
-    )
-    .await?;
+    let (account, v) = registry_setting(ctx, AccountSetting::ReplicationConfiguration).await?;
     let cfg = v
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| json!({ "rules": [] }));

@@ -2,12 +2,11 @@
 //! PutImageTagMutability, PutImageScanningConfiguration, resource tags, and
 //! GetAuthorizationToken (botocore ECR model).
 
-use berth_registry::{ExclusionFilter, RepoSettings, TagMutability};
-use berth_store::RepositoryRow;
+use berth_registry::{ExclusionFilter, RepoSettings, RepositoryRow, TagMutability};
 use serde_json::{json, Value};
 
 use super::input::{check_len, decode_token, encode_token, parse_repository_name};
-use super::{epoch_secs, Ctx, EcrError, Input};
+use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 
 /// ECR's limit: "The maximum number of tags that can be applied to a repository is 50."
 const MAX_TAGS: usize = 50;
@@ -36,37 +35,27 @@ pub fn repository_json(ctx: &Ctx, r: &RepositoryRow) -> Value {
     v
 }
 
-fn kms_error(msg: String) -> EcrError {
-    let mut e = EcrError::new("KmsException", msg.clone());
-    e.extra = Some(("kmsError", serde_json::json!(msg)));
-    e
-}
-
-/// Looks a repository up for an operation after authorizing `action` on it.
-pub async fn repo_for(ctx: &Ctx, input: &Input, action: &str) -> Result<RepositoryRow, EcrError> {
+/// Looks a repository up for an operation after authorizing the operation's action
+/// on it.
+pub async fn repo_for(ctx: &Ctx, input: &Input) -> Result<RepositoryRow, EcrError> {
     let account = ctx.registry_id(input)?;
     let name = input.repository_name()?;
-    authorized_repo(ctx, &account, &name, action).await
+    authorized_repo(ctx, &account, &name).await
 }
 
-/// Looks `name` up in `account` and authorizes `action` on it (with the repository
-/// policy when the repository exists); RepositoryNotFoundException otherwise.
+/// Looks `name` up in `account` and authorizes the operation's action on it (with
+/// the repository policy when the repository exists); RepositoryNotFoundException
+/// otherwise.
 async fn authorized_repo(
     ctx: &Ctx,
     account: &str,
     name: &berth_oci::RepositoryName,
-    action: &str,
 ) -> Result<RepositoryRow, EcrError> {
-    let found = ctx
-        .app
-        .registry
-        .meta
-        .get_repository(account, name.as_str())
-        .await?;
+    let found = ctx.app.registry.find_repository(account, name).await?;
     ctx.app
         .authorize(
             &ctx.caller,
-            action,
+            &ctx.action,
             account,
             Some(name.as_str()),
             found.as_ref().and_then(|r| r.policy.as_deref()),
@@ -74,7 +63,7 @@ async fn authorized_repo(
         .await?;
     found.ok_or_else(|| {
         EcrError::new(
-            "RepositoryNotFoundException",
+            EcrException::RepositoryNotFound,
             format!(
                 "The repository with name '{name}' does not exist in the registry with id '{account}'"
             ),
@@ -88,7 +77,7 @@ fn parse_tags(v: Option<&Vec<Value>>) -> Result<Vec<(String, String)>, EcrError>
     };
     if list.len() > MAX_TAGS {
         return Err(EcrError::new(
-            "TooManyTagsException",
+            EcrException::TooManyTags,
             format!("A repository can have at most {MAX_TAGS} tags"),
         ));
     }
@@ -98,19 +87,19 @@ fn parse_tags(v: Option<&Vec<Value>>) -> Result<Vec<(String, String)>, EcrError>
         let value = t.get("Value").and_then(Value::as_str).unwrap_or("");
         let Some(key) = key else {
             return Err(EcrError::new(
-                "InvalidTagParameterException",
+                EcrException::InvalidTagParameter,
                 "Each tag needs a Key",
             ));
         };
         if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
             return Err(EcrError::new(
-                "InvalidTagParameterException",
+                EcrException::InvalidTagParameter,
                 "Tag keys must be 1-128 characters and values at most 256 characters",
             ));
         }
         if key.to_ascii_lowercase().starts_with("aws:") {
             return Err(EcrError::new(
-                "InvalidTagParameterException",
+                EcrException::InvalidTagParameter,
                 "Tag keys starting with 'aws:' are reserved for AWS use",
             ));
         }
@@ -184,7 +173,7 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
     ctx.app
         .authorize(
             &ctx.caller,
-            "ecr:CreateRepository",
+            &ctx.action,
             &account,
             Some(name.as_str()),
             None,
@@ -199,7 +188,7 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
             Some(Value::Bool(b)) => *b,
             Some(_) => {
                 return Err(EcrError::new(
-                    "SerializationException",
+                    EcrException::Serialization,
                     "scanOnPush must be a boolean",
                 ))
             }
@@ -231,9 +220,9 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
                     // the account's aws/ecr key, created on first use.
                     let wanted = key.unwrap_or(berth_registry::kms::ECR_DEFAULT_ALIAS);
                     let found = ctx.app.registry.resolve_kms_key(&account, wanted).await?;
-                    let k = found.ok_or_else(|| kms_error(format!("KMS key {wanted} was not found")))?;
+                    let k = found.ok_or_else(|| EcrError::kms(format!("KMS key {wanted} was not found")))?;
                     if k.key_state != "Enabled" {
-                        return Err(kms_error(format!(
+                        return Err(EcrError::kms(format!(
                             "KMS key {wanted} is {} and cannot be used",
                             k.key_state
                         )));
@@ -283,29 +272,25 @@ pub async fn describe_repositories(ctx: &Ctx, input: &Input) -> Result<Value, Ec
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             let n = n.as_str().ok_or_else(|| {
-                EcrError::new("SerializationException", "repositoryNames must be strings")
+                EcrError::new(
+                    EcrException::Serialization,
+                    "repositoryNames must be strings",
+                )
             })?;
             let name = parse_repository_name(n, "repositoryNames")?;
-            let r = authorized_repo(ctx, &account, &name, "ecr:DescribeRepositories").await?;
+            let r = authorized_repo(ctx, &account, &name).await?;
             out.push(repository_json(ctx, &r));
         }
         return Ok(json!({ "repositories": out }));
     }
     ctx.app
-        .authorize(
-            &ctx.caller,
-            "ecr:DescribeRepositories",
-            &account,
-            None,
-            None,
-        )
+        .authorize(&ctx.caller, &ctx.action, &account, None, None)
         .await?;
     let max = input.max_results(1000, 100)?;
     let after = token.map(decode_token).transpose()?;
     let mut rows = ctx
         .app
         .registry
-        .meta
         .list_repositories(&account, after.as_deref(), max + 1)
         .await?;
     let more = rows.len() as i64 > max;
@@ -321,7 +306,7 @@ pub async fn describe_repositories(ctx: &Ctx, input: &Input) -> Result<Value, Ec
 }
 
 pub async fn delete_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:DeleteRepository").await?;
+    let repo = repo_for(ctx, input).await?;
     let force = input.opt_bool("force")?.unwrap_or(false);
     let out = repository_json(ctx, &repo);
     ctx.app.registry.delete_repository(&repo, force).await?;
@@ -329,14 +314,12 @@ pub async fn delete_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
 }
 
 pub async fn put_image_tag_mutability(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:PutImageTagMutability").await?;
+    let repo = repo_for(ctx, input).await?;
     input.req_str("imageTagMutability")?;
     let (mode, ex) = parse_mutability(input)?.unwrap_or((TagMutability::Mutable, Vec::new()));
-    let ex_text = serde_json::to_string(&ex).unwrap_or_else(|_| "[]".into());
     ctx.app
         .registry
-        .meta
-        .set_tag_mutability(repo.repo_id, mode.as_str(), &ex_text)
+        .set_tag_mutability(&repo, mode, &ex)
         .await?;
     let mut v = json!({
         "registryId": repo.account_id,
@@ -350,7 +333,7 @@ pub async fn put_image_tag_mutability(ctx: &Ctx, input: &Input) -> Result<Value,
 }
 
 pub async fn put_image_scanning_configuration(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:PutImageScanningConfiguration").await?;
+    let repo = repo_for(ctx, input).await?;
     let cfg = input
         .opt_object("imageScanningConfiguration")?
         .ok_or_else(|| {
@@ -361,16 +344,12 @@ pub async fn put_image_scanning_configuration(ctx: &Ctx, input: &Input) -> Resul
         Some(Value::Bool(b)) => *b,
         Some(_) => {
             return Err(EcrError::new(
-                "SerializationException",
+                EcrException::Serialization,
                 "scanOnPush must be a boolean",
             ))
         }
     };
-    ctx.app
-        .registry
-        .meta
-        .set_scan_on_push(repo.repo_id, on)
-        .await?;
+    ctx.app.registry.set_scan_on_push(&repo, on).await?;
     Ok(json!({
         "registryId": repo.account_id,
         "repositoryName": repo.name,
@@ -378,8 +357,8 @@ pub async fn put_image_scanning_configuration(ctx: &Ctx, input: &Input) -> Resul
     }))
 }
 
-/// Resolves `resourceArn` to a repository, authorizing `action`.
-async fn repo_by_arn(ctx: &Ctx, input: &Input, action: &str) -> Result<RepositoryRow, EcrError> {
+/// Resolves `resourceArn` to a repository, authorizing the operation's action.
+async fn repo_by_arn(ctx: &Ctx, input: &Input) -> Result<RepositoryRow, EcrError> {
     let arn = input.req_str("resourceArn")?;
     let bad = || {
         EcrError::invalid(format!("Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN' (got '{arn}')"))
@@ -394,11 +373,11 @@ async fn repo_by_arn(ctx: &Ctx, input: &Input, action: &str) -> Result<Repositor
     if !berth_iam::arn::is_account_id(account) {
         return Err(bad());
     }
-    authorized_repo(ctx, account, &name, action).await
+    authorized_repo(ctx, account, &name).await
 }
 
 pub async fn tag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_by_arn(ctx, input, "ecr:TagResource").await?;
+    let repo = repo_by_arn(ctx, input).await?;
     let tags =
         parse_tags(Some(input.opt_array("tags")?.ok_or_else(|| {
             EcrError::invalid("Missing required parameter 'tags'")
@@ -406,12 +385,11 @@ pub async fn tag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     if !ctx
         .app
         .registry
-        .meta
-        .put_repository_tags(repo.repo_id, &tags, MAX_TAGS as i64)
+        .tag_repository(&repo, &tags, MAX_TAGS as i64)
         .await?
     {
         return Err(EcrError::new(
-            "TooManyTagsException",
+            EcrException::TooManyTags,
             format!("A repository can have at most {MAX_TAGS} tags"),
         ));
     }
@@ -419,40 +397,39 @@ pub async fn tag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
 }
 
 pub async fn untag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_by_arn(ctx, input, "ecr:UntagResource").await?;
+    let repo = repo_by_arn(ctx, input).await?;
     let keys = input
         .opt_array("tagKeys")?
         .ok_or_else(|| EcrError::invalid("Missing required parameter 'tagKeys'"))?;
     let mut list = Vec::with_capacity(keys.len());
     for k in keys {
         let k = k.as_str().ok_or_else(|| {
-            EcrError::new("InvalidTagParameterException", "tag keys must be strings")
+            EcrError::new(
+                EcrException::InvalidTagParameter,
+                "tag keys must be strings",
+            )
         })?;
         if k.is_empty() || k.chars().count() > 128 {
             return Err(EcrError::new(
-                "InvalidTagParameterException",
+                EcrException::InvalidTagParameter,
                 "Tag keys must be 1-128 characters",
             ));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
             return Err(EcrError::new(
-                "InvalidTagParameterException",
+                EcrException::InvalidTagParameter,
                 "Tag keys starting with 'aws:' are reserved for AWS use",
             ));
         }
         list.push(k.to_string());
     }
-    ctx.app
-        .registry
-        .meta
-        .delete_repository_tags(repo.repo_id, &list)
-        .await?;
+    ctx.app.registry.untag_repository(&repo, &list).await?;
     Ok(json!({}))
 }
 
 pub async fn list_tags_for_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_by_arn(ctx, input, "ecr:ListTagsForResource").await?;
-    let tags = ctx.app.registry.meta.repository_tags(repo.repo_id).await?;
+    let repo = repo_by_arn(ctx, input).await?;
+    let tags = ctx.app.registry.repository_tags(&repo).await?;
     Ok(json!({
         "tags": tags.into_iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect::<Vec<_>>()
     }))
@@ -482,18 +459,13 @@ pub async fn get_authorization_token(ctx: &Ctx, input: &Input) -> Result<Value, 
         }
     };
     ctx.app
-        .authorize(
-            &ctx.caller,
-            "ecr:GetAuthorizationToken",
-            &ctx.caller.account_id,
-            None,
-            None,
-        )
+        .authorize(&ctx.caller, &ctx.action, &ctx.caller.account_id, None, None)
         .await?;
     let now = ctx.now() / 1000;
     let (token, expires) = ctx
         .app
-        .identity
+        .registry
+        .identity()
         .mint_token(&ctx.caller, now)
         .map_err(|e| EcrError::server(e.to_string()))?;
     let auth = berth_iam::token::authorization_token(&token);

@@ -3,14 +3,12 @@
 //! "Basic scanning"), plus the scan fields of DescribeImages' `imageDetail`.
 
 use berth_oci::{Digest, ImageTag, Reference};
-use berth_registry::RegistryError;
-use berth_store::scans::ScanRow;
-use berth_store::{ManifestRow, RepositoryRow};
+use berth_registry::{ManifestRow, RegistryError, RepositoryRow, ScanRow};
 use serde_json::{json, Value};
 
 use super::input::{decode_token, encode_token, parse_repository_name};
 use super::repos::repo_for;
-use super::{epoch_secs, Ctx, EcrError, Input};
+use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 
 /// Resolves `imageId` to a stored manifest, or ImageNotFoundException.
 async fn image_for(
@@ -25,7 +23,7 @@ async fn image_for(
     let tag = id.get("imageTag").and_then(Value::as_str);
     let not_found = || {
         EcrError::new(
-            "ImageNotFoundException",
+            EcrException::ImageNotFound,
             format!(
                 "The image with imageId {} does not exist within the repository with name '{}' in the registry with id '{}'",
                 Value::Object(id.clone()),
@@ -112,7 +110,7 @@ pub fn detail_fields(s: &ScanRow) -> Vec<(&'static str, Value)> {
 }
 
 pub async fn start_image_scan(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:StartImageScan").await?;
+    let repo = repo_for(ctx, input).await?;
     let (m, tag) = image_for(ctx, &repo, input).await?;
     // Artifacts (signatures, SBOMs, Helm charts…) are not container images: ECR
     // refuses to scan them up front.
@@ -123,7 +121,7 @@ pub async fn start_image_scan(ctx: &Ctx, input: &Input) -> Result<Value, EcrErro
     );
     if !is_index && !is_image {
         return Err(EcrError::new(
-            "UnsupportedImageTypeException",
+            EcrException::UnsupportedImageType,
             format!(
                 "The image with digest '{}' is not a supported image type for scanning (artifact type {}).",
                 m.digest,
@@ -133,7 +131,7 @@ pub async fn start_image_scan(ctx: &Ctx, input: &Input) -> Result<Value, EcrErro
     }
     if !ctx.app.registry.start_image_scan(&repo, &m.digest).await? {
         return Err(EcrError::new(
-            "LimitExceededException",
+            EcrException::LimitExceeded,
             "The scan quota per image has been exceeded. Wait and try again.",
         ));
     }
@@ -146,7 +144,7 @@ pub async fn start_image_scan(ctx: &Ctx, input: &Input) -> Result<Value, EcrErro
 }
 
 pub async fn describe_image_scan_findings(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_for(ctx, input, "ecr:DescribeImageScanFindings").await?;
+    let repo = repo_for(ctx, input).await?;
     let (m, tag) = image_for(ctx, &repo, input).await?;
     let max = input.max_results(1000, 100)? as usize;
     let start = match input.opt_str("nextToken")? {
@@ -155,16 +153,10 @@ pub async fn describe_image_scan_findings(ctx: &Ctx, input: &Input) -> Result<Va
             .parse::<usize>()
             .map_err(|_| EcrError::invalid("Invalid parameter at 'nextToken' failed to satisfy constraint: 'the token is not valid'"))?,
     };
-    let Some(scan) = ctx
-        .app
-        .registry
-        .meta
-        .get_scan(repo.repo_id, &m.digest)
-        .await?
-    else {
+    let Some(scan) = ctx.app.registry.scan_of(&repo, &m.digest).await? else {
         let id = image_id(&m, &tag);
         return Err(EcrError::new(
-            "ScanNotFoundException",
+            EcrException::ScanNotFound,
             format!(
                 "Image scan does not exist for the image with '{{imageDigest:{}, imageTag:{}}}' in the repository with name '{}' in the registry with id '{}'",
                 m.digest,
@@ -226,14 +218,17 @@ pub async fn batch_get_repository_scanning_configuration(
     let mut failures = Vec::new();
     for n in names {
         let s = n.as_str().ok_or_else(|| {
-            EcrError::new("SerializationException", "repositoryNames must be strings")
+            EcrError::new(
+                EcrException::Serialization,
+                "repositoryNames must be strings",
+            )
         })?;
         let name = parse_repository_name(s, "repositoryNames")?;
-        let found = reg.meta.get_repository(&account, name.as_str()).await?;
+        let found = reg.find_repository(&account, &name).await?;
         ctx.app
             .authorize(
                 &ctx.caller,
-                "ecr:BatchGetRepositoryScanningConfiguration",
+                &ctx.action,
                 &account,
                 Some(name.as_str()),
                 found.as_ref().and_then(|r| r.policy.as_deref()),
@@ -267,8 +262,7 @@ pub async fn scans_by_digest(
     Ok(ctx
         .app
         .registry
-        .meta
-        .scans_in_repository(repo.repo_id)
+        .scans_in_repository(repo)
         .await?
         .into_iter()
         .map(|s| (s.digest.clone(), s))

@@ -8,7 +8,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_iam::sigv4::SigV4Error;
 
-use crate::identity::Principal;
+use berth_registry::identity::Principal;
+
 use crate::App;
 
 const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
@@ -130,7 +131,7 @@ async fn get_user(app: &App, caller: &Principal, name: Option<&str>, request_id:
         },
     };
     let created = match &target.user_name {
-        Some(u) => match app.registry.meta.get_user(&target.account_id, u).await {
+        Some(u) => match app.registry.identity().user(&target.account_id, u).await {
             Ok(Some(row)) => row.created_at,
             Ok(None) => {
                 return xml_error(
@@ -220,7 +221,8 @@ impl App {
             .check_scope(region, services)
             .map_err(AuthFailure::Sig)?;
         let found = self
-            .identity
+            .registry
+            .identity()
             .secret_for(parsed.access_key_id())
             .await
             .map_err(|e| AuthFailure::Internal(e.to_string()))?;
@@ -250,8 +252,7 @@ impl App {
         self.authenticate_sigv4_raw(parts, body, services)
             .await
             .map_err(|f| match f {
-                AuthFailure::Sig(e) => super::EcrError::new(e.aws_code(), e.to_string())
-                    .status(StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN)),
+                AuthFailure::Sig(e) => e.into(),
                 AuthFailure::Internal(m) => super::EcrError::server(m),
             })
     }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Ctx, EcrError, Input};
+use super::{Ctx, EcrError, EcrException, Input};
 
 /// Every operation in botocore's ECR model (2015-09-21).
 const KNOWN: &[&str] = &[
@@ -75,7 +75,7 @@ pub async fn answer(_ctx: &Ctx, op: &str, _input: &Input) -> Result<Value, EcrEr
         )))
     } else {
         Err(EcrError::new(
-            "UnknownOperationException",
+            EcrException::UnknownOperation,
             format!("Unknown operation {op}"),
         ))
     }

@@ -1,4 +1,7 @@
-//! Accounts, users and access keys: who a signature or a registry token belongs to.
+//! Identity: accounts, users, access keys, identity policies, the master key and
+//! registry tokens — who a signature or a registry token belongs to, and what the
+//! CLI (`berth admin`) manages. Every front end reaches identity through here
+//! (`docs/architecture.md`, "Rooms": the core owns identity and authorization inputs).
 //!
 //! Access-key secrets are sealed with the master key before they reach the metadata
 //! store; tokens are MACed with a key derived from it, so any node with the same
@@ -9,6 +12,8 @@ use std::sync::Arc;
 use berth_iam::arn::AccountId;
 use berth_iam::token::{self, TokenClaims, TokenError};
 use berth_store::{AccessKeyRow, Meta, StoreError};
+
+pub use berth_store::UserRow;
 
 use crate::secrets::{MasterKey, SecretError};
 
@@ -93,9 +98,27 @@ pub enum IdentityError {
 }
 
 pub struct Identity {
-    pub meta: Meta,
-    pub master: Arc<MasterKey>,
+    meta: Meta,
+    master: Arc<MasterKey>,
     token_key: [u8; 32],
+}
+
+/// An access key as listed (never with its secret).
+#[derive(Debug, Clone)]
+pub struct AccessKeyInfo {
+    pub access_key_id: String,
+    pub account_id: String,
+    pub user_name: Option<String>,
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// An identity policy attached to a user: its name and, for an inline policy, its
+/// document (`None` for a managed policy, named by `name`).
+#[derive(Debug, Clone)]
+pub struct UserPolicy {
+    pub name: String,
+    pub document: Option<String>,
 }
 
 /// A freshly created access key (the only time the secret is shown).
@@ -105,13 +128,156 @@ pub struct NewAccessKey {
 }
 
 impl Identity {
-    pub fn new(meta: Meta, master: Arc<MasterKey>) -> Self {
+    pub(crate) fn new(meta: Meta, master: Arc<MasterKey>) -> Self {
         let token_key = master.derive("berth registry token key v1");
         Identity {
             meta,
             master,
             token_key,
         }
+    }
+
+    /// A key derived from the master key for one purpose (see [`MasterKey::derive`]).
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        self.master.derive(purpose)
+    }
+
+    // ---- accounts ------------------------------------------------------------------
+
+    /// Creates the account if it does not exist yet.
+    pub async fn ensure_account(&self, account_id: &str, now: i64) -> Result<(), IdentityError> {
+        Ok(self.meta.ensure_account(account_id, now).await?)
+    }
+
+    pub async fn account_exists(&self, account_id: &str) -> Result<bool, IdentityError> {
+        Ok(self.meta.account_exists(account_id).await?)
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<String>, IdentityError> {
+        Ok(self.meta.list_accounts().await?)
+    }
+
+    // ---- users ---------------------------------------------------------------------
+
+    /// Creates a user; `Ok(None)` when the name is taken. Returns the new principal.
+    pub async fn create_user(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        now: i64,
+    ) -> Result<Option<Principal>, IdentityError> {
+        berth_iam::arn::validate_user_name(user_name)
+            .map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        let p = Principal {
+            account_id: account_id.to_string(),
+            user_name: Some(user_name.to_string()),
+        };
+        let created = self
+            .meta
+            .create_user(account_id, user_name, &p.user_id(), now)
+            .await?;
+        Ok(created.then_some(p))
+    }
+
+    pub async fn user(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<UserRow>, IdentityError> {
+        Ok(self.meta.get_user(account_id, user_name).await?)
+    }
+
+    pub async fn list_users(&self, account_id: &str) -> Result<Vec<UserRow>, IdentityError> {
+        Ok(self.meta.list_users(account_id).await?)
+    }
+
+    /// Deletes a user with its keys and policies; false when there was no such user.
+    pub async fn delete_user(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<bool, IdentityError> {
+        Ok(self.meta.delete_user(account_id, user_name).await?)
+    }
+
+    // ---- identity policies ---------------------------------------------------------
+
+    /// Attaches a managed policy (`document` None) or an inline one.
+    pub async fn put_user_policy(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        policy_name: &str,
+        document: Option<&str>,
+    ) -> Result<(), IdentityError> {
+        Ok(self
+            .meta
+            .put_user_policy(account_id, user_name, policy_name, document)
+            .await?)
+    }
+
+    pub async fn delete_user_policy(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        policy_name: &str,
+    ) -> Result<bool, IdentityError> {
+        Ok(self
+            .meta
+            .delete_user_policy(account_id, user_name, policy_name)
+            .await?)
+    }
+
+    pub async fn user_policies(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Vec<UserPolicy>, IdentityError> {
+        Ok(self
+            .meta
+            .user_policies(account_id, user_name)
+            .await?
+            .into_iter()
+            .map(|(name, document)| UserPolicy { name, document })
+            .collect())
+    }
+
+    // ---- access keys ---------------------------------------------------------------
+
+    pub async fn list_access_keys(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<AccessKeyInfo>, IdentityError> {
+        Ok(self
+            .meta
+            .list_access_keys(account_id)
+            .await?
+            .into_iter()
+            .map(|k| AccessKeyInfo {
+                access_key_id: k.access_key_id,
+                account_id: k.account_id,
+                user_name: k.user_name,
+                status: k.status,
+                created_at: k.created_at,
+            })
+            .collect())
+    }
+
+    /// Enables or disables a key; false when there is no such key.
+    pub async fn set_access_key_active(
+        &self,
+        access_key_id: &str,
+        active: bool,
+    ) -> Result<bool, IdentityError> {
+        let status = if active { "Active" } else { "Inactive" };
+        Ok(self
+            .meta
+            .set_access_key_status(access_key_id, status)
+            .await?)
+    }
+
+    pub async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, IdentityError> {
+        Ok(self.meta.delete_access_key(access_key_id).await?)
     }
 
     fn random_string(&self, alphabet: &[u8], n: usize) -> Result<String, IdentityError> {

@@ -1,0 +1,157 @@
+//! Authorization inputs: the policies that apply to a request — the caller's
+//! identity policies, the repository policy, the registry policy — gathered from the
+//! stores and parsed, for the front end to evaluate with `berth-iam`.
+//!
+//! Gathering fails closed (`docs/architecture.md`, "The request path"): a store
+//! error while reading any of them, or a stored document that no longer parses,
+//! refuses the request. Skipping it instead could drop an explicit Deny. Only when
+//! the metadata store answers nothing at all is the failure reported as the
+//! server's ([`AuthzError::Unavailable`]).
+
+use berth_iam::policy::{self as iam_policy, PolicyDocument, PolicyKind};
+use berth_store::AccountSetting;
+
+use crate::identity::Principal;
+use crate::Registry;
+
+/// A refused authorization, with the message AWS would give. Each wire format maps
+/// it once (`From<Denied>` beside its error type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied(pub String);
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a decision could not be made in the caller's favour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthzError {
+    /// Refused: by the policies, or because an input could not be read or parsed.
+    Denied(Denied),
+    /// The metadata store does not answer at all, so nothing can be decided.
+    Unavailable(String),
+}
+
+impl From<Denied> for AuthzError {
+    fn from(d: Denied) -> Self {
+        AuthzError::Denied(d)
+    }
+}
+
+impl std::fmt::Display for AuthzError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthzError::Denied(d) => d.fmt(f),
+            AuthzError::Unavailable(e) => write!(f, "the metadata store is unavailable: {e}"),
+        }
+    }
+}
+
+/// The message of a refusal whose inputs could not be gathered.
+pub const NOT_EVALUATED: &str = "authorization could not be evaluated";
+
+fn not_evaluated(what: &str, error: &dyn std::fmt::Display) -> Denied {
+    tracing::error!(input = what, error = %error, "cannot load an authorization input; denying");
+    Denied(NOT_EVALUATED.into())
+}
+
+/// The parsed policies that apply to one request.
+#[derive(Debug, Default)]
+pub struct PolicyInputs {
+    /// The caller's identity policies: (name, document).
+    pub identity: Vec<(String, PolicyDocument)>,
+    pub repository: Option<PolicyDocument>,
+    pub registry: Option<PolicyDocument>,
+}
+
+impl Registry {
+    /// Gathers what deciding whether `p` may act on `account`'s registry needs.
+    /// `repo_policy` is the stored policy of the target repository, if any. The
+    /// registry policy is read when the call crosses accounts or the repository has
+    /// no policy (the same-account rule of ECR: either grants).
+    pub async fn policy_inputs(
+        &self,
+        p: &Principal,
+        account: &str,
+        repo_policy: Option<&str>,
+    ) -> Result<PolicyInputs, AuthzError> {
+        let identity = self.identity_policies(p).await?;
+        let repository = match repo_policy {
+            None => None,
+            Some(t) => Some(
+                PolicyDocument::parse(t, PolicyKind::EcrRepository)
+                    .map_err(|e| not_evaluated("stored repository policy", &e))?,
+            ),
+        };
+        let registry = if p.account_id != account || repository.is_none() {
+            let text = match self
+                .meta
+                .account_setting(account, AccountSetting::RegistryPolicy)
+                .await
+            {
+                Ok(t) => t,
+                Err(e) => return Err(self.unreadable("registry policy", &e).await),
+            };
+            match text {
+                None => None,
+                Some(t) => Some(
+                    PolicyDocument::parse(&t, PolicyKind::EcrRegistry)
+                        .map_err(|e| not_evaluated("stored registry policy", &e))?,
+                ),
+            }
+        } else {
+            None
+        };
+        Ok(PolicyInputs {
+            identity,
+            repository,
+            registry,
+        })
+    }
+
+    /// The identity policies of a principal (none for an account root).
+    async fn identity_policies(
+        &self,
+        p: &Principal,
+    ) -> Result<Vec<(String, PolicyDocument)>, AuthzError> {
+        let Some(user) = &p.user_name else {
+            return Ok(Vec::new());
+        };
+        let rows = match self.meta.user_policies(&p.account_id, user).await {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.unreadable("identity policies", &e).await),
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (name, doc) in rows {
+            let parsed = match doc {
+                Some(text) => PolicyDocument::parse(&text, PolicyKind::Identity),
+                // A managed policy berth does not know grants nothing.
+                None => match iam_policy::managed_policy(&name) {
+                    Some(m) => m.parse(),
+                    None => continue,
+                },
+            };
+            let d = parsed.map_err(|e| not_evaluated(&format!("identity policy {name}"), &e))?;
+            out.push((name, d));
+        }
+        Ok(out)
+    }
+
+    /// An authorization input could not be read: a refusal, unless the metadata
+    /// store answers nothing at all.
+    pub async fn unreadable(
+        &self,
+        what: &str,
+        error: &(dyn std::fmt::Display + Send + Sync),
+    ) -> AuthzError {
+        match self.meta.ping().await {
+            Err(down) => {
+                tracing::error!(input = what, error = %error, "the metadata store is unavailable");
+                AuthzError::Unavailable(down.to_string())
+            }
+            Ok(()) => AuthzError::Denied(not_evaluated(what, error)),
+        }
+    }
+}

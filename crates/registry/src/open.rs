@@ -1,0 +1,79 @@
+//! Opening the stores the core runs on. The binary configures them here and hands
+//! them to [`Registry::open`]; no front end holds a store (`docs/architecture.md`,
+//! "Rooms").
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_store::blob::BlobMode;
+use berth_store::{BlobStore, FsBlobStore, Meta};
+
+use crate::{Clock, Registry, RegistryConfig, RegistryError};
+
+/// BENCHMARK ONLY: with this environment variable set to `1`, blobs are stored as
+/// plaintext so the benchmark harness can measure what sealing costs.
+pub const PLAINTEXT_BLOBS_ENV: &str = berth_store::blob::PLAINTEXT_BLOBS_ENV;
+
+/// Where the stores live.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// The data directory; the filesystem blob store lives under it.
+    pub data_dir: PathBuf,
+    /// Benchmark only (see [`PLAINTEXT_BLOBS_ENV`]).
+    pub plaintext_blobs: bool,
+}
+
+/// The opened stores, before the master key is known.
+pub struct Stores {
+    meta: Meta,
+    blobs: Arc<dyn BlobStore>,
+}
+
+/// Which store failed to open, with its message.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("metadata store: {0}")]
+    Metadata(String),
+    #[error("blob store: {0}")]
+    Blobs(String),
+}
+
+impl Stores {
+    /// Connects the metadata store (applying migrations) and opens the blob store.
+    pub async fn open(s: &StoreSettings) -> Result<Stores, OpenError> {
+        let meta = Meta::connect(&s.database_url)
+            .await
+            .map_err(|e| OpenError::Metadata(e.to_string()))?;
+        let mode = if s.plaintext_blobs {
+            BlobMode::PlaintextForBenchmarks
+        } else {
+            BlobMode::Encrypted
+        };
+        let blobs = FsBlobStore::open_with_mode(&s.data_dir, mode)
+            .map_err(|e| OpenError::Blobs(e.to_string()))?;
+        Ok(Stores {
+            meta,
+            blobs: Arc::new(blobs),
+        })
+    }
+
+    /// Whether the metadata store holds secrets sealed with some master key (so a
+    /// missing key must not be replaced by a fresh one).
+    pub async fn has_sealed_secrets(&self) -> Result<bool, RegistryError> {
+        Ok(self.meta.has_sealed_secrets().await?)
+    }
+
+    /// Creates the account if it does not exist yet.
+    pub async fn ensure_account(&self, account: &str, now: i64) -> Result<(), RegistryError> {
+        Ok(self.meta.ensure_account(account, now).await?)
+    }
+}
+
+impl Registry {
+    /// The core over opened stores; `master` is the registry master key.
+    pub fn open(stores: Stores, clock: Clock, config: RegistryConfig, master: [u8; 32]) -> Self {
+        Registry::new(stores.meta, stores.blobs, clock, config, master)
+    }
+}
