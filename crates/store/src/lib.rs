@@ -9,6 +9,7 @@ pub mod blob;
 pub mod crypt;
 pub mod kms;
 pub mod meta;
+pub mod object;
 pub mod s3;
 pub mod scans;
 mod schema;
