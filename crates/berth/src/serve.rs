@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_api::identity::Identity;
 use berth_api::{ApiConfig, App};
 use berth_registry::{Clock, Registry, RegistryConfig};
-use berth_store::{FsBlobStore, Meta};
+use berth_store::{BlobStore, Meta};
 use clap::Args;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -199,12 +199,13 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
         .await
         .map_err(|e| format!("metadata store: {e}"))?;
     // Benchmark only: berth-bench starts a second server with plaintext blobs to
-    // measure what encryption costs (issue 6). The data directory records the mode.
+    // measure what encryption costs (`docs/benchmarks.md`). The data directory
+    // records the mode.
     let blob_mode = match std::env::var(berth_store::blob::PLAINTEXT_BLOBS_ENV).as_deref() {
         Ok("1") => berth_store::blob::BlobMode::PlaintextForBenchmarks,
         _ => berth_store::blob::BlobMode::Encrypted,
     };
-    let blobs = FsBlobStore::open_with_mode(&cfg.data_dir, blob_mode)
+    let blobs = BlobStore::open_with_mode(&cfg.data_dir, blob_mode)
         .map_err(|e| format!("blob store: {e}"))?;
     let clock = Clock::with_offset(cfg.clock_offset_secs * 1000);
     meta.ensure_account(&cfg.account_id, clock.now_millis())

@@ -13,7 +13,7 @@
 //! directory) and `crate::s3::S3Backend`. Both pass the contract suite in
 //! `crates/store/tests/object_backend.rs`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -501,13 +501,4 @@ impl ObjectBackend for FsBackend {
     fn local_root(&self) -> Option<&Path> {
         Some(&self.root)
     }
-}
-
-/// Opens a file for reading and writing (a staged upload of the fast path).
-pub(crate) fn open_rw(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(not_found)
 }
