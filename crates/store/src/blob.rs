@@ -173,7 +173,6 @@ impl BlobMode {
     }
 }
 
-
 /// The blob pipeline over an [`ObjectBackend`]; what the registry core uses.
 pub struct BlobStore {
     backend: Arc<dyn ObjectBackend>,
@@ -297,8 +296,12 @@ impl BlobStore {
     /// `superseded`, or gave up recording it: deletes what only the other one
     /// names (the old tail object). Best effort: leftovers go with the upload.
     pub async fn upload_advanced(&self, superseded: &Staging, current: &Staging) {
-        if let (Staging::Parts { tail: Some(old), .. }, Staging::Parts { tail: new, .. }) =
-            (superseded, current)
+        if let (
+            Staging::Parts {
+                tail: Some(old), ..
+            },
+            Staging::Parts { tail: new, .. },
+        ) = (superseded, current)
         {
             if new.as_deref() != Some(old.as_str()) {
                 if let Err(e) = self.backend.delete(old).await {
@@ -446,7 +449,12 @@ impl BlobStore {
     /// Streams `len` plaintext bytes of the blob from `offset`, decrypting with its
     /// key. A segment that fails authentication ends the stream with an error:
     /// altered bytes are never returned.
-    pub async fn get(&self, blob: &BlobRef, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+    pub async fn get(
+        &self,
+        blob: &BlobRef,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StoreError> {
         if self.local.is_some() {
             let path = self.local_path(&blob.object_key)?;
             return self.get_file(path, offset, len, blob.key.clone()).await;
@@ -669,9 +677,8 @@ impl BlobStore {
             })
             .await;
         }
-        let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(
-            b"ok",
-        ))]));
+        let body: ByteStream =
+            Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(b"ok"))]));
         self.backend.put("uploads/readyz", body).await?;
         self.backend.delete("uploads/readyz").await
     }
@@ -1046,13 +1053,12 @@ fn append_plain(
         };
         let size = written?;
         Ok(Appended {
-        size,
-        hasher,
-        staging: None,
-    })
+            size,
+            hasher,
+            staging: None,
+        })
     })
 }
-
 
 fn remove_missing_ok(p: &Path) -> Result<(), StoreError> {
     match fs::remove_file(p) {
@@ -1061,7 +1067,6 @@ fn remove_missing_ok(p: &Path) -> Result<(), StoreError> {
         Err(e) => Err(e.into()),
     }
 }
-
 
 fn one_chunk(b: Bytes) -> ByteStream {
     Box::pin(futures_util::stream::iter([Ok(b)]))
@@ -1226,7 +1231,9 @@ impl BlobStore {
             None
         } else {
             let k = format!("uploads/{upload}/tail-{}", uuid::Uuid::new_v4().simple());
-            self.backend.put(&k, one_chunk(Bytes::from(pending))).await?;
+            self.backend
+                .put(&k, one_chunk(Bytes::from(pending)))
+                .await?;
             Some(k)
         };
         Ok(Appended {
@@ -1356,9 +1363,7 @@ mod tests {
         let marker = fs::read_to_string(root.join(MODE_MARKER)).unwrap();
         assert_eq!(marker.trim(), "plaintext-benchmark-only");
         assert!(BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_ok());
-        let err = BlobStore::open(&root)
-            .err()
-            .expect("mode mismatch refused");
+        let err = BlobStore::open(&root).err().expect("mode mismatch refused");
         assert!(err.to_string().contains(PLAINTEXT_BLOBS_ENV), "{err}");
         fs::remove_dir_all(&root).unwrap();
 

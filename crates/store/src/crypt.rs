@@ -724,7 +724,8 @@ impl Opener {
             last_needed,
             buf: Vec::new(),
         };
-        let range = segment_offset(first)..segment_offset(last_needed) + o.sealed(last_needed) as u64;
+        let range =
+            segment_offset(first)..segment_offset(last_needed) + o.sealed(last_needed) as u64;
         Ok((o, range))
     }
 
