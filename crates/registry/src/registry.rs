@@ -8,8 +8,8 @@ use berth_oci::{
     media, Digest, Hasher, ImageTag, Manifest, ManifestKind, Reference, RepositoryName,
 };
 use berth_store::{
-    BlobRef, BlobStore, ByteStream, Chunk, Staging, DeleteManifestOutcome, ManifestRow, ManifestWrite, Meta,
-    NewRepository, PutManifestOutcome, RepositoryRow, StoreError,
+    BlobRef, BlobStore, ByteStream, Chunk, DeleteManifestOutcome, ManifestRow, ManifestWrite, Meta,
+    NewRepository, PutManifestOutcome, RepositoryRow, Staging, StoreError,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};

@@ -88,6 +88,7 @@ fn digest_of(data: &[u8]) -> Digest {
 }
 
 /// Appends `data` in `chunk`-sized pieces; `fail` ends the body with an error.
+#[allow(clippy::too_many_arguments)]
 async fn append(
     store: &BlobStore,
     st: &Staging,
@@ -435,7 +436,7 @@ async fn a_data_directory_in_the_old_layout_stays_readable() {
             .unwrap();
         let published = store.upload_publish(&st, &digest).await.unwrap();
         let hex = digest.hex();
-        let path = data_dir.join("blobs/sha256").join(&hex[..2]).join(&hex);
+        let path = data_dir.join("blobs/sha256").join(&hex[..2]).join(hex);
         assert!(path.is_file(), "today's layout");
         assert_eq!(published, format!("blobs/sha256/{}/{hex}", &hex[..2]));
 
