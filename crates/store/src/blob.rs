@@ -1225,8 +1225,21 @@ impl BlobStore {
             Ok(())
         }
         .await;
-        let hasher = finish_hashing(hashing).await?;
-        fed?;
+        let hashed = finish_hashing(hashing).await;
+        let hasher = match fed.and(hashed) {
+            Ok(h) => h,
+            Err(e) => {
+                // A multipart upload this append started is recorded nowhere: abort it
+                // now (a crash here leaves it to the store's own expiry of incomplete
+                // multipart uploads).
+                if let (None, Some(m)) = (multipart, &mp) {
+                    if let Err(e) = self.backend.abort_multipart(m).await {
+                        tracing::warn!(error = %e, "could not abort an unrecorded multipart upload");
+                    }
+                }
+                return Err(e);
+            }
+        };
         let new_tail = if pending.is_empty() {
             None
         } else {

@@ -1,4 +1,4 @@
-//! Encryption at rest (issue 6; DESIGN.md "Encryption at rest").
+//! Encryption at rest (`docs/architecture.md`, "Blobs: a dumb backend under one pipeline").
 //!
 //! Every blob is sealed once with its own random data key in fixed-size
 //! AES-256-GCM segments, so reads stream and a byte range costs only the segments it
@@ -1073,6 +1073,89 @@ mod tests {
                 std::fs::remove_file(p).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn opener_takes_ciphertext_in_any_pieces() {
+        let key = DataKey::generate().unwrap();
+        let n = 3 * SEGMENT + 500;
+        let all = data(n);
+        let (p, f) = tmp();
+        let mut w = SegmentWriter::open(f, &key, 0).unwrap();
+        w.write(&all).unwrap();
+        let mut f = w.finish().unwrap();
+        seal_final(&mut f, &key, n as u64).unwrap();
+        let raw = std::fs::read(&p).unwrap();
+        for (o, l) in [(0, n), (SEGMENT - 1, 2), (SEGMENT, SEGMENT), (n - 1, 1)] {
+            for piece in [1usize, 1000, 70_000] {
+                let (mut op, range) = Opener::new(&key, n as u64, o as u64, l as u64).unwrap();
+                let mut out = Vec::new();
+                for c in raw[range.start as usize..range.end as usize].chunks(piece) {
+                    for b in op.push(c).unwrap() {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                assert!(op.done());
+                assert_eq!(out, &all[o..o + l], "range {o}+{l}, pieces of {piece}");
+            }
+        }
+        // A flipped byte, or bytes past the range, fail.
+        let (mut op, range) = Opener::new(&key, n as u64, 0, n as u64).unwrap();
+        let mut bad = raw[range.start as usize..range.end as usize].to_vec();
+        bad[HEADER as usize + 5] ^= 1;
+        assert!(op.push(&bad).is_err());
+        let (mut op, range) = Opener::new(&key, n as u64, 0, 10).unwrap();
+        let mut more = raw[range.start as usize..range.end as usize].to_vec();
+        more.push(0);
+        assert!(op.push(&more).is_err());
+        assert!(
+            Opener::new(&key, n as u64, n as u64 - 1, 2).is_err(),
+            "past the end"
+        );
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn resumed_sealer_and_final_segment_match_the_file_format() {
+        // A stream sealed in pieces by resumed sealers (the object pipeline)
+        // reads back with the file reader.
+        let key = DataKey::generate().unwrap();
+        let n = 2 * SEGMENT + 777;
+        let all = data(n);
+        let mut out = header().to_vec();
+        let mut at = 0usize;
+        for len in [10usize, SEGMENT, 5, SEGMENT + 762] {
+            // Split off the open (partial) last segment, as the pipeline's tail does.
+            let rem = at % SEGMENT;
+            let cut = if rem > 0 {
+                out.len() - (rem + OVERHEAD)
+            } else {
+                out.len()
+            };
+            let partial = out.split_off(cut);
+            let mut s = Sealer::resume(&key, at as u64, &partial).unwrap();
+            s.write(&all[at..at + len], &mut |b: &mut Vec<u8>, k| {
+                out.extend_from_slice(&b[..k]);
+                Ok(())
+            })
+            .unwrap();
+            s.finish(&mut |b: &mut Vec<u8>, k| {
+                out.extend_from_slice(&b[..k]);
+                Ok(())
+            })
+            .unwrap();
+            at += len;
+            assert_eq!(out.len() as u64, staged_len(at as u64));
+        }
+        let last = n - SEGMENT * 2 + OVERHEAD;
+        let mut seg = out.split_off(out.len() - last);
+        seal_final_segment(&key, n as u64, &mut seg).unwrap();
+        out.extend_from_slice(&seg);
+        let (p, _) = tmp();
+        std::fs::write(&p, &out).unwrap();
+        let mut f = File::open(&p).unwrap();
+        assert_eq!(read_all(&mut f, &key, n as u64).unwrap(), all);
+        std::fs::remove_file(p).unwrap();
     }
 
     #[test]
