@@ -1,4 +1,4 @@
-//! Online garbage collection (issue 4; design in DESIGN.md "Background workers").
+//! Online garbage collection (`docs/architecture.md`, "Deferred work: durable jobs").
 //!
 //! Work is driven by `gc_candidates` rows written in the same transactions that may
 //! make something unreferenced (a manifest deleted, a blob uploaded or mounted, a
@@ -8,13 +8,14 @@
 //!    repository references loses its link (the grace period protects blobs uploaded
 //!    for a manifest that is not pushed yet).
 //! 2. A blob candidate with no link left anywhere is deleted: under the digest's
-//!    exclusive lock, its file is moved aside, its row deleted, the transaction
-//!    committed, then the file purged. Writers that publish or link the same digest
-//!    take the lock too, so a push racing the collector either finds the blob gone
-//!    (and uploads it) or keeps it.
+//!    exclusive lock, its object (the key its row names) is retired, its row
+//!    deleted, the transaction committed, then the object deleted
+//!    (`BlobStore::retire`). Writers that publish or link the same digest take the
+//!    lock too, so a push racing the collector either finds the blob gone (and
+//!    uploads it) or keeps it.
 
-use berth_oci::Digest;
 use berth_store::Meta;
+use futures_util::TryStreamExt;
 
 use crate::{Registry, RegistryError};
 
@@ -109,26 +110,22 @@ impl Registry {
                     progress(report.candidates_seen, total);
                     continue;
                 }
-                let Ok(d) = Digest::parse(&digest) else {
+                let Some(object_key) = Meta::blob_object_key(&mut tx, &digest).await? else {
                     tx.commit().await?;
                     continue;
                 };
-                let token = self.blobs.trash(&d).await?;
+                let retired = self.blobs.retire(&object_key).await?;
                 Meta::gc_delete_blob_row(&mut tx, &digest).await?;
                 match tx.commit().await {
                     Ok(()) => {
-                        if let Some(t) = &token {
-                            if let Err(e) = self.blobs.purge(t).await {
-                                tracing::warn!(error = %e, %digest, "could not purge a collected blob");
-                            }
+                        if let Err(e) = self.blobs.retire_commit(&retired).await {
+                            tracing::warn!(error = %e, %digest, "could not delete a collected blob's object");
                         }
                         report.blobs_deleted += 1;
                         report.bytes_reclaimed += size.unwrap_or(0) as u64;
                     }
                     Err(e) => {
-                        if let Some(t) = &token {
-                            self.blobs.restore(t, &d).await?;
-                        }
+                        self.blobs.retire_undo(&retired).await?;
                         return Err(e.into());
                     }
                 }
@@ -148,32 +145,57 @@ impl Registry {
         Ok(report)
     }
 
-    /// The full sweep (`berth admin gc --full`): blob files without a metadata row —
-    /// left by a crash between publishing an upload and committing it — older than
-    /// the grace period are deleted, under each digest's exclusive lock. Its work is
-    /// proportional to the store, so it is not part of the background runs.
+    /// The full sweep (`berth admin gc --full`): the backend's listing of blob
+    /// objects is compared with the keys blob rows and upload sessions name, and
+    /// objects named by neither — left by a crash between publishing an upload and
+    /// committing it — older than the grace period are deleted. An object under a
+    /// digest-derived key (`blobs/<alg>/<2 hex>/<hex>`, which a push of that digest
+    /// may publish again) is checked and deleted under the digest's exclusive
+    /// lock. Its work is proportional to the store, so it is not part of the
+    /// background runs.
     pub async fn sweep_orphan_blobs(&self, grace_ms: i64, dry_run: bool) -> Result<(u64, u64)> {
         let before = berth_store::now_millis() - grace_ms;
         let (mut files, mut seen) = (0u64, 0u64);
-        for (digest, mtime) in self.blobs.list().await? {
+        let mut listing = self.blobs.list();
+        while let Some(o) = listing.try_next().await? {
             seen += 1;
-            if mtime >= before || self.meta.blob_size(digest.as_str()).await?.is_some() {
+            if o.modified_ms >= before || self.meta.object_key_in_use(&o.key).await? {
                 continue;
             }
-            let mut tx = self.meta.begin_digest_tx(digest.as_str(), true).await?;
-            let (_, size) = Meta::gc_blob_state(&mut tx, digest.as_str()).await?;
-            if size.is_none() {
-                files += 1;
-                if !dry_run {
-                    if let Some(t) = self.blobs.trash(&digest).await? {
-                        self.blobs.purge(&t).await?;
+            match digest_of_key(&o.key) {
+                Some(digest) => {
+                    let mut tx = self.meta.begin_digest_tx(&digest, true).await?;
+                    let named = Meta::blob_object_key(&mut tx, &digest).await?;
+                    if named.as_deref() != Some(o.key.as_str()) {
+                        files += 1;
+                        if !dry_run {
+                            self.blobs.delete_object(&o.key).await?;
+                        }
+                    }
+                    tx.commit().await?;
+                }
+                None => {
+                    files += 1;
+                    if !dry_run {
+                        self.blobs.delete_object(&o.key).await?;
                     }
                 }
             }
-            tx.commit().await?;
         }
         Ok((files, seen))
     }
+}
+
+/// The digest of a digest-derived object key (`blobs/<alg>/<2 hex>/<hex>`).
+fn digest_of_key(key: &str) -> Option<String> {
+    let mut it = key.split('/');
+    let (Some("blobs"), Some(alg), Some(pre), Some(hex), None) =
+        (it.next(), it.next(), it.next(), it.next(), it.next())
+    else {
+        return None;
+    };
+    let d = berth_oci::Digest::parse(&format!("{alg}:{hex}")).ok()?;
+    (hex.starts_with(pre) && pre.len() == 2).then(|| d.to_string())
 }
 
 /// Counters exported on `/metrics`.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_store::blob::BlobMode;
-use berth_store::{BlobStore, FsBlobStore, Meta};
+use berth_store::{BlobStore, Meta};
 
 use crate::{Clock, Registry, RegistryConfig, RegistryError};
 
@@ -28,7 +28,7 @@ pub struct StoreSettings {
 /// The opened stores, before the master key is known.
 pub struct Stores {
     meta: Meta,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<BlobStore>,
 }
 
 /// Which store failed to open, with its message.
@@ -51,7 +51,7 @@ impl Stores {
         } else {
             BlobMode::Encrypted
         };
-        let blobs = FsBlobStore::open_with_mode(&s.data_dir, mode)
+        let blobs = BlobStore::open_with_mode(&s.data_dir, mode)
             .map_err(|e| OpenError::Blobs(e.to_string()))?;
         Ok(Stores {
             meta,

@@ -8,8 +8,8 @@ use berth_oci::{
     media, Digest, Hasher, ImageTag, Manifest, ManifestKind, Reference, RepositoryName,
 };
 use berth_store::{
-    BlobStore, ByteStream, Chunk, DeleteManifestOutcome, ManifestRow, ManifestWrite, Meta,
-    NewRepository, PutManifestOutcome, RepositoryRow, StoreError,
+    BlobRef, BlobStore, ByteStream, Chunk, DeleteManifestOutcome, ManifestRow, ManifestWrite, Meta,
+    NewRepository, PutManifestOutcome, RepositoryRow, Staging, StoreError,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -74,7 +74,7 @@ pub struct Registry {
     // Private to the core: front ends call core methods (`docs/architecture.md`,
     // "Rooms").
     pub(crate) meta: Meta,
-    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) blobs: Arc<BlobStore>,
     identity: crate::identity::Identity,
     pub clock: Clock,
     pub config: RegistryConfig,
@@ -144,7 +144,7 @@ impl Registry {
     /// `master` is the registry master key; the keyring derives every key from it.
     pub fn new(
         meta: Meta,
-        blobs: Arc<dyn BlobStore>,
+        blobs: Arc<BlobStore>,
         clock: Clock,
         config: RegistryConfig,
         master: [u8; 32],
@@ -282,23 +282,15 @@ impl Registry {
         digest: &Digest,
         range: Option<(u64, u64)>,
     ) -> Result<BlobRead> {
-        let (size, wrapped) = self
-            .meta
-            .linked_blob(repo.repo_id, digest.as_str())
-            .await?
-            .ok_or(RegistryError::BlobUnknown)?;
-        let size = size as u64;
-        let key = self
-            .keys
-            .link_key(repo, digest.as_str(), wrapped.as_deref())
-            .await?;
+        let blob = self.blob_ref(repo, digest.as_str()).await?;
+        let size = blob.size;
         let (start, len) = match range {
             Some((s, e)) => (s, e - s + 1),
             None => (0, size),
         };
         let stream = self
             .blobs
-            .get(digest, start, len, key)
+            .get(&blob, start, len)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => RegistryError::BlobUnknown,
@@ -342,9 +334,16 @@ impl Registry {
         let id = uuid::Uuid::new_v4().to_string();
         let dek = DataKey::generate().map_err(|e| RegistryError::Kms(e.to_string()))?;
         let wrapped = self.keys.wrap_registry(&dek, &upload_aad(&id))?;
-        self.blobs.upload_create(&id).await?;
+        let staging = self.blobs.upload_create(&id).await?;
         self.meta
-            .create_upload(&id, repo.repo_id, self.now(), &wrapped)
+            .create_upload(
+                &id,
+                repo.repo_id,
+                self.now(),
+                &wrapped,
+                staging.object_key(),
+                &staging.to_json(),
+            )
             .await?;
         self.memo(&id);
         Ok(UploadState { id, size: 0 })
@@ -416,7 +415,8 @@ impl Registry {
             _ => None,
         };
         let key = self.upload_key(&u)?;
-        let appended = self.pump(id, size, hasher, body, key).await;
+        let staging = Self::staging(&u)?;
+        let appended = self.pump(&staging, size, hasher, body, key).await;
         let appended = match appended {
             Ok(a) => a,
             Err(e) => {
@@ -424,21 +424,41 @@ impl Registry {
                 return Err(e);
             }
         };
-        if let Some(l) = len {
-            if appended.size - size != l {
-                return Err(RegistryError::UploadInvalid(format!(
-                    "Content-Length/Content-Range announced {l} bytes but {} arrived",
-                    appended.size - size
-                )));
+        let new_staging = appended.staging.clone();
+        let recorded = async {
+            if let Some(l) = len {
+                if appended.size - size != l {
+                    return Err(RegistryError::UploadInvalid(format!(
+                        "Content-Length/Content-Range announced {l} bytes but {} arrived",
+                        appended.size - size
+                    )));
+                }
+            }
+            let json = new_staging.as_ref().map(Staging::to_json);
+            if !self
+                .meta
+                .advance_upload(
+                    id,
+                    size as i64,
+                    appended.size as i64,
+                    self.now(),
+                    json.as_deref(),
+                )
+                .await?
+            {
+                return Err(RegistryError::RangeInvalid { size });
+            }
+            Ok(())
+        }
+        .await;
+        if let Some(new) = &new_staging {
+            // Drop whichever staging the upload row does not name now.
+            match &recorded {
+                Ok(()) => self.blobs.upload_advanced(&staging, new).await,
+                Err(_) => self.blobs.upload_advanced(new, &staging).await,
             }
         }
-        if !self
-            .meta
-            .advance_upload(id, size as i64, appended.size as i64, self.now())
-            .await?
-        {
-            return Err(RegistryError::RangeInvalid { size });
-        }
+        recorded?;
         if let Some(h) = appended.hasher {
             *guard = Some(UploadMemo {
                 size: appended.size,
@@ -455,7 +475,7 @@ impl Registry {
     /// bounded however large the body is.
     async fn pump<S>(
         &self,
-        id: &str,
+        staging: &Staging,
         offset: u64,
         hasher: Option<Hasher>,
         mut body: S,
@@ -469,7 +489,7 @@ impl Registry {
         // task, while it is still in cache); a deeper queue only held memory and
         // let the chunks go cold (measured: no throughput change from 4 to 1).
         let (tx, rx) = mpsc::channel::<Chunk>(1);
-        let writer = self.blobs.upload_append(id, offset, hasher, rx, key);
+        let writer = self.blobs.upload_append(staging, offset, hasher, rx, key);
         let feeder = async move {
             while let Some(item) = body.next().await {
                 match item {
@@ -512,40 +532,42 @@ impl Registry {
             _ => None,
         };
         let key = self.upload_key(&u)?;
+        let staging = Self::staging(&u)?;
         let repo_key = self.keys.repo_key(repo).await?;
+        // Verification, the final segment and durability outside the lock (the
+        // staged object is this upload's own); a failure discards the upload.
         let size = match self
             .blobs
-            .upload_verify(id, digest, hasher, u.size as u64, key.clone())
+            .upload_finish(&staging, digest, hasher, u.size as u64, key.clone())
             .await
         {
             Ok(s) => s,
             Err(StoreError::DigestMismatch) => {
                 drop(guard);
-                self.discard_upload(id).await?;
+                self.discard_upload(&u).await?;
                 return Err(RegistryError::DigestMismatch);
             }
             Err(StoreError::NotFound) => return Err(RegistryError::UploadUnknown),
-            Err(e) => return Err(store_err(e)),
+            Err(e) => {
+                drop(guard);
+                let _ = self.discard_upload(&u).await;
+                return Err(store_err(e));
+            }
         };
-        // Final segment and fsync outside the lock (the staged file is this
-        // upload's own); from here on, a failure discards the upload.
-        let committed = async {
-            self.blobs
-                .upload_seal(id, size, key.clone())
-                .await
-                .map_err(upload_store_err)?;
-            self.commit_sealed(repo, &repo_key, id, digest, size, &key)
-                .await
-        }
-        .await;
+        let committed = self
+            .commit_sealed(repo, &repo_key, &staging, digest, size, &key)
+            .await;
         if let Err(e) = committed {
             drop(guard);
-            let _ = self.discard_upload(id).await;
+            let _ = self.discard_upload(&u).await;
             return Err(e);
         }
         self.meta.delete_upload(id).await?;
         drop(guard);
         self.forget(id);
+        if let Err(e) = self.blobs.upload_done(&staging).await {
+            tracing::warn!(error = %e, upload = id, "could not remove an upload's staging leftovers");
+        }
         Ok(Completed {
             digest: digest.clone(),
             size,
@@ -557,7 +579,7 @@ impl Registry {
         &self,
         repo: &RepositoryRow,
         repo_key: &crate::keys::RepoKey,
-        id: &str,
+        staging: &Staging,
         digest: &Digest,
         size: u64,
         key: &DataKey,
@@ -577,16 +599,17 @@ impl Registry {
                 self.link_stored_blob(&mut tx, repo, repo_key, digest.as_str(), &blob_key)
                     .await?;
                 tx.commit().await?;
-                self.blobs.upload_abort(id).await?;
+                self.blobs.upload_abort(staging).await?;
             }
             _ => {
-                self.blobs
-                    .upload_publish(id, digest)
+                let object_key = self
+                    .blobs
+                    .upload_publish(staging, digest)
                     .await
                     .map_err(upload_store_err)?;
                 let blob_key = self.keys.wrap_registry(key, &blob_aad(digest.as_str()))?;
                 let link_key = self.keys.seal_with(repo_key, key.bytes(), &link_aad)?;
-                Meta::record_blob(
+                Meta::record_blob_object(
                     &mut tx,
                     repo.repo_id,
                     digest.as_str(),
@@ -594,6 +617,7 @@ impl Registry {
                     self.now(),
                     &blob_key,
                     &link_key,
+                    &object_key,
                 )
                 .await?;
                 tx.commit().await?;
@@ -630,16 +654,26 @@ impl Registry {
             .unwrap_registry(wrapped, &upload_aad(&u.upload_id))
     }
 
-    async fn discard_upload(&self, id: &str) -> Result<()> {
-        self.meta.delete_upload(id).await?;
-        self.blobs.upload_abort(id).await?;
-        self.forget(id);
+    /// How the upload's bytes are staged (recorded in its row).
+    fn staging(u: &berth_store::UploadRow) -> Result<Staging> {
+        Ok(Staging::from_row(
+            &u.upload_id,
+            u.object_key.as_deref(),
+            u.staging.as_deref(),
+        )?)
+    }
+
+    async fn discard_upload(&self, u: &berth_store::UploadRow) -> Result<()> {
+        let staging = Self::staging(u)?;
+        self.meta.delete_upload(&u.upload_id).await?;
+        self.blobs.upload_abort(&staging).await?;
+        self.forget(&u.upload_id);
         Ok(())
     }
 
     pub async fn cancel_upload(&self, repo: &RepositoryRow, id: &str) -> Result<()> {
-        self.upload_row(repo, id).await?;
-        self.discard_upload(id).await
+        let u = self.upload_row(repo, id).await?;
+        self.discard_upload(&u).await
     }
 
     /// Cross-repository mount: links `digest` from `from` into `repo` when the blob is
@@ -678,7 +712,7 @@ impl Registry {
         let before = self.now() - self.config.upload_ttl_ms;
         let stale = self.meta.stale_uploads(before, 1000).await?;
         for u in &stale {
-            self.discard_upload(&u.upload_id).await?;
+            self.discard_upload(u).await?;
         }
         Ok(stale.len())
     }
@@ -859,15 +893,20 @@ impl Registry {
         Ok(Some(row))
     }
 
-    /// The data key of a blob linked in `repo` (for readers that stream blobs
-    /// themselves, such as the scanner).
-    pub async fn blob_key(&self, repo: &RepositoryRow, digest: &str) -> Result<DataKey> {
-        let (_, wrapped) = self
+    /// Where a blob linked in `repo` is stored, its size and its data key (for
+    /// reads, and readers that stream blobs themselves, such as the scanner).
+    pub async fn blob_ref(&self, repo: &RepositoryRow, digest: &str) -> Result<BlobRef> {
+        let (size, wrapped, object_key) = self
             .meta
-            .linked_blob(repo.repo_id, digest)
+            .linked_blob_object(repo.repo_id, digest)
             .await?
             .ok_or(RegistryError::BlobUnknown)?;
-        self.keys.link_key(repo, digest, wrapped.as_deref()).await
+        let key = self.keys.link_key(repo, digest, wrapped.as_deref()).await?;
+        Ok(BlobRef {
+            object_key,
+            size: size as u64,
+            key,
+        })
     }
 
     /// Fetches a manifest for a pull and records the pull time (batched).

@@ -24,7 +24,7 @@ use std::time::Duration;
 use berth_oci::{media, Descriptor, Manifest, ManifestKind};
 use berth_scan::{scan_image, AdvisoryIndex, Layer, Limits, ScanReport, ScanStatus};
 use berth_store::scans::{ScanJob, ScanRow, SCAN_JOB, VULNDB_UPDATED_AT, VULNDB_VERSION};
-use berth_store::{AccountSetting, BlobStore, ClaimedJob, RepositoryRow, RetryPolicy};
+use berth_store::{AccountSetting, BlobRef, BlobStore, ClaimedJob, RepositoryRow, RetryPolicy};
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -272,21 +272,21 @@ impl Read for ChannelReader {
 /// Opens each layer only when the scanner reaches it, so one layer streams at a time.
 struct LazyLayers {
     handle: tokio::runtime::Handle,
-    blobs: Arc<dyn BlobStore>,
-    layers: VecDeque<(Descriptor, berth_store::crypt::DataKey)>,
+    blobs: Arc<BlobStore>,
+    layers: VecDeque<(Descriptor, BlobRef)>,
 }
 
 impl Iterator for LazyLayers {
     type Item = Layer<ChannelReader>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (d, key) = self.layers.pop_front()?;
+        let (d, blob) = self.layers.pop_front()?;
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         let blobs = self.blobs.clone();
         let digest = d.digest.clone();
         let size = d.size;
         self.handle.spawn(async move {
-            match blobs.get(&digest, 0, size, key).await {
+            match blobs.get(&blob, 0, size).await {
                 Ok(mut s) => {
                     while let Some(item) = s.next().await {
                         let stop = item.is_err();
@@ -485,8 +485,8 @@ impl Registry {
         let limits = scanner.limits.clone();
         let mut keyed = VecDeque::with_capacity(m.layers.len());
         for l in &m.layers {
-            let key = self.blob_key(&repo, l.digest.as_str()).await?;
-            keyed.push_back((l.clone(), key));
+            let blob = self.blob_ref(&repo, l.digest.as_str()).await?;
+            keyed.push_back((l.clone(), blob));
         }
         let layers = LazyLayers {
             handle: tokio::runtime::Handle::current(),

@@ -12,7 +12,7 @@ use berth_registry::jobs::{
     BoxFuture, Finished, Handler, Pass, Periodic, Ran, Worker, WorkerConfig,
 };
 use berth_registry::{Clock, Registry, RegistryConfig, RegistryError};
-use berth_store::{ClaimedJob, FsBlobStore, Meta, NewJob, RetryPolicy};
+use berth_store::{BlobStore, ClaimedJob, Meta, NewJob, RetryPolicy};
 use sqlx::Connection;
 use tokio::sync::{watch, Notify};
 
@@ -36,7 +36,7 @@ async fn registries() -> Vec<Arc<Registry>> {
     let mut out = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let meta = Meta::connect(url).await.unwrap();
-        let blobs = FsBlobStore::open(&dir.join(format!("blobs-{i}"))).unwrap();
+        let blobs = BlobStore::open(&dir.join(format!("blobs-{i}"))).unwrap();
         out.push(Arc::new(Registry::new(
             meta,
             Arc::new(blobs),

@@ -1,26 +1,48 @@
-//! The blob store: immutable, content-addressed objects plus staged uploads.
+//! The blob store: one backend-agnostic pipeline over a dumb [`ObjectBackend`]
+//! (`docs/architecture.md`, "Blobs: a dumb backend under one pipeline").
 //!
-//! The store is dumb on purpose (DESIGN.md, "Object stores are dumb"): put, get,
-//! delete. Whether a blob exists, and who may read it, is the metadata store's
-//! business; the hot path never asks the blob store.
+//! The pipeline owns sealing (AES-256-GCM segments, `crate::crypt`), hashing,
+//! the staging of uploads and their publishing; the backend only stores objects.
+//! Whether a blob exists, and who may read it, is the metadata store's business:
+//! a blob row names its object's key, so reads go straight to that object and no
+//! backend ever renames one.
 //!
-//! Durability: an upload is staged in its own file, verified, fsynced and renamed into
-//! place, and the directory is fsynced, before the metadata commit acknowledges it. A
-//! crash at any instant leaves at most an orphan staging file or an unreferenced blob
-//! file, never a half blob under a digest's name.
+//! Staging ([`Staging`], kept in the upload row):
+//! - **Parts** (any backend): the sealed stream's prefix goes into a multipart
+//!   upload in parts of at least [`PART_SIZE`] (S3's 5 MiB minimum is below it)
+//!   while OCI chunks may be any size; the rest — at least the last sealed
+//!   segment, which is re-sealed as final at commit — waits in a small tail
+//!   object. Upload id, part tokens and tail key are plain data, so any process
+//!   can continue the upload. Completing the multipart upload makes the blob's
+//!   object under a key of its own; the blob row names it, and the loser of a
+//!   same-digest race deletes its own object.
+//! - **File** (the filesystem fast path, a capability of a backend with
+//!   [`ObjectBackend::local_root`]): the upload is a file written in place, its
+//!   last segment re-sealed in place at commit, and it is published under the
+//!   digest-derived key `blobs/<alg>/<2 hex>/<hex>` (today's layout, which the
+//!   blob row then names). The benchmarks' tuned path (`docs/benchmarks.md`).
+//!
+//! Durability: a blob's object is complete and durable (fsynced, or a completed
+//! multipart upload) before the metadata commit acknowledges it. A crash at any
+//! instant leaves at most an object without a row or a staged upload, never a row
+//! naming a half-written object.
 
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use berth_oci::{Digest, Hasher};
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::crypt::{self, DataKey, SegmentWriter};
+use crate::object::{FsBackend, Multipart, ObjectBackend, ObjectInfo};
 use crate::StoreError;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -35,106 +57,95 @@ pub struct Appended {
     pub size: u64,
     /// The running sha256 state over the whole upload, when the caller gave one.
     pub hasher: Option<Hasher>,
+    /// The upload's new staging state, when the append changed it (the caller
+    /// records it with the new size, then calls [`BlobStore::upload_advanced`]).
+    pub staging: Option<Staging>,
 }
 
-pub trait BlobStore: Send + Sync + 'static {
-    /// Creates an empty staging area for an upload.
-    fn upload_create<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), StoreError>>;
+/// Bytes a staged upload hands to its multipart upload per part (at least the
+/// backend's minimum; S3's is 5 MiB). Bounds the memory an append holds.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
-    /// Appends chunks from `rx` to the upload, which must currently hold exactly
-    /// `offset` bytes. Hashing and file writes happen off the async threads.
-    fn upload_append<'a>(
-        &'a self,
-        id: &'a str,
-        offset: u64,
-        hasher: Option<Hasher>,
-        rx: mpsc::Receiver<Chunk>,
-        key: DataKey,
-    ) -> BoxFut<'a, Result<Appended, StoreError>>;
-
-    /// Verifies the staged upload against `digest` (using `hasher` when it covers the
-    /// whole upload, else re-reading it). Returns the size; `DigestMismatch` leaves
-    /// the upload staged.
-    fn upload_verify<'a>(
-        &'a self,
-        id: &'a str,
-        digest: &'a Digest,
-        hasher: Option<Hasher>,
-        size: u64,
-        key: DataKey,
-    ) -> BoxFut<'a, Result<u64, StoreError>>;
-
-    /// Finishes a verified upload's bytes: marks its last segment final and makes
-    /// the file durable (fsync). Needs no lock (the staged file is the upload's
-    /// own), so the caller does it before taking the digest's lock. Afterwards the
-    /// upload takes no more data: a caller that fails later discards it.
-    fn upload_seal<'a>(
-        &'a self,
-        id: &'a str,
-        size: u64,
-        key: DataKey,
-    ) -> BoxFut<'a, Result<(), StoreError>>;
-
-    /// Atomically moves a sealed upload into place under its digest (rename, then
-    /// fsync of the directory). The caller holds the digest's lock (see
-    /// `Meta::begin_digest_tx`).
-    fn upload_publish<'a>(
-        &'a self,
-        id: &'a str,
-        digest: &'a Digest,
-    ) -> BoxFut<'a, Result<(), StoreError>>;
-
-    /// Moves a blob aside (for the collector, under the digest's lock); returns a
-    /// token for [`Self::restore`] or [`Self::purge`], or None if it was absent.
-    fn trash<'a>(&'a self, digest: &'a Digest) -> BoxFut<'a, Result<Option<String>, StoreError>>;
-
-    /// Puts a trashed blob back (the deletion's transaction failed).
-    fn restore<'a>(
-        &'a self,
-        token: &'a str,
-        digest: &'a Digest,
-    ) -> BoxFut<'a, Result<(), StoreError>>;
-
-    /// Deletes a trashed blob for good.
-    fn purge<'a>(&'a self, token: &'a str) -> BoxFut<'a, Result<(), StoreError>>;
-
-    /// Discards a staged upload (idempotent).
-    fn upload_abort<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), StoreError>>;
-
-    /// Streams `len` plaintext bytes of a blob from `offset`, decrypting with `key`.
-    /// A segment that fails authentication ends the stream with an error: altered
-    /// bytes are never returned.
-    fn get<'a>(
-        &'a self,
-        digest: &'a Digest,
-        offset: u64,
-        len: u64,
-        key: DataKey,
-    ) -> BoxFut<'a, Result<ByteStream, StoreError>>;
-
-    /// Deletes a blob (idempotent).
-    fn delete<'a>(&'a self, digest: &'a Digest) -> BoxFut<'a, Result<(), StoreError>>;
-
-    /// Whether the store can be read and written (for `/readyz`).
-    fn check(&self) -> BoxFut<'_, Result<(), StoreError>>;
-
-    /// Every stored blob with its modification time (unix ms), for the full sweep
-    /// that finds files a crash left without a metadata row.
-    fn list(&self) -> BoxFut<'_, Result<Vec<(Digest, i64)>, StoreError>>;
-
-    /// Deletes trashed blobs older than `before` (unix ms) that a crash between
-    /// trashing and purging left behind; returns how many.
-    fn sweep_trash(&self, before: i64) -> BoxFut<'_, Result<u64, StoreError>>;
+/// Where a stored blob's ciphertext is and how to read it.
+#[derive(Debug, Clone)]
+pub struct BlobRef {
+    pub object_key: String,
+    /// Plaintext size.
+    pub size: u64,
+    pub key: DataKey,
 }
 
-/// How [`FsBlobStore`] keeps blob bytes at rest. Fixed per data directory (a marker
+/// How an upload is staged (JSON in the upload row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Staging {
+    /// The filesystem fast path: a file at `key` (under the backend's local root)
+    /// written in place.
+    File { key: String },
+    /// Any backend: the sealed stream's first `parts_len` bytes in `multipart`
+    /// (started with the first part), the rest in the object `tail`; the blob
+    /// will be the object `key`.
+    Parts {
+        key: String,
+        upload: String,
+        multipart: Option<Multipart>,
+        parts_len: u64,
+        tail: Option<String>,
+    },
+}
+
+impl Staging {
+    /// The staging of an upload row: its recorded state, else (an upload staged
+    /// before the state was recorded) its file `object_key` or `uploads/<id>`.
+    pub fn from_row(
+        upload_id: &str,
+        object_key: Option<&str>,
+        staging: Option<&str>,
+    ) -> Result<Staging, StoreError> {
+        match staging {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| StoreError::Tampered(format!("upload staging state: {e}"))),
+            None => Ok(Staging::File {
+                key: object_key
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("uploads/{upload_id}")),
+            }),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// The key of the staged object (the blob's, for `Parts`).
+    pub fn object_key(&self) -> &str {
+        match self {
+            Staging::File { key } | Staging::Parts { key, .. } => key,
+        }
+    }
+}
+
+/// A blob moved out of reach for the collector (see [`BlobStore::retire`]).
+#[derive(Debug)]
+pub enum Retired {
+    /// Nothing was there.
+    Absent,
+    /// Moved aside into the trash (a local backend, whose digest-derived keys a
+    /// later publish of the same digest reuses): purge or restore.
+    Trashed { token: String, key: String },
+    /// A key no publish reuses: deleted once the row's deletion committed.
+    Deferred { key: String },
+}
+
+/// How a [`BlobStore`] keeps blob bytes at rest. Fixed per data directory (a marker
 /// file, [`MODE_MARKER`], records it on first start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobMode {
     /// Sealed with each blob's data key (the default; the only mode for real use).
     Encrypted,
     /// BENCHMARK ONLY: blob bytes stored as plaintext, so the benchmark harness can
-    /// measure what encryption costs against the same build (issue 6). Data keys are
+    /// measure what encryption costs against the same build (`docs/benchmarks.md`,
+    /// "Encryption on/off"). Data keys are
     /// still generated and wrapped; only the blob files are left unsealed. Enabled
     /// solely by [`PLAINTEXT_BLOBS_ENV`]`=1`.
     PlaintextForBenchmarks,
@@ -162,26 +173,24 @@ impl BlobMode {
     }
 }
 
-/// Blobs on a local filesystem under `root`:
-/// `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>`.
-pub struct FsBlobStore {
-    root: PathBuf,
+/// The blob pipeline over an [`ObjectBackend`]; what the registry core uses.
+pub struct BlobStore {
+    backend: Arc<dyn ObjectBackend>,
     mode: BlobMode,
+    /// The filesystem fast path's root (uploads staged in files written in
+    /// place), when the backend has one and the fast path is on.
+    local: Option<PathBuf>,
 }
 
-/// Upload chunks queued between the async body reader and the writer thread
-/// (registry.rs `pump`) are the caller's; these are the store's own buffers.
-/// Read path: batches of [`crypt::READ_BATCH`] segments (256 KiB) in flight.
-const READ_QUEUE: usize = 2;
-
-impl FsBlobStore {
-    /// Opens (creating) the store with encrypted blobs.
+impl BlobStore {
+    /// The embedded default: encrypted blobs on the local filesystem under `root`
+    /// (the data directory), with the filesystem fast path.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         Self::open_with_mode(root, BlobMode::Encrypted)
     }
 
-    /// Opens (creating) the store in `mode`, which must match the mode the data
-    /// directory was first started with.
+    /// [`Self::open`] in `mode`, which must match the mode the data directory was
+    /// first started with.
     pub fn open_with_mode(root: &Path, mode: BlobMode) -> Result<Self, StoreError> {
         fs::create_dir_all(root.join("blobs"))?;
         fs::create_dir_all(root.join("uploads"))?;
@@ -193,29 +202,492 @@ impl FsBlobStore {
                  only to benchmark the cost of encryption; never use it for real data. !!!"
             );
         }
-        Ok(FsBlobStore {
-            root: root.to_path_buf(),
+        let backend = FsBackend::open(root)?;
+        Ok(BlobStore {
+            backend: Arc::new(backend),
             mode,
+            local: Some(root.to_path_buf()),
         })
+    }
+
+    /// The pipeline over any backend, staging uploads as parts (never through the
+    /// filesystem fast path, even on a local backend).
+    pub fn over(backend: Arc<dyn ObjectBackend>, mode: BlobMode) -> Self {
+        BlobStore {
+            backend,
+            mode,
+            local: None,
+        }
     }
 
     pub fn mode(&self) -> BlobMode {
         self.mode
     }
 
-    fn upload_path(&self, id: &str) -> PathBuf {
-        self.root.join("uploads").join(id)
+    pub fn backend(&self) -> &Arc<dyn ObjectBackend> {
+        &self.backend
     }
 
-    fn blob_path(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
-        self.root
-            .join("blobs")
-            .join(d.algorithm().as_str())
-            .join(&hex[..2])
-            .join(hex)
+    fn local_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        crate::object::check_key(key)?;
+        match &self.local {
+            Some(root) => Ok(root.join(key)),
+            None => Err(StoreError::Config(
+                "a file-staged upload on a store without the filesystem fast path".into(),
+            )),
+        }
+    }
+
+    fn part_size(&self) -> usize {
+        self.backend.min_part_size().max(PART_SIZE)
+    }
+
+    /// Starts staging an upload.
+    pub async fn upload_create(&self, id: &str) -> Result<Staging, StoreError> {
+        if self.local.is_some() {
+            let key = format!("uploads/{id}");
+            let path = self.local_path(&key)?;
+            blocking(move || {
+                File::create(&path)?;
+                Ok(())
+            })
+            .await?;
+            return Ok(Staging::File { key });
+        }
+        Ok(Staging::Parts {
+            key: format!("blobs/objects/{id}"),
+            upload: id.to_string(),
+            multipart: None,
+            parts_len: 0,
+            tail: None,
+        })
+    }
+
+    /// Appends chunks from `rx` to the upload, which must currently hold exactly
+    /// `offset` bytes (the metadata's size is the truth: a half-finished earlier
+    /// append is cut back). Hashing and file writes happen off the async threads.
+    pub async fn upload_append(
+        &self,
+        staging: &Staging,
+        offset: u64,
+        hasher: Option<Hasher>,
+        rx: mpsc::Receiver<Chunk>,
+        key: DataKey,
+    ) -> Result<Appended, StoreError> {
+        match staging {
+            Staging::File { key: k } => {
+                let path = self.local_path(k)?;
+                match self.mode {
+                    BlobMode::Encrypted => append_sealed(path, offset, hasher, rx, key).await,
+                    BlobMode::PlaintextForBenchmarks => {
+                        blocking(move || {
+                            let f = open_staged(&path)?;
+                            append_plain(PlainWriter::open(f, offset)?, hasher, rx)
+                        })
+                        .await
+                    }
+                }
+            }
+            Staging::Parts { .. } => self.append_parts(staging, offset, hasher, rx, key).await,
+        }
+    }
+
+    /// After the caller recorded `current` (an append's new staging) in place of
+    /// `superseded`, or gave up recording it: deletes what only the other one
+    /// names (the old tail object). Best effort: leftovers go with the upload.
+    pub async fn upload_advanced(&self, superseded: &Staging, current: &Staging) {
+        if let (
+            Staging::Parts {
+                tail: Some(old), ..
+            },
+            Staging::Parts { tail: new, .. },
+        ) = (superseded, current)
+        {
+            if new.as_deref() != Some(old.as_str()) {
+                if let Err(e) = self.backend.delete(old).await {
+                    tracing::warn!(error = %e, key = %old, "could not delete a staged tail");
+                }
+            }
+        }
+    }
+
+    /// Verifies the staged upload against `digest` and makes its bytes the blob's
+    /// durable object: the last segment is marked final and the file fsynced (fast
+    /// path), or the multipart upload completed. Uses `hasher` when it covers the
+    /// whole upload, else reads the upload back. Returns the size; on
+    /// `DigestMismatch` the caller discards the upload. Needs no lock (the staged
+    /// object is the upload's own), so the caller does it before taking the
+    /// digest's lock. Afterwards the upload takes no more data.
+    pub async fn upload_finish(
+        &self,
+        staging: &Staging,
+        digest: &Digest,
+        hasher: Option<Hasher>,
+        size: u64,
+        key: DataKey,
+    ) -> Result<u64, StoreError> {
+        match staging {
+            Staging::File { key: k } => {
+                let path = self.local_path(k)?;
+                let digest = digest.clone();
+                let mode = self.mode;
+                blocking(move || {
+                    let mut f = open_staged(&path)?;
+                    let computed = match hasher {
+                        Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
+                        _ => {
+                            let mut h = Hasher::new(digest.algorithm());
+                            if size > 0 && mode == BlobMode::PlaintextForBenchmarks {
+                                let mut buf = Vec::new();
+                                read_plain(&mut f, 0, size, &mut buf, |b| {
+                                    h.update(b);
+                                    Ok(())
+                                })?;
+                            } else if size > 0 {
+                                crypt::read_range(&mut f, &key, 0, size, false, |b| {
+                                    h.update(b);
+                                    Ok(())
+                                })
+                                .map_err(crypt_err)?;
+                            }
+                            h.finish()
+                        }
+                    };
+                    if computed != digest {
+                        return Err(StoreError::DigestMismatch);
+                    }
+                    if mode == BlobMode::Encrypted {
+                        crypt::seal_final(&mut f, &key, size).map_err(crypt_err)?;
+                    }
+                    f.sync_all()?;
+                    Ok(size)
+                })
+                .await
+            }
+            Staging::Parts { .. } => self.finish_parts(staging, digest, hasher, size, key).await,
+        }
+    }
+
+    /// Makes a finished upload the blob's object under the digest's lock (see
+    /// `Meta::begin_digest_tx`) and returns the key the blob row names. Parts:
+    /// the completed object already is the blob's (nothing moves). Fast path: the
+    /// file goes to the digest-derived key inside the local root (rename, then
+    /// fsync of the directory: how a file system publishes).
+    pub async fn upload_publish(
+        &self,
+        staging: &Staging,
+        digest: &Digest,
+    ) -> Result<String, StoreError> {
+        match staging {
+            Staging::Parts { key, .. } => Ok(key.clone()),
+            Staging::File { key } => {
+                let src = self.local_path(key)?;
+                let object_key = crate::meta::legacy_object_key(digest.as_str());
+                let dst = self.local_path(&object_key)?;
+                blocking(move || {
+                    let dir = dst
+                        .parent()
+                        .ok_or_else(|| StoreError::Conflict("bad blob path".into()))?;
+                    fs::create_dir_all(dir)?;
+                    // A blob already there holds the same plaintext (under another
+                    // data key that its links wrap), so the caller only publishes
+                    // new digests.
+                    fs::rename(&src, &dst).map_err(not_found)?;
+                    fsync_dir(dir)?;
+                    Ok(())
+                })
+                .await?;
+                Ok(object_key)
+            }
+        }
+    }
+
+    /// Discards a staged upload, and its object if it was completed but not
+    /// recorded (idempotent).
+    pub async fn upload_abort(&self, staging: &Staging) -> Result<(), StoreError> {
+        match staging {
+            Staging::File { key } => {
+                let path = self.local_path(key)?;
+                blocking(move || remove_missing_ok(&path)).await
+            }
+            Staging::Parts {
+                key,
+                multipart,
+                upload,
+                ..
+            } => {
+                if let Some(mp) = multipart {
+                    self.backend.abort_multipart(mp).await?;
+                }
+                self.backend.delete(key).await?;
+                self.drop_tails(upload).await
+            }
+        }
+    }
+
+    /// After the blob row naming a published upload's object committed: removes
+    /// what staging left beside the object (tail objects).
+    pub async fn upload_done(&self, staging: &Staging) -> Result<(), StoreError> {
+        match staging {
+            Staging::File { .. } => Ok(()),
+            Staging::Parts { upload, .. } => self.drop_tails(upload).await,
+        }
+    }
+
+    async fn drop_tails(&self, upload: &str) -> Result<(), StoreError> {
+        let tails: Vec<ObjectInfo> = self
+            .backend
+            .list(&format!("uploads/{upload}/"))
+            .try_collect()
+            .await?;
+        for t in tails {
+            self.backend.delete(&t.key).await?;
+        }
+        Ok(())
+    }
+
+    /// Streams `len` plaintext bytes of the blob from `offset`, decrypting with its
+    /// key. A segment that fails authentication ends the stream with an error:
+    /// altered bytes are never returned.
+    pub async fn get(
+        &self,
+        blob: &BlobRef,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StoreError> {
+        if self.local.is_some() {
+            let path = self.local_path(&blob.object_key)?;
+            return self.get_file(path, offset, len, blob.key.clone()).await;
+        }
+        self.get_object(blob, offset, len).await
+    }
+
+    async fn get_file(
+        &self,
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+        key: DataKey,
+    ) -> Result<ByteStream, StoreError> {
+        let f = tokio::fs::File::open(&path).await.map_err(not_found)?;
+        let mut f = f.into_std().await;
+        // A bounded channel: the reader thread stays at most a few batches ahead.
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_QUEUE);
+        let mode = self.mode;
+        tokio::task::spawn_blocking(move || {
+            // Each batch's buffer becomes the chunk sent (no copy); a fresh one is
+            // allocated for the next batch.
+            let mut buf = Vec::new();
+            let send = |buf: &mut Vec<u8>| {
+                let chunk = Bytes::from(std::mem::take(buf));
+                tx.blocking_send(Ok(chunk))
+                    .map_err(|_| io::Error::other("reader gone"))
+            };
+            let res = match mode {
+                BlobMode::Encrypted => {
+                    crypt::read_range_batched(&mut f, &key, offset, len, true, &mut buf, |b| {
+                        send(b).map_err(crypt::CryptError::Io)
+                    })
+                    .map_err(crypt_err)
+                }
+                BlobMode::PlaintextForBenchmarks => {
+                    read_plain(&mut f, offset, len, &mut buf, |b| Ok(send(b)?))
+                }
+            };
+            if let Err(e) = res {
+                tracing::error!(error = %e, "blob read failed");
+                let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+            }
+        });
+        let s = tokio_stream_from(rx);
+        Ok(Box::pin(s) as ByteStream)
+    }
+
+    /// A ranged read through the backend: only the segments the range touches are
+    /// fetched, opened as they arrive.
+    async fn get_object(
+        &self,
+        blob: &BlobRef,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StoreError> {
+        if self.mode == BlobMode::PlaintextForBenchmarks {
+            let end = offset
+                .checked_add(len)
+                .ok_or_else(|| StoreError::Tampered("range overflows".into()))?;
+            return self.backend.get(&blob.object_key, offset..end).await;
+        }
+        if len == 0 {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
+        let (mut opener, range) =
+            crypt::Opener::new(&blob.key, blob.size, offset, len).map_err(crypt_err)?;
+        let want = range.end - range.start;
+        let mut sealed = self.backend.get(&blob.object_key, range).await?;
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_QUEUE);
+        tokio::spawn(async move {
+            let mut got = 0u64;
+            let fail = |m: String| io::Error::other(m);
+            while let Some(piece) = sealed.next().await {
+                let piece = match piece {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                got += piece.len() as u64;
+                match opener.push(&piece) {
+                    Ok(batches) => {
+                        for b in batches {
+                            if tx.send(Ok(Bytes::from(b))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "blob read failed");
+                        let _ = tx.send(Err(fail(e.to_string()))).await;
+                        return;
+                    }
+                }
+            }
+            if got != want || !opener.done() {
+                let _ = tx
+                    .send(Err(fail("blob object is shorter than recorded".into())))
+                    .await;
+            }
+        });
+        Ok(Box::pin(tokio_stream_from(rx)) as ByteStream)
+    }
+
+    /// Takes a blob's object out of reach before its row's deletion commits (the
+    /// collector, under the digest's exclusive lock); then [`Self::retire_commit`]
+    /// or, if the transaction failed, [`Self::retire_undo`].
+    pub async fn retire(&self, object_key: &str) -> Result<Retired, StoreError> {
+        let Some(root) = &self.local else {
+            return Ok(Retired::Deferred {
+                key: object_key.to_string(),
+            });
+        };
+        // On the fast path a published blob's key is derived from its digest, so
+        // a push of the same digest right after the commit would publish to it
+        // again: the object is moved aside now, still under the lock.
+        let path = self.local_path(object_key)?;
+        let trash = root.join("trash");
+        let token = format!("{}", uuid::Uuid::new_v4().simple());
+        let key = object_key.to_string();
+        blocking(move || {
+            fs::create_dir_all(&trash)?;
+            match fs::rename(&path, trash.join(&token)) {
+                Ok(()) => Ok(Retired::Trashed { token, key }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Retired::Absent),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// Deletes a retired object for good (after the row's deletion committed).
+    pub async fn retire_commit(&self, r: &Retired) -> Result<(), StoreError> {
+        match r {
+            Retired::Absent => Ok(()),
+            Retired::Deferred { key } => self.backend.delete(key).await,
+            Retired::Trashed { token, .. } => {
+                let path = self.local_trash(token)?;
+                blocking(move || remove_missing_ok(&path)).await
+            }
+        }
+    }
+
+    /// Puts a retired object back (the row's deletion did not commit).
+    pub async fn retire_undo(&self, r: &Retired) -> Result<(), StoreError> {
+        match r {
+            Retired::Absent | Retired::Deferred { .. } => Ok(()),
+            Retired::Trashed { token, key } => {
+                let src = self.local_trash(token)?;
+                let dst = self.local_path(key)?;
+                blocking(move || {
+                    fs::rename(&src, &dst)?;
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    fn local_trash(&self, token: &str) -> Result<PathBuf, StoreError> {
+        match &self.local {
+            Some(root) if token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                Ok(root.join("trash").join(token))
+            }
+            _ => Err(StoreError::Config("no trash on this blob store".into())),
+        }
+    }
+
+    /// Every stored blob object (under `blobs/`, staged uploads included once
+    /// their objects are complete), streamed from the backend's listing — for the
+    /// full sweep that finds objects a crash left without a row.
+    pub fn list(&self) -> BoxStream<'static, Result<ObjectInfo, StoreError>> {
+        self.backend.list("blobs/")
+    }
+
+    /// Deletes an object found without a row (the full sweep).
+    pub async fn delete_object(&self, object_key: &str) -> Result<(), StoreError> {
+        let r = self.retire(object_key).await?;
+        self.retire_commit(&r).await
+    }
+
+    /// Deletes trashed blobs older than `before` (unix ms) that a crash between
+    /// trashing and purging left behind; returns how many.
+    pub async fn sweep_trash(&self, before: i64) -> Result<u64, StoreError> {
+        let Some(root) = &self.local else {
+            return Ok(0);
+        };
+        let trash = root.join("trash");
+        blocking(move || {
+            let Ok(entries) = fs::read_dir(&trash) else {
+                return Ok(0);
+            };
+            let mut n = 0;
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()?
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .is_some_and(|t| (t.as_millis() as i64) < before);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Whether the store can be read and written (for `/readyz`).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        if let Some(root) = &self.local {
+            let probe = root.join("uploads").join(".readyz");
+            return blocking(move || {
+                fs::write(&probe, b"ok")?;
+                fs::remove_file(&probe)?;
+                Ok(())
+            })
+            .await;
+        }
+        let body: ByteStream =
+            Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(b"ok"))]));
+        self.backend.put("uploads/readyz", body).await?;
+        self.backend.delete("uploads/readyz").await
     }
 }
+
+/// Upload chunks queued between the async body reader and the writer thread
+/// (registry.rs `pump`) are the caller's; these are the store's own buffers.
+/// Read path: batches of [`crypt::READ_BATCH`] segments (256 KiB) in flight.
+const READ_QUEUE: usize = 2;
 
 /// Records `mode` in the data directory on first start; refuses a later start in
 /// another mode. A directory that already holds blobs but no marker predates the
@@ -535,7 +1007,11 @@ async fn append_sealed(
     // A write error explains a stopped feed.
     written.map_err(crypt_err)?;
     let size = fed?;
-    Ok(Appended { size, hasher })
+    Ok(Appended {
+        size,
+        hasher,
+        staging: None,
+    })
 }
 
 /// A benchmark-mode append: chunks written as they are, hashed on a helper thread
@@ -576,273 +1052,316 @@ fn append_plain(
             None => None,
         };
         let size = written?;
-        Ok(Appended { size, hasher })
+        Ok(Appended {
+            size,
+            hasher,
+            staging: None,
+        })
     })
 }
 
-impl BlobStore for FsBlobStore {
-    fn upload_create<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), StoreError>> {
-        let path = self.upload_path(id);
-        blocking(move || {
-            File::create(&path)?;
+fn remove_missing_ok(p: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn one_chunk(b: Bytes) -> ByteStream {
+    Box::pin(futures_util::stream::iter([Ok(b)]))
+}
+
+/// Hashes chunks on a blocking thread of its own (SHA-256 is sequential and
+/// CPU-bound: never on the async threads).
+type Hashing = (mpsc::Sender<Bytes>, tokio::task::JoinHandle<Hasher>);
+
+fn start_hashing(hasher: Option<Hasher>) -> Option<Hashing> {
+    hasher.map(|mut h| {
+        let (htx, mut hrx) = mpsc::channel::<Bytes>(8);
+        let t = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = hrx.blocking_recv() {
+                h.update(&chunk);
+            }
+            h
+        });
+        (htx, t)
+    })
+}
+
+async fn finish_hashing(hashing: Option<Hashing>) -> Result<Option<Hasher>, StoreError> {
+    match hashing {
+        Some((htx, t)) => {
+            drop(htx);
+            Ok(Some(joined(t.await, "hashing")?))
+        }
+        None => Ok(None),
+    }
+}
+
+impl BlobStore {
+    async fn read_tail(&self, tail: &Option<String>) -> Result<Vec<u8>, StoreError> {
+        let Some(t) = tail else {
+            return Ok(Vec::new());
+        };
+        let s = self
+            .backend
+            .get(t, 0..u64::MAX)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => StoreError::Tampered("a staged tail is missing".into()),
+                e => e,
+            })?;
+        let pieces: Vec<Bytes> = s.try_collect().await?;
+        Ok(pieces.concat())
+    }
+
+    /// An append staged as parts: the tail is read back (and its partial last
+    /// segment reopened), new chunks are sealed on this task as they arrive (as on
+    /// the fast path), every [`PART_SIZE`] of sealed bytes beyond the last segment
+    /// goes out as a part, and what remains becomes a new tail object. The state
+    /// returned names the new tail; the recorded state still names the old one
+    /// until the caller records the new (a failed append changes nothing it names:
+    /// parts it uploaded past the recorded ones are replaced or discarded later).
+    async fn append_parts(
+        &self,
+        staging: &Staging,
+        offset: u64,
+        hasher: Option<Hasher>,
+        mut rx: mpsc::Receiver<Chunk>,
+        key: DataKey,
+    ) -> Result<Appended, StoreError> {
+        let Staging::Parts {
+            key: object_key,
+            upload,
+            multipart,
+            parts_len,
+            tail,
+        } = staging
+        else {
+            return Err(StoreError::Config("not a parts-staged upload".into()));
+        };
+        let mut mp = multipart.clone();
+        let mut parts_len = *parts_len;
+        let tail_bytes = self.read_tail(tail).await?;
+        let stored = parts_len + tail_bytes.len() as u64;
+        let encrypted = self.mode == BlobMode::Encrypted;
+        let mismatch = || StoreError::Tampered("the staged upload does not match its size".into());
+        let (mut pending, mut sealer) = if !encrypted {
+            if stored != offset {
+                return Err(mismatch());
+            }
+            (tail_bytes, None)
+        } else if stored == 0 && offset == 0 {
+            (
+                crypt::header().to_vec(),
+                Some(crypt::Sealer::resume(&key, 0, &[]).map_err(crypt_err)?),
+            )
+        } else {
+            if stored != crypt::staged_len(offset) {
+                return Err(mismatch());
+            }
+            let rem = (offset % crypt::SEGMENT as u64) as usize;
+            let open = if rem > 0 { rem + crypt::OVERHEAD } else { 0 };
+            let cut = tail_bytes.len().checked_sub(open).ok_or_else(mismatch)?;
+            let sealer =
+                crypt::Sealer::resume(&key, offset, &tail_bytes[cut..]).map_err(crypt_err)?;
+            let mut pending = tail_bytes;
+            pending.truncate(cut);
+            (pending, Some(sealer))
+        };
+        // The last whole segment stays out of the parts: it may be the last one,
+        // which is re-sealed as final at commit.
+        let hold = if encrypted {
+            crypt::SEGMENT + crypt::OVERHEAD
+        } else {
+            0
+        };
+        let part_size = self.part_size();
+        let hashing = start_hashing(hasher);
+        let mut size = offset;
+        let fed: Result<(), StoreError> = async {
+            while let Some(chunk) = rx.recv().await {
+                // A failed body: nothing this append wrote is recorded.
+                let chunk = chunk.map_err(|()| StoreError::Aborted)?;
+                size += chunk.len() as u64;
+                if let Some((htx, _)) = &hashing {
+                    if htx.send(chunk.clone()).await.is_err() {
+                        return Err(StoreError::Io(stopped("hashing")));
+                    }
+                }
+                match &mut sealer {
+                    Some(s) => s
+                        .write(&chunk, &mut |buf: &mut Vec<u8>, n| {
+                            pending.extend_from_slice(&buf[..n]);
+                            Ok(())
+                        })
+                        .map_err(crypt_err)?,
+                    None => pending.extend_from_slice(&chunk),
+                }
+                while pending.len() >= part_size + hold {
+                    let rest = pending.split_off(pending.len() - hold);
+                    let part = std::mem::replace(&mut pending, rest);
+                    if mp.is_none() {
+                        mp = Some(self.backend.create_multipart(object_key).await?);
+                    }
+                    let m = mp.as_mut().unwrap_or_else(|| unreachable!());
+                    let n = part.len() as u64;
+                    let token = self
+                        .backend
+                        .put_part(m, m.parts.len(), Bytes::from(part))
+                        .await?;
+                    m.parts.push(token);
+                    parts_len += n;
+                }
+            }
+            if let Some(s) = sealer.take() {
+                s.finish(&mut |buf: &mut Vec<u8>, n| {
+                    pending.extend_from_slice(&buf[..n]);
+                    Ok(())
+                })
+                .map_err(crypt_err)?;
+            }
             Ok(())
+        }
+        .await;
+        let hashed = finish_hashing(hashing).await;
+        let hasher = match fed.and(hashed) {
+            Ok(h) => h,
+            Err(e) => {
+                // A multipart upload this append started is recorded nowhere: abort it
+                // now (a crash here leaves it to the store's own expiry of incomplete
+                // multipart uploads).
+                if let (None, Some(m)) = (multipart, &mp) {
+                    if let Err(e) = self.backend.abort_multipart(m).await {
+                        tracing::warn!(error = %e, "could not abort an unrecorded multipart upload");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let new_tail = if pending.is_empty() {
+            None
+        } else {
+            let k = format!("uploads/{upload}/tail-{}", uuid::Uuid::new_v4().simple());
+            self.backend
+                .put(&k, one_chunk(Bytes::from(pending)))
+                .await?;
+            Some(k)
+        };
+        Ok(Appended {
+            size,
+            hasher,
+            staging: Some(Staging::Parts {
+                key: object_key.clone(),
+                upload: upload.clone(),
+                multipart: mp,
+                parts_len,
+                tail: new_tail,
+            }),
         })
     }
 
-    fn upload_append<'a>(
-        &'a self,
-        id: &'a str,
-        offset: u64,
-        hasher: Option<Hasher>,
-        rx: mpsc::Receiver<Chunk>,
-        key: DataKey,
-    ) -> BoxFut<'a, Result<Appended, StoreError>> {
-        let path = self.upload_path(id);
-        // The metadata's size is the truth: a half-finished earlier append is cut
-        // back by reopening at `offset`.
-        match self.mode {
-            BlobMode::Encrypted => Box::pin(append_sealed(path, offset, hasher, rx, key)),
-            BlobMode::PlaintextForBenchmarks => blocking(move || {
-                let f = open_staged(&path)?;
-                append_plain(PlainWriter::open(f, offset)?, hasher, rx)
-            }),
-        }
-    }
-
-    fn upload_verify<'a>(
-        &'a self,
-        id: &'a str,
-        digest: &'a Digest,
+    /// Finishing a parts-staged upload: the last segment is re-sealed as final
+    /// and goes out as the last part (or, with no parts yet, the whole object in
+    /// one put), and the multipart upload is completed. Without a running hash
+    /// covering the upload, the completed object is read back and hashed (the
+    /// parts cannot be read before completion); a mismatch deletes it.
+    async fn finish_parts(
+        &self,
+        staging: &Staging,
+        digest: &Digest,
         hasher: Option<Hasher>,
         size: u64,
         key: DataKey,
-    ) -> BoxFut<'a, Result<u64, StoreError>> {
-        let src = self.upload_path(id);
-        let digest = digest.clone();
-        let mode = self.mode;
-        blocking(move || {
-            let mut f = File::open(&src).map_err(not_found)?;
-            let computed = match hasher {
-                Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
-                _ => {
-                    let mut h = Hasher::new(digest.algorithm());
-                    if size > 0 && mode == BlobMode::PlaintextForBenchmarks {
-                        let mut buf = Vec::new();
-                        read_plain(&mut f, 0, size, &mut buf, |b| {
-                            h.update(b);
-                            Ok(())
-                        })?;
-                    } else if size > 0 {
-                        crypt::read_range(&mut f, &key, 0, size, false, |b| {
-                            h.update(b);
-                            Ok(())
-                        })
-                        .map_err(crypt_err)?;
-                    }
-                    h.finish()
+    ) -> Result<u64, StoreError> {
+        let Staging::Parts {
+            key: object_key,
+            multipart,
+            parts_len,
+            tail,
+            ..
+        } = staging
+        else {
+            return Err(StoreError::Config("not a parts-staged upload".into()));
+        };
+        let covered = match hasher {
+            Some(h) if h.algorithm() == digest.algorithm() => {
+                if h.finish() != *digest {
+                    return Err(StoreError::DigestMismatch);
                 }
+                true
+            }
+            _ => false,
+        };
+        let mut rest = self.read_tail(tail).await?;
+        let stored = parts_len + rest.len() as u64;
+        let mismatch = || StoreError::Tampered("the staged upload does not match its size".into());
+        if self.mode == BlobMode::Encrypted {
+            if stored == 0 && size == 0 {
+                rest = crypt::header().to_vec();
+            } else if stored != crypt::staged_len(size) {
+                return Err(mismatch());
+            }
+            let last = if size == 0 {
+                0
+            } else {
+                (size - (crypt::segment_count(size) - 1) * crypt::SEGMENT as u64) as usize
+                    + crypt::OVERHEAD
             };
-            if computed != digest {
+            let cut = rest.len().checked_sub(last).ok_or_else(mismatch)?;
+            let mut seg = rest.split_off(cut);
+            crypt::seal_final_segment(&key, size, &mut seg).map_err(crypt_err)?;
+            rest.extend_from_slice(&seg);
+        } else if stored != size {
+            return Err(mismatch());
+        }
+        match multipart {
+            None => {
+                self.backend
+                    .put(object_key, one_chunk(Bytes::from(rest)))
+                    .await?;
+            }
+            Some(mp) => {
+                let mut mp = mp.clone();
+                if !rest.is_empty() || mp.parts.is_empty() {
+                    let token = self
+                        .backend
+                        .put_part(&mp, mp.parts.len(), Bytes::from(rest))
+                        .await?;
+                    mp.parts.push(token);
+                }
+                self.backend.complete_multipart(&mp).await?;
+            }
+        }
+        if !covered {
+            let blob = BlobRef {
+                object_key: object_key.clone(),
+                size,
+                key,
+            };
+            let hashing = start_hashing(Some(Hasher::new(digest.algorithm())));
+            let read: Result<(), StoreError> = async {
+                let mut s = self.get_object(&blob, 0, size).await?;
+                while let Some(b) = s.next().await {
+                    let b = b.map_err(|e| StoreError::Tampered(e.to_string()))?;
+                    if let Some((htx, _)) = &hashing {
+                        if htx.send(b).await.is_err() {
+                            return Err(StoreError::Io(stopped("hashing")));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            let computed = finish_hashing(hashing).await?;
+            read?;
+            if computed.map(Hasher::finish).as_ref() != Some(digest) {
+                self.backend.delete(object_key).await?;
                 return Err(StoreError::DigestMismatch);
             }
-            Ok(size)
-        })
-    }
-
-    fn upload_seal<'a>(
-        &'a self,
-        id: &'a str,
-        size: u64,
-        key: DataKey,
-    ) -> BoxFut<'a, Result<(), StoreError>> {
-        let src = self.upload_path(id);
-        let mode = self.mode;
-        blocking(move || {
-            let mut f = open_staged(&src)?;
-            if mode == BlobMode::Encrypted {
-                crypt::seal_final(&mut f, &key, size).map_err(crypt_err)?;
-            }
-            f.sync_all()?;
-            Ok(())
-        })
-    }
-
-    fn upload_publish<'a>(
-        &'a self,
-        id: &'a str,
-        digest: &'a Digest,
-    ) -> BoxFut<'a, Result<(), StoreError>> {
-        let src = self.upload_path(id);
-        let dst = self.blob_path(digest);
-        blocking(move || {
-            let dir = dst
-                .parent()
-                .ok_or_else(|| StoreError::Conflict("bad blob path".into()))?;
-            fs::create_dir_all(dir)?;
-            // A blob already there holds the same plaintext (under another data key
-            // that its links wrap), so the caller only publishes new digests.
-            fs::rename(&src, &dst).map_err(not_found)?;
-            fsync_dir(dir)?;
-            Ok(())
-        })
-    }
-
-    fn trash<'a>(&'a self, digest: &'a Digest) -> BoxFut<'a, Result<Option<String>, StoreError>> {
-        let path = self.blob_path(digest);
-        let trash = self.root.join("trash");
-        let token = format!("{}-{}", digest.hex(), uuid::Uuid::new_v4().simple());
-        blocking(move || {
-            fs::create_dir_all(&trash)?;
-            match fs::rename(&path, trash.join(&token)) {
-                Ok(()) => Ok(Some(token)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e.into()),
-            }
-        })
-    }
-
-    fn restore<'a>(
-        &'a self,
-        token: &'a str,
-        digest: &'a Digest,
-    ) -> BoxFut<'a, Result<(), StoreError>> {
-        let src = self.root.join("trash").join(token);
-        let dst = self.blob_path(digest);
-        blocking(move || {
-            fs::rename(&src, &dst)?;
-            Ok(())
-        })
-    }
-
-    fn purge<'a>(&'a self, token: &'a str) -> BoxFut<'a, Result<(), StoreError>> {
-        let path = self.root.join("trash").join(token);
-        blocking(move || match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        })
-    }
-
-    fn upload_abort<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), StoreError>> {
-        let path = self.upload_path(id);
-        blocking(move || match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        })
-    }
-
-    fn get<'a>(
-        &'a self,
-        digest: &'a Digest,
-        offset: u64,
-        len: u64,
-        key: DataKey,
-    ) -> BoxFut<'a, Result<ByteStream, StoreError>> {
-        let path = self.blob_path(digest);
-        Box::pin(async move {
-            let f = tokio::fs::File::open(&path).await.map_err(not_found)?;
-            let mut f = f.into_std().await;
-            // A bounded channel: the reader thread stays at most a few batches ahead.
-            let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_QUEUE);
-            let mode = self.mode;
-            tokio::task::spawn_blocking(move || {
-                // Each batch's buffer becomes the chunk sent (no copy); a fresh one
-                // is allocated for the next batch.
-                let mut buf = Vec::new();
-                let send = |buf: &mut Vec<u8>| {
-                    let chunk = Bytes::from(std::mem::take(buf));
-                    tx.blocking_send(Ok(chunk))
-                        .map_err(|_| io::Error::other("reader gone"))
-                };
-                let res = match mode {
-                    BlobMode::Encrypted => {
-                        crypt::read_range_batched(&mut f, &key, offset, len, true, &mut buf, |b| {
-                            send(b).map_err(crypt::CryptError::Io)
-                        })
-                        .map_err(crypt_err)
-                    }
-                    BlobMode::PlaintextForBenchmarks => {
-                        read_plain(&mut f, offset, len, &mut buf, |b| Ok(send(b)?))
-                    }
-                };
-                if let Err(e) = res {
-                    tracing::error!(error = %e, "blob read failed");
-                    let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
-                }
-            });
-            let s = tokio_stream_from(rx);
-            Ok(Box::pin(s) as ByteStream)
-        })
-    }
-
-    fn delete<'a>(&'a self, digest: &'a Digest) -> BoxFut<'a, Result<(), StoreError>> {
-        let path = self.blob_path(digest);
-        blocking(move || match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        })
-    }
-
-    fn list(&self) -> BoxFut<'_, Result<Vec<(Digest, i64)>, StoreError>> {
-        let root = self.root.join("blobs");
-        blocking(move || {
-            let mut out = Vec::new();
-            for alg in ["sha256", "sha512"] {
-                let Ok(prefixes) = fs::read_dir(root.join(alg)) else {
-                    continue;
-                };
-                for p in prefixes.flatten() {
-                    for f in fs::read_dir(p.path())?.flatten() {
-                        let name = f.file_name().to_string_lossy().into_owned();
-                        let Ok(d) = Digest::parse(&format!("{alg}:{name}")) else {
-                            continue;
-                        };
-                        let mtime = f
-                            .metadata()?
-                            .modified()
-                            .ok()
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map(|t| t.as_millis() as i64)
-                            .unwrap_or(0);
-                        out.push((d, mtime));
-                    }
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    fn sweep_trash(&self, before: i64) -> BoxFut<'_, Result<u64, StoreError>> {
-        let trash = self.root.join("trash");
-        blocking(move || {
-            let Ok(entries) = fs::read_dir(&trash) else {
-                return Ok(0);
-            };
-            let mut n = 0;
-            for e in entries.flatten() {
-                let old = e
-                    .metadata()?
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .is_some_and(|t| (t.as_millis() as i64) < before);
-                if old && fs::remove_file(e.path()).is_ok() {
-                    n += 1;
-                }
-            }
-            Ok(n)
-        })
-    }
-
-    fn check(&self) -> BoxFut<'_, Result<(), StoreError>> {
-        let probe = self.root.join("uploads").join(".readyz");
-        blocking(move || {
-            fs::write(&probe, b"ok")?;
-            fs::remove_file(&probe)?;
-            Ok(())
-        })
+        }
+        Ok(size)
     }
 }
 
@@ -853,20 +1372,18 @@ mod tests {
     #[test]
     fn blob_mode_is_fixed_per_data_directory() {
         let root = std::env::temp_dir().join(format!("berth-blobmode-{}", uuid::Uuid::new_v4()));
-        FsBlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).unwrap();
+        BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).unwrap();
         let marker = fs::read_to_string(root.join(MODE_MARKER)).unwrap();
         assert_eq!(marker.trim(), "plaintext-benchmark-only");
-        assert!(FsBlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_ok());
-        let err = FsBlobStore::open(&root)
-            .err()
-            .expect("mode mismatch refused");
+        assert!(BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_ok());
+        let err = BlobStore::open(&root).err().expect("mode mismatch refused");
         assert!(err.to_string().contains(PLAINTEXT_BLOBS_ENV), "{err}");
         fs::remove_dir_all(&root).unwrap();
 
         // A data directory from before the marker, holding blobs, is encrypted.
         fs::create_dir_all(root.join("blobs/sha256/ab")).unwrap();
-        assert!(FsBlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_err());
-        let s = FsBlobStore::open(&root).unwrap();
+        assert!(BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_err());
+        let s = BlobStore::open(&root).unwrap();
         assert_eq!(s.mode(), BlobMode::Encrypted);
         assert_eq!(
             fs::read_to_string(root.join(MODE_MARKER)).unwrap().trim(),

@@ -1,4 +1,4 @@
-//! Encryption at rest (issue 6; DESIGN.md "Encryption at rest").
+//! Encryption at rest (`docs/architecture.md`, "Blobs: a dumb backend under one pipeline").
 //!
 //! Every blob is sealed once with its own random data key in fixed-size
 //! AES-256-GCM segments, so reads stream and a byte range costs only the segments it
@@ -29,7 +29,8 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 /// Plaintext bytes per segment.
 pub const SEGMENT: usize = 64 * 1024;
 const TAG: usize = 16;
-const OVERHEAD: usize = NONCE_LEN + TAG;
+/// Sealed bytes a segment adds to its plaintext (nonce and tag).
+pub const OVERHEAD: usize = NONCE_LEN + TAG;
 const MAGIC: &[u8; 8] = b"BERTHE1\0";
 pub const HEADER: u64 = 12;
 
@@ -222,11 +223,14 @@ pub fn plaintext_len(file_len: u64) -> Option<u64> {
     }
 }
 
-fn segment_count(plain_len: u64) -> u64 {
+/// Segments a sealed blob of `plain_len` bytes has (an empty one: one, see
+/// [`seal_final`]).
+pub fn segment_count(plain_len: u64) -> u64 {
     plain_len.div_ceil(SEGMENT as u64)
 }
 
-fn segment_offset(index: u64) -> u64 {
+/// Where segment `index` starts in a sealed object.
+pub fn segment_offset(index: u64) -> u64 {
     HEADER + index * (SEGMENT + OVERHEAD) as u64
 }
 
@@ -606,6 +610,180 @@ pub fn seal_final(file: &mut File, key: &DataKey, plain_len: u64) -> Result<(), 
     Ok(())
 }
 
+/// The sealed object's header (see the module comment).
+pub fn header() -> [u8; HEADER as usize] {
+    let mut h = [0u8; HEADER as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&(SEGMENT as u32).to_be_bytes());
+    h
+}
+
+/// Sealed length of a staged (not yet final-marked) stream of `plain_len` bytes:
+/// the header and every segment, the partial last one included.
+pub fn staged_len(plain_len: u64) -> u64 {
+    let full = plain_len / SEGMENT as u64;
+    let rem = plain_len % SEGMENT as u64;
+    segment_offset(full) + if rem > 0 { rem + OVERHEAD as u64 } else { 0 }
+}
+
+impl Sealer {
+    /// A sealer for a stream that holds `plain_len` bytes so far, for the object
+    /// pipeline (no file). When `plain_len` is not a multiple of [`SEGMENT`],
+    /// `partial` is its last, partial segment as sealed (non-final); it is opened
+    /// and its plaintext extended by the next writes (re-sealed with a fresh
+    /// nonce).
+    pub fn resume(key: &DataKey, plain_len: u64, partial: &[u8]) -> Result<Sealer, CryptError> {
+        let key = aead(key.bytes());
+        let index = plain_len / SEGMENT as u64;
+        let tail = (plain_len % SEGMENT as u64) as usize;
+        let mut buf = Sealer::new_buffer();
+        let (used, open_at) = if tail > 0 {
+            if partial.len() != tail + OVERHEAD {
+                return Err(CryptError::Tampered);
+            }
+            let seg = &mut buf[..tail + OVERHEAD];
+            seg.copy_from_slice(partial);
+            let n = open_segment(&key, index, false, seg)?.len();
+            debug_assert_eq!(n, tail);
+            (NONCE_LEN + tail, Some(0))
+        } else {
+            (0, None)
+        };
+        Ok(Sealer {
+            key,
+            index,
+            buf,
+            used,
+            open_at,
+            plain_len,
+        })
+    }
+}
+
+/// Re-seals the last segment of a staged stream of `plain_len` bytes (`seg`, as
+/// sealed, non-final) as the final one, in place; for an empty stream, `seg` must
+/// be empty and becomes one empty final segment.
+pub fn seal_final_segment(
+    key: &DataKey,
+    plain_len: u64,
+    seg: &mut Vec<u8>,
+) -> Result<(), CryptError> {
+    let key = aead(key.bytes());
+    if plain_len == 0 {
+        if !seg.is_empty() {
+            return Err(CryptError::Tampered);
+        }
+        return seal_segment(&key, 0, true, &[], seg);
+    }
+    let last = segment_count(plain_len) - 1;
+    let len = (plain_len - last * SEGMENT as u64) as usize;
+    if seg.len() != len + OVERHEAD {
+        return Err(CryptError::Tampered);
+    }
+    open_segment(&key, last, false, seg)?;
+    seal_in_place(&key, last, true, seg, 0, len)?;
+    Ok(())
+}
+
+/// Opens sealed segments `first..` of a finished blob of `plain_len` bytes as they
+/// arrive from an object read, for the object pipeline: [`Opener::push`] takes
+/// ciphertext in any pieces and hands out the wanted plaintext
+/// (`[offset, offset+len)` of the blob) in batches of up to [`READ_BATCH`] segments.
+pub struct Opener {
+    key: LessSafeKey,
+    plain_len: u64,
+    offset: u64,
+    end: u64,
+    /// The next segment to open.
+    index: u64,
+    last_needed: u64,
+    buf: Vec<u8>,
+}
+
+impl Opener {
+    /// The opener for `[offset, offset+len)` (`len > 0`) and the byte range of the
+    /// sealed object to fetch for it.
+    pub fn new(
+        key: &DataKey,
+        plain_len: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<(Opener, std::ops::Range<u64>), CryptError> {
+        let end = offset.checked_add(len).ok_or(CryptError::Tampered)?;
+        if len == 0 || end > plain_len {
+            return Err(CryptError::Tampered);
+        }
+        let first = offset / SEGMENT as u64;
+        let last_needed = (end - 1) / SEGMENT as u64;
+        let o = Opener {
+            key: aead(key.bytes()),
+            plain_len,
+            offset,
+            end,
+            index: first,
+            last_needed,
+            buf: Vec::new(),
+        };
+        let range =
+            segment_offset(first)..segment_offset(last_needed) + o.sealed(last_needed) as u64;
+        Ok((o, range))
+    }
+
+    fn sealed(&self, i: u64) -> usize {
+        let n = segment_count(self.plain_len);
+        let plain = if i == n - 1 {
+            (self.plain_len - i * SEGMENT as u64) as usize
+        } else {
+            SEGMENT
+        };
+        plain + OVERHEAD
+    }
+
+    /// Whether every wanted segment has been opened.
+    pub fn done(&self) -> bool {
+        self.index > self.last_needed
+    }
+
+    /// Takes ciphertext; returns the plaintext of the batch it completed, if any.
+    pub fn push(&mut self, mut data: &[u8]) -> Result<Vec<Vec<u8>>, CryptError> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            if self.done() {
+                return Err(CryptError::Tampered);
+            }
+            let batch_end = (self.index + READ_BATCH as u64 - 1).min(self.last_needed);
+            let want: usize = (self.index..=batch_end).map(|j| self.sealed(j)).sum();
+            let take = (want - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == want {
+                out.push(self.open_batch(batch_end)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_batch(&mut self, batch_end: u64) -> Result<Vec<u8>, CryptError> {
+        let n = segment_count(self.plain_len);
+        let mut buf = std::mem::take(&mut self.buf);
+        let (mut r, mut w) = (0usize, 0usize);
+        for j in self.index..=batch_end {
+            let sl = self.sealed(j);
+            let plain = open_segment(&self.key, j, j == n - 1, &mut buf[r..r + sl])?;
+            let seg_start = j * SEGMENT as u64;
+            let from = self.offset.saturating_sub(seg_start) as usize;
+            let to = ((self.end - seg_start) as usize).min(plain.len());
+            let src = r + NONCE_LEN + from;
+            buf.copy_within(src..src + (to - from), w);
+            w += to - from;
+            r += sl;
+        }
+        buf.truncate(w);
+        self.index = batch_end + 1;
+        Ok(buf)
+    }
+}
+
 /// Segments read and opened per batch by [`read_range_batched`] (256 KiB).
 pub const READ_BATCH: usize = 4;
 
@@ -895,6 +1073,89 @@ mod tests {
                 std::fs::remove_file(p).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn opener_takes_ciphertext_in_any_pieces() {
+        let key = DataKey::generate().unwrap();
+        let n = 3 * SEGMENT + 500;
+        let all = data(n);
+        let (p, f) = tmp();
+        let mut w = SegmentWriter::open(f, &key, 0).unwrap();
+        w.write(&all).unwrap();
+        let mut f = w.finish().unwrap();
+        seal_final(&mut f, &key, n as u64).unwrap();
+        let raw = std::fs::read(&p).unwrap();
+        for (o, l) in [(0, n), (SEGMENT - 1, 2), (SEGMENT, SEGMENT), (n - 1, 1)] {
+            for piece in [1usize, 1000, 70_000] {
+                let (mut op, range) = Opener::new(&key, n as u64, o as u64, l as u64).unwrap();
+                let mut out = Vec::new();
+                for c in raw[range.start as usize..range.end as usize].chunks(piece) {
+                    for b in op.push(c).unwrap() {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                assert!(op.done());
+                assert_eq!(out, &all[o..o + l], "range {o}+{l}, pieces of {piece}");
+            }
+        }
+        // A flipped byte, or bytes past the range, fail.
+        let (mut op, range) = Opener::new(&key, n as u64, 0, n as u64).unwrap();
+        let mut bad = raw[range.start as usize..range.end as usize].to_vec();
+        bad[HEADER as usize + 5] ^= 1;
+        assert!(op.push(&bad).is_err());
+        let (mut op, range) = Opener::new(&key, n as u64, 0, 10).unwrap();
+        let mut more = raw[range.start as usize..range.end as usize].to_vec();
+        more.push(0);
+        assert!(op.push(&more).is_err());
+        assert!(
+            Opener::new(&key, n as u64, n as u64 - 1, 2).is_err(),
+            "past the end"
+        );
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn resumed_sealer_and_final_segment_match_the_file_format() {
+        // A stream sealed in pieces by resumed sealers (the object pipeline)
+        // reads back with the file reader.
+        let key = DataKey::generate().unwrap();
+        let n = 2 * SEGMENT + 777;
+        let all = data(n);
+        let mut out = header().to_vec();
+        let mut at = 0usize;
+        for len in [10usize, SEGMENT, 5, SEGMENT + 762] {
+            // Split off the open (partial) last segment, as the pipeline's tail does.
+            let rem = at % SEGMENT;
+            let cut = if rem > 0 {
+                out.len() - (rem + OVERHEAD)
+            } else {
+                out.len()
+            };
+            let partial = out.split_off(cut);
+            let mut s = Sealer::resume(&key, at as u64, &partial).unwrap();
+            s.write(&all[at..at + len], &mut |b: &mut Vec<u8>, k| {
+                out.extend_from_slice(&b[..k]);
+                Ok(())
+            })
+            .unwrap();
+            s.finish(&mut |b: &mut Vec<u8>, k| {
+                out.extend_from_slice(&b[..k]);
+                Ok(())
+            })
+            .unwrap();
+            at += len;
+            assert_eq!(out.len() as u64, staged_len(at as u64));
+        }
+        let last = n - SEGMENT * 2 + OVERHEAD;
+        let mut seg = out.split_off(out.len() - last);
+        seal_final_segment(&key, n as u64, &mut seg).unwrap();
+        out.extend_from_slice(&seg);
+        let (p, _) = tmp();
+        std::fs::write(&p, &out).unwrap();
+        let mut f = File::open(&p).unwrap();
+        assert_eq!(read_all(&mut f, &key, n as u64).unwrap(), all);
+        std::fs::remove_file(p).unwrap();
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Storage: the metadata store (SQL: SQLite by default, PostgreSQL for many nodes)
-//! and the blob store (content-addressed objects; the local filesystem by default).
+//! and the blob store (one pipeline over an object backend; the local filesystem by
+//! default, see `docs/architecture.md`, "Storage").
 //!
 //! This room knows rows and bytes, not registry rules: it never decides whether a
 //! push is allowed or a name is valid — the registry core does — but it makes every
@@ -9,11 +10,12 @@ pub mod blob;
 pub mod crypt;
 pub mod kms;
 pub mod meta;
+pub mod object;
 pub mod s3;
 pub mod scans;
 mod schema;
 
-pub use blob::{Appended, BlobStore, ByteStream, Chunk, FsBlobStore};
+pub use blob::{Appended, BlobRef, BlobStore, ByteStream, Chunk, Staging};
 pub use meta::jobs::{ClaimedJob, Completion, FailOutcome, JobRecord, JobRow, NewJob, RetryPolicy};
 pub use meta::{
     AccessKeyRow, AccountSetting, AuditRow, DeleteManifestOutcome, Dialect, ManifestRow,

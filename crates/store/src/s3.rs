@@ -24,7 +24,8 @@ use object_store::{
     RetryConfig,
 };
 
-use crate::blob::ByteStream;
+use crate::blob::{BoxFut, ByteStream};
+use crate::object::{check_key, Multipart, ObjectBackend};
 use crate::StoreError;
 
 /// Where and how to reach the bucket. Built from `s3://<bucket>[/<prefix>]` and the
@@ -92,15 +93,7 @@ impl S3Config {
     }
 }
 
-/// One object as listed or stat'ed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// The key relative to the backend's prefix.
-    pub key: String,
-    pub size: u64,
-    /// Last modification, unix milliseconds.
-    pub modified_ms: i64,
-}
+pub use crate::object::ObjectInfo;
 
 /// The S3 backend. Cheap to clone; one HTTP connection pool inside.
 #[derive(Clone)]
@@ -180,122 +173,22 @@ impl S3Backend {
         }
     }
 
-    /// Writes a whole object (replacing any object under `key`); durable on return.
-    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        self.store
-            .put(&self.path(key), PutPayload::from_bytes(data))
-            .await
-            .map_err(os_err)?;
-        Ok(())
-    }
-
-    /// Starts a multipart upload; the id can be continued by any process.
-    pub async fn create_multipart(&self, key: &str) -> Result<String, StoreError> {
-        self.store
-            .create_multipart(&self.path(key))
-            .await
-            .map_err(os_err)
-    }
-
-    /// Uploads part `index` (0-based) and returns the token `complete_multipart`
-    /// needs (S3's ETag). Every part but the last must be ≥ [`MIN_PART_SIZE`].
-    pub async fn put_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        index: usize,
-        data: Bytes,
-    ) -> Result<String, StoreError> {
-        let part = self
-            .store
-            .put_part(
-                &self.path(key),
-                &upload_id.to_string(),
-                index,
-                PutPayload::from_bytes(data),
-            )
-            .await
-            .map_err(os_err)?;
-        Ok(part.content_id)
-    }
-
-    /// Makes the object out of `parts` (tokens in part order).
-    pub async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<String>,
-    ) -> Result<(), StoreError> {
-        let parts = parts
-            .into_iter()
-            .map(|content_id| PartId { content_id })
-            .collect();
-        self.store
-            .complete_multipart(&self.path(key), &upload_id.to_string(), parts)
-            .await
-            .map_err(os_err)?;
-        Ok(())
-    }
-
-    /// Discards a multipart upload and its parts (idempotent).
-    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
-        match self
-            .store
-            .abort_multipart(&self.path(key), &upload_id.to_string())
-            .await
-        {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(os_err(e)),
-        }
-    }
-
-    /// Streams bytes `range` of an object; only that range is fetched. A range
-    /// past the end is cut at the end; an empty range makes no request.
-    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError> {
-        if range.start >= range.end {
-            return Ok(Box::pin(futures_util::stream::empty()));
-        }
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            ..GetOptions::default()
+    fn list_under(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo, StoreError>> {
+        // S3 lists by string prefix; `object_store` lists by path segment, so list
+        // the deepest whole segment and filter the rest.
+        let base = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
         };
-        let r = self
-            .store
-            .get_opts(&self.path(key), opts)
-            .await
-            .map_err(os_err)?;
-        Ok(Box::pin(r.into_stream().map_err(|e| {
-            io::Error::other(format!("object store read: {e}"))
-        })))
-    }
-
-    /// Size and modification time, or None when there is no such object.
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
-        match self.store.head(&self.path(key)).await {
-            Ok(m) => Ok(Some(ObjectInfo {
-                key: key.to_string(),
-                size: m.size,
-                modified_ms: m.last_modified.timestamp_millis(),
-            })),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(os_err(e)),
-        }
-    }
-
-    /// Deletes an object; deleting a missing object succeeds.
-    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match self.store.delete(&self.path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(os_err(e)),
-        }
-    }
-
-    /// Every object under `prefix` (relative keys), streamed page by page.
-    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo, StoreError>> {
-        let p = self.path(prefix.trim_end_matches('/'));
+        let p = if base.is_empty() && self.prefix.is_empty() {
+            None
+        } else {
+            Some(self.path(base))
+        };
         let me = self.clone();
+        let want = prefix.to_string();
         self.store
-            .list(Some(&p))
+            .list(p.as_ref())
             .map(move |r| {
                 r.map(|m| ObjectInfo {
                     key: me.relative(&m.location),
@@ -304,7 +197,222 @@ impl S3Backend {
                 })
                 .map_err(os_err)
             })
+            .try_filter(move |o| futures_util::future::ready(o.key.starts_with(&want)))
             .boxed()
+    }
+}
+
+/// Whole objects from a stream: one PUT when the body is smaller than a part,
+/// else a multipart upload in parts of [`MIN_PART_SIZE`] (memory stays bounded by
+/// one part).
+async fn put_stream(b: &S3Backend, key: &str, mut body: ByteStream) -> Result<u64, StoreError> {
+    let mut pending: Vec<Bytes> = Vec::new();
+    let mut pending_len = 0usize;
+    let mut total = 0u64;
+    let mut mp: Option<Multipart> = None;
+    let result: Result<(), StoreError> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(StoreError::Io)?;
+            total += chunk.len() as u64;
+            pending_len += chunk.len();
+            pending.push(chunk);
+            if pending_len >= MIN_PART_SIZE {
+                if mp.is_none() {
+                    mp = Some(b.create_multipart(key).await?);
+                }
+                let m = mp.as_mut().unwrap_or_else(|| unreachable!());
+                let payload: PutPayload = std::mem::take(&mut pending).into_iter().collect();
+                pending_len = 0;
+                let token = b.put_part_payload(m, m.parts.len(), payload).await?;
+                m.parts.push(token);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match (result, mp) {
+        (Ok(()), None) => {
+            let payload: PutPayload = pending.into_iter().collect();
+            b.store.put(&b.path(key), payload).await.map_err(os_err)?;
+            Ok(total)
+        }
+        (Ok(()), Some(mut m)) => {
+            let done = async {
+                if pending_len > 0 {
+                    let payload: PutPayload = pending.into_iter().collect();
+                    let token = b.put_part_payload(&m, m.parts.len(), payload).await?;
+                    m.parts.push(token);
+                }
+                b.complete_multipart(&m).await
+            }
+            .await;
+            if let Err(e) = done {
+                let _ = b.abort_multipart(&m).await;
+                return Err(e);
+            }
+            Ok(total)
+        }
+        (Err(e), mp) => {
+            if let Some(m) = mp {
+                let _ = b.abort_multipart(&m).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+impl S3Backend {
+    async fn put_part_payload(
+        &self,
+        mp: &Multipart,
+        index: usize,
+        payload: PutPayload,
+    ) -> Result<String, StoreError> {
+        let part = self
+            .store
+            .put_part(&self.path(&mp.key), &mp.upload_id, index, payload)
+            .await
+            .map_err(os_err)?;
+        Ok(part.content_id)
+    }
+}
+
+impl ObjectBackend for S3Backend {
+    fn min_part_size(&self) -> usize {
+        MIN_PART_SIZE
+    }
+
+    fn put<'a>(&'a self, key: &'a str, body: ByteStream) -> BoxFut<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            check_key(key)?;
+            put_stream(self, key, body).await
+        })
+    }
+
+    fn create_multipart<'a>(&'a self, key: &'a str) -> BoxFut<'a, Result<Multipart, StoreError>> {
+        Box::pin(async move {
+            check_key(key)?;
+            let upload_id = self
+                .store
+                .create_multipart(&self.path(key))
+                .await
+                .map_err(os_err)?;
+            Ok(Multipart {
+                key: key.to_string(),
+                upload_id,
+                parts: Vec::new(),
+            })
+        })
+    }
+
+    fn put_part<'a>(
+        &'a self,
+        mp: &'a Multipart,
+        index: usize,
+        data: Bytes,
+    ) -> BoxFut<'a, Result<String, StoreError>> {
+        Box::pin(self.put_part_payload(mp, index, PutPayload::from_bytes(data)))
+    }
+
+    fn complete_multipart<'a>(&'a self, mp: &'a Multipart) -> BoxFut<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let parts = mp
+                .parts
+                .iter()
+                .map(|content_id| PartId {
+                    content_id: content_id.clone(),
+                })
+                .collect();
+            self.store
+                .complete_multipart(&self.path(&mp.key), &mp.upload_id, parts)
+                .await
+                .map_err(os_err)?;
+            Ok(())
+        })
+    }
+
+    fn abort_multipart<'a>(&'a self, mp: &'a Multipart) -> BoxFut<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match self
+                .store
+                .abort_multipart(&self.path(&mp.key), &mp.upload_id)
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(os_err(e)),
+            }
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        range: Range<u64>,
+    ) -> BoxFut<'a, Result<ByteStream, StoreError>> {
+        Box::pin(async move {
+            if range.start >= range.end {
+                // No bytes wanted: only whether the object exists.
+                return match self.stat(key).await? {
+                    Some(_) => Ok(Box::pin(futures_util::stream::empty()) as ByteStream),
+                    None => Err(StoreError::NotFound),
+                };
+            }
+            let start = range.start;
+            let opts = GetOptions {
+                range: Some(if range.end == u64::MAX {
+                    GetRange::Offset(range.start)
+                } else {
+                    GetRange::Bounded(range)
+                }),
+                ..GetOptions::default()
+            };
+            let r = match self.store.get_opts(&self.path(key), opts).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Err(StoreError::NotFound),
+                Err(e) => {
+                    // S3 refuses a range that starts at or past the end (416), an
+                    // empty object's included: the contract cuts it to nothing.
+                    return match self.stat(key).await? {
+                        Some(info) if start >= info.size => {
+                            Ok(Box::pin(futures_util::stream::empty()) as ByteStream)
+                        }
+                        Some(_) => Err(os_err(e)),
+                        None => Err(StoreError::NotFound),
+                    };
+                }
+            };
+            Ok(Box::pin(
+                r.into_stream()
+                    .map_err(|e| io::Error::other(format!("object store read: {e}"))),
+            ) as ByteStream)
+        })
+    }
+
+    fn stat<'a>(&'a self, key: &'a str) -> BoxFut<'a, Result<Option<ObjectInfo>, StoreError>> {
+        Box::pin(async move {
+            match self.store.head(&self.path(key)).await {
+                Ok(m) => Ok(Some(ObjectInfo {
+                    key: key.to_string(),
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(os_err(e)),
+            }
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFut<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match self.store.delete(&self.path(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(os_err(e)),
+            }
+        })
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo, StoreError>> {
+        self.list_under(prefix)
     }
 }
 

@@ -12,6 +12,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (4, V4),
     (5, V5_SQLITE),
     (6, V6),
+    (7, V7_SQLITE),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -20,6 +21,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (4, V4),
     (5, V5_POSTGRES),
     (6, V6),
+    (7, V7_POSTGRES),
 ];
 
 macro_rules! v1 {
@@ -268,3 +270,23 @@ const V6: &str = "ALTER TABLE jobs ADD COLUMN state TEXT NOT NULL DEFAULT 'queue
     UPDATE jobs SET updated_at = created_at;
     CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key);
     CREATE INDEX jobs_due ON jobs (kind, state, run_after)";
+
+/// v7: two-layer blob storage (`docs/architecture.md`, "Blobs: a dumb backend under
+/// one pipeline"). A blob row names its object's key, so no backend has to move an
+/// object into a digest-derived place; rows from before get the key of the layout
+/// they were written in, `blobs/<alg>/<2 hex>/<hex>`. An upload row names its staged
+/// object and keeps its staging state (JSON: a multipart upload's id and part
+/// tokens, the tail not yet in a part), so any process can continue it; uploads from
+/// before were staged in `uploads/<id>`.
+const V7_SQLITE: &str = "ALTER TABLE blobs ADD COLUMN object_key TEXT;
+UPDATE blobs SET object_key = 'blobs/' || substr(digest, 1, instr(digest, ':') - 1) || '/' || substr(digest, instr(digest, ':') + 1, 2) || '/' || substr(digest, instr(digest, ':') + 1);
+CREATE INDEX blobs_object_key ON blobs (object_key);
+ALTER TABLE uploads ADD COLUMN object_key TEXT;
+ALTER TABLE uploads ADD COLUMN staging TEXT;
+UPDATE uploads SET object_key = 'uploads/' || upload_id";
+const V7_POSTGRES: &str = "ALTER TABLE blobs ADD COLUMN object_key TEXT;
+UPDATE blobs SET object_key = 'blobs/' || split_part(digest, ':', 1) || '/' || substr(split_part(digest, ':', 2), 1, 2) || '/' || split_part(digest, ':', 2);
+CREATE INDEX blobs_object_key ON blobs (object_key);
+ALTER TABLE uploads ADD COLUMN object_key TEXT;
+ALTER TABLE uploads ADD COLUMN staging TEXT;
+UPDATE uploads SET object_key = 'uploads/' || upload_id";

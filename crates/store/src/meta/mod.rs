@@ -18,6 +18,7 @@ use crate::StoreError;
 
 mod accounts;
 mod blobs;
+pub use blobs::legacy_object_key;
 mod gc;
 mod identity;
 pub mod jobs;
@@ -184,6 +185,11 @@ pub struct UploadRow {
     pub updated_at: i64,
     /// The upload's data key, wrapped by the registry key.
     pub data_key: Option<Vec<u8>>,
+    /// The key of the upload's staged object (`uploads/<id>` for uploads staged
+    /// before the object key was recorded).
+    pub object_key: Option<String>,
+    /// The blob pipeline's staging state (JSON), if any.
+    pub staging: Option<String>,
 }
 
 impl Meta {
@@ -474,6 +480,8 @@ fn upload_from_row(r: &AnyRow) -> Result<UploadRow, sqlx::Error> {
         created_at: r.try_get(3)?,
         updated_at: r.try_get(4)?,
         data_key: r.try_get(5)?,
+        object_key: r.try_get(6)?,
+        staging: r.try_get(7)?,
     })
 }
 

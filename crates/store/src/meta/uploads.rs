@@ -3,48 +3,57 @@
 use super::*;
 
 impl Meta {
+    /// Records a new upload session with its staged object's key and the blob
+    /// pipeline's staging state.
     pub async fn create_upload(
         &self,
         upload_id: &str,
         repo_id: i64,
         now: i64,
         data_key: &[u8],
+        object_key: &str,
+        staging: &str,
     ) -> Result<(), StoreError> {
         let mut g = self.begin_write().await?;
-        sqlx::query("INSERT INTO uploads (upload_id, repo_id, size, created_at, updated_at, data_key) VALUES ($1, $2, 0, $3, $3, $4)")
+        sqlx::query("INSERT INTO uploads (upload_id, repo_id, size, created_at, updated_at, data_key, object_key, staging) VALUES ($1, $2, 0, $3, $3, $4, $5, $6)")
             .bind(upload_id)
             .bind(repo_id)
             .bind(now)
             .bind(data_key.to_vec())
+            .bind(object_key)
+            .bind(staging)
             .execute(&mut *g.tx)
             .await?;
         g.commit().await
     }
 
     pub async fn get_upload(&self, upload_id: &str) -> Result<Option<UploadRow>, StoreError> {
-        let row = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at, data_key FROM uploads WHERE upload_id = $1")
+        let row = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at, data_key, object_key, staging FROM uploads WHERE upload_id = $1")
             .bind(upload_id)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(upload_from_row).transpose()?)
     }
 
-    /// Moves an upload from `from` bytes to `to` bytes; false if another writer moved it.
+    /// Moves an upload from `from` bytes to `to` bytes, with the staging state that
+    /// holds them (None keeps the recorded one); false if another writer moved it.
     pub async fn advance_upload(
         &self,
         upload_id: &str,
         from: i64,
         to: i64,
         now: i64,
+        staging: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut g = self.begin_write().await?;
         let n = sqlx::query(
-            "UPDATE uploads SET size = $1, updated_at = $2 WHERE upload_id = $3 AND size = $4",
+            "UPDATE uploads SET size = $1, updated_at = $2, staging = COALESCE($5, staging) WHERE upload_id = $3 AND size = $4",
         )
         .bind(to)
         .bind(now)
         .bind(upload_id)
         .bind(from)
+        .bind(staging)
         .execute(&mut *g.tx)
         .await?
         .rows_affected();
@@ -69,7 +78,7 @@ impl Meta {
         before: i64,
         limit: i64,
     ) -> Result<Vec<UploadRow>, StoreError> {
-        let rows = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at, data_key FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
+        let rows = sqlx::query("SELECT upload_id, repo_id, size, created_at, updated_at, data_key, object_key, staging FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2")
             .bind(before)
             .bind(limit)
             .fetch_all(&self.pool)
