@@ -267,8 +267,8 @@ pub fn worker_config(cfg: &crate::config::Config) -> WorkerConfig {
 }
 
 /// Periodic garbage collection and lifecycle runs are claimed jobs: this process
-/// makes sure each enabled pass has its row and runs a worker that takes whichever
-/// is due, so processes sharing a database run one pass per interval between them
+/// makes sure each enabled pass has its row and runs a worker that claims it when
+/// due, so processes sharing a database run one pass per interval between them
 /// (docs/architecture.md, "Deferred work: durable jobs"). An interval of 0 turns a
 /// pass off on this process only.
 async fn spawn_periodic(
@@ -276,7 +276,7 @@ async fn spawn_periodic(
     cfg: &crate::config::Config,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-    let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+    let mut workers = Vec::new();
     for (secs, pass) in [
         (
             cfg.gc_interval_secs,
@@ -296,21 +296,20 @@ async fn spawn_periodic(
         p.schedule(&registry)
             .await
             .map_err(|e| format!("cannot schedule the {} job: {e}", pass.kind()))?;
-        handlers.push(Arc::new(p));
+        // One worker per pass, so a long collection does not delay lifecycle runs.
+        let handler: Arc<dyn Handler> = Arc::new(p);
+        let w = Worker::new(
+            registry.clone(),
+            format!("{}/{}", worker_id(), pass.kind()),
+            vec![handler],
+            WorkerConfig {
+                idle: Duration::from_secs(1),
+                ..worker_config(cfg)
+            },
+        );
+        workers.push(tokio::spawn(w.run(stop.clone())));
     }
-    if handlers.is_empty() {
-        return Ok(Vec::new());
-    }
-    let w = Worker::new(
-        registry,
-        format!("{}/periodic", worker_id()),
-        handlers,
-        WorkerConfig {
-            idle: Duration::from_secs(1),
-            ..worker_config(cfg)
-        },
-    );
-    Ok(vec![tokio::spawn(w.run(stop.clone()))])
+    Ok(workers)
 }
 
 fn spawn_background(registry: Arc<Registry>, cfg: &crate::config::Config) {

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_store::{ClaimedJob, Completion, FailOutcome, JobRecord, JobRow, RetryPolicy};
+use berth_store::{ClaimedJob, Completion, FailOutcome, JobRecord, JobRow, NewJob, RetryPolicy};
 use tokio::sync::watch;
 
 use crate::{Registry, RegistryError};
@@ -396,6 +396,17 @@ impl Registry {
         limit: i64,
     ) -> Result<Vec<JobRow>> {
         Ok(self.meta.list_jobs(state, kind, limit).await?)
+    }
+
+    /// Queues a job outside any other change (work that has no causing row, such
+    /// as an on-demand run). False when a job with the same unique key is queued.
+    pub async fn enqueue_job(&self, job: &NewJob) -> Result<bool> {
+        Ok(self.meta.enqueue_job(job).await?)
+    }
+
+    /// Closes the metadata store's connections (a process or test that is done).
+    pub async fn close(&self) {
+        self.meta.pool().close().await;
     }
 
     /// Queues a parked job again (`berth admin jobs retry`). False when `job_id`

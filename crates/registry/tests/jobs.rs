@@ -16,10 +16,34 @@ use berth_store::{BlobStore, ClaimedJob, Meta, NewJob, RetryPolicy};
 use sqlx::Connection;
 use tokio::sync::{watch, Notify};
 
-async fn registries() -> Vec<Arc<Registry>> {
+/// The registries a test runs on, and the PostgreSQL database to drop after it.
+struct Stores {
+    list: Vec<Arc<Registry>>,
+    pg: Option<(String, String)>,
+}
+
+impl Stores {
+    /// Closes the stores and drops the test's PostgreSQL database (kept when the
+    /// test failed before getting here).
+    async fn done(self) {
+        for r in &self.list {
+            r.close().await;
+        }
+        if let Some((admin, db)) = self.pg {
+            let mut c = sqlx::AnyConnection::connect(&admin).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn registries() -> Stores {
     let dir = std::env::temp_dir().join(format!("berth-runner-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut urls = vec![format!("sqlite://{}/meta.db?mode=rwc", dir.display())];
+    let mut pg = None;
     if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
         if !url.is_empty() {
             sqlx::any::install_default_drivers();
@@ -31,13 +55,14 @@ async fn registries() -> Vec<Arc<Registry>> {
                 .unwrap();
             let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
             urls.push(format!("{base}/{db}"));
+            pg = Some((url, db));
         }
     }
-    let mut out = Vec::new();
+    let mut list = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let meta = Meta::connect(url).await.unwrap();
         let blobs = BlobStore::open(&dir.join(format!("blobs-{i}"))).unwrap();
-        out.push(Arc::new(Registry::new(
+        list.push(Arc::new(Registry::new(
             meta,
             Arc::new(blobs),
             Clock::with_offset(0),
@@ -45,7 +70,7 @@ async fn registries() -> Vec<Arc<Registry>> {
             [7u8; 32],
         )));
     }
-    out
+    Stores { list, pg }
 }
 
 fn config(grace_ms: u64) -> WorkerConfig {
@@ -101,8 +126,9 @@ impl Handler for Slow {
 
 #[tokio::test]
 async fn a_stopping_worker_releases_the_job_in_hand_and_another_takes_it() {
-    for reg in registries().await {
-        reg.meta
+    let stores = registries().await;
+    for reg in stores.list.clone() {
+        reg
             .enqueue_job(&NewJob::now("slow", "{}".into()))
             .await
             .unwrap();
@@ -148,12 +174,14 @@ async fn a_stopping_worker_releases_the_job_in_hand_and_another_takes_it() {
             .unwrap()
             .is_empty());
     }
+    stores.done().await;
 }
 
 #[tokio::test]
 async fn a_stopping_worker_finishes_a_job_that_ends_within_the_bound() {
-    for reg in registries().await {
-        reg.meta
+    let stores = registries().await;
+    for reg in stores.list.clone() {
+        reg
             .enqueue_job(&NewJob::now("short", "{}".into()))
             .await
             .unwrap();
@@ -176,6 +204,7 @@ async fn a_stopping_worker_finishes_a_job_that_ends_within_the_bound() {
             .unwrap()
             .is_empty());
     }
+    stores.done().await;
 }
 
 /// Always fails; remembers what it was told when parked.
@@ -219,8 +248,9 @@ impl Handler for Failing {
 
 #[tokio::test]
 async fn a_failing_job_is_retried_then_parked() {
-    for reg in registries().await {
-        reg.meta
+    let stores = registries().await;
+    for reg in stores.list.clone() {
+        reg
             .enqueue_job(&NewJob::now("failing", "{}".into()))
             .await
             .unwrap();
@@ -262,11 +292,13 @@ async fn a_failing_job_is_retried_then_parked() {
         let rows = reg.list_jobs(None, Some("failing"), 10).await.unwrap();
         assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("queued", 1));
     }
+    stores.done().await;
 }
 
 #[tokio::test]
 async fn two_workers_run_one_periodic_pass_per_interval() {
-    for reg in registries().await {
+    let stores = registries().await;
+    for reg in stores.list.clone() {
         let interval = Duration::from_millis(400);
         let (stop, stopping) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -291,7 +323,7 @@ async fn two_workers_run_one_periodic_pass_per_interval() {
             t.await.unwrap();
         }
         let elapsed = started.elapsed().as_millis() as f64;
-        let audit = reg.meta.recent_audit(1000).await.unwrap();
+        let audit = reg.recent_audit(1000).await.unwrap();
         let passes: Vec<_> = audit
             .iter()
             .filter(|a| a.action == "berth:LifecycleRun")
@@ -308,4 +340,5 @@ async fn two_workers_run_one_periodic_pass_per_interval() {
         let rows = reg.list_jobs(None, Some("lifecycle"), 10).await.unwrap();
         assert_eq!(rows.len(), 1, "one row for the pass");
     }
+    stores.done().await;
 }

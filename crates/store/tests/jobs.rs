@@ -9,14 +9,38 @@ use std::time::Duration;
 use berth_store::{Completion, FailOutcome, JobRecord, Meta, NewJob, RetryPolicy};
 use sqlx::Connection;
 
-async fn backends() -> Vec<Meta> {
+/// The stores a test runs on, and the PostgreSQL database to drop after it.
+struct Stores {
+    list: Vec<Meta>,
+    pg: Option<(String, String)>,
+}
+
+impl Stores {
+    /// Closes the stores and drops the test's PostgreSQL database (kept when the
+    /// test failed before getting here).
+    async fn done(self) {
+        for m in &self.list {
+            m.pool().close().await;
+        }
+        if let Some((admin, db)) = self.pg {
+            let mut c = sqlx::AnyConnection::connect(&admin).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn backends() -> Stores {
     let dir = std::env::temp_dir().join(format!("berth-jobs-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut v = vec![
+    let mut list = vec![
         Meta::connect(&format!("sqlite://{}/meta.db?mode=rwc", dir.display()))
             .await
             .unwrap(),
     ];
+    let mut pg = None;
     if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
         if !url.is_empty() {
             sqlx::any::install_default_drivers();
@@ -27,10 +51,11 @@ async fn backends() -> Vec<Meta> {
                 .await
                 .unwrap();
             let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
-            v.push(Meta::connect(&format!("{base}/{db}")).await.unwrap());
+            list.push(Meta::connect(&format!("{base}/{db}")).await.unwrap());
+            pg = Some((url, db));
         }
     }
-    v
+    Stores { list, pg }
 }
 
 fn job(kind: &str, payload: &str) -> NewJob {
@@ -45,7 +70,8 @@ const QUICK: RetryPolicy = RetryPolicy {
 
 #[tokio::test]
 async fn claim_complete_and_kinds() {
-    for m in backends().await {
+    let stores = backends().await;
+    for m in stores.list.clone() {
         assert!(m.enqueue_job(&job("a", "1")).await.unwrap());
         assert!(m.enqueue_job(&job("b", "2")).await.unwrap());
         assert!(m.enqueue_job(&job("a", "3")).await.unwrap());
@@ -83,11 +109,13 @@ async fn claim_complete_and_kinds() {
         assert!(!m.complete_job(&j1, &Completion::Done, None).await.unwrap());
         assert_eq!(m.pending_jobs("a").await.unwrap(), 2);
     }
+    stores.done().await;
 }
 
 #[tokio::test]
 async fn enqueue_commits_with_its_cause() {
-    for m in backends().await {
+    let stores = backends().await;
+    for m in stores.list.clone() {
         let mut g = m.begin_write().await.unwrap();
         berth_store::meta::jobs::enqueue_tx(&mut g.tx, &job("c", "rolled back"))
             .await
@@ -103,6 +131,7 @@ async fn enqueue_commits_with_its_cause() {
         assert_eq!(rows[0].payload, "kept");
         assert_eq!(rows[0].state, "queued");
     }
+    stores.done().await;
 }
 
 #[tokio::test]
@@ -110,7 +139,8 @@ async fn failures_back_off_then_park_with_the_last_error() {
     assert_eq!(RetryPolicy::default().delay_ms(1), 1000);
     assert_eq!(RetryPolicy::default().delay_ms(3), 4000);
     assert_eq!(RetryPolicy::default().delay_ms(60), 300_000);
-    for m in backends().await {
+    let stores = backends().await;
+    for m in stores.list.clone() {
         m.enqueue_job(&job("f", "x")).await.unwrap();
         for attempt in 1..=QUICK.max_attempts {
             let start = berth_store::now_millis();
@@ -170,11 +200,13 @@ async fn failures_back_off_then_park_with_the_last_error() {
         assert_eq!(j.last_error.as_deref(), Some("boom 3"));
         assert!(m.complete_job(&j, &Completion::Done, None).await.unwrap());
     }
+    stores.done().await;
 }
 
 #[tokio::test]
 async fn release_hands_the_job_over_at_once_and_leases_fence_claims() {
-    for m in backends().await {
+    let stores = backends().await;
+    for m in stores.list.clone() {
         m.enqueue_job(&job("r", "x")).await.unwrap();
         let a = m.claim_job(&["r"], "a", 3_600_000).await.unwrap().unwrap();
         assert!(m.claim_job(&["r"], "b", 60_000).await.unwrap().is_none());
@@ -202,11 +234,13 @@ async fn release_hands_the_job_over_at_once_and_leases_fence_claims() {
         assert!(m.complete_job(&c, &Completion::Done, None).await.unwrap());
         assert!(m.get_job(c.job_id).await.unwrap().is_none());
     }
+    stores.done().await;
 }
 
 #[tokio::test]
 async fn periodic_rows_are_unique_and_rescheduled_with_a_record() {
-    for m in backends().await {
+    let stores = backends().await;
+    for m in stores.list.clone() {
         let now = berth_store::now_millis();
         m.ensure_periodic_job("gc", "periodic:gc", now + 3_600_000)
             .await
@@ -305,11 +339,13 @@ async fn periodic_rows_are_unique_and_rescheduled_with_a_record() {
         let rows = m.list_jobs(Some("queued"), Some("gc"), 10).await.unwrap();
         assert_eq!(rows[0].last_error.as_deref(), Some("disk on fire"));
     }
+    stores.done().await;
 }
 
 #[tokio::test]
 async fn concurrent_claimers_take_each_job_once() {
-    for m in backends().await {
+    let stores = backends().await;
+    for m in stores.list.clone() {
         const JOBS: usize = 40;
         let mut g = m.begin_write().await.unwrap();
         for i in 0..JOBS {
@@ -340,4 +376,5 @@ async fn concurrent_claimers_take_each_job_once() {
         assert_eq!(distinct.len(), JOBS);
         assert!(m.list_jobs(None, Some("cc"), 100).await.unwrap().is_empty());
     }
+    stores.done().await;
 }
