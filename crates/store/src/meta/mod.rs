@@ -255,15 +255,16 @@ impl Meta {
             g.tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
                 .await?;
         }
-        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
-            .fetch_one(&mut *g.tx)
+        // Every listed version not yet recorded is applied, in list order: branches
+        // that each add a migration may land in any order.
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *g.tx)
             .await?;
-        let applied = applied.unwrap_or(0);
         let list = match self.dialect {
             Dialect::Sqlite => schema::SQLITE,
             Dialect::Postgres => schema::POSTGRES,
         };
-        for (version, sql) in list.iter().filter(|(v, _)| *v > applied) {
+        for (version, sql) in list.iter().filter(|(v, _)| !applied.contains(v)) {
             for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 g.tx.execute(stmt).await?;
             }
