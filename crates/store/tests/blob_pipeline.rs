@@ -406,10 +406,12 @@ async fn a_data_directory_in_the_old_layout_stays_readable() {
     std::fs::create_dir_all(&dir).unwrap();
     urls.push(format!("sqlite://{}/meta.db?mode=rwc", dir.display()));
     if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
-        let admin = Meta::connect(&url).await.unwrap();
+        // A plain connection: the admin database itself is never migrated.
+        sqlx::any::install_default_drivers();
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
         let db = format!("berth_old_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(admin.pool())
+            .execute(&mut admin)
             .await
             .unwrap();
         let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
