@@ -408,7 +408,9 @@ async fn a_data_directory_in_the_old_layout_stays_readable() {
     if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
         // A plain connection: the admin database itself is never migrated.
         sqlx::any::install_default_drivers();
-        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
         let db = format!("berth_old_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {db}"))
             .execute(&mut admin)
