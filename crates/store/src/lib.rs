@@ -8,6 +8,7 @@
 
 pub mod blob;
 pub mod crypt;
+pub mod events;
 pub mod kms;
 pub mod meta;
 pub mod object;
