@@ -408,3 +408,59 @@ fn admin_webhook_add_list_test_remove_and_cloudevents() {
     berth.admin(&["webhook", "remove", "ce"]);
     assert!(!berth.admin(&["webhook", "list"]).contains("ce\t"));
 }
+
+both_backends! {
+    fn cloudtrail_lookup_events_finds_a_delete_repository(backend) {
+        let berth = Berth::start(backend);
+        let root = berth.root_credentials();
+        for name in ["gone/app", "kept/app"] {
+            berth.aws_ok(&root, &["ecr", "create-repository", "--repository-name", name]);
+        }
+        berth.aws_ok(&root, &["ecr", "delete-repository", "--repository-name", "gone/app"]);
+        let v = berth.aws_ok(&root, &[
+            "cloudtrail", "lookup-events", "--lookup-attributes",
+            "AttributeKey=ResourceName,AttributeValue=gone/app",
+        ]);
+        let names: Vec<&str> = v["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["EventName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["DeleteRepository", "CreateRepository"], "{v}");
+        let e = &v["Events"][0];
+        assert_eq!(e["EventSource"], "ecr.amazonaws.com");
+        assert_eq!(e["Username"], "root");
+        assert_eq!(e["Resources"][0]["ResourceName"], "gone/app");
+        let trail: Value = serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap();
+        assert_eq!(trail["eventName"], "DeleteRepository");
+
+        // By event name, and paginated one record a page.
+        let v = berth.aws_ok(&root, &[
+            "cloudtrail", "lookup-events", "--lookup-attributes",
+            "AttributeKey=EventName,AttributeValue=CreateRepository",
+            "--max-results", "1", "--no-paginate",
+        ]);
+        assert_eq!(v["Events"].as_array().unwrap().len(), 1);
+        assert_eq!(v["Events"][0]["Resources"][0]["ResourceName"], "kept/app");
+        let token = v["NextToken"].as_str().expect("a next page").to_string();
+        let v = berth.aws_ok(&root, &[
+            "cloudtrail", "lookup-events", "--lookup-attributes",
+            "AttributeKey=EventName,AttributeValue=CreateRepository",
+            "--max-results", "1", "--no-paginate", "--next-token", &token,
+        ]);
+        assert_eq!(v["Events"][0]["Resources"][0]["ResourceName"], "gone/app");
+        assert!(v.get("NextToken").is_none(), "{v}");
+
+        // A time range before any of it finds nothing.
+        let v = berth.aws_ok(&root, &[
+            "cloudtrail", "lookup-events", "--start-time", "2001-01-01T00:00:00Z",
+            "--end-time", "2001-01-02T00:00:00Z",
+        ]);
+        assert_eq!(v["Events"].as_array().unwrap().len(), 0);
+        berth.aws_err(&root, &[
+            "cloudtrail", "lookup-events", "--lookup-attributes",
+            "AttributeKey=EventId,AttributeValue=1",
+        ], "InvalidLookupAttributesException");
+    }
+}

@@ -307,3 +307,18 @@ impl Registry {
         ev::PRODUCED.load(Ordering::Relaxed)
     }
 }
+
+pub use berth_store::AuditFilter;
+
+impl Registry {
+    /// Audit records of `account`, newest first, with their ids (CloudTrail
+    /// `LookupEvents` over the audit log).
+    pub async fn lookup_audit(
+        &self,
+        account: &str,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<(i64, crate::AuditRow)>> {
+        Ok(self.meta.lookup_audit(account, filter, limit).await?)
+    }
+}

@@ -18,6 +18,7 @@ use crate::StoreError;
 
 mod accounts;
 mod blobs;
+pub use accounts::AuditFilter;
 pub use blobs::legacy_object_key;
 mod gc;
 mod identity;
