@@ -464,3 +464,119 @@ both_backends! {
         ], "InvalidLookupAttributesException");
     }
 }
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// The npm part of the scanning fixture (`fixtures/vuln/EXPECTED.md`; its
+/// minimist finding is CRITICAL).
+fn npm_fixture_image() -> Image {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln/npm-app");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    let owned: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|f| {
+            (
+                format!("app/{}", f.strip_prefix(&root).unwrap().display()),
+                std::fs::read(f).unwrap(),
+            )
+        })
+        .collect();
+    let list: Vec<(&str, u32, Vec<u8>)> = owned
+        .iter()
+        .map(|(p, d)| (p.as_str(), 0o644, d.clone()))
+        .collect();
+    image(vec![tar_gz_layer(OCI_LAYER_GZIP, &list)], "amd64", false)
+}
+
+both_backends! {
+    fn scan_completion_event_carries_the_counts(backend) {
+        let rx = Receiver::start();
+        let cfg = TempDir::new("events-cfg");
+        let berth = with_webhook(
+            backend,
+            &cfg,
+            &webhook_toml(&rx.url(), "detail_types = [\"ECR Image Scan\", \"ECR Image Action\"]"),
+        )
+        .start();
+        let adv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln/advisories");
+        berth.command(&[], &["vulndb", "import", adv.to_str().unwrap()]);
+        berth.ecr("CreateRepository", &serde_json::json!({
+            "repositoryName": "scan/app",
+            "imageScanningConfiguration": {"scanOnPush": true},
+        })).expect_status(200);
+        let img = npm_fixture_image();
+        img.push(&berth.http(), "scan/app", "v1").expect_status(201);
+        rx.wait_for("the scan event", Duration::from_secs(60), |ev| {
+            ev.iter().any(|r| r.body["detail-type"] == "ECR Image Scan")
+        });
+        // The counts the API reports are the counts the event carries.
+        let f = berth.ecr("DescribeImageScanFindings", &serde_json::json!({
+            "repositoryName": "scan/app", "imageId": {"imageTag": "v1"},
+        })).json();
+        let want = f["imageScanFindings"]["findingSeverityCounts"].clone();
+        assert!(want["CRITICAL"].as_u64().unwrap_or(0) >= 1, "{f}");
+        let ev = rx.events();
+        let scan = &ev.iter().find(|r| r.body["detail-type"] == "ECR Image Scan").unwrap().body;
+        assert_eq!(scan["detail"]["scan-status"], "COMPLETE");
+        assert_eq!(scan["detail"]["repository-name"], "scan/app");
+        assert_eq!(scan["detail"]["image-digest"], img.digest());
+        assert_eq!(scan["detail"]["image-tags"], serde_json::json!(["v1"]));
+        assert_eq!(scan["detail"]["finding-severity-counts"], want);
+        assert_eq!(
+            scan["resources"],
+            serde_json::json!(["arn:aws:ecr:us-east-1:123456789012:repository/scan/app"])
+        );
+
+        rx.assert_signatures();
+    }
+}
+
+both_backends! {
+    fn lifecycle_expiry_is_a_delete_event(backend) {
+        let rx = Receiver::start();
+        let cfg = TempDir::new("events-cfg");
+        let berth = with_webhook(backend, &cfg, &webhook_toml(&rx.url(), "")).start();
+        let http = berth.http();
+        let old = small_image("old");
+        old.push(&http, "life/app", "old").expect_status(201);
+        std::thread::sleep(Duration::from_millis(1100));
+        small_image("new").push(&http, "life/app", "new").expect_status(201);
+        let policy = serde_json::json!({"rules": [{
+            "rulePriority": 1,
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
+            "action": {"type": "expire"},
+        }]});
+        berth.ecr("PutLifecyclePolicy", &serde_json::json!({
+            "repositoryName": "life/app", "lifecyclePolicyText": policy.to_string(),
+        })).expect_status(200);
+        berth.admin(&["lifecycle", "run", "--repository", "life/app"]);
+        rx.wait_for("the expiry's DELETE", Duration::from_secs(20), |ev| {
+            image_actions(ev).iter().any(|e| e["detail"]["action-type"] == "DELETE")
+        });
+        let ev = rx.events();
+        let deletes: Vec<_> = image_actions(&ev)
+            .into_iter()
+            .filter(|e| e["detail"]["action-type"] == "DELETE")
+            .collect();
+        assert_eq!(deletes.len(), 1, "{deletes:?}");
+        assert_eq!(deletes[0]["detail"]["repository-name"], "life/app");
+        assert_eq!(deletes[0]["detail"]["image-digest"], old.digest());
+        assert_eq!(deletes[0]["detail"]["image-tag"], "old");
+        rx.assert_signatures();
+    }
+}
