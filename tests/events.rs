@@ -580,3 +580,57 @@ both_backends! {
         rx.assert_signatures();
     }
 }
+
+#[test]
+fn dead_letters_are_listed_and_redelivered_in_order() {
+    let mut rx = Receiver::start();
+    rx.down();
+    let cfg = TempDir::new("events-cfg");
+    let berth = with_webhook(Backend::Sqlite, &cfg, &webhook_toml(&rx.url(), ""))
+        .env("BERTH_WEBHOOK_MAX_ATTEMPTS", "2")
+        .start();
+    let http = berth.http();
+    for i in 0..3 {
+        small_image(&format!("dead-{i}"))
+            .push(&http, "dead/app", &format!("v{i}"))
+            .expect_status(201);
+    }
+    // Two failed attempts park the stream: a dead letter.
+    let start = Instant::now();
+    let id = loop {
+        let out = berth.admin(&["webhook", "failures"]);
+        if let Some(line) = out.lines().find(|l| l.contains("dead/app")) {
+            assert!(line.contains("\tci\t"), "{out}");
+            assert!(
+                line.contains("cannot connect") || line.contains("request failed"),
+                "{out}"
+            );
+            break line.split('\t').next().unwrap().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no dead letter: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    rx.resume();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        rx.events().is_empty(),
+        "a dead letter waits for its redelivery"
+    );
+    berth.admin(&["webhook", "redeliver", &id]);
+    rx.wait_for("the three pushes", Duration::from_secs(20), |ev| {
+        image_actions(ev).len() >= 3
+    });
+    let ev = rx.events();
+    let tags: Vec<_> = image_actions(&ev)
+        .iter()
+        .map(|e| e["detail"]["image-tag"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tags, ["v0", "v1", "v2"]);
+    assert!(!berth.admin(&["webhook", "failures"]).contains("dead/app"));
+    let m = http.get("/metrics").text();
+    assert!(m.contains("berth_webhook_dead_lettered_total 1"), "{m}");
+    rx.assert_signatures();
+}
