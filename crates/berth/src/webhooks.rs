@@ -310,16 +310,25 @@ pub async fn spawn(
 async fn dispatch(registry: Arc<Registry>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         match registry.pending_webhook_streams().await {
-            Ok(streams) => {
+            Ok(streams) if !streams.is_empty() => {
+                // Streams whose job exists need no write (a push shares SQLite's one
+                // writer with this pass): look first, enqueue only the others.
+                let queued: std::collections::HashSet<String> = registry
+                    .list_jobs(None, Some(WEBHOOK_JOB), 100_000)
+                    .await
+                    .map(|jobs| jobs.into_iter().map(|j| j.payload).collect())
+                    .unwrap_or_default();
                 for (hook, account, repo) in streams {
-                    if let Err(e) = registry
-                        .enqueue_job(&stream_job(hook, &account, &repo))
-                        .await
-                    {
+                    let job = stream_job(hook, &account, &repo);
+                    if queued.contains(&job.payload) {
+                        continue;
+                    }
+                    if let Err(e) = registry.enqueue_job(&job).await {
                         tracing::warn!(error = %e, "cannot queue a webhook delivery");
                     }
                 }
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot look for undelivered events"),
         }
         tokio::select! {
