@@ -178,6 +178,27 @@ async fn healthz() -> impl IntoResponse {
     "ok"
 }
 
+/// Event and webhook-delivery counters of this process (`docs/architecture.md`,
+/// "Events").
+fn events_metrics(reg: &berth_registry::Registry) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let d = &berth_registry::events::DELIVERY;
+    let delivered = d.delivered.load(Relaxed);
+    format!(
+        "# HELP berth_events_produced_total Events recorded by this process.\n# TYPE berth_events_produced_total counter\nberth_events_produced_total {}\n\
+         # HELP berth_webhook_delivered_total Events acknowledged by webhook receivers.\n# TYPE berth_webhook_delivered_total counter\nberth_webhook_delivered_total {}\n\
+         # HELP berth_webhook_retried_total Webhook delivery attempts after a failed one.\n# TYPE berth_webhook_retried_total counter\nberth_webhook_retried_total {}\n\
+         # HELP berth_webhook_dead_lettered_total Webhook streams parked after their attempts.\n# TYPE berth_webhook_dead_lettered_total counter\nberth_webhook_dead_lettered_total {}\n\
+         # HELP berth_webhook_delivery_latency_seconds From an event's recording to its acknowledgement.\n# TYPE berth_webhook_delivery_latency_seconds summary\nberth_webhook_delivery_latency_seconds_sum {}\nberth_webhook_delivery_latency_seconds_count {}\n",
+        reg.events_produced(),
+        delivered,
+        d.retried.load(Relaxed),
+        d.dead_lettered.load(Relaxed),
+        d.latency_ms_sum.load(Relaxed) as f64 / 1000.0,
+        delivered,
+    )
+}
+
 /// Prometheus text exposition. It carries counts and times only, nothing secret.
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
@@ -195,7 +216,7 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         g.runs.load(Relaxed),
         g.last_run_ms.load(Relaxed) as f64 / 1000.0,
         pending
-    );
+    ) + &events_metrics(&app.registry);
     (
         [(
             axum::http::header::CONTENT_TYPE,

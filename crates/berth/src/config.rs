@@ -44,6 +44,39 @@ pub struct Config {
     pub master_key: Option<String>,
     /// File holding the master key; default `<data_dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
+    /// `[[webhook]]` tables: loaded into the database at start (`crate::webhooks`).
+    pub webhook: Vec<WebhookConfig>,
+    /// Delivery attempts of a webhook's event before it is a dead letter.
+    pub webhook_max_attempts: i64,
+}
+
+/// One `[[webhook]]` of the config file.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Default: the URL.
+    pub name: Option<String>,
+    pub url: String,
+    /// HMAC key of `X-Berth-Signature`.
+    pub secret: String,
+    pub detail_types: Vec<String>,
+    pub repository_prefix: String,
+    pub accounts: Vec<String>,
+    /// `eventbridge` (default) or `cloudevents`.
+    pub format: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("detail_types", &self.detail_types)
+            .field("repository_prefix", &self.repository_prefix)
+            .field("accounts", &self.accounts)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -69,6 +102,8 @@ impl Default for Config {
             job_shutdown_secs: 10,
             master_key: None,
             master_key_file: None,
+            webhook: Vec::new(),
+            webhook_max_attempts: 10,
         }
     }
 }
@@ -162,6 +197,9 @@ impl Config {
         }
         if let Some(v) = env("BERTH_MASTER_KEY_FILE") {
             c.master_key_file = Some(v.into());
+        }
+        if let Some(v) = parse_env("BERTH_WEBHOOK_MAX_ATTEMPTS")? {
+            c.webhook_max_attempts = v;
         }
         if let Some(v) = parse_env("BERTH_CLOCK_OFFSET_SECS")? {
             c.clock_offset_secs = v;

@@ -117,8 +117,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         registry.clone(),
         2,
         worker_config(&cfg),
-        jobs_stopping,
+        jobs_stopping.clone(),
     ));
+    workers.extend(
+        crate::webhooks::spawn(registry.clone(), &cfg, worker_config(&cfg), jobs_stopping).await?,
+    );
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to learn the bound address.

@@ -13,6 +13,7 @@ mod authz;
 mod clock;
 mod control;
 mod error;
+pub mod events;
 mod gc;
 pub mod identity;
 pub mod jobs;

@@ -190,7 +190,7 @@ impl Meta {
         completed_at: i64,
     ) -> Result<(), StoreError> {
         let mut g = self.begin_write().await?;
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE image_scans SET status = $1, description = $2, findings = COALESCE($3, findings), completed_at = $4 \
              WHERE repo_id = $5 AND digest = $6 AND started_at = $7",
         )
@@ -203,6 +203,27 @@ impl Meta {
         .bind(started_at)
         .execute(&mut *g.tx)
         .await?;
+        // A completed scan announces its severity counts ("ECR Image Scan") in the
+        // transaction that records it.
+        if status == "COMPLETE" && n.rows_affected() == 1 {
+            let counts = findings
+                .and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok())
+                .and_then(|f| f.get("findingSeverityCounts").cloned())
+                .unwrap_or_else(|| serde_json::json!({}));
+            let (_, name) = crate::events::stream_of_tx(&mut g.tx, repo_id).await?;
+            let tags: Vec<String> = sqlx::query_scalar(
+                "SELECT tag FROM tags WHERE repo_id = $1 AND digest = $2 ORDER BY tag",
+            )
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_all(&mut *g.tx)
+            .await?;
+            let e = crate::events::NewEvent {
+                detail_type: crate::events::IMAGE_SCAN,
+                detail: crate::events::image_scan(&name, digest, &tags, &counts),
+            };
+            crate::events::record_tx(&mut g.tx, repo_id, &[e], completed_at).await?;
+        }
         g.commit().await
     }
 

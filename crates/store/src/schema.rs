@@ -13,6 +13,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (5, V5_SQLITE),
     (6, V6),
     (7, V7_SQLITE),
+    (11, V11_SQLITE),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -22,6 +23,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (5, V5_POSTGRES),
     (6, V6),
     (7, V7_POSTGRES),
+    (11, V11_POSTGRES),
 ];
 
 macro_rules! v1 {
@@ -290,3 +292,57 @@ CREATE INDEX blobs_object_key ON blobs (object_key);
 ALTER TABLE uploads ADD COLUMN object_key TEXT;
 ALTER TABLE uploads ADD COLUMN staging TEXT;
 UPDATE uploads SET object_key = 'uploads/' || upload_id";
+
+/// v11: events (`crates/store/src/events.rs`): one row per event, written in the
+/// transaction of the change that caused it; the last event of each repository
+/// (`event_streams`, which webhook deliveries are dispatched from); webhooks; and
+/// each webhook's delivery cursor per repository.
+macro_rules! v11 {
+    ($serial:literal) => {
+        concat!(
+            "CREATE TABLE events (
+                seq ",
+            $serial,
+            ",
+                event_id TEXT NOT NULL,
+                account_id TEXT NOT NULL,
+                repository TEXT NOT NULL,
+                detail_type TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            );
+            CREATE INDEX events_stream ON events (account_id, repository, seq);
+            CREATE TABLE event_streams (
+                account_id TEXT NOT NULL,
+                repository TEXT NOT NULL,
+                last_seq BIGINT NOT NULL,
+                PRIMARY KEY (account_id, repository)
+            );
+            CREATE TABLE webhooks (
+                webhook_id ",
+            $serial,
+            ",
+                name TEXT NOT NULL UNIQUE,
+                url TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                detail_types TEXT NOT NULL,
+                repository_prefix TEXT NOT NULL,
+                accounts TEXT NOT NULL,
+                format TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                start_seq BIGINT NOT NULL,
+                created_at BIGINT NOT NULL
+            );
+            CREATE TABLE webhook_cursors (
+                webhook_id BIGINT NOT NULL,
+                account_id TEXT NOT NULL,
+                repository TEXT NOT NULL,
+                last_seq BIGINT NOT NULL,
+                PRIMARY KEY (webhook_id, account_id, repository)
+            )"
+        )
+    };
+}
+
+const V11_SQLITE: &str = v11!("INTEGER PRIMARY KEY AUTOINCREMENT");
+const V11_POSTGRES: &str = v11!("BIGSERIAL PRIMARY KEY");

@@ -94,6 +94,7 @@ async fn repositories_blobs_manifests_tags() {
             children: vec![],
             tag: Some(("v1".into(), true)),
             jobs: vec![],
+            events: vec![],
         };
         assert_eq!(
             m.put_manifest(&w).await.unwrap(),

@@ -5,6 +5,7 @@
 //! Every call is SigV4-verified, then authorized as its ECR action, then served by
 //! the registry core. Errors use the JSON 1.1 shape `{"__type", "message"}`.
 
+mod cloudtrail;
 mod error;
 mod images;
 mod input;
@@ -38,6 +39,9 @@ pub use ops::{Operation, OPERATIONS};
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 /// AWS KMS (berth-managed keys for repository encryption).
 pub const KMS_TARGET_PREFIX: &str = "TrentService.";
+/// CloudTrail's target prefix (`cloudtrail.rs`: `LookupEvents` over the audit log).
+pub const CLOUDTRAIL_TARGET_PREFIX: &str =
+    "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
 /// UploadLayerPart carries up to 20 MiB base64-encoded.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
@@ -139,6 +143,8 @@ async fn json_call(
         (ops::Service::Ecr, op)
     } else if let Some(op) = target.strip_prefix(KMS_TARGET_PREFIX) {
         (ops::Service::Kms, op)
+    } else if let Some(op) = target.strip_prefix(CLOUDTRAIL_TARGET_PREFIX) {
+        (ops::Service::CloudTrail, op)
     } else {
         return error_response(
             &EcrError::new(
