@@ -11,11 +11,12 @@
 
 mod authz;
 mod clock;
+pub mod console;
 mod control;
 mod error;
 mod gc;
-pub mod jobs;
 pub mod identity;
+pub mod jobs;
 pub mod keys;
 pub mod kms;
 mod lifecycle;

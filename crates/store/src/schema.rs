@@ -13,6 +13,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (5, V5_SQLITE),
     (6, V6),
     (7, V7_SQLITE),
+    (12, V12),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -22,6 +23,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (5, V5_POSTGRES),
     (6, V6),
     (7, V7_POSTGRES),
+    (12, V12),
 ];
 
 macro_rules! v1 {
@@ -290,3 +292,17 @@ CREATE INDEX blobs_object_key ON blobs (object_key);
 ALTER TABLE uploads ADD COLUMN object_key TEXT;
 ALTER TABLE uploads ADD COLUMN staging TEXT;
 UPDATE uploads SET object_key = 'uploads/' || upload_id";
+
+/// Console sessions (`crates/api/src/console/`): the session id is stored only as
+/// its SHA-256 (a leaked table does not sign anyone in); the access key it was
+/// opened with is kept so disabling or deleting the key ends the session.
+const V12: &str = "CREATE TABLE console_sessions (
+    session_hash TEXT PRIMARY KEY,
+    access_key_id TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    user_name TEXT,
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)";

@@ -19,11 +19,13 @@ use crate::StoreError;
 mod accounts;
 mod blobs;
 pub use blobs::legacy_object_key;
+mod console;
 mod gc;
 mod identity;
 pub mod jobs;
 mod manifests;
 mod repositories;
+pub use console::SessionRow;
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
