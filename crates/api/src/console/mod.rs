@@ -181,16 +181,14 @@ pub(crate) async fn session(app: &App, headers: &HeaderMap) -> Result<ConsoleSes
     }
 }
 
-/// Checks a state-changing form's CSRF token against the session's.
-pub(crate) fn check_csrf(
-    s: &ConsoleSession,
-    form: &HashMap<String, String>,
-) -> Result<(), Response> {
+/// Checks a state-changing form's CSRF token against the session's: the
+/// refusal to answer when it does not match.
+pub(crate) fn check_csrf(s: &ConsoleSession, form: &HashMap<String, String>) -> Option<Response> {
     let sent = form.get("csrf").map(String::as_str).unwrap_or("");
     if !sent.is_empty() && secrets_equal(sent.as_bytes(), s.csrf_token.as_bytes()) {
-        Ok(())
+        None
     } else {
-        Err(error_page(
+        Some(error_page(
             StatusCode::FORBIDDEN,
             "The form's security token is missing or invalid. Reload the page and try again.",
         ))
@@ -372,7 +370,7 @@ async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) 
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     if let Some(id) = cookie(&headers, COOKIE) {

@@ -19,8 +19,13 @@ use crate::App;
 
 const PAGE: i64 = 50;
 
+/// The page's status for an API error: 403 for a refusal (ECR answers 400).
 fn status_of(e: &EcrError) -> StatusCode {
-    e.http_status()
+    if e.exception == EcrException::AccessDenied {
+        StatusCode::FORBIDDEN
+    } else {
+        e.http_status()
+    }
 }
 
 /// Whether the session's principal may perform `action` registry-wide (buttons
@@ -365,7 +370,7 @@ pub async fn create(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let ip = peer.ip().to_string();
@@ -431,7 +436,7 @@ pub async fn delete(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &form) {
+    if let Some(r) = check_csrf(&s, &form) {
         return r;
     }
     let name = form.get("name").cloned().unwrap_or_default();
