@@ -349,3 +349,94 @@ fn sessions_expire_and_are_shared_by_nodes() {
         assert_eq!(r.header("location"), Some("/console/sign-in"));
     }
 }
+
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// A gzip layer of every file under `root` (as `tests/scanning.rs` builds them).
+fn dir_layer(root: &std::path::Path, prefix: &str) -> (berth_testsupport::Blob, String) {
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    let list: Vec<(String, u32, Vec<u8>)> = files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(root).unwrap();
+            (
+                format!("{prefix}{}", rel.display()),
+                0o644,
+                std::fs::read(f).unwrap(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, u32, Vec<u8>)> = list
+        .iter()
+        .map(|(p, m, d)| (p.as_str(), *m, d.clone()))
+        .collect();
+    berth_testsupport::layout::tar_gz_layer(berth_testsupport::layout::OCI_LAYER_GZIP, &refs)
+}
+
+both_backends! {
+    fn console_images_and_findings(backend) {
+        let berth = Berth::start(backend);
+        let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln");
+        let out = berth.command(&[], &["vulndb", "import", &f.join("advisories").to_string_lossy()]);
+        assert!(out.contains("imported"), "{out}");
+        let c = sign_in(Http::new(berth.addr()), &berth.root_credentials());
+        let r = c.post("/console/repositories/create", &[("csrf", &c.csrf), ("name", "scan/app"), ("scan_on_push", "true")]);
+        assert_eq!(r.status, 303, "{}", r.describe());
+        let img = berth_testsupport::layout::image(
+            vec![
+                dir_layer(&f.join("debian-bookworm"), ""),
+                dir_layer(&f.join("python-site-packages"), ""),
+                dir_layer(&f.join("npm-app"), "app/"),
+            ],
+            "amd64",
+            false,
+        );
+        img.push(&berth.http(), "scan/app", "v1").expect_status(201);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let list = loop {
+            let t = c.get("/console/images?name=scan%2Fapp").text();
+            if t.contains("COMPLETE") {
+                break t;
+            }
+            assert!(std::time::Instant::now() < deadline, "scan not complete: {t}");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        };
+        assert!(list.contains(">v1</a>") && list.contains(img.digest()) && list.contains(">Image<"), "{list}");
+        assert!(list.contains("critical 1, high 11, medium 7, informational 2, undefined 5"), "{list}");
+        // Filter by tag.
+        assert!(c.get("/console/images?name=scan%2Fapp&tag=v1").text().contains(img.digest()));
+        assert!(c.get("/console/images?name=scan%2Fapp&tag=nope").text().contains("No images"));
+        // Image detail: layers, the manifest, findings most severe first.
+        let d = c.get(&format!("/console/image?name=scan%2Fapp&digest={}", enc(img.digest()))).text();
+        assert!(d.contains("<h2>Layers</h2>") && d.contains("<h2>Manifest</h2>"), "{d}");
+        let crit = d.find("GHSA-xvch-5gv4-984h").expect("the critical finding");
+        let medium = d.find("GHSA-c2qf-rxjj-qqgw").expect("a medium finding");
+        assert!(crit < medium, "CRITICAL before MEDIUM");
+        let asc = c.get(&format!("/console/image?name=scan%2Fapp&digest={}&sort=asc", enc(img.digest()))).text();
+        assert!(asc.find("GHSA-xvch-5gv4-984h").unwrap() > asc.find("GHSA-c2qf-rxjj-qqgw").unwrap());
+        // Start a scan: ECR's quota (one scan per image a day) shows as the API's error.
+        let r = c.post("/console/images/scan", &[("csrf", &c.csrf), ("name", "scan/app"), ("digest", img.digest())]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        assert!(r.text().contains("LimitExceededException"), "{}", r.describe());
+        // Delete, with the session's token only.
+        let r = c.post("/console/images/delete", &[("csrf", "x"), ("name", "scan/app"), ("digest", img.digest())]);
+        assert_eq!(r.status, 403);
+        let r = c.post("/console/images/delete", &[("csrf", &c.csrf), ("name", "scan/app"), ("digest", img.digest())]);
+        assert_eq!(r.status, 303, "{}", r.describe());
+        assert!(c.get("/console/images?name=scan%2Fapp").text().contains("No images"));
+    }
+}

@@ -14,6 +14,7 @@
 //! response; failed sign-ins are rate-limited per client address and audited.
 
 mod html;
+mod images;
 mod repos;
 
 use std::collections::HashMap;
@@ -66,6 +67,10 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/repositories/delete", post(repos::delete))
         .route("/repositories/push-commands", get(repos::push_commands))
+        .route("/images", get(images::list))
+        .route("/images/delete", post(images::delete))
+        .route("/images/scan", post(images::scan))
+        .route("/image", get(images::detail))
         .layer(axum::middleware::map_response(security_headers))
 }
 

@@ -109,7 +109,7 @@ pub async fn list(
             None => "AES-256".to_string(),
         };
         body.push_str(&format!(
-            "<tr><td>{name}</td><td><code>{uri}</code> <button type=\"button\" class=\"secondary\" data-copy=\"{uri}\" aria-label=\"Copy URI of {name}\">Copy</button></td><td>{created}</td><td>{mut}</td><td>{enc}</td><td>{scan}</td>
+            "<tr><td><a href=\"/console/images?name={qname}\">{name}</a></td><td><code>{uri}</code> <button type=\"button\" class=\"secondary\" data-copy=\"{uri}\" aria-label=\"Copy URI of {name}\">Copy</button></td><td>{created}</td><td>{mut}</td><td>{enc}</td><td>{scan}</td>
 <td><a href=\"/console/repositories/push-commands?name={qname}\">View push commands</a>
 <form method=\"post\" action=\"/console/repositories/delete\" data-confirm=\"Delete repository {name}?\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"name\" value=\"{name}\">
 <label><input type=\"checkbox\" name=\"force\" value=\"true\"> with images</label> <button type=\"submit\" class=\"secondary\" aria-label=\"Delete {name}\"{dis}>Delete</button></form></td></tr>",
