@@ -440,3 +440,63 @@ both_backends! {
         assert!(c.get("/console/images?name=scan%2Fapp").text().contains("No images"));
     }
 }
+
+/// The flows in a real browser: `tests/py/console_browser.py` drives
+/// Debian's chromium with Playwright against this server. Screenshots go to
+/// `BERTH_CONSOLE_SCREENSHOTS` when set (how `docs/console/` was made).
+#[test]
+fn console_in_a_browser() {
+    berth_testsupport::tools::require_python_module("playwright", "pip install playwright");
+    require("chromium", "apt-get install -y chromium");
+    require("skopeo", "apt-get install -y skopeo");
+    require("aws", "pip install awscli");
+    let berth = Berth::start(berth_testsupport::Backend::Sqlite);
+    let root = berth.root_credentials();
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln");
+    let out = berth.command(
+        &[],
+        &["vulndb", "import", &f.join("advisories").to_string_lossy()],
+    );
+    assert!(out.contains("imported"), "{out}");
+    berth
+        .ecr("CreateRepository", &json!({"repositoryName": "scan/app", "imageScanningConfiguration": {"scanOnPush": true}}))
+        .expect_status(200);
+    let img = berth_testsupport::layout::image(
+        vec![
+            dir_layer(&f.join("debian-bookworm"), ""),
+            dir_layer(&f.join("python-site-packages"), ""),
+            dir_layer(&f.join("npm-app"), "app/"),
+        ],
+        "amd64",
+        false,
+    );
+    img.push(&berth.http(), "scan/app", "v1").expect_status(201);
+    berth.admin(&["user", "create", "reader"]);
+    berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
+    let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+    let tmp = TempDir::new("console-browser");
+    let layout = Layout::build(&tmp.join("layout"));
+    let shots = std::env::var("BERTH_CONSOLE_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| tmp.join("shots"));
+    let script = berth_testsupport::server::workspace_root().join("tests/py/console_browser.py");
+    let out = berth_testsupport::tools::run(
+        Command::new("python3")
+            .arg(&script)
+            .arg(berth.url())
+            .arg(&root.access_key_id)
+            .arg(&root.secret_access_key)
+            .arg(&reader.access_key_id)
+            .arg(&reader.secret_access_key)
+            .arg(layout.oci_ref("single"))
+            .arg(img.digest())
+            .arg(&shots),
+    );
+    assert!(
+        out.status.success(),
+        "console_browser.py failed:\n{}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        berth.stderr_tail(40)
+    );
+}

@@ -169,6 +169,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/", axum::routing::post(ecr::handle).get(ecr::handle))
         .route("/_berth/layer", get(layer_download))
+        .route("/console/", get(console::index))
         .nest("/console", console::router())
         .route("/v2", axum::routing::any(oci::handle))
         .route("/v2/", axum::routing::any(oci::handle))

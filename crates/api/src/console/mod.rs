@@ -200,7 +200,8 @@ pub(crate) fn check_csrf(s: &ConsoleSession, form: &HashMap<String, String>) -> 
     }
 }
 
-async fn index(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+/// `/console` and `/console/`: the Repositories page, or the sign-in page.
+pub async fn index(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match session(&app, &headers).await {
         Ok(_) => redirect("/console/repositories"),
         Err(r) => r,
