@@ -471,6 +471,19 @@ fn console_in_a_browser() {
         false,
     );
     img.push(&berth.http(), "scan/app", "v1").expect_status(201);
+    // A newer image, so a "keep one image" rule expires v1.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let newer = berth_testsupport::layout::image(
+        vec![berth_testsupport::layout::tar_gz_layer(
+            berth_testsupport::layout::OCI_LAYER_GZIP,
+            &[("hello.txt", 0o644, b"hello".to_vec())],
+        )],
+        "amd64",
+        false,
+    );
+    newer
+        .push(&berth.http(), "scan/app", "v2")
+        .expect_status(201);
     berth.admin(&["user", "create", "reader"]);
     berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
     let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
@@ -499,4 +512,21 @@ fn console_in_a_browser() {
         String::from_utf8_lossy(&out.stderr),
         berth.stderr_tail(40)
     );
+    // The saved lifecycle policy is the one the browser built and tested.
+    let got = berth.ecr("GetLifecyclePolicy", &json!({"repositoryName": "scan/app"}));
+    got.expect_status(200);
+    let text = got.json()["lifecyclePolicyText"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("imageCountMoreThan") && text.contains("keep one image"),
+        "{text}"
+    );
+    berth
+        .ecr(
+            "DescribeImages",
+            &json!({"repositoryName": "scan/app", "imageIds": [{"imageTag": "v1"}]}),
+        )
+        .expect_status(200);
 }

@@ -108,6 +108,26 @@ with sync_playwright() as p:
     page.get_by_role("link", name="Severity").click()
     expect(page.locator("table").last.get_by_role("row").nth(1)).not_to_contain_text("CRITICAL")
 
+    # Lifecycle policy: build a rule, test it (the preview), save it.
+    page.goto(url + "/console/lifecycle?name=scan%2Fapp")
+    page.get_by_label("Lifecycle policy JSON").fill("{not json")
+    page.get_by_role("button", name="Test rules").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    page.get_by_label("Lifecycle policy JSON").fill('{"rules": []}')
+    page.get_by_label("Rule priority").fill("1")
+    page.get_by_label("Rule description").fill("keep one image")
+    page.get_by_label("Image status").select_option("any")
+    page.get_by_label("Match criteria").select_option("imageCountMoreThan")
+    page.get_by_label("Count number").fill("1")
+    page.get_by_role("button", name="Add rule").click()
+    expect(page.get_by_label("Lifecycle policy JSON")).to_have_value(re.compile("imageCountMoreThan"))
+    page.get_by_role("button", name="Test rules").click()
+    expect(page.get_by_role("status")).to_contain_text("1 image(s) would expire")
+    expect(page.get_by_role("row").filter(has_text="v1")).to_contain_text("EXPIRE")
+    shot(page, "lifecycle-policy")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Lifecycle policy saved")
+
     # CSRF: a post without the session's token is refused.
     r = page.request.post(url + "/console/repositories/delete", form={"name": "team/app", "force": "true"})
     assert r.status == 403, r.status

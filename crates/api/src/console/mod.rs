@@ -15,6 +15,7 @@
 
 mod html;
 mod images;
+mod lifecycle;
 mod repos;
 
 use std::collections::HashMap;
@@ -71,6 +72,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/images/delete", post(images::delete))
         .route("/images/scan", post(images::scan))
         .route("/image", get(images::detail))
+        .route("/lifecycle", get(lifecycle::show).post(lifecycle::act))
         .layer(axum::middleware::map_response(security_headers))
 }
 
