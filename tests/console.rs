@@ -438,6 +438,34 @@ both_backends! {
         let r = c.post("/console/images/delete", &[("csrf", &c.csrf), ("name", "scan/app"), ("digest", img.digest())]);
         assert_eq!(r.status, 303, "{}", r.describe());
         assert!(c.get("/console/images?name=scan%2Fapp").text().contains("No images"));
+
+        // Permissions: the statement builder, validation next to the editor, save, delete.
+        let p = c.get("/console/permissions?name=scan%2Fapp");
+        assert_eq!(p.status, 200, "{}", p.describe());
+        let empty = r#"{"Version": "2012-10-17", "Statement": []}"#;
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "add"), ("policy", empty), ("pull_account", "12")]);
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains("id=\"policy-error\""));
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "add"), ("policy", empty), ("pull_account", "210987654321")]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        let t = r.text();
+        let i = t.find("<textarea id=\"policy\"").unwrap();
+        let built = unescape(t[i..].split_once('>').unwrap().1.split("</textarea>").next().unwrap());
+        assert!(built.contains("arn:aws:iam::210987654321:root") && built.contains("ecr:BatchGetImage"), "{built}");
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "save"), ("policy", "{\"Statement\": 7}")]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        assert!(r.text().contains("id=\"policy-error\""));
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "save"), ("policy", &built)]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert!(r.text().contains("Repository policy saved"));
+        let got = berth.ecr("GetRepositoryPolicy", &json!({"repositoryName": "scan/app"}));
+        got.expect_status(200);
+        assert!(got.json()["policyText"].as_str().unwrap().contains("210987654321"));
+        let r = c.post("/console/permissions", &[("csrf", "x"), ("name", "scan/app"), ("action", "delete")]);
+        assert_eq!(r.status, 403);
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "delete")]);
+        assert_eq!(r.status, 200);
+        berth.ecr("GetRepositoryPolicy", &json!({"repositoryName": "scan/app"})).expect_status(400);
     }
 }
 

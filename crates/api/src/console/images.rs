@@ -110,7 +110,7 @@ pub async fn list(
     let mut body = format!(
         "<nav aria-label=\"Breadcrumb\"><a href=\"/console/repositories\">Repositories</a> › {n}</nav>
 <h1>{n}</h1>
-<nav aria-label=\"Repository\" class=\"toolbar\"><a href=\"/console/repositories/push-commands?name={qn}\">View push commands</a> <a href=\"/console/lifecycle?name={qn}\">Lifecycle policy</a></nav>
+<nav aria-label=\"Repository\" class=\"toolbar\"><a href=\"/console/repositories/push-commands?name={qn}\">View push commands</a> <a href=\"/console/permissions?name={qn}\">Permissions</a> <a href=\"/console/lifecycle?name={qn}\">Lifecycle policy</a></nav>
 <h2>Images</h2>
 <form method=\"get\" action=\"/console/images\" role=\"search\" class=\"toolbar\"><input type=\"hidden\" name=\"name\" value=\"{n}\">
 <label for=\"tag\">Filter by tag</label> <input id=\"tag\" name=\"tag\" value=\"{t}\"> <button type=\"submit\" class=\"secondary\">Filter</button></form>

@@ -16,6 +16,7 @@
 mod html;
 mod images;
 mod lifecycle;
+mod permissions;
 mod repos;
 
 use std::collections::HashMap;
@@ -73,6 +74,10 @@ pub fn router() -> Router<Arc<App>> {
         .route("/images/scan", post(images::scan))
         .route("/image", get(images::detail))
         .route("/lifecycle", get(lifecycle::show).post(lifecycle::act))
+        .route(
+            "/permissions",
+            get(permissions::show).post(permissions::act),
+        )
         .layer(axum::middleware::map_response(security_headers))
 }
 
