@@ -290,6 +290,7 @@ both_backends! {
         let list = rc.get("/console/repositories?q=team").text();
         assert!(list.contains("aria-label=\"Delete team/app\" disabled"), "{list}");
         assert!(list.contains("aria-disabled=\"true\">Create repository"), "{list}");
+        assert_eq!(rc.get("/console/audit").status, 403);
         let r = rc.post("/console/repositories/delete", &[("csrf", &rc.csrf), ("name", "team/app"), ("force", "true")]);
         assert_eq!(r.status, 403, "{}", r.describe());
         assert!(r.text().contains("AccessDeniedException"), "{}", r.describe());
@@ -312,6 +313,20 @@ both_backends! {
         assert!(set_cookie(&r, "berth_console").unwrap().contains("Max-Age=0"));
         assert_eq!(c.get("/console/repositories").status, 303);
 
+        // The Audit log: the console's actions as the ECR actions, filterable; a
+        // ReadOnly user may not read it.
+        let c = sign_in(Http::new(berth.addr()), &root);
+        let a = c.get("/console/audit?action=ecr%3ACreateRepository&repository=team%2Fapp");
+        assert_eq!(a.status, 200, "{}", a.describe());
+        let t = a.text();
+        assert!(t.contains("ecr:CreateRepository") && t.contains("team/app") && !t.contains("bulk/r"), "{t}");
+        let a = c.get("/console/audit?action=ecr%3ADeleteRepository");
+        let t = a.text();
+        assert!(t.contains("AccessDeniedException") && t.contains("arn:aws:iam::123456789012:user/reader"), "{t}");
+        let all = c.get("/console/audit").text();
+        assert!(all.contains("Older records"), "more than a page of records");
+        let older = c.get("/console/audit?before=3").text();
+        assert!(older.contains("<td>") && !older.contains("Older records"));
         // Failed sign-ins are rate-limited (and audited).
         for _ in 0..4 {
             assert_eq!(try_sign_in(&http, &wrong).status, 401);

@@ -4,6 +4,7 @@
 //! when it expires, when it is signed out, or when its access key is disabled or
 //! deleted (the lookup joins the key).
 
+pub use berth_store::meta::AuditFilter;
 use berth_store::meta::SessionRow;
 use ring::rand::SecureRandom;
 
@@ -120,6 +121,18 @@ impl Registry {
             .meta
             .search_repositories(account, contains, desc, after, n)
             .await?)
+    }
+
+    /// A keyset page of an account's audit log, newest first (the console's Audit
+    /// log page): (id, record) pairs older than `before`.
+    pub async fn search_audit(
+        &self,
+        account: &str,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        n: i64,
+    ) -> std::result::Result<Vec<(i64, crate::AuditRow)>, crate::RegistryError> {
+        Ok(self.meta.search_audit(account, filter, before, n).await?)
     }
 
     /// Ends a session (sign-out); false when there was none.

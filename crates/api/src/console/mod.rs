@@ -13,6 +13,7 @@
 //! without inline script, `X-Frame-Options: DENY` and `Referrer-Policy` go on every
 //! response; failed sign-ins are rate-limited per client address and audited.
 
+mod audit;
 mod html;
 mod images;
 mod lifecycle;
@@ -74,6 +75,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/images/scan", post(images::scan))
         .route("/image", get(images::detail))
         .route("/lifecycle", get(lifecycle::show).post(lifecycle::act))
+        .route("/audit", get(audit::list))
         .route(
             "/permissions",
             get(permissions::show).post(permissions::act),

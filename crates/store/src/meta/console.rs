@@ -108,3 +108,70 @@ impl Meta {
         Ok(rows.iter().map(repo_from_row).collect::<Result<_, _>>()?)
     }
 }
+
+/// Filters of the console's Audit log page (exact matches; `None` matches all).
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+}
+
+impl Meta {
+    /// A keyset page of an account's audit records, newest first, older than the
+    /// record `before` (its id) when given. Returns (id, record) pairs.
+    pub async fn search_audit(
+        &self,
+        account_id: &str,
+        f: &AuditFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(i64, AuditRow)>, StoreError> {
+        let mut sql = String::from("SELECT id, ts, account_id, principal, action, resource, source, outcome, detail FROM audit_log WHERE account_id = $1");
+        let mut binds: Vec<String> = Vec::new();
+        for (col, v) in [
+            ("principal", &f.principal),
+            ("action", &f.action),
+            ("resource", &f.resource),
+        ] {
+            if let Some(v) = v {
+                binds.push(v.clone());
+                sql.push_str(&format!(" AND {col} = ${}", binds.len() + 1));
+            }
+        }
+        let n = binds.len();
+        if before.is_some() {
+            sql.push_str(&format!(" AND id < ${}", n + 2));
+        }
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT ${}",
+            n + if before.is_some() { 3 } else { 2 }
+        ));
+        let mut q = sqlx::query(&sql).bind(account_id);
+        for b in binds {
+            q = q.bind(b);
+        }
+        if let Some(b) = before {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    AuditRow {
+                        ts: r.try_get(1)?,
+                        account_id: r.try_get(2)?,
+                        principal: r.try_get(3)?,
+                        action: r.try_get(4)?,
+                        resource: r.try_get(5)?,
+                        source: r.try_get(6)?,
+                        outcome: r.try_get(7)?,
+                        detail: r.try_get(8)?,
+                    },
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}

@@ -25,7 +25,7 @@ mod identity;
 pub mod jobs;
 mod manifests;
 mod repositories;
-pub use console::SessionRow;
+pub use console::{AuditFilter, SessionRow};
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
