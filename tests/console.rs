@@ -481,6 +481,23 @@ both_backends! {
         let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "delete")]);
         assert_eq!(r.status, 200);
         berth.ecr("GetRepositoryPolicy", &json!({"repositoryName": "scan/app"})).expect_status(400);
+
+        // Registry settings: scanning, replication, KMS keys shown; the registry policy edited.
+        let t = c.get("/console/settings").text();
+        for h in ["Scanning configuration", "Replication rules", "Registry policy", "KMS keys"] {
+            assert!(t.contains(h), "{h}: {t}");
+        }
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "save"), ("policy", "{\"Statement\": 7}")]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        assert!(r.text().contains("id=\"policy-error\""));
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"ReplicationAccess","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::210987654321:root"},"Action":["ecr:CreateRepository","ecr:ReplicateImage"],"Resource":"arn:aws:ecr:us-east-1:123456789012:repository/*"}]}"#;
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "save"), ("policy", policy)]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert!(r.text().contains("Registry policy saved"));
+        berth.ecr("GetRegistryPolicy", &json!({})).expect_status(200);
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "delete")]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        berth.ecr("GetRegistryPolicy", &json!({})).expect_status(400);
     }
 }
 

@@ -19,6 +19,7 @@ mod images;
 mod lifecycle;
 mod permissions;
 mod repos;
+mod settings;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,6 +77,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/image", get(images::detail))
         .route("/lifecycle", get(lifecycle::show).post(lifecycle::act))
         .route("/audit", get(audit::list))
+        .route("/settings", get(settings::show).post(settings::act))
         .route(
             "/permissions",
             get(permissions::show).post(permissions::act),
