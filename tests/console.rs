@@ -443,6 +443,12 @@ both_backends! {
         assert!(crit < medium, "CRITICAL before MEDIUM");
         let asc = c.get(&format!("/console/image?name=scan%2Fapp&digest={}&sort=asc", enc(img.digest()))).text();
         assert!(asc.find("GHSA-xvch-5gv4-984h").unwrap() > asc.find("GHSA-c2qf-rxjj-qqgw").unwrap());
+        // Overview: storage per repository and today's push, as SVG.
+        let o = c.get("/console/overview");
+        assert_eq!(o.status, 200, "{}", o.describe());
+        let t = o.text();
+        assert!(t.contains("aria-label=\"Storage used per repository\"") && t.contains(">scan/app</text>"), "{t}");
+        assert!(t.contains("aria-label=\"Pushes and pulls per day\"") && t.contains("<title>1</title>"), "{t}");
         // Start a scan: ECR's quota (one scan per image a day) shows as the API's error.
         let r = c.post("/console/images/scan", &[("csrf", &c.csrf), ("name", "scan/app"), ("digest", img.digest())]);
         assert_eq!(r.status, 400, "{}", r.describe());

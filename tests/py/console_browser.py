@@ -82,6 +82,12 @@ with sync_playwright() as p:
     expect(row).to_contain_text("KMS")
     expect(row).to_contain_text("Enabled")
     shot(page, "repositories")
+    page.get_by_role("link", name="Overview").click()
+    expect(page.get_by_role("img", name="Storage used per repository")).to_be_visible()
+    expect(page.get_by_role("img", name="Pushes and pulls per day")).to_be_visible()
+    shot(page, "overview")
+    page.get_by_role("link", name="Repositories", exact=True).click()
+    row = page.get_by_role("row").filter(has_text="team/app")
 
     # The pushed image appears with its scan status (scan on push).
     row.get_by_role("link", name="team/app").click()

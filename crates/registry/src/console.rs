@@ -135,6 +135,24 @@ impl Registry {
         Ok(self.meta.search_audit(account, filter, before, n).await?)
     }
 
+    /// The Overview's storage chart: the `n` largest repositories of an account.
+    pub async fn storage_by_repository(
+        &self,
+        account: &str,
+        n: i64,
+    ) -> std::result::Result<Vec<(String, i64)>, crate::RegistryError> {
+        Ok(self.meta.storage_by_repository(account, n).await?)
+    }
+
+    /// The Overview's activity chart: (day, pushes, last pulls) since `since` ms.
+    pub async fn activity_by_day(
+        &self,
+        account: &str,
+        since: i64,
+    ) -> std::result::Result<Vec<(i64, i64, i64)>, crate::RegistryError> {
+        Ok(self.meta.activity_by_day(account, since).await?)
+    }
+
     /// Ends a session (sign-out); false when there was none.
     pub async fn console_sign_out(&self, session_id: &str) -> Result<bool> {
         Ok(self

@@ -27,7 +27,7 @@ pub fn q(s: &str) -> String {
 pub fn page(title: &str, s: Option<&ConsoleSession>, body: &str) -> String {
     let nav = match s {
         Some(s) => format!(
-            "<header><strong>berth</strong><nav aria-label=\"Main\"><a href=\"/console/repositories\">Repositories</a> <a href=\"/console/settings\">Registry settings</a> <a href=\"/console/audit\">Audit log</a></nav>
+            "<header><strong>berth</strong><nav aria-label=\"Main\"><a href=\"/console/overview\">Overview</a> <a href=\"/console/repositories\">Repositories</a> <a href=\"/console/settings\">Registry settings</a> <a href=\"/console/audit\">Audit log</a></nav>
 <form method=\"post\" action=\"/console/sign-out\"><span>{}</span> <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" class=\"secondary\">Sign out</button></form></header>",
             esc(&s.principal.arn()),
             esc(&s.csrf_token)

@@ -17,6 +17,7 @@ mod audit;
 mod html;
 mod images;
 mod lifecycle;
+mod overview;
 mod permissions;
 mod repos;
 mod settings;
@@ -77,6 +78,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/image", get(images::detail))
         .route("/lifecycle", get(lifecycle::show).post(lifecycle::act))
         .route("/audit", get(audit::list))
+        .route("/overview", get(overview::show))
         .route("/settings", get(settings::show).post(settings::act))
         .route(
             "/permissions",

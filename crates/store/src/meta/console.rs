@@ -175,3 +175,50 @@ impl Meta {
             .map_err(Into::into)
     }
 }
+
+impl Meta {
+    /// The `limit` repositories of an account storing the most bytes of images
+    /// (the sum of their manifests' image sizes), largest first.
+    pub async fn storage_by_repository(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT r.name, CAST(SUM(m.image_size) AS BIGINT) FROM manifests m JOIN repositories r ON r.repo_id = m.repo_id WHERE r.account_id = $1 GROUP BY r.name ORDER BY 2 DESC, r.name LIMIT $2")
+            .bind(account_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Images pushed and images last pulled per UTC day since `since` (unix ms):
+    /// (day number since the epoch, pushes, pulls).
+    pub async fn activity_by_day(
+        &self,
+        account_id: &str,
+        since: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+        let pushes = sqlx::query("SELECT m.pushed_at / 86400000, COUNT(*) FROM manifests m JOIN repositories r ON r.repo_id = m.repo_id WHERE r.account_id = $1 AND m.pushed_at >= $2 GROUP BY m.pushed_at / 86400000")
+            .bind(account_id)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let pulls = sqlx::query("SELECT m.last_pulled_at / 86400000, COUNT(*) FROM manifests m JOIN repositories r ON r.repo_id = m.repo_id WHERE r.account_id = $1 AND m.last_pulled_at >= $2 GROUP BY m.last_pulled_at / 86400000")
+            .bind(account_id)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut days: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+        for r in &pushes {
+            days.entry(r.try_get(0)?).or_default().0 = r.try_get(1)?;
+        }
+        for r in &pulls {
+            days.entry(r.try_get(0)?).or_default().1 = r.try_get(1)?;
+        }
+        Ok(days.into_iter().map(|(d, (a, b))| (d, a, b)).collect())
+    }
+}
