@@ -6,6 +6,7 @@
 //! results and errors to each protocol's shape. It holds no storage logic.
 
 pub mod access;
+pub mod console;
 pub mod ecr;
 pub mod oci;
 pub mod oci_error;
@@ -168,6 +169,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/", axum::routing::post(ecr::handle).get(ecr::handle))
         .route("/_berth/layer", get(layer_download))
+        .route("/console/", get(console::index))
+        .nest("/console", console::router())
         .route("/v2", axum::routing::any(oci::handle))
         .route("/v2/", axum::routing::any(oci::handle))
         .route("/v2/{*rest}", axum::routing::any(oci::handle))

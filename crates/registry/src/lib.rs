@@ -11,6 +11,7 @@
 
 mod authz;
 mod clock;
+pub mod console;
 mod control;
 mod error;
 pub mod events;

@@ -14,6 +14,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (6, V6),
     (7, V7_SQLITE),
     (11, V11_SQLITE),
+    (12, V12),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -24,6 +25,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (6, V6),
     (7, V7_POSTGRES),
     (11, V11_POSTGRES),
+    (12, V12),
 ];
 
 macro_rules! v1 {
@@ -346,3 +348,16 @@ macro_rules! v11 {
 
 const V11_SQLITE: &str = v11!("INTEGER PRIMARY KEY AUTOINCREMENT");
 const V11_POSTGRES: &str = v11!("BIGSERIAL PRIMARY KEY");
+/// Console sessions (`crates/api/src/console/`): the session id is stored only as
+/// its SHA-256 (a leaked table does not sign anyone in); the access key it was
+/// opened with is kept so disabling or deleting the key ends the session.
+const V12: &str = "CREATE TABLE console_sessions (
+    session_hash TEXT PRIMARY KEY,
+    access_key_id TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    user_name TEXT,
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)";

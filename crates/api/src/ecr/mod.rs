@@ -213,3 +213,44 @@ pub fn epoch_secs(ms: i64) -> Value {
 pub fn body_of(v: Value) -> Body {
     Body::from(v.to_string())
 }
+
+/// Runs an ECR operation for a caller authenticated by another front end (the
+/// console's session): the same table row, authorization, handler and audit record
+/// as a SigV4 call of that operation.
+/// `service` is `ecr` or `kms`.
+pub async fn call_as(
+    app: &Arc<App>,
+    caller: &Principal,
+    source_ip: &str,
+    service: &str,
+    op: &str,
+    input: Value,
+) -> Result<Value, EcrError> {
+    let service = if service == "kms" {
+        ops::Service::Kms
+    } else {
+        ops::Service::Ecr
+    };
+    let ctx = Ctx {
+        app: app.clone(),
+        caller: caller.clone(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        source_ip: source_ip.to_string(),
+        op: op.to_string(),
+        action: ops::action_of(service, op),
+    };
+    let input = Input::new(input);
+    let result = match ops::find(service, op) {
+        Some(r) => (r.handler)(&ctx, &input).await,
+        None => ops::unknown(&ctx, service, &input).await,
+    };
+    app.audit(
+        &ctx,
+        service.signing_name(),
+        op,
+        &input,
+        result.as_ref().err(),
+    )
+    .await;
+    result
+}

@@ -20,11 +20,13 @@ mod accounts;
 mod blobs;
 pub use accounts::AuditFilter;
 pub use blobs::legacy_object_key;
+mod console;
 mod gc;
 mod identity;
 pub mod jobs;
 mod manifests;
 mod repositories;
+pub use console::{AuditFilter, SessionRow};
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
