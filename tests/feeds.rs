@@ -354,3 +354,84 @@ fn off_refuses_sync_without_a_source() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("off"), "{o:?}");
 }
+
+/// Polls DescribeImageScanFindings until the scan leaves IN_PROGRESS.
+fn wait_scan(berth: &Berth, repo: &str, tag: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = berth.ecr(
+            "DescribeImageScanFindings",
+            &serde_json::json!({"repositoryName": repo, "imageId": {"imageTag": tag}}),
+        );
+        r.expect_status(200);
+        let v = r.json();
+        if v["imageScanStatus"]["status"] != "IN_PROGRESS" {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scan still IN_PROGRESS:\n{}",
+            berth.stderr_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn metric(berth: &Berth, name: &str) -> f64 {
+    let m = berth.http().get("/metrics");
+    m.expect_status(200);
+    let text = String::from_utf8_lossy(&m.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .trim()
+        .parse()
+        .expect("number")
+}
+
+both_backends! {
+    fn an_empty_or_stale_database_is_never_a_clean_bill_of_health(backend) {
+        use berth_testsupport::layout::{image, tar_gz_layer, OCI_LAYER_GZIP};
+        let m = full_mirror();
+        let berth = Berth::start_with(backend, &[("BERTH_VULNDB_URL", "off")]);
+        // The server warns at start, status and /metrics say so.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !berth.stderr_tail(50).contains("vulnerability database is empty") {
+            assert!(Instant::now() < deadline, "no start warning:\n{}", berth.stderr_tail(50));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let st = status(&berth);
+        assert!(st.contains("WARNING: the vulnerability database is empty"), "{st}");
+        assert_eq!(metric(&berth, "berth_vulndb_advisories"), 0.0);
+        assert_eq!(metric(&berth, "berth_vulndb_age_seconds"), -1.0);
+
+        // A scan against the empty database says so in its description.
+        berth.ecr("CreateRepository", &serde_json::json!({
+            "repositoryName": "feeds/app",
+            "imageScanningConfiguration": {"scanOnPush": true},
+        })).expect_status(200);
+        let status_file = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln/debian-bookworm/var/lib/dpkg/status")).expect("dpkg status");
+        let os_release = b"ID=debian\nVERSION_ID=\"12\"\n".to_vec();
+        let img = image(vec![tar_gz_layer(OCI_LAYER_GZIP, &[
+            ("etc/os-release", 0o644, os_release),
+            ("var/lib/dpkg/status", 0o644, status_file),
+        ])], "amd64", false);
+        img.push(&berth.http(), "feeds/app", "v1").expect_status(201);
+        let v = wait_scan(&berth, "feeds/app", "v1");
+        assert_eq!(v["imageScanStatus"]["status"], "COMPLETE", "{v}");
+        let d = v["imageScanStatus"]["description"].as_str().unwrap_or("");
+        assert!(d.contains("vulnerability database is empty"), "{v}");
+
+        // After a sync: no warning, an age, findings carry the source date.
+        berth.command(&[], &["vulndb", "sync", "--source", &m.url]);
+        let st = status(&berth);
+        assert!(!st.contains("WARNING"), "{st}");
+        assert_eq!(metric(&berth, "berth_vulndb_advisories"), 62.0);
+        assert!(metric(&berth, "berth_vulndb_age_seconds") >= 0.0);
+        // Days later the same database is out of date.
+        let st = berth.command(&[("BERTH_CLOCK_OFFSET_SECS", "400000")], &["vulndb", "status"]);
+        assert!(st.contains("WARNING: the vulnerability database is out of date"), "{st}");
+        let st = berth.command(&[("BERTH_CLOCK_OFFSET_SECS", "400000"), ("BERTH_VULNDB_MAX_AGE", "7d")], &["vulndb", "status"]);
+        assert!(!st.contains("WARNING"), "{st}");
+    }
+}

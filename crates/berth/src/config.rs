@@ -44,6 +44,8 @@ pub struct Config {
     pub vulndb_url: Option<String>,
     /// Seconds between background advisory syncs (0 turns them off).
     pub vulndb_sync_interval_secs: u64,
+    /// Older than this (seconds), the advisory database is out of date.
+    pub vulndb_max_age_secs: u64,
     /// The master key as 64 hex characters (prefer `master_key_file`).
     pub master_key: Option<String>,
     /// File holding the master key; default `<data_dir>/master.key`.
@@ -73,6 +75,7 @@ impl Default for Config {
             job_shutdown_secs: 10,
             vulndb_url: berth_registry::feeds::feed_base(None),
             vulndb_sync_interval_secs: 6 * 3600,
+            vulndb_max_age_secs: berth_registry::feeds::DEFAULT_MAX_AGE_SECS,
             master_key: None,
             master_key_file: None,
         }
@@ -173,6 +176,10 @@ impl Config {
         if let Some(v) = env("BERTH_VULNDB_SYNC_INTERVAL") {
             c.vulndb_sync_interval_secs =
                 parse_interval(&v).ok_or(ConfigError::Env("BERTH_VULNDB_SYNC_INTERVAL", v))?;
+        }
+        if let Some(v) = env("BERTH_VULNDB_MAX_AGE") {
+            c.vulndb_max_age_secs =
+                parse_interval(&v).ok_or(ConfigError::Env("BERTH_VULNDB_MAX_AGE", v))?;
         }
         if let Some(v) = parse_env("BERTH_GC_INTERVAL_SECS")? {
             c.gc_interval_secs = v;

@@ -118,6 +118,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         registry.clone(),
         2,
         worker_config(&cfg),
+        Duration::from_secs(cfg.vulndb_max_age_secs),
         jobs_stopping,
     ));
 

@@ -288,6 +288,16 @@ pub async fn run(args: VulndbArgs) -> Result<(), String> {
                 s.advisories,
                 s.pending_scans
             );
+            let f = reg.vulndb_freshness().await.map_err(|e| e.to_string())?;
+            if let Some(w) = f.warning(cfg.vulndb_max_age_secs as i64 * 1000) {
+                println!("WARNING: {w}");
+            }
+            println!(
+                "source: {}",
+                cfg.vulndb_url
+                    .as_deref()
+                    .unwrap_or("off (berth vulndb import only)")
+            );
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
@@ -315,9 +325,12 @@ pub fn spawn_scanning(
     registry: Arc<Registry>,
     workers: usize,
     config: WorkerConfig,
+    max_age: std::time::Duration,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let scanner = Arc::new(Scanner::new());
+    let mut scanner = Scanner::new();
+    scanner.max_age = max_age;
+    let scanner = Arc::new(scanner);
     let handler: Arc<dyn Handler> = Arc::new(ScanHandler::new(scanner.clone()));
     let id = crate::serve::worker_id();
     let mut handles = vec![tokio::spawn(run_advisory_refresh(
@@ -411,6 +424,15 @@ pub async fn spawn_feed_sync(
     cfg: &crate::config::Config,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    // Never a silent clean bill of health: say so at start.
+    match registry.vulndb_freshness().await {
+        Ok(f) => {
+            if let Some(w) = f.warning(cfg.vulndb_max_age_secs as i64 * 1000) {
+                tracing::warn!("{w}; scan results will say so");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the advisory database state"),
+    }
     let (Some(base), secs) = (cfg.vulndb_url.clone(), cfg.vulndb_sync_interval_secs) else {
         return Ok(Vec::new());
     };

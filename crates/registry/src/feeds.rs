@@ -489,3 +489,67 @@ impl Handler for FeedSync {
         })
     }
 }
+
+/// Default age after which the advisory database counts as out of date (three
+/// days: twelve missed syncs at the default interval).
+pub const DEFAULT_MAX_AGE_SECS: u64 = 3 * 86400;
+
+/// Why scan results cannot be trusted as a clean bill of health, if they cannot:
+/// the database is empty, was never updated, or is older than `max_age_ms`.
+pub fn vulndb_warning(
+    advisories: i64,
+    updated_at: Option<i64>,
+    now: i64,
+    max_age_ms: i64,
+) -> Option<String> {
+    if advisories <= 0 {
+        return Some(
+            "the vulnerability database is empty: no advisories were imported, so no findings does not mean no vulnerabilities (run `berth vulndb sync` or `berth vulndb import`)"
+                .to_string(),
+        );
+    }
+    match updated_at {
+        None => Some("the vulnerability database has never been updated".to_string()),
+        Some(t) if now - t > max_age_ms => Some(format!(
+            "the vulnerability database is out of date: last updated {} hours ago (threshold {} hours)",
+            (now - t) / 3_600_000,
+            max_age_ms / 3_600_000
+        )),
+        Some(_) => None,
+    }
+}
+
+/// How current the stored advisory database is.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    pub advisories: i64,
+    /// When it last changed (unix ms).
+    pub updated_at: Option<i64>,
+    pub now: i64,
+}
+
+impl Freshness {
+    /// Seconds since the last change; `None` when it never changed.
+    pub fn age_secs(&self) -> Option<i64> {
+        self.updated_at.map(|t| (self.now - t).max(0) / 1000)
+    }
+
+    pub fn warning(&self, max_age_ms: i64) -> Option<String> {
+        vulndb_warning(self.advisories, self.updated_at, self.now, max_age_ms)
+    }
+}
+
+impl Registry {
+    /// The stored advisory count and when the database last changed.
+    pub async fn vulndb_freshness(&self) -> std::result::Result<Freshness, crate::RegistryError> {
+        Ok(Freshness {
+            advisories: self.meta.count_advisories().await?,
+            updated_at: self
+                .meta
+                .setting(berth_store::scans::VULNDB_UPDATED_AT)
+                .await?
+                .and_then(|v| v.parse().ok()),
+            now: self.now(),
+        })
+    }
+}
