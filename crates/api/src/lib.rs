@@ -207,7 +207,8 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
     let g = &app.registry.gc_stats;
     let pending = app.registry.gc_pending().await.unwrap_or(-1);
-    let body = format!(
+    let vulndb = app.registry.vulndb_freshness().await.ok();
+    let mut body = format!(
         "# HELP berth_up Whether the process is serving.\n# TYPE berth_up gauge\nberth_up 1\n\
          # HELP berth_gc_reclaimed_bytes_total Bytes reclaimed by garbage collection in this process.\n# TYPE berth_gc_reclaimed_bytes_total counter\nberth_gc_reclaimed_bytes_total {}\n\
          # HELP berth_gc_reclaimed_blobs_total Blobs deleted by garbage collection in this process.\n# TYPE berth_gc_reclaimed_blobs_total counter\nberth_gc_reclaimed_blobs_total {}\n\
@@ -220,6 +221,15 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         g.last_run_ms.load(Relaxed) as f64 / 1000.0,
         pending
     ) + &events_metrics(&app.registry);
+    if let Some(f) = vulndb {
+        // -1: the advisory database never changed (empty).
+        body.push_str(&format!(
+            "# HELP berth_vulndb_age_seconds Seconds since the advisory database last changed (-1: never).\n# TYPE berth_vulndb_age_seconds gauge\nberth_vulndb_age_seconds {}\n\
+             # HELP berth_vulndb_advisories Advisories in the database.\n# TYPE berth_vulndb_advisories gauge\nberth_vulndb_advisories {}\n",
+            f.age_secs().unwrap_or(-1),
+            f.advisories
+        ));
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

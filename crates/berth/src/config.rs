@@ -40,6 +40,12 @@ pub struct Config {
     /// On shutdown, seconds a background job in hand may still run before its
     /// claim is released for another process to take.
     pub job_shutdown_secs: u64,
+    /// Base URL of the OSV advisory mirror (`BERTH_VULNDB_URL`); `None` is `off`.
+    pub vulndb_url: Option<String>,
+    /// Seconds between background advisory syncs (0 turns them off).
+    pub vulndb_sync_interval_secs: u64,
+    /// Older than this (seconds), the advisory database is out of date.
+    pub vulndb_max_age_secs: u64,
     /// The master key as 64 hex characters (prefer `master_key_file`).
     pub master_key: Option<String>,
     /// File holding the master key; default `<data_dir>/master.key`.
@@ -100,6 +106,9 @@ impl Default for Config {
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
             job_shutdown_secs: 10,
+            vulndb_url: berth_registry::feeds::feed_base(None),
+            vulndb_sync_interval_secs: 6 * 3600,
+            vulndb_max_age_secs: berth_registry::feeds::DEFAULT_MAX_AGE_SECS,
             master_key: None,
             master_key_file: None,
             webhook: Vec::new(),
@@ -129,6 +138,19 @@ fn parse_env<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, Conf
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| ConfigError::Env(name, v)),
     }
+}
+
+/// Seconds, or a number with an `s`, `m`, `h` or `d` suffix (`6h`).
+fn parse_interval(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mult) = match v.char_indices().last()? {
+        (i, 's') => (&v[..i], 1),
+        (i, 'm') => (&v[..i], 60),
+        (i, 'h') => (&v[..i], 3600),
+        (i, 'd') => (&v[..i], 86400),
+        _ => (v, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 impl Config {
@@ -182,6 +204,17 @@ impl Config {
         }
         if let Some(v) = parse_env("BERTH_LIFECYCLE_INTERVAL_SECS")? {
             c.lifecycle_interval_secs = v;
+        }
+        if let Some(v) = env("BERTH_VULNDB_URL") {
+            c.vulndb_url = berth_registry::feeds::feed_base(Some(&v));
+        }
+        if let Some(v) = env("BERTH_VULNDB_SYNC_INTERVAL") {
+            c.vulndb_sync_interval_secs =
+                parse_interval(&v).ok_or(ConfigError::Env("BERTH_VULNDB_SYNC_INTERVAL", v))?;
+        }
+        if let Some(v) = env("BERTH_VULNDB_MAX_AGE") {
+            c.vulndb_max_age_secs =
+                parse_interval(&v).ok_or(ConfigError::Env("BERTH_VULNDB_MAX_AGE", v))?;
         }
         if let Some(v) = parse_env("BERTH_GC_INTERVAL_SECS")? {
             c.gc_interval_secs = v;

@@ -113,10 +113,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
     spawn_background(registry.clone(), &cfg);
     let mut workers = spawn_periodic(registry.clone(), &cfg, &jobs_stopping).await?;
+    workers.extend(crate::vulndb::spawn_feed_sync(registry.clone(), &cfg, &jobs_stopping).await?);
     workers.extend(crate::vulndb::spawn_scanning(
         registry.clone(),
         2,
         worker_config(&cfg),
+        Duration::from_secs(cfg.vulndb_max_age_secs),
         jobs_stopping.clone(),
     ));
     workers.extend(

@@ -15,6 +15,7 @@ pub mod console;
 mod control;
 mod error;
 pub mod events;
+pub mod feeds;
 mod gc;
 pub mod identity;
 pub mod jobs;

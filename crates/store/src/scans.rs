@@ -271,6 +271,40 @@ impl Meta {
         Ok(n)
     }
 
+    /// Stores one feed's advisories (id, OSV JSON) and its `settings` row (the
+    /// feed's validators and counts) in one transaction: a reader sees the feed
+    /// before or after, never half of it.
+    pub async fn put_feed(
+        &self,
+        records: &[(String, Vec<u8>)],
+        setting: (&str, &str),
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut g = self.begin_write().await?;
+        let mut n = 0;
+        for (id, body) in records {
+            n += sqlx::query(
+                "INSERT INTO advisories (advisory_id, body, imported_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (advisory_id) DO UPDATE SET body = excluded.body, imported_at = excluded.imported_at",
+            )
+            .bind(id)
+            .bind(body.clone())
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(setting.0)
+        .bind(setting.1)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await?;
+        Ok(n)
+    }
+
     /// Calls `f(id, body)` for every stored advisory, streaming (one row in memory).
     pub async fn for_each_advisory(
         &self,
