@@ -4,7 +4,7 @@
 //! when it expires, when it is signed out, or when its access key is disabled or
 //! deleted (the lookup joins the key).
 
-pub use berth_store::meta::AuditFilter;
+pub use berth_store::meta::AuditSearch;
 use berth_store::meta::SessionRow;
 use ring::rand::SecureRandom;
 
@@ -128,7 +128,7 @@ impl Registry {
     pub async fn search_audit(
         &self,
         account: &str,
-        filter: &AuditFilter,
+        filter: &AuditSearch,
         before: Option<i64>,
         n: i64,
     ) -> std::result::Result<Vec<(i64, crate::AuditRow)>, crate::RegistryError> {

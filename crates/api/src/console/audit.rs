@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use berth_registry::console::AuditFilter;
+use berth_registry::console::AuditSearch;
 
 use super::html::{esc, page, q, time};
 use super::{error_page, session};
@@ -45,7 +45,7 @@ pub async fn list(
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    let filter = AuditFilter {
+    let filter = AuditSearch {
         principal: get("principal"),
         action: get("action"),
         resource: get("repository"),

@@ -111,7 +111,7 @@ impl Meta {
 
 /// Filters of the console's Audit log page (exact matches; `None` matches all).
 #[derive(Debug, Default, Clone)]
-pub struct AuditFilter {
+pub struct AuditSearch {
     pub principal: Option<String>,
     pub action: Option<String>,
     pub resource: Option<String>,
@@ -123,7 +123,7 @@ impl Meta {
     pub async fn search_audit(
         &self,
         account_id: &str,
-        f: &AuditFilter,
+        f: &AuditSearch,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<(i64, AuditRow)>, StoreError> {

@@ -26,7 +26,7 @@ mod identity;
 pub mod jobs;
 mod manifests;
 mod repositories;
-pub use console::{AuditFilter, SessionRow};
+pub use console::{AuditSearch, SessionRow};
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
