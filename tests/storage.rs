@@ -1,5 +1,5 @@
-//! Storage guarantees of `berth serve`: bounded memory on huge uploads, no half blob visible after a crash, no
-//! acknowledged blob lost, graceful SIGTERM.
+//! Storage guarantees of `berth serve`: bounded memory on huge uploads, no half
+//! blob visible after a crash, no acknowledged blob lost, graceful SIGTERM.
 
 use std::time::{Duration, Instant};
 
