@@ -535,12 +535,14 @@ impl Berth {
 
     /// The last `lines` lines of the server's stderr (all incarnations).
     pub fn stderr_tail(&self, lines: usize) -> String {
-        let mut s = String::new();
+        let mut raw = Vec::new();
         if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-            let _ = f.read_to_string(&mut s);
+            let _ = f.read_to_end(&mut raw);
         }
+        // Lossy: the seek may land inside a multi-byte character.
+        let s = String::from_utf8_lossy(&raw);
         let all: Vec<&str> = s.lines().collect();
         let tail = all[all.len().saturating_sub(lines)..].join("\n");
         format!(
