@@ -44,6 +44,8 @@ pub struct Server {
     /// `Authorization` header value (`Basic …`), if auth is on.
     pub auth: Option<String>,
     pub dir: PathBuf,
+    /// Extra environment of the server process (berth only).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     berth_bin: PathBuf,
 }
@@ -102,17 +104,31 @@ impl Server {
     /// checks that berth recorded that mode, so a binary without the switch cannot
     /// pass as the unencrypted baseline.
     pub async fn start_berth(berth_bin: &Path, dir: PathBuf, plaintext: bool) -> Result<Server> {
+        let name = if plaintext {
+            crate::report::BERTH_PLAINTEXT
+        } else {
+            crate::report::BERTH
+        };
+        Self::start_berth_with(berth_bin, dir, plaintext, name, Vec::new()).await
+    }
+
+    /// [`Self::start_berth`] under another report name with extra environment
+    /// (e.g. `BERTH_CONFIG` with webhooks).
+    pub async fn start_berth_with(
+        berth_bin: &Path,
+        dir: PathBuf,
+        plaintext: bool,
+        name: &'static str,
+        env: Vec<(String, String)>,
+    ) -> Result<Server> {
         std::fs::create_dir_all(dir.join("data"))?;
         let mut s = Server {
-            name: if plaintext {
-                crate::report::BERTH_PLAINTEXT
-            } else {
-                crate::report::BERTH
-            },
+            name,
             kind: Kind::Berth { plaintext },
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             auth: None,
             dir,
+            env,
             child: None,
             berth_bin: berth_bin.to_path_buf(),
         };
@@ -183,6 +199,7 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             auth: header,
             dir,
+            env: Vec::new(),
             child: None,
             berth_bin: PathBuf::new(),
         };
@@ -206,6 +223,7 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
                 } else {
                     cmd.env_remove(PLAINTEXT_ENV);
                 }
+                cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
                 let mut child = cmd
                     .arg("serve")
                     .arg("--data-dir")
