@@ -31,6 +31,9 @@ pub struct ApiConfig {
     pub public_host: String,
     /// `http` or `https`, for URLs berth hands out.
     pub scheme: &'static str,
+    /// The regions of the configured `[[peer]]` deployments: with this one's own
+    /// region, the regions a replication destination may name.
+    pub peer_regions: Vec<String>,
 }
 
 pub struct App {

@@ -106,6 +106,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             region: cfg.region.clone(),
             public_host,
             scheme: if tls.is_some() { "https" } else { "http" },
+            peer_regions: cfg.peers.iter().map(|p| p.region.clone()).collect(),
         },
     ));
     let router = berth_api::router(app);

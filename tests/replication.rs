@@ -1,0 +1,206 @@
+//! Replication between berth deployments: the `[[peer]]` configuration and the
+//! validation of `PutReplicationConfiguration` / `DescribeRegistry`, and the actions a
+//! registry policy may grant (`docs/architecture.md`, "Replication").
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testsupport::server::berth_bin;
+use berth_testsupport::{both_backends, Berth, Response, TempDir};
+use serde_json::{json, Value};
+
+/// A config file naming one peer region, `us-west-2`, whose secret is in a file.
+fn peer_config(dir: &Path) -> std::path::PathBuf {
+    let secret = dir.join("west.secret");
+    std::fs::write(&secret, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n").unwrap();
+    let cfg = dir.join("berth.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"http://127.0.0.1:9\"\n\
+             access_key_id = \"AKIAIOSFODNN7EXAMPLE\"\naccess_key_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn expect_error(r: &Response, status: u16, kind: &str) {
+    assert_eq!(r.status, status, "{}", r.describe());
+    assert_eq!(r.json()["__type"], kind, "{}", r.describe());
+}
+
+fn put(berth: &Berth, rules: Value) -> Response {
+    berth.ecr(
+        "PutReplicationConfiguration",
+        &json!({ "replicationConfiguration": { "rules": rules } }),
+    )
+}
+
+both_backends! {
+    fn replication_configuration(backend) {
+        let dir = TempDir::new("berth-repl-cfg");
+        let cfg = peer_config(dir.path());
+        let berth = Berth::options(backend)
+            .env("BERTH_CONFIG", cfg.to_str().unwrap())
+            .start();
+
+        // Nothing configured yet: no rules.
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        r.expect_status(200);
+        assert_eq!(r.json()["replicationConfiguration"], json!({ "rules": [] }));
+        assert_eq!(r.json()["registryId"], "123456789012");
+
+        // A region that is neither this deployment's nor a peer's.
+        let r = put(&berth, json!([{ "destinations": [{ "region": "eu-north-1", "registryId": "123456789012" }] }]));
+        expect_error(&r, 400, "ValidationException");
+        // The source registry itself.
+        let r = put(&berth, json!([{ "destinations": [{ "region": "us-east-1", "registryId": "123456789012" }] }]));
+        expect_error(&r, 400, "InvalidParameterException");
+
+        // Peer region, same-region other account, deleteReplication: echoed, and
+        // DescribeRegistry returns the rules in the order given.
+        let rules = json!([
+            {
+                "destinations": [{ "region": "us-west-2", "registryId": "123456789012" }],
+                "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+            },
+            {
+                "destinations": [
+                    { "region": "us-east-1", "registryId": "210987654321" },
+                    { "region": "us-west-2", "registryId": "210987654321" }
+                ],
+                "deleteReplication": { "enabled": true }
+            },
+            {
+                "destinations": [{ "region": "us-west-2", "registryId": "111122223333" }],
+                "repositoryFilters": [{ "filter": "team-a/", "filterType": "PREFIX_MATCH" }],
+                "deleteReplication": { "enabled": false }
+            }
+        ]);
+        let r = put(&berth, rules.clone());
+        r.expect_status(200);
+        assert_eq!(r.json()["replicationConfiguration"]["rules"], rules, "{}", r.describe());
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        r.expect_status(200);
+        assert_eq!(r.json()["replicationConfiguration"]["rules"], rules, "{}", r.describe());
+
+        // At most 25 unique destinations over all rules: the same destination named
+        // in several rules counts once.
+        let dests = |from: u64, n: u64| -> Value {
+            (from..from + n)
+                .map(|i| json!({ "region": "us-west-2", "registryId": format!("{:012}", 100_000_000_000u64 + i) }))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        put(&berth, json!([{ "destinations": dests(0, 25) }, { "destinations": dests(10, 15) }]))
+            .expect_status(200);
+        let r = put(&berth, json!([{ "destinations": dests(0, 13) }, { "destinations": dests(13, 13) }]));
+        expect_error(&r, 400, "ValidationException");
+        // At most 10 rules.
+        let one = json!({ "destinations": dests(0, 1) });
+        let r = put(&berth, Value::Array(vec![one; 11]));
+        expect_error(&r, 400, "InvalidParameterException");
+        // deleteReplication must be {enabled: bool}.
+        let r = put(&berth, json!([{ "destinations": dests(0, 1), "deleteReplication": { "enabled": "yes" } }]));
+        expect_error(&r, 400, "SerializationException");
+        // The rejected calls left the last accepted configuration in place.
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        assert_eq!(r.json()["replicationConfiguration"]["rules"][0]["destinations"].as_array().unwrap().len(), 25);
+
+        // `rules: []` removes it (how Terraform destroys the resource).
+        put(&berth, json!([])).expect_status(200);
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        assert_eq!(r.json()["replicationConfiguration"], json!({ "rules": [] }));
+    }
+}
+
+both_backends! {
+    fn registry_policy_actions(backend) {
+        let berth = Berth::start(backend);
+        let policy = |actions: Value, not: bool| -> String {
+            let key = if not { "NotAction" } else { "Action" };
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "Replication",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": "arn:aws:iam::210987654321:root" },
+                    key: actions,
+                    "Resource": "arn:aws:ecr:us-east-1:123456789012:repository/*"
+                }]
+            })
+            .to_string()
+        };
+        for ok in [
+            json!(["ecr:CreateRepository", "ecr:ReplicateImage"]),
+            json!("ecr:BatchImportUpstreamImage"),
+            json!("ecr:*"),
+        ] {
+            let text = policy(ok.clone(), false);
+            let r = berth.ecr("PutRegistryPolicy", &json!({ "policyText": text }));
+            r.expect_status(200);
+            assert_eq!(r.json()["policyText"], text);
+        }
+        for bad in [json!(["ecr:ReplicateImage", "ecr:BatchGetImage"]), json!("*"), json!("ecr:Replicate*")] {
+            let r = berth.ecr("PutRegistryPolicy", &json!({ "policyText": policy(bad.clone(), false) }));
+            expect_error(&r, 400, "InvalidParameterException");
+            assert!(r.text().contains("Invalid registry policy provided"), "{}", r.describe());
+        }
+        let r = berth.ecr("PutRegistryPolicy", &json!({ "policyText": policy(json!("ecr:BatchGetImage"), true) }));
+        expect_error(&r, 400, "InvalidParameterException");
+        // The last accepted policy is still the one in force.
+        let r = berth.ecr("GetRegistryPolicy", &json!({}));
+        r.expect_status(200);
+        assert_eq!(r.json()["policyText"], policy(json!("ecr:*"), false));
+    }
+}
+
+/// `berth serve` refuses a `[[peer]]` section it cannot use, before listening.
+#[test]
+fn bad_peer_config_is_refused() {
+    let dir = TempDir::new("berth-repl-bad");
+    let cases = [
+        ("no secret", "region = \"us-west-2\"\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"AKIAX\"\n", "secret_access_key"),
+        ("own region", "region = \"us-east-1\"\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "own region"),
+        ("bad endpoint", "region = \"us-west-2\"\nendpoint = \"ftp://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "endpoint"),
+        ("bad region", "region = \"US West\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "region"),
+        ("unknown field", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\nsecret = \"s\"\n", "unknown field"),
+    ];
+    for (what, section, needle) in cases {
+        let cfg = dir.join(format!("{}.toml", what.replace(' ', "-")));
+        std::fs::write(&cfg, format!("[[peer]]\n{section}")).unwrap();
+        let mut child = Command::new(berth_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env_remove("BERTH_CONFIG")
+            .env_remove("BERTH_REGION")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{what}: berth serve started with an invalid [[peer]]");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: expected {needle:?} in {err}");
+    }
+}
