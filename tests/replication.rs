@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_testsupport::ecr::Credentials;
 use berth_testsupport::server::berth_bin;
+use berth_testsupport::tools::require;
 use berth_testsupport::{both_backends, Berth, Response, TempDir};
 use serde_json::{json, Value};
 
@@ -202,5 +204,162 @@ fn bad_peer_config_is_refused() {
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
         assert!(!status.success(), "{what}: {err}");
         assert!(err.contains(needle), "{what}: expected {needle:?} in {err}");
+    }
+}
+
+/// Terraform with the hashicorp/aws provider from the machine's offline mirror (as
+/// `tests/ecr_workflow.rs` runs it).
+fn terraform(
+    dir: &Path,
+    args: &[&str],
+    endpoint: &str,
+    creds: &Credentials,
+) -> (Option<i32>, String) {
+    require(
+        "terraform",
+        "install Terraform 1.11 and the hashicorp/aws provider mirror (BERTH_TF_PLUGIN_DIR, default /opt/tf-plugins)",
+    );
+    let mirror = std::env::var("BERTH_TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into());
+    assert!(
+        Path::new(&mirror)
+            .join("registry.terraform.io/hashicorp/aws")
+            .exists(),
+        "no hashicorp/aws provider mirror at {mirror}: set BERTH_TF_PLUGIN_DIR"
+    );
+    let rc = dir.join("terraformrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{mirror}\"\n    include = [\"registry.terraform.io/*/*\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/*/*\"]\n  }}\n}}\ndisable_checkpoint = true\n"
+        ),
+    )
+    .expect("terraformrc");
+    let o = Command::new("terraform")
+        .args(args)
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", &rc)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("TF_VAR_endpoint", endpoint)
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run terraform");
+    (
+        o.status.code(),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+const TERRAFORM_REPLICATION: &str = r#"
+variable "endpoint" {
+  type = string
+}
+
+provider "aws" {
+  region                      = "us-east-1"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {
+    ecr = var.endpoint
+    sts = var.endpoint
+    iam = var.endpoint
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+resource "aws_ecr_replication_configuration" "dr" {
+  replication_configuration {
+    rule {
+      destination {
+        region      = "us-west-2"
+        registry_id = data.aws_caller_identity.current.account_id
+      }
+      repository_filter {
+        filter      = "prod"
+        filter_type = "PREFIX_MATCH"
+      }
+    }
+    rule {
+      destination {
+        region      = "us-east-1"
+        registry_id = "210987654321"
+      }
+      destination {
+        region      = "us-west-2"
+        registry_id = "210987654321"
+      }
+    }
+  }
+}
+
+resource "aws_ecr_registry_policy" "partner" {
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "ReplicationFromPartner"
+      Effect    = "Allow"
+      Principal = { AWS = "arn:aws:iam::210987654321:root" }
+      Action    = ["ecr:CreateRepository", "ecr:ReplicateImage"]
+      Resource  = "arn:aws:ecr:us-east-1:${data.aws_caller_identity.current.account_id}:repository/*"
+    }]
+  })
+}
+"#;
+
+both_backends! {
+    fn terraform_replication_configuration(backend) {
+        let tmp = TempDir::new("berth-repl-tf");
+        let cfg = peer_config(tmp.path());
+        let berth = Berth::options(backend)
+            .env("BERTH_CONFIG", cfg.to_str().unwrap())
+            .start();
+        let root = berth.root_credentials();
+        let dir = tmp.join("tf");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("main.tf"), TERRAFORM_REPLICATION).expect("main.tf");
+        let url = berth.url();
+        let run = |args: &[&str]| terraform(&dir, args, &url, &root);
+        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "init:\n{log}");
+        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
+
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        r.expect_status(200);
+        assert_eq!(
+            r.json()["replicationConfiguration"]["rules"],
+            json!([
+                {
+                    "destinations": [{ "region": "us-west-2", "registryId": "123456789012" }],
+                    "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+                },
+                {
+                    "destinations": [
+                        { "region": "us-east-1", "registryId": "210987654321" },
+                        { "region": "us-west-2", "registryId": "210987654321" }
+                    ]
+                }
+            ]),
+            "{}",
+            r.describe()
+        );
+        berth.ecr("GetRegistryPolicy", &json!({})).expect_status(200);
+
+        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+
+        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        assert_eq!(r.json()["replicationConfiguration"], json!({ "rules": [] }));
+        berth.ecr("GetRegistryPolicy", &json!({})).expect_status(400);
     }
 }
