@@ -7,9 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testsupport::ecr::Credentials;
+use berth_testsupport::layout::put_manifest;
 use berth_testsupport::server::berth_bin;
 use berth_testsupport::tools::require;
-use berth_testsupport::{both_backends, Berth, Response, TempDir};
+use berth_testsupport::{both_backends, Berth, Http, Image, Layout, Response, TempDir};
 use serde_json::{json, Value};
 
 /// A config file naming one peer region, `us-west-2`, whose secret is in a file.
@@ -361,5 +362,190 @@ both_backends! {
         let r = berth.ecr("DescribeRegistry", &json!({}));
         assert_eq!(r.json()["replicationConfiguration"], json!({ "rules": [] }));
         berth.ecr("GetRegistryPolicy", &json!({})).expect_status(400);
+    }
+}
+
+const PARTNER: &str = "210987654321";
+
+/// Waits until the image's replication statuses are all final (not IN_PROGRESS) and
+/// returns them.
+fn settled_statuses(berth: &Berth, repo: &str, reference: &str) -> Value {
+    let id = if reference.starts_with("sha256:") {
+        json!({ "imageDigest": reference })
+    } else {
+        json!({ "imageTag": reference })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = berth.ecr(
+            "DescribeImageReplicationStatus",
+            &json!({ "repositoryName": repo, "imageId": id }),
+        );
+        r.expect_status(200);
+        let v = r.json()["replicationStatuses"].clone();
+        let pending = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["status"] == "IN_PROGRESS");
+        if !pending {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still in progress: {v}\n{}",
+            berth.stderr_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn push_index(layout: &Layout, http: &Http, repo: &str, tag: &str) {
+    for img in &layout.index_images {
+        img.push(http, repo, img.digest()).expect_status(201);
+    }
+    put_manifest(http, repo, tag, &layout.index).expect_status(201);
+}
+
+/// The partner account's `/v2/` client (its own registry host).
+fn partner_http(berth: &Berth, creds: &Credentials) -> Http {
+    let r = berth.ecr_as(creds, "GetAuthorizationToken", &json!({}));
+    r.expect_status(200);
+    let token = r.json()["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let decoded = String::from_utf8(base64_decode(&token)).unwrap();
+    let password = decoded.strip_prefix("AWS:").unwrap().to_string();
+    Http::new(berth.addr())
+        .basic_auth("AWS", &password)
+        .host(&format!("{PARTNER}.{}", berth.host()))
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = A.iter().position(|&a| a == c).expect("base64") as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn assert_pulls_byte_exact(http: &Http, repo: &str, img: &Image, reference: &str) {
+    let r = http.get(&format!("/v2/{repo}/manifests/{reference}"));
+    r.expect_status(200);
+    assert_eq!(r.body, img.manifest.bytes, "manifest {repo}:{reference}");
+    for b in img.blobs() {
+        let r = http.get(&format!("/v2/{repo}/blobs/{}", b.digest));
+        r.expect_status(200);
+        assert_eq!(r.body, b.bytes, "blob {}", b.digest);
+    }
+}
+
+both_backends! {
+    fn cross_account_in_one_deployment(backend) {
+        let tmp = TempDir::new("berth-repl-xacct");
+        let berth = Berth::start(backend);
+        berth.admin(&["account", "create", PARTNER]);
+        let out = berth.admin(&["access-key", "create", "--account", PARTNER]);
+        let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
+        let partner = Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") };
+        let layout = Layout::build(&tmp.join("layout"));
+        let http = berth.http();
+        let b_http = partner_http(&berth, &partner);
+
+        // Pushed before the configuration: never replicated.
+        layout.docker.push(&http, "prod/app", "early").expect_status(201);
+        put(&berth, json!([{
+            "destinations": [{ "region": "us-east-1", "registryId": PARTNER }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+        }])).expect_status(200);
+
+        // Without the partner's registry policy: FAILED, access denied.
+        layout.image.push(&http, "prod/app", "v1").expect_status(201);
+        let st = settled_statuses(&berth, "prod/app", "v1");
+        assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "FAILED", "failureCode": "ACCESS_DENIED" }]));
+        b_http.get("/v2/prod/app/manifests/v1").expect_oci_error(404, "NAME_UNKNOWN");
+
+        // With ReplicateImage but not CreateRepository, a missing repository fails.
+        let policy = |actions: Value| json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "FromSource", "Effect": "Allow",
+                "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
+                "Action": actions,
+                "Resource": format!("arn:aws:ecr:us-east-1:{PARTNER}:repository/*")
+            }]
+        }).to_string();
+        berth.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!("ecr:ReplicateImage")) })).expect_status(200);
+        layout.artifact.push(&http, "prod/app", "sbom").expect_status(201);
+        let st = settled_statuses(&berth, "prod/app", "sbom");
+        assert_eq!(st[0]["failureCode"], "REPOSITORY_NOT_FOUND", "{st}");
+
+        // With both actions: the image, the index and the referrer arrive byte-exact.
+        berth.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!(["ecr:ReplicateImage", "ecr:CreateRepository"])) })).expect_status(200);
+        let fresh = &layout.index_images[0];
+        fresh.push(&http, "prod/app", "amd64").expect_status(201);
+        let st = settled_statuses(&berth, "prod/app", "amd64");
+        assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "COMPLETE" }]));
+        assert_pulls_byte_exact(&b_http, "prod/app", fresh, "amd64");
+        let r = berth.ecr_as(&partner, "DescribeRepositories", &json!({ "repositoryNames": ["prod/app"] }));
+        r.expect_status(200);
+        assert_eq!(r.json()["repositories"][0]["imageTagMutability"], "MUTABLE");
+
+        push_index(&layout, &http, "prod/multi", "multi");
+        let st = settled_statuses(&berth, "prod/multi", "multi");
+        assert_eq!(st[0]["status"], "COMPLETE", "{st}");
+        let r = b_http.get("/v2/prod/multi/manifests/multi");
+        r.expect_status(200);
+        assert_eq!(r.body, layout.index.bytes);
+        for img in &layout.index_images {
+            assert_pulls_byte_exact(&b_http, "prod/multi", img, img.digest());
+        }
+
+        // A referrer pushed after its subject follows it.
+        layout.image.push(&http, "prod/signed", "v1").expect_status(201);
+        layout.artifact.push(&http, "prod/signed", layout.artifact.digest()).expect_status(201);
+        assert_eq!(settled_statuses(&berth, "prod/signed", "v1")[0]["status"], "COMPLETE");
+        assert_eq!(settled_statuses(&berth, "prod/signed", layout.artifact.digest())[0]["status"], "COMPLETE");
+        assert_pulls_byte_exact(&b_http, "prod/signed", &layout.image, "v1");
+        let r = b_http.get(&format!("/v2/prod/signed/referrers/{}", layout.image.digest()));
+        r.expect_status(200);
+        assert!(r.text().contains(layout.artifact.digest()), "{}", r.text());
+
+        // A repository no rule matches, and the push from before the configuration.
+        layout.image.push(&http, "dev/app", "v1").expect_status(201);
+        assert_eq!(settled_statuses(&berth, "dev/app", "v1"), json!([]));
+        assert_eq!(settled_statuses(&berth, "prod/app", "early"), json!([]));
+        b_http.get("/v2/dev/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
+
+        // No transitive fan-out: the partner replicates prod/ back to the source, yet
+        // what it received by replication goes nowhere.
+        berth.ecr_as(&partner, "PutReplicationConfiguration", &json!({ "replicationConfiguration": { "rules": [{
+            "destinations": [{ "region": "us-east-1", "registryId": "123456789012" }]
+        }] } })).expect_status(200);
+        layout.docker.push(&http, "prod/chain", "v1").expect_status(201);
+        assert_eq!(settled_statuses(&berth, "prod/chain", "v1")[0]["status"], "COMPLETE");
+        let r = berth.ecr_as(&partner, "DescribeImageReplicationStatus", &json!({ "repositoryName": "prod/chain", "imageId": { "imageTag": "v1" } }));
+        r.expect_status(200);
+        assert_eq!(r.json()["replicationStatuses"], json!([]));
+
+        // An immutable tag that exists at the destination with another digest: the
+        // image arrives without the tag, and the status says so.
+        berth.ecr_as(&partner, "CreateRepository", &json!({ "repositoryName": "prod/imm", "imageTagMutability": "IMMUTABLE" })).expect_status(200);
+        layout.docker.push(&b_http, "prod/imm", "t1").expect_status(201);
+        layout.image.push(&http, "prod/imm", "t1").expect_status(201);
+        let st = settled_statuses(&berth, "prod/imm", "t1");
+        assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "COMPLETE", "failureCode": "IMMUTABLE_TAG_CONFLICT" }]));
+        let r = b_http.get("/v2/prod/imm/manifests/t1");
+        assert_eq!(r.body, layout.docker.manifest.bytes, "the destination's tag is kept");
+        assert_pulls_byte_exact(&b_http, "prod/imm", &layout.image, layout.image.digest());
     }
 }

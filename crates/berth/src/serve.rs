@@ -114,6 +114,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
     spawn_background(registry.clone(), &cfg);
     let mut workers = spawn_periodic(registry.clone(), &cfg, &jobs_stopping).await?;
+    workers.push(tokio::spawn(
+        berth_registry::jobs::Worker::new(
+            registry.clone(),
+            format!("{}/replication", worker_id()),
+            vec![std::sync::Arc::new(
+                berth_registry::replication::ReplicationHandler,
+            )],
+            worker_config(&cfg),
+        )
+        .run(jobs_stopping.clone()),
+    ));
     workers.extend(crate::vulndb::spawn_scanning(
         registry.clone(),
         2,
@@ -242,6 +253,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
         RegistryConfig {
             create_on_push: cfg.create_on_push,
             upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
+            region: cfg.region.clone(),
         },
         master,
     ))

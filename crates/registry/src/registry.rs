@@ -28,6 +28,8 @@ pub struct RegistryConfig {
     pub create_on_push: bool,
     /// Upload sessions idle longer than this expire.
     pub upload_ttl_ms: i64,
+    /// This deployment's region (replication destinations here are copied locally).
+    pub region: String,
 }
 
 impl Default for RegistryConfig {
@@ -35,6 +37,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             create_on_push: true,
             upload_ttl_ms: 24 * 3600 * 1000,
+            region: "us-east-1".into(),
         }
     }
 }
@@ -629,7 +632,7 @@ impl Registry {
     /// Inside a digest-locked transaction: links an already stored blob into `repo`,
     /// giving the repository its data key (unwrapped from the blob row, sealed under
     /// the repository's key). The ciphertext is shared.
-    async fn link_stored_blob(
+    pub(crate) async fn link_stored_blob(
         &self,
         tx: &mut berth_store::meta::WriteTx<'_>,
         repo: &RepositoryRow,
@@ -734,6 +737,20 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<ManifestPut> {
+        self.put_manifest_from(repo, reference, content_type, body, false)
+            .await
+    }
+
+    /// [`Self::put_manifest`]; `replicated` marks a push that arrives by replication,
+    /// which is not replicated again (no transitive fan-out).
+    pub(crate) async fn put_manifest_from(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        replicated: bool,
+    ) -> Result<ManifestPut> {
         if body.len() > berth_oci::manifest::MAX_MANIFEST_BYTES {
             return Err(RegistryError::ManifestTooLarge);
         }
@@ -785,11 +802,15 @@ impl Registry {
                 false
             }
         };
-        let jobs = if scan {
+        let mut jobs = if scan {
             vec![berth_store::scans::scan_job(repo.repo_id, digest.as_str())?]
         } else {
             Vec::new()
         };
+        if !replicated {
+            let tag = tag.as_ref().map(|(t, _)| t.as_str());
+            jobs.extend(self.replication_jobs(repo, digest.as_str(), tag).await?);
+        }
         let w = ManifestWrite {
             repo_id: repo.repo_id,
             digest: digest.to_string(),

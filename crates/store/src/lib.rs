@@ -11,6 +11,7 @@ pub mod crypt;
 pub mod kms;
 pub mod meta;
 pub mod object;
+pub mod replication;
 pub mod s3;
 pub mod scans;
 mod schema;

@@ -13,6 +13,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (5, V5_SQLITE),
     (6, V6),
     (7, V7_SQLITE),
+    (10, V10),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -22,6 +23,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (5, V5_POSTGRES),
     (6, V6),
     (7, V7_POSTGRES),
+    (10, V10),
 ];
 
 macro_rules! v1 {
@@ -290,3 +292,16 @@ CREATE INDEX blobs_object_key ON blobs (object_key);
 ALTER TABLE uploads ADD COLUMN object_key TEXT;
 ALTER TABLE uploads ADD COLUMN staging TEXT;
 UPDATE uploads SET object_key = 'uploads/' || upload_id";
+
+/// v10: replication statuses (`crates/store/src/replication.rs`), one row per
+/// (image, destination registry).
+const V10: &str = "CREATE TABLE replication_status (
+    repo_id BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    region TEXT NOT NULL,
+    registry_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failure_code TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, digest, region, registry_id)
+)";
