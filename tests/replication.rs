@@ -536,6 +536,9 @@ both_backends! {
         let r = berth.ecr_as(&partner, "DescribeImageReplicationStatus", &json!({ "repositoryName": "prod/chain", "imageId": { "imageTag": "v1" } }));
         r.expect_status(200);
         assert_eq!(r.json()["replicationStatuses"], json!([]));
+        berth
+            .ecr_as(&partner, "PutReplicationConfiguration", &json!({ "replicationConfiguration": { "rules": [] } }))
+            .expect_status(200);
 
         // An immutable tag that exists at the destination with another digest: the
         // image arrives without the tag, and the status says so.
@@ -547,5 +550,24 @@ both_backends! {
         let r = b_http.get("/v2/prod/imm/manifests/t1");
         assert_eq!(r.body, layout.docker.manifest.bytes, "the destination's tag is kept");
         assert_pulls_byte_exact(&b_http, "prod/imm", &layout.image, layout.image.digest());
+
+        // /metrics: nothing left in progress, the statuses counted.
+        let m = berth.http().get("/metrics");
+        m.expect_status(200);
+        let text = m.text();
+        for line in [
+            "berth_replication_jobs{state=\"queued\"} 0",
+            "berth_replication_images{status=\"IN_PROGRESS\"} 0",
+            "berth_replication_lag_seconds 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+        let complete = text
+            .lines()
+            .find_map(|l| l.strip_prefix("berth_replication_images{status=\"COMPLETE\"} "))
+            .and_then(|n| n.parse::<i64>().ok())
+            .expect("COMPLETE count");
+        assert!(complete >= 7, "{text}");
+        assert!(text.lines().any(|l| l == "berth_replication_images{status=\"FAILED\"} 2"), "{text}");
     }
 }

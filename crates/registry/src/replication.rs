@@ -83,6 +83,14 @@ pub fn destinations(config: &str, name: &str) -> Vec<(String, String)> {
     out
 }
 
+/// See [`Registry::replication_metrics`].
+#[derive(Debug, Clone)]
+pub struct ReplicationMetrics {
+    pub jobs: Vec<(String, i64)>,
+    pub statuses: Vec<(String, i64)>,
+    pub lag_seconds: f64,
+}
+
 /// How one copy ended without an error worth retrying.
 enum Copied {
     Complete,
@@ -133,6 +141,17 @@ impl Registry {
         digest: &str,
     ) -> Result<Vec<ReplicationStatusRow>> {
         Ok(self.meta.replication_statuses(repo.repo_id, digest).await?)
+    }
+
+    /// The replication figures `/metrics` shows: jobs by state, images by status,
+    /// and the lag (seconds since the oldest status still IN_PROGRESS was set).
+    pub async fn replication_metrics(&self) -> Result<ReplicationMetrics> {
+        let (jobs, statuses, oldest) = self.meta.replication_metrics().await?;
+        Ok(ReplicationMetrics {
+            jobs,
+            statuses,
+            lag_seconds: oldest.map_or(0.0, |t| (self.now() - t).max(0) as f64 / 1000.0),
+        })
     }
 
     /// Creates a repository on behalf of the registry itself (replication into this

@@ -123,4 +123,31 @@ impl Meta {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
+
+    /// For `/metrics`: replication jobs by state (`queued`, `running`, `parked`),
+    /// images by replication status, and when the oldest status still IN_PROGRESS
+    /// was set (unix ms).
+    pub async fn replication_metrics(
+        &self,
+    ) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>, Option<i64>), StoreError> {
+        let by_state = |rows: Vec<sqlx::any::AnyRow>| {
+            rows.iter()
+                .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+        };
+        let jobs = sqlx::query("SELECT state, COUNT(*) FROM jobs WHERE kind = $1 GROUP BY state")
+            .bind(REPLICATION_JOB)
+            .fetch_all(self.pool())
+            .await?;
+        let statuses =
+            sqlx::query("SELECT status, COUNT(*) FROM replication_status GROUP BY status")
+                .fetch_all(self.pool())
+                .await?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(updated_at) FROM replication_status WHERE status = 'IN_PROGRESS'",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok((by_state(jobs)?, by_state(statuses)?, oldest))
+    }
 }
