@@ -551,6 +551,25 @@ both_backends! {
         assert_eq!(r.body, layout.docker.manifest.bytes, "the destination's tag is kept");
         assert_pulls_byte_exact(&b_http, "prod/imm", &layout.image, layout.image.digest());
 
+        // Each replication is in the audit log of both accounts.
+        let audit = berth.admin(&["audit", "--limit", "1000"]);
+        let rows: Vec<Vec<&str>> = audit
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .filter(|f| f.len() == 7 && f[3] == "ecr:ReplicateImage")
+            .collect();
+        let denied = |account: &str| {
+            rows.iter()
+                .filter(|f| f[1] == account && f[6].starts_with("FAILED ACCESS_DENIED"))
+                .count()
+        };
+        assert_eq!((denied("123456789012"), denied(PARTNER)), (1, 1), "{audit}");
+        let conflict = rows
+            .iter()
+            .filter(|f| f[6].starts_with("COMPLETE IMMUTABLE_TAG_CONFLICT"))
+            .count();
+        assert_eq!(conflict, 2, "{audit}");
+
         // /metrics: nothing left in progress, the statuses counted.
         let m = berth.http().get("/metrics");
         m.expect_status(200);

@@ -154,6 +154,48 @@ impl Registry {
         })
     }
 
+    /// The audit records of one replication: in the source account (by the registry's
+    /// replication) and in the destination account (by the source account's root).
+    async fn audit_replication(
+        &self,
+        src: &RepositoryRow,
+        j: &ReplicationJob,
+        status: &str,
+        code: Option<&str>,
+    ) -> Result<()> {
+        let region = &self.config.region;
+        let outcome = |dir: &str, r: &str, a: &str| match code {
+            Some(c) => format!("{status} {c} {dir} {r}/{a}"),
+            None => format!("{status} {dir} {r}/{a}"),
+        };
+        let src_arn = format!(
+            "arn:aws:ecr:{region}:{}:repository/{}@{}",
+            src.account_id, src.name, j.digest
+        );
+        self.audit(&crate::AuditRecord {
+            account: &src.account_id,
+            principal: "berth:replication",
+            action: "ecr:ReplicateImage",
+            resource: Some(&src_arn),
+            source: "berth:replication",
+            outcome: &outcome("to", &j.region, &j.registry_id),
+        })
+        .await?;
+        let dst_arn = format!(
+            "arn:aws:ecr:{}:{}:repository/{}@{}",
+            j.region, j.registry_id, src.name, j.digest
+        );
+        self.audit(&crate::AuditRecord {
+            account: &j.registry_id,
+            principal: &format!("arn:aws:iam::{}:root", src.account_id),
+            action: "ecr:ReplicateImage",
+            resource: Some(&dst_arn),
+            source: "berth:replication",
+            outcome: &outcome("from", region, &src.account_id),
+        })
+        .await
+    }
+
     /// Creates a repository on behalf of the registry itself (replication into this
     /// registry), with ECR's defaults for such repositories: mutable tags, AES256, no
     /// policies. Another creator winning the race is not an error.
@@ -360,6 +402,7 @@ impl Handler for ReplicationHandler {
                 .repository_by_id(j.repo_id)
                 .await
                 .map_err(|e| e.to_string())?;
+            let src_row = src.clone();
             let outcome = match src {
                 None => Copied::Failed(SOURCE_IMAGE_NOT_FOUND),
                 Some(src) if j.region == reg.config.region => reg
@@ -377,6 +420,11 @@ impl Handler for ReplicationHandler {
                 .set_replication_status(&j, status, code, now)
                 .await
                 .map_err(|e| e.to_string())?;
+            if let Some(src) = &src_row {
+                reg.audit_replication(src, &j, status, code)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             Ok(Finished::done())
         })
     }
