@@ -491,6 +491,12 @@ both_backends! {
 
         // With both actions: the image, the index and the referrer arrive byte-exact.
         berth.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!(["ecr:ReplicateImage", "ecr:CreateRepository"])) })).expect_status(200);
+        // A new tag on the stored image (refused before) replicates it with the tag.
+        layout.image.push(&http, "prod/app", "v2").expect_status(201);
+        let st = settled_statuses(&berth, "prod/app", "v2");
+        assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "COMPLETE" }]));
+        assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v2");
+        b_http.get("/v2/prod/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
         let fresh = &layout.index_images[0];
         fresh.push(&http, "prod/app", "amd64").expect_status(201);
         let st = settled_statuses(&berth, "prod/app", "amd64");
@@ -586,7 +592,7 @@ both_backends! {
             .find_map(|l| l.strip_prefix("berth_replication_images{status=\"COMPLETE\"} "))
             .and_then(|n| n.parse::<i64>().ok())
             .expect("COMPLETE count");
-        assert!(complete >= 7, "{text}");
-        assert!(text.lines().any(|l| l == "berth_replication_images{status=\"FAILED\"} 2"), "{text}");
+        assert!(complete >= 8, "{text}");
+        assert!(text.lines().any(|l| l == "berth_replication_images{status=\"FAILED\"} 1"), "{text}");
     }
 }
