@@ -446,3 +446,57 @@ impl Handler for ReplicationHandler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::destinations;
+
+    fn d(r: &str, a: &str) -> (String, String) {
+        (r.to_string(), a.to_string())
+    }
+
+    #[test]
+    fn rules_match_by_prefix_and_destinations_come_once_in_order() {
+        let cfg = r#"{"rules":[
+            {"destinations":[{"region":"us-west-2","registryId":"111111111111"}],
+             "repositoryFilters":[{"filter":"prod","filterType":"PREFIX_MATCH"}]},
+            {"destinations":[{"region":"us-east-1","registryId":"222222222222"},
+                             {"region":"us-west-2","registryId":"111111111111"}]},
+            {"destinations":[{"region":"eu-west-1","registryId":"333333333333"}],
+             "repositoryFilters":[{"filter":"team-a/","filterType":"PREFIX_MATCH"},
+                                  {"filter":"prod/x","filterType":"PREFIX_MATCH"}]}
+        ]}"#;
+        assert_eq!(
+            destinations(cfg, "prod/app"),
+            vec![
+                d("us-west-2", "111111111111"),
+                d("us-east-1", "222222222222")
+            ]
+        );
+        assert_eq!(
+            destinations(cfg, "prod/x1"),
+            vec![
+                d("us-west-2", "111111111111"),
+                d("us-east-1", "222222222222"),
+                d("eu-west-1", "333333333333")
+            ]
+        );
+        // No filter: every repository; a prefix is not a substring match.
+        assert_eq!(
+            destinations(cfg, "dev/prod"),
+            vec![
+                d("us-east-1", "222222222222"),
+                d("us-west-2", "111111111111")
+            ]
+        );
+        assert_eq!(
+            destinations(cfg, "team-a/web"),
+            vec![
+                d("us-east-1", "222222222222"),
+                d("us-west-2", "111111111111"),
+                d("eu-west-1", "333333333333")
+            ]
+        );
+        assert!(destinations(r#"{"rules":[]}"#, "prod").is_empty());
+    }
+}
