@@ -596,3 +596,171 @@ both_backends! {
         assert!(text.lines().any(|l| l == "berth_replication_images{status=\"FAILED\"} 1"), "{text}");
     }
 }
+
+/// A config file naming one peer: `region` served at `url`, reached as the test
+/// root principal (every test server has it).
+fn write_peer_config(path: &Path, region: &str, url: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "[[peer]]\nregion = \"{region}\"\nendpoint = \"{url}\"\n\
+             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            berth_testsupport::ecr::TEST_ACCESS_KEY_ID,
+            berth_testsupport::ecr::TEST_SECRET_ACCESS_KEY
+        ),
+    )
+    .unwrap();
+}
+
+const SOURCE: &str = "123456789012";
+
+/// The audit rows (tab-separated, 7 fields) of `ecr:ReplicateImage`.
+fn replication_audit(berth: &Berth) -> Vec<Vec<String>> {
+    berth
+        .admin(&["audit", "--limit", "1000"])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f.len() == 7 && f[3] == "ecr:ReplicateImage")
+        .collect()
+}
+
+both_backends! {
+    fn cross_region_between_two_deployments(backend) {
+        let tmp = TempDir::new("berth-repl-xregion");
+        // B (us-west-2) first, without peers; A (us-east-1) names B as its peer.
+        let b_cfg = tmp.join("b.toml");
+        std::fs::write(&b_cfg, "").unwrap();
+        let mut b = Berth::options(backend)
+            .env("BERTH_REGION", "us-west-2")
+            .env("BERTH_CONFIG", b_cfg.to_str().unwrap())
+            .start();
+        let a_cfg = tmp.join("a.toml");
+        write_peer_config(&a_cfg, "us-west-2", &b.url());
+        let a = Berth::options(backend)
+            .env("BERTH_CONFIG", a_cfg.to_str().unwrap())
+            .start();
+        let layout = Layout::build(&tmp.join("layout"));
+        let west = |status: &str| json!([{ "region": "us-west-2", "registryId": SOURCE, "status": status }]);
+
+        // Pushed before the configuration: never replicated.
+        let sk = a.skopeo();
+        sk.copy(&layout.oci_ref("single"), &a.docker_ref("prod/app:early"), &[]);
+        put(&a, json!([{
+            "destinations": [{ "region": "us-west-2", "registryId": SOURCE }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+        }])).expect_status(200);
+
+        // skopeo pushes a multi-layer image and a multi-arch index to A; both pull
+        // byte-exact from B within seconds.
+        let started = Instant::now();
+        sk.copy(&layout.oci_ref("single"), &a.docker_ref("prod/app:v1"), &[]);
+        sk.copy(&layout.oci_ref("multi"), &a.docker_ref("prod/multi:v1"), &["--all"]);
+        assert_eq!(settled_statuses(&a, "prod/app", "v1"), west("COMPLETE"));
+        assert_eq!(settled_statuses(&a, "prod/multi", "v1"), west("COMPLETE"));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(15), "replication took {took:?}");
+        let b_http = b.http();
+        let b_sk = b.skopeo();
+        assert_eq!(b_sk.inspect_raw("prod/app:v1"), layout.image.manifest.bytes);
+        assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v1");
+        assert_eq!(b_sk.inspect_raw("prod/multi:v1"), layout.index.bytes);
+        for img in &layout.index_images {
+            assert_pulls_byte_exact(&b_http, "prod/multi", img, img.digest());
+        }
+        b_http.get("/v2/prod/app/manifests/early").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        // The destination repository was created with ECR's defaults.
+        let r = b.ecr("DescribeRepositories", &json!({ "repositoryNames": ["prod/app"] }));
+        r.expect_status(200);
+        assert_eq!(r.json()["repositories"][0]["imageTagMutability"], "MUTABLE");
+
+        // An artifact (a signature-like referrer) follows its subject.
+        let a_http = a.http();
+        layout.image.push(&a_http, "prod/signed", "v1").expect_status(201);
+        layout.artifact.push(&a_http, "prod/signed", layout.artifact.digest()).expect_status(201);
+        assert_eq!(settled_statuses(&a, "prod/signed", "v1"), west("COMPLETE"));
+        assert_eq!(settled_statuses(&a, "prod/signed", layout.artifact.digest()), west("COMPLETE"));
+        assert_pulls_byte_exact(&b_http, "prod/signed", &layout.artifact, layout.artifact.digest());
+        let r = b_http.get(&format!("/v2/prod/signed/referrers/{}", layout.image.digest()));
+        r.expect_status(200);
+        assert!(r.text().contains(layout.artifact.digest()), "{}", r.text());
+
+        // A repository no rule matches stays home.
+        sk.copy(&layout.oci_ref("single"), &a.docker_ref("dev/app:v1"), &[]);
+        assert_eq!(settled_statuses(&a, "dev/app", "v1"), json!([]));
+        b_http.get("/v2/dev/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
+
+        // An immutable tag held by another digest at B: replicated without the tag.
+        b.ecr("CreateRepository", &json!({ "repositoryName": "prod/imm", "imageTagMutability": "IMMUTABLE" })).expect_status(200);
+        layout.docker.push(&b_http, "prod/imm", "t1").expect_status(201);
+        layout.image.push(&a_http, "prod/imm", "t1").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "prod/imm", "t1"),
+            json!([{ "region": "us-west-2", "registryId": SOURCE, "status": "COMPLETE", "failureCode": "IMMUTABLE_TAG_CONFLICT" }])
+        );
+        assert_eq!(b_http.get("/v2/prod/imm/manifests/t1").body, layout.docker.manifest.bytes);
+        assert_pulls_byte_exact(&b_http, "prod/imm", &layout.image, layout.image.digest());
+
+        // B is down during a push: the job is retried with backoff, and the image
+        // arrives once B is back.
+        b.kill9();
+        layout.index_images[1].push(&a_http, "prod/down", "v1").expect_status(201);
+        std::thread::sleep(Duration::from_secs(2));
+        let r = a.ecr("DescribeImageReplicationStatus", &json!({ "repositoryName": "prod/down", "imageId": { "imageTag": "v1" } }));
+        assert_eq!(r.json()["replicationStatuses"], west("IN_PROGRESS"), "{}", r.describe());
+        // B comes back, now also naming A as its peer.
+        write_peer_config(&b_cfg, "us-east-1", &a.url());
+        b.restart();
+        assert_eq!(settled_statuses(&a, "prod/down", "v1"), west("COMPLETE"));
+        assert_pulls_byte_exact(&b.http(), "prod/down", &layout.index_images[1], "v1");
+
+        // No transitive fan-out: B replicates prod/ back to A, yet what B received
+        // by replication goes nowhere, and what A receives from B is not sent back.
+        put(&b, json!([{
+            "destinations": [{ "region": "us-east-1", "registryId": SOURCE }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+        }])).expect_status(200);
+        layout.docker.push(&a_http, "prod/chain", "v1").expect_status(201);
+        assert_eq!(settled_statuses(&a, "prod/chain", "v1"), west("COMPLETE"));
+        assert_eq!(settled_statuses(&b, "prod/chain", "v1"), json!([]));
+        layout.docker.push(&b.http(), "prod/from-b", "v1").expect_status(201);
+        assert_eq!(
+            settled_statuses(&b, "prod/from-b", "v1"),
+            json!([{ "region": "us-east-1", "registryId": SOURCE, "status": "COMPLETE" }])
+        );
+        assert_pulls_byte_exact(&a_http, "prod/from-b", &layout.docker, "v1");
+        assert_eq!(settled_statuses(&a, "prod/from-b", "v1"), json!([]));
+
+        // A push that claims to be a replication must be allowed ecr:ReplicateImage.
+        let bad = a_http.send(
+            "PUT",
+            "/v2/prod/app/manifests/claimed",
+            &[("content-type", layout.docker.manifest.media_type.as_str()), ("x-berth-replicated-from", "not a source")],
+            layout.docker.manifest.bytes.clone(),
+        );
+        assert_eq!(bad.status, 400, "{}", bad.describe());
+
+        // The audit logs of both sides record the replications.
+        let a_rows = replication_audit(&a);
+        assert!(
+            a_rows.iter().any(|f| f[1] == SOURCE && f[6] == format!("COMPLETE to us-west-2/{SOURCE}")),
+            "{a_rows:?}"
+        );
+        let b_rows = replication_audit(&b);
+        assert!(
+            b_rows.iter().any(|f| f[1] == SOURCE && f[6] == format!("COMPLETE from us-east-1/{SOURCE}")),
+            "{b_rows:?}"
+        );
+
+        // /metrics on A: nothing left in progress.
+        let text = a.http().get("/metrics").text();
+        for line in [
+            "berth_replication_jobs{state=\"queued\"} 0",
+            "berth_replication_jobs{state=\"parked\"} 0",
+            "berth_replication_images{status=\"IN_PROGRESS\"} 0",
+            "berth_replication_images{status=\"FAILED\"} 0",
+            "berth_replication_lag_seconds 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+    }
+}

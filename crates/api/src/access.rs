@@ -28,6 +28,7 @@ pub enum Action {
     InitiateLayerUpload,
     ListImages,
     PutImage,
+    ReplicateImage,
     UploadLayerPart,
 }
 
@@ -44,6 +45,7 @@ impl Action {
             Action::InitiateLayerUpload => "ecr:InitiateLayerUpload",
             Action::ListImages => "ecr:ListImages",
             Action::PutImage => "ecr:PutImage",
+            Action::ReplicateImage => "ecr:ReplicateImage",
             Action::UploadLayerPart => "ecr:UploadLayerPart",
         }
     }
@@ -229,6 +231,19 @@ impl App {
             }
             other => Ok(other?),
         }
+    }
+
+    /// Authorizes a push that declares it arrives by replication (and so causes no
+    /// replication here) as `ecr:ReplicateImage` on the repository.
+    pub async fn authorize_replication(
+        self: &Arc<Self>,
+        caller: &Principal,
+        account: &str,
+        repo: &RepositoryRow,
+    ) -> Result<(), OciError> {
+        let name = RepositoryName::parse(&repo.name).map_err(|_| OciError::name_invalid())?;
+        self.authorize_oci(caller, Action::ReplicateImage, account, &name, Some(repo))
+            .await
     }
 
     /// The mount source, if the caller may read blobs from it.

@@ -4,6 +4,7 @@
 mod admin;
 mod bootstrap;
 mod config;
+mod peer;
 mod serve;
 mod vulndb;
 

@@ -67,6 +67,9 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// Replication jobs run at once by each process.
+const REPLICATION_WORKERS: usize = 4;
+
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut cfg = args.common.load()?;
     if let Some(l) = args.listen {
@@ -114,17 +117,25 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
     spawn_background(registry.clone(), &cfg);
     let mut workers = spawn_periodic(registry.clone(), &cfg, &jobs_stopping).await?;
-    workers.push(tokio::spawn(
-        berth_registry::jobs::Worker::new(
-            registry.clone(),
-            format!("{}/replication", worker_id()),
-            vec![std::sync::Arc::new(
-                berth_registry::replication::ReplicationHandler,
-            )],
-            worker_config(&cfg),
-        )
-        .run(jobs_stopping.clone()),
-    ));
+    // Replication: a few workers, so that a slow peer does not hold up the others.
+    let peers: Option<Arc<dyn berth_registry::replication::PeerConnector>> =
+        if cfg.peers.is_empty() {
+            None
+        } else {
+            Some(Arc::new(crate::peer::Peers::new(&cfg)?))
+        };
+    let replication = Arc::new(berth_registry::replication::ReplicationHandler { peers });
+    for i in 0..REPLICATION_WORKERS {
+        workers.push(tokio::spawn(
+            berth_registry::jobs::Worker::new(
+                registry.clone(),
+                format!("{}/replication-{i}", worker_id()),
+                vec![replication.clone()],
+                worker_config(&cfg),
+            )
+            .run(jobs_stopping.clone()),
+        ));
+    }
     workers.extend(crate::vulndb::spawn_scanning(
         registry.clone(),
         2,

@@ -5,10 +5,16 @@
 //!
 //! Destinations in this deployment's region (cross-account copies) are copied here,
 //! through the core: blobs are linked (no bytes move), then each child manifest of an
-//! index, then the manifest and its tag. Referrers are pushes of their own and follow
+//! index, then the manifest and its tag. Destinations in other regions are sent to
+//! their peer deployment (`remote`). Referrers are pushes of their own and follow
 //! their subject.
 
+mod remote;
+
+pub use remote::{PeerConnector, PeerError, PeerResult, PeerSession, SentManifest};
+
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use berth_iam::arn::AccountId;
 use berth_iam::policy::{
@@ -16,7 +22,7 @@ use berth_iam::policy::{
 };
 use berth_oci::{Digest, ImageTag, Manifest, Reference, RepositoryName};
 use berth_store::replication::{replication_job, ReplicationJob, REPLICATION_JOB};
-use berth_store::{AccountSetting, ClaimedJob, Meta, NewJob, RepositoryRow};
+use berth_store::{AccountSetting, ClaimedJob, Meta, NewJob, RepositoryRow, RetryPolicy};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -118,11 +124,6 @@ impl Registry {
         };
         let mut jobs = Vec::new();
         for (region, registry_id) in destinations(&cfg, &repo.name) {
-            // Other regions are peer deployments, reached over the network: not
-            // copied by this build yet, so no job (and no status) is made for them.
-            if region != self.config.region {
-                continue;
-            }
             jobs.push(replication_job(&ReplicationJob {
                 repo_id: repo.repo_id,
                 digest: digest.to_string(),
@@ -181,6 +182,10 @@ impl Registry {
             outcome: &outcome("to", &j.region, &j.registry_id),
         })
         .await?;
+        // A peer region's deployment writes its own record when the copy arrives.
+        if j.region != *region {
+            return Ok(());
+        }
         let dst_arn = format!(
             "arn:aws:ecr:{}:{}:repository/{}@{}",
             j.region, j.registry_id, src.name, j.digest
@@ -194,6 +199,37 @@ impl Registry {
             outcome: &outcome("from", region, &src.account_id),
         })
         .await
+    }
+
+    /// Stores a manifest that arrives by replication from a peer deployment
+    /// (`origin`: its region and account): like a push, but it causes no replication
+    /// (no transitive fan-out); audited as `ecr:ReplicateImage` by `principal`.
+    pub async fn put_manifest_replicated(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        principal: &str,
+        origin: &str,
+    ) -> Result<crate::ManifestPut> {
+        let put = self
+            .put_manifest_from(repo, reference, content_type, body, true)
+            .await?;
+        let arn = format!(
+            "arn:aws:ecr:{}:{}:repository/{}@{}",
+            self.config.region, repo.account_id, repo.name, put.digest
+        );
+        self.audit(&crate::AuditRecord {
+            account: &repo.account_id,
+            principal,
+            action: "ecr:ReplicateImage",
+            resource: Some(&arn),
+            source: "berth:replication",
+            outcome: &format!("COMPLETE from {origin}"),
+        })
+        .await?;
+        Ok(put)
     }
 
     /// Creates a repository on behalf of the registry itself (replication into this
@@ -376,8 +412,11 @@ impl Registry {
     }
 }
 
-/// Runs replication jobs.
-pub struct ReplicationHandler;
+/// Runs replication jobs: same-region destinations through the core, other regions
+/// through `peers` (none: such jobs fail, are retried, and end FAILED when parked).
+pub struct ReplicationHandler {
+    pub peers: Option<Arc<dyn PeerConnector>>,
+}
 
 impl ReplicationHandler {
     fn job(job: &ClaimedJob) -> std::result::Result<ReplicationJob, String> {
@@ -388,6 +427,16 @@ impl ReplicationHandler {
 impl Handler for ReplicationHandler {
     fn kind(&self) -> &'static str {
         REPLICATION_JOB
+    }
+
+    /// A peer may be down for a while (a restart, a network cut): retried with
+    /// backoff for about a quarter of an hour before the job is parked.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 20,
+            base_delay_ms: 500,
+            max_delay_ms: 60_000,
+        }
     }
 
     fn run<'a>(
@@ -409,7 +458,18 @@ impl Handler for ReplicationHandler {
                     .replicate_local(&src, &j)
                     .await
                     .map_err(|e| e.to_string())?,
-                Some(_) => return Err(format!("region {} is not reachable from here", j.region)),
+                Some(src) => {
+                    let Some(peers) = &self.peers else {
+                        return Err(format!("no peer serves region {}", j.region));
+                    };
+                    match reg.replicate_remote(&src, &j, peers).await {
+                        Ok(c) => c,
+                        Err(PeerError::Refused(code)) => Copied::Failed(code),
+                        Err(PeerError::Retry(e)) => {
+                            return Err(format!("replicating to {}: {e}", j.region))
+                        }
+                    }
+                }
             };
             let (status, code) = match outcome {
                 Copied::Complete => ("COMPLETE", None),
