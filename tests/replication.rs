@@ -557,6 +557,29 @@ both_backends! {
         assert_eq!(r.body, layout.docker.manifest.bytes, "the destination's tag is kept");
         assert_pulls_byte_exact(&b_http, "prod/imm", &layout.image, layout.image.digest());
 
+        // deleteReplication on: a tag removal and an image delete are repeated in
+        // the partner account.
+        put(&berth, json!([{
+            "destinations": [{ "region": "us-east-1", "registryId": PARTNER }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }],
+            "deleteReplication": { "enabled": true }
+        }])).expect_status(200);
+        http.delete("/v2/prod/app/manifests/amd64").expect_status(202);
+        let r = berth.ecr("BatchDeleteImage", &json!({
+            "repositoryName": "prod/multi",
+            "imageIds": [{ "imageDigest": layout.index.digest }]
+        }));
+        r.expect_status(200);
+        assert_eq!(r.json()["failures"], json!([]), "{}", r.describe());
+        wait_until("the tag removal reaches the partner", || {
+            b_http.get("/v2/prod/app/manifests/amd64").status == 404
+        });
+        wait_until("the image delete reaches the partner", || {
+            b_http.get(&format!("/v2/prod/multi/manifests/{}", layout.index.digest)).status == 404
+        });
+        assert_pulls_byte_exact(&b_http, "prod/app", fresh, fresh.digest());
+        assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v2");
+
         // Each replication is in the audit log of both accounts.
         let audit = berth.admin(&["audit", "--limit", "1000"]);
         let rows: Vec<Vec<&str>> = audit
@@ -622,6 +645,15 @@ fn replication_audit(berth: &Berth) -> Vec<Vec<String>> {
         .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>())
         .filter(|f| f.len() == 7 && f[3] == "ecr:ReplicateImage")
         .collect()
+}
+
+/// Polls `cond` for up to 30 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 both_backends! {
@@ -738,6 +770,36 @@ both_backends! {
             layout.docker.manifest.bytes.clone(),
         );
         assert_eq!(bad.status, 400, "{}", bad.describe());
+
+        // deleteReplication off (so far): a tag removal stays at the source.
+        let b_http = b.http();
+        a_http.delete("/v2/prod/app/manifests/v1").expect_status(202);
+        // On: tag removals and image deletes are repeated at B; a tag B holds on
+        // another image (its immutable t1) is left alone.
+        put(&a, json!([{
+            "destinations": [{ "region": "us-west-2", "registryId": SOURCE }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }],
+            "deleteReplication": { "enabled": true }
+        }])).expect_status(200);
+        a_http.delete("/v2/prod/imm/manifests/t1").expect_status(202);
+        a_http.delete("/v2/prod/multi/manifests/v1").expect_status(202);
+        let r = a.ecr("BatchDeleteImage", &json!({
+            "repositoryName": "prod/signed",
+            "imageIds": [{ "imageDigest": layout.artifact.digest() }]
+        }));
+        r.expect_status(200);
+        assert_eq!(r.json()["failures"], json!([]), "{}", r.describe());
+        wait_until("the tag removal reaches B", || {
+            b_http.get("/v2/prod/multi/manifests/v1").status == 404
+        });
+        wait_until("the image delete reaches B", || {
+            b_http.get(&format!("/v2/prod/signed/manifests/{}", layout.artifact.digest())).status == 404
+        });
+        // Only the tag went: the index is still there by digest.
+        b_http.get(&format!("/v2/prod/multi/manifests/{}", layout.index.digest)).expect_status(200);
+        assert_pulls_byte_exact(&b_http, "prod/signed", &layout.image, "v1");
+        assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v1");
+        assert_eq!(b_http.get("/v2/prod/imm/manifests/t1").body, layout.docker.manifest.bytes);
 
         // The audit logs of both sides record the replications.
         let a_rows = replication_audit(&a);

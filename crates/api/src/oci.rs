@@ -224,7 +224,20 @@ async fn manifest(call: Call, name: &str, r: &str, body: Body) -> Result<Respons
         Method::PUT => put_manifest(call, &name, &r, body).await,
         Method::DELETE => {
             let repo = call.repo(Action::BatchDeleteImage, &name).await?;
-            call.app.registry.delete_manifest(&repo, &r).await?;
+            match replicated_from(call.headers())? {
+                None => {
+                    call.app.registry.delete_manifest(&repo, &r).await?;
+                }
+                Some(origin) => {
+                    call.app
+                        .authorize_replication(&call.caller, &call.account, &repo)
+                        .await?;
+                    call.app
+                        .registry
+                        .delete_manifest_replicated(&repo, &r, &call.caller.arn(), &origin)
+                        .await?;
+                }
+            }
             Ok(StatusCode::ACCEPTED.into_response())
         }
         _ => Err(method_not_allowed()),
@@ -280,14 +293,7 @@ async fn put_manifest(
                 .await?;
             call.app
                 .registry
-                .put_manifest_replicated(
-                    &repo,
-                    r,
-                    ct.as_deref(),
-                    body,
-                    &call.caller.arn(),
-                    &origin,
-                )
+                .put_manifest_replicated(&repo, r, ct.as_deref(), body, &call.caller.arn(), &origin)
                 .await?
         }
     };

@@ -167,6 +167,7 @@ impl Peers {
         region: &str,
         registry_id: &str,
         name: &str,
+        create: bool,
     ) -> PeerResult<Box<dyn PeerSession>> {
         let Some(peer) = self.peers.get(region) else {
             return Err(PeerError::Retry(format!(
@@ -191,6 +192,9 @@ impl Peers {
         let describe = json!({ "registryId": registry_id, "repositoryNames": [name] });
         match self.ecr(peer, "DescribeRepositories", &describe).await {
             Ok(_) => {}
+            Err(EcrFailure::Refused(t)) if t == "RepositoryNotFoundException" && !create => {
+                return Err(PeerError::Refused(REPOSITORY_NOT_FOUND));
+            }
             Err(EcrFailure::Refused(t)) if t == "RepositoryNotFoundException" => {
                 let create = json!({ "registryId": registry_id, "repositoryName": name });
                 match self.ecr(peer, "CreateRepository", &create).await {
@@ -233,8 +237,9 @@ impl PeerConnector for Peers {
         region: &'a str,
         registry_id: &'a str,
         name: &'a str,
+        create: bool,
     ) -> BoxFuture<'a, PeerResult<Box<dyn PeerSession>>> {
-        Box::pin(self.open_session(source_account, region, registry_id, name))
+        Box::pin(self.open_session(source_account, region, registry_id, name, create))
     }
 }
 
@@ -351,7 +356,54 @@ impl Session {
     }
 }
 
+impl Session {
+    async fn digest_of(&self, reference: &str) -> PeerResult<Option<String>> {
+        let path = format!("/v2/{}/manifests/{reference}", self.name);
+        let resp = self
+            .request(Method::HEAD, &path)
+            .header("accept", MANIFEST_ACCEPT)
+            .send()
+            .await
+            .map_err(|e| retry("HEAD", e))?;
+        match resp.status() {
+            s if s.is_success() => Ok(resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)),
+            StatusCode::NOT_FOUND => Ok(None),
+            s => Err(Self::failure(&path, s)),
+        }
+    }
+
+    async fn delete(&self, reference: &str) -> PeerResult<bool> {
+        let path = format!("/v2/{}/manifests/{reference}", self.name);
+        let resp = self
+            .request(Method::DELETE, &path)
+            .header(REPLICATED_FROM, self.origin.clone())
+            .send()
+            .await
+            .map_err(|e| retry("DELETE", e))?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(Self::failure(&path, s)),
+        }
+    }
+}
+
 impl PeerSession for Session {
+    fn manifest_digest<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, PeerResult<Option<String>>> {
+        Box::pin(self.digest_of(reference))
+    }
+
+    fn delete_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, PeerResult<bool>> {
+        Box::pin(self.delete(reference))
+    }
+
     fn has_blob<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, PeerResult<bool>> {
         Box::pin(self.exists(format!("/v2/{}/blobs/{digest}", self.name), None))
     }

@@ -118,19 +118,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     spawn_background(registry.clone(), &cfg);
     let mut workers = spawn_periodic(registry.clone(), &cfg, &jobs_stopping).await?;
     // Replication: a few workers, so that a slow peer does not hold up the others.
-    let peers: Option<Arc<dyn berth_registry::replication::PeerConnector>> =
-        if cfg.peers.is_empty() {
-            None
-        } else {
-            Some(Arc::new(crate::peer::Peers::new(&cfg)?))
-        };
-    let replication = Arc::new(berth_registry::replication::ReplicationHandler { peers });
+    let peers: Option<Arc<dyn berth_registry::replication::PeerConnector>> = if cfg.peers.is_empty()
+    {
+        None
+    } else {
+        Some(Arc::new(crate::peer::Peers::new(&cfg)?))
+    };
+    let replication = Arc::new(berth_registry::replication::ReplicationHandler {
+        peers: peers.clone(),
+    });
+    let deletes = Arc::new(berth_registry::replication::ReplicationDeleteHandler { peers });
     for i in 0..REPLICATION_WORKERS {
         workers.push(tokio::spawn(
             berth_registry::jobs::Worker::new(
                 registry.clone(),
                 format!("{}/replication-{i}", worker_id()),
-                vec![replication.clone()],
+                vec![replication.clone(), deletes.clone()],
                 worker_config(&cfg),
             )
             .run(jobs_stopping.clone()),

@@ -960,9 +960,37 @@ impl Registry {
         repo: &RepositoryRow,
         reference: &Reference,
     ) -> Result<Vec<String>> {
+        self.delete_manifest_from(repo, reference, false).await
+    }
+
+    /// [`Self::delete_manifest`]; `replicated` marks a deletion that arrives by
+    /// replication, which is not replicated again.
+    pub(crate) async fn delete_manifest_from(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        replicated: bool,
+    ) -> Result<Vec<String>> {
+        let (deleted, digest) = self.delete_manifest_inner(repo, reference).await?;
+        if !replicated {
+            let tag = match reference {
+                Reference::Tag(t) => Some(t.as_str()),
+                Reference::Digest(_) => None,
+            };
+            self.replicate_deletion(repo, &digest, tag).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes; returns the removed tags and the digest of the image concerned.
+    async fn delete_manifest_inner(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+    ) -> Result<(Vec<String>, String)> {
         match reference {
             Reference::Tag(t) => match self.meta.delete_tag(repo.repo_id, t.as_str()).await? {
-                Some(_) => Ok(vec![t.to_string()]),
+                Some(d) => Ok((vec![t.to_string()], d)),
                 None => Err(RegistryError::ManifestUnknown),
             },
             Reference::Digest(d) => {
@@ -971,7 +999,7 @@ impl Registry {
                     .delete_manifest(repo.repo_id, d.as_str(), self.now())
                     .await?
                 {
-                    DeleteManifestOutcome::Deleted { tags } => Ok(tags),
+                    DeleteManifestOutcome::Deleted { tags } => Ok((tags, d.to_string())),
                     DeleteManifestOutcome::NotFound => Err(RegistryError::ManifestUnknown),
                     DeleteManifestOutcome::ReferencedBy(p) => {
                         Err(RegistryError::ReferencedByIndex(p))

@@ -9,8 +9,12 @@
 //! their peer deployment (`remote`). Referrers are pushes of their own and follow
 //! their subject.
 
+mod deletes;
 mod remote;
 
+pub use deletes::{
+    delete_destinations, ReplicationDelete, ReplicationDeleteHandler, REPLICATION_DELETE_JOB,
+};
 pub use remote::{PeerConnector, PeerError, PeerResult, PeerSession, SentManifest};
 
 use std::collections::BTreeSet;
@@ -232,6 +236,33 @@ impl Registry {
         Ok(put)
     }
 
+    /// Repeats a deletion that a peer deployment's replication sends (`origin`: its
+    /// region and account): like a delete, but not replicated again; audited as
+    /// `ecr:ReplicateImage` by `principal`.
+    pub async fn delete_manifest_replicated(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        principal: &str,
+        origin: &str,
+    ) -> Result<Vec<String>> {
+        let tags = self.delete_manifest_from(repo, reference, true).await?;
+        let arn = format!(
+            "arn:aws:ecr:{}:{}:repository/{}:{reference}",
+            self.config.region, repo.account_id, repo.name
+        );
+        self.audit(&crate::AuditRecord {
+            account: &repo.account_id,
+            principal,
+            action: "ecr:ReplicateImage",
+            resource: Some(&arn),
+            source: "berth:replication",
+            outcome: &format!("DELETE COMPLETE from {origin}"),
+        })
+        .await?;
+        Ok(tags)
+    }
+
     /// Creates a repository on behalf of the registry itself (replication into this
     /// registry), with ECR's defaults for such repositories: mutable tags, AES256, no
     /// policies. Another creator winning the race is not an error.
@@ -419,6 +450,14 @@ pub struct ReplicationHandler {
 }
 
 impl ReplicationHandler {
+    /// A peer may be down for a while (a restart, a network cut): retried with
+    /// backoff for about a quarter of an hour before the job is parked.
+    pub const RETRY: RetryPolicy = RetryPolicy {
+        max_attempts: 20,
+        base_delay_ms: 500,
+        max_delay_ms: 60_000,
+    };
+
     fn job(job: &ClaimedJob) -> std::result::Result<ReplicationJob, String> {
         serde_json::from_str(&job.payload).map_err(|e| format!("bad replication job: {e}"))
     }
@@ -429,14 +468,8 @@ impl Handler for ReplicationHandler {
         REPLICATION_JOB
     }
 
-    /// A peer may be down for a while (a restart, a network cut): retried with
-    /// backoff for about a quarter of an hour before the job is parked.
     fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 20,
-            base_delay_ms: 500,
-            max_delay_ms: 60_000,
-        }
+        Self::RETRY
     }
 
     fn run<'a>(

@@ -41,13 +41,15 @@ pub trait PeerConnector: Send + Sync {
     /// A session for the repository `name` of `registry_id` in the peer serving
     /// `region`, the repository created there when missing (a refusal to create it
     /// is `Refused(REPOSITORY_NOT_FOUND)`); `source_account` is the account the
-    /// image is replicated from, in this deployment's region.
+    /// image is replicated from, in this deployment's region. Without `create`, a
+    /// missing repository is `Refused(REPOSITORY_NOT_FOUND)` at once.
     fn open<'a>(
         &'a self,
         source_account: &'a str,
         region: &'a str,
         registry_id: &'a str,
         name: &'a str,
+        create: bool,
     ) -> BoxFuture<'a, PeerResult<Box<dyn PeerSession>>>;
 }
 
@@ -70,6 +72,14 @@ pub trait PeerSession: Send + Sync {
         media_type: &'a str,
         body: Bytes,
     ) -> BoxFuture<'a, PeerResult<SentManifest>>;
+    /// The digest `reference` names there, if any.
+    fn manifest_digest<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, PeerResult<Option<String>>>;
+    /// Deletes a manifest (by digest) or a tag there, marked as arriving by
+    /// replication; `false` when there was nothing to delete.
+    fn delete_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, PeerResult<bool>>;
 }
 
 fn retry(e: impl std::fmt::Display) -> PeerError {
@@ -88,7 +98,7 @@ impl Registry {
             return Ok(Copied::Failed(SOURCE_IMAGE_NOT_FOUND));
         };
         let session = peers
-            .open(&src.account_id, &j.region, &j.registry_id, &src.name)
+            .open(&src.account_id, &j.region, &j.registry_id, &src.name, true)
             .await?;
         let session = session.as_ref();
         self.send_manifest_content(src, session, &row.body, &row.media_type)
