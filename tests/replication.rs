@@ -705,6 +705,17 @@ both_backends! {
         r.expect_status(200);
         assert_eq!(r.json()["repositories"][0]["imageTagMutability"], "MUTABLE");
 
+        // ECR PutImage is a push too: a new tag through it replicates.
+        let r = a.ecr("PutImage", &json!({
+            "repositoryName": "prod/app",
+            "imageManifest": String::from_utf8(layout.image.manifest.bytes.clone()).unwrap(),
+            "imageManifestMediaType": layout.image.manifest.media_type,
+            "imageTag": "put-image"
+        }));
+        r.expect_status(200);
+        assert_eq!(settled_statuses(&a, "prod/app", "put-image"), west("COMPLETE"));
+        assert_eq!(b_sk.inspect_raw("prod/app:put-image"), layout.image.manifest.bytes);
+
         // An artifact (a signature-like referrer) follows its subject.
         let a_http = a.http();
         layout.image.push(&a_http, "prod/signed", "v1").expect_status(201);
