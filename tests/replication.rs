@@ -837,3 +837,57 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    fn cross_region_into_another_account(backend) {
+        let tmp = TempDir::new("berth-repl-xregion-xacct");
+        let b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
+        b.admin(&["account", "create", PARTNER]);
+        let out = b.admin(&["access-key", "create", "--account", PARTNER]);
+        let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
+        let partner = Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") };
+        // A reaches B as a principal of the destination account.
+        let a_cfg = tmp.join("a.toml");
+        std::fs::write(
+            &a_cfg,
+            format!(
+                "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                b.url(), partner.access_key_id, partner.secret_access_key
+            ),
+        )
+        .unwrap();
+        let a = Berth::options(backend).env("BERTH_CONFIG", a_cfg.to_str().unwrap()).start();
+        let layout = Layout::build(&tmp.join("layout"));
+        let a_http = a.http();
+        let b_partner = partner_http(&b, &partner);
+        put(&a, json!([{ "destinations": [{ "region": "us-west-2", "registryId": PARTNER }] }])).expect_status(200);
+
+        // The partner's registry policy does not allow the source account: FAILED.
+        layout.image.push(&a_http, "app", "v1").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "app", "v1"),
+            json!([{ "region": "us-west-2", "registryId": PARTNER, "status": "FAILED", "failureCode": "ACCESS_DENIED" }])
+        );
+        b_partner.get("/v2/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+
+        // Allowed: the next push arrives in the partner account.
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "FromSource", "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:aws:iam::{SOURCE}:root") },
+                "Action": ["ecr:ReplicateImage", "ecr:CreateRepository"],
+                "Resource": format!("arn:aws:ecr:us-west-2:{PARTNER}:repository/*")
+            }]
+        }).to_string();
+        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy })).expect_status(200);
+        layout.image.push(&a_http, "app", "v2").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "app", "v2"),
+            json!([{ "region": "us-west-2", "registryId": PARTNER, "status": "COMPLETE" }])
+        );
+        assert_pulls_byte_exact(&b_partner, "app", &layout.image, "v2");
+        // Nothing landed in B's own account.
+        b.http().get("/v2/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
+    }
+}

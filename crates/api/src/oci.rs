@@ -230,7 +230,7 @@ async fn manifest(call: Call, name: &str, r: &str, body: Body) -> Result<Respons
                 }
                 Some(origin) => {
                     call.app
-                        .authorize_replication(&call.caller, &call.account, &repo)
+                        .authorize_replication(&call.caller, &call.account, &repo, &origin)
                         .await?;
                     call.app
                         .registry
@@ -289,7 +289,7 @@ async fn put_manifest(
         }
         Some(origin) => {
             call.app
-                .authorize_replication(&call.caller, &call.account, &repo)
+                .authorize_replication(&call.caller, &call.account, &repo, &origin)
                 .await?;
             call.app
                 .registry

@@ -263,6 +263,24 @@ impl Registry {
         Ok(tags)
     }
 
+    /// Whether `repo`'s account accepts replication from `src_account`: its own
+    /// account always; another only when the registry policy allows that account's
+    /// root `ecr:ReplicateImage` (as for same-region copies). Checked by the front end
+    /// when a peer deployment pushes a replicated image.
+    pub async fn replication_allowed_from(
+        &self,
+        src_account: &str,
+        repo: &RepositoryRow,
+    ) -> Result<bool> {
+        self.registry_policy_allows(
+            src_account,
+            &repo.account_id,
+            "ecr:ReplicateImage",
+            &repo.name,
+        )
+        .await
+    }
+
     /// Creates a repository on behalf of the registry itself (replication into this
     /// registry), with ECR's defaults for such repositories: mutable tags, AES256, no
     /// policies. Another creator winning the race is not an error.
