@@ -13,7 +13,18 @@ use berth_testsupport::{both_backends, Berth};
 both_backends! {
     fn ecr_api_checks(backend) {
         require_python_module("boto3", "pip install boto3");
-        let berth = Berth::start(backend);
+        // The script's replication destinations name `us-west-2`: a configured peer.
+        let dir = berth_testsupport::TempDir::new("berth-ecr-api");
+        let cfg = dir.join("berth.toml");
+        std::fs::write(
+            &cfg,
+            "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"http://127.0.0.1:9\"\n\
+             access_key_id = \"AKIAIOSFODNN7EXAMPLE\"\nsecret_access_key = \"unused\"\n",
+        )
+        .unwrap();
+        let berth = Berth::options(backend)
+            .env("BERTH_CONFIG", cfg.to_str().unwrap())
+            .start();
         let creds = berth.root_credentials();
         let script = workspace_root().join("tests/py/ecr_api_checks.py");
         let out = run(Command::new("python3")

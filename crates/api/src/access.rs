@@ -28,6 +28,7 @@ pub enum Action {
     InitiateLayerUpload,
     ListImages,
     PutImage,
+    ReplicateImage,
     UploadLayerPart,
 }
 
@@ -44,6 +45,7 @@ impl Action {
             Action::InitiateLayerUpload => "ecr:InitiateLayerUpload",
             Action::ListImages => "ecr:ListImages",
             Action::PutImage => "ecr:PutImage",
+            Action::ReplicateImage => "ecr:ReplicateImage",
             Action::UploadLayerPart => "ecr:UploadLayerPart",
         }
     }
@@ -228,6 +230,36 @@ impl App {
                 Ok(self.registry.repository_for_push(account, name).await?)
             }
             other => Ok(other?),
+        }
+    }
+
+    /// Authorizes a push that declares it arrives by replication from `origin`
+    /// (`<region>/<account>`; it causes no replication here): the caller needs
+    /// `ecr:ReplicateImage` on the repository, and a source account other than the
+    /// repository's needs the repository account's registry policy to allow it
+    /// `ecr:ReplicateImage`, as ECR requires of cross-account replication.
+    pub async fn authorize_replication(
+        self: &Arc<Self>,
+        caller: &Principal,
+        account: &str,
+        repo: &RepositoryRow,
+        origin: &str,
+    ) -> Result<(), OciError> {
+        let name = RepositoryName::parse(&repo.name).map_err(|_| OciError::name_invalid())?;
+        self.authorize_oci(caller, Action::ReplicateImage, account, &name, Some(repo))
+            .await?;
+        let source = origin.split_once('/').map_or("", |(_, a)| a);
+        // Any store error while reading the policy denies (fail closed).
+        match self.registry.replication_allowed_from(source, repo).await {
+            Ok(true) => Ok(()),
+            _ => Err(OciError::new(
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                format!(
+                    "the registry policy of {} does not allow account {source} ecr:ReplicateImage",
+                    repo.account_id
+                ),
+            )),
         }
     }
 

@@ -32,6 +32,9 @@ pub struct ApiConfig {
     pub public_host: String,
     /// `http` or `https`, for URLs berth hands out.
     pub scheme: &'static str,
+    /// The regions of the configured `[[peer]]` deployments: with this one's own
+    /// region, the regions a replication destination may name.
+    pub peer_regions: Vec<String>,
 }
 
 pub struct App {
@@ -230,6 +233,7 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             f.advisories
         ));
     }
+    let body = body + &replication_metrics(&app).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -237,6 +241,45 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+/// Replication jobs by state, images by replication status, and the lag; a store
+/// error shows as `berth_replication_lag_seconds -1`.
+async fn replication_metrics(app: &App) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "# HELP berth_replication_jobs Replication jobs in the metadata store, by state.\n# TYPE berth_replication_jobs gauge\n",
+    );
+    let m = match app.registry.replication_metrics().await {
+        Ok(m) => m,
+        Err(_) => {
+            out.push_str("# HELP berth_replication_lag_seconds Age of the oldest replication still in progress.\n# TYPE berth_replication_lag_seconds gauge\nberth_replication_lag_seconds -1\n");
+            return out;
+        }
+    };
+    for state in ["queued", "running", "parked"] {
+        let n = m
+            .jobs
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "berth_replication_jobs{{state=\"{state}\"}} {n}");
+    }
+    out.push_str("# HELP berth_replication_images Image replications to one destination, by status.\n# TYPE berth_replication_images gauge\n");
+    for status in ["IN_PROGRESS", "COMPLETE", "FAILED"] {
+        let n = m
+            .statuses
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "berth_replication_images{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP berth_replication_lag_seconds Age of the oldest replication still in progress.\n# TYPE berth_replication_lag_seconds gauge\nberth_replication_lag_seconds {}",
+        m.lag_seconds
+    );
+    out
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {

@@ -224,7 +224,20 @@ async fn manifest(call: Call, name: &str, r: &str, body: Body) -> Result<Respons
         Method::PUT => put_manifest(call, &name, &r, body).await,
         Method::DELETE => {
             let repo = call.repo(Action::BatchDeleteImage, &name).await?;
-            call.app.registry.delete_manifest(&repo, &r).await?;
+            match replicated_from(call.headers())? {
+                None => {
+                    call.app.registry.delete_manifest(&repo, &r).await?;
+                }
+                Some(origin) => {
+                    call.app
+                        .authorize_replication(&call.caller, &call.account, &repo, &origin)
+                        .await?;
+                    call.app
+                        .registry
+                        .delete_manifest_replicated(&repo, &r, &call.caller.arn(), &origin)
+                        .await?;
+                }
+            }
             Ok(StatusCode::ACCEPTED.into_response())
         }
         _ => Err(method_not_allowed()),
@@ -267,11 +280,23 @@ async fn put_manifest(
         berth_oci::manifest::MAX_MANIFEST_BYTES,
     )
     .await?;
-    let put = call
-        .app
-        .registry
-        .put_manifest(&repo, r, ct.as_deref(), body)
-        .await?;
+    let put = match replicated_from(call.headers())? {
+        None => {
+            call.app
+                .registry
+                .put_manifest(&repo, r, ct.as_deref(), body)
+                .await?
+        }
+        Some(origin) => {
+            call.app
+                .authorize_replication(&call.caller, &call.account, &repo, &origin)
+                .await?;
+            call.app
+                .registry
+                .put_manifest_replicated(&repo, r, ct.as_deref(), body, &call.caller.arn(), &origin)
+                .await?
+        }
+    };
     let mut resp = StatusCode::CREATED.into_response();
     let h = resp.headers_mut();
     set(
@@ -284,6 +309,33 @@ async fn put_manifest(
         set(h, "oci-subject", s.as_str());
     }
     Ok(resp)
+}
+
+/// The header a peer deployment's replication sends with each manifest it pushes:
+/// `<region>/<account>` of the source (`docs/architecture.md`, "Replication").
+pub const REPLICATED_FROM: &str = "x-berth-replicated-from";
+
+/// The source a push declares it is replicated from, when it does.
+fn replicated_from(h: &HeaderMap) -> Result<Option<String>> {
+    let Some(v) = h.get(REPLICATED_FROM) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or("");
+    let ok = v.split_once('/').is_some_and(|(r, a)| {
+        !r.is_empty()
+            && r.len() <= 25
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && berth_iam::arn::is_account_id(a)
+    });
+    if !ok {
+        return Err(OciError::new(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            format!("{REPLICATED_FROM} must be <region>/<account id>"),
+        ));
+    }
+    Ok(Some(v.to_string()))
 }
 
 /// `/v2/<name>/blobs/<digest>`: HEAD, GET, DELETE.

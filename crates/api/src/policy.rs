@@ -108,6 +108,7 @@ mod tests {
                 region: "us-east-1".into(),
                 public_host: "localhost".into(),
                 scheme: "http",
+                peer_regions: Vec::new(),
             },
         );
         let raw = SqlitePool::connect(&url).await.unwrap();

@@ -9,6 +9,7 @@ mod client;
 mod limits;
 mod load;
 mod procfs;
+mod replication;
 mod report;
 mod servers;
 mod sink;
@@ -77,6 +78,16 @@ struct Cli {
     /// --smoke), then the time until every event was delivered.
     #[arg(long)]
     webhooks: bool,
+    /// Run only the replication scenario: two berth deployments, replication A→B
+    /// against `skopeo sync` A→B (100 images × 10 MiB; 4 × 1 MiB with --smoke).
+    #[arg(long, conflicts_with = "compare")]
+    replication: bool,
+    /// Images in the replication scenario.
+    #[arg(long)]
+    replication_images: Option<usize>,
+    /// Layer size in MiB in the replication scenario.
+    #[arg(long)]
+    replication_mib: Option<usize>,
 }
 
 impl Cli {
@@ -833,14 +844,14 @@ async fn bench_webhooks(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Valu
         .map_err(|e| Error(format!("data generation: {e}")))?,
     );
     let plain = Server::start_berth(&berth_bin, base.join("berth"), false).await?;
-    let hooked = Server::start_berth_with(
+    let mut hooked = Server::start_berth_env(
         &berth_bin,
         base.join("berth-webhooks"),
         false,
-        report::BERTH_WEBHOOKS,
         vec![("BERTH_CONFIG".into(), config.display().to_string())],
     )
     .await?;
+    hooked.name = report::BERTH_WEBHOOKS;
     for s in [&plain, &hooked] {
         seed(s, &data)
             .await
@@ -953,6 +964,9 @@ fn write_outputs(
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.replication {
+        return replication_main(&cli).await;
+    }
     let mut plan = match (cli.compare, cli.smoke) {
         (true, _) => Plan::compare(),
         (_, true) => Plan::smoke(),
@@ -1002,4 +1016,81 @@ async fn main() -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+/// `--replication`: the scenario of `replication.rs`; writes `replication.md` and
+/// `replication.json`, and fails when replication takes more than
+/// [`replication::MAX_RATIO`] × `skopeo sync`.
+async fn replication_main(cli: &Cli) -> ExitCode {
+    let root = workspace_root();
+    let berth_bin = cli
+        .berth_bin
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/berth"));
+    if !berth_bin.is_file() {
+        eprintln!(
+            "berth-bench: berth binary {} not found: run `cargo build --release -p berth` (or pass --berth-bin / BERTH_BIN)",
+            berth_bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let (images, mib) = if cli.smoke { (4, 1) } else { (100, 10) };
+    let images = cli.replication_images.unwrap_or(images).max(1);
+    let mib = cli.replication_mib.unwrap_or(mib).max(1);
+    let work = cli
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!(
+            "berth-bench-replication-{}-{}",
+            std::process::id(),
+            unix_now()
+        ));
+    eprintln!(
+        "berth-bench: replication of {images} images × {mib} MiB in {}",
+        work.display()
+    );
+    let outcome = replication::run(&berth_bin, &work, images, mib).await;
+    if !cli.keep {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = cli.out.clone().unwrap_or_else(|| root.join("target/bench"));
+    let md = outcome.markdown();
+    let mut js = outcome.json();
+    js["date_utc"] = serde_json::Value::from(unix_now());
+    js["berth_bin"] = serde_json::Value::from(berth_bin.display().to_string());
+    let written = std::fs::create_dir_all(&out)
+        .and_then(|_| std::fs::write(out.join("replication.md"), &md))
+        .and_then(|_| {
+            std::fs::write(
+                out.join("replication.json"),
+                serde_json::to_string_pretty(&js).unwrap_or_default(),
+            )
+        });
+    if let Err(e) = written {
+        eprintln!("berth-bench: write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{md}");
+    eprintln!(
+        "seeding A took {:.2} s; wrote {}",
+        outcome.seed_secs,
+        out.join("replication.md").display()
+    );
+    if outcome.ratio() > replication::MAX_RATIO {
+        eprintln!(
+            "berth-bench: replication took {:.2} × skopeo sync (bound {})",
+            outcome.ratio(),
+            replication::MAX_RATIO
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

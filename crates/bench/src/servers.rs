@@ -44,10 +44,10 @@ pub struct Server {
     /// `Authorization` header value (`Basic …`), if auth is on.
     pub auth: Option<String>,
     pub dir: PathBuf,
-    /// Extra environment of the server process (berth only).
-    env: Vec<(String, String)>,
     child: Option<Child>,
     berth_bin: PathBuf,
+    /// Extra environment of a berth process (`BERTH_REGION`, `BERTH_CONFIG`).
+    env: Vec<(String, String)>,
 }
 
 /// Missing prerequisites, each with the step that installs it.
@@ -104,33 +104,30 @@ impl Server {
     /// checks that berth recorded that mode, so a binary without the switch cannot
     /// pass as the unencrypted baseline.
     pub async fn start_berth(berth_bin: &Path, dir: PathBuf, plaintext: bool) -> Result<Server> {
-        let name = if plaintext {
-            crate::report::BERTH_PLAINTEXT
-        } else {
-            crate::report::BERTH
-        };
-        Self::start_berth_with(berth_bin, dir, plaintext, name, Vec::new()).await
+        Self::start_berth_env(berth_bin, dir, plaintext, Vec::new()).await
     }
 
-    /// [`Self::start_berth`] under another report name with extra environment
-    /// (e.g. `BERTH_CONFIG` with webhooks).
-    pub async fn start_berth_with(
+    /// [`Self::start_berth`] with extra environment (`BERTH_REGION`, `BERTH_CONFIG`).
+    pub async fn start_berth_env(
         berth_bin: &Path,
         dir: PathBuf,
         plaintext: bool,
-        name: &'static str,
         env: Vec<(String, String)>,
     ) -> Result<Server> {
         std::fs::create_dir_all(dir.join("data"))?;
         let mut s = Server {
-            name,
+            name: if plaintext {
+                crate::report::BERTH_PLAINTEXT
+            } else {
+                crate::report::BERTH
+            },
             kind: Kind::Berth { plaintext },
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             auth: None,
             dir,
-            env,
             child: None,
             berth_bin: berth_bin.to_path_buf(),
+            env,
         };
         s.spawn().await?;
         let marker = s.dir.join("data").join(MODE_MARKER);
@@ -199,9 +196,9 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             auth: header,
             dir,
-            env: Vec::new(),
             child: None,
             berth_bin: PathBuf::new(),
+            env: Vec::new(),
         };
         s.spawn().await?;
         Ok(s)
@@ -348,11 +345,32 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
         self.spawn().await
     }
 
+    /// The region berth serves (`BERTH_REGION`, default us-east-1).
+    pub fn region(&self) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "BERTH_REGION")
+            .map_or(REGION, |(_, v)| v.as_str())
+    }
+
     /// `GetAuthorizationToken` (SigV4) → `Basic <base64(AWS:token)>`.
     async fn mint_token(&self) -> Result<String> {
-        let body = b"{}".to_vec();
+        let v = self
+            .ecr("GetAuthorizationToken", &serde_json::json!({}))
+            .await?;
+        let token = v["authorizationData"][0]["authorizationToken"]
+            .as_str()
+            .ok_or_else(|| Error("GetAuthorizationToken: no authorizationToken".into()))?;
+        Ok(format!("Basic {token}"))
+    }
+
+    /// One ECR JSON call as the root principal (SigV4); the parsed answer.
+    pub async fn ecr(&self, op: &str, input: &serde_json::Value) -> Result<serde_json::Value> {
+        let body = input.to_string().into_bytes();
+        let len = body.len().to_string();
         let host = self.addr.to_string();
-        let target = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+        let target = format!("AmazonEC2ContainerRegistry_V20150921.{op}");
+        let target = target.as_str();
         let ct = "application/x-amz-json-1.1";
         let headers = [
             ("content-type", ct),
@@ -371,13 +389,13 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
             &berth_iam::sigv4::SigningParams {
                 access_key_id: ACCESS_KEY_ID,
                 secret_access_key: SECRET_ACCESS_KEY,
-                region: REGION,
+                region: self.region(),
                 service: "ecr",
                 time: unix_now(),
                 flavor: berth_iam::sigv4::Flavor::Standard,
             },
         )
-        .map_err(|e| Error(format!("sign GetAuthorizationToken: {e}")))?;
+        .map_err(|e| Error(format!("sign {op}: {e}")))?;
         let mut conn = Conn::new(self.addr, None);
         let resp = conn
             .send(
@@ -388,7 +406,7 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
                     ("x-amz-target", target),
                     ("x-amz-date", &signed.amz_date),
                     ("authorization", &signed.authorization),
-                    ("content-length", "2"),
+                    ("content-length", &len),
                 ],
                 SliceBody::sized(bytes::Bytes::from(body)),
             )
@@ -396,17 +414,9 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
         let status = resp.status();
         let bytes = read_body(resp).await?;
         if !status.is_success() {
-            bail!(
-                "GetAuthorizationToken: {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            );
+            bail!("{op}: {status}: {}", String::from_utf8_lossy(&bytes));
         }
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error(format!("GetAuthorizationToken response: {e}")))?;
-        let token = v["authorizationData"][0]["authorizationToken"]
-            .as_str()
-            .ok_or_else(|| Error("GetAuthorizationToken: no authorizationToken".into()))?;
-        Ok(format!("Basic {token}"))
+        serde_json::from_slice(&bytes).map_err(|e| Error(format!("{op} response: {e}")))
     }
 }
 

@@ -83,6 +83,59 @@ impl std::fmt::Debug for WebhookConfig {
             .field("format", &self.format)
             .finish_non_exhaustive()
     }
+    /// Other regions (other berth deployments) that replication may copy to: the
+    /// `[[peer]]` sections.
+    #[serde(rename = "peer")]
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One `[[peer]]` section: another berth deployment serving `region`, reached at
+/// `endpoint` with a principal of that deployment.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub region: String,
+    /// The peer's base URL (`http://…` or `https://…`).
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: Option<String>,
+    /// File holding the secret access key (instead of `secret_access_key`).
+    pub access_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PeerConfig {
+    // The secret is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_file", &self.access_key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerConfig {
+    /// The secret access key, read from `access_key_file` when that is how it is given.
+    pub fn secret(&self) -> Result<String, ConfigError> {
+        match (&self.secret_access_key, &self.access_key_file) {
+            (Some(s), None) => Ok(s.clone()),
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| ConfigError::Read(p.clone(), e)),
+            _ => Err(ConfigError::Invalid(format!(
+                "[[peer]] {}: give exactly one of secret_access_key and access_key_file",
+                self.region
+            ))),
+        }
+    }
+}
+
+/// ECR's region pattern, `[0-9a-z-]{2,25}`.
+pub fn is_region(s: &str) -> bool {
+    (2..=25).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl Default for Config {
@@ -113,6 +166,7 @@ impl Default for Config {
             master_key_file: None,
             webhook: Vec::new(),
             webhook_max_attempts: 10,
+            peers: Vec::new(),
         }
     }
 }
@@ -257,6 +311,55 @@ impl Config {
                 "BERTH_ROOT_ACCESS_KEY_ID and BERTH_ROOT_SECRET_ACCESS_KEY must be given together"
                     .into(),
             ));
+        }
+        if !is_region(&self.region) {
+            return Err(ConfigError::Invalid(format!(
+                "region must match [0-9a-z-]{{2,25}}, got {:?}",
+                self.region
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.peers {
+            if !is_region(&p.region) {
+                return Err(ConfigError::Invalid(format!(
+                    "[[peer]] region must match [0-9a-z-]{{2,25}}, got {:?}",
+                    p.region
+                )));
+            }
+            if p.region == self.region {
+                return Err(ConfigError::Invalid(format!(
+                    "[[peer]] {}: that is this deployment's own region",
+                    p.region
+                )));
+            }
+            if !seen.insert(p.region.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "[[peer]] {}: region named twice",
+                    p.region
+                )));
+            }
+            let rest = p
+                .endpoint
+                .strip_prefix("http://")
+                .or_else(|| p.endpoint.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                return Err(ConfigError::Invalid(format!(
+                    "[[peer]] {}: endpoint must be an http:// or https:// base URL, got {:?}",
+                    p.region, p.endpoint
+                )));
+            }
+            if p.access_key_id.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "[[peer]] {}: access_key_id is empty",
+                    p.region
+                )));
+            }
+            if p.secret()?.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "[[peer]] {}: the secret access key is empty",
+                    p.region
+                )));
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 mod admin;
 mod bootstrap;
 mod config;
+mod peer;
 mod serve;
 mod vulndb;
 mod webhooks;
@@ -27,8 +28,8 @@ struct Cli {
 /// Settings every command shares: the same as `berth serve` uses.
 #[derive(Args, Clone, Default)]
 pub struct Common {
-    /// TOML configuration file.
-    #[arg(long, global = true)]
+    /// TOML configuration file (BERTH_CONFIG).
+    #[arg(long, global = true, env = "BERTH_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (BERTH_DATA_DIR).
     #[arg(long, global = true)]

@@ -67,6 +67,9 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// Replication jobs run at once by each process.
+const REPLICATION_WORKERS: usize = 4;
+
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut cfg = args.common.load()?;
     if let Some(l) = args.listen {
@@ -106,6 +109,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             region: cfg.region.clone(),
             public_host,
             scheme: if tls.is_some() { "https" } else { "http" },
+            peer_regions: cfg.peers.iter().map(|p| p.region.clone()).collect(),
         },
     ));
     let router = berth_api::router(app);
@@ -114,6 +118,28 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     spawn_background(registry.clone(), &cfg);
     let mut workers = spawn_periodic(registry.clone(), &cfg, &jobs_stopping).await?;
     workers.extend(crate::vulndb::spawn_feed_sync(registry.clone(), &cfg, &jobs_stopping).await?);
+    // Replication: a few workers, so that a slow peer does not hold up the others.
+    let peers: Option<Arc<dyn berth_registry::replication::PeerConnector>> = if cfg.peers.is_empty()
+    {
+        None
+    } else {
+        Some(Arc::new(crate::peer::Peers::new(&cfg)?))
+    };
+    let replication = Arc::new(berth_registry::replication::ReplicationHandler {
+        peers: peers.clone(),
+    });
+    let deletes = Arc::new(berth_registry::replication::ReplicationDeleteHandler { peers });
+    for i in 0..REPLICATION_WORKERS {
+        workers.push(tokio::spawn(
+            berth_registry::jobs::Worker::new(
+                registry.clone(),
+                format!("{}/replication-{i}", worker_id()),
+                vec![replication.clone(), deletes.clone()],
+                worker_config(&cfg),
+            )
+            .run(jobs_stopping.clone()),
+        ));
+    }
     workers.extend(crate::vulndb::spawn_scanning(
         registry.clone(),
         2,
@@ -246,6 +272,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
         RegistryConfig {
             create_on_push: cfg.create_on_push,
             upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
+            region: cfg.region.clone(),
         },
         master,
     ))

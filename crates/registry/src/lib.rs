@@ -25,6 +25,7 @@ mod lifecycle;
 mod mutability;
 mod open;
 mod registry;
+pub mod replication;
 pub mod scan;
 pub mod secrets;
 

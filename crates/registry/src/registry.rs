@@ -28,6 +28,8 @@ pub struct RegistryConfig {
     pub create_on_push: bool,
     /// Upload sessions idle longer than this expire.
     pub upload_ttl_ms: i64,
+    /// This deployment's region (replication destinations here are copied locally).
+    pub region: String,
 }
 
 impl Default for RegistryConfig {
@@ -35,6 +37,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             create_on_push: true,
             upload_ttl_ms: 24 * 3600 * 1000,
+            region: "us-east-1".into(),
         }
     }
 }
@@ -629,7 +632,7 @@ impl Registry {
     /// Inside a digest-locked transaction: links an already stored blob into `repo`,
     /// giving the repository its data key (unwrapped from the blob row, sealed under
     /// the repository's key). The ciphertext is shared.
-    async fn link_stored_blob(
+    pub(crate) async fn link_stored_blob(
         &self,
         tx: &mut berth_store::meta::WriteTx<'_>,
         repo: &RepositoryRow,
@@ -734,6 +737,20 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<ManifestPut> {
+        self.put_manifest_from(repo, reference, content_type, body, false)
+            .await
+    }
+
+    /// [`Self::put_manifest`]; `replicated` marks a push that arrives by replication,
+    /// which is not replicated again (no transitive fan-out).
+    pub(crate) async fn put_manifest_from(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        replicated: bool,
+    ) -> Result<ManifestPut> {
         if body.len() > berth_oci::manifest::MAX_MANIFEST_BYTES {
             return Err(RegistryError::ManifestTooLarge);
         }
@@ -785,7 +802,7 @@ impl Registry {
                 false
             }
         };
-        let jobs = if scan {
+        let mut jobs = if scan {
             vec![berth_store::scans::scan_job(repo.repo_id, digest.as_str())?]
         } else {
             Vec::new()
@@ -798,6 +815,10 @@ impl Registry {
             m.effective_artifact_type(),
             m.subject.as_ref().map(|s| s.digest.as_str()),
         );
+        if !replicated {
+            let tag = tag.as_ref().map(|(t, _)| t.as_str());
+            jobs.extend(self.replication_jobs(repo, digest.as_str(), tag).await?);
+        }
         let w = ManifestWrite {
             repo_id: repo.repo_id,
             digest: digest.to_string(),
@@ -948,9 +969,37 @@ impl Registry {
         repo: &RepositoryRow,
         reference: &Reference,
     ) -> Result<Vec<String>> {
+        self.delete_manifest_from(repo, reference, false).await
+    }
+
+    /// [`Self::delete_manifest`]; `replicated` marks a deletion that arrives by
+    /// replication, which is not replicated again.
+    pub(crate) async fn delete_manifest_from(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        replicated: bool,
+    ) -> Result<Vec<String>> {
+        let (deleted, digest) = self.delete_manifest_inner(repo, reference).await?;
+        if !replicated {
+            let tag = match reference {
+                Reference::Tag(t) => Some(t.as_str()),
+                Reference::Digest(_) => None,
+            };
+            self.replicate_deletion(repo, &digest, tag).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes; returns the removed tags and the digest of the image concerned.
+    async fn delete_manifest_inner(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+    ) -> Result<(Vec<String>, String)> {
         match reference {
             Reference::Tag(t) => match self.meta.delete_tag(repo.repo_id, t.as_str()).await? {
-                Some(_) => Ok(vec![t.to_string()]),
+                Some(d) => Ok((vec![t.to_string()], d)),
                 None => Err(RegistryError::ManifestUnknown),
             },
             Reference::Digest(d) => {
@@ -959,7 +1008,7 @@ impl Registry {
                     .delete_manifest(repo.repo_id, d.as_str(), self.now())
                     .await?
                 {
-                    DeleteManifestOutcome::Deleted { tags } => Ok(tags),
+                    DeleteManifestOutcome::Deleted { tags } => Ok((tags, d.to_string())),
                     DeleteManifestOutcome::NotFound => Err(RegistryError::ManifestUnknown),
                     DeleteManifestOutcome::ReferencedBy(p) => {
                         Err(RegistryError::ReferencedByIndex(p))

@@ -98,6 +98,9 @@ pub(crate) async fn enqueue_caused_tx(
             serde_json::from_str(&job.payload).map_err(|e| StoreError::Config(e.to_string()))?;
         return enqueue_scan_tx(tx, s.repo_id, &s.digest, now).await;
     }
+    if job.kind == crate::replication::REPLICATION_JOB {
+        return crate::replication::enqueue_replication_tx(tx, job, now).await;
+    }
     crate::meta::jobs::enqueue_tx(tx, job).await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (7, V7_SQLITE),
     (11, V11_SQLITE),
     (12, V12),
+    (10, V10),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -26,6 +27,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (7, V7_POSTGRES),
     (11, V11_POSTGRES),
     (12, V12),
+    (10, V10),
 ];
 
 macro_rules! v1 {
@@ -361,3 +363,15 @@ const V12: &str = "CREATE TABLE console_sessions (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)";
+/// v10: replication statuses (`crates/store/src/replication.rs`), one row per
+/// (image, destination registry).
+const V10: &str = "CREATE TABLE replication_status (
+    repo_id BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    region TEXT NOT NULL,
+    registry_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failure_code TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, digest, region, registry_id)
+)";

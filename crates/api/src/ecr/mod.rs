@@ -14,6 +14,7 @@ mod layers;
 mod lifecycle;
 mod ops;
 mod policies;
+mod replication;
 mod repos;
 mod scanning;
 mod sts;

@@ -9,7 +9,9 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use super::{cloudtrail, images, kms, layers, lifecycle, policies, repos, scanning, unsupported};
+use super::{
+    cloudtrail, images, kms, layers, lifecycle, policies, replication, repos, scanning, unsupported,
+};
 use super::{Ctx, EcrError, Input};
 
 /// The service a target header addresses.
@@ -199,6 +201,11 @@ pub static OPERATIONS: &[Operation] = &[
         "PutReplicationConfiguration",
         "ecr:PutReplicationConfiguration",
         policies::put_replication_configuration
+    ),
+    ecr!(
+        "DescribeImageReplicationStatus",
+        "ecr:DescribeImageReplicationStatus",
+        replication::describe_image_replication_status
     ),
     // lifecycle previews (lifecycle.rs)
     ecr!(

@@ -83,9 +83,45 @@ async fn set_registry_setting(
     Ok(())
 }
 
+/// The actions ECR accepts in a registry policy (`ecr:*` is tolerated too).
+const REGISTRY_POLICY_ACTIONS: [&str; 3] = [
+    "ecr:ReplicateImage",
+    "ecr:BatchImportUpstreamImage",
+    "ecr:CreateRepository",
+];
+
+/// A registry policy grants only replication and pull-through-cache imports:
+/// every `Action` must be one of [`REGISTRY_POLICY_ACTIONS`] or `ecr:*`, and
+/// `NotAction` (which would name every other action) is refused.
+fn check_registry_policy_actions(text: &str) -> Result<(), EcrError> {
+    let doc = PolicyDocument::parse(text, PolicyKind::EcrRegistry)
+        .map_err(|e| EcrError::invalid(format!("Invalid registry policy provided: {e}")))?;
+    for st in &doc.statements {
+        if st.action.negated {
+            return Err(EcrError::invalid(
+                "Invalid registry policy provided: NotAction is not allowed in a registry policy",
+            ));
+        }
+        for a in &st.action.patterns {
+            let ok = a.eq_ignore_ascii_case("ecr:*")
+                || REGISTRY_POLICY_ACTIONS
+                    .iter()
+                    .any(|allowed| a.eq_ignore_ascii_case(allowed));
+            if !ok {
+                return Err(EcrError::invalid(format!(
+                    "Invalid registry policy provided: action '{a}' is not allowed in a registry policy (allowed: {})",
+                    REGISTRY_POLICY_ACTIONS.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn put_registry_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let (account, _) = registry_setting(ctx, AccountSetting::RegistryPolicy).await?;
     let text = policy_text(input, PolicyKind::EcrRegistry, "registry")?;
+    check_registry_policy_actions(text)?;
     set_registry_setting(
         ctx,
         &account,
@@ -312,6 +348,9 @@ pub async fn put_registry_scanning_configuration(
     Ok(json!({ "registryScanningConfiguration": cfg }))
 }
 
+/// ECR's limit on unique destinations over all rules of a replication configuration.
+const MAX_REPLICATION_DESTINATIONS: usize = 25;
+
 pub async fn put_replication_configuration(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let (account, _) = registry_setting(ctx, AccountSetting::ReplicationConfiguration).await?;
     let cfg = input
@@ -332,6 +371,8 @@ pub async fn put_replication_configuration(ctx: &Ctx, input: &Input) -> Result<V
             "A replication configuration has at most 10 rules",
         ));
     }
+    let config = &ctx.app.config;
+    let mut unique = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(rules.len());
     for r in &rules {
         let dests = match r.get("destinations") {
@@ -355,11 +396,19 @@ pub async fn put_replication_configuration(ctx: &Ctx, input: &Input) -> Result<V
                     "Invalid replication destination (region '{region}', registryId '{reg}')"
                 )));
             }
-            if region == ctx.app.config.region && reg == account {
+            if region == config.region && reg == account {
                 return Err(EcrError::invalid(
                     "Replication destination cannot be the same as the source registry",
                 ));
             }
+            // A region is a berth deployment: this one, or a configured `[[peer]]`.
+            if region != config.region && !config.peer_regions.iter().any(|p| p == region) {
+                return Err(EcrError::validation(format!(
+                    "Replication destination region '{region}' is not a known region: it is neither this registry's region ('{}') nor a configured peer",
+                    config.region
+                )));
+            }
+            unique.insert((region.to_string(), reg.to_string()));
             d_out.push(json!({ "region": region, "registryId": reg }));
         }
         let f = filters(r.get("repositoryFilters"), "PREFIX_MATCH", 100, 0)?;
@@ -367,7 +416,25 @@ pub async fn put_replication_configuration(ctx: &Ctx, input: &Input) -> Result<V
         if !f.is_empty() {
             rule["repositoryFilters"] = json!(f);
         }
+        match r.get("deleteReplication") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.get("enabled") {
+                Some(Value::Bool(on)) => rule["deleteReplication"] = json!({ "enabled": on }),
+                _ => {
+                    return Err(EcrError::new(
+                        EcrException::Serialization,
+                        "deleteReplication must be an object with a boolean 'enabled'",
+                    ))
+                }
+            },
+        }
         out.push(rule);
+    }
+    if unique.len() > MAX_REPLICATION_DESTINATIONS {
+        return Err(EcrError::validation(format!(
+            "A replication configuration has at most {MAX_REPLICATION_DESTINATIONS} unique destinations over all rules (got {})",
+            unique.len()
+        )));
     }
     let cfg = json!({ "rules": out });
     set_registry_setting(

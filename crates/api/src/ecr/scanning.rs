@@ -11,7 +11,7 @@ use super::repos::repo_for;
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 
 /// Resolves `imageId` to a stored manifest, or ImageNotFoundException.
-async fn image_for(
+pub(super) async fn image_for(
     ctx: &Ctx,
     repo: &RepositoryRow,
     input: &Input,
@@ -62,7 +62,7 @@ async fn image_for(
     Ok((m, tag.map(str::to_string)))
 }
 
-fn image_id(m: &ManifestRow, tag: &Option<String>) -> Value {
+pub(super) fn image_id(m: &ManifestRow, tag: &Option<String>) -> Value {
     let mut v = json!({ "imageDigest": m.digest });
     if let Some(t) = tag {
         v["imageTag"] = json!(t);

@@ -128,6 +128,16 @@ impl Meta {
                         });
                     }
                     previous = existing;
+                    // A new tag on a stored image is a push to replicate too.
+                    if !inserted {
+                        for job in w
+                            .jobs
+                            .iter()
+                            .filter(|j| j.kind == crate::replication::REPLICATION_JOB)
+                        {
+                            crate::scans::enqueue_caused_tx(tx, job, w.pushed_at).await?;
+                        }
+                    }
                 }
             }
         } else if !inserted {

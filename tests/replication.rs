@@ -1,0 +1,893 @@
+//! Replication between berth deployments: the `[[peer]]` configuration and the
+//! validation of `PutReplicationConfiguration` / `DescribeRegistry`, and the actions a
+//! registry policy may grant (`docs/architecture.md`, "Replication").
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testsupport::ecr::Credentials;
+use berth_testsupport::layout::put_manifest;
+use berth_testsupport::server::berth_bin;
+use berth_testsupport::tools::require;
+use berth_testsupport::{both_backends, Berth, Http, Image, Layout, Response, TempDir};
+use serde_json::{json, Value};
+
+/// A config file naming one peer region, `us-west-2`, whose secret is in a file.
+fn peer_config(dir: &Path) -> std::path::PathBuf {
+    let secret = dir.join("west.secret");
+    std::fs::write(&secret, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n").unwrap();
+    let cfg = dir.join("berth.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"http://127.0.0.1:9\"\n\
+             access_key_id = \"AKIAIOSFODNN7EXAMPLE\"\naccess_key_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn expect_error(r: &Response, status: u16, kind: &str) {
+    assert_eq!(r.status, status, "{}", r.describe());
+    assert_eq!(r.json()["__type"], kind, "{}", r.describe());
+}
+
+fn put(berth: &Berth, rules: Value) -> Response {
+    berth.ecr(
+        "PutReplicationConfiguration",
+        &json!({ "replicationConfiguration": { "rules": rules } }),
+    )
+}
+
+both_backends! {
+    fn replication_configuration(backend) {
+        let dir = TempDir::new("berth-repl-cfg");
+        let cfg = peer_config(dir.path());
+        let berth = Berth::options(backend)
+            .env("BERTH_CONFIG", cfg.to_str().unwrap())
+            .start();
+
+        // Nothing configured yet: no rules.
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        r.expect_status(200);
+        assert_eq!(r.json()["replicationConfiguration"], json!({ "rules": [] }));
+        assert_eq!(r.json()["registryId"], "123456789012");
+
+        // A region that is neither this deployment's nor a peer's.
+        let r = put(&berth, json!([{ "destinations": [{ "region": "eu-north-1", "registryId": "123456789012" }] }]));
+        expect_error(&r, 400, "ValidationException");
+        // The source registry itself.
+        let r = put(&berth, json!([{ "destinations": [{ "region": "us-east-1", "registryId": "123456789012" }] }]));
+        expect_error(&r, 400, "InvalidParameterException");
+
+        // Peer region, same-region other account, deleteReplication: echoed, and
+        // DescribeRegistry returns the rules in the order given.
+        let rules = json!([
+            {
+                "destinations": [{ "region": "us-west-2", "registryId": "123456789012" }],
+                "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+            },
+            {
+                "destinations": [
+                    { "region": "us-east-1", "registryId": "210987654321" },
+                    { "region": "us-west-2", "registryId": "210987654321" }
+                ],
+                "deleteReplication": { "enabled": true }
+            },
+            {
+                "destinations": [{ "region": "us-west-2", "registryId": "111122223333" }],
+                "repositoryFilters": [{ "filter": "team-a/", "filterType": "PREFIX_MATCH" }],
+                "deleteReplication": { "enabled": false }
+            }
+        ]);
+        let r = put(&berth, rules.clone());
+        r.expect_status(200);
+        assert_eq!(r.json()["replicationConfiguration"]["rules"], rules, "{}", r.describe());
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        r.expect_status(200);
+        assert_eq!(r.json()["replicationConfiguration"]["rules"], rules, "{}", r.describe());
+
+        // At most 25 unique destinations over all rules: the same destination named
+        // in several rules counts once.
+        let dests = |from: u64, n: u64| -> Value {
+            (from..from + n)
+                .map(|i| json!({ "region": "us-west-2", "registryId": format!("{:012}", 100_000_000_000u64 + i) }))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        put(&berth, json!([{ "destinations": dests(0, 25) }, { "destinations": dests(10, 15) }]))
+            .expect_status(200);
+        let r = put(&berth, json!([{ "destinations": dests(0, 13) }, { "destinations": dests(13, 13) }]));
+        expect_error(&r, 400, "ValidationException");
+        // At most 10 rules.
+        let one = json!({ "destinations": dests(0, 1) });
+        let r = put(&berth, Value::Array(vec![one; 11]));
+        expect_error(&r, 400, "InvalidParameterException");
+        // deleteReplication must be {enabled: bool}.
+        let r = put(&berth, json!([{ "destinations": dests(0, 1), "deleteReplication": { "enabled": "yes" } }]));
+        expect_error(&r, 400, "SerializationException");
+        // The rejected calls left the last accepted configuration in place.
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        assert_eq!(r.json()["replicationConfiguration"]["rules"][0]["destinations"].as_array().unwrap().len(), 25);
+
+        // `rules: []` removes it (how Terraform destroys the resource).
+        put(&berth, json!([])).expect_status(200);
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        assert_eq!(r.json()["replicationConfiguration"], json!({ "rules": [] }));
+    }
+}
+
+both_backends! {
+    fn registry_policy_actions(backend) {
+        let berth = Berth::start(backend);
+        let policy = |actions: Value, not: bool| -> String {
+            let key = if not { "NotAction" } else { "Action" };
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "Replication",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": "arn:aws:iam::210987654321:root" },
+                    key: actions,
+                    "Resource": "arn:aws:ecr:us-east-1:123456789012:repository/*"
+                }]
+            })
+            .to_string()
+        };
+        for ok in [
+            json!(["ecr:CreateRepository", "ecr:ReplicateImage"]),
+            json!("ecr:BatchImportUpstreamImage"),
+            json!("ecr:*"),
+        ] {
+            let text = policy(ok.clone(), false);
+            let r = berth.ecr("PutRegistryPolicy", &json!({ "policyText": text }));
+            r.expect_status(200);
+            assert_eq!(r.json()["policyText"], text);
+        }
+        for bad in [json!(["ecr:ReplicateImage", "ecr:BatchGetImage"]), json!("*"), json!("ecr:Replicate*")] {
+            let r = berth.ecr("PutRegistryPolicy", &json!({ "policyText": policy(bad.clone(), false) }));
+            expect_error(&r, 400, "InvalidParameterException");
+            assert!(r.text().contains("Invalid registry policy provided"), "{}", r.describe());
+        }
+        let r = berth.ecr("PutRegistryPolicy", &json!({ "policyText": policy(json!("ecr:BatchGetImage"), true) }));
+        expect_error(&r, 400, "InvalidParameterException");
+        // The last accepted policy is still the one in force.
+        let r = berth.ecr("GetRegistryPolicy", &json!({}));
+        r.expect_status(200);
+        assert_eq!(r.json()["policyText"], policy(json!("ecr:*"), false));
+    }
+}
+
+/// `berth serve` refuses a `[[peer]]` section it cannot use, before listening.
+#[test]
+fn bad_peer_config_is_refused() {
+    let dir = TempDir::new("berth-repl-bad");
+    let cases = [
+        ("no secret", "region = \"us-west-2\"\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"AKIAX\"\n", "secret_access_key"),
+        ("own region", "region = \"us-east-1\"\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "own region"),
+        ("bad endpoint", "region = \"us-west-2\"\nendpoint = \"ftp://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "endpoint"),
+        ("bad region", "region = \"US West\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "region"),
+        ("unknown field", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\nsecret = \"s\"\n", "unknown field"),
+    ];
+    for (what, section, needle) in cases {
+        let cfg = dir.join(format!("{}.toml", what.replace(' ', "-")));
+        std::fs::write(&cfg, format!("[[peer]]\n{section}")).unwrap();
+        let mut child = Command::new(berth_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env_remove("BERTH_CONFIG")
+            .env_remove("BERTH_REGION")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{what}: berth serve started with an invalid [[peer]]");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: expected {needle:?} in {err}");
+    }
+}
+
+/// Terraform with the hashicorp/aws provider from the machine's offline mirror (as
+/// `tests/ecr_workflow.rs` runs it).
+fn terraform(
+    dir: &Path,
+    args: &[&str],
+    endpoint: &str,
+    creds: &Credentials,
+) -> (Option<i32>, String) {
+    require(
+        "terraform",
+        "install Terraform 1.11 and the hashicorp/aws provider mirror (BERTH_TF_PLUGIN_DIR, default /opt/tf-plugins)",
+    );
+    let mirror = std::env::var("BERTH_TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into());
+    assert!(
+        Path::new(&mirror)
+            .join("registry.terraform.io/hashicorp/aws")
+            .exists(),
+        "no hashicorp/aws provider mirror at {mirror}: set BERTH_TF_PLUGIN_DIR"
+    );
+    let rc = dir.join("terraformrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{mirror}\"\n    include = [\"registry.terraform.io/*/*\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/*/*\"]\n  }}\n}}\ndisable_checkpoint = true\n"
+        ),
+    )
+    .expect("terraformrc");
+    let o = Command::new("terraform")
+        .args(args)
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", &rc)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("TF_VAR_endpoint", endpoint)
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run terraform");
+    (
+        o.status.code(),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+const TERRAFORM_REPLICATION: &str = r#"
+variable "endpoint" {
+  type = string
+}
+
+provider "aws" {
+  region                      = "us-east-1"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  endpoints {
+    ecr = var.endpoint
+    sts = var.endpoint
+    iam = var.endpoint
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+resource "aws_ecr_replication_configuration" "dr" {
+  replication_configuration {
+    rule {
+      destination {
+        region      = "us-west-2"
+        registry_id = data.aws_caller_identity.current.account_id
+      }
+      repository_filter {
+        filter      = "prod"
+        filter_type = "PREFIX_MATCH"
+      }
+    }
+    rule {
+      destination {
+        region      = "us-east-1"
+        registry_id = "210987654321"
+      }
+      destination {
+        region      = "us-west-2"
+        registry_id = "210987654321"
+      }
+    }
+  }
+}
+
+resource "aws_ecr_registry_policy" "partner" {
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "ReplicationFromPartner"
+      Effect    = "Allow"
+      Principal = { AWS = "arn:aws:iam::210987654321:root" }
+      Action    = ["ecr:CreateRepository", "ecr:ReplicateImage"]
+      Resource  = "arn:aws:ecr:us-east-1:${data.aws_caller_identity.current.account_id}:repository/*"
+    }]
+  })
+}
+"#;
+
+both_backends! {
+    fn terraform_replication_configuration(backend) {
+        let tmp = TempDir::new("berth-repl-tf");
+        let cfg = peer_config(tmp.path());
+        let berth = Berth::options(backend)
+            .env("BERTH_CONFIG", cfg.to_str().unwrap())
+            .start();
+        let root = berth.root_credentials();
+        let dir = tmp.join("tf");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("main.tf"), TERRAFORM_REPLICATION).expect("main.tf");
+        let url = berth.url();
+        let run = |args: &[&str]| terraform(&dir, args, &url, &root);
+        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "init:\n{log}");
+        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
+
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        r.expect_status(200);
+        assert_eq!(
+            r.json()["replicationConfiguration"]["rules"],
+            json!([
+                {
+                    "destinations": [{ "region": "us-west-2", "registryId": "123456789012" }],
+                    "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+                },
+                {
+                    "destinations": [
+                        { "region": "us-east-1", "registryId": "210987654321" },
+                        { "region": "us-west-2", "registryId": "210987654321" }
+                    ]
+                }
+            ]),
+            "{}",
+            r.describe()
+        );
+        berth.ecr("GetRegistryPolicy", &json!({})).expect_status(200);
+
+        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+
+        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        let r = berth.ecr("DescribeRegistry", &json!({}));
+        assert_eq!(r.json()["replicationConfiguration"], json!({ "rules": [] }));
+        berth.ecr("GetRegistryPolicy", &json!({})).expect_status(400);
+    }
+}
+
+const PARTNER: &str = "210987654321";
+
+/// Waits until the image's replication statuses are all final (not IN_PROGRESS) and
+/// returns them.
+fn settled_statuses(berth: &Berth, repo: &str, reference: &str) -> Value {
+    let id = if reference.starts_with("sha256:") {
+        json!({ "imageDigest": reference })
+    } else {
+        json!({ "imageTag": reference })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = berth.ecr(
+            "DescribeImageReplicationStatus",
+            &json!({ "repositoryName": repo, "imageId": id }),
+        );
+        r.expect_status(200);
+        let v = r.json()["replicationStatuses"].clone();
+        let pending = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["status"] == "IN_PROGRESS");
+        if !pending {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still in progress: {v}\n{}",
+            berth.stderr_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn push_index(layout: &Layout, http: &Http, repo: &str, tag: &str) {
+    for img in &layout.index_images {
+        img.push(http, repo, img.digest()).expect_status(201);
+    }
+    put_manifest(http, repo, tag, &layout.index).expect_status(201);
+}
+
+/// The partner account's `/v2/` client (its own registry host).
+fn partner_http(berth: &Berth, creds: &Credentials) -> Http {
+    let r = berth.ecr_as(creds, "GetAuthorizationToken", &json!({}));
+    r.expect_status(200);
+    let token = r.json()["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let decoded = String::from_utf8(base64_decode(&token)).unwrap();
+    let password = decoded.strip_prefix("AWS:").unwrap().to_string();
+    Http::new(berth.addr())
+        .basic_auth("AWS", &password)
+        .host(&format!("{PARTNER}.{}", berth.host()))
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = A.iter().position(|&a| a == c).expect("base64") as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn assert_pulls_byte_exact(http: &Http, repo: &str, img: &Image, reference: &str) {
+    let r = http.get(&format!("/v2/{repo}/manifests/{reference}"));
+    r.expect_status(200);
+    assert_eq!(r.body, img.manifest.bytes, "manifest {repo}:{reference}");
+    for b in img.blobs() {
+        let r = http.get(&format!("/v2/{repo}/blobs/{}", b.digest));
+        r.expect_status(200);
+        assert_eq!(r.body, b.bytes, "blob {}", b.digest);
+    }
+}
+
+both_backends! {
+    fn cross_account_in_one_deployment(backend) {
+        let tmp = TempDir::new("berth-repl-xacct");
+        let berth = Berth::start(backend);
+        berth.admin(&["account", "create", PARTNER]);
+        let out = berth.admin(&["access-key", "create", "--account", PARTNER]);
+        let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
+        let partner = Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") };
+        let layout = Layout::build(&tmp.join("layout"));
+        let http = berth.http();
+        let b_http = partner_http(&berth, &partner);
+
+        // Pushed before the configuration: never replicated.
+        layout.docker.push(&http, "prod/app", "early").expect_status(201);
+        put(&berth, json!([{
+            "destinations": [{ "region": "us-east-1", "registryId": PARTNER }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+        }])).expect_status(200);
+
+        // Without the partner's registry policy: FAILED, access denied.
+        layout.image.push(&http, "prod/app", "v1").expect_status(201);
+        let st = settled_statuses(&berth, "prod/app", "v1");
+        assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "FAILED", "failureCode": "ACCESS_DENIED" }]));
+        b_http.get("/v2/prod/app/manifests/v1").expect_oci_error(404, "NAME_UNKNOWN");
+
+        // With ReplicateImage but not CreateRepository, a missing repository fails.
+        let policy = |actions: Value| json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "FromSource", "Effect": "Allow",
+                "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
+                "Action": actions,
+                "Resource": format!("arn:aws:ecr:us-east-1:{PARTNER}:repository/*")
+            }]
+        }).to_string();
+        berth.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!("ecr:ReplicateImage")) })).expect_status(200);
+        layout.artifact.push(&http, "prod/app", "sbom").expect_status(201);
+        let st = settled_statuses(&berth, "prod/app", "sbom");
+        assert_eq!(st[0]["failureCode"], "REPOSITORY_NOT_FOUND", "{st}");
+
+        // With both actions: the image, the index and the referrer arrive byte-exact.
+        berth.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!(["ecr:ReplicateImage", "ecr:CreateRepository"])) })).expect_status(200);
+        // A new tag on the stored image (refused before) replicates it with the tag.
+        layout.image.push(&http, "prod/app", "v2").expect_status(201);
+        let st = settled_statuses(&berth, "prod/app", "v2");
+        assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "COMPLETE" }]));
+        assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v2");
+        b_http.get("/v2/prod/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        let fresh = &layout.index_images[0];
+        fresh.push(&http, "prod/app", "amd64").expect_status(201);
+        let st = settled_statuses(&berth, "prod/app", "amd64");
+        assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "COMPLETE" }]));
+        assert_pulls_byte_exact(&b_http, "prod/app", fresh, "amd64");
+        let r = berth.ecr_as(&partner, "DescribeRepositories", &json!({ "repositoryNames": ["prod/app"] }));
+        r.expect_status(200);
+        assert_eq!(r.json()["repositories"][0]["imageTagMutability"], "MUTABLE");
+
+        push_index(&layout, &http, "prod/multi", "multi");
+        let st = settled_statuses(&berth, "prod/multi", "multi");
+        assert_eq!(st[0]["status"], "COMPLETE", "{st}");
+        let r = b_http.get("/v2/prod/multi/manifests/multi");
+        r.expect_status(200);
+        assert_eq!(r.body, layout.index.bytes);
+        for img in &layout.index_images {
+            assert_pulls_byte_exact(&b_http, "prod/multi", img, img.digest());
+        }
+
+        // A referrer pushed after its subject follows it.
+        layout.image.push(&http, "prod/signed", "v1").expect_status(201);
+        layout.artifact.push(&http, "prod/signed", layout.artifact.digest()).expect_status(201);
+        assert_eq!(settled_statuses(&berth, "prod/signed", "v1")[0]["status"], "COMPLETE");
+        assert_eq!(settled_statuses(&berth, "prod/signed", layout.artifact.digest())[0]["status"], "COMPLETE");
+        assert_pulls_byte_exact(&b_http, "prod/signed", &layout.image, "v1");
+        let r = b_http.get(&format!("/v2/prod/signed/referrers/{}", layout.image.digest()));
+        r.expect_status(200);
+        assert!(r.text().contains(layout.artifact.digest()), "{}", r.text());
+
+        // A repository no rule matches, and the push from before the configuration.
+        layout.image.push(&http, "dev/app", "v1").expect_status(201);
+        assert_eq!(settled_statuses(&berth, "dev/app", "v1"), json!([]));
+        assert_eq!(settled_statuses(&berth, "prod/app", "early"), json!([]));
+        b_http.get("/v2/dev/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
+
+        // No transitive fan-out: the partner replicates prod/ back to the source, yet
+        // what it received by replication goes nowhere.
+        berth.ecr_as(&partner, "PutReplicationConfiguration", &json!({ "replicationConfiguration": { "rules": [{
+            "destinations": [{ "region": "us-east-1", "registryId": "123456789012" }]
+        }] } })).expect_status(200);
+        layout.docker.push(&http, "prod/chain", "v1").expect_status(201);
+        assert_eq!(settled_statuses(&berth, "prod/chain", "v1")[0]["status"], "COMPLETE");
+        let r = berth.ecr_as(&partner, "DescribeImageReplicationStatus", &json!({ "repositoryName": "prod/chain", "imageId": { "imageTag": "v1" } }));
+        r.expect_status(200);
+        assert_eq!(r.json()["replicationStatuses"], json!([]));
+        berth
+            .ecr_as(&partner, "PutReplicationConfiguration", &json!({ "replicationConfiguration": { "rules": [] } }))
+            .expect_status(200);
+
+        // An immutable tag that exists at the destination with another digest: the
+        // image arrives without the tag, and the status says so.
+        berth.ecr_as(&partner, "CreateRepository", &json!({ "repositoryName": "prod/imm", "imageTagMutability": "IMMUTABLE" })).expect_status(200);
+        layout.docker.push(&b_http, "prod/imm", "t1").expect_status(201);
+        layout.image.push(&http, "prod/imm", "t1").expect_status(201);
+        let st = settled_statuses(&berth, "prod/imm", "t1");
+        assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "COMPLETE", "failureCode": "IMMUTABLE_TAG_CONFLICT" }]));
+        let r = b_http.get("/v2/prod/imm/manifests/t1");
+        assert_eq!(r.body, layout.docker.manifest.bytes, "the destination's tag is kept");
+        assert_pulls_byte_exact(&b_http, "prod/imm", &layout.image, layout.image.digest());
+
+        // deleteReplication on: a tag removal and an image delete are repeated in
+        // the partner account.
+        put(&berth, json!([{
+            "destinations": [{ "region": "us-east-1", "registryId": PARTNER }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }],
+            "deleteReplication": { "enabled": true }
+        }])).expect_status(200);
+        http.delete("/v2/prod/app/manifests/amd64").expect_status(202);
+        let r = berth.ecr("BatchDeleteImage", &json!({
+            "repositoryName": "prod/multi",
+            "imageIds": [{ "imageDigest": layout.index.digest }]
+        }));
+        r.expect_status(200);
+        assert_eq!(r.json()["failures"], json!([]), "{}", r.describe());
+        wait_until("the tag removal reaches the partner", || {
+            b_http.get("/v2/prod/app/manifests/amd64").status == 404
+        });
+        wait_until("the image delete reaches the partner", || {
+            b_http.get(&format!("/v2/prod/multi/manifests/{}", layout.index.digest)).status == 404
+        });
+        assert_pulls_byte_exact(&b_http, "prod/app", fresh, fresh.digest());
+        assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v2");
+
+        // Each replication is in the audit log of both accounts.
+        let audit = berth.admin(&["audit", "--limit", "1000"]);
+        let rows: Vec<Vec<&str>> = audit
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .filter(|f| f.len() == 7 && f[3] == "ecr:ReplicateImage")
+            .collect();
+        let denied = |account: &str| {
+            rows.iter()
+                .filter(|f| f[1] == account && f[6].starts_with("FAILED ACCESS_DENIED"))
+                .count()
+        };
+        assert_eq!((denied("123456789012"), denied(PARTNER)), (1, 1), "{audit}");
+        let conflict = rows
+            .iter()
+            .filter(|f| f[6].starts_with("COMPLETE IMMUTABLE_TAG_CONFLICT"))
+            .count();
+        assert_eq!(conflict, 2, "{audit}");
+
+        // /metrics: nothing left in progress, the statuses counted.
+        let m = berth.http().get("/metrics");
+        m.expect_status(200);
+        let text = m.text();
+        for line in [
+            "berth_replication_jobs{state=\"queued\"} 0",
+            "berth_replication_images{status=\"IN_PROGRESS\"} 0",
+            "berth_replication_lag_seconds 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+        let complete = text
+            .lines()
+            .find_map(|l| l.strip_prefix("berth_replication_images{status=\"COMPLETE\"} "))
+            .and_then(|n| n.parse::<i64>().ok())
+            .expect("COMPLETE count");
+        assert!(complete >= 8, "{text}");
+        assert!(text.lines().any(|l| l == "berth_replication_images{status=\"FAILED\"} 1"), "{text}");
+    }
+}
+
+/// A config file naming one peer: `region` served at `url`, reached as the test
+/// root principal (every test server has it).
+fn write_peer_config(path: &Path, region: &str, url: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "[[peer]]\nregion = \"{region}\"\nendpoint = \"{url}\"\n\
+             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            berth_testsupport::ecr::TEST_ACCESS_KEY_ID,
+            berth_testsupport::ecr::TEST_SECRET_ACCESS_KEY
+        ),
+    )
+    .unwrap();
+}
+
+const SOURCE: &str = "123456789012";
+
+/// The audit rows (tab-separated, 7 fields) of `ecr:ReplicateImage`.
+fn replication_audit(berth: &Berth) -> Vec<Vec<String>> {
+    berth
+        .admin(&["audit", "--limit", "1000"])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f.len() == 7 && f[3] == "ecr:ReplicateImage")
+        .collect()
+}
+
+/// Polls `cond` for up to 30 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+both_backends! {
+    fn cross_region_between_two_deployments(backend) {
+        let tmp = TempDir::new("berth-repl-xregion");
+        // B (us-west-2) first, without peers; A (us-east-1) names B as its peer.
+        let b_cfg = tmp.join("b.toml");
+        std::fs::write(&b_cfg, "").unwrap();
+        let mut b = Berth::options(backend)
+            .env("BERTH_REGION", "us-west-2")
+            .env("BERTH_CONFIG", b_cfg.to_str().unwrap())
+            .start();
+        let a_cfg = tmp.join("a.toml");
+        write_peer_config(&a_cfg, "us-west-2", &b.url());
+        let a = Berth::options(backend)
+            .env("BERTH_CONFIG", a_cfg.to_str().unwrap())
+            .start();
+        let layout = Layout::build(&tmp.join("layout"));
+        let west = |status: &str| json!([{ "region": "us-west-2", "registryId": SOURCE, "status": status }]);
+
+        // Pushed before the configuration: never replicated.
+        let sk = a.skopeo();
+        sk.copy(&layout.oci_ref("single"), &a.docker_ref("prod/app:early"), &[]);
+        put(&a, json!([{
+            "destinations": [{ "region": "us-west-2", "registryId": SOURCE }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+        }])).expect_status(200);
+
+        // skopeo pushes a multi-layer image and a multi-arch index to A; both pull
+        // byte-exact from B within seconds.
+        let started = Instant::now();
+        sk.copy(&layout.oci_ref("single"), &a.docker_ref("prod/app:v1"), &[]);
+        sk.copy(&layout.oci_ref("multi"), &a.docker_ref("prod/multi:v1"), &["--all"]);
+        assert_eq!(settled_statuses(&a, "prod/app", "v1"), west("COMPLETE"));
+        assert_eq!(settled_statuses(&a, "prod/multi", "v1"), west("COMPLETE"));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(15), "replication took {took:?}");
+        let b_http = b.http();
+        let b_sk = b.skopeo();
+        assert_eq!(b_sk.inspect_raw("prod/app:v1"), layout.image.manifest.bytes);
+        assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v1");
+        assert_eq!(b_sk.inspect_raw("prod/multi:v1"), layout.index.bytes);
+        for img in &layout.index_images {
+            assert_pulls_byte_exact(&b_http, "prod/multi", img, img.digest());
+        }
+        b_http.get("/v2/prod/app/manifests/early").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        // The destination repository was created with ECR's defaults.
+        let r = b.ecr("DescribeRepositories", &json!({ "repositoryNames": ["prod/app"] }));
+        r.expect_status(200);
+        assert_eq!(r.json()["repositories"][0]["imageTagMutability"], "MUTABLE");
+
+        // ECR PutImage is a push too: a new tag through it replicates.
+        let r = a.ecr("PutImage", &json!({
+            "repositoryName": "prod/app",
+            "imageManifest": String::from_utf8(layout.image.manifest.bytes.clone()).unwrap(),
+            "imageManifestMediaType": layout.image.manifest.media_type,
+            "imageTag": "put-image"
+        }));
+        r.expect_status(200);
+        assert_eq!(settled_statuses(&a, "prod/app", "put-image"), west("COMPLETE"));
+        assert_eq!(b_sk.inspect_raw("prod/app:put-image"), layout.image.manifest.bytes);
+
+        // An artifact (a signature-like referrer) follows its subject.
+        let a_http = a.http();
+        layout.image.push(&a_http, "prod/signed", "v1").expect_status(201);
+        layout.artifact.push(&a_http, "prod/signed", layout.artifact.digest()).expect_status(201);
+        assert_eq!(settled_statuses(&a, "prod/signed", "v1"), west("COMPLETE"));
+        assert_eq!(settled_statuses(&a, "prod/signed", layout.artifact.digest()), west("COMPLETE"));
+        assert_pulls_byte_exact(&b_http, "prod/signed", &layout.artifact, layout.artifact.digest());
+        let r = b_http.get(&format!("/v2/prod/signed/referrers/{}", layout.image.digest()));
+        r.expect_status(200);
+        assert!(r.text().contains(layout.artifact.digest()), "{}", r.text());
+
+        // A repository no rule matches stays home.
+        sk.copy(&layout.oci_ref("single"), &a.docker_ref("dev/app:v1"), &[]);
+        assert_eq!(settled_statuses(&a, "dev/app", "v1"), json!([]));
+        b_http.get("/v2/dev/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
+
+        // An immutable tag held by another digest at B: replicated without the tag.
+        b.ecr("CreateRepository", &json!({ "repositoryName": "prod/imm", "imageTagMutability": "IMMUTABLE" })).expect_status(200);
+        layout.docker.push(&b_http, "prod/imm", "t1").expect_status(201);
+        layout.image.push(&a_http, "prod/imm", "t1").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "prod/imm", "t1"),
+            json!([{ "region": "us-west-2", "registryId": SOURCE, "status": "COMPLETE", "failureCode": "IMMUTABLE_TAG_CONFLICT" }])
+        );
+        assert_eq!(b_http.get("/v2/prod/imm/manifests/t1").body, layout.docker.manifest.bytes);
+        assert_pulls_byte_exact(&b_http, "prod/imm", &layout.image, layout.image.digest());
+
+        // B is down during a push: the job is retried with backoff, and the image
+        // arrives once B is back.
+        b.kill9();
+        layout.index_images[1].push(&a_http, "prod/down", "v1").expect_status(201);
+        std::thread::sleep(Duration::from_secs(2));
+        let r = a.ecr("DescribeImageReplicationStatus", &json!({ "repositoryName": "prod/down", "imageId": { "imageTag": "v1" } }));
+        assert_eq!(r.json()["replicationStatuses"], west("IN_PROGRESS"), "{}", r.describe());
+        // B comes back, now also naming A as its peer.
+        write_peer_config(&b_cfg, "us-east-1", &a.url());
+        b.restart();
+        assert_eq!(settled_statuses(&a, "prod/down", "v1"), west("COMPLETE"));
+        assert_pulls_byte_exact(&b.http(), "prod/down", &layout.index_images[1], "v1");
+
+        // No transitive fan-out: B replicates prod/ back to A, yet what B received
+        // by replication goes nowhere, and what A receives from B is not sent back.
+        put(&b, json!([{
+            "destinations": [{ "region": "us-east-1", "registryId": SOURCE }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }]
+        }])).expect_status(200);
+        layout.docker.push(&a_http, "prod/chain", "v1").expect_status(201);
+        assert_eq!(settled_statuses(&a, "prod/chain", "v1"), west("COMPLETE"));
+        assert_eq!(settled_statuses(&b, "prod/chain", "v1"), json!([]));
+        layout.docker.push(&b.http(), "prod/from-b", "v1").expect_status(201);
+        assert_eq!(
+            settled_statuses(&b, "prod/from-b", "v1"),
+            json!([{ "region": "us-east-1", "registryId": SOURCE, "status": "COMPLETE" }])
+        );
+        assert_pulls_byte_exact(&a_http, "prod/from-b", &layout.docker, "v1");
+        assert_eq!(settled_statuses(&a, "prod/from-b", "v1"), json!([]));
+
+        // A push that claims to be a replication must be allowed ecr:ReplicateImage.
+        let bad = a_http.send(
+            "PUT",
+            "/v2/prod/app/manifests/claimed",
+            &[("content-type", layout.docker.manifest.media_type.as_str()), ("x-berth-replicated-from", "not a source")],
+            layout.docker.manifest.bytes.clone(),
+        );
+        assert_eq!(bad.status, 400, "{}", bad.describe());
+
+        // deleteReplication off (so far): a tag removal stays at the source.
+        let b_http = b.http();
+        a_http.delete("/v2/prod/app/manifests/v1").expect_status(202);
+        // On: tag removals and image deletes are repeated at B; a tag B holds on
+        // another image (its immutable t1) is left alone.
+        put(&a, json!([{
+            "destinations": [{ "region": "us-west-2", "registryId": SOURCE }],
+            "repositoryFilters": [{ "filter": "prod", "filterType": "PREFIX_MATCH" }],
+            "deleteReplication": { "enabled": true }
+        }])).expect_status(200);
+        a_http.delete("/v2/prod/imm/manifests/t1").expect_status(202);
+        a_http.delete("/v2/prod/multi/manifests/v1").expect_status(202);
+        let r = a.ecr("BatchDeleteImage", &json!({
+            "repositoryName": "prod/signed",
+            "imageIds": [{ "imageDigest": layout.artifact.digest() }]
+        }));
+        r.expect_status(200);
+        assert_eq!(r.json()["failures"], json!([]), "{}", r.describe());
+        wait_until("the tag removal reaches B", || {
+            b_http.get("/v2/prod/multi/manifests/v1").status == 404
+        });
+        wait_until("the image delete reaches B", || {
+            b_http.get(&format!("/v2/prod/signed/manifests/{}", layout.artifact.digest())).status == 404
+        });
+        // Only the tag went: the index is still there by digest.
+        b_http.get(&format!("/v2/prod/multi/manifests/{}", layout.index.digest)).expect_status(200);
+        assert_pulls_byte_exact(&b_http, "prod/signed", &layout.image, "v1");
+        assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v1");
+        assert_eq!(b_http.get("/v2/prod/imm/manifests/t1").body, layout.docker.manifest.bytes);
+
+        // The audit logs of both sides record the replications.
+        let a_rows = replication_audit(&a);
+        assert!(
+            a_rows.iter().any(|f| f[1] == SOURCE && f[6] == format!("COMPLETE to us-west-2/{SOURCE}")),
+            "{a_rows:?}"
+        );
+        let b_rows = replication_audit(&b);
+        assert!(
+            b_rows.iter().any(|f| f[1] == SOURCE && f[6] == format!("COMPLETE from us-east-1/{SOURCE}")),
+            "{b_rows:?}"
+        );
+
+        // /metrics on A: nothing left in progress.
+        let text = a.http().get("/metrics").text();
+        for line in [
+            "berth_replication_jobs{state=\"queued\"} 0",
+            "berth_replication_jobs{state=\"parked\"} 0",
+            "berth_replication_images{status=\"IN_PROGRESS\"} 0",
+            "berth_replication_images{status=\"FAILED\"} 0",
+            "berth_replication_lag_seconds 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+    }
+}
+
+both_backends! {
+    fn cross_region_into_another_account(backend) {
+        let tmp = TempDir::new("berth-repl-xregion-xacct");
+        let b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
+        b.admin(&["account", "create", PARTNER]);
+        let out = b.admin(&["access-key", "create", "--account", PARTNER]);
+        let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
+        let partner = Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") };
+        // A reaches B as a principal of the destination account.
+        let a_cfg = tmp.join("a.toml");
+        std::fs::write(
+            &a_cfg,
+            format!(
+                "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                b.url(), partner.access_key_id, partner.secret_access_key
+            ),
+        )
+        .unwrap();
+        let a = Berth::options(backend).env("BERTH_CONFIG", a_cfg.to_str().unwrap()).start();
+        let layout = Layout::build(&tmp.join("layout"));
+        let a_http = a.http();
+        let b_partner = partner_http(&b, &partner);
+        put(&a, json!([{ "destinations": [{ "region": "us-west-2", "registryId": PARTNER }] }])).expect_status(200);
+
+        // The partner's registry policy does not allow the source account: FAILED.
+        layout.image.push(&a_http, "app", "v1").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "app", "v1"),
+            json!([{ "region": "us-west-2", "registryId": PARTNER, "status": "FAILED", "failureCode": "ACCESS_DENIED" }])
+        );
+        b_partner.get("/v2/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+
+        // Allowed: the next push arrives in the partner account.
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "FromSource", "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:aws:iam::{SOURCE}:root") },
+                "Action": ["ecr:ReplicateImage", "ecr:CreateRepository"],
+                "Resource": format!("arn:aws:ecr:us-west-2:{PARTNER}:repository/*")
+            }]
+        }).to_string();
+        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy })).expect_status(200);
+        layout.image.push(&a_http, "app", "v2").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "app", "v2"),
+            json!([{ "region": "us-west-2", "registryId": PARTNER, "status": "COMPLETE" }])
+        );
+        assert_pulls_byte_exact(&b_partner, "app", &layout.image, "v2");
+        // Nothing landed in B's own account.
+        b.http().get("/v2/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
+    }
+}
