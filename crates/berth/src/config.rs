@@ -54,6 +54,10 @@ pub struct Config {
     pub webhook: Vec<WebhookConfig>,
     /// Delivery attempts of a webhook's event before it is a dead letter.
     pub webhook_max_attempts: i64,
+    /// Other regions (other berth deployments) that replication may copy to: the
+    /// `[[peer]]` sections.
+    #[serde(rename = "peer")]
+    pub peers: Vec<PeerConfig>,
 }
 
 /// One `[[webhook]]` of the config file.
@@ -83,10 +87,6 @@ impl std::fmt::Debug for WebhookConfig {
             .field("format", &self.format)
             .finish_non_exhaustive()
     }
-    /// Other regions (other berth deployments) that replication may copy to: the
-    /// `[[peer]]` sections.
-    #[serde(rename = "peer")]
-    pub peers: Vec<PeerConfig>,
 }
 
 /// One `[[peer]]` section: another berth deployment serving `region`, reached at
