@@ -9,13 +9,14 @@
 //! (`authz.rs`); the front ends evaluate them. This room never sees HTTP. It talks
 //! to storage only through `berth-store`.
 
+mod account_flags;
 mod authz;
 mod clock;
 mod control;
 mod error;
 mod gc;
-pub mod jobs;
 pub mod identity;
+pub mod jobs;
 pub mod keys;
 pub mod kms;
 mod lifecycle;
@@ -25,6 +26,7 @@ mod registry;
 pub mod scan;
 pub mod secrets;
 
+pub use account_flags::{AccountFlag, V1_REGISTRY_POLICY_ACTIONS};
 pub use authz::{AuthzError, Denied, PolicyInputs, NOT_EVALUATED};
 pub use clock::Clock;
 pub use control::{AuditRecord, StoreHealth, VulndbStatus};

@@ -13,6 +13,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (5, V5_SQLITE),
     (6, V6),
     (7, V7_SQLITE),
+    (14, V14),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -22,6 +23,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (5, V5_POSTGRES),
     (6, V6),
     (7, V7_POSTGRES),
+    (14, V14),
 ];
 
 macro_rules! v1 {
@@ -290,3 +292,13 @@ CREATE INDEX blobs_object_key ON blobs (object_key);
 ALTER TABLE uploads ADD COLUMN object_key TEXT;
 ALTER TABLE uploads ADD COLUMN staging TEXT;
 UPDATE uploads SET object_key = 'uploads/' || upload_id";
+
+/// v14: ECR's account settings (`GetAccountSetting`/`PutAccountSetting`), one row
+/// per (account, name) that was ever put; a missing row reads as the default.
+const V14: &str = "CREATE TABLE account_flags (
+    account_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, name)
+)";

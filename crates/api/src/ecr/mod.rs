@@ -15,6 +15,7 @@ mod ops;
 mod policies;
 mod repos;
 mod scanning;
+mod settings;
 mod sts;
 mod unsupported;
 

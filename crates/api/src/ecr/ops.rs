@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use super::{images, kms, layers, lifecycle, policies, repos, scanning, unsupported};
+use super::{images, kms, layers, lifecycle, policies, repos, scanning, settings, unsupported};
 use super::{Ctx, EcrError, Input};
 
 /// The service a target header addresses.
@@ -196,6 +196,17 @@ pub static OPERATIONS: &[Operation] = &[
         "PutReplicationConfiguration",
         "ecr:PutReplicationConfiguration",
         policies::put_replication_configuration
+    ),
+    // account settings (settings.rs)
+    ecr!(
+        "GetAccountSetting",
+        "ecr:GetAccountSetting",
+        settings::get_account_setting
+    ),
+    ecr!(
+        "PutAccountSetting",
+        "ecr:PutAccountSetting",
+        settings::put_account_setting
     ),
     // lifecycle previews (lifecycle.rs)
     ecr!(

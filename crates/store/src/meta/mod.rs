@@ -16,6 +16,7 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use crate::schema;
 use crate::StoreError;
 
+mod account_flags;
 mod accounts;
 mod blobs;
 pub use blobs::legacy_object_key;
