@@ -1170,6 +1170,33 @@ def s_repo_policy(repo):
     err("GetRepositoryPolicy after delete", "GetRepositoryPolicy", "RepositoryPolicyNotFoundException", {"repositoryName": repo})
 
 
+def s_account_settings_and_templates():
+    for name, default in (("BASIC_SCAN_TYPE_VERSION", "AWS_NATIVE"), ("REGISTRY_POLICY_SCOPE", "V2")):
+        r = call("GetAccountSetting", name=name)
+        check(f"{name} default value", r and r.get("value") == default, repr(r))
+    r = call("PutAccountSetting", name="BASIC_SCAN_TYPE_VERSION", value="CLAIR")
+    check("PutAccountSetting echoes", r and r.get("value") == "CLAIR", repr(r))
+    call("PutAccountSetting", name="BASIC_SCAN_TYPE_VERSION", value="AWS_NATIVE")
+    err("PutAccountSetting bad value", "PutAccountSetting", ("InvalidParameterException", "ValidationException"),
+        {"name": "REGISTRY_POLICY_SCOPE", "value": "V3"})
+    r = ok("CreateRepositoryCreationTemplate", "CreateRepositoryCreationTemplate", prefix="checks-tpl",
+           appliedFor=["PULL_THROUGH_CACHE", "REPLICATION"], description="d",
+           imageTagMutability="MUTABLE_WITH_EXCLUSION",
+           imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "dev-*"}],
+           resourceTags=[{"Key": "k", "Value": "v"}])
+    check("template echoed", r and r["repositoryCreationTemplate"]["prefix"] == "checks-tpl", repr(r))
+    err("CreateRepositoryCreationTemplate twice", "CreateRepositoryCreationTemplate", "TemplateAlreadyExistsException",
+        {"prefix": "checks-tpl", "appliedFor": ["REPLICATION"]})
+    r = ok("DescribeRepositoryCreationTemplates", "DescribeRepositoryCreationTemplates", prefixes=["checks-tpl"])
+    check("described one template", r and len(r["repositoryCreationTemplates"]) == 1, repr(r))
+    ok("UpdateRepositoryCreationTemplate", "UpdateRepositoryCreationTemplate", prefix="checks-tpl", description="e")
+    err("UpdateRepositoryCreationTemplate unknown", "UpdateRepositoryCreationTemplate", "TemplateNotFoundException",
+        {"prefix": "checks-none", "description": "x"})
+    ok("DeleteRepositoryCreationTemplate", "DeleteRepositoryCreationTemplate", prefix="checks-tpl")
+    err("DeleteRepositoryCreationTemplate again", "DeleteRepositoryCreationTemplate", "TemplateNotFoundException",
+        {"prefix": "checks-tpl"})
+
+
 def s_registry_policy():
     reg = json.dumps(
         {
@@ -1371,6 +1398,9 @@ IMPLEMENTED = [
     "BatchDeleteImage", "PutImage", "BatchCheckLayerAvailability", "InitiateLayerUpload",
     "UploadLayerPart", "CompleteLayerUpload", "GetDownloadUrlForLayer", "ListImageReferrers",
     "StartImageScan", "DescribeImageScanFindings", "BatchGetRepositoryScanningConfiguration",
+    "GetAccountSetting", "PutAccountSetting", "CreateRepositoryCreationTemplate",
+    "DescribeRepositoryCreationTemplates", "UpdateRepositoryCreationTemplate",
+    "DeleteRepositoryCreationTemplate",
 ]
 
 
@@ -1395,6 +1425,7 @@ def main():
             _run("images", s_images, work, n1, layer)
         _run("repository policy", s_repo_policy, n1)
         _run("registry policy", s_registry_policy)
+        _run("account settings and templates", s_account_settings_and_templates)
         lc = repo_name("lifecycle")
         call("CreateRepository", repositoryName=lc)
         _run("lifecycle", s_lifecycle, lc)

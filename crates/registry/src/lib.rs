@@ -25,6 +25,7 @@ mod open;
 mod registry;
 pub mod scan;
 pub mod secrets;
+mod templates;
 
 pub use account_flags::{AccountFlag, V1_REGISTRY_POLICY_ACTIONS};
 pub use authz::{AuthzError, Denied, PolicyInputs, NOT_EVALUATED};
@@ -39,6 +40,7 @@ pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
     RepoSettings, UploadState,
 };
+pub use templates::{matching_template, CreationPurpose, CreationTemplate, ROOT as TEMPLATE_ROOT};
 
 // The rows the core hands to front ends: plain data, no store access.
 pub use berth_store::kms::KmsKeyRow;

@@ -212,24 +212,25 @@ impl Registry {
         })
     }
 
-    /// The repository a push goes to, created with defaults when create-on-push is on.
+    /// The repository a push goes to, created when a push creates it
+    /// (`creates_on_push`: a matching `CREATE_ON_PUSH` creation template, or the
+    /// deployment's default), with the template's settings.
     pub async fn repository_for_push(
         &self,
         account: &str,
         name: &RepositoryName,
     ) -> Result<RepositoryRow> {
         match self.repository(account, name).await {
-            Err(RegistryError::NameUnknown { .. }) if self.config.create_on_push => {
-                match self
-                    .create_repository(account, name, &RepoSettings::default())
+            Err(e @ RegistryError::NameUnknown { .. }) => {
+                if self.creates_on_push(account, name).await? {
+                    self.create_repository_on_behalf(
+                        account,
+                        name,
+                        crate::CreationPurpose::CreateOnPush,
+                    )
                     .await
-                {
-                    Ok(r) => Ok(r),
-                    // Another push created it first.
-                    Err(RegistryError::RepositoryAlreadyExists { .. }) => {
-                        self.repository(account, name).await
-                    }
-                    Err(e) => Err(e),
+                } else {
+                    Err(e)
                 }
             }
             other => other,

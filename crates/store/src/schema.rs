@@ -294,11 +294,21 @@ ALTER TABLE uploads ADD COLUMN staging TEXT;
 UPDATE uploads SET object_key = 'uploads/' || upload_id";
 
 /// v14: ECR's account settings (`GetAccountSetting`/`PutAccountSetting`), one row
-/// per (account, name) that was ever put; a missing row reads as the default.
+/// per (account, name) that was ever put (a missing row reads as the default); and
+/// repository creation templates, one row per (account, prefix) whose body is the
+/// template as JSON (`crates/registry/src/templates.rs`).
 const V14: &str = "CREATE TABLE account_flags (
     account_id TEXT NOT NULL,
     name TEXT NOT NULL,
     value TEXT NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (account_id, name)
+);
+CREATE TABLE creation_templates (
+    account_id TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, prefix)
 )";

@@ -17,6 +17,7 @@ mod repos;
 mod scanning;
 mod settings;
 mod sts;
+mod templates;
 mod unsupported;
 
 use std::sync::Arc;

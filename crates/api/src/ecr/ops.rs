@@ -9,7 +9,9 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use super::{images, kms, layers, lifecycle, policies, repos, scanning, settings, unsupported};
+use super::{
+    images, kms, layers, lifecycle, policies, repos, scanning, settings, templates, unsupported,
+};
 use super::{Ctx, EcrError, Input};
 
 /// The service a target header addresses.
@@ -207,6 +209,27 @@ pub static OPERATIONS: &[Operation] = &[
         "PutAccountSetting",
         "ecr:PutAccountSetting",
         settings::put_account_setting
+    ),
+    // repository creation templates (templates.rs)
+    ecr!(
+        "CreateRepositoryCreationTemplate",
+        "ecr:CreateRepositoryCreationTemplate",
+        templates::create_repository_creation_template
+    ),
+    ecr!(
+        "DescribeRepositoryCreationTemplates",
+        "ecr:DescribeRepositoryCreationTemplates",
+        templates::describe_repository_creation_templates
+    ),
+    ecr!(
+        "UpdateRepositoryCreationTemplate",
+        "ecr:UpdateRepositoryCreationTemplate",
+        templates::update_repository_creation_template
+    ),
+    ecr!(
+        "DeleteRepositoryCreationTemplate",
+        "ecr:DeleteRepositoryCreationTemplate",
+        templates::delete_repository_creation_template
     ),
     // lifecycle previews (lifecycle.rs)
     ecr!(

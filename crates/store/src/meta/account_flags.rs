@@ -41,3 +41,104 @@ impl Meta {
         g.commit().await
     }
 }
+
+/// One stored repository creation template: its prefix, its body (JSON owned by
+/// the registry core) and its times (unix milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRow {
+    pub prefix: String,
+    pub body: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Meta {
+    /// Inserts a template; false (and no change) when the prefix already has one.
+    pub async fn insert_template(
+        &self,
+        account_id: &str,
+        prefix: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query(
+            "INSERT INTO creation_templates (account_id, prefix, body, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (account_id, prefix) DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(prefix)
+        .bind(body)
+        .bind(now)
+        .execute(&mut *g.tx)
+        .await?
+        .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Replaces a template's body; false when the prefix has none.
+    pub async fn update_template(
+        &self,
+        account_id: &str,
+        prefix: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE creation_templates SET body = $1, updated_at = $2 WHERE account_id = $3 AND prefix = $4",
+        )
+        .bind(body)
+        .bind(now)
+        .bind(account_id)
+        .bind(prefix)
+        .execute(&mut *g.tx)
+        .await?
+        .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Deletes a template and returns it, if the prefix had one.
+    pub async fn delete_template(
+        &self,
+        account_id: &str,
+        prefix: &str,
+    ) -> Result<Option<TemplateRow>, StoreError> {
+        let mut g = self.begin_write().await?;
+        let row = sqlx::query(
+            "DELETE FROM creation_templates WHERE account_id = $1 AND prefix = $2
+             RETURNING prefix, body, created_at, updated_at",
+        )
+        .bind(account_id)
+        .bind(prefix)
+        .fetch_optional(&mut *g.tx)
+        .await?
+        .map(|r| template_row(&r))
+        .transpose()?;
+        g.commit().await?;
+        Ok(row)
+    }
+
+    /// Every template of an account, in prefix order.
+    pub async fn list_templates(&self, account_id: &str) -> Result<Vec<TemplateRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT prefix, body, created_at, updated_at FROM creation_templates
+             WHERE account_id = $1 ORDER BY prefix",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(template_row).collect()
+    }
+}
+
+fn template_row(r: &AnyRow) -> Result<TemplateRow, StoreError> {
+    Ok(TemplateRow {
+        prefix: r.try_get("prefix")?,
+        body: r.try_get("body")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
