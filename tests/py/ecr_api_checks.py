@@ -510,12 +510,6 @@ def s_auth():
             400 <= st < 500 and t in modeled,
             f"HTTP {st} __type {t!r} (modeled {modeled})",
         )
-    err(
-        "unsupported CreatePullThroughCacheRule via boto3",
-        "CreatePullThroughCacheRule",
-        ("ValidationException", "UnsupportedUpstreamRegistryException", "InvalidParameterException"),
-        {"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"},
-    )
 
 
 def s_auth_token():
@@ -1197,6 +1191,25 @@ def s_account_settings_and_templates():
         {"prefix": "checks-tpl"})
 
 
+def s_pull_through_rules():
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-AbCdEf"
+    r = ok("CreatePullThroughCacheRule", "CreatePullThroughCacheRule", ecrRepositoryPrefix="checks-hub",
+           upstreamRegistryUrl="registry-1.docker.io", credentialArn=arn)
+    check("upstreamRegistry inferred from the URL", r and r.get("upstreamRegistry") == "docker-hub", repr(r))
+    err("CreatePullThroughCacheRule twice", "CreatePullThroughCacheRule", "PullThroughCacheRuleAlreadyExistsException",
+        {"ecrRepositoryPrefix": "checks-hub", "upstreamRegistryUrl": "registry-1.docker.io"})
+    err("CreatePullThroughCacheRule bad prefix", "CreatePullThroughCacheRule", ("InvalidParameterException", "ValidationException"),
+        {"ecrRepositoryPrefix": "Bad-Prefix", "upstreamRegistryUrl": "quay.io"})
+    r = ok("DescribePullThroughCacheRules", "DescribePullThroughCacheRules", ecrRepositoryPrefixes=["checks-hub"])
+    check("described one rule", r and len(r["pullThroughCacheRules"]) == 1, repr(r))
+    err("DescribePullThroughCacheRules unknown prefix", "DescribePullThroughCacheRules", "PullThroughCacheRuleNotFoundException",
+        {"ecrRepositoryPrefixes": ["checks-none"]})
+    ok("UpdatePullThroughCacheRule", "UpdatePullThroughCacheRule", ecrRepositoryPrefix="checks-hub", customRoleArn="arn:aws:iam::123456789012:role/r")
+    ok("DeletePullThroughCacheRule", "DeletePullThroughCacheRule", ecrRepositoryPrefix="checks-hub")
+    err("DeletePullThroughCacheRule again", "DeletePullThroughCacheRule", "PullThroughCacheRuleNotFoundException",
+        {"ecrRepositoryPrefix": "checks-hub"})
+
+
 def s_registry_policy():
     reg = json.dumps(
         {
@@ -1400,7 +1413,8 @@ IMPLEMENTED = [
     "StartImageScan", "DescribeImageScanFindings", "BatchGetRepositoryScanningConfiguration",
     "GetAccountSetting", "PutAccountSetting", "CreateRepositoryCreationTemplate",
     "DescribeRepositoryCreationTemplates", "UpdateRepositoryCreationTemplate",
-    "DeleteRepositoryCreationTemplate",
+    "DeleteRepositoryCreationTemplate", "CreatePullThroughCacheRule", "DescribePullThroughCacheRules",
+    "UpdatePullThroughCacheRule", "DeletePullThroughCacheRule",
 ]
 
 
@@ -1426,6 +1440,7 @@ def main():
         _run("repository policy", s_repo_policy, n1)
         _run("registry policy", s_registry_policy)
         _run("account settings and templates", s_account_settings_and_templates)
+        _run("pull-through cache rules", s_pull_through_rules)
         lc = repo_name("lifecycle")
         call("CreateRepository", repositoryName=lc)
         _run("lifecycle", s_lifecycle, lc)

@@ -22,6 +22,7 @@ pub mod kms;
 mod lifecycle;
 mod mutability;
 mod open;
+mod pull_through;
 mod registry;
 pub mod scan;
 pub mod secrets;
@@ -36,6 +37,7 @@ pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use open::{OpenError, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
+pub use pull_through::{matching_rule, PullThroughRule};
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
     RepoSettings, UploadState,

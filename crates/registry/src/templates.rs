@@ -11,7 +11,7 @@
 //! it as JSON.
 
 use berth_oci::RepositoryName;
-use berth_store::meta::TemplateRow;
+use berth_store::meta::{DocTable, TemplateRow};
 use serde::{Deserialize, Serialize};
 
 use crate::mutability::{ExclusionFilter, TagMutability};
@@ -139,7 +139,7 @@ impl Registry {
     /// Every creation template of `account`, in prefix order.
     pub async fn creation_templates(&self, account: &str) -> Result<Vec<CreationTemplate>> {
         self.meta
-            .list_templates(account)
+            .list_templates(DocTable::CreationTemplates, account)
             .await?
             .into_iter()
             .map(from_row)
@@ -155,7 +155,13 @@ impl Registry {
         let now = self.now();
         if !self
             .meta
-            .insert_template(account, &t.prefix, &body(t), now)
+            .insert_template(
+                DocTable::CreationTemplates,
+                account,
+                &t.prefix,
+                &body(t),
+                now,
+            )
             .await?
         {
             return Ok(None);
@@ -176,7 +182,13 @@ impl Registry {
         let now = self.now();
         if !self
             .meta
-            .update_template(account, &t.prefix, &body(t), now)
+            .update_template(
+                DocTable::CreationTemplates,
+                account,
+                &t.prefix,
+                &body(t),
+                now,
+            )
             .await?
         {
             return Ok(None);
@@ -194,7 +206,7 @@ impl Registry {
         prefix: &str,
     ) -> Result<Option<CreationTemplate>> {
         self.meta
-            .delete_template(account, prefix)
+            .delete_template(DocTable::CreationTemplates, account, prefix)
             .await?
             .map(from_row)
             .transpose()

@@ -295,8 +295,9 @@ UPDATE uploads SET object_key = 'uploads/' || upload_id";
 
 /// v14: ECR's account settings (`GetAccountSetting`/`PutAccountSetting`), one row
 /// per (account, name) that was ever put (a missing row reads as the default); and
-/// repository creation templates, one row per (account, prefix) whose body is the
-/// template as JSON (`crates/registry/src/templates.rs`).
+/// repository creation templates and pull-through cache rules, one row per
+/// (account, prefix) whose body is JSON (`crates/registry/src/templates.rs`,
+/// `pull_through.rs`).
 const V14: &str = "CREATE TABLE account_flags (
     account_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -305,6 +306,14 @@ const V14: &str = "CREATE TABLE account_flags (
     PRIMARY KEY (account_id, name)
 );
 CREATE TABLE creation_templates (
+    account_id TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, prefix)
+);
+CREATE TABLE pull_through_rules (
     account_id TEXT NOT NULL,
     prefix TEXT NOT NULL,
     body TEXT NOT NULL,

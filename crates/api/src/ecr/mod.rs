@@ -13,6 +13,7 @@ mod layers;
 mod lifecycle;
 mod ops;
 mod policies;
+mod pull_through;
 mod repos;
 mod scanning;
 mod settings;

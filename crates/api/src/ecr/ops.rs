@@ -10,7 +10,8 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::{
-    images, kms, layers, lifecycle, policies, repos, scanning, settings, templates, unsupported,
+    images, kms, layers, lifecycle, policies, pull_through, repos, scanning, settings, templates,
+    unsupported,
 };
 use super::{Ctx, EcrError, Input};
 
@@ -209,6 +210,27 @@ pub static OPERATIONS: &[Operation] = &[
         "PutAccountSetting",
         "ecr:PutAccountSetting",
         settings::put_account_setting
+    ),
+    // pull-through cache rules (pull_through.rs)
+    ecr!(
+        "CreatePullThroughCacheRule",
+        "ecr:CreatePullThroughCacheRule",
+        pull_through::create_pull_through_cache_rule
+    ),
+    ecr!(
+        "DescribePullThroughCacheRules",
+        "ecr:DescribePullThroughCacheRules",
+        pull_through::describe_pull_through_cache_rules
+    ),
+    ecr!(
+        "UpdatePullThroughCacheRule",
+        "ecr:UpdatePullThroughCacheRule",
+        pull_through::update_pull_through_cache_rule
+    ),
+    ecr!(
+        "DeletePullThroughCacheRule",
+        "ecr:DeletePullThroughCacheRule",
+        pull_through::delete_pull_through_cache_rule
     ),
     // repository creation templates (templates.rs)
     ecr!(

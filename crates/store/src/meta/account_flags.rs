@@ -42,8 +42,26 @@ impl Meta {
     }
 }
 
-/// One stored repository creation template: its prefix, its body (JSON owned by
-/// the registry core) and its times (unix milliseconds).
+/// The tables of keyed registry documents: one row per (account, key) whose body
+/// is JSON owned by the registry core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocTable {
+    /// Repository creation templates, keyed by prefix.
+    CreationTemplates,
+    /// Pull-through cache rules, keyed by ECR repository prefix.
+    PullThroughRules,
+}
+
+impl DocTable {
+    fn name(self) -> &'static str {
+        match self {
+            DocTable::CreationTemplates => "creation_templates",
+            DocTable::PullThroughRules => "pull_through_rules",
+        }
+    }
+}
+
+/// One stored document: its key, its body and its times (unix milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateRow {
     pub prefix: String,
@@ -56,16 +74,18 @@ impl Meta {
     /// Inserts a template; false (and no change) when the prefix already has one.
     pub async fn insert_template(
         &self,
+        table: DocTable,
         account_id: &str,
         prefix: &str,
         body: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut g = self.begin_write().await?;
-        let n = sqlx::query(
-            "INSERT INTO creation_templates (account_id, prefix, body, created_at, updated_at)
+        let n = sqlx::query(&format!(
+            "INSERT INTO {} (account_id, prefix, body, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (account_id, prefix) DO NOTHING",
-        )
+            table.name()
+        ))
         .bind(account_id)
         .bind(prefix)
         .bind(body)
@@ -80,15 +100,17 @@ impl Meta {
     /// Replaces a template's body; false when the prefix has none.
     pub async fn update_template(
         &self,
+        table: DocTable,
         account_id: &str,
         prefix: &str,
         body: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut g = self.begin_write().await?;
-        let n = sqlx::query(
-            "UPDATE creation_templates SET body = $1, updated_at = $2 WHERE account_id = $3 AND prefix = $4",
-        )
+        let n = sqlx::query(&format!(
+            "UPDATE {} SET body = $1, updated_at = $2 WHERE account_id = $3 AND prefix = $4",
+            table.name()
+        ))
         .bind(body)
         .bind(now)
         .bind(account_id)
@@ -103,14 +125,16 @@ impl Meta {
     /// Deletes a template and returns it, if the prefix had one.
     pub async fn delete_template(
         &self,
+        table: DocTable,
         account_id: &str,
         prefix: &str,
     ) -> Result<Option<TemplateRow>, StoreError> {
         let mut g = self.begin_write().await?;
-        let row = sqlx::query(
-            "DELETE FROM creation_templates WHERE account_id = $1 AND prefix = $2
+        let row = sqlx::query(&format!(
+            "DELETE FROM {} WHERE account_id = $1 AND prefix = $2
              RETURNING prefix, body, created_at, updated_at",
-        )
+            table.name()
+        ))
         .bind(account_id)
         .bind(prefix)
         .fetch_optional(&mut *g.tx)
@@ -122,11 +146,16 @@ impl Meta {
     }
 
     /// Every template of an account, in prefix order.
-    pub async fn list_templates(&self, account_id: &str) -> Result<Vec<TemplateRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT prefix, body, created_at, updated_at FROM creation_templates
+    pub async fn list_templates(
+        &self,
+        table: DocTable,
+        account_id: &str,
+    ) -> Result<Vec<TemplateRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT prefix, body, created_at, updated_at FROM {}
              WHERE account_id = $1 ORDER BY prefix",
-        )
+            table.name()
+        ))
         .bind(account_id)
         .fetch_all(&self.pool)
         .await?;

@@ -17,7 +17,7 @@ use crate::schema;
 use crate::StoreError;
 
 mod account_flags;
-pub use account_flags::TemplateRow;
+pub use account_flags::{DocTable, TemplateRow};
 mod accounts;
 mod blobs;
 pub use blobs::legacy_object_key;
