@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use berth_testsupport::ecr::Credentials;
+use berth_testsupport::ecr::{self, Credentials};
 use berth_testsupport::tools::require;
-use berth_testsupport::{both_backends, Berth, Response, TempDir};
+use berth_testsupport::{both_backends, Berth, Http, Response, TempDir};
 use serde_json::{json, Value};
 
 #[track_caller]
@@ -20,6 +20,19 @@ fn aws_error(r: &Response, ty: &str) {
 fn ok(r: Response) -> Value {
     r.expect_status(200);
     r.json()
+}
+
+/// A Secrets Manager call (`secretsmanager.<op>`) as the account root.
+fn secrets(berth: &Berth, op: &str, body: &Value) -> Response {
+    ecr::call(
+        &Http::new(berth.addr()),
+        &berth.host(),
+        &berth.root_credentials(),
+        ecr::TEST_REGION,
+        "secretsmanager",
+        &format!("secretsmanager.{op}"),
+        body,
+    )
 }
 
 const HUB_SECRET: &str =
@@ -132,10 +145,20 @@ both_backends! {
         let r = &v["pullThroughCacheRules"][0];
         assert_eq!(r["upstreamRegistry"], "docker-hub");
         assert_eq!(r["upstreamRepositoryPrefix"], "library");
-        assert_eq!(r["credentialArn"], HUB_SECRET);
+        // The credential is the secret Terraform created through berth's Secrets
+        // Manager, holding the value Terraform put.
+        let arn = r["credentialArn"].as_str().expect("credentialArn").to_string();
+        assert!(arn.starts_with("arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-"), "{arn}");
+        let v = ok(secrets(&berth, "GetSecretValue", &json!({"SecretId": arn})));
+        assert_eq!(v["SecretString"], r#"{"accessToken":"tf-token-1","username":"puller"}"#);
+        let v = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/hub"})));
+        assert_eq!(v["Tags"], json!([{"Key": "team", "Value": "platform"}]));
         let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
         assert_eq!(rc, Some(0), "destroy:\n{log}");
         let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({})));
         assert_eq!(v["pullThroughCacheRules"], json!([]));
+        // Destroyed with Terraform's default recovery window: marked for deletion.
+        let v = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/hub"})));
+        assert!(v["DeletedDate"].is_number(), "{v}");
     }
 }

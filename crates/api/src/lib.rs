@@ -137,7 +137,8 @@ impl App {
             .opt_str("repositoryName")
             .ok()
             .flatten()
-            .or_else(|| input.opt_str("KeyId").ok().flatten());
+            .or_else(|| input.opt_str("KeyId").ok().flatten())
+            .or_else(|| input.opt_str("SecretId").ok().flatten());
         let account = input
             .opt_str("registryId")
             .ok()

@@ -137,6 +137,11 @@ impl Identity {
         }
     }
 
+    /// The master key, for the core's other sealed secrets (`secrets_manager.rs`).
+    pub(crate) fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// A key derived from the master key for one purpose (see [`MasterKey::derive`]).
     pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
         self.master.derive(purpose)

@@ -26,6 +26,7 @@ mod pull_through;
 mod registry;
 pub mod scan;
 pub mod secrets;
+pub mod secrets_manager;
 mod templates;
 
 pub use account_flags::{AccountFlag, V1_REGISTRY_POLICY_ACTIONS};

@@ -297,7 +297,9 @@ UPDATE uploads SET object_key = 'uploads/' || upload_id";
 /// per (account, name) that was ever put (a missing row reads as the default); and
 /// repository creation templates and pull-through cache rules, one row per
 /// (account, prefix) whose body is JSON (`crates/registry/src/templates.rs`,
-/// `pull_through.rs`).
+/// `pull_through.rs`); Secrets Manager secrets, one row per (account, name) whose
+/// body is JSON with sealed values, changed by compare-and-swap on `rev`
+/// (`crates/registry/src/secrets_manager.rs`).
 const V14: &str = "CREATE TABLE account_flags (
     account_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -320,4 +322,12 @@ CREATE TABLE pull_through_rules (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (account_id, prefix)
+);
+CREATE TABLE sm_secrets (
+    account_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, name)
 )";

@@ -9,7 +9,8 @@ use berth_registry::{AuthzError, Denied, RegistryError};
 use serde_json::Value;
 
 /// Every exception the JSON APIs on `POST /` answer with (ECR's from botocore
-/// `ecr/2015-09-21/service-2.json`, KMS's from `kms/2014-11-01`, and the SigV4
+/// `ecr/2015-09-21/service-2.json`, KMS's from `kms/2014-11-01`, Secrets Manager's
+/// from `secretsmanager/2017-10-17`, and the SigV4
 /// authentication failures all AWS JSON services share).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EcrException {
@@ -58,6 +59,11 @@ pub enum EcrException {
     NotFound,
     Tag,
     UnsupportedOperation,
+    // ---- Secrets Manager ----
+    DecryptionFailure,
+    InvalidRequest,
+    ResourceExists,
+    ResourceNotFound,
     // ---- SigV4 authentication ----
     MissingAuthenticationToken,
     IncompleteSignature,
@@ -113,6 +119,10 @@ impl EcrException {
             X::NotFound => "NotFoundException",
             X::Tag => "TagException",
             X::UnsupportedOperation => "UnsupportedOperationException",
+            X::DecryptionFailure => "DecryptionFailure",
+            X::InvalidRequest => "InvalidRequestException",
+            X::ResourceExists => "ResourceExistsException",
+            X::ResourceNotFound => "ResourceNotFoundException",
             X::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             X::IncompleteSignature => "IncompleteSignatureException",
             X::UnrecognizedClient => "UnrecognizedClientException",

@@ -16,6 +16,7 @@ mod policies;
 mod pull_through;
 mod repos;
 mod scanning;
+mod secretsmanager;
 mod settings;
 mod sts;
 mod templates;
@@ -41,6 +42,8 @@ pub use ops::{Operation, OPERATIONS};
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 /// AWS KMS (berth-managed keys for repository encryption).
 pub const KMS_TARGET_PREFIX: &str = "TrentService.";
+/// AWS Secrets Manager (pull-through cache credentials).
+pub const SECRETS_TARGET_PREFIX: &str = "secretsmanager.";
 /// UploadLayerPart carries up to 20 MiB base64-encoded.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
@@ -142,6 +145,8 @@ async fn json_call(
         (ops::Service::Ecr, op)
     } else if let Some(op) = target.strip_prefix(KMS_TARGET_PREFIX) {
         (ops::Service::Kms, op)
+    } else if let Some(op) = target.strip_prefix(SECRETS_TARGET_PREFIX) {
+        (ops::Service::SecretsManager, op)
     } else {
         return error_response(
             &EcrError::new(

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::{
-    images, kms, layers, lifecycle, policies, pull_through, repos, scanning, settings, templates,
-    unsupported,
+    images, kms, layers, lifecycle, policies, pull_through, repos, scanning, secretsmanager,
+    settings, templates, unsupported,
 };
 use super::{Ctx, EcrError, Input};
 
@@ -22,6 +22,8 @@ pub enum Service {
     Ecr,
     /// `TrentService.<Op>`
     Kms,
+    /// `secretsmanager.<Op>`
+    SecretsManager,
 }
 
 impl Service {
@@ -30,6 +32,7 @@ impl Service {
         match self {
             Service::Ecr => "ecr",
             Service::Kms => "kms",
+            Service::SecretsManager => "secretsmanager",
         }
     }
 }
@@ -92,8 +95,20 @@ macro_rules! kms {
     };
 }
 
+macro_rules! secrets {
+    ($name:literal) => {
+        op!(
+            SecretsManager,
+            $name,
+            ActionRule::ServiceAndName,
+            secretsmanager::serve
+        )
+    };
+}
+
 /// Every operation served. Operations of the ECR model that are not here answer
-/// per `unsupported.rs`; unknown KMS operations are authorized as `kms:<Op>` and
+/// per `unsupported.rs`; unknown KMS (Secrets Manager) operations are authorized
+/// as `kms:<Op>` (`secretsmanager:<Op>`) and
 /// then refused.
 pub static OPERATIONS: &[Operation] = &[
     // repositories (repos.rs)
@@ -352,6 +367,18 @@ pub static OPERATIONS: &[Operation] = &[
     kms!("UpdateAlias"),
     kms!("DeleteAlias"),
     kms!("ListAliases"),
+    // Secrets Manager (secretsmanager.rs)
+    secrets!("CreateSecret"),
+    secrets!("DescribeSecret"),
+    secrets!("ListSecrets"),
+    secrets!("GetSecretValue"),
+    secrets!("PutSecretValue"),
+    secrets!("UpdateSecret"),
+    secrets!("DeleteSecret"),
+    secrets!("RestoreSecret"),
+    secrets!("TagResource"),
+    secrets!("UntagResource"),
+    secrets!("GetResourcePolicy"),
 ];
 
 /// The row of `op` in `service`.
@@ -376,6 +403,7 @@ pub async fn unknown(ctx: &Ctx, service: Service, input: &Input) -> Result<Value
         Service::Ecr => unsupported::answer(ctx, &ctx.op, input).await,
         // Authorized like any KMS call, then refused as unsupported.
         Service::Kms => kms::serve(ctx, input).await,
+        Service::SecretsManager => secretsmanager::serve(ctx, input).await,
     }
 }
 
@@ -405,6 +433,10 @@ mod tests {
         );
         assert_eq!(action_of(Service::Kms, "DescribeKey"), "kms:DescribeKey");
         assert_eq!(action_of(Service::Kms, "Encrypt"), "kms:Encrypt");
+        assert_eq!(
+            action_of(Service::SecretsManager, "GetSecretValue"),
+            "secretsmanager:GetSecretValue"
+        );
         // Every ECR row authorizes an ECR action.
         for o in OPERATIONS.iter().filter(|o| o.service == Service::Ecr) {
             assert!(

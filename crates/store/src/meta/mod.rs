@@ -26,6 +26,8 @@ mod identity;
 pub mod jobs;
 mod manifests;
 mod repositories;
+mod sm_secrets;
+pub use sm_secrets::SmSecretRow;
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
