@@ -1,6 +1,6 @@
 //! Pull-through cache rules: the four stored operations with ECR's validation and
-//! errors, and Terraform's `aws_ecr_pull_through_cache_rule`. (The pull flow through
-//! a rule is not served yet; see the README's "Pull-through cache rules".)
+//! errors, Terraform's `aws_ecr_pull_through_cache_rule` (with the credential secret),
+//! and the pull flow through a rule against a real upstream.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -160,5 +160,250 @@ both_backends! {
         // Destroyed with Terraform's default recovery window: marked for deletion.
         let v = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/hub"})));
         assert!(v["DeletedDate"].is_number(), "{v}");
+    }
+}
+
+// ---- the pull flow against a real upstream ---------------------------------------
+
+/// The reference registry (`docker-registry`, Debian's package) as an upstream, on
+/// a loopback port, optionally behind htpasswd auth; its access log counts requests.
+struct Upstream {
+    dir: TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+    creds: Option<(String, String)>,
+}
+
+impl Upstream {
+    fn start(creds: Option<(&str, &str)>) -> Upstream {
+        require("docker-registry", "apt-get install -y docker-registry");
+        let dir = TempDir::new("upstream");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        if let Some((u, p)) = creds {
+            require("htpasswd", "apt-get install -y apache2-utils");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .expect("htpasswd");
+            assert!(out.status.success());
+            std::fs::write(dir.join("htpasswd"), &out.stdout).expect("htpasswd file");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: upstream\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.join("config.yml"), config).expect("config");
+        let mut up = Upstream {
+            dir,
+            port,
+            child: None,
+            creds: creds.map(|(u, p)| (u.to_string(), p.to_string())),
+        };
+        up.run();
+        up
+    }
+
+    fn run(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("access.log"))
+            .expect("log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.join("config.yml"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn push(&self, src: &str, name_and_ref: &str) {
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--dest-tls-verify=false"]);
+        if let Some((u, p)) = &self.creds {
+            c.arg(format!("--dest-creds={u}:{p}"));
+        }
+        let out = c
+            .args([
+                "--all",
+                src,
+                &format!("docker://127.0.0.1:{}/{name_and_ref}", self.port),
+            ])
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "push to upstream: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Successful `GET`s of a blob of `repo` in the access log.
+    fn blob_gets(&self, repo: &str, digest: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let want = format!("\"GET /v2/{repo}/blobs/{digest} ");
+        log.lines()
+            .filter(|l| l.contains(&want) && l.contains("\" 200 "))
+            .count()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn repo_tags(berth: &Berth, name: &str) -> Value {
+    let v = ok(berth.ecr("DescribeRepositories", &json!({"repositoryNames": [name]})));
+    let arn = v["repositories"][0]["repositoryArn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
+    ok(berth.ecr("ListTagsForResource", &json!({"resourceArn": arn})))["tags"].clone()
+}
+
+both_backends! {
+    fn pull_through_an_authenticated_upstream(backend) {
+        use berth_testsupport::{sha256_digest, Layout};
+        let tmp = TempDir::new("ptcflow");
+        let layout = Layout::build(&tmp.join("layout"));
+        let mut up = Upstream::start(Some(("puller", "upstream-pw-1")));
+        up.push(&layout.oci_ref("single"), "library/app:v1");
+        up.push(&layout.oci_ref("multi"), "library/multi:v1");
+
+        let berth = Berth::start(backend);
+        ok(secrets(&berth, "CreateSecret", &json!({"Name": "ecr-pullthroughcache/up", "SecretString": r#"{"username":"puller","accessToken":"upstream-pw-1"}"#})));
+        let good = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/up"})))["ARN"].as_str().expect("arn").to_string();
+        ok(secrets(&berth, "CreateSecret", &json!({"Name": "ecr-pullthroughcache/wrong", "SecretString": r#"{"username":"puller","accessToken":"nope"}"#})));
+        let wrong = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/wrong"})))["ARN"].as_str().expect("arn").to_string();
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "up", "upstreamRegistryUrl": up.url(), "credentialArn": good})));
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "bad", "upstreamRegistryUrl": up.url(), "credentialArn": wrong})));
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "anon", "upstreamRegistryUrl": up.url()})));
+        ok(berth.ecr("CreateRepositoryCreationTemplate", &json!({
+            "prefix": "up", "appliedFor": ["PULL_THROUGH_CACHE"],
+            "resourceTags": [{"Key": "cache", "Value": "upstream"}],
+        })));
+
+        // ValidatePullThroughCacheRule really authenticates to the upstream.
+        let v = ok(berth.ecr("ValidatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "up"})));
+        assert_eq!(v["isValid"], true, "{v}");
+        for prefix in ["bad", "anon"] {
+            let v = ok(berth.ecr("ValidatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": prefix})));
+            assert_eq!(v["isValid"], false, "{v}");
+            assert!(v["failure"].as_str().is_some_and(|f| f.contains("credentials")), "{v}");
+        }
+        aws_error(&berth.ecr("ValidatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "nope"})), "PullThroughCacheRuleNotFoundException");
+
+        // First pull: the repository is created with the template, the image is
+        // fetched, and what berth serves is byte-exact.
+        let sk = berth.skopeo();
+        let raw = sk.inspect_raw("up/library/app:v1");
+        assert_eq!(sha256_digest(&raw), layout.image.digest());
+        assert_eq!(repo_tags(&berth, "up/library/app"), json!([{"Key": "cache", "Value": "upstream"}]));
+        let out = tmp.join("pulled");
+        sk.copy(&berth.docker_ref("up/library/app:v1"), &format!("oci:{}:x", out.display()), &[]);
+        for b in layout.image.blobs() {
+            assert_eq!(berth_testsupport::layout::layout_blob(&out, &b.digest), b.bytes, "blob {}", b.digest.as_str());
+        }
+        // A multi-arch index brings its platform manifests.
+        let raw = sk.inspect_raw("up/library/multi:v1");
+        assert_eq!(sha256_digest(&raw), layout.index.digest.as_str());
+        sk.copy(&berth.docker_ref("up/library/multi:v1"), &format!("oci:{}:m", tmp.join("multi").display()), &["--all"]);
+        for img in &layout.index_images {
+            berth.http().get(&format!("/v2/up/library/multi/manifests/{}", img.digest())).expect_status(200);
+        }
+        // podman pulls through the cache too.
+        let pm = berth.podman();
+        pm.run("pull", &[&pm.image_ref("up/library/app:v1")]);
+
+        // Wrong credentials and no credentials fail the pull (the repository is
+        // created, the image is not).
+        assert!(!sk.try_run("inspect", &["--raw", &berth.docker_ref("bad/library/app:v1")]).status.success());
+        // An unknown upstream tag is MANIFEST_UNKNOWN.
+        let r = berth.http().get("/v2/up/library/app/manifests/nope");
+        r.expect_status(404);
+        assert!(r.text().contains("MANIFEST_UNKNOWN"), "{}", r.describe());
+
+        // With the upstream down, the cache still serves.
+        up.stop();
+        assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest());
+        sk.copy(&berth.docker_ref("up/library/app:v1"), &format!("oci:{}:y", tmp.join("down").display()), &[]);
+
+        // A new upstream tag is seen once the refresh interval has passed: a second
+        // node on the same database, whose clock is an hour ahead and whose refresh
+        // interval is 30 minutes, re-checks it (the first node's token still holds
+        // there, an hour on).
+        up.run();
+        up.push(&layout.oci_ref("multi"), "library/app:v1");
+        assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest(), "re-checked before the interval");
+        let later = berth.peer().env("BERTH_CLOCK_OFFSET_SECS", "3600").env("BERTH_PULL_THROUGH_REFRESH_SECS", "1800").start();
+        let (user, pass) = berth.registry_creds();
+        let inspect_later = |r: &str| {
+            let out = Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false", &format!("--creds={user}:{pass}"), &later.docker_ref(r)])
+                .output()
+                .expect("skopeo");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        assert_eq!(sha256_digest(&inspect_later("up/library/app:v1")), layout.index.digest.as_str());
+
+        // Two concurrent first pulls fetch each blob once.
+        up.push(&layout.oci_ref("single"), "library/other:v1");
+        let t = |n: &str| {
+            let sk = berth.skopeo();
+            let src = berth.docker_ref("up/library/other:v1");
+            let dst = format!("oci:{}:c", tmp.join(n).display());
+            move || sk.try_copy(&src, &dst, &[])
+        };
+        std::thread::scope(|s| {
+            let a = s.spawn(t("c1"));
+            let b = s.spawn(t("c2"));
+            for h in [a, b] {
+                let o = h.join().expect("thread");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            }
+        });
+        for b in layout.image.blobs() {
+            assert_eq!(up.blob_gets("library/other", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());
+        }
+        // The first pull fetched each blob once too, and later pulls none.
+        for b in layout.image.blobs() {
+            assert_eq!(up.blob_gets("library/app", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());
+        }
+
+        // A cached tag due for a check is served from the cache when the upstream
+        // is down.
+        up.stop();
+        assert_eq!(sha256_digest(&inspect_later("up/library/multi:v1")), layout.index.digest.as_str());
     }
 }

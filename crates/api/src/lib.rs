@@ -10,6 +10,7 @@ pub mod ecr;
 pub mod oci;
 pub mod oci_error;
 pub mod oci_path;
+pub mod oci_pull_through;
 pub mod policy;
 
 use std::sync::Arc;

@@ -232,6 +232,7 @@ async fn manifest(call: Call, name: &str, r: &str, body: Body) -> Result<Respons
 }
 
 async fn get_manifest(call: Call, name: &RepositoryName, r: &Reference) -> Result<Response> {
+    crate::oci_pull_through::fill(&call.app, &call.caller, &call.account, name, r).await?;
     let repo = call.repo(Action::BatchGetImage, name).await?;
     let m = call.app.registry.pull_manifest(&repo, r).await?;
     let len = m.body.len();

@@ -28,6 +28,7 @@ pub mod scan;
 pub mod secrets;
 pub mod secrets_manager;
 mod templates;
+pub mod upstream;
 
 pub use account_flags::{AccountFlag, V1_REGISTRY_POLICY_ACTIONS};
 pub use authz::{AuthzError, Denied, PolicyInputs, NOT_EVALUATED};
@@ -38,7 +39,7 @@ pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use open::{OpenError, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
-pub use pull_through::{matching_rule, PullThroughRule};
+pub use pull_through::{matching_rule, PullThroughError, PullThroughRule};
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
     RepoSettings, UploadState,

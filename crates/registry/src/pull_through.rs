@@ -4,9 +4,18 @@
 //! (the longest matching prefix, `ROOT` last). Only the credential and the role of a
 //! rule change after it is created.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+
+use berth_oci::manifest::{Manifest, ManifestKind};
+use berth_oci::{Digest, Reference};
 use berth_store::meta::{DocTable, TemplateRow};
+use berth_store::RepositoryRow;
 use serde::{Deserialize, Serialize};
 
+use crate::upstream::{Upstream, UpstreamError};
 use crate::{Registry, RegistryError};
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -153,6 +162,191 @@ impl Registry {
             .await?
             .map(from_row)
             .transpose()
+    }
+}
+
+/// Why a pull through a rule could not be served from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum PullThroughError {
+    #[error("the credential of the pull-through cache rule cannot be used: {0}")]
+    Credential(String),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("the upstream registry sent {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<berth_store::StoreError> for PullThroughError {
+    fn from(e: berth_store::StoreError) -> Self {
+        PullThroughError::Registry(RegistryError::Store(e))
+    }
+}
+
+/// Imports in progress on this node, one per (repository, reference): a second
+/// pull of the same uncached image waits for the first and then reads the cache.
+fn inflight() -> &'static StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+    static M: OnceLock<StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+impl Registry {
+    /// A client of the rule's upstream, with the credential its secret holds.
+    pub async fn upstream_of(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+    ) -> std::result::Result<Upstream, PullThroughError> {
+        let creds = match &rule.credential_arn {
+            None => None,
+            Some(arn) => Some(
+                self.pull_through_credentials(account, arn)
+                    .await
+                    .map_err(|e| PullThroughError::Credential(e.to_string()))?,
+            ),
+        };
+        Ok(Upstream::new(&rule.upstream_url, creds)?)
+    }
+
+    /// ValidatePullThroughCacheRule: reads the credential and authenticates to
+    /// the upstream (`GET /v2/`). `None` when the rule works, else why not.
+    pub async fn validate_pull_through_rule(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+    ) -> Option<String> {
+        let up = match self.upstream_of(account, rule).await {
+            Ok(u) => u,
+            Err(e) => return Some(e.to_string()),
+        };
+        up.ping().await.err().map(|e| e.to_string())
+    }
+
+    /// Whether the cached `tag` of `repo` is due for a check upstream.
+    pub async fn pull_through_due(&self, repo: &RepositoryRow, tag: &str) -> Result<bool> {
+        let last = self.meta.pull_through_checked(repo.repo_id, tag).await?;
+        Ok(last.is_none_or(|t| self.now() - t >= self.config.pull_through_refresh_ms))
+    }
+
+    /// Fetches `reference` of `upstream_name` from the rule's upstream into `repo`:
+    /// the manifest (an index with every manifest it lists) and every blob the
+    /// cache lacks, each blob streamed into the blob store and verified against its
+    /// digest, the manifest against the digest it was asked by. Concurrent imports
+    /// of the same reference on this node fetch once.
+    pub async fn import_upstream_image(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+        repo: &RepositoryRow,
+        upstream_name: &str,
+        reference: &Reference,
+    ) -> std::result::Result<(), PullThroughError> {
+        let key = format!("{}/{}", repo.repo_id, reference);
+        let lock = inflight()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let started = self.now();
+        let _g = lock.lock().await;
+        // Another pull imported it while this one waited.
+        if let Reference::Tag(t) = reference {
+            if self
+                .meta
+                .pull_through_checked(repo.repo_id, t.as_str())
+                .await?
+                .is_some_and(|c| c >= started)
+            {
+                return Ok(());
+            }
+        } else if self.find_manifest(repo, reference).await.is_ok() {
+            return Ok(());
+        }
+        let up = self.upstream_of(account, rule).await?;
+        let out = self
+            .import_manifest(&up, repo, upstream_name, reference)
+            .await;
+        if let (Ok(()), Reference::Tag(t)) = (&out, reference) {
+            self.meta
+                .set_pull_through_checked(repo.repo_id, t.as_str(), self.now())
+                .await?;
+        }
+        inflight()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        out
+    }
+
+    fn import_manifest<'a>(
+        &'a self,
+        up: &'a Upstream,
+        repo: &'a RepositoryRow,
+        upstream_name: &'a str,
+        reference: &'a Reference,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<(), PullThroughError>> + Send + 'a>> {
+        Box::pin(async move {
+            let (body, ct) = up.manifest(upstream_name, &reference.to_string()).await?;
+            let digest = Digest::sha256_of(&body);
+            if let Reference::Digest(want) = reference {
+                if want != &digest {
+                    return Err(PullThroughError::Invalid(format!(
+                        "manifest {digest} when asked for {want}"
+                    )));
+                }
+            }
+            let m = Manifest::parse(&body, ct.as_deref())
+                .map_err(|e| PullThroughError::Invalid(format!("an invalid manifest: {e}")))?;
+            match m.kind {
+                ManifestKind::Index => {
+                    for child in &m.manifests {
+                        let r = Reference::Digest(child.digest.clone());
+                        if self.find_manifest(repo, &r).await.is_err() {
+                            self.import_manifest(up, repo, upstream_name, &r).await?;
+                        }
+                    }
+                }
+                ManifestKind::Image => {
+                    for d in m.required_blobs() {
+                        if self.stat_blob(repo, &d.digest).await.is_err() {
+                            self.import_blob(up, repo, upstream_name, &d.digest).await?;
+                        }
+                    }
+                }
+            }
+            self.put_manifest(repo, reference, ct.as_deref(), body)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn import_blob(
+        &self,
+        up: &Upstream,
+        repo: &RepositoryRow,
+        upstream_name: &str,
+        digest: &Digest,
+    ) -> std::result::Result<(), PullThroughError> {
+        let stream = up.blob(upstream_name, digest.as_str()).await?;
+        let upload = self.start_upload(repo).await?;
+        let stored = async {
+            self.append_upload(repo, &upload.id, None, None, stream)
+                .await?;
+            self.complete_upload(repo, &upload.id, digest).await
+        }
+        .await;
+        if let Err(e) = stored {
+            let _ = self.cancel_upload(repo, &upload.id).await;
+            return Err(match e {
+                RegistryError::DigestMismatch | RegistryError::DigestInvalid(_) => {
+                    PullThroughError::Invalid(format!("blob content that does not match {digest}"))
+                }
+                e => e.into(),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -28,6 +28,9 @@ pub struct RegistryConfig {
     pub create_on_push: bool,
     /// Upload sessions idle longer than this expire.
     pub upload_ttl_ms: i64,
+    /// A cached tag of a pull-through cache repository is checked upstream again
+    /// once it was last checked longer ago than this.
+    pub pull_through_refresh_ms: i64,
 }
 
 impl Default for RegistryConfig {
@@ -35,6 +38,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             create_on_push: true,
             upload_ttl_ms: 24 * 3600 * 1000,
+            pull_through_refresh_ms: 24 * 3600 * 1000,
         }
     }
 }

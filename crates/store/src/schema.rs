@@ -299,7 +299,8 @@ UPDATE uploads SET object_key = 'uploads/' || upload_id";
 /// (account, prefix) whose body is JSON (`crates/registry/src/templates.rs`,
 /// `pull_through.rs`); Secrets Manager secrets, one row per (account, name) whose
 /// body is JSON with sealed values, changed by compare-and-swap on `rev`
-/// (`crates/registry/src/secrets_manager.rs`).
+/// (`crates/registry/src/secrets_manager.rs`); and when each cached tag of a
+/// pull-through cache repository was last checked upstream.
 const V14: &str = "CREATE TABLE account_flags (
     account_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -330,4 +331,10 @@ CREATE TABLE sm_secrets (
     rev BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (account_id, name)
+);
+CREATE TABLE pull_through_checks (
+    repo_id BIGINT NOT NULL,
+    tag TEXT NOT NULL,
+    checked_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, tag)
 )";

@@ -247,6 +247,11 @@ pub static OPERATIONS: &[Operation] = &[
         "ecr:DeletePullThroughCacheRule",
         pull_through::delete_pull_through_cache_rule
     ),
+    ecr!(
+        "ValidatePullThroughCacheRule",
+        "ecr:ValidatePullThroughCacheRule",
+        pull_through::validate_pull_through_cache_rule
+    ),
     // repository creation templates (templates.rs)
     ecr!(
         "CreateRepositoryCreationTemplate",

@@ -350,6 +350,44 @@ pub async fn delete_pull_through_cache_rule(ctx: &Ctx, input: &Input) -> Result<
     Ok(v)
 }
 
+/// Reads the rule's credential and authenticates to its upstream (`GET /v2/`).
+pub async fn validate_pull_through_cache_rule(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let account = authorize(ctx, input).await?;
+    let prefix = ecr_prefix(input)?;
+    let rule = ctx
+        .app
+        .registry
+        .pull_through_rules(&account)
+        .await?
+        .into_iter()
+        .find(|r| r.ecr_prefix == prefix)
+        .ok_or_else(|| not_found(&prefix, &account))?;
+    let failure = ctx
+        .app
+        .registry
+        .validate_pull_through_rule(&account, &rule)
+        .await;
+    let mut v = json!({
+        "ecrRepositoryPrefix": rule.ecr_prefix,
+        "registryId": account,
+        "upstreamRegistryUrl": rule.upstream_url,
+        "isValid": failure.is_none(),
+    });
+    if let Some(p) = &rule.upstream_prefix {
+        v["upstreamRepositoryPrefix"] = json!(p);
+    }
+    if let Some(c) = &rule.credential_arn {
+        v["credentialArn"] = json!(c);
+    }
+    if let Some(c) = &rule.custom_role_arn {
+        v["customRoleArn"] = json!(c);
+    }
+    if let Some(f) = failure {
+        v["failure"] = json!(f);
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

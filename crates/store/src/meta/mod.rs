@@ -25,6 +25,7 @@ mod gc;
 mod identity;
 pub mod jobs;
 mod manifests;
+mod pull_through;
 mod repositories;
 mod sm_secrets;
 pub use sm_secrets::SmSecretRow;
