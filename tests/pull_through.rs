@@ -407,3 +407,89 @@ both_backends! {
         assert_eq!(sha256_digest(&inspect_later("up/library/multi:v1")), layout.index.digest.as_str());
     }
 }
+
+/// The data-plane credentials of `creds` (`GetAuthorizationToken`).
+fn registry_login(berth: &Berth, creds: &Credentials) -> Http {
+    use base64::Engine as _;
+    let v = ok(berth.ecr_as(creds, "GetAuthorizationToken", &json!({})));
+    let token = v["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .expect("token");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .expect("base64");
+    let (u, p) = std::str::from_utf8(&raw)
+        .expect("utf8")
+        .split_once(':')
+        .expect("user:pass")
+        .to_owned();
+    Http::new(berth.addr()).basic_auth(u, p)
+}
+
+fn access_key(out: String) -> Credentials {
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .expect("key line")
+    };
+    Credentials {
+        access_key_id: get("aws_access_key_id = "),
+        secret_access_key: get("aws_secret_access_key = "),
+    }
+}
+
+both_backends! {
+    fn pull_through_anonymous_upstream_another_berth_and_permissions(backend) {
+        use berth_testsupport::{sha256_digest, Layout};
+        let tmp = TempDir::new("ptcanon");
+        let layout = Layout::build(&tmp.join("layout"));
+        let up = Upstream::start(None);
+        up.push(&layout.oci_ref("single"), "library/app:v1");
+        up.push(&layout.oci_ref("single"), "library/app:v2");
+        // Another berth as the upstream, with its registry token as the credential.
+        let other = Berth::start(backend);
+        other.skopeo().copy(&layout.oci_ref("multi"), &other.docker_ref("team/app:v1"), &["--all"]);
+        let (ou, op) = other.registry_creds();
+
+        let berth = Berth::start(backend);
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "hub", "upstreamRegistryUrl": up.url()})));
+        ok(secrets(&berth, "CreateSecret", &json!({"Name": "ecr-pullthroughcache/peer", "SecretString": json!({"username": ou, "accessToken": op}).to_string()})));
+        let arn = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/peer"})))["ARN"].as_str().expect("arn").to_string();
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "peer", "upstreamRegistryUrl": other.url(), "credentialArn": arn, "upstreamRepositoryPrefix": "team"})));
+        for prefix in ["hub", "peer"] {
+            let v = ok(berth.ecr("ValidatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": prefix})));
+            assert_eq!(v["isValid"], true, "{v}");
+        }
+
+        // A reader may not create a cache repository (no ecr:CreateRepository, no
+        // ecr:BatchImportUpstreamImage)...
+        berth.admin(&["user", "create", "reader"]);
+        berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
+        let reader = registry_login(&berth, &access_key(berth.admin(&["access-key", "create", "--user", "reader"])));
+        let r = reader.get("/v2/hub/library/app/manifests/v1");
+        r.expect_status(403);
+        assert!(r.text().contains("DENIED"), "{}", r.describe());
+        aws_error(&berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["hub/library/app"]})), "RepositoryNotFoundException");
+
+        // ...but reads what the cache holds once an allowed caller filled it, and
+        // cannot import a tag the cache lacks.
+        let sk = berth.skopeo();
+        assert_eq!(sha256_digest(&sk.inspect_raw("hub/library/app:v1")), layout.image.digest());
+        let r = reader.get("/v2/hub/library/app/manifests/v1");
+        r.expect_status(200);
+        assert_eq!(sha256_digest(&r.body), layout.image.digest());
+        reader.get("/v2/hub/library/app/manifests/v2").expect_status(403);
+        // By digest, a cached manifest is served without asking the upstream.
+        reader.get(&format!("/v2/hub/library/app/manifests/{}", layout.image.digest())).expect_status(200);
+
+        // Through the other berth (Basic auth with its token), the index and its
+        // platform manifests, digest-exact; the upstream prefix maps `peer/app` to
+        // `team/app`.
+        assert_eq!(sha256_digest(&sk.inspect_raw("peer/app:v1")), layout.index.digest.as_str());
+        sk.copy(&berth.docker_ref("peer/app:v1"), &format!("oci:{}:m", tmp.join("multi").display()), &["--all"]);
+        for img in &layout.index_images {
+            berth.http().get(&format!("/v2/peer/app/manifests/{}", img.digest())).expect_status(200);
+        }
+    }
+}

@@ -1205,6 +1205,8 @@ def s_pull_through_rules():
     err("DescribePullThroughCacheRules unknown prefix", "DescribePullThroughCacheRules", "PullThroughCacheRuleNotFoundException",
         {"ecrRepositoryPrefixes": ["checks-none"]})
     ok("UpdatePullThroughCacheRule", "UpdatePullThroughCacheRule", ecrRepositoryPrefix="checks-hub", customRoleArn="arn:aws:iam::123456789012:role/r")
+    r = ok("ValidatePullThroughCacheRule", "ValidatePullThroughCacheRule", ecrRepositoryPrefix="checks-hub")
+    check("a rule whose secret does not exist is not valid", r and r.get("isValid") is False and r.get("failure"), repr(r))
     ok("DeletePullThroughCacheRule", "DeletePullThroughCacheRule", ecrRepositoryPrefix="checks-hub")
     err("DeletePullThroughCacheRule again", "DeletePullThroughCacheRule", "PullThroughCacheRuleNotFoundException",
         {"ecrRepositoryPrefix": "checks-hub"})
@@ -1414,7 +1416,7 @@ IMPLEMENTED = [
     "GetAccountSetting", "PutAccountSetting", "CreateRepositoryCreationTemplate",
     "DescribeRepositoryCreationTemplates", "UpdateRepositoryCreationTemplate",
     "DeleteRepositoryCreationTemplate", "CreatePullThroughCacheRule", "DescribePullThroughCacheRules",
-    "UpdatePullThroughCacheRule", "DeletePullThroughCacheRule",
+    "UpdatePullThroughCacheRule", "DeletePullThroughCacheRule", "ValidatePullThroughCacheRule",
 ]
 
 
