@@ -396,6 +396,29 @@ both_backends! {
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/other", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());
         }
+        // Two concurrent first pulls on two nodes (same database) fetch each blob
+        // once too: the nodes share a lease. (The manifest read is what fills the
+        // cache; the blobs land in the filling node's blob store, which these test
+        // nodes do not share, so only the manifests are read here.)
+        up.push(&layout.oci_ref("single"), "library/cross:v1");
+        let peer = berth.peer().start();
+        let pull_from = |node: &Berth| {
+            let src = node.docker_ref("up/library/cross:v1");
+            let creds = format!("--creds={user}:{pass}");
+            move || Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &creds, &src]).output().expect("skopeo")
+        };
+        std::thread::scope(|s| {
+            let a = s.spawn(pull_from(&berth));
+            let b = s.spawn(pull_from(&peer));
+            for h in [a, b] {
+                let o = h.join().expect("thread");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                assert_eq!(sha256_digest(&o.stdout), layout.image.digest());
+            }
+        });
+        for b in layout.image.blobs() {
+            assert_eq!(up.blob_gets("library/cross", b.digest.as_str()), 1, "blob {} fetched once across nodes", b.digest);
+        }
         // The first pull fetched each blob once too, and later pulls none.
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/app", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());

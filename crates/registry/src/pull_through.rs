@@ -184,6 +184,11 @@ impl From<berth_store::StoreError> for PullThroughError {
     }
 }
 
+/// How long a pull-through lease holds without being renewed (each stored blob
+/// renews it); a node that dies holding one delays the others this long at most.
+const LEASE_MS: i64 = 5 * 60 * 1000;
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Imports in progress on this node, one per (repository, reference): a second
 /// pull of the same uncached image waits for the first and then reads the cache.
 fn inflight() -> &'static StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
@@ -233,7 +238,8 @@ impl Registry {
     /// the manifest (an index with every manifest it lists) and every blob the
     /// cache lacks, each blob streamed into the blob store and verified against its
     /// digest, the manifest against the digest it was asked by. Concurrent imports
-    /// of the same reference on this node fetch once.
+    /// of the same reference fetch once: on this node they queue on a lock, across
+    /// nodes on a lease row in the database.
     pub async fn import_upstream_image(
         &self,
         account: &str,
@@ -250,34 +256,66 @@ impl Registry {
             .or_default()
             .clone();
         let started = self.now();
-        let _g = lock.lock().await;
-        // Another pull imported it while this one waited.
-        if let Reference::Tag(t) = reference {
-            if self
-                .meta
-                .pull_through_checked(repo.repo_id, t.as_str())
-                .await?
-                .is_some_and(|c| c >= started)
-            {
-                return Ok(());
+        let out = async {
+            let _g = lock.lock().await;
+            // One node at a time: the others wait for the lease and then read
+            // what its holder stored.
+            let holder = uuid::Uuid::new_v4().to_string();
+            let lease = format!("pull-through:{key}");
+            loop {
+                if self.imported_since(repo, reference, started).await? {
+                    return Ok(());
+                }
+                let now = self.now();
+                if self
+                    .meta
+                    .take_pull_through_lease(&lease, &holder, now, now + LEASE_MS)
+                    .await?
+                {
+                    break;
+                }
+                tokio::time::sleep(LEASE_POLL).await;
             }
-        } else if self.find_manifest(repo, reference).await.is_ok() {
-            return Ok(());
-        }
-        let up = self.upstream_of(account, rule).await?;
-        let out = self
-            .import_manifest(&up, repo, upstream_name, reference)
+            let out = async {
+                let up = self.upstream_of(account, rule).await?;
+                self.import_manifest(&up, repo, upstream_name, reference, &(&lease, &holder))
+                    .await?;
+                if let Reference::Tag(t) = reference {
+                    self.meta
+                        .set_pull_through_checked(repo.repo_id, t.as_str(), self.now())
+                        .await?;
+                }
+                Ok(())
+            }
             .await;
-        if let (Ok(()), Reference::Tag(t)) = (&out, reference) {
-            self.meta
-                .set_pull_through_checked(repo.repo_id, t.as_str(), self.now())
-                .await?;
+            if let Err(e) = self.meta.release_pull_through_lease(&lease, &holder).await {
+                tracing::warn!(error = %e, "could not release a pull-through lease; it runs out by itself");
+            }
+            out
         }
+        .await;
         inflight()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
         out
+    }
+
+    /// Whether another pull stored `reference` in `repo` since `since`.
+    async fn imported_since(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        since: i64,
+    ) -> Result<bool> {
+        Ok(match reference {
+            Reference::Tag(t) => self
+                .meta
+                .pull_through_checked(repo.repo_id, t.as_str())
+                .await?
+                .is_some_and(|c| c >= since),
+            Reference::Digest(_) => self.find_manifest(repo, reference).await.is_ok(),
+        })
     }
 
     fn import_manifest<'a>(
@@ -286,6 +324,7 @@ impl Registry {
         repo: &'a RepositoryRow,
         upstream_name: &'a str,
         reference: &'a Reference,
+        lease: &'a (&'a String, &'a String),
     ) -> Pin<Box<dyn Future<Output = std::result::Result<(), PullThroughError>> + Send + 'a>> {
         Box::pin(async move {
             let (body, ct) = up.manifest(upstream_name, &reference.to_string()).await?;
@@ -304,7 +343,8 @@ impl Registry {
                     for child in &m.manifests {
                         let r = Reference::Digest(child.digest.clone());
                         if self.find_manifest(repo, &r).await.is_err() {
-                            self.import_manifest(up, repo, upstream_name, &r).await?;
+                            self.import_manifest(up, repo, upstream_name, &r, lease)
+                                .await?;
                         }
                     }
                 }
@@ -312,6 +352,11 @@ impl Registry {
                     for d in m.required_blobs() {
                         if self.stat_blob(repo, &d.digest).await.is_err() {
                             self.import_blob(up, repo, upstream_name, &d.digest).await?;
+                            // Each stored blob renews the lease.
+                            let now = self.now();
+                            self.meta
+                                .take_pull_through_lease(lease.0, lease.1, now, now + LEASE_MS)
+                                .await?;
                         }
                     }
                 }

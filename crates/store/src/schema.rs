@@ -299,8 +299,9 @@ UPDATE uploads SET object_key = 'uploads/' || upload_id";
 /// (account, prefix) whose body is JSON (`crates/registry/src/templates.rs`,
 /// `pull_through.rs`); Secrets Manager secrets, one row per (account, name) whose
 /// body is JSON with sealed values, changed by compare-and-swap on `rev`
-/// (`crates/registry/src/secrets_manager.rs`); and when each cached tag of a
-/// pull-through cache repository was last checked upstream.
+/// (`crates/registry/src/secrets_manager.rs`); when each cached tag of a
+/// pull-through cache repository was last checked upstream, and the leases that let
+/// one node at a time fetch an image into the cache.
 const V14: &str = "CREATE TABLE account_flags (
     account_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -337,4 +338,9 @@ CREATE TABLE pull_through_checks (
     tag TEXT NOT NULL,
     checked_at BIGINT NOT NULL,
     PRIMARY KEY (repo_id, tag)
+);
+CREATE TABLE pull_through_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until BIGINT NOT NULL
 )";

@@ -1,5 +1,6 @@
 //! When each tag of a pull-through cache repository was last checked upstream, so
-//! every node re-checks a cached tag at most once per refresh interval.
+//! every node re-checks a cached tag at most once per refresh interval; and leases,
+//! so that one node at a time fetches a given image into the cache.
 
 use super::*;
 
@@ -35,6 +36,47 @@ impl Meta {
         .bind(now)
         .execute(&mut *g.tx)
         .await?;
+        g.commit().await
+    }
+
+    /// Takes the lease `name` for `holder` until `until` when nobody holds it or
+    /// its holder's lease ran out before `now`; false when another holds it.
+    pub async fn take_pull_through_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query(
+            "INSERT INTO pull_through_leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE pull_through_leases.until < $4 OR pull_through_leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *g.tx)
+        .await?
+        .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Gives the lease back (if `holder` still holds it).
+    pub async fn release_pull_through_lease(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("DELETE FROM pull_through_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&mut *g.tx)
+            .await?;
         g.commit().await
     }
 }
