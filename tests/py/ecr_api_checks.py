@@ -510,12 +510,6 @@ def s_auth():
             400 <= st < 500 and t in modeled,
             f"HTTP {st} __type {t!r} (modeled {modeled})",
         )
-    err(
-        "unsupported CreatePullThroughCacheRule via boto3",
-        "CreatePullThroughCacheRule",
-        ("ValidationException", "UnsupportedUpstreamRegistryException", "InvalidParameterException"),
-        {"ecrRepositoryPrefix": "docker-hub", "upstreamRegistryUrl": "registry-1.docker.io"},
-    )
 
 
 def s_auth_token():
@@ -1170,6 +1164,54 @@ def s_repo_policy(repo):
     err("GetRepositoryPolicy after delete", "GetRepositoryPolicy", "RepositoryPolicyNotFoundException", {"repositoryName": repo})
 
 
+def s_account_settings_and_templates():
+    for name, default in (("BASIC_SCAN_TYPE_VERSION", "AWS_NATIVE"), ("REGISTRY_POLICY_SCOPE", "V2")):
+        r = call("GetAccountSetting", name=name)
+        check(f"{name} default value", r and r.get("value") == default, repr(r))
+    r = call("PutAccountSetting", name="BASIC_SCAN_TYPE_VERSION", value="CLAIR")
+    check("PutAccountSetting echoes", r and r.get("value") == "CLAIR", repr(r))
+    call("PutAccountSetting", name="BASIC_SCAN_TYPE_VERSION", value="AWS_NATIVE")
+    err("PutAccountSetting bad value", "PutAccountSetting", ("InvalidParameterException", "ValidationException"),
+        {"name": "REGISTRY_POLICY_SCOPE", "value": "V3"})
+    r = ok("CreateRepositoryCreationTemplate", "CreateRepositoryCreationTemplate", prefix="checks-tpl",
+           appliedFor=["PULL_THROUGH_CACHE", "REPLICATION"], description="d",
+           imageTagMutability="MUTABLE_WITH_EXCLUSION",
+           imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "dev-*"}],
+           resourceTags=[{"Key": "k", "Value": "v"}])
+    check("template echoed", r and r["repositoryCreationTemplate"]["prefix"] == "checks-tpl", repr(r))
+    err("CreateRepositoryCreationTemplate twice", "CreateRepositoryCreationTemplate", "TemplateAlreadyExistsException",
+        {"prefix": "checks-tpl", "appliedFor": ["REPLICATION"]})
+    r = ok("DescribeRepositoryCreationTemplates", "DescribeRepositoryCreationTemplates", prefixes=["checks-tpl"])
+    check("described one template", r and len(r["repositoryCreationTemplates"]) == 1, repr(r))
+    ok("UpdateRepositoryCreationTemplate", "UpdateRepositoryCreationTemplate", prefix="checks-tpl", description="e")
+    err("UpdateRepositoryCreationTemplate unknown", "UpdateRepositoryCreationTemplate", "TemplateNotFoundException",
+        {"prefix": "checks-none", "description": "x"})
+    ok("DeleteRepositoryCreationTemplate", "DeleteRepositoryCreationTemplate", prefix="checks-tpl")
+    err("DeleteRepositoryCreationTemplate again", "DeleteRepositoryCreationTemplate", "TemplateNotFoundException",
+        {"prefix": "checks-tpl"})
+
+
+def s_pull_through_rules():
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-AbCdEf"
+    r = ok("CreatePullThroughCacheRule", "CreatePullThroughCacheRule", ecrRepositoryPrefix="checks-hub",
+           upstreamRegistryUrl="registry-1.docker.io", credentialArn=arn)
+    check("upstreamRegistry inferred from the URL", r and r.get("upstreamRegistry") == "docker-hub", repr(r))
+    err("CreatePullThroughCacheRule twice", "CreatePullThroughCacheRule", "PullThroughCacheRuleAlreadyExistsException",
+        {"ecrRepositoryPrefix": "checks-hub", "upstreamRegistryUrl": "registry-1.docker.io"})
+    err("CreatePullThroughCacheRule bad prefix", "CreatePullThroughCacheRule", ("InvalidParameterException", "ValidationException"),
+        {"ecrRepositoryPrefix": "Bad-Prefix", "upstreamRegistryUrl": "quay.io"})
+    r = ok("DescribePullThroughCacheRules", "DescribePullThroughCacheRules", ecrRepositoryPrefixes=["checks-hub"])
+    check("described one rule", r and len(r["pullThroughCacheRules"]) == 1, repr(r))
+    err("DescribePullThroughCacheRules unknown prefix", "DescribePullThroughCacheRules", "PullThroughCacheRuleNotFoundException",
+        {"ecrRepositoryPrefixes": ["checks-none"]})
+    ok("UpdatePullThroughCacheRule", "UpdatePullThroughCacheRule", ecrRepositoryPrefix="checks-hub", customRoleArn="arn:aws:iam::123456789012:role/r")
+    r = ok("ValidatePullThroughCacheRule", "ValidatePullThroughCacheRule", ecrRepositoryPrefix="checks-hub")
+    check("a rule whose secret does not exist is not valid", r and r.get("isValid") is False and r.get("failure"), repr(r))
+    ok("DeletePullThroughCacheRule", "DeletePullThroughCacheRule", ecrRepositoryPrefix="checks-hub")
+    err("DeletePullThroughCacheRule again", "DeletePullThroughCacheRule", "PullThroughCacheRuleNotFoundException",
+        {"ecrRepositoryPrefix": "checks-hub"})
+
+
 def s_registry_policy():
     reg = json.dumps(
         {
@@ -1371,6 +1413,10 @@ IMPLEMENTED = [
     "BatchDeleteImage", "PutImage", "BatchCheckLayerAvailability", "InitiateLayerUpload",
     "UploadLayerPart", "CompleteLayerUpload", "GetDownloadUrlForLayer", "ListImageReferrers",
     "StartImageScan", "DescribeImageScanFindings", "BatchGetRepositoryScanningConfiguration",
+    "GetAccountSetting", "PutAccountSetting", "CreateRepositoryCreationTemplate",
+    "DescribeRepositoryCreationTemplates", "UpdateRepositoryCreationTemplate",
+    "DeleteRepositoryCreationTemplate", "CreatePullThroughCacheRule", "DescribePullThroughCacheRules",
+    "UpdatePullThroughCacheRule", "DeletePullThroughCacheRule", "ValidatePullThroughCacheRule",
 ]
 
 
@@ -1395,6 +1441,8 @@ def main():
             _run("images", s_images, work, n1, layer)
         _run("repository policy", s_repo_policy, n1)
         _run("registry policy", s_registry_policy)
+        _run("account settings and templates", s_account_settings_and_templates)
+        _run("pull-through cache rules", s_pull_through_rules)
         lc = repo_name("lifecycle")
         call("CreateRepository", repositoryName=lc)
         _run("lifecycle", s_lifecycle, lc)

@@ -224,7 +224,10 @@ impl App {
             .lookup_authorized(caller, Action::PutImage, account, name)
             .await?
         {
-            Err(RegistryError::NameUnknown { .. }) if self.registry.config.create_on_push => {
+            Err(e @ RegistryError::NameUnknown { .. }) => {
+                if !self.registry.creates_on_push(account, name).await? {
+                    return Err(e.into());
+                }
                 self.authorize_oci(caller, Action::CreateRepository, account, name, None)
                     .await?;
                 Ok(self.registry.repository_for_push(account, name).await?)

@@ -11,6 +11,7 @@ pub mod ecr;
 pub mod oci;
 pub mod oci_error;
 pub mod oci_path;
+pub mod oci_pull_through;
 pub mod policy;
 
 use std::sync::Arc;
@@ -141,7 +142,8 @@ impl App {
             .opt_str("repositoryName")
             .ok()
             .flatten()
-            .or_else(|| input.opt_str("KeyId").ok().flatten());
+            .or_else(|| input.opt_str("KeyId").ok().flatten())
+            .or_else(|| input.opt_str("SecretId").ok().flatten());
         let account = input
             .opt_str("registryId")
             .ok()

@@ -245,6 +245,7 @@ async fn manifest(call: Call, name: &str, r: &str, body: Body) -> Result<Respons
 }
 
 async fn get_manifest(call: Call, name: &RepositoryName, r: &Reference) -> Result<Response> {
+    crate::oci_pull_through::fill(&call.app, &call.caller, &call.account, name, r).await?;
     let repo = call.repo(Action::BatchGetImage, name).await?;
     let m = call.app.registry.pull_manifest(&repo, r).await?;
     let len = m.body.len();
@@ -375,8 +376,11 @@ async fn upload_start(call: Call, name: &str, body: Body) -> Result<Response> {
     let app = call.app.clone();
     if let Some(m) = call.query("mount") {
         let d = digest(m)?;
+        // BLOB_MOUNTING=DISABLED turns every mount into an ordinary upload session.
         let from = match call.query("from").map(repo_name) {
-            Some(Ok(f)) => app.readable_source(&call.caller, &call.account, &f).await,
+            Some(Ok(f)) if app.registry.blob_mounting_enabled(&call.account).await? => {
+                app.readable_source(&call.caller, &call.account, &f).await
+            }
             _ => None,
         };
         return match app.registry.mount_blob(&repo, &d, from.as_ref()).await? {

@@ -39,7 +39,21 @@ pub async fn authorize(
             document: d,
         });
     }
-    if let Some(d) = &inputs.registry {
+    // REGISTRY_POLICY_SCOPE=V1 limits the registry policy to the replication and
+    // pull-through-cache actions; reading the setting fails closed like the policy.
+    let registry_applies = match &inputs.registry {
+        None => false,
+        Some(_) => match app.registry.registry_policy_covers(account, action).await {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(app
+                    .registry
+                    .unreadable("registry policy scope", &e.to_string())
+                    .await)
+            }
+        },
+    };
+    if let (true, Some(d)) = (registry_applies, &inputs.registry) {
         refs.push(PolicyRef {
             name: "registry policy",
             source: PolicySource::Resource,

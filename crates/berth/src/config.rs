@@ -31,6 +31,9 @@ pub struct Config {
     pub log_format: String,
     /// Shifts the registry clock (tests use it to age images).
     pub clock_offset_secs: i64,
+    /// A cached tag of a pull-through cache repository is re-checked upstream at
+    /// most once per this many seconds (ECR: 24 hours).
+    pub pull_through_refresh_secs: u64,
     /// Seconds between background lifecycle-policy runs (0 turns them off).
     pub lifecycle_interval_secs: u64,
     /// Seconds between background garbage collections (0 turns them off).
@@ -155,6 +158,7 @@ impl Default for Config {
             upload_ttl_secs: 24 * 3600,
             log_format: "text".into(),
             clock_offset_secs: 0,
+            pull_through_refresh_secs: 24 * 3600,
             lifecycle_interval_secs: 3600,
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
@@ -290,6 +294,9 @@ impl Config {
         }
         if let Some(v) = parse_env("BERTH_CLOCK_OFFSET_SECS")? {
             c.clock_offset_secs = v;
+        }
+        if let Some(v) = parse_env("BERTH_PULL_THROUGH_REFRESH_SECS")? {
+            c.pull_through_refresh_secs = v;
         }
         Ok(c)
     }

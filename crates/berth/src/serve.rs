@@ -273,6 +273,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
             create_on_push: cfg.create_on_push,
             upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
             region: cfg.region.clone(),
+            pull_through_refresh_ms: cfg.pull_through_refresh_secs as i64 * 1000,
         },
         master,
     ))

@@ -9,6 +9,7 @@
 //! (`authz.rs`); the front ends evaluate them. This room never sees HTTP. It talks
 //! to storage only through `berth-store`.
 
+mod account_flags;
 mod authz;
 mod clock;
 pub mod console;
@@ -24,11 +25,16 @@ pub mod kms;
 mod lifecycle;
 mod mutability;
 mod open;
+mod pull_through;
 mod registry;
 pub mod replication;
 pub mod scan;
 pub mod secrets;
+pub mod secrets_manager;
+mod templates;
+pub mod upstream;
 
+pub use account_flags::{AccountFlag, V1_REGISTRY_POLICY_ACTIONS};
 pub use authz::{AuthzError, Denied, PolicyInputs, NOT_EVALUATED};
 pub use clock::Clock;
 pub use control::{AuditRecord, StoreHealth, VulndbStatus};
@@ -37,10 +43,12 @@ pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use open::{OpenError, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
+pub use pull_through::{matching_rule, PullThroughError, PullThroughRule};
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
     RepoSettings, UploadState,
 };
+pub use templates::{matching_template, CreationPurpose, CreationTemplate, ROOT as TEMPLATE_ROOT};
 
 // The rows the core hands to front ends: plain data, no store access.
 pub use berth_store::kms::KmsKeyRow;

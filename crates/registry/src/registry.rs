@@ -30,6 +30,9 @@ pub struct RegistryConfig {
     pub upload_ttl_ms: i64,
     /// This deployment's region (replication destinations here are copied locally).
     pub region: String,
+    /// A cached tag of a pull-through cache repository is checked upstream again
+    /// once it was last checked longer ago than this.
+    pub pull_through_refresh_ms: i64,
 }
 
 impl Default for RegistryConfig {
@@ -38,6 +41,7 @@ impl Default for RegistryConfig {
             create_on_push: true,
             upload_ttl_ms: 24 * 3600 * 1000,
             region: "us-east-1".into(),
+            pull_through_refresh_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -215,24 +219,25 @@ impl Registry {
         })
     }
 
-    /// The repository a push goes to, created with defaults when create-on-push is on.
+    /// The repository a push goes to, created when a push creates it
+    /// (`creates_on_push`: a matching `CREATE_ON_PUSH` creation template, or the
+    /// deployment's default), with the template's settings.
     pub async fn repository_for_push(
         &self,
         account: &str,
         name: &RepositoryName,
     ) -> Result<RepositoryRow> {
         match self.repository(account, name).await {
-            Err(RegistryError::NameUnknown { .. }) if self.config.create_on_push => {
-                match self
-                    .create_repository(account, name, &RepoSettings::default())
+            Err(e @ RegistryError::NameUnknown { .. }) => {
+                if self.creates_on_push(account, name).await? {
+                    self.create_repository_on_behalf(
+                        account,
+                        name,
+                        crate::CreationPurpose::CreateOnPush,
+                    )
                     .await
-                {
-                    Ok(r) => Ok(r),
-                    // Another push created it first.
-                    Err(RegistryError::RepositoryAlreadyExists { .. }) => {
-                        self.repository(account, name).await
-                    }
-                    Err(e) => Err(e),
+                } else {
+                    Err(e)
                 }
             }
             other => other,

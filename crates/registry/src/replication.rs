@@ -32,7 +32,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::jobs::{Finished, Handler};
-use crate::{Registry, RegistryError, RepoSettings};
+use crate::{Registry, RegistryError};
 
 pub use berth_store::replication::ReplicationStatusRow;
 
@@ -282,23 +282,20 @@ impl Registry {
     }
 
     /// Creates a repository on behalf of the registry itself (replication into this
-    /// registry), with ECR's defaults for such repositories: mutable tags, AES256, no
-    /// policies. Another creator winning the race is not an error.
+    /// registry) with the account's `REPLICATION` creation template, if one matches
+    /// (`crate::templates`), else ECR's defaults: mutable tags, AES256, no policies.
+    /// Another creator winning the race is not an error.
     pub async fn create_repository_for_registry(
         &self,
         account: &str,
         name: &RepositoryName,
     ) -> Result<RepositoryRow> {
-        match self
-            .create_repository(account, name, &RepoSettings::default())
-            .await
-        {
-            Ok(r) => Ok(r),
-            Err(RegistryError::RepositoryAlreadyExists { .. }) => {
-                self.repository(account, name).await
-            }
-            Err(e) => Err(e),
-        }
+        self.create_repository_on_behalf(
+            account,
+            name,
+            crate::templates::CreationPurpose::Replication,
+        )
+        .await
     }
 
     /// Whether `dst_account`'s registry policy allows `src_account` `action` on the

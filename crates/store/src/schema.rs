@@ -16,6 +16,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (11, V11_SQLITE),
     (12, V12),
     (10, V10),
+    (14, V14),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -28,6 +29,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (11, V11_POSTGRES),
     (12, V12),
     (10, V10),
+    (14, V14),
 ];
 
 macro_rules! v1 {
@@ -374,4 +376,55 @@ const V10: &str = "CREATE TABLE replication_status (
     failure_code TEXT,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (repo_id, digest, region, registry_id)
+)";
+/// v14: ECR's account settings (`GetAccountSetting`/`PutAccountSetting`), one row
+/// per (account, name) that was ever put (a missing row reads as the default); and
+/// repository creation templates and pull-through cache rules, one row per
+/// (account, prefix) whose body is JSON (`crates/registry/src/templates.rs`,
+/// `pull_through.rs`); Secrets Manager secrets, one row per (account, name) whose
+/// body is JSON with sealed values, changed by compare-and-swap on `rev`
+/// (`crates/registry/src/secrets_manager.rs`); when each cached tag of a
+/// pull-through cache repository was last checked upstream, and the leases that let
+/// one node at a time fetch an image into the cache.
+const V14: &str = "CREATE TABLE account_flags (
+    account_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+CREATE TABLE creation_templates (
+    account_id TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, prefix)
+);
+CREATE TABLE pull_through_rules (
+    account_id TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, prefix)
+);
+CREATE TABLE sm_secrets (
+    account_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+CREATE TABLE pull_through_checks (
+    repo_id BIGINT NOT NULL,
+    tag TEXT NOT NULL,
+    checked_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, tag)
+);
+CREATE TABLE pull_through_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until BIGINT NOT NULL
 )";

@@ -9,7 +9,8 @@ use berth_registry::{AuthzError, Denied, RegistryError};
 use serde_json::Value;
 
 /// Every exception the JSON APIs on `POST /` answer with (ECR's from botocore
-/// `ecr/2015-09-21/service-2.json`, KMS's from `kms/2014-11-01`, and the SigV4
+/// `ecr/2015-09-21/service-2.json`, KMS's from `kms/2014-11-01`, Secrets Manager's
+/// from `secretsmanager/2017-10-17`, and the SigV4
 /// authentication failures all AWS JSON services share).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EcrException {
@@ -31,6 +32,8 @@ pub enum EcrException {
     LifecyclePolicyNotFound,
     LifecyclePolicyPreviewNotFound,
     LimitExceeded,
+    PullThroughCacheRuleAlreadyExists,
+    PullThroughCacheRuleNotFound,
     ReferencedImagesNotFound,
     RegistryPolicyNotFound,
     RepositoryAlreadyExists,
@@ -39,6 +42,8 @@ pub enum EcrException {
     RepositoryPolicyNotFound,
     ScanNotFound,
     Server,
+    TemplateAlreadyExists,
+    TemplateNotFound,
     TooManyTags,
     UnsupportedImageType,
     UploadNotFound,
@@ -59,6 +64,11 @@ pub enum EcrException {
     NotFound,
     Tag,
     UnsupportedOperation,
+    // ---- Secrets Manager ----
+    DecryptionFailure,
+    InvalidRequest,
+    ResourceExists,
+    ResourceNotFound,
     // ---- SigV4 authentication ----
     MissingAuthenticationToken,
     IncompleteSignature,
@@ -89,6 +99,8 @@ impl EcrException {
             X::LifecyclePolicyNotFound => "LifecyclePolicyNotFoundException",
             X::LifecyclePolicyPreviewNotFound => "LifecyclePolicyPreviewNotFoundException",
             X::LimitExceeded => "LimitExceededException",
+            X::PullThroughCacheRuleAlreadyExists => "PullThroughCacheRuleAlreadyExistsException",
+            X::PullThroughCacheRuleNotFound => "PullThroughCacheRuleNotFoundException",
             X::ReferencedImagesNotFound => "ReferencedImagesNotFoundException",
             X::RegistryPolicyNotFound => "RegistryPolicyNotFoundException",
             X::RepositoryAlreadyExists => "RepositoryAlreadyExistsException",
@@ -97,6 +109,8 @@ impl EcrException {
             X::RepositoryPolicyNotFound => "RepositoryPolicyNotFoundException",
             X::ScanNotFound => "ScanNotFoundException",
             X::Server => "ServerException",
+            X::TemplateAlreadyExists => "TemplateAlreadyExistsException",
+            X::TemplateNotFound => "TemplateNotFoundException",
             X::TooManyTags => "TooManyTagsException",
             X::UnsupportedImageType => "UnsupportedImageTypeException",
             X::UploadNotFound => "UploadNotFoundException",
@@ -114,6 +128,10 @@ impl EcrException {
             X::NotFound => "NotFoundException",
             X::Tag => "TagException",
             X::UnsupportedOperation => "UnsupportedOperationException",
+            X::DecryptionFailure => "DecryptionFailure",
+            X::InvalidRequest => "InvalidRequestException",
+            X::ResourceExists => "ResourceExistsException",
+            X::ResourceNotFound => "ResourceNotFoundException",
             X::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             X::IncompleteSignature => "IncompleteSignatureException",
             X::UnrecognizedClient => "UnrecognizedClientException",

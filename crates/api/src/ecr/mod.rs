@@ -14,10 +14,14 @@ mod layers;
 mod lifecycle;
 mod ops;
 mod policies;
+mod pull_through;
 mod replication;
 mod repos;
 mod scanning;
+mod secretsmanager;
+mod settings;
 mod sts;
+mod templates;
 mod unsupported;
 
 use std::sync::Arc;
@@ -43,6 +47,8 @@ pub const KMS_TARGET_PREFIX: &str = "TrentService.";
 /// CloudTrail's target prefix (`cloudtrail.rs`: `LookupEvents` over the audit log).
 pub const CLOUDTRAIL_TARGET_PREFIX: &str =
     "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
+/// AWS Secrets Manager (pull-through cache credentials).
+pub const SECRETS_TARGET_PREFIX: &str = "secretsmanager.";
 /// UploadLayerPart carries up to 20 MiB base64-encoded.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
@@ -146,6 +152,8 @@ async fn json_call(
         (ops::Service::Kms, op)
     } else if let Some(op) = target.strip_prefix(CLOUDTRAIL_TARGET_PREFIX) {
         (ops::Service::CloudTrail, op)
+    } else if let Some(op) = target.strip_prefix(SECRETS_TARGET_PREFIX) {
+        (ops::Service::SecretsManager, op)
     } else {
         return error_response(
             &EcrError::new(

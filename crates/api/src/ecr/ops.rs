@@ -10,7 +10,8 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::{
-    cloudtrail, images, kms, layers, lifecycle, policies, replication, repos, scanning, unsupported,
+    cloudtrail, images, kms, layers, lifecycle, policies, pull_through, replication, repos,
+    scanning, secretsmanager, settings, templates, unsupported,
 };
 use super::{Ctx, EcrError, Input};
 
@@ -23,6 +24,8 @@ pub enum Service {
     Kms,
     /// `com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.<Op>`
     CloudTrail,
+    /// `secretsmanager.<Op>`
+    SecretsManager,
 }
 
 impl Service {
@@ -32,6 +35,7 @@ impl Service {
             Service::Ecr => "ecr",
             Service::Kms => "kms",
             Service::CloudTrail => "cloudtrail",
+            Service::SecretsManager => "secretsmanager",
         }
     }
 }
@@ -94,8 +98,20 @@ macro_rules! kms {
     };
 }
 
+macro_rules! secrets {
+    ($name:literal) => {
+        op!(
+            SecretsManager,
+            $name,
+            ActionRule::ServiceAndName,
+            secretsmanager::serve
+        )
+    };
+}
+
 /// Every operation served. Operations of the ECR model that are not here answer
-/// per `unsupported.rs`; unknown KMS operations are authorized as `kms:<Op>` and
+/// per `unsupported.rs`; unknown KMS (Secrets Manager) operations are authorized
+/// as `kms:<Op>` (`secretsmanager:<Op>`) and
 /// then refused.
 pub static OPERATIONS: &[Operation] = &[
     // repositories (repos.rs)
@@ -207,6 +223,64 @@ pub static OPERATIONS: &[Operation] = &[
         "ecr:DescribeImageReplicationStatus",
         replication::describe_image_replication_status
     ),
+    // account settings (settings.rs)
+    ecr!(
+        "GetAccountSetting",
+        "ecr:GetAccountSetting",
+        settings::get_account_setting
+    ),
+    ecr!(
+        "PutAccountSetting",
+        "ecr:PutAccountSetting",
+        settings::put_account_setting
+    ),
+    // pull-through cache rules (pull_through.rs)
+    ecr!(
+        "CreatePullThroughCacheRule",
+        "ecr:CreatePullThroughCacheRule",
+        pull_through::create_pull_through_cache_rule
+    ),
+    ecr!(
+        "DescribePullThroughCacheRules",
+        "ecr:DescribePullThroughCacheRules",
+        pull_through::describe_pull_through_cache_rules
+    ),
+    ecr!(
+        "UpdatePullThroughCacheRule",
+        "ecr:UpdatePullThroughCacheRule",
+        pull_through::update_pull_through_cache_rule
+    ),
+    ecr!(
+        "DeletePullThroughCacheRule",
+        "ecr:DeletePullThroughCacheRule",
+        pull_through::delete_pull_through_cache_rule
+    ),
+    ecr!(
+        "ValidatePullThroughCacheRule",
+        "ecr:ValidatePullThroughCacheRule",
+        pull_through::validate_pull_through_cache_rule
+    ),
+    // repository creation templates (templates.rs)
+    ecr!(
+        "CreateRepositoryCreationTemplate",
+        "ecr:CreateRepositoryCreationTemplate",
+        templates::create_repository_creation_template
+    ),
+    ecr!(
+        "DescribeRepositoryCreationTemplates",
+        "ecr:DescribeRepositoryCreationTemplates",
+        templates::describe_repository_creation_templates
+    ),
+    ecr!(
+        "UpdateRepositoryCreationTemplate",
+        "ecr:UpdateRepositoryCreationTemplate",
+        templates::update_repository_creation_template
+    ),
+    ecr!(
+        "DeleteRepositoryCreationTemplate",
+        "ecr:DeleteRepositoryCreationTemplate",
+        templates::delete_repository_creation_template
+    ),
     // lifecycle previews (lifecycle.rs)
     ecr!(
         "StartLifecyclePolicyPreview",
@@ -313,6 +387,18 @@ pub static OPERATIONS: &[Operation] = &[
     kms!("UpdateAlias"),
     kms!("DeleteAlias"),
     kms!("ListAliases"),
+    // Secrets Manager (secretsmanager.rs)
+    secrets!("CreateSecret"),
+    secrets!("DescribeSecret"),
+    secrets!("ListSecrets"),
+    secrets!("GetSecretValue"),
+    secrets!("PutSecretValue"),
+    secrets!("UpdateSecret"),
+    secrets!("DeleteSecret"),
+    secrets!("RestoreSecret"),
+    secrets!("TagResource"),
+    secrets!("UntagResource"),
+    secrets!("GetResourcePolicy"),
 ];
 
 /// The row of `op` in `service`.
@@ -341,6 +427,7 @@ pub async fn unknown(ctx: &Ctx, service: Service, input: &Input) -> Result<Value
             super::EcrException::UnknownOperation,
             format!("berth answers CloudTrail LookupEvents only, not {}", ctx.op),
         )),
+        Service::SecretsManager => secretsmanager::serve(ctx, input).await,
     }
 }
 
@@ -370,6 +457,10 @@ mod tests {
         );
         assert_eq!(action_of(Service::Kms, "DescribeKey"), "kms:DescribeKey");
         assert_eq!(action_of(Service::Kms, "Encrypt"), "kms:Encrypt");
+        assert_eq!(
+            action_of(Service::SecretsManager, "GetSecretValue"),
+            "secretsmanager:GetSecretValue"
+        );
         // Every ECR row authorizes an ECR action.
         for o in OPERATIONS.iter().filter(|o| o.service == Service::Ecr) {
             assert!(

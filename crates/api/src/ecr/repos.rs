@@ -70,7 +70,7 @@ async fn authorized_repo(
     })
 }
 
-fn parse_tags(v: Option<&Vec<Value>>) -> Result<Vec<(String, String)>, EcrError> {
+pub(super) fn parse_tags(v: Option<&Vec<Value>>) -> Result<Vec<(String, String)>, EcrError> {
     let Some(list) = v else {
         return Ok(Vec::new());
     };
@@ -108,7 +108,7 @@ fn parse_tags(v: Option<&Vec<Value>>) -> Result<Vec<(String, String)>, EcrError>
     Ok(out)
 }
 
-fn parse_mutability(
+pub(super) fn parse_mutability(
     input: &Input,
 ) -> Result<Option<(TagMutability, Vec<ExclusionFilter>)>, EcrError> {
     let Some(m) = input.opt_str("imageTagMutability")? else {

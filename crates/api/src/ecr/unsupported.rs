@@ -1,6 +1,15 @@
-//! Operations of the ECR model berth does not implement (yet). They answer at once
-//! with a 4xx JSON error — never a 5xx, which would make the AWS SDKs retry for
-//! minutes — after authenticating the caller like every other call.
+//! Operations of the ECR model berth does not implement. They answer at once with a
+//! 4xx JSON error — never a 5xx, which would make the AWS SDKs retry for minutes —
+//! after authenticating the caller like every other call.
+//!
+//! Those that need a service only AWS runs stay here for good, with the reason in
+//! their answer: managed image signing (`Put|Get|DeleteSigningConfiguration`,
+//! `DescribeImageSigningStatus` — signatures made by AWS Signer with AWS-held
+//! keys; push your own signatures as referrers instead) and the archive storage
+//! class (`UpdateImageStorageClass` — ECR's cold-storage tier, which berth's one
+//! blob store has no equivalent of). The rest are not implemented yet:
+//! `DescribeImageReplicationStatus` (with replication) and the pull-time update
+//! exclusions (`Register|Deregister|ListPullTimeUpdateExclusions`).
 
 use serde_json::Value;
 
@@ -68,8 +77,21 @@ const KNOWN: &[&str] = &[
     "ValidatePullThroughCacheRule",
 ];
 
+/// Operations that need a service only AWS runs, and which.
+const AWS_ONLY: &[(&str, &str)] = &[
+    ("PutSigningConfiguration", "managed signing (AWS Signer)"),
+    ("GetSigningConfiguration", "managed signing (AWS Signer)"),
+    ("DeleteSigningConfiguration", "managed signing (AWS Signer)"),
+    ("DescribeImageSigningStatus", "managed signing (AWS Signer)"),
+    ("UpdateImageStorageClass", "the archive storage class"),
+];
+
 pub async fn answer(_ctx: &Ctx, op: &str, _input: &Input) -> Result<Value, EcrError> {
-    if KNOWN.contains(&op) {
+    if let Some((_, why)) = AWS_ONLY.iter().find(|(o, _)| *o == op) {
+        Err(EcrError::validation(format!(
+            "The operation {op} needs {why}, which only AWS provides; this registry does not support it."
+        )))
+    } else if KNOWN.contains(&op) {
         Err(EcrError::validation(format!(
             "The operation {op} is not supported by this registry yet."
         )))

@@ -16,6 +16,8 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use crate::schema;
 use crate::StoreError;
 
+mod account_flags;
+pub use account_flags::{DocTable, TemplateRow};
 mod accounts;
 mod blobs;
 pub use accounts::AuditFilter;
@@ -25,8 +27,11 @@ mod gc;
 mod identity;
 pub mod jobs;
 mod manifests;
+mod pull_through;
 mod repositories;
 pub use console::{AuditSearch, SessionRow};
+mod sm_secrets;
+pub use sm_secrets::SmSecretRow;
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

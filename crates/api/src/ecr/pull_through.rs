@@ -1,0 +1,438 @@
+//! Pull-through cache rules: `Create|Describe|Update|DeletePullThroughCacheRule`
+//! (botocore ECR model, Terraform's `aws_ecr_pull_through_cache_rule`). The front
+//! end validates a rule — prefixes, the upstream URL (`host[:port]` over HTTPS, or
+//! an explicit `http://host:port`), the upstream kind (inferred from the URL when not
+//! given), the credential's ARN — and the core stores it
+//! (`crates/registry/src/pull_through.rs`).
+
+use berth_registry::{PullThroughRule, TEMPLATE_ROOT};
+use serde_json::{json, Value};
+
+use super::input::{check_len, decode_token, encode_token};
+use super::templates::valid_prefix;
+use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
+
+/// ECR's quota of rules per registry.
+const MAX_RULES: usize = 50;
+
+const UPSTREAM_KINDS: &[&str] = &[
+    "ecr",
+    "ecr-public",
+    "quay",
+    "k8s",
+    "docker-hub",
+    "github-container-registry",
+    "azure-container-registry",
+    "gitlab-container-registry",
+    "chainguard",
+];
+
+/// The upstream kind ECR would name for a well-known host; none for any other OCI
+/// registry.
+fn infer_kind(url: &str) -> Option<&'static str> {
+    let host = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let host = host.split(':').next().unwrap_or(host);
+    Some(match host {
+        "public.ecr.aws" => "ecr-public",
+        "registry-1.docker.io" | "docker.io" | "index.docker.io" => "docker-hub",
+        "ghcr.io" => "github-container-registry",
+        "registry.gitlab.com" => "gitlab-container-registry",
+        "registry.k8s.io" => "k8s",
+        "quay.io" => "quay",
+        "cgr.dev" => "chainguard",
+        h if h.ends_with(".azurecr.io") => "azure-container-registry",
+        h if h.contains(".dkr.ecr.") && h.ends_with(".amazonaws.com") => "ecr",
+        _ => return None,
+    })
+}
+
+/// `host[:port]`, `https://host[:port]` or `http://host:port`.
+fn valid_url(url: &str) -> bool {
+    let (rest, plain) = match url.strip_prefix("http://") {
+        Some(r) => (r, true),
+        None => (url.strip_prefix("https://").unwrap_or(url), false),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let port_ok = match port {
+        None => !plain,
+        Some(p) => p.parse::<u16>().is_ok_and(|n| n > 0),
+    };
+    host_ok && port_ok
+}
+
+/// `^arn:aws(-\w+)*:secretsmanager:[a-zA-Z0-9-:]+:secret:ecr\-pullthroughcache\/[a-zA-Z0-9\/_+=.@-]+$`
+fn valid_credential_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("arn:aws") else {
+        return false;
+    };
+    let Some((partition, rest)) = rest.split_once(":secretsmanager:") else {
+        return false;
+    };
+    let partition_ok =
+        partition.is_empty()
+            || partition.split('-').skip(1).all(|w| {
+                !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }) && partition.starts_with('-');
+    let Some((middle, name)) = rest.split_once(":secret:ecr-pullthroughcache/") else {
+        return false;
+    };
+    partition_ok
+        && !middle.is_empty()
+        && middle
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b':')
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+}
+
+fn prefix_field(input: &Input, field: &str) -> Result<Option<String>, EcrError> {
+    let Some(p) = input.opt_str(field)? else {
+        return Ok(None);
+    };
+    check_len(field, p, 2, 30)?;
+    if !valid_prefix(p) {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at '{field}' failed to satisfy constraint: 'must satisfy regular expression '^([a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(\\/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*\\/?|ROOT)$'' (got '{p}')"
+        )));
+    }
+    Ok(Some(p.to_string()))
+}
+
+fn ecr_prefix(input: &Input) -> Result<String, EcrError> {
+    prefix_field(input, "ecrRepositoryPrefix")?.ok_or_else(|| {
+        EcrError::invalid("Invalid parameter at 'ecrRepositoryPrefix' failed to satisfy constraint: 'Member must not be null'")
+    })
+}
+
+fn credential_arn(input: &Input) -> Result<Option<String>, EcrError> {
+    let Some(a) = input.opt_str("credentialArn")? else {
+        return Ok(None);
+    };
+    check_len("credentialArn", a, 50, 612)?;
+    if !valid_credential_arn(a) {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'credentialArn' failed to satisfy constraint: 'must be the ARN of a Secrets Manager secret whose name starts with ecr-pullthroughcache/' (got '{a}')"
+        )));
+    }
+    Ok(Some(a.to_string()))
+}
+
+fn role_arn(input: &Input) -> Result<Option<String>, EcrError> {
+    Ok(input
+        .opt_len("customRoleArn", 0, 2048)?
+        .filter(|r| !r.is_empty())
+        .map(str::to_string))
+}
+
+async fn authorize(ctx: &Ctx, input: &Input) -> Result<String, EcrError> {
+    let account = ctx.registry_id(input)?;
+    ctx.app
+        .authorize(&ctx.caller, &ctx.action, &account, None, None)
+        .await?;
+    Ok(account)
+}
+
+fn not_found(prefix: &str, account: &str) -> EcrError {
+    EcrError::new(
+        EcrException::PullThroughCacheRuleNotFound,
+        format!("The pull-through cache rule with prefix '{prefix}' does not exist in the registry with id '{account}'"),
+    )
+}
+
+fn rule_json(account: &str, r: &PullThroughRule) -> Value {
+    let mut v = json!({
+        "ecrRepositoryPrefix": r.ecr_prefix,
+        "upstreamRegistryUrl": r.upstream_url,
+        "createdAt": epoch_secs(r.created_at),
+        "updatedAt": epoch_secs(r.updated_at),
+        "registryId": account,
+    });
+    if let Some(p) = &r.upstream_prefix {
+        v["upstreamRepositoryPrefix"] = json!(p);
+    }
+    if !r.upstream_registry.is_empty() {
+        v["upstreamRegistry"] = json!(r.upstream_registry);
+    }
+    if let Some(c) = &r.credential_arn {
+        v["credentialArn"] = json!(c);
+    }
+    if let Some(c) = &r.custom_role_arn {
+        v["customRoleArn"] = json!(c);
+    }
+    v
+}
+
+pub async fn create_pull_through_cache_rule(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let account = authorize(ctx, input).await?;
+    let prefix = ecr_prefix(input)?;
+    let url = input.req_str("upstreamRegistryUrl")?;
+    check_len("upstreamRegistryUrl", url, 1, 512)?;
+    if !valid_url(url) {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'upstreamRegistryUrl' failed to satisfy constraint: 'must be host[:port], or http://host:port for an upstream without TLS' (got '{url}')"
+        )));
+    }
+    let kind = match input.opt_str("upstreamRegistry")? {
+        Some(k) if UPSTREAM_KINDS.contains(&k) => k.to_string(),
+        Some(k) => {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'upstreamRegistry' failed to satisfy constraint: 'Member must satisfy enum value set: [{}]' (got '{k}')",
+                UPSTREAM_KINDS.join(", ")
+            )))
+        }
+        None => infer_kind(url).unwrap_or("").to_string(),
+    };
+    let upstream_prefix = prefix_field(input, "upstreamRepositoryPrefix")?;
+    if prefix == TEMPLATE_ROOT
+        && upstream_prefix
+            .as_deref()
+            .is_some_and(|p| p != TEMPLATE_ROOT)
+    {
+        return Err(EcrError::invalid(
+            "Invalid parameter: 'upstreamRepositoryPrefix' can only be set when 'ecrRepositoryPrefix' is not ROOT",
+        ));
+    }
+    let rule = PullThroughRule {
+        ecr_prefix: prefix.clone(),
+        upstream_url: url.to_string(),
+        upstream_registry: kind,
+        credential_arn: credential_arn(input)?,
+        custom_role_arn: role_arn(input)?,
+        upstream_prefix,
+        created_at: 0,
+        updated_at: 0,
+    };
+    if ctx.app.registry.pull_through_rules(&account).await?.len() >= MAX_RULES {
+        return Err(EcrError::new(
+            EcrException::LimitExceeded,
+            format!("A registry can have at most {MAX_RULES} pull-through cache rules"),
+        ));
+    }
+    let created = ctx
+        .app
+        .registry
+        .create_pull_through_rule(&account, &rule)
+        .await?
+        .ok_or_else(|| {
+            EcrError::new(
+                EcrException::PullThroughCacheRuleAlreadyExists,
+                format!("A pull-through cache rule with prefix '{prefix}' already exists in the registry with id '{account}'"),
+            )
+        })?;
+    let mut v = rule_json(&account, &created);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("updatedAt");
+    }
+    Ok(v)
+}
+
+pub async fn describe_pull_through_cache_rules(
+    ctx: &Ctx,
+    input: &Input,
+) -> Result<Value, EcrError> {
+    let account = authorize(ctx, input).await?;
+    let all = ctx.app.registry.pull_through_rules(&account).await?;
+    let wanted: Option<Vec<String>> = match input.opt_array("ecrRepositoryPrefixes")? {
+        None => None,
+        Some(list) => {
+            if list.is_empty() || list.len() > 100 {
+                return Err(EcrError::invalid(
+                    "Invalid parameter at 'ecrRepositoryPrefixes' failed to satisfy constraint: 'Member must have between 1 and 100 items'",
+                ));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for v in list {
+                let p = v.as_str().unwrap_or("");
+                if !all.iter().any(|r| r.ecr_prefix == p) {
+                    return Err(not_found(p, &account));
+                }
+                out.push(p.to_string());
+            }
+            Some(out)
+        }
+    };
+    let max = input.max_results(1000, 100)? as usize;
+    let after = match input.opt_str("nextToken")? {
+        Some(t) => Some(decode_token(t)?),
+        None => None,
+    };
+    let mut page: Vec<&PullThroughRule> = all
+        .iter()
+        .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(&r.ecr_prefix)))
+        .filter(|r| {
+            after
+                .as_ref()
+                .is_none_or(|a| r.ecr_prefix.as_str() > a.as_str())
+        })
+        .take(max + 1)
+        .collect();
+    let next = (page.len() > max).then(|| {
+        page.truncate(max);
+        encode_token(&page[max - 1].ecr_prefix)
+    });
+    let mut v = json!({
+        "pullThroughCacheRules": page.iter().map(|r| rule_json(&account, r)).collect::<Vec<_>>(),
+    });
+    if let Some(n) = next {
+        v["nextToken"] = json!(n);
+    }
+    Ok(v)
+}
+
+pub async fn update_pull_through_cache_rule(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let account = authorize(ctx, input).await?;
+    let prefix = ecr_prefix(input)?;
+    let credential = credential_arn(input)?;
+    let role = role_arn(input)?;
+    let all = ctx.app.registry.pull_through_rules(&account).await?;
+    let mut rule = all
+        .into_iter()
+        .find(|r| r.ecr_prefix == prefix)
+        .ok_or_else(|| not_found(&prefix, &account))?;
+    if input.get("credentialArn").is_some() {
+        rule.credential_arn = credential;
+    }
+    if input.get("customRoleArn").is_some() {
+        rule.custom_role_arn = role;
+    }
+    let r = ctx
+        .app
+        .registry
+        .update_pull_through_rule(&account, &rule)
+        .await?
+        .ok_or_else(|| not_found(&prefix, &account))?;
+    let mut v = json!({
+        "ecrRepositoryPrefix": r.ecr_prefix,
+        "registryId": account,
+        "updatedAt": epoch_secs(r.updated_at),
+    });
+    if let Some(p) = &r.upstream_prefix {
+        v["upstreamRepositoryPrefix"] = json!(p);
+    }
+    if let Some(c) = &r.credential_arn {
+        v["credentialArn"] = json!(c);
+    }
+    if let Some(c) = &r.custom_role_arn {
+        v["customRoleArn"] = json!(c);
+    }
+    Ok(v)
+}
+
+pub async fn delete_pull_through_cache_rule(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let account = authorize(ctx, input).await?;
+    let prefix = ecr_prefix(input)?;
+    let r = ctx
+        .app
+        .registry
+        .delete_pull_through_rule(&account, &prefix)
+        .await?
+        .ok_or_else(|| not_found(&prefix, &account))?;
+    // The model's DeletePullThroughCacheRuleResponse has neither `updatedAt` nor
+    // `upstreamRegistry`.
+    let mut v = rule_json(&account, &r);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("updatedAt");
+        o.remove("upstreamRegistry");
+    }
+    Ok(v)
+}
+
+/// Reads the rule's credential and authenticates to its upstream (`GET /v2/`).
+pub async fn validate_pull_through_cache_rule(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
+    let account = authorize(ctx, input).await?;
+    let prefix = ecr_prefix(input)?;
+    let rule = ctx
+        .app
+        .registry
+        .pull_through_rules(&account)
+        .await?
+        .into_iter()
+        .find(|r| r.ecr_prefix == prefix)
+        .ok_or_else(|| not_found(&prefix, &account))?;
+    let failure = ctx
+        .app
+        .registry
+        .validate_pull_through_rule(&account, &rule)
+        .await;
+    let mut v = json!({
+        "ecrRepositoryPrefix": rule.ecr_prefix,
+        "registryId": account,
+        "upstreamRegistryUrl": rule.upstream_url,
+        "isValid": failure.is_none(),
+    });
+    if let Some(p) = &rule.upstream_prefix {
+        v["upstreamRepositoryPrefix"] = json!(p);
+    }
+    if let Some(c) = &rule.credential_arn {
+        v["credentialArn"] = json!(c);
+    }
+    if let Some(c) = &rule.custom_role_arn {
+        v["customRoleArn"] = json!(c);
+    }
+    if let Some(f) = failure {
+        v["failure"] = json!(f);
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_kinds_and_credentials() {
+        for ok in [
+            "registry-1.docker.io",
+            "ghcr.io",
+            "localhost:5000",
+            "http://127.0.0.1:5000",
+            "https://quay.io",
+        ] {
+            assert!(valid_url(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "http://host",
+            "host/path",
+            "host:0",
+            "host:x",
+            "ftp://host:1",
+            "a..b",
+        ] {
+            assert!(!valid_url(bad), "{bad}");
+        }
+        assert_eq!(infer_kind("registry-1.docker.io"), Some("docker-hub"));
+        assert_eq!(infer_kind("public.ecr.aws"), Some("ecr-public"));
+        assert_eq!(infer_kind("x.azurecr.io"), Some("azure-container-registry"));
+        assert_eq!(
+            infer_kind("123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+            Some("ecr")
+        );
+        assert_eq!(infer_kind("http://127.0.0.1:5000"), None);
+        assert!(valid_credential_arn(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-AbCdEf"
+        ));
+        assert!(valid_credential_arn(
+            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:ecr-pullthroughcache/a/b"
+        ));
+        assert!(!valid_credential_arn(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:other/hub"
+        ));
+        assert!(!valid_credential_arn(
+            "arn:aws:s3:::bucket/ecr-pullthroughcache/x"
+        ));
+    }
+}

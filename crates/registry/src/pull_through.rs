@@ -1,0 +1,455 @@
+//! Pull-through cache rules (ECR `PullThroughCacheRule`): which upstream registry a
+//! repository prefix of this registry mirrors. The front end validates a rule before
+//! it reaches the core; the core stores it as JSON and finds the rule for a name
+//! (the longest matching prefix, `ROOT` last). Only the credential and the role of a
+//! rule change after it is created.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+
+use berth_oci::manifest::{Manifest, ManifestKind};
+use berth_oci::{Digest, Reference};
+use berth_store::meta::{DocTable, TemplateRow};
+use berth_store::RepositoryRow;
+use serde::{Deserialize, Serialize};
+
+use crate::upstream::{Upstream, UpstreamError};
+use crate::{Registry, RegistryError};
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// A pull-through cache rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullThroughRule {
+    /// The repository prefix in this registry, or `ROOT`.
+    pub ecr_prefix: String,
+    /// `host[:port]` reached over HTTPS, or an explicit `http://host:port`.
+    pub upstream_url: String,
+    /// ECR's `upstreamRegistry` kind (`docker-hub`, `quay`, …).
+    pub upstream_registry: String,
+    pub credential_arn: Option<String>,
+    pub custom_role_arn: Option<String>,
+    /// The upstream repository prefix replacing `ecr_prefix`, or `ROOT`; `None`
+    /// (read as `ROOT`) when the rule was created without one — ECR then leaves
+    /// `upstreamRepositoryPrefix` out of its answers, and Terraform, whose
+    /// attribute is not computed, plans clean only that way.
+    #[serde(default)]
+    pub upstream_prefix: Option<String>,
+    #[serde(skip)]
+    pub created_at: i64,
+    #[serde(skip)]
+    pub updated_at: i64,
+}
+
+impl PullThroughRule {
+    /// The upstream repository `name` (a repository of this registry) mirrors, when
+    /// this rule covers it.
+    pub fn upstream_name(&self, name: &str) -> Option<String> {
+        let rest = if self.ecr_prefix == crate::TEMPLATE_ROOT {
+            name
+        } else {
+            let p = self.ecr_prefix.trim_end_matches('/');
+            name.strip_prefix(p)?.strip_prefix('/')?
+        };
+        if rest.is_empty() {
+            return None;
+        }
+        Some(match self.upstream_prefix.as_deref() {
+            None | Some(crate::TEMPLATE_ROOT) => rest.to_string(),
+            Some(p) => format!("{}/{rest}", p.trim_end_matches('/')),
+        })
+    }
+}
+
+/// The rule among `all` that covers `name`: the longest prefix, `ROOT` last.
+pub fn matching_rule<'a>(all: &'a [PullThroughRule], name: &str) -> Option<&'a PullThroughRule> {
+    all.iter()
+        .filter(|r| r.upstream_name(name).is_some())
+        .max_by_key(|r| {
+            if r.ecr_prefix == crate::TEMPLATE_ROOT {
+                0
+            } else {
+                r.ecr_prefix.trim_end_matches('/').len()
+            }
+        })
+}
+
+fn from_row(r: TemplateRow) -> Result<PullThroughRule> {
+    let mut rule: PullThroughRule = serde_json::from_str(&r.body).map_err(|e| {
+        RegistryError::Store(berth_store::StoreError::Conflict(format!(
+            "stored pull-through cache rule {} does not parse: {e}",
+            r.prefix
+        )))
+    })?;
+    rule.ecr_prefix = r.prefix;
+    rule.created_at = r.created_at;
+    rule.updated_at = r.updated_at;
+    Ok(rule)
+}
+
+fn body(r: &PullThroughRule) -> String {
+    serde_json::to_string(r).expect("a rule serializes")
+}
+
+impl Registry {
+    /// Every pull-through cache rule of `account`, in prefix order.
+    pub async fn pull_through_rules(&self, account: &str) -> Result<Vec<PullThroughRule>> {
+        self.meta
+            .list_templates(DocTable::PullThroughRules, account)
+            .await?
+            .into_iter()
+            .map(from_row)
+            .collect()
+    }
+
+    /// Stores a new rule; `None` when its prefix already has one.
+    pub async fn create_pull_through_rule(
+        &self,
+        account: &str,
+        r: &PullThroughRule,
+    ) -> Result<Option<PullThroughRule>> {
+        let now = self.now();
+        let inserted = self
+            .meta
+            .insert_template(
+                DocTable::PullThroughRules,
+                account,
+                &r.ecr_prefix,
+                &body(r),
+                now,
+            )
+            .await?;
+        Ok(inserted.then(|| PullThroughRule {
+            created_at: now,
+            updated_at: now,
+            ..r.clone()
+        }))
+    }
+
+    /// Replaces a rule; `None` when its prefix has none.
+    pub async fn update_pull_through_rule(
+        &self,
+        account: &str,
+        r: &PullThroughRule,
+    ) -> Result<Option<PullThroughRule>> {
+        let now = self.now();
+        let updated = self
+            .meta
+            .update_template(
+                DocTable::PullThroughRules,
+                account,
+                &r.ecr_prefix,
+                &body(r),
+                now,
+            )
+            .await?;
+        Ok(updated.then(|| PullThroughRule {
+            updated_at: now,
+            ..r.clone()
+        }))
+    }
+
+    /// Deletes a rule and returns it. Cached repositories stay as they are.
+    pub async fn delete_pull_through_rule(
+        &self,
+        account: &str,
+        prefix: &str,
+    ) -> Result<Option<PullThroughRule>> {
+        self.meta
+            .delete_template(DocTable::PullThroughRules, account, prefix)
+            .await?
+            .map(from_row)
+            .transpose()
+    }
+}
+
+/// Why a pull through a rule could not be served from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum PullThroughError {
+    #[error("the credential of the pull-through cache rule cannot be used: {0}")]
+    Credential(String),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("the upstream registry sent {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<berth_store::StoreError> for PullThroughError {
+    fn from(e: berth_store::StoreError) -> Self {
+        PullThroughError::Registry(RegistryError::Store(e))
+    }
+}
+
+/// How long a pull-through lease holds without being renewed (each stored blob
+/// renews it); a node that dies holding one delays the others this long at most.
+const LEASE_MS: i64 = 5 * 60 * 1000;
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Imports in progress on this node, one per (repository, reference): a second
+/// pull of the same uncached image waits for the first and then reads the cache.
+fn inflight() -> &'static StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+    static M: OnceLock<StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+impl Registry {
+    /// A client of the rule's upstream, with the credential its secret holds.
+    pub async fn upstream_of(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+    ) -> std::result::Result<Upstream, PullThroughError> {
+        let creds = match &rule.credential_arn {
+            None => None,
+            Some(arn) => Some(
+                self.pull_through_credentials(account, arn)
+                    .await
+                    .map_err(|e| PullThroughError::Credential(e.to_string()))?,
+            ),
+        };
+        Ok(Upstream::new(&rule.upstream_url, creds)?)
+    }
+
+    /// ValidatePullThroughCacheRule: reads the credential and authenticates to
+    /// the upstream (`GET /v2/`). `None` when the rule works, else why not.
+    pub async fn validate_pull_through_rule(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+    ) -> Option<String> {
+        let up = match self.upstream_of(account, rule).await {
+            Ok(u) => u,
+            Err(e) => return Some(e.to_string()),
+        };
+        up.ping().await.err().map(|e| e.to_string())
+    }
+
+    /// Whether the cached `tag` of `repo` is due for a check upstream.
+    pub async fn pull_through_due(&self, repo: &RepositoryRow, tag: &str) -> Result<bool> {
+        let last = self.meta.pull_through_checked(repo.repo_id, tag).await?;
+        Ok(last.is_none_or(|t| self.now() - t >= self.config.pull_through_refresh_ms))
+    }
+
+    /// Fetches `reference` of `upstream_name` from the rule's upstream into `repo`:
+    /// the manifest (an index with every manifest it lists) and every blob the
+    /// cache lacks, each blob streamed into the blob store and verified against its
+    /// digest, the manifest against the digest it was asked by. Concurrent imports
+    /// of the same reference fetch once: on this node they queue on a lock, across
+    /// nodes on a lease row in the database.
+    pub async fn import_upstream_image(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+        repo: &RepositoryRow,
+        upstream_name: &str,
+        reference: &Reference,
+    ) -> std::result::Result<(), PullThroughError> {
+        let key = format!("{}/{}", repo.repo_id, reference);
+        let lock = inflight()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let started = self.now();
+        let out = async {
+            let _g = lock.lock().await;
+            // One node at a time: the others wait for the lease and then read
+            // what its holder stored.
+            let holder = uuid::Uuid::new_v4().to_string();
+            let lease = format!("pull-through:{key}");
+            loop {
+                if self.imported_since(repo, reference, started).await? {
+                    return Ok(());
+                }
+                let now = self.now();
+                if self
+                    .meta
+                    .take_pull_through_lease(&lease, &holder, now, now + LEASE_MS)
+                    .await?
+                {
+                    break;
+                }
+                tokio::time::sleep(LEASE_POLL).await;
+            }
+            let out = async {
+                let up = self.upstream_of(account, rule).await?;
+                self.import_manifest(&up, repo, upstream_name, reference, &(&lease, &holder))
+                    .await?;
+                if let Reference::Tag(t) = reference {
+                    self.meta
+                        .set_pull_through_checked(repo.repo_id, t.as_str(), self.now())
+                        .await?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = self.meta.release_pull_through_lease(&lease, &holder).await {
+                tracing::warn!(error = %e, "could not release a pull-through lease; it runs out by itself");
+            }
+            out
+        }
+        .await;
+        inflight()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        out
+    }
+
+    /// Whether another pull stored `reference` in `repo` since `since`.
+    async fn imported_since(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        since: i64,
+    ) -> Result<bool> {
+        Ok(match reference {
+            Reference::Tag(t) => self
+                .meta
+                .pull_through_checked(repo.repo_id, t.as_str())
+                .await?
+                .is_some_and(|c| c >= since),
+            Reference::Digest(_) => self.find_manifest(repo, reference).await.is_ok(),
+        })
+    }
+
+    fn import_manifest<'a>(
+        &'a self,
+        up: &'a Upstream,
+        repo: &'a RepositoryRow,
+        upstream_name: &'a str,
+        reference: &'a Reference,
+        lease: &'a (&'a String, &'a String),
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<(), PullThroughError>> + Send + 'a>> {
+        Box::pin(async move {
+            let (body, ct) = up.manifest(upstream_name, &reference.to_string()).await?;
+            let digest = Digest::sha256_of(&body);
+            if let Reference::Digest(want) = reference {
+                if want != &digest {
+                    return Err(PullThroughError::Invalid(format!(
+                        "manifest {digest} when asked for {want}"
+                    )));
+                }
+            }
+            let m = Manifest::parse(&body, ct.as_deref())
+                .map_err(|e| PullThroughError::Invalid(format!("an invalid manifest: {e}")))?;
+            match m.kind {
+                ManifestKind::Index => {
+                    for child in &m.manifests {
+                        let r = Reference::Digest(child.digest.clone());
+                        if self.find_manifest(repo, &r).await.is_err() {
+                            self.import_manifest(up, repo, upstream_name, &r, lease)
+                                .await?;
+                        }
+                    }
+                }
+                ManifestKind::Image => {
+                    for d in m.required_blobs() {
+                        if self.stat_blob(repo, &d.digest).await.is_err() {
+                            self.import_blob(up, repo, upstream_name, &d.digest).await?;
+                            // Each stored blob renews the lease.
+                            let now = self.now();
+                            self.meta
+                                .take_pull_through_lease(lease.0, lease.1, now, now + LEASE_MS)
+                                .await?;
+                        }
+                    }
+                }
+            }
+            self.put_manifest(repo, reference, ct.as_deref(), body)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn import_blob(
+        &self,
+        up: &Upstream,
+        repo: &RepositoryRow,
+        upstream_name: &str,
+        digest: &Digest,
+    ) -> std::result::Result<(), PullThroughError> {
+        let stream = up.blob(upstream_name, digest.as_str()).await?;
+        let upload = self.start_upload(repo).await?;
+        let stored = async {
+            self.append_upload(repo, &upload.id, None, None, stream)
+                .await?;
+            self.complete_upload(repo, &upload.id, digest).await
+        }
+        .await;
+        if let Err(e) = stored {
+            let _ = self.cancel_upload(repo, &upload.id).await;
+            return Err(match e {
+                RegistryError::DigestMismatch | RegistryError::DigestInvalid(_) => {
+                    PullThroughError::Invalid(format!("blob content that does not match {digest}"))
+                }
+                e => e.into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(ecr: &str, up: &str) -> PullThroughRule {
+        PullThroughRule {
+            ecr_prefix: ecr.into(),
+            upstream_url: "registry-1.docker.io".into(),
+            upstream_registry: "docker-hub".into(),
+            credential_arn: None,
+            custom_role_arn: None,
+            upstream_prefix: Some(up.into()),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn prefix_mapping_per_ecr_docs() {
+        // The table of ECR's documentation (`upstreamRepositoryPrefix`).
+        assert_eq!(
+            r("ecr-public", "ROOT")
+                .upstream_name("ecr-public/my-app/image1")
+                .as_deref(),
+            Some("my-app/image1")
+        );
+        assert_eq!(
+            r("ROOT", "ROOT").upstream_name("my-app/image1").as_deref(),
+            Some("my-app/image1")
+        );
+        assert_eq!(
+            r("team-a", "team-a")
+                .upstream_name("team-a/myapp/image1")
+                .as_deref(),
+            Some("team-a/myapp/image1")
+        );
+        assert_eq!(
+            r("my-app", "upstream-app")
+                .upstream_name("my-app/image1")
+                .as_deref(),
+            Some("upstream-app/image1")
+        );
+        assert_eq!(r("my-app", "ROOT").upstream_name("my-app").as_deref(), None);
+        assert_eq!(
+            r("my-app", "ROOT").upstream_name("my-apps/x").as_deref(),
+            None
+        );
+        let all = vec![
+            r("ROOT", "ROOT"),
+            r("hub", "ROOT"),
+            r("hub/library", "library"),
+        ];
+        let pick = |n: &str| matching_rule(&all, n).map(|r| r.ecr_prefix.as_str());
+        assert_eq!(pick("hub/library/alpine"), Some("hub/library"));
+        assert_eq!(pick("hub/grafana/grafana"), Some("hub"));
+        assert_eq!(pick("other/x"), Some("ROOT"));
+    }
+}

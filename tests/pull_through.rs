@@ -1,0 +1,518 @@
+//! Pull-through cache rules: the four stored operations with ECR's validation and
+//! errors, Terraform's `aws_ecr_pull_through_cache_rule` (with the credential secret),
+//! and the pull flow through a rule against a real upstream.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use berth_testsupport::ecr::{self, Credentials};
+use berth_testsupport::tools::require;
+use berth_testsupport::{both_backends, Berth, Http, Response, TempDir};
+use serde_json::{json, Value};
+
+#[track_caller]
+fn aws_error(r: &Response, ty: &str) {
+    r.expect_status(400);
+    assert_eq!(r.json()["__type"], ty, "{}", r.describe());
+}
+
+#[track_caller]
+fn ok(r: Response) -> Value {
+    r.expect_status(200);
+    r.json()
+}
+
+/// A Secrets Manager call (`secretsmanager.<op>`) as the account root.
+fn secrets(berth: &Berth, op: &str, body: &Value) -> Response {
+    ecr::call(
+        &Http::new(berth.addr()),
+        &berth.host(),
+        &berth.root_credentials(),
+        ecr::TEST_REGION,
+        "secretsmanager",
+        &format!("secretsmanager.{op}"),
+        body,
+    )
+}
+
+const HUB_SECRET: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-AbCdEf";
+
+both_backends! {
+    fn pull_through_rules_crud_and_validation(backend) {
+        let berth = Berth::start(backend);
+        let create = |body: Value| berth.ecr("CreatePullThroughCacheRule", &body);
+        let v = ok(create(json!({"ecrRepositoryPrefix": "hub", "upstreamRegistryUrl": "registry-1.docker.io", "credentialArn": HUB_SECRET})));
+        assert_eq!(v["ecrRepositoryPrefix"], "hub");
+        assert_eq!(v["upstreamRegistryUrl"], "registry-1.docker.io");
+        assert_eq!(v["upstreamRegistry"], "docker-hub");
+        // Left out when not given (Terraform's attribute is not computed).
+        assert!(v.get("upstreamRepositoryPrefix").is_none(), "{v}");
+        assert_eq!(v["credentialArn"], HUB_SECRET);
+        assert_eq!(v["registryId"], "123456789012");
+        assert!(v["createdAt"].is_number(), "{v}");
+        let v = ok(create(json!({"ecrRepositoryPrefix": "local", "upstreamRegistryUrl": "http://127.0.0.1:5000", "upstreamRepositoryPrefix": "mirror"})));
+        assert!(v.get("upstreamRegistry").is_none(), "{v}");
+        assert_eq!(v["upstreamRepositoryPrefix"], "mirror");
+
+        aws_error(&create(json!({"ecrRepositoryPrefix": "hub", "upstreamRegistryUrl": "quay.io"})), "PullThroughCacheRuleAlreadyExistsException");
+        aws_error(&create(json!({"ecrRepositoryPrefix": "a", "upstreamRegistryUrl": "quay.io"})), "InvalidParameterException");
+        aws_error(&create(json!({"ecrRepositoryPrefix": "Quay", "upstreamRegistryUrl": "quay.io"})), "InvalidParameterException");
+        aws_error(&create(json!({"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io/path"})), "InvalidParameterException");
+        aws_error(&create(json!({"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "http://quay.io"})), "InvalidParameterException");
+        aws_error(&create(json!({"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io", "upstreamRegistry": "dockerhub"})), "InvalidParameterException");
+        aws_error(&create(json!({"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io", "credentialArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:other/quay-abc"})), "InvalidParameterException");
+        aws_error(&create(json!({"ecrRepositoryPrefix": "ROOT", "upstreamRegistryUrl": "quay.io", "upstreamRepositoryPrefix": "x1"})), "InvalidParameterException");
+        ok(create(json!({"ecrRepositoryPrefix": "ROOT", "upstreamRegistryUrl": "quay.io"})));
+
+        let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({})));
+        let prefixes: Vec<&str> = v["pullThroughCacheRules"].as_array().expect("rules").iter().filter_map(|r| r["ecrRepositoryPrefix"].as_str()).collect();
+        assert_eq!(prefixes, ["ROOT", "hub", "local"]);
+        let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({"ecrRepositoryPrefixes": ["hub"]})));
+        assert_eq!(v["pullThroughCacheRules"][0]["upstreamRegistry"], "docker-hub");
+        // Terraform reads a rule by its prefix and takes NotFound as "gone".
+        aws_error(&berth.ecr("DescribePullThroughCacheRules", &json!({"ecrRepositoryPrefixes": ["nope"]})), "PullThroughCacheRuleNotFoundException");
+        let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({"maxResults": 2})));
+        assert_eq!(v["pullThroughCacheRules"].as_array().map(Vec::len), Some(2));
+        let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({"maxResults": 2, "nextToken": v["nextToken"]})));
+        assert_eq!(v["pullThroughCacheRules"][0]["ecrRepositoryPrefix"], "local");
+
+        // Only the credential and the role change.
+        let v = ok(berth.ecr("UpdatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "hub", "customRoleArn": "arn:aws:iam::123456789012:role/ptc"})));
+        assert_eq!(v["customRoleArn"], "arn:aws:iam::123456789012:role/ptc");
+        assert_eq!(v["credentialArn"], HUB_SECRET);
+        assert!(v["updatedAt"].is_number(), "{v}");
+        aws_error(&berth.ecr("UpdatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "nope", "customRoleArn": "r"})), "PullThroughCacheRuleNotFoundException");
+
+        let v = ok(berth.ecr("DeletePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "hub"})));
+        assert_eq!(v["upstreamRegistryUrl"], "registry-1.docker.io");
+        assert_eq!(v["customRoleArn"], "arn:aws:iam::123456789012:role/ptc");
+        aws_error(&berth.ecr("DeletePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "hub"})), "PullThroughCacheRuleNotFoundException");
+    }
+}
+
+/// Terraform with the hashicorp/aws provider from the machine's offline mirror (as
+/// in `ecr_workflow.rs`).
+fn terraform(dir: &Path, args: &[&str], endpoint: &str, creds: &Credentials) -> Output {
+    require(
+        "terraform",
+        "install Terraform 1.11 and the hashicorp/aws provider mirror (BERTH_TF_PLUGIN_DIR, default /opt/tf-plugins)",
+    );
+    let mirror = std::env::var("BERTH_TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into());
+    let rc = dir.join("terraformrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{mirror}\"\n    include = [\"registry.terraform.io/*/*\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/*/*\"]\n  }}\n}}\ndisable_checkpoint = true\n"
+        ),
+    )
+    .expect("terraformrc");
+    Command::new("terraform")
+        .args(args)
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", &rc)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("TF_VAR_endpoint", endpoint)
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run terraform")
+}
+
+both_backends! {
+    fn terraform_pull_through_cache_rules(backend) {
+        let berth = Berth::start(backend);
+        let root = berth.root_credentials();
+        let tmp = TempDir::new("tfptc");
+        let dir = tmp.join("ptc");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/terraform-ptc");
+        std::fs::copy(fixtures.join("main.tf"), dir.join("main.tf")).expect("copy");
+        let url = berth.url();
+        let run = |args: &[&str]| {
+            let o = terraform(&dir, args, &url, &root);
+            (o.status.code(), format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        };
+        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "init:\n{log}");
+        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
+        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+        let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({"ecrRepositoryPrefixes": ["hub"]})));
+        let r = &v["pullThroughCacheRules"][0];
+        assert_eq!(r["upstreamRegistry"], "docker-hub");
+        assert_eq!(r["upstreamRepositoryPrefix"], "library");
+        // The credential is the secret Terraform created through berth's Secrets
+        // Manager, holding the value Terraform put.
+        let arn = r["credentialArn"].as_str().expect("credentialArn").to_string();
+        assert!(arn.starts_with("arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/hub-"), "{arn}");
+        let v = ok(secrets(&berth, "GetSecretValue", &json!({"SecretId": arn})));
+        assert_eq!(v["SecretString"], r#"{"accessToken":"tf-token-1","username":"puller"}"#);
+        let v = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/hub"})));
+        assert_eq!(v["Tags"], json!([{"Key": "team", "Value": "platform"}]));
+        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({})));
+        assert_eq!(v["pullThroughCacheRules"], json!([]));
+        // Destroyed with Terraform's default recovery window: marked for deletion.
+        let v = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/hub"})));
+        assert!(v["DeletedDate"].is_number(), "{v}");
+    }
+}
+
+// ---- the pull flow against a real upstream ---------------------------------------
+
+/// The reference registry (`docker-registry`, Debian's package) as an upstream, on
+/// a loopback port, optionally behind htpasswd auth; its access log counts requests.
+struct Upstream {
+    dir: TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+    creds: Option<(String, String)>,
+}
+
+impl Upstream {
+    fn start(creds: Option<(&str, &str)>) -> Upstream {
+        require("docker-registry", "apt-get install -y docker-registry");
+        let dir = TempDir::new("upstream");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        if let Some((u, p)) = creds {
+            require("htpasswd", "apt-get install -y apache2-utils");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .expect("htpasswd");
+            assert!(out.status.success());
+            std::fs::write(dir.join("htpasswd"), &out.stdout).expect("htpasswd file");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: upstream\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.join("config.yml"), config).expect("config");
+        let mut up = Upstream {
+            dir,
+            port,
+            child: None,
+            creds: creds.map(|(u, p)| (u.to_string(), p.to_string())),
+        };
+        up.run();
+        up
+    }
+
+    fn run(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("access.log"))
+            .expect("log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.join("config.yml"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn push(&self, src: &str, name_and_ref: &str) {
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--dest-tls-verify=false"]);
+        if let Some((u, p)) = &self.creds {
+            c.arg(format!("--dest-creds={u}:{p}"));
+        }
+        let out = c
+            .args([
+                "--all",
+                src,
+                &format!("docker://127.0.0.1:{}/{name_and_ref}", self.port),
+            ])
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "push to upstream: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Successful `GET`s of a blob of `repo` in the access log.
+    fn blob_gets(&self, repo: &str, digest: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let want = format!("\"GET /v2/{repo}/blobs/{digest} ");
+        log.lines()
+            .filter(|l| l.contains(&want) && l.contains("\" 200 "))
+            .count()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn repo_tags(berth: &Berth, name: &str) -> Value {
+    let v = ok(berth.ecr("DescribeRepositories", &json!({"repositoryNames": [name]})));
+    let arn = v["repositories"][0]["repositoryArn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
+    ok(berth.ecr("ListTagsForResource", &json!({"resourceArn": arn})))["tags"].clone()
+}
+
+both_backends! {
+    fn pull_through_an_authenticated_upstream(backend) {
+        use berth_testsupport::{sha256_digest, Layout};
+        let tmp = TempDir::new("ptcflow");
+        let layout = Layout::build(&tmp.join("layout"));
+        let mut up = Upstream::start(Some(("puller", "upstream-pw-1")));
+        up.push(&layout.oci_ref("single"), "library/app:v1");
+        up.push(&layout.oci_ref("multi"), "library/multi:v1");
+
+        let berth = Berth::start(backend);
+        ok(secrets(&berth, "CreateSecret", &json!({"Name": "ecr-pullthroughcache/up", "SecretString": r#"{"username":"puller","accessToken":"upstream-pw-1"}"#})));
+        let good = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/up"})))["ARN"].as_str().expect("arn").to_string();
+        ok(secrets(&berth, "CreateSecret", &json!({"Name": "ecr-pullthroughcache/wrong", "SecretString": r#"{"username":"puller","accessToken":"nope"}"#})));
+        let wrong = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/wrong"})))["ARN"].as_str().expect("arn").to_string();
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "up", "upstreamRegistryUrl": up.url(), "credentialArn": good})));
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "bad", "upstreamRegistryUrl": up.url(), "credentialArn": wrong})));
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "anon", "upstreamRegistryUrl": up.url()})));
+        ok(berth.ecr("CreateRepositoryCreationTemplate", &json!({
+            "prefix": "up", "appliedFor": ["PULL_THROUGH_CACHE"],
+            "resourceTags": [{"Key": "cache", "Value": "upstream"}],
+        })));
+
+        // ValidatePullThroughCacheRule really authenticates to the upstream.
+        let v = ok(berth.ecr("ValidatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "up"})));
+        assert_eq!(v["isValid"], true, "{v}");
+        for prefix in ["bad", "anon"] {
+            let v = ok(berth.ecr("ValidatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": prefix})));
+            assert_eq!(v["isValid"], false, "{v}");
+            assert!(v["failure"].as_str().is_some_and(|f| f.contains("credentials")), "{v}");
+        }
+        aws_error(&berth.ecr("ValidatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "nope"})), "PullThroughCacheRuleNotFoundException");
+
+        // First pull: the repository is created with the template, the image is
+        // fetched, and what berth serves is byte-exact.
+        let sk = berth.skopeo();
+        let raw = sk.inspect_raw("up/library/app:v1");
+        assert_eq!(sha256_digest(&raw), layout.image.digest());
+        assert_eq!(repo_tags(&berth, "up/library/app"), json!([{"Key": "cache", "Value": "upstream"}]));
+        let out = tmp.join("pulled");
+        sk.copy(&berth.docker_ref("up/library/app:v1"), &format!("oci:{}:x", out.display()), &[]);
+        for b in layout.image.blobs() {
+            assert_eq!(berth_testsupport::layout::layout_blob(&out, &b.digest), b.bytes, "blob {}", b.digest.as_str());
+        }
+        // A multi-arch index brings its platform manifests.
+        let raw = sk.inspect_raw("up/library/multi:v1");
+        assert_eq!(sha256_digest(&raw), layout.index.digest.as_str());
+        sk.copy(&berth.docker_ref("up/library/multi:v1"), &format!("oci:{}:m", tmp.join("multi").display()), &["--all"]);
+        for img in &layout.index_images {
+            berth.http().get(&format!("/v2/up/library/multi/manifests/{}", img.digest())).expect_status(200);
+        }
+        // podman pulls through the cache too.
+        let pm = berth.podman();
+        pm.run("pull", &[&pm.image_ref("up/library/app:v1")]);
+
+        // Wrong credentials and no credentials fail the pull (the repository is
+        // created, the image is not).
+        assert!(!sk.try_run("inspect", &["--raw", &berth.docker_ref("bad/library/app:v1")]).status.success());
+        // An unknown upstream tag is MANIFEST_UNKNOWN.
+        let r = berth.http().get("/v2/up/library/app/manifests/nope");
+        r.expect_status(404);
+        assert!(r.text().contains("MANIFEST_UNKNOWN"), "{}", r.describe());
+
+        // With the upstream down, the cache still serves.
+        up.stop();
+        assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest());
+        sk.copy(&berth.docker_ref("up/library/app:v1"), &format!("oci:{}:y", tmp.join("down").display()), &[]);
+
+        // A new upstream tag is seen once the refresh interval has passed: a second
+        // node on the same database, whose clock is an hour ahead and whose refresh
+        // interval is 30 minutes, re-checks it (the first node's token still holds
+        // there, an hour on).
+        up.run();
+        up.push(&layout.oci_ref("multi"), "library/app:v1");
+        assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest(), "re-checked before the interval");
+        let later = berth.peer().env("BERTH_CLOCK_OFFSET_SECS", "3600").env("BERTH_PULL_THROUGH_REFRESH_SECS", "1800").start();
+        let (user, pass) = berth.registry_creds();
+        let inspect_later = |r: &str| {
+            let out = Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false", &format!("--creds={user}:{pass}"), &later.docker_ref(r)])
+                .output()
+                .expect("skopeo");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        assert_eq!(sha256_digest(&inspect_later("up/library/app:v1")), layout.index.digest.as_str());
+
+        // Two concurrent first pulls fetch each blob once.
+        up.push(&layout.oci_ref("single"), "library/other:v1");
+        let t = |n: &str| {
+            let sk = berth.skopeo();
+            let src = berth.docker_ref("up/library/other:v1");
+            let dst = format!("oci:{}:c", tmp.join(n).display());
+            move || sk.try_copy(&src, &dst, &[])
+        };
+        std::thread::scope(|s| {
+            let a = s.spawn(t("c1"));
+            let b = s.spawn(t("c2"));
+            for h in [a, b] {
+                let o = h.join().expect("thread");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            }
+        });
+        for b in layout.image.blobs() {
+            assert_eq!(up.blob_gets("library/other", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());
+        }
+        // Two concurrent first pulls on two nodes (same database) fetch each blob
+        // once too: the nodes share a lease. (The manifest read is what fills the
+        // cache; the blobs land in the filling node's blob store, which these test
+        // nodes do not share, so only the manifests are read here.)
+        up.push(&layout.oci_ref("single"), "library/cross:v1");
+        let peer = berth.peer().start();
+        let pull_from = |node: &Berth| {
+            let src = node.docker_ref("up/library/cross:v1");
+            let creds = format!("--creds={user}:{pass}");
+            move || Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &creds, &src]).output().expect("skopeo")
+        };
+        std::thread::scope(|s| {
+            let a = s.spawn(pull_from(&berth));
+            let b = s.spawn(pull_from(&peer));
+            for h in [a, b] {
+                let o = h.join().expect("thread");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                assert_eq!(sha256_digest(&o.stdout), layout.image.digest());
+            }
+        });
+        for b in layout.image.blobs() {
+            assert_eq!(up.blob_gets("library/cross", b.digest.as_str()), 1, "blob {} fetched once across nodes", b.digest);
+        }
+        // The first pull fetched each blob once too, and later pulls none.
+        for b in layout.image.blobs() {
+            assert_eq!(up.blob_gets("library/app", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());
+        }
+
+        // A cached tag due for a check is served from the cache when the upstream
+        // is down.
+        up.stop();
+        assert_eq!(sha256_digest(&inspect_later("up/library/multi:v1")), layout.index.digest.as_str());
+    }
+}
+
+/// The data-plane credentials of `creds` (`GetAuthorizationToken`).
+fn registry_login(berth: &Berth, creds: &Credentials) -> Http {
+    use base64::Engine as _;
+    let v = ok(berth.ecr_as(creds, "GetAuthorizationToken", &json!({})));
+    let token = v["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .expect("token");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .expect("base64");
+    let (u, p) = std::str::from_utf8(&raw)
+        .expect("utf8")
+        .split_once(':')
+        .expect("user:pass")
+        .to_owned();
+    Http::new(berth.addr()).basic_auth(u, p)
+}
+
+fn access_key(out: String) -> Credentials {
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .expect("key line")
+    };
+    Credentials {
+        access_key_id: get("aws_access_key_id = "),
+        secret_access_key: get("aws_secret_access_key = "),
+    }
+}
+
+both_backends! {
+    fn pull_through_anonymous_upstream_another_berth_and_permissions(backend) {
+        use berth_testsupport::{sha256_digest, Layout};
+        let tmp = TempDir::new("ptcanon");
+        let layout = Layout::build(&tmp.join("layout"));
+        let up = Upstream::start(None);
+        up.push(&layout.oci_ref("single"), "library/app:v1");
+        up.push(&layout.oci_ref("single"), "library/app:v2");
+        // Another berth as the upstream, with its registry token as the credential.
+        let other = Berth::start(backend);
+        other.skopeo().copy(&layout.oci_ref("multi"), &other.docker_ref("team/app:v1"), &["--all"]);
+        let (ou, op) = other.registry_creds();
+
+        let berth = Berth::start(backend);
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "hub", "upstreamRegistryUrl": up.url()})));
+        ok(secrets(&berth, "CreateSecret", &json!({"Name": "ecr-pullthroughcache/peer", "SecretString": json!({"username": ou, "accessToken": op}).to_string()})));
+        let arn = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/peer"})))["ARN"].as_str().expect("arn").to_string();
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "peer", "upstreamRegistryUrl": other.url(), "credentialArn": arn, "upstreamRepositoryPrefix": "team"})));
+        for prefix in ["hub", "peer"] {
+            let v = ok(berth.ecr("ValidatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": prefix})));
+            assert_eq!(v["isValid"], true, "{v}");
+        }
+
+        // A reader may not create a cache repository (no ecr:CreateRepository, no
+        // ecr:BatchImportUpstreamImage)...
+        berth.admin(&["user", "create", "reader"]);
+        berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
+        let reader = registry_login(&berth, &access_key(berth.admin(&["access-key", "create", "--user", "reader"])));
+        let r = reader.get("/v2/hub/library/app/manifests/v1");
+        r.expect_status(403);
+        assert!(r.text().contains("DENIED"), "{}", r.describe());
+        aws_error(&berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["hub/library/app"]})), "RepositoryNotFoundException");
+
+        // ...but reads what the cache holds once an allowed caller filled it, and
+        // cannot import a tag the cache lacks.
+        let sk = berth.skopeo();
+        assert_eq!(sha256_digest(&sk.inspect_raw("hub/library/app:v1")), layout.image.digest());
+        let r = reader.get("/v2/hub/library/app/manifests/v1");
+        r.expect_status(200);
+        assert_eq!(sha256_digest(&r.body), layout.image.digest());
+        reader.get("/v2/hub/library/app/manifests/v2").expect_status(403);
+        // By digest, a cached manifest is served without asking the upstream.
+        reader.get(&format!("/v2/hub/library/app/manifests/{}", layout.image.digest())).expect_status(200);
+
+        // Through the other berth (Basic auth with its token), the index and its
+        // platform manifests, digest-exact; the upstream prefix maps `peer/app` to
+        // `team/app`.
+        assert_eq!(sha256_digest(&sk.inspect_raw("peer/app:v1")), layout.index.digest.as_str());
+        sk.copy(&berth.docker_ref("peer/app:v1"), &format!("oci:{}:m", tmp.join("multi").display()), &["--all"]);
+        for img in &layout.index_images {
+            berth.http().get(&format!("/v2/peer/app/manifests/{}", img.digest())).expect_status(200);
+        }
+    }
+}
