@@ -14,8 +14,8 @@ mod clock;
 mod control;
 mod error;
 mod gc;
-pub mod jobs;
 pub mod identity;
+pub mod jobs;
 pub mod keys;
 pub mod kms;
 mod lifecycle;
@@ -32,7 +32,7 @@ pub use error::RegistryError;
 pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
-pub use open::{OpenError, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
+pub use open::{BlobLocation, OpenError, S3Config, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
     RepoSettings, UploadState,
