@@ -249,6 +249,48 @@ fn s3_postgres_two_nodes_share_uploads_and_blobs() {
         assert!(local.is_empty(), "blob objects on local disk: {local:?}");
     }
 
+    // While a PATCH streams on A, B may not write the same upload: it gets the
+    // error a client retries, and the upload is intact afterwards.
+    let data = pseudo_random(75, 6 * 1024 * 1024);
+    let d = sha256_digest(&data);
+    let r = ha.send("POST", "/v2/multi/app/blobs/uploads/", &[], "");
+    r.expect_status(202);
+    let loc = r.location();
+    let half = data.len() / 2;
+    let range = format!("0-{}", half - 1);
+    let mut inflight = ha
+        .begin(
+            "PATCH",
+            &loc,
+            &[
+                ("Content-Range", range.as_str()),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            Some(half as u64),
+        )
+        .expect("connect");
+    inflight.write(&data[..1024 * 1024]).expect("first bytes");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    hb.send(
+        "PATCH",
+        &loc,
+        &[
+            ("Content-Range", range.as_str()),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        data[..half].to_vec(),
+    )
+    .expect_oci_error(400, "BLOB_UPLOAD_INVALID");
+    inflight.write(&data[1024 * 1024..half]).expect("rest");
+    let r = inflight.finish().expect("response");
+    r.expect_status(202);
+    let loc = r.location();
+    // The lease is given back with the response: B continues at once.
+    let loc = patch(&hb, &loc, half, &data[half..]);
+    hb.send("PUT", &with_digest(&loc, &d), &[], "")
+        .expect_status(201);
+    assert_blob(&ha, "multi/app", &data);
+
     // A blob pushed on B is served by A.
     let small = Blob::new("application/octet-stream", pseudo_random(74, 70_000));
     push_blob(&hb, "multi/app", &small).expect_status(201);

@@ -18,6 +18,7 @@ pub mod identity;
 pub mod jobs;
 pub mod keys;
 pub mod kms;
+mod lease;
 mod lifecycle;
 mod mutability;
 mod open;

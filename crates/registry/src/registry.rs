@@ -405,10 +405,39 @@ impl Registry {
             }
         }
         let memo = self.memo(id);
-        let Ok(mut guard) = memo.try_lock() else {
+        let Ok(guard) = memo.try_lock() else {
             return Err(RegistryError::UploadInvalid(
                 "another request is writing to this upload".into(),
             ));
+        };
+        let lease = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
+        let res = self.append_leased(guard, &u, size, id, len, body).await;
+        lease.release().await;
+        res
+    }
+
+    /// [`Self::append_upload`] holding the upload's memo and write lease.
+    async fn append_leased<S>(
+        &self,
+        mut guard: tokio::sync::MutexGuard<'_, Option<UploadMemo>>,
+        u: &berth_store::UploadRow,
+        size: u64,
+        id: &str,
+        len: Option<u64>,
+        body: S,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        // The row may have moved between reading it and taking the lease.
+        let u = match self.meta.get_upload(id).await? {
+            Some(now) if now.size == u.size => now,
+            Some(now) => {
+                return Err(RegistryError::RangeInvalid {
+                    size: now.size as u64,
+                })
+            }
+            None => return Err(RegistryError::UploadUnknown),
         };
         let hasher = match guard.take() {
             Some(m) if m.size == size => Some(m.hasher),
@@ -520,13 +549,18 @@ impl Registry {
         id: &str,
         digest: &Digest,
     ) -> Result<Completed> {
-        let u = self.upload_row(repo, id).await?;
+        self.upload_row(repo, id).await?;
         let memo = self.memo(id);
         let Ok(mut guard) = memo.try_lock() else {
             return Err(RegistryError::UploadInvalid(
                 "another request is writing to this upload".into(),
             ));
         };
+        // Held until the upload row is gone (or, on an error that keeps it, given
+        // back when this returns).
+        let _lease = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
+        // Read under the lease: another node may have appended since.
+        let u = self.upload_row(repo, id).await?;
         let hasher = match guard.take() {
             Some(m) if m.size == u.size as u64 => Some(m.hasher),
             _ => None,

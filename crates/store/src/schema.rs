@@ -13,6 +13,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (5, V5_SQLITE),
     (6, V6),
     (7, V7_SQLITE),
+    (13, V13),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -22,6 +23,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (5, V5_POSTGRES),
     (6, V6),
     (7, V7_POSTGRES),
+    (13, V13),
 ];
 
 macro_rules! v1 {
@@ -290,3 +292,8 @@ CREATE INDEX blobs_object_key ON blobs (object_key);
 ALTER TABLE uploads ADD COLUMN object_key TEXT;
 ALTER TABLE uploads ADD COLUMN staging TEXT;
 UPDATE uploads SET object_key = 'uploads/' || upload_id";
+
+/// The write lease on an upload row: which request may append to (or finish) the
+/// upload until when, so two nodes never write one upload at the same time.
+const V13: &str = "ALTER TABLE uploads ADD COLUMN lease_owner TEXT;
+ALTER TABLE uploads ADD COLUMN lease_until BIGINT";

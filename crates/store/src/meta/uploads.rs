@@ -72,6 +72,49 @@ impl Meta {
         Ok(n > 0)
     }
 
+    /// Takes (or extends) the upload's write lease for `owner` until `until` when no
+    /// other owner holds one that is still valid at `now`; false if another does
+    /// (or the upload is gone). A compare-and-set in the database: object stores
+    /// are not trusted with conditional writes.
+    pub async fn lease_upload(
+        &self,
+        upload_id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE uploads SET lease_owner = $1, lease_until = $2 WHERE upload_id = $3 AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until IS NULL OR lease_until < $4)",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(upload_id)
+        .bind(now)
+        .execute(&mut *g.tx)
+        .await?
+        .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Gives the write lease back if `owner` still holds it.
+    pub async fn release_upload_lease(
+        &self,
+        upload_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE uploads SET lease_owner = NULL, lease_until = NULL WHERE upload_id = $1 AND lease_owner = $2",
+        )
+        .bind(upload_id)
+        .bind(owner)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await
+    }
+
     /// Upload sessions untouched since `before`.
     pub async fn stale_uploads(
         &self,
