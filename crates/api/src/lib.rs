@@ -37,9 +37,6 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub config: ApiConfig,
     layer_url_key: [u8; 32],
-    /// ECR layer-part bookkeeping per upload (this node): the last part's length and
-    /// whether a part under 5 MiB was followed by another one.
-    pub(crate) layer_parts: std::sync::Mutex<std::collections::HashMap<String, (usize, bool)>>,
 }
 
 impl App {
@@ -51,7 +48,6 @@ impl App {
             registry,
             config,
             layer_url_key,
-            layer_parts: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 

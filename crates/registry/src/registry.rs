@@ -397,6 +397,49 @@ impl Registry {
     where
         S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
+        self.append(repo, id, start, len, body, None).await
+    }
+
+    /// [`Self::append_upload`] of one ECR layer part, noted in the upload row under
+    /// the write lease: a part following one shorter than `min_part` marks the
+    /// upload (see [`Self::layer_part_too_small`]).
+    pub async fn append_layer_part<S>(
+        &self,
+        repo: &RepositoryRow,
+        id: &str,
+        start: u64,
+        body: S,
+        min_part: u64,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        self.append(repo, id, Some(start), None, body, Some(min_part))
+            .await
+    }
+
+    /// Whether the upload's ECR layer parts broke the minimum part size (a part
+    /// under it followed by another).
+    pub async fn layer_part_too_small(&self, repo: &RepositoryRow, id: &str) -> Result<bool> {
+        self.upload_row(repo, id).await?;
+        self.meta
+            .layer_part_too_small(id)
+            .await?
+            .ok_or(RegistryError::UploadUnknown)
+    }
+
+    async fn append<S>(
+        &self,
+        repo: &RepositoryRow,
+        id: &str,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: S,
+        part_min: Option<u64>,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
         let u = self.upload_row(repo, id).await?;
         let size = u.size as u64;
         if let Some(s) = start {
@@ -411,7 +454,7 @@ impl Registry {
             ));
         };
         let lease = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
-        let res = self.append_leased(guard, &u, size, id, len, body).await;
+        let res = self.append_leased(guard, &u, id, len, body, part_min).await;
         lease.release().await;
         res
     }
@@ -421,14 +464,15 @@ impl Registry {
         &self,
         mut guard: tokio::sync::MutexGuard<'_, Option<UploadMemo>>,
         u: &berth_store::UploadRow,
-        size: u64,
         id: &str,
         len: Option<u64>,
         body: S,
+        part_min: Option<u64>,
     ) -> Result<UploadState>
     where
         S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
+        let size = u.size as u64;
         // The row may have moved between reading it and taking the lease.
         let u = match self.meta.get_upload(id).await? {
             Some(now) if now.size == u.size => now,
@@ -488,6 +532,11 @@ impl Registry {
             }
         }
         recorded?;
+        if let Some(min) = part_min {
+            self.meta
+                .note_layer_part(id, (appended.size - size) as i64, min as i64)
+                .await?;
+        }
         if let Some(h) = appended.hasher {
             *guard = Some(UploadMemo {
                 size: appended.size,

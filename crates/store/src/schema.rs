@@ -294,6 +294,11 @@ ALTER TABLE uploads ADD COLUMN staging TEXT;
 UPDATE uploads SET object_key = 'uploads/' || upload_id";
 
 /// The write lease on an upload row: which request may append to (or finish) the
-/// upload until when, so two nodes never write one upload at the same time.
+/// upload until when, so two nodes never write one upload at the same time; and the
+/// ECR layer-part bookkeeping (the last part's length, whether a part under ECR's
+/// minimum was followed by another), kept with the upload so any node sees it and
+/// it goes when the upload does.
 const V13: &str = "ALTER TABLE uploads ADD COLUMN lease_owner TEXT;
-ALTER TABLE uploads ADD COLUMN lease_until BIGINT";
+ALTER TABLE uploads ADD COLUMN lease_until BIGINT;
+ALTER TABLE uploads ADD COLUMN part_last BIGINT;
+ALTER TABLE uploads ADD COLUMN part_too_small BIGINT NOT NULL DEFAULT 0";

@@ -115,6 +115,40 @@ impl Meta {
         g.commit().await
     }
 
+    /// Records an ECR layer part of `len` bytes appended to the upload: a part
+    /// following one shorter than `min` marks the upload as breaking ECR's
+    /// minimum part size. Called under the upload's write lease, so parts are
+    /// noted in the order they were appended.
+    pub async fn note_layer_part(
+        &self,
+        upload_id: &str,
+        len: i64,
+        min: i64,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE uploads SET part_too_small = CASE WHEN part_last IS NOT NULL AND part_last < $1 THEN 1 ELSE part_too_small END, part_last = $2 WHERE upload_id = $3",
+        )
+        .bind(min)
+        .bind(len)
+        .bind(upload_id)
+        .execute(&mut *g.tx)
+        .await?
+        ;
+        g.commit().await
+    }
+
+    /// Whether a layer part shorter than the minimum was followed by another
+    /// (see [`Self::note_layer_part`]); None if the upload is gone.
+    pub async fn layer_part_too_small(&self, upload_id: &str) -> Result<Option<bool>, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT part_too_small FROM uploads WHERE upload_id = $1")
+                .bind(upload_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.map(|v| v != 0))
+    }
+
     /// Upload sessions untouched since `before`.
     pub async fn stale_uploads(
         &self,
