@@ -14,44 +14,7 @@ use berth_testsupport::{sha256_digest, Backend, Berth, Blob, Http, TempDir};
 /// The server environment for a fresh prefix in the test bucket, or None when the
 /// S3 tests are skipped (`BERTH_TEST_SKIP_S3=1`, never on CI).
 fn s3_env() -> Option<Vec<(String, String)>> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let Some(endpoint) = var("BERTH_TEST_S3_ENDPOINT") else {
-        let hint = "start one with: eval \"$(scripts/garage-start)\"";
-        if var("CI").is_some() {
-            panic!("BERTH_TEST_S3_ENDPOINT is not set on CI: {hint}");
-        }
-        if var("BERTH_TEST_SKIP_S3").as_deref() == Some("1") {
-            eprintln!("skipping the S3 test: BERTH_TEST_SKIP_S3=1");
-            return None;
-        }
-        panic!("BERTH_TEST_S3_ENDPOINT is not set: {hint} (or BERTH_TEST_SKIP_S3=1 to skip)");
-    };
-    let bucket = var("BERTH_TEST_S3_BUCKET").unwrap_or_else(|| "berth-test".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!("e2e-{}-{nanos}", std::process::id());
-    let mut env = vec![
-        (
-            "BERTH_BLOB_STORE".to_string(),
-            format!("s3://{bucket}/{prefix}"),
-        ),
-        ("BERTH_S3_ENDPOINT".to_string(), endpoint),
-    ];
-    for (from, to) in [
-        ("BERTH_TEST_S3_REGION", "BERTH_S3_REGION"),
-        ("BERTH_TEST_S3_ACCESS_KEY_ID", "BERTH_S3_ACCESS_KEY_ID"),
-        (
-            "BERTH_TEST_S3_SECRET_ACCESS_KEY",
-            "BERTH_S3_SECRET_ACCESS_KEY",
-        ),
-    ] {
-        if let Some(v) = var(from) {
-            env.push((to.to_string(), v));
-        }
-    }
-    Some(env)
+    berth_testsupport::s3_test_env()
 }
 
 fn start(backend: Backend, env: &[(String, String)], extra: &[(&str, &str)]) -> Berth {

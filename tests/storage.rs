@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use berth_testsupport::layout::{pseudo_random, Sha256};
-use berth_testsupport::{both_backends, sha256_digest, Backend, Berth, Http};
+use berth_testsupport::{all_backends, sha256_digest, Backend, Berth, Http};
 
 fn start_upload(http: &Http, repo: &str) -> String {
     let r = http.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], "");
@@ -86,7 +86,7 @@ fn two_gib_blob_streams_with_bounded_memory() {
     assert!(after_read.saturating_sub(before) < 32 * 1024);
 }
 
-both_backends! {
+all_backends! {
     fn crash_mid_upload_leaves_no_blob(backend) {
         let mut berth = Berth::start(backend);
         let http = berth.http();
@@ -141,7 +141,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn sigterm_drains_in_flight_request(backend) {
         let mut berth = Berth::start(backend);
         let http = berth.http();
