@@ -28,6 +28,7 @@
 pub mod ecr;
 pub mod http;
 pub mod layout;
+pub mod s3;
 pub mod server;
 pub mod tools;
 

@@ -432,6 +432,17 @@ impl Berth {
         self.child.as_ref().expect("berth is not running").id()
     }
 
+    /// The last value of `k` in the environment this server was given (its own or,
+    /// for a peer, the first node's), if any.
+    pub fn env_value(&self, k: &str) -> Option<&str> {
+        self.opts
+            .env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The metadata (and blob) store this server runs on.
     pub fn backend(&self) -> Backend {
         self.opts.backend
