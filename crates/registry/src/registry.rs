@@ -794,10 +794,24 @@ impl Registry {
     pub async fn expire_uploads(&self) -> Result<usize> {
         let before = self.now() - self.config.upload_ttl_ms;
         let stale = self.meta.stale_uploads(before, 1000).await?;
+        let mut n = 0;
         for u in &stale {
-            self.discard_upload(u).await?;
+            // An upload a request (on any node) is writing right now is not
+            // abandoned: skip it. Holding the lease, no append interleaves with
+            // the discard, and the row read under it names the current staging.
+            let Ok(lease) =
+                crate::lease::UploadLease::take(&self.meta, &self.clock, &u.upload_id).await
+            else {
+                continue;
+            };
+            let res = match self.meta.get_upload(&u.upload_id).await? {
+                Some(now) if now.updated_at < before => self.discard_upload(&now).await.map(|()| 1),
+                _ => Ok(0),
+            };
+            lease.release().await;
+            n += res?;
         }
-        Ok(stale.len())
+        Ok(n)
     }
 
     // ---- manifests -----------------------------------------------------------------
