@@ -504,3 +504,25 @@ fn a_dead_nodes_uploads_are_swept_from_the_bucket() {
         b.s3_keys("uploads/")
     );
 }
+
+#[test]
+fn the_full_sweep_lists_the_bucket_for_leftovers() {
+    let Some((a, b)) = two_nodes(&[], &[]) else {
+        return;
+    };
+    let img = image(vec![layer("kept in s3")], "amd64", false);
+    img.push(&a.http(), "keep/s3", "v1");
+    // An object a crash left between the upload and its commit, under blobs/.
+    a.s3_put("blobs/objects/never-committed", b"ghost bytes");
+    let before = b.s3_keys("blobs/");
+    assert!(before.iter().any(|k| k == "blobs/objects/never-committed"));
+    let dry = b.admin(&["gc", "--full", "--dry-run", "--grace-secs", "0"]);
+    assert!(dry.contains("would remove 1 orphan blob file(s)"), "{dry}");
+    assert_eq!(b.s3_keys("blobs/"), before);
+    let out = b.admin(&["gc", "--full", "--grace-secs", "0"]);
+    assert!(out.contains("removed 1 orphan blob file(s)"), "{out}");
+    let after = b.s3_keys("blobs/");
+    assert_eq!(after.len(), before.len() - 1, "{after:?}");
+    assert!(!after.iter().any(|k| k == "blobs/objects/never-committed"));
+    assert_image(&a.http(), "keep/s3", &img);
+}

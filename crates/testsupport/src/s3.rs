@@ -54,6 +54,24 @@ impl Berth {
         keys_of(&out, "Contents", &prefix)
     }
 
+    /// Writes an object at `key` (relative to the store's prefix) behind the
+    /// server's back, as a crash between an upload and its commit leaves one.
+    pub fn s3_put(&self, key: &str, bytes: &[u8]) {
+        let (bucket, prefix) = self.s3_location().expect("an s3:// blob store");
+        let file = crate::TempDir::new("berth-s3-put");
+        let body = file.join("body");
+        std::fs::write(&body, bytes).expect("write the object body");
+        self.s3api(&[
+            "put-object",
+            "--bucket",
+            &bucket,
+            "--key",
+            &format!("{prefix}/{key}"),
+            "--body",
+            &body.display().to_string(),
+        ]);
+    }
+
     /// The keys (relative to the store's prefix) of multipart uploads begun and
     /// neither completed nor aborted.
     pub fn s3_open_multipart_uploads(&self) -> Vec<String> {
