@@ -261,3 +261,86 @@ fn s3_postgres_two_nodes_share_uploads_and_blobs() {
     r.expect_status(200);
     assert!(r.body == small.bytes);
 }
+
+/// `berth_object_requests_total{op=…}` of a server, summed over operations.
+fn object_requests(http: &Http) -> (u64, String) {
+    let text = http.get("/metrics").text();
+    let n = text
+        .lines()
+        .filter(|l| l.starts_with("berth_object_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    (n, text)
+}
+
+/// The S3 round trips of a push and a pull (docs/benchmarks.md): counted by the
+/// server (`berth_object_requests_total`), bounded here so a change that adds round
+/// trips to the data path shows.
+#[test]
+fn s3_round_trips_per_push_and_pull() {
+    if !Backend::postgres_s3_available() {
+        return;
+    }
+    let berth = Berth::start(Backend::PostgresS3);
+    let http = berth.http();
+    let mut measured = Vec::new();
+    let mut step = |what: &str, f: &dyn Fn()| {
+        let (before, _) = object_requests(&http);
+        f();
+        let (after, text) = object_requests(&http);
+        measured.push((what.to_string(), after - before, text));
+    };
+    let small = Blob::new("application/octet-stream", pseudo_random(61, 1024 * 1024));
+    let big = pseudo_random(62, 20 * 1024 * 1024);
+    let big_d = sha256_digest(&big);
+    step("monolithic push, 1 MiB", &|| {
+        push_blob(&http, "rt/app", &small);
+    });
+    step("chunked push, 20 MiB in 4 PATCHes", &|| {
+        let r = http.send("POST", "/v2/rt/app/blobs/uploads/", &[], "");
+        r.expect_status(202);
+        let mut loc = r.location();
+        for i in 0..4 {
+            let (a, b) = (i * 5 * 1024 * 1024, (i + 1) * 5 * 1024 * 1024);
+            loc = patch(&http, &loc, a, &big[a..b]);
+        }
+        http.send("PUT", &with_digest(&loc, &big_d), &[], "")
+            .expect_status(201);
+    });
+    step("pull, 1 MiB", &|| {
+        http.get(&format!("/v2/rt/app/blobs/{}", small.digest))
+            .expect_status(200);
+    });
+    step("pull, 20 MiB", &|| {
+        http.get(&format!("/v2/rt/app/blobs/{big_d}"))
+            .expect_status(200);
+    });
+    step("HEAD of a blob", &|| {
+        http.head(&format!("/v2/rt/app/blobs/{big_d}"))
+            .expect_status(200);
+    });
+    for (what, n, text) in &measured {
+        let ops: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("berth_object_requests_total{"))
+            .collect();
+        eprintln!("{what}: {n} S3 round trip(s) (totals after: {ops:?})");
+    }
+    let n = |i: usize| measured[i].1;
+    // Measured: a monolithic push is 5 round trips (the tail put by the append,
+    // read back at commit, the object put, the tails listed and deleted); each
+    // PATCH of a chunked push costs the tail's get, put and delete plus one per
+    // 8 MiB part, the commit 4 (tail get, last part, complete, tails listed) —
+    // 18 for 20 MiB in 4 PATCHes. No more than that.
+    assert!((1..=5).contains(&n(0)), "{}", measured[0].2);
+    assert!(
+        (4..=18).contains(&n(1)),
+        "{} round trips:\n{}",
+        n(1),
+        measured[1].2
+    );
+    // A pull is one ranged GET; a HEAD needs none (the size is in the database).
+    assert_eq!(n(2), 1, "{}", measured[2].2);
+    assert_eq!(n(3), 1, "{}", measured[3].2);
+    assert_eq!(n(4), 0, "{}", measured[4].2);
+}

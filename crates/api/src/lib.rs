@@ -192,6 +192,13 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         g.last_run_ms.load(Relaxed) as f64 / 1000.0,
         pending
     );
+    let mut body = body;
+    body.push_str(
+        "# HELP berth_object_requests_total Requests this process made to an S3 blob store, per operation.\n# TYPE berth_object_requests_total counter\n",
+    );
+    for (op, n) in berth_registry::object_requests() {
+        body.push_str(&format!("berth_object_requests_total{{op=\"{op}\"}} {n}\n"));
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -33,6 +33,7 @@ pub use error::RegistryError;
 pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
+pub use open::object_requests;
 pub use open::{BlobLocation, OpenError, S3Config, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,

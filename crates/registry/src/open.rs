@@ -11,6 +11,12 @@ use berth_store::{BlobStore, Meta};
 
 pub use berth_store::s3::S3Config;
 
+/// Requests this process made to an S3 blob store so far, per operation (one round
+/// trip each; `crates/store/src/counting.rs`).
+pub fn object_requests() -> Vec<(&'static str, u64)> {
+    berth_store::counting::object_requests()
+}
+
 use crate::{Clock, Registry, RegistryConfig, RegistryError};
 
 /// BENCHMARK ONLY: with this environment variable set to `1`, blobs are stored as
@@ -85,7 +91,7 @@ impl Stores {
                          exists only to benchmark the cost of encryption. !!!"
                     );
                 }
-                BlobStore::over(Arc::new(b), mode)
+                BlobStore::over(Arc::new(berth_store::counting::Counting(b)), mode)
             }),
         }
         .map_err(|e| OpenError::Blobs(e.to_string()))?;

@@ -7,6 +7,7 @@
 //! multi-row change atomic and every acknowledged byte durable.
 
 pub mod blob;
+pub mod counting;
 pub mod crypt;
 pub mod kms;
 pub mod meta;
