@@ -15,6 +15,7 @@ pub mod object;
 pub mod s3;
 pub mod scans;
 mod schema;
+mod tail_cache;
 
 pub use blob::{Appended, BlobRef, BlobStore, ByteStream, Chunk, Staging};
 pub use meta::jobs::{ClaimedJob, Completion, FailOutcome, JobRecord, JobRow, NewJob, RetryPolicy};
