@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use berth_testsupport::layout::{image, sha256_digest, Blob};
-use berth_testsupport::{both_backends, Berth, Image};
+use berth_testsupport::{all_backends, both_backends, Berth, Image};
 use serde_json::json;
 
 const MARKER: &str = "berth-plaintext-marker-7f3c9e1d";
@@ -163,7 +163,7 @@ fn tampering_is_detected() {
     assert_eq!(r.body, &layer.bytes[..100]);
 }
 
-both_backends! {
+all_backends! {
     fn kms_keys_gate_their_repositories(backend) {
         let berth = Berth::start(backend);
         let arn = berth.admin(&["kms", "create", "--alias", "team", "--description", "team key"]).trim().to_string();
@@ -215,7 +215,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn concurrent_uploads_of_one_blob_share_a_readable_ciphertext(backend) {
         // Each upload seals its staged copy with its own data key; racing commits of
         // the same digest must leave one ciphertext that every link can decrypt.

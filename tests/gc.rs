@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use berth_testsupport::layout::{image, sha256_digest, tar_gz_layer, Blob, Image, OCI_LAYER_GZIP};
-use berth_testsupport::{both_backends, Berth, Http};
+use berth_testsupport::{all_backends, both_backends, Berth, Http};
 use serde_json::json;
 
 fn layer(seed: &str) -> (Blob, String) {
@@ -115,7 +115,7 @@ fn push_like_a_client(http: &Http, repo: &str, img: &Image, tag: &str) -> bool {
     r.status == 201
 }
 
-both_backends! {
+all_backends! {
     fn concurrent_pushes_survive_a_busy_collector(backend) {
         let berth = Berth::start_with(backend, &[("BERTH_GC_INTERVAL_SECS", "1"), ("BERTH_GC_GRACE_SECS", "1")]);
         let shared: Vec<(Blob, String)> = (0..3).map(|i| layer(&format!("shared {i}"))).collect();

@@ -3,7 +3,7 @@
 //! "Deleting blobs"): the requests real clients rarely send.
 
 use berth_testsupport::layout::{pseudo_random, push_blob};
-use berth_testsupport::{both_backends, sha256_digest, Berth, Blob, Http};
+use berth_testsupport::{all_backends, sha256_digest, Berth, Blob, Http};
 
 fn with_digest(location: &str, digest: &str) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
@@ -38,7 +38,7 @@ fn assert_blob(http: &Http, repo: &str, bytes: &[u8]) {
     assert!(r.body == bytes, "blob {d} content differs");
 }
 
-both_backends! {
+all_backends! {
     fn base_endpoint(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -52,7 +52,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn monolithic_post_with_digest(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -83,7 +83,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn post_then_put_with_body(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -100,7 +100,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn put_with_wrong_digest(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -119,7 +119,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn chunked_patch_uploads(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -185,7 +185,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn cancel_upload(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -203,7 +203,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn blob_ranges(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -234,7 +234,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn blob_of_another_repository(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -254,7 +254,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn cross_repository_mount(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -308,7 +308,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn delete_blob(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();

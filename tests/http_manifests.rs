@@ -5,7 +5,7 @@
 use berth_testsupport::layout::{
     self, image, put_manifest, tar_gz_layer, OCI_LAYER_GZIP, OCI_MANIFEST,
 };
-use berth_testsupport::{both_backends, sha256_digest, Berth, Blob, Http, Image, TempDir};
+use berth_testsupport::{all_backends, sha256_digest, Berth, Blob, Http, Image, TempDir};
 use serde_json::json;
 
 fn small_image(seed: u64) -> Image {
@@ -28,7 +28,7 @@ fn put(http: &Http, repo: &str, reference: &str, m: &Blob) -> berth_testsupport:
     )
 }
 
-both_backends! {
+all_backends! {
     fn manifest_get_head_put_digests(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -67,7 +67,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn manifest_byte_exact_whitespace(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -88,7 +88,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn manifest_put_errors(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -136,7 +136,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn manifest_over_4mib(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -176,7 +176,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn manifest_delete(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -234,7 +234,7 @@ fn walk_links(http: &Http, first: &str, key: &str) -> (Vec<Vec<String>>, Vec<Str
     (pages, links)
 }
 
-both_backends! {
+all_backends! {
     fn tags_list_pagination(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -282,7 +282,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn catalog_pagination(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -309,7 +309,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn names_and_unknown_repositories(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();
@@ -337,7 +337,7 @@ both_backends! {
     }
 }
 
-both_backends! {
+all_backends! {
     fn multi_arch_index_and_docker_schema2_by_hand(backend) {
         let berth = Berth::start(backend);
         let http = berth.http();

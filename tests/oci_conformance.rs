@@ -1160,6 +1160,25 @@ both_backends! {
     }
 }
 
+// Both workflows against the second node of a two-node registry (PostgreSQL + the
+// S3 test bucket, docs/architecture.md "Several nodes"); the first node then sees
+// what the suite left.
+#[test]
+fn conformance_workflows_on_node_b_of_two() {
+    if !berth_testsupport::Backend::postgres_s3_available() {
+        return;
+    }
+    let a = Berth::start(berth_testsupport::Backend::PostgresS3);
+    let b = a.peer().start();
+    Suite::new(&b, true, 5).run();
+    Suite::new(&b, false, 6).run();
+    let ra = a.http().get("/v2/conformance/ns/tags/list");
+    ra.expect_status(200);
+    let rb = b.http().get("/v2/conformance/ns/tags/list");
+    rb.expect_status(200);
+    assert_eq!(ra.json(), rb.json());
+}
+
 // The suite runs against a registry that already holds its content from an earlier
 // run (same namespace, same fixed blobs): a second run must pass too.
 both_backends! {

@@ -42,9 +42,6 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub config: ApiConfig,
     layer_url_key: [u8; 32],
-    /// ECR layer-part bookkeeping per upload (this node): the last part's length and
-    /// whether a part under 5 MiB was followed by another one.
-    pub(crate) layer_parts: std::sync::Mutex<std::collections::HashMap<String, (usize, bool)>>,
 }
 
 impl App {
@@ -56,7 +53,6 @@ impl App {
             registry,
             config,
             layer_url_key,
-            layer_parts: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -235,7 +231,13 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             f.advisories
         ));
     }
-    let body = body + &replication_metrics(&app).await;
+    body.push_str(&replication_metrics(&app).await);
+    body.push_str(
+        "# HELP berth_object_requests_total Requests this process made to an S3 blob store, per operation.\n# TYPE berth_object_requests_total counter\n",
+    );
+    for (op, n) in berth_registry::object_requests() {
+        body.push_str(&format!("berth_object_requests_total{{op=\"{op}\"}} {n}\n"));
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

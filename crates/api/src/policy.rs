@@ -104,6 +104,7 @@ mod tests {
         let stores = Stores::open(&StoreSettings {
             database_url: url.clone(),
             data_dir: dir.clone(),
+            blob_store: None,
             plaintext_blobs: false,
         })
         .await

@@ -65,6 +65,16 @@ struct Cli {
     /// `push-stream,cold-start` (for profiling; limits always run).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also run berth on PostgreSQL (`BERTH_TEST_POSTGRES_URL`, the admin URL of a
+    /// server where the harness creates fresh databases with `psql`).
+    #[arg(long)]
+    with_postgres: bool,
+    /// Also run berth on PostgreSQL + S3 and the reference with its `s3` driver on
+    /// the same bucket (`BERTH_TEST_S3_ENDPOINT`, `_REGION`, `_BUCKET`,
+    /// `_ACCESS_KEY_ID`, `_SECRET_ACCESS_KEY`, as `scripts/garage-start` exports).
+    /// Needs --with-postgres.
+    #[arg(long, requires = "with_postgres")]
+    with_s3: bool,
     /// Alternating rounds of berth against berth (plaintext) in the blob scenarios
     /// [default: 5 with --compare, 2 with --smoke]; 1 runs each once.
     #[arg(long)]
@@ -554,6 +564,34 @@ fn scenarios(plan: &Plan) -> Vec<(Scenario, Also)> {
     v
 }
 
+/// The extra store configurations asked for (`--with-postgres`, `--with-s3`).
+fn extra_stores(cli: &Cli, nonce: u64) -> Result<servers::ExtraStores> {
+    let var = |k: &str| -> Result<String> {
+        std::env::var(k)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Error(format!("{k} is not set (see --help)")))
+    };
+    let postgres_url = if cli.with_postgres {
+        Some(var("BERTH_TEST_POSTGRES_URL")?)
+    } else {
+        None
+    };
+    let s3 = if cli.with_s3 {
+        Some(servers::S3Target {
+            endpoint: var("BERTH_TEST_S3_ENDPOINT")?,
+            region: var("BERTH_TEST_S3_REGION")?,
+            bucket: var("BERTH_TEST_S3_BUCKET")?,
+            access_key_id: var("BERTH_TEST_S3_ACCESS_KEY_ID")?,
+            secret_access_key: var("BERTH_TEST_S3_SECRET_ACCESS_KEY")?,
+            prefix: format!("bench-{nonce:x}"),
+        })
+    } else {
+        None
+    };
+    Ok(servers::ExtraStores { postgres_url, s3 })
+}
+
 fn meta_line(path: &str, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
@@ -644,6 +682,58 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     servers.push(Server::start_reference(base.join("reference"), Some(&auth)).await?);
     if !cli.no_noauth_reference {
         servers.push(Server::start_reference(base.join("reference-noauth"), None).await?);
+    }
+    let extra = extra_stores(cli, nonce)?;
+    let mut databases = Vec::new();
+    if let Some(admin) = &extra.postgres_url {
+        let db = format!("berth_bench_{}", nonce & 0xffff_ffff);
+        let url = servers::create_database(admin, &db)?;
+        databases.push(db);
+        let env = vec![("BERTH_DATABASE_URL".to_string(), url)];
+        servers.push(
+            Server::start_berth_on(&berth_bin, base.join("berth-pg"), report::BERTH_PG, env)
+                .await?,
+        );
+        if let Some(s3) = &extra.s3 {
+            let db = format!("berth_bench_s3_{}", nonce & 0xffff_ffff);
+            let url = servers::create_database(admin, &db)?;
+            databases.push(db);
+            let env = vec![
+                ("BERTH_DATABASE_URL".to_string(), url),
+                (
+                    "BERTH_BLOB_STORE".to_string(),
+                    format!("s3://{}/{}/berth", s3.bucket, s3.prefix),
+                ),
+                ("BERTH_S3_ENDPOINT".to_string(), s3.endpoint.clone()),
+                ("BERTH_S3_REGION".to_string(), s3.region.clone()),
+                (
+                    "BERTH_S3_ACCESS_KEY_ID".to_string(),
+                    s3.access_key_id.clone(),
+                ),
+                (
+                    "BERTH_S3_SECRET_ACCESS_KEY".to_string(),
+                    s3.secret_access_key.clone(),
+                ),
+            ];
+            servers.push(
+                Server::start_berth_on(
+                    &berth_bin,
+                    base.join("berth-pg-s3"),
+                    report::BERTH_PG_S3,
+                    env,
+                )
+                .await?,
+            );
+            servers.push(
+                Server::start_reference_s3(
+                    base.join("reference-s3"),
+                    &auth,
+                    s3,
+                    report::REFERENCE_S3,
+                )
+                .await?,
+            );
+        }
     }
 
     eprintln!("scenario 6: cold start and idle memory");
@@ -784,6 +874,11 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
         "wall_s": started.elapsed().as_secs_f64(),
     });
     drop(servers);
+    if let Some(admin) = &extra.postgres_url {
+        for db in &databases {
+            servers::drop_database(admin, db);
+        }
+    }
     if !cli.keep {
         if let Err(e) = std::fs::remove_dir_all(&base) {
             eprintln!("warning: could not remove {}: {e}", base.display());

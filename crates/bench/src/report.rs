@@ -13,6 +13,13 @@ pub const BERTH_WEBHOOKS: &str = "berth (2 webhooks)";
 pub const REFERENCE: &str = "reference";
 pub const REFERENCE_NOAUTH: &str = "reference (no auth)";
 pub const MACHINE: &str = "machine";
+/// berth on PostgreSQL metadata (blobs on the filesystem), `--with-postgres`.
+pub const BERTH_PG: &str = "berth (PostgreSQL)";
+/// berth on PostgreSQL with its blobs in S3 (Garage), `--with-postgres --with-s3`:
+/// the configuration of several nodes.
+pub const BERTH_PG_S3: &str = "berth (PostgreSQL + S3)";
+/// The reference registry with distribution's `s3` driver on the same bucket.
+pub const REFERENCE_S3: &str = "reference (S3)";
 
 /// One measurement: a scenario against one server (or a machine limit).
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +83,17 @@ fn find<'a>(rows: &'a [Row], key: &str, server: &str) -> Option<&'a Row> {
 
 /// berth ÷ other for `value`, p99 and peak RSS of one scenario.
 pub fn ratios(rows: &[Row], key: &str, other: &str) -> Option<(f64, Option<f64>, Option<f64>)> {
-    let b = find(rows, key, BERTH)?;
+    ratios_of(rows, key, BERTH, other)
+}
+
+/// `this` ÷ `other` for `value`, p99 and peak RSS of one scenario.
+pub fn ratios_of(
+    rows: &[Row],
+    key: &str,
+    this: &str,
+    other: &str,
+) -> Option<(f64, Option<f64>, Option<f64>)> {
+    let b = find(rows, key, this)?;
     let o = find(rows, key, other)?;
     let div = |x: f64, y: f64| if y > 0.0 { Some(x / y) } else { None };
     let value = div(b.value, o.value)?;
@@ -238,6 +255,31 @@ pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
                 pass: None,
             },
         });
+    }
+    // On S3 (only when the run had those servers): berth on PostgreSQL + S3 against
+    // the reference on the same bucket.
+    if rows.iter().any(|r| r.server == BERTH_PG_S3) {
+        for (key, min) in [
+            ("push-mono-1m", 2.0),
+            (LARGE_PUSH, 2.0),
+            ("manifest-get-c64", 2.0),
+            ("pull-mono-1m", 1.0),
+            (LARGE_PULL, 1.0),
+        ] {
+            let name = format!("S3: {key}: {BERTH_PG_S3} ≥ {min}× {REFERENCE_S3}");
+            out.push(match ratios_of(rows, key, BERTH_PG_S3, REFERENCE_S3) {
+                Some((thr, _, _)) => Target {
+                    name,
+                    measured: format!("{thr:.2}×"),
+                    pass: Some(thr >= min),
+                },
+                None => Target {
+                    name,
+                    measured: "n/a".into(),
+                    pass: None,
+                },
+            });
+        }
     }
     let idle = find(rows, "idle-memory", BERTH).map(|r| r.value);
     out.push(Target {

@@ -29,6 +29,67 @@ pub enum Kind {
     Reference {
         auth: bool,
     },
+    /// berth or the reference on another store configuration (PostgreSQL, S3 on
+    /// Garage): measured beside the others, compared with each other in
+    /// docs/benchmarks.md "Several nodes: PostgreSQL + S3".
+    Other,
+}
+
+/// Where the extra configurations keep their data: a PostgreSQL server (admin URL;
+/// the harness creates a fresh database per server with `psql`) and an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct ExtraStores {
+    pub postgres_url: Option<String>,
+    pub s3: Option<S3Target>,
+}
+
+/// An S3-compatible bucket (Garage on loopback in docs/benchmarks.md).
+#[derive(Debug, Clone)]
+pub struct S3Target {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// A prefix of this run's own inside the bucket.
+    pub prefix: String,
+}
+
+/// Drops a database [`create_database`] made (best effort).
+pub fn drop_database(admin: &str, name: &str) {
+    let _ = Command::new("psql")
+        .args([admin, "-q", "-c"])
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .output();
+}
+
+/// Creates a fresh database on the PostgreSQL server at `admin` and returns its URL.
+pub fn create_database(admin: &str, name: &str) -> Result<String> {
+    if which("psql").is_none() {
+        bail!("`psql` not found: `apt-get install postgresql-client`");
+    }
+    let out = Command::new("psql")
+        .args([admin, "-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .output()?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = Command::new("psql")
+        .args([admin, "-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (base, rest) = admin
+        .rsplit_once('/')
+        .ok_or_else(|| Error(format!("{admin:?} is not a postgres://…/<db> URL")))?;
+    let query = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    Ok(format!("{base}/{name}{query}"))
 }
 
 /// The variable that starts berth with plaintext blobs (benchmark only), and the
@@ -152,16 +213,75 @@ impl Server {
         Ok(s)
     }
 
+    /// Starts berth (blobs encrypted) in `dir` on another store configuration:
+    /// `env` names the database and blob store (`BERTH_DATABASE_URL`,
+    /// `BERTH_BLOB_STORE`, `BERTH_S3_*`).
+    pub async fn start_berth_on(
+        berth_bin: &Path,
+        dir: PathBuf,
+        name: &'static str,
+        env: Vec<(String, String)>,
+    ) -> Result<Server> {
+        std::fs::create_dir_all(dir.join("data"))?;
+        let mut s = Server {
+            name,
+            kind: Kind::Other,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth: None,
+            dir,
+            child: None,
+            berth_bin: berth_bin.to_path_buf(),
+            env,
+        };
+        s.spawn().await?;
+        s.auth = Some(s.mint_token().await?);
+        Ok(s)
+    }
+
+    /// Starts the reference registry in `dir` with distribution's `s3` storage
+    /// driver on `s3` (`regionendpoint`, path-style), under the run's prefix. It
+    /// serves blob bytes itself (`redirect: disable`), as berth does, instead of
+    /// redirecting clients to the bucket (which loopback-only clients could follow,
+    /// but which measures the object store, not the registry).
+    pub async fn start_reference_s3(
+        dir: PathBuf,
+        auth: &str,
+        s3: &S3Target,
+        name: &'static str,
+    ) -> Result<Server> {
+        let storage = format!(
+            "storage:\n  cache:\n    blobdescriptor: inmemory\n  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    regionendpoint: {}\n    bucket: {}\n    rootdirectory: /{}/reference\n    secure: {}\n    v4auth: true\n  delete:\n    enabled: true\n  redirect:\n    disable: true\n",
+            s3.access_key_id,
+            s3.secret_access_key,
+            s3.region,
+            s3.endpoint,
+            s3.bucket,
+            s3.prefix,
+            s3.endpoint.starts_with("https://"),
+        );
+        let mut s = Self::reference_with(dir, Some(auth), storage).await?;
+        s.name = name;
+        s.kind = Kind::Other;
+        Ok(s)
+    }
+
     /// Starts the reference registry in `dir` (created fresh).
     pub async fn start_reference(dir: PathBuf, auth: Option<&str>) -> Result<Server> {
+        let storage = format!(
+            "storage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+            dir.join("data").display()
+        );
+        Self::reference_with(dir, auth, storage).await
+    }
+
+    async fn reference_with(dir: PathBuf, auth: Option<&str>, storage: String) -> Result<Server> {
         std::fs::create_dir_all(dir.join("data"))?;
         let port = free_port()?;
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\n  fields:\n    service: registry\n\
-storage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+{storage}\
 http:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Content-Type-Options: [nosniff]\n\
-health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n",
-            dir.join("data").display()
+health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n"
         );
         let header = match auth {
             Some(basic) => {
@@ -197,6 +317,7 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
             auth: header,
             dir,
             child: None,
+            // No berth binary: `spawn` starts docker-registry (also for Kind::Other).
             berth_bin: PathBuf::new(),
             env: Vec::new(),
         };
@@ -212,8 +333,14 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
             .append(true)
             .open(self.dir.join("server.log"))?;
         let t0 = Instant::now();
-        match self.kind {
-            Kind::Berth { plaintext } => {
+        let berth = match self.kind {
+            Kind::Berth { plaintext } => Some(plaintext),
+            Kind::Other if self.berth_bin.as_os_str().is_empty() => None,
+            Kind::Other => Some(false),
+            Kind::Reference { .. } => None,
+        };
+        match berth {
+            Some(plaintext) => {
                 let mut cmd = Command::new(&self.berth_bin);
                 if plaintext {
                     cmd.env(PLAINTEXT_ENV, "1");
@@ -265,8 +392,16 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
                     .parse()
                     .map_err(|e| Error(format!("berth address {url:?}: {e}")))?;
             }
-            Kind::Reference { .. } => {
-                let child = Command::new("docker-registry")
+            None => {
+                let mut cmd = Command::new("docker-registry");
+                // The machine's AWS_* settings are not the reference's: AWS_CA_BUNDLE,
+                // for one, makes distribution's s3 driver fail at start.
+                for (k, _) in std::env::vars() {
+                    if k.starts_with("AWS_") {
+                        cmd.env_remove(k);
+                    }
+                }
+                let child = cmd
                     .arg("serve")
                     .arg(self.dir.join("config.yml"))
                     .stdin(Stdio::null())

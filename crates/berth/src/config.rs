@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use berth_registry::{BlobLocation, S3Config};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +62,19 @@ pub struct Config {
     /// `[[peer]]` sections.
     #[serde(rename = "peer")]
     pub peers: Vec<PeerConfig>,
+    /// Where blob bytes live: `file://<dir>` (default: the data directory, objects
+    /// under `<data_dir>/blobs`) or `s3://<bucket>[/<prefix>]`.
+    pub blob_store: Option<String>,
+    /// S3 endpoint, e.g. `http://127.0.0.1:3900`; default AWS's regional endpoint.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// Without explicit keys the standard AWS credential chain applies.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    /// Path-style addressing; default true when an endpoint is given.
+    pub s3_path_style: Option<bool>,
+    /// Allow an S3 blob store on SQLite metadata (one node only).
+    pub single_node: bool,
 }
 
 /// One `[[webhook]]` of the config file.
@@ -171,6 +185,13 @@ impl Default for Config {
             webhook: Vec::new(),
             webhook_max_attempts: 10,
             peers: Vec::new(),
+            blob_store: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_path_style: None,
+            single_node: false,
         }
     }
 }
@@ -298,6 +319,27 @@ impl Config {
         if let Some(v) = parse_env("BERTH_PULL_THROUGH_REFRESH_SECS")? {
             c.pull_through_refresh_secs = v;
         }
+        if let Some(v) = env("BERTH_BLOB_STORE") {
+            c.blob_store = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_ENDPOINT") {
+            c.s3_endpoint = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_REGION") {
+            c.s3_region = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_ACCESS_KEY_ID") {
+            c.s3_access_key_id = Some(v);
+        }
+        if let Some(v) = env("BERTH_S3_SECRET_ACCESS_KEY") {
+            c.s3_secret_access_key = Some(v);
+        }
+        if let Some(v) = parse_env("BERTH_S3_PATH_STYLE")? {
+            c.s3_path_style = Some(v);
+        }
+        if let Some(v) = parse_env("BERTH_SINGLE_NODE")? {
+            c.single_node = v;
+        }
         Ok(c)
     }
 
@@ -368,6 +410,57 @@ impl Config {
                 )));
             }
         }
+        if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "BERTH_S3_ACCESS_KEY_ID and BERTH_S3_SECRET_ACCESS_KEY must be given together"
+                    .into(),
+            ));
+        }
+        self.blob_location()?;
+        Ok(())
+    }
+
+    /// The configured blob store; `None` is the default filesystem store under the
+    /// data directory.
+    pub fn blob_location(&self) -> Result<Option<BlobLocation>, ConfigError> {
+        let Some(url) = &self.blob_store else {
+            return Ok(None);
+        };
+        if let Some(dir) = url.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "blob_store {url:?}: file:// needs a directory"
+                )));
+            }
+            return Ok(Some(BlobLocation::File(PathBuf::from(dir))));
+        }
+        if url.starts_with("s3://") {
+            let mut s3 = S3Config::from_url(url)
+                .map_err(|e| ConfigError::Invalid(format!("blob_store: {e}")))?;
+            s3.endpoint = self.s3_endpoint.clone();
+            s3.region = self.s3_region.clone();
+            s3.access_key_id = self.s3_access_key_id.clone();
+            s3.secret_access_key = self.s3_secret_access_key.clone();
+            s3.path_style = self.s3_path_style;
+            return Ok(Some(BlobLocation::S3(s3)));
+        }
+        Err(ConfigError::Invalid(format!(
+            "blob_store {url:?}: expected file://<dir> or s3://<bucket>[/<prefix>]"
+        )))
+    }
+
+    /// What `berth serve` needs beyond [`Self::validate`]: a blob store several
+    /// nodes can share is refused on SQLite metadata unless `single_node` is set.
+    pub fn validate_serve(&self) -> Result<(), ConfigError> {
+        let shared = self.blob_location()?.is_some_and(|l| l.is_shared());
+        if shared && !self.database_url().starts_with("postgres") && !self.single_node {
+            return Err(ConfigError::Invalid(
+                "an S3 blob store needs PostgreSQL metadata (BERTH_DATABASE_URL=postgres://…): \
+                 several nodes cannot share a SQLite database; give --single-node to run one \
+                 node on SQLite with S3 blobs"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -378,5 +471,72 @@ impl Config {
                 self.data_dir.join("meta.db").display()
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_store_and_s3_keys_from_toml() {
+        let c: Config = toml::from_str(
+            r#"
+            blob_store = "s3://my-bucket/reg/one"
+            s3_endpoint = "http://127.0.0.1:3900"
+            s3_region = "garage"
+            s3_access_key_id = "GKid"
+            s3_secret_access_key = "secret"
+            database_url = "postgres://db/berth"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        c.validate_serve().unwrap();
+        let Some(BlobLocation::S3(s3)) = c.blob_location().unwrap() else {
+            panic!("not an S3 location");
+        };
+        assert_eq!(s3.bucket, "my-bucket");
+        assert_eq!(s3.prefix, "reg/one");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(s3.region.as_deref(), Some("garage"));
+        assert_eq!(s3.access_key_id.as_deref(), Some("GKid"));
+        assert_eq!(s3.secret_access_key.as_deref(), Some("secret"));
+        // Path style is left to the backend's default (on with an endpoint).
+        assert_eq!(s3.path_style, None);
+        // The secret never shows in a debug print.
+        assert!(!format!("{s3:?}").contains("\"secret\""));
+    }
+
+    #[test]
+    fn s3_on_sqlite_needs_single_node() {
+        let mut c: Config = toml::from_str("blob_store = \"s3://b\"").unwrap();
+        c.validate().unwrap();
+        let e = c.validate_serve().unwrap_err().to_string();
+        assert!(
+            e.contains("PostgreSQL") && e.contains("--single-node"),
+            "{e}"
+        );
+        c.single_node = true;
+        c.validate_serve().unwrap();
+        let c: Config = toml::from_str("blob_store = \"file:///srv/blobs\"").unwrap();
+        c.validate_serve().unwrap();
+        assert!(matches!(
+            c.blob_location().unwrap(),
+            Some(BlobLocation::File(p)) if p == Path::new("/srv/blobs")
+        ));
+    }
+
+    #[test]
+    fn bad_blob_store_settings_are_refused() {
+        for text in [
+            "blob_store = \"ftp://x\"",
+            "blob_store = \"file://\"",
+            "blob_store = \"s3://Bad_Bucket\"",
+            "blob_store = \"s3://b\"\ns3_access_key_id = \"only-the-id\"",
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            assert!(c.validate().is_err(), "accepted: {text}");
+        }
     }
 }

@@ -37,6 +37,9 @@ pub struct Common {
     /// Metadata database URL (BERTH_DATABASE_URL).
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Blob store URL: file://<dir> or s3://<bucket>[/<prefix>] (BERTH_BLOB_STORE).
+    #[arg(long, global = true)]
+    blob_store: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +65,9 @@ impl Common {
         }
         if let Some(u) = &self.database_url {
             c.database_url = Some(u.clone());
+        }
+        if let Some(b) = &self.blob_store {
+            c.blob_store = Some(b.clone());
         }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)

@@ -29,6 +29,9 @@ pub struct ServeArgs {
     /// PEM private key (BERTH_TLS_KEY).
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Allow an S3 blob store on SQLite metadata: one node only (BERTH_SINGLE_NODE).
+    #[arg(long)]
+    single_node: bool,
 }
 
 fn init_logging(format: &str) {
@@ -81,7 +84,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if args.tls_key.is_some() {
         cfg.tls_key = args.tls_key;
     }
+    if args.single_node {
+        cfg.single_node = true;
+    }
     cfg.validate().map_err(|e| e.to_string())?;
+    cfg.validate_serve().map_err(|e| e.to_string())?;
     init_logging(&cfg.log_format);
 
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
@@ -256,6 +263,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
     let stores = Stores::open(&StoreSettings {
         database_url: cfg.database_url(),
         data_dir: cfg.data_dir.clone(),
+        blob_store: cfg.blob_location().map_err(|e| e.to_string())?,
         plaintext_blobs: std::env::var(berth_registry::PLAINTEXT_BLOBS_ENV).as_deref() == Ok("1"),
     })
     .await

@@ -167,6 +167,7 @@ mod tests {
         let stores = Stores::open(&StoreSettings {
             database_url: format!("sqlite://{}?mode=rwc", dir.join("meta.db").display()),
             data_dir: dir.to_path_buf(),
+            blob_store: None,
             plaintext_blobs: false,
         })
         .await

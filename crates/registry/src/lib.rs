@@ -22,6 +22,7 @@ pub mod identity;
 pub mod jobs;
 pub mod keys;
 pub mod kms;
+mod lease;
 mod lifecycle;
 mod mutability;
 mod open;
@@ -42,7 +43,8 @@ pub use error::RegistryError;
 pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
-pub use open::{OpenError, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
+pub use open::object_requests;
+pub use open::{BlobLocation, OpenError, S3Config, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
 pub use pull_through::{matching_rule, PullThroughError, PullThroughRule};
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,

@@ -6,7 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_store::blob::BlobMode;
+use berth_store::s3::S3Backend;
 use berth_store::{BlobStore, Meta};
+
+pub use berth_store::s3::S3Config;
+
+/// Requests this process made to an S3 blob store so far, per operation (one round
+/// trip each; `crates/store/src/counting.rs`).
+pub fn object_requests() -> Vec<(&'static str, u64)> {
+    berth_store::counting::object_requests()
+}
 
 use crate::{Clock, Registry, RegistryConfig, RegistryError};
 
@@ -21,8 +30,28 @@ pub struct StoreSettings {
     pub database_url: String,
     /// The data directory; the filesystem blob store lives under it.
     pub data_dir: PathBuf,
+    /// Where blob bytes live; `None` is the filesystem store under `data_dir`.
+    pub blob_store: Option<BlobLocation>,
     /// Benchmark only (see [`PLAINTEXT_BLOBS_ENV`]).
     pub plaintext_blobs: bool,
+}
+
+/// A blob store location: `file://<dir>` or `s3://<bucket>[/<prefix>]`.
+#[derive(Debug, Clone)]
+pub enum BlobLocation {
+    /// The filesystem store rooted at this directory (objects under `<dir>/blobs`,
+    /// staged uploads under `<dir>/uploads`), with the file fast path for uploads.
+    File(PathBuf),
+    /// An S3-compatible bucket; uploads are staged as multipart parts plus a tail
+    /// object, their state in the upload row, so any node can continue them.
+    S3(S3Config),
+}
+
+impl BlobLocation {
+    /// Whether this location can be shared by several nodes.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, BlobLocation::S3(_))
+    }
 }
 
 /// The opened stores, before the master key is known.
@@ -51,8 +80,21 @@ impl Stores {
         } else {
             BlobMode::Encrypted
         };
-        let blobs = BlobStore::open_with_mode(&s.data_dir, mode)
-            .map_err(|e| OpenError::Blobs(e.to_string()))?;
+        let blobs = match &s.blob_store {
+            None => BlobStore::open_with_mode(&s.data_dir, mode),
+            Some(BlobLocation::File(dir)) => BlobStore::open_with_mode(dir, mode),
+            Some(BlobLocation::S3(cfg)) => S3Backend::new(cfg).map(|b| {
+                if mode == BlobMode::PlaintextForBenchmarks {
+                    tracing::warn!(
+                        bucket = %cfg.bucket,
+                        "!!! {PLAINTEXT_BLOBS_ENV}=1: BLOBS ARE STORED UNENCRYPTED. This mode \
+                         exists only to benchmark the cost of encryption. !!!"
+                    );
+                }
+                BlobStore::over(Arc::new(berth_store::counting::Counting(b)), mode)
+            }),
+        }
+        .map_err(|e| OpenError::Blobs(e.to_string()))?;
         Ok(Stores {
             meta,
             blobs: Arc::new(blobs),

@@ -405,6 +405,49 @@ impl Registry {
     where
         S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
+        self.append(repo, id, start, len, body, None).await
+    }
+
+    /// [`Self::append_upload`] of one ECR layer part, noted in the upload row under
+    /// the write lease: a part following one shorter than `min_part` marks the
+    /// upload (see [`Self::layer_part_too_small`]).
+    pub async fn append_layer_part<S>(
+        &self,
+        repo: &RepositoryRow,
+        id: &str,
+        start: u64,
+        body: S,
+        min_part: u64,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        self.append(repo, id, Some(start), None, body, Some(min_part))
+            .await
+    }
+
+    /// Whether the upload's ECR layer parts broke the minimum part size (a part
+    /// under it followed by another).
+    pub async fn layer_part_too_small(&self, repo: &RepositoryRow, id: &str) -> Result<bool> {
+        self.upload_row(repo, id).await?;
+        self.meta
+            .layer_part_too_small(id)
+            .await?
+            .ok_or(RegistryError::UploadUnknown)
+    }
+
+    async fn append<S>(
+        &self,
+        repo: &RepositoryRow,
+        id: &str,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: S,
+        part_min: Option<u64>,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
         let u = self.upload_row(repo, id).await?;
         let size = u.size as u64;
         if let Some(s) = start {
@@ -413,10 +456,40 @@ impl Registry {
             }
         }
         let memo = self.memo(id);
-        let Ok(mut guard) = memo.try_lock() else {
+        let Ok(guard) = memo.try_lock() else {
             return Err(RegistryError::UploadInvalid(
                 "another request is writing to this upload".into(),
             ));
+        };
+        let lease = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
+        let res = self.append_leased(guard, &u, id, len, body, part_min).await;
+        lease.release().await;
+        res
+    }
+
+    /// [`Self::append_upload`] holding the upload's memo and write lease.
+    async fn append_leased<S>(
+        &self,
+        mut guard: tokio::sync::MutexGuard<'_, Option<UploadMemo>>,
+        u: &berth_store::UploadRow,
+        id: &str,
+        len: Option<u64>,
+        body: S,
+        part_min: Option<u64>,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        let size = u.size as u64;
+        // The row may have moved between reading it and taking the lease.
+        let u = match self.meta.get_upload(id).await? {
+            Some(now) if now.size == u.size => now,
+            Some(now) => {
+                return Err(RegistryError::RangeInvalid {
+                    size: now.size as u64,
+                })
+            }
+            None => return Err(RegistryError::UploadUnknown),
         };
         let hasher = match guard.take() {
             Some(m) if m.size == size => Some(m.hasher),
@@ -467,6 +540,11 @@ impl Registry {
             }
         }
         recorded?;
+        if let Some(min) = part_min {
+            self.meta
+                .note_layer_part(id, (appended.size - size) as i64, min as i64)
+                .await?;
+        }
         if let Some(h) = appended.hasher {
             *guard = Some(UploadMemo {
                 size: appended.size,
@@ -528,13 +606,18 @@ impl Registry {
         id: &str,
         digest: &Digest,
     ) -> Result<Completed> {
-        let u = self.upload_row(repo, id).await?;
+        self.upload_row(repo, id).await?;
         let memo = self.memo(id);
         let Ok(mut guard) = memo.try_lock() else {
             return Err(RegistryError::UploadInvalid(
                 "another request is writing to this upload".into(),
             ));
         };
+        // Held until the upload row is gone (or, on an error that keeps it, given
+        // back when this returns).
+        let _lease = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
+        // Read under the lease: another node may have appended since.
+        let u = self.upload_row(repo, id).await?;
         let hasher = match guard.take() {
             Some(m) if m.size == u.size as u64 => Some(m.hasher),
             _ => None,
@@ -719,10 +802,24 @@ impl Registry {
     pub async fn expire_uploads(&self) -> Result<usize> {
         let before = self.now() - self.config.upload_ttl_ms;
         let stale = self.meta.stale_uploads(before, 1000).await?;
+        let mut n = 0;
         for u in &stale {
-            self.discard_upload(u).await?;
+            // An upload a request (on any node) is writing right now is not
+            // abandoned: skip it. Holding the lease, no append interleaves with
+            // the discard, and the row read under it names the current staging.
+            let Ok(lease) =
+                crate::lease::UploadLease::take(&self.meta, &self.clock, &u.upload_id).await
+            else {
+                continue;
+            };
+            let res = match self.meta.get_upload(&u.upload_id).await? {
+                Some(now) if now.updated_at < before => self.discard_upload(&now).await.map(|()| 1),
+                _ => Ok(0),
+            };
+            lease.release().await;
+            n += res?;
         }
-        Ok(stale.len())
+        Ok(n)
     }
 
     // ---- manifests -----------------------------------------------------------------

@@ -180,6 +180,8 @@ pub struct BlobStore {
     /// The filesystem fast path's root (uploads staged in files written in
     /// place), when the backend has one and the fast path is on.
     local: Option<PathBuf>,
+    /// Tails this process wrote lately (`crate::tail_cache`).
+    tails: crate::tail_cache::TailCache,
 }
 
 impl BlobStore {
@@ -207,6 +209,7 @@ impl BlobStore {
             backend: Arc::new(backend),
             mode,
             local: Some(root.to_path_buf()),
+            tails: Default::default(),
         })
     }
 
@@ -217,6 +220,7 @@ impl BlobStore {
             backend,
             mode,
             local: None,
+            tails: Default::default(),
         }
     }
 
@@ -304,6 +308,7 @@ impl BlobStore {
         ) = (superseded, current)
         {
             if new.as_deref() != Some(old.as_str()) {
+                self.tails.forget(old);
                 if let Err(e) = self.backend.delete(old).await {
                     tracing::warn!(error = %e, key = %old, "could not delete a staged tail");
                 }
@@ -441,6 +446,7 @@ impl BlobStore {
             .try_collect()
             .await?;
         for t in tails {
+            self.tails.forget(&t.key);
             self.backend.delete(&t.key).await?;
         }
         Ok(())
@@ -1104,6 +1110,9 @@ impl BlobStore {
         let Some(t) = tail else {
             return Ok(Vec::new());
         };
+        if let Some(b) = self.tails.get(t) {
+            return Ok(b.to_vec());
+        }
         let s = self
             .backend
             .get(t, 0..u64::MAX)
@@ -1244,9 +1253,9 @@ impl BlobStore {
             None
         } else {
             let k = format!("uploads/{upload}/tail-{}", uuid::Uuid::new_v4().simple());
-            self.backend
-                .put(&k, one_chunk(Bytes::from(pending)))
-                .await?;
+            let bytes = Bytes::from(pending);
+            self.backend.put(&k, one_chunk(bytes.clone())).await?;
+            self.tails.put(&k, bytes);
             Some(k)
         };
         Ok(Appended {

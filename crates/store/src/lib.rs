@@ -7,6 +7,7 @@
 //! multi-row change atomic and every acknowledged byte durable.
 
 pub mod blob;
+pub mod counting;
 pub mod crypt;
 pub mod events;
 pub mod kms;
@@ -16,6 +17,7 @@ pub mod replication;
 pub mod s3;
 pub mod scans;
 mod schema;
+mod tail_cache;
 
 pub use blob::{Appended, BlobRef, BlobStore, ByteStream, Chunk, Staging};
 pub use meta::jobs::{ClaimedJob, Completion, FailOutcome, JobRecord, JobRow, NewJob, RetryPolicy};

@@ -17,6 +17,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (12, V12),
     (10, V10),
     (14, V14),
+    (13, V13),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -30,6 +31,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (12, V12),
     (10, V10),
     (14, V14),
+    (13, V13),
 ];
 
 macro_rules! v1 {
@@ -428,3 +430,12 @@ CREATE TABLE pull_through_leases (
     holder TEXT NOT NULL,
     until BIGINT NOT NULL
 )";
+/// The write lease on an upload row: which request may append to (or finish) the
+/// upload until when, so two nodes never write one upload at the same time; and the
+/// ECR layer-part bookkeeping (the last part's length, whether a part under ECR's
+/// minimum was followed by another), kept with the upload so any node sees it and
+/// it goes when the upload does.
+const V13: &str = "ALTER TABLE uploads ADD COLUMN lease_owner TEXT;
+ALTER TABLE uploads ADD COLUMN lease_until BIGINT;
+ALTER TABLE uploads ADD COLUMN part_last BIGINT;
+ALTER TABLE uploads ADD COLUMN part_too_small BIGINT NOT NULL DEFAULT 0";

@@ -22,17 +22,19 @@
 //!   `tools::self_signed_cert`: real clients, failing with an install hint if missing.
 //! - `Layout::build(dir)`: deterministic OCI layout (`single`, `multi`, `artifact`
 //!   tags, plus a Docker schema 2 image), with every manifest and blob in memory.
-//! - `both_backends! { fn name(backend) { … } }`: `name::sqlite` and `name::postgres`.
+//! - `both_backends! { fn name(backend) { … } }`: `name::sqlite` and `name::postgres`;
+//!   `all_backends!` adds `name::postgres_s3` (PostgreSQL + the S3 test bucket).
 
 pub mod ecr;
 pub mod http;
 pub mod layout;
+pub mod s3;
 pub mod server;
 pub mod tools;
 
 pub use http::{Body, Http, InFlight, Response};
 pub use layout::{sha256_digest, Blob, Image, Layout};
-pub use server::{Backend, Berth, BerthOptions, TempDir};
+pub use server::{s3_test_env, Backend, Berth, BerthOptions, TempDir};
 
 /// Defines one end-to-end test body and runs it on both metadata backends, as two
 /// test functions `NAME::sqlite` and `NAME::postgres` (nextest shows them as
@@ -65,6 +67,42 @@ macro_rules! both_backends {
             fn postgres() {
                 if $crate::Backend::postgres_available() {
                     super::$name($crate::Backend::Postgres);
+                }
+            }
+        }
+    };
+}
+
+/// [`both_backends!`] plus a third variant, `NAME::postgres_s3`: PostgreSQL with the
+/// blobs in the S3 test bucket ([`Backend::PostgresS3`]), for the tests whose
+/// subject is storage (blobs, uploads, manifests, GC, encryption, crashes). It needs
+/// `BERTH_TEST_S3_*` (`eval "$(scripts/garage-start)"`) besides
+/// `BERTH_TEST_POSTGRES_URL`.
+#[macro_export]
+macro_rules! all_backends {
+    ($(#[$meta:meta])* fn $name:ident($backend:ident) $body:block) => {
+        fn $name($backend: $crate::Backend) $body
+
+        mod $name {
+            #[test]
+            $(#[$meta])*
+            fn sqlite() {
+                super::$name($crate::Backend::Sqlite);
+            }
+
+            #[test]
+            $(#[$meta])*
+            fn postgres() {
+                if $crate::Backend::postgres_available() {
+                    super::$name($crate::Backend::Postgres);
+                }
+            }
+
+            #[test]
+            $(#[$meta])*
+            fn postgres_s3() {
+                if $crate::Backend::postgres_s3_available() {
+                    super::$name($crate::Backend::PostgresS3);
                 }
             }
         }

@@ -18,6 +18,11 @@ pub enum Backend {
     Sqlite,
     /// A fresh database on the PostgreSQL server named by `BERTH_TEST_POSTGRES_URL`.
     Postgres,
+    /// PostgreSQL as [`Backend::Postgres`], with the blobs in the S3 test bucket
+    /// (`BERTH_TEST_S3_*`, exported by `scripts/garage-start`) under a prefix of its
+    /// own (`BERTH_BLOB_STORE=s3://<bucket>/<prefix>`): the configuration of a
+    /// registry of several nodes. Peers share the prefix.
+    PostgresS3,
 }
 
 const PG_HINT: &str = "start one with `scripts/pg-start` and export \
@@ -42,6 +47,63 @@ impl Backend {
             "BERTH_TEST_POSTGRES_URL is not set: {PG_HINT} \
              (or set BERTH_TEST_SKIP_POSTGRES=1 to skip PostgreSQL variants locally)"
         );
+    }
+}
+
+const S3_HINT: &str = "start one with: eval \"$(scripts/garage-start)\"";
+
+/// The server environment for the S3 test bucket under a fresh prefix
+/// (`BERTH_BLOB_STORE`, `BERTH_S3_*` from `BERTH_TEST_S3_*`). Without
+/// `BERTH_TEST_S3_ENDPOINT` this panics (tests must not pass silently), unless
+/// `BERTH_TEST_SKIP_S3=1` is set outside CI: then None, and the caller skips.
+pub fn s3_test_env() -> Option<Vec<(String, String)>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let Some(endpoint) = var("BERTH_TEST_S3_ENDPOINT") else {
+        if var("CI").is_some() {
+            panic!("BERTH_TEST_S3_ENDPOINT is not set on CI: {S3_HINT}");
+        }
+        if var("BERTH_TEST_SKIP_S3").as_deref() == Some("1") {
+            eprintln!("skipping the S3 variant: BERTH_TEST_SKIP_S3=1");
+            return None;
+        }
+        panic!("BERTH_TEST_S3_ENDPOINT is not set: {S3_HINT} (or BERTH_TEST_SKIP_S3=1 to skip)");
+    };
+    let bucket = var("BERTH_TEST_S3_BUCKET").unwrap_or_else(|| "berth-test".into());
+    let prefix = format!("e2e-{}", uuid::Uuid::new_v4().simple());
+    let mut env = vec![
+        (
+            "BERTH_BLOB_STORE".to_string(),
+            format!("s3://{bucket}/{prefix}"),
+        ),
+        ("BERTH_S3_ENDPOINT".to_string(), endpoint),
+    ];
+    for (from, to) in [
+        ("BERTH_TEST_S3_REGION", "BERTH_S3_REGION"),
+        ("BERTH_TEST_S3_ACCESS_KEY_ID", "BERTH_S3_ACCESS_KEY_ID"),
+        (
+            "BERTH_TEST_S3_SECRET_ACCESS_KEY",
+            "BERTH_S3_SECRET_ACCESS_KEY",
+        ),
+    ] {
+        if let Some(v) = var(from) {
+            env.push((to.to_string(), v));
+        }
+    }
+    Some(env)
+}
+
+impl Backend {
+    /// Whether PostgreSQL + S3 tests can run: both [`Backend::postgres_available`]
+    /// and the S3 test bucket (see [`s3_test_env`]).
+    pub fn postgres_s3_available() -> bool {
+        Self::postgres_available()
+            && (std::env::var("BERTH_TEST_S3_ENDPOINT").is_ok_and(|v| !v.is_empty())
+                || s3_test_env().is_some())
+    }
+
+    /// Whether blobs live in an object store rather than under the data directory.
+    pub fn blobs_in_s3(self) -> bool {
+        self == Backend::PostgresS3
     }
 }
 
@@ -221,7 +283,15 @@ impl Berth {
             }
             (None, Backend::Sqlite) => (None, false),
             (None, Backend::Postgres) => (Some(create_postgres_database()), true),
+            (None, Backend::PostgresS3) => (Some(create_postgres_database()), true),
         };
+        let mut opts = opts;
+        if opts.peer_of.is_none() && opts.backend == Backend::PostgresS3 {
+            // First, so a test's own BERTH_BLOB_STORE/BERTH_S3_* still win.
+            let mut env = s3_test_env().expect("the S3 test bucket (BERTH_TEST_S3_*)");
+            env.append(&mut opts.env);
+            opts.env = env;
+        }
         let stderr_path = data.join("berth.stderr");
         let mut b = Berth {
             child: None,
@@ -360,6 +430,22 @@ impl Berth {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("berth is not running").id()
+    }
+
+    /// The last value of `k` in the environment this server was given (its own or,
+    /// for a peer, the first node's), if any.
+    pub fn env_value(&self, k: &str) -> Option<&str> {
+        self.opts
+            .env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The metadata (and blob) store this server runs on.
+    pub fn backend(&self) -> Backend {
+        self.opts.backend
     }
 
     /// The PostgreSQL database URL (`None` on the embedded SQLite store).

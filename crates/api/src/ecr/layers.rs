@@ -98,12 +98,13 @@ pub async fn upload_layer_part(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
             "a layer part is at most 20 MiB",
         ));
     }
-    let len = blob.len();
     let body = futures_util::stream::iter([Ok::<_, String>(Bytes::from(blob))]);
+    // ECR's parts are at least 5 MiB except the last: a small part followed by
+    // another one is noted with the upload and refused at CompleteLayerUpload.
     let u = ctx
         .app
         .registry
-        .append_upload(&repo, id, Some(first as u64), None, body)
+        .append_layer_part(&repo, id, first as u64, body, MIN_PART as u64)
         .await
         .map_err(|e| match e {
             RegistryError::RangeInvalid { size } => EcrError::new(
@@ -112,20 +113,6 @@ pub async fn upload_layer_part(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
             ),
             e => e.into(),
         })?;
-    {
-        // ECR's parts are at least 5 MiB except the last: a small part followed by
-        // another one is remembered and refused at CompleteLayerUpload.
-        let mut parts = ctx
-            .app
-            .layer_parts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let entry = parts.entry(id.to_string()).or_insert((usize::MAX, false));
-        if entry.0 < MIN_PART {
-            entry.1 = true;
-        }
-        entry.0 = len;
-    }
     Ok(json!({
         "registryId": repo.account_id,
         "repositoryName": repo.name,
@@ -141,14 +128,7 @@ pub async fn complete_layer_upload(ctx: &Ctx, input: &Input) -> Result<Value, Ec
     let d = parse_digest(digests[0].as_str().unwrap_or(""), "layerDigests")?;
     let reg = &ctx.app.registry;
     let status = reg.upload_status(&repo, id).await?;
-    let small_part = ctx
-        .app
-        .layer_parts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(id)
-        .is_some_and(|(_, violated)| violated);
-    if small_part {
+    if reg.layer_part_too_small(&repo, id).await? {
         return Err(EcrError::new(
             EcrException::LayerPartTooSmall,
             format!("Layer part size is too small for upload '{id}': every part but the last must be at least 5 MiB"),

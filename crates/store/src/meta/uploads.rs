@@ -72,6 +72,83 @@ impl Meta {
         Ok(n > 0)
     }
 
+    /// Takes (or extends) the upload's write lease for `owner` until `until` when no
+    /// other owner holds one that is still valid at `now`; false if another does
+    /// (or the upload is gone). A compare-and-set in the database: object stores
+    /// are not trusted with conditional writes.
+    pub async fn lease_upload(
+        &self,
+        upload_id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE uploads SET lease_owner = $1, lease_until = $2 WHERE upload_id = $3 AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until IS NULL OR lease_until < $4)",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(upload_id)
+        .bind(now)
+        .execute(&mut *g.tx)
+        .await?
+        .rows_affected();
+        g.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Gives the write lease back if `owner` still holds it.
+    pub async fn release_upload_lease(
+        &self,
+        upload_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE uploads SET lease_owner = NULL, lease_until = NULL WHERE upload_id = $1 AND lease_owner = $2",
+        )
+        .bind(upload_id)
+        .bind(owner)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await
+    }
+
+    /// Records an ECR layer part of `len` bytes appended to the upload: a part
+    /// following one shorter than `min` marks the upload as breaking ECR's
+    /// minimum part size. Called under the upload's write lease, so parts are
+    /// noted in the order they were appended.
+    pub async fn note_layer_part(
+        &self,
+        upload_id: &str,
+        len: i64,
+        min: i64,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE uploads SET part_too_small = CASE WHEN part_last IS NOT NULL AND part_last < $1 THEN 1 ELSE part_too_small END, part_last = $2 WHERE upload_id = $3",
+        )
+        .bind(min)
+        .bind(len)
+        .bind(upload_id)
+        .execute(&mut *g.tx)
+        .await?
+        ;
+        g.commit().await
+    }
+
+    /// Whether a layer part shorter than the minimum was followed by another
+    /// (see [`Self::note_layer_part`]); None if the upload is gone.
+    pub async fn layer_part_too_small(&self, upload_id: &str) -> Result<Option<bool>, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT part_too_small FROM uploads WHERE upload_id = $1")
+                .bind(upload_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.map(|v| v != 0))
+    }
+
     /// Upload sessions untouched since `before`.
     pub async fn stale_uploads(
         &self,
