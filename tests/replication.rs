@@ -147,6 +147,20 @@ both_backends! {
             r.expect_status(200);
             assert_eq!(r.json()["policyText"], text);
         }
+        // Under REGISTRY_POLICY_SCOPE=V2 (the default) a registry policy may name
+        // any ECR action; V1 limits it to the replication and import actions.
+        let any_ecr = policy(json!(["ecr:ReplicateImage", "ecr:BatchGetImage"]), false);
+        berth
+            .ecr("PutRegistryPolicy", &json!({ "policyText": any_ecr }))
+            .expect_status(200);
+        let r = berth.ecr("PutRegistryPolicy", &json!({ "policyText": policy(json!("*"), false) }));
+        expect_error(&r, 400, "InvalidParameterException");
+        berth
+            .ecr("PutAccountSetting", &json!({"name": "REGISTRY_POLICY_SCOPE", "value": "V1"}))
+            .expect_status(200);
+        berth
+            .ecr("PutRegistryPolicy", &json!({ "policyText": policy(json!("ecr:*"), false) }))
+            .expect_status(200);
         for bad in [json!(["ecr:ReplicateImage", "ecr:BatchGetImage"]), json!("*"), json!("ecr:Replicate*")] {
             let r = berth.ecr("PutRegistryPolicy", &json!({ "policyText": policy(bad.clone(), false) }));
             expect_error(&r, 400, "InvalidParameterException");

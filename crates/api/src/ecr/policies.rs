@@ -90,12 +90,27 @@ const REGISTRY_POLICY_ACTIONS: [&str; 3] = [
     "ecr:CreateRepository",
 ];
 
-/// A registry policy grants only replication and pull-through-cache imports:
-/// every `Action` must be one of [`REGISTRY_POLICY_ACTIONS`] or `ecr:*`, and
-/// `NotAction` (which would name every other action) is refused.
-fn check_registry_policy_actions(text: &str) -> Result<(), EcrError> {
+/// The actions a registry policy may name. Under `REGISTRY_POLICY_SCOPE=V1` it
+/// grants only replication and pull-through-cache imports: every `Action` must be
+/// one of [`REGISTRY_POLICY_ACTIONS`] or `ecr:*`, and `NotAction` (which would
+/// name every other action) is refused. Under `V2` (the default) it covers every
+/// ECR action, so any `ecr:` action or pattern is accepted, and nothing else.
+fn check_registry_policy_actions(text: &str, v1: bool) -> Result<(), EcrError> {
     let doc = PolicyDocument::parse(text, PolicyKind::EcrRegistry)
         .map_err(|e| EcrError::invalid(format!("Invalid registry policy provided: {e}")))?;
+    if !v1 {
+        for st in &doc.statements {
+            for a in &st.action.patterns {
+                let ecr = a.len() > 4 && a[..4].eq_ignore_ascii_case("ecr:");
+                if !ecr {
+                    return Err(EcrError::invalid(format!(
+                        "Invalid registry policy provided: action '{a}' is not an ECR action"
+                    )));
+                }
+            }
+        }
+        return Ok(());
+    }
     for st in &doc.statements {
         if st.action.negated {
             return Err(EcrError::invalid(
@@ -121,7 +136,12 @@ fn check_registry_policy_actions(text: &str) -> Result<(), EcrError> {
 pub async fn put_registry_policy(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let (account, _) = registry_setting(ctx, AccountSetting::RegistryPolicy).await?;
     let text = policy_text(input, PolicyKind::EcrRegistry, "registry")?;
-    check_registry_policy_actions(text)?;
+    let scope = ctx
+        .app
+        .registry
+        .account_flag(&account, berth_registry::AccountFlag::RegistryPolicyScope)
+        .await?;
+    check_registry_policy_actions(text, scope == "V1")?;
     set_registry_setting(
         ctx,
         &account,
