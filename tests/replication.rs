@@ -579,6 +579,22 @@ both_backends! {
         });
         assert_pulls_byte_exact(&b_http, "prod/app", fresh, fresh.digest());
         assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v2");
+        // A lifecycle expiry (run by another process on the same store) too: only
+        // the newest image of prod/app stays, at the source and at the partner.
+        let keep_one = json!({ "rules": [{
+            "rulePriority": 1,
+            "selection": { "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1 },
+            "action": { "type": "expire" }
+        }] }).to_string();
+        berth.ecr("PutLifecyclePolicy", &json!({ "repositoryName": "prod/app", "lifecyclePolicyText": keep_one })).expect_status(200);
+        let out = berth.admin(&["lifecycle", "run", "--repository", "prod/app"]);
+        assert!(out.contains("image(s) expired"), "{out}");
+        http.get(&format!("/v2/prod/app/manifests/{}", layout.image.digest())).expect_oci_error(404, "MANIFEST_UNKNOWN");
+        wait_until("the lifecycle expiry reaches the partner", || {
+            b_http.get(&format!("/v2/prod/app/manifests/{}", layout.image.digest())).status == 404
+        });
+        http.get(&format!("/v2/prod/app/manifests/{}", fresh.digest())).expect_status(200);
+        assert_pulls_byte_exact(&b_http, "prod/app", fresh, fresh.digest());
 
         // Each replication is in the audit log of both accounts.
         let audit = berth.admin(&["audit", "--limit", "1000"]);
