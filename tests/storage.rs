@@ -1,6 +1,5 @@
-//! Storage guarantees of `berth serve` (issue 2, "Storage, done right from the
-//! start"): bounded memory on huge uploads, no half blob visible after a crash, no
-//! acknowledged blob lost, graceful SIGTERM.
+//! Storage guarantees of `berth serve`: bounded memory on huge uploads, no half
+//! blob visible after a crash, no acknowledged blob lost, graceful SIGTERM.
 
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,7 @@
 //! results and errors to each protocol's shape. It holds no storage logic.
 
 pub mod access;
+pub mod console;
 pub mod ecr;
 pub mod oci;
 pub mod oci_error;
@@ -171,6 +172,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/", axum::routing::post(ecr::handle).get(ecr::handle))
         .route("/_berth/layer", get(layer_download))
+        .route("/console/", get(console::index))
+        .nest("/console", console::router())
         .route("/v2", axum::routing::any(oci::handle))
         .route("/v2/", axum::routing::any(oci::handle))
         .route("/v2/{*rest}", axum::routing::any(oci::handle))
@@ -181,12 +184,34 @@ async fn healthz() -> impl IntoResponse {
     "ok"
 }
 
+/// Event and webhook-delivery counters of this process (`docs/architecture.md`,
+/// "Events").
+fn events_metrics(reg: &berth_registry::Registry) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let d = &berth_registry::events::DELIVERY;
+    let delivered = d.delivered.load(Relaxed);
+    format!(
+        "# HELP berth_events_produced_total Events recorded by this process.\n# TYPE berth_events_produced_total counter\nberth_events_produced_total {}\n\
+         # HELP berth_webhook_delivered_total Events acknowledged by webhook receivers.\n# TYPE berth_webhook_delivered_total counter\nberth_webhook_delivered_total {}\n\
+         # HELP berth_webhook_retried_total Webhook delivery attempts after a failed one.\n# TYPE berth_webhook_retried_total counter\nberth_webhook_retried_total {}\n\
+         # HELP berth_webhook_dead_lettered_total Webhook streams parked after their attempts.\n# TYPE berth_webhook_dead_lettered_total counter\nberth_webhook_dead_lettered_total {}\n\
+         # HELP berth_webhook_delivery_latency_seconds From an event's recording to its acknowledgement.\n# TYPE berth_webhook_delivery_latency_seconds summary\nberth_webhook_delivery_latency_seconds_sum {}\nberth_webhook_delivery_latency_seconds_count {}\n",
+        reg.events_produced(),
+        delivered,
+        d.retried.load(Relaxed),
+        d.dead_lettered.load(Relaxed),
+        d.latency_ms_sum.load(Relaxed) as f64 / 1000.0,
+        delivered,
+    )
+}
+
 /// Prometheus text exposition. It carries counts and times only, nothing secret.
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
     let g = &app.registry.gc_stats;
     let pending = app.registry.gc_pending().await.unwrap_or(-1);
-    let body = format!(
+    let vulndb = app.registry.vulndb_freshness().await.ok();
+    let mut body = format!(
         "# HELP berth_up Whether the process is serving.\n# TYPE berth_up gauge\nberth_up 1\n\
          # HELP berth_gc_reclaimed_bytes_total Bytes reclaimed by garbage collection in this process.\n# TYPE berth_gc_reclaimed_bytes_total counter\nberth_gc_reclaimed_bytes_total {}\n\
          # HELP berth_gc_reclaimed_blobs_total Blobs deleted by garbage collection in this process.\n# TYPE berth_gc_reclaimed_blobs_total counter\nberth_gc_reclaimed_blobs_total {}\n\
@@ -198,8 +223,17 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         g.runs.load(Relaxed),
         g.last_run_ms.load(Relaxed) as f64 / 1000.0,
         pending
-    );
-    let body = body + &replication_metrics(&app).await;
+    ) + &events_metrics(&app.registry);
+    if let Some(f) = vulndb {
+        // -1: the advisory database never changed (empty).
+        body.push_str(&format!(
+            "# HELP berth_vulndb_age_seconds Seconds since the advisory database last changed (-1: never).\n# TYPE berth_vulndb_age_seconds gauge\nberth_vulndb_age_seconds {}\n\
+             # HELP berth_vulndb_advisories Advisories in the database.\n# TYPE berth_vulndb_advisories gauge\nberth_vulndb_advisories {}\n",
+            f.age_secs().unwrap_or(-1),
+            f.advisories
+        ));
+    }
+    body.push_str(&replication_metrics(&app).await);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -72,6 +72,9 @@ pub enum Task {
     /// 80 % pull (manifest GET + 1 MiB layer GET, verified) / 20 % push (new
     /// 1 MiB layer + manifest).
     Mixed,
+    /// An image push: a new 1 MiB layer, then a manifest under a new tag (each
+    /// one an "ECR Image Action" event).
+    PushImage,
 }
 
 /// When workers stop.
@@ -155,6 +158,14 @@ async fn execute(c: &mut Conn, task: Task, i: usize, d: &DataSet) -> Result<u64>
             };
             let b = pick(set)?;
             client::get_blob_verified(c, repo, &b.digest, b.data.len() as u64).await
+        }
+        Task::PushImage => {
+            let layer = Blob::new(unique_layer(&d.mixed_template, d.nonce, i));
+            let n =
+                client::push_monolithic(c, REPO_MIXED, layer.data.clone(), &layer.digest).await?;
+            let m = client::image_manifest(&d.mixed_config.desc(), &[layer.desc()]);
+            client::put_manifest(c, REPO_MIXED, &format!("w{:x}-{i}", d.nonce), m).await?;
+            Ok(n)
         }
         Task::Mixed => {
             if mixed_is_push(d.nonce, i) {

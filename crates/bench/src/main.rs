@@ -12,6 +12,7 @@ mod procfs;
 mod replication;
 mod report;
 mod servers;
+mod sink;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +73,11 @@ struct Cli {
     /// synced and dropped the page cache [default: 0].
     #[arg(long)]
     settle_secs: Option<f64>,
+    /// Instead of the comparison: image pushes against berth without webhooks
+    /// and berth with two webhooks, in alternating rounds (sizes from --compare or
+    /// --smoke), then the time until every event was delivered.
+    #[arg(long)]
+    webhooks: bool,
     /// Run only the replication scenario: two berth deployments, replication A→B
     /// against `skopeo sync` A→B (100 images × 10 MiB; 4 × 1 MiB with --smoke).
     #[arg(long, conflicts_with = "compare")]
@@ -368,6 +374,8 @@ fn fresh_push_data(data: &DataSet, plan: &Plan, task: Task, round: u64) -> DataS
         Task::PushMono => d.mono = fresh,
         Task::PushChunked => d.chunked = fresh,
         Task::PushStream => d.stream = fresh,
+        // New layers and new tags come from the nonce.
+        Task::PushImage => d.nonce = nonce,
         _ => {}
     }
     d
@@ -384,7 +392,7 @@ async fn measure_row(
     };
     if matches!(
         s.task,
-        Task::PushMono | Task::PushChunked | Task::PushStream
+        Task::PushMono | Task::PushChunked | Task::PushStream | Task::PushImage
     ) {
         // Untimed: write back every dirty page first, so no push pays for the
         // writeback of whatever ran before it (another server's push included),
@@ -786,6 +794,134 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     Ok((run, meta))
 }
 
+/// The webhook cost: the same image pushes (a new 1 MiB layer and a manifest
+/// under a new tag, one "ECR Image Action" event each) against berth without
+/// webhooks and berth with two webhooks to a local receiver that answers at once,
+/// in alternating rounds; then, untimed, the wait until the receiver has every
+/// event on both webhooks (delivery is asynchronous: the pushes do not wait).
+async fn bench_webhooks(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
+    let root = workspace_root();
+    let berth_bin = cli
+        .berth_bin
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/berth"));
+    if !berth_bin.is_file() {
+        return Err(Error(format!(
+            "berth binary {} not found: run `cargo build --release -p berth` (or pass --berth-bin / BERTH_BIN)",
+            berth_bin.display()
+        )));
+    }
+    let started = Instant::now();
+    let base = cli
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("berth-bench-{}-{}", std::process::id(), unix_now()));
+    std::fs::create_dir_all(&base).map_err(|e| Error(format!("create {}: {e}", base.display())))?;
+    let mut run = Run {
+        rows: Vec::new(),
+        failures: Vec::new(),
+        memory_method: "",
+    };
+    let sink = sink::Sink::start().await?;
+    let config = base.join("webhooks.toml");
+    let mut toml = String::new();
+    for name in ["a", "b"] {
+        toml.push_str(&format!(
+            "[[webhook]]\nname = \"bench-{name}\"\nurl = \"http://{}/{name}\"\nsecret = \"bench-webhook-secret-{name}\"\n\n",
+            sink.addr
+        ));
+    }
+    std::fs::write(&config, toml)?;
+    eprintln!("berth-bench {}: webhooks in {}", plan.name, base.display());
+    let nonce = unix_now() ^ u64::from(std::process::id()) << 32;
+    let data = Arc::new(
+        tokio::task::spawn_blocking({
+            let plan = plan.clone();
+            move || build_data(&plan, nonce)
+        })
+        .await
+        .map_err(|e| Error(format!("data generation: {e}")))?,
+    );
+    let plain = Server::start_berth(&berth_bin, base.join("berth"), false).await?;
+    let hooked = Server::start_berth_with(
+        &berth_bin,
+        base.join("berth-webhooks"),
+        false,
+        report::BERTH_WEBHOOKS,
+        vec![("BERTH_CONFIG".into(), config.display().to_string())],
+    )
+    .await?;
+    for s in [&plain, &hooked] {
+        seed(s, &data)
+            .await
+            .map_err(|e| Error(format!("seeding {}: {e}", s.name)))?;
+    }
+    let (n, conns) = (plan.mono.0, plan.mono.2);
+    let sc = Scenario {
+        key: format!("push-image-c{conns}"),
+        title: format!("push {n}× image (1 MiB layer + manifest), {conns} conns"),
+        conns,
+        task: Task::PushImage,
+        stop: Stop::Count(n),
+        unit: "img/s",
+    };
+    eprintln!("scenario: {}", sc.title);
+    measure_ab(
+        &mut run,
+        [&plain, &hooked],
+        &sc,
+        &data,
+        plan,
+        plan.ab_rounds,
+    )
+    .await;
+    // Every push's event on both webhooks: the seed's tag and each measured push.
+    let want = 1 + n * plan.ab_rounds;
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(180);
+    loop {
+        let got = [sink.distinct("/a"), sink.distinct("/b")];
+        if got.iter().all(|&g| g >= want) {
+            let mut row = Row::new(
+                "webhook-drain",
+                "after the pushes, until both webhooks had every event",
+                hooked.name,
+                t0.elapsed().as_secs_f64(),
+                "s",
+            );
+            row.ops = (2 * want) as u64;
+            run.record(row, None);
+            break;
+        }
+        if Instant::now() > deadline {
+            run.failures.push(format!(
+                "webhooks received {got:?} distinct events of {want} each within 180 s"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let meta = json!({
+        "mode": plan.name,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "date_unix": unix_now(),
+        "date_utc": report::utc_timestamp(unix_now()),
+        "cpu": meta_line("/proc/cpuinfo", "model name"),
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "berth_bin": berth_bin.display().to_string(),
+        "reference": "not measured in this mode",
+        "peak_memory_method": run.memory_method,
+        "harness_cpu_share": 0.0,
+        "wall_s": started.elapsed().as_secs_f64(),
+    });
+    drop((plain, hooked));
+    if !cli.keep {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    Ok((run, meta))
+}
+
 fn write_outputs(
     cli: &Cli,
     plan: &Plan,
@@ -797,7 +933,11 @@ fn write_outputs(
         .clone()
         .unwrap_or_else(|| workspace_root().join("target/bench"));
     std::fs::create_dir_all(&out).map_err(|e| Error(format!("create {}: {e}", out.display())))?;
-    let targets = report::evaluate_targets(&run.rows);
+    let mut targets = report::evaluate_targets(&run.rows);
+    if plan.name.starts_with("webhooks") {
+        // Only the webhook scenario ran: the comparison's targets do not apply.
+        targets.retain(|t| t.pass.is_some());
+    }
     let header = format!(
         "Run `{}` on {} ({} CPUs, {}), {} UTC. Peak RSS: {}. Harness CPU share of (harness + server) CPU: {:.0}%.",
         plan.name,
@@ -843,7 +983,17 @@ async fn main() -> ExitCode {
     if let Some(s) = cli.settle_secs {
         plan.push_settle = Duration::from_secs_f64(s.max(0.0));
     }
-    let (run, meta) = match bench(&cli, &plan).await {
+    let result = if cli.webhooks {
+        plan.name = if cli.compare {
+            "webhooks"
+        } else {
+            "webhooks-smoke"
+        };
+        bench_webhooks(&cli, &plan).await
+    } else {
+        bench(&cli, &plan).await
+    };
+    let (run, meta) = match result {
         Ok(v) => v,
         Err(e) => {
             eprintln!("berth-bench: {e}");

@@ -77,10 +77,11 @@ pub async fn run(berth_bin: &Path, work: &Path, images: usize, mib: usize) -> Re
     if which("skopeo").is_none() {
         bail!("`skopeo` not found: `apt-get install -y --no-install-recommends skopeo`");
     }
-    let b = Server::start_berth_env(
+    let b = Server::start_berth_with(
         berth_bin,
         work.join("b"),
         false,
+        crate::report::BERTH,
         vec![("BERTH_REGION".into(), "us-west-2".into())],
     )
     .await?;
@@ -95,10 +96,11 @@ pub async fn run(berth_bin: &Path, work: &Path, images: usize, mib: usize) -> Re
             servers::SECRET_ACCESS_KEY
         ),
     )?;
-    let a = Server::start_berth_env(
+    let a = Server::start_berth_with(
         berth_bin,
         work.join("a"),
         false,
+        crate::report::BERTH,
         vec![("BERTH_CONFIG".into(), config.to_string_lossy().into_owned())],
     )
     .await?;

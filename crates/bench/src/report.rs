@@ -8,6 +8,8 @@ use crate::stats::Summary;
 pub const BERTH: &str = "berth";
 /// The same berth binary with blob encryption off (benchmark-only mode, docs/benchmarks.md "Encryption on/off").
 pub const BERTH_PLAINTEXT: &str = "berth (plaintext)";
+/// The same berth binary with two webhooks (`berth-bench --webhooks`).
+pub const BERTH_WEBHOOKS: &str = "berth (2 webhooks)";
 pub const REFERENCE: &str = "reference";
 pub const REFERENCE_NOAUTH: &str = "reference (no auth)";
 pub const MACHINE: &str = "machine";
@@ -207,6 +209,36 @@ pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
             },
         );
     }
+    // `berth-bench --webhooks`: image pushes with two webhooks within 5% of none.
+    let mut hooked: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.server == BERTH_WEBHOOKS && r.key.starts_with("push-image-"))
+        .collect();
+    hooked.dedup_by(|a, b| a.key == b.key);
+    for w in hooked {
+        let name = format!("{}: two webhooks within 5% of none", w.key);
+        out.push(match find(rows, &w.key, BERTH) {
+            Some(b) if b.value > 0.0 => {
+                let r = w.value / b.value;
+                Target {
+                    name,
+                    measured: format!(
+                        "{r:.2}× ({} ÷ {} {}), medians of {} alternating rounds",
+                        fmt_value(w.value),
+                        fmt_value(b.value),
+                        w.unit,
+                        w.rounds.len().max(1)
+                    ),
+                    pass: Some(r >= 0.95),
+                }
+            }
+            _ => Target {
+                name,
+                measured: "n/a".into(),
+                pass: None,
+            },
+        });
+    }
     let idle = find(rows, "idle-memory", BERTH).map(|r| r.value);
     out.push(Target {
         name: "idle memory < 20 MiB".into(),
@@ -283,7 +315,7 @@ pub fn markdown(rows: &[Row], targets: &[Target], header: &str) -> String {
     }
     let ab: Vec<&Row> = rows.iter().filter(|r| r.rounds.len() > 1).collect();
     if !ab.is_empty() {
-        s.push_str("\nA/B rounds (encryption on ÷ off): these rows ran in alternating rounds, berth and berth (plaintext) taking turns to go first, each round on fresh blobs; Result above is the median round.\n\n| Scenario | Server | Rounds |\n|---|---|---|\n");
+        s.push_str("\nA/B rounds: these rows ran in alternating rounds, the two berths (encryption on ÷ off, or without ÷ with webhooks) taking turns to go first, each round on fresh blobs; Result above is the median round.\n\n| Scenario | Server | Rounds |\n|---|---|---|\n");
         for r in ab {
             let v: Vec<String> = r.rounds.iter().map(|x| fmt_value(*x)).collect();
             s.push_str(&format!(
@@ -430,6 +462,26 @@ mod tests {
         assert_eq!(enc(LARGE_PUSH), Some(true)); // 300 / 320 = 0.94
         assert_eq!(enc(LARGE_PULL), Some(false)); // 300 / 400 = 0.75
         assert_eq!(enc("push-mono-1m"), None);
+    }
+
+    #[test]
+    fn webhook_target_compares_the_two_berths() {
+        let w = |v_plain: f64, v_hooked: f64| {
+            let rows = vec![
+                row("push-image-c4", BERTH, v_plain, "img/s", 10.0, 1),
+                row("push-image-c4", BERTH_WEBHOOKS, v_hooked, "img/s", 10.0, 1),
+            ];
+            evaluate_targets(&rows)
+                .into_iter()
+                .find(|t| t.name.contains("two webhooks"))
+                .expect("webhook target")
+                .pass
+        };
+        assert_eq!(w(100.0, 96.0), Some(true));
+        assert_eq!(w(100.0, 94.0), Some(false));
+        assert!(!evaluate_targets(&sample())
+            .iter()
+            .any(|t| t.name.contains("two webhooks")));
     }
 
     #[test]

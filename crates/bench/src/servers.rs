@@ -44,10 +44,10 @@ pub struct Server {
     /// `Authorization` header value (`Basic …`), if auth is on.
     pub auth: Option<String>,
     pub dir: PathBuf,
+    /// Extra environment of the server process (berth only).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     berth_bin: PathBuf,
-    /// Extra environment of a berth process (`BERTH_REGION`, `BERTH_CONFIG`).
-    env: Vec<(String, String)>,
 }
 
 /// Missing prerequisites, each with the step that installs it.
@@ -104,30 +104,33 @@ impl Server {
     /// checks that berth recorded that mode, so a binary without the switch cannot
     /// pass as the unencrypted baseline.
     pub async fn start_berth(berth_bin: &Path, dir: PathBuf, plaintext: bool) -> Result<Server> {
-        Self::start_berth_env(berth_bin, dir, plaintext, Vec::new()).await
+        let name = if plaintext {
+            crate::report::BERTH_PLAINTEXT
+        } else {
+            crate::report::BERTH
+        };
+        Self::start_berth_with(berth_bin, dir, plaintext, name, Vec::new()).await
     }
 
-    /// [`Self::start_berth`] with extra environment (`BERTH_REGION`, `BERTH_CONFIG`).
-    pub async fn start_berth_env(
+    /// [`Self::start_berth`] under another report name with extra environment
+    /// (e.g. `BERTH_CONFIG` with webhooks).
+    pub async fn start_berth_with(
         berth_bin: &Path,
         dir: PathBuf,
         plaintext: bool,
+        name: &'static str,
         env: Vec<(String, String)>,
     ) -> Result<Server> {
         std::fs::create_dir_all(dir.join("data"))?;
         let mut s = Server {
-            name: if plaintext {
-                crate::report::BERTH_PLAINTEXT
-            } else {
-                crate::report::BERTH
-            },
+            name,
             kind: Kind::Berth { plaintext },
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             auth: None,
             dir,
+            env,
             child: None,
             berth_bin: berth_bin.to_path_buf(),
-            env,
         };
         s.spawn().await?;
         let marker = s.dir.join("data").join(MODE_MARKER);
@@ -196,9 +199,9 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             auth: header,
             dir,
+            env: Vec::new(),
             child: None,
             berth_bin: PathBuf::new(),
-            env: Vec::new(),
         };
         s.spawn().await?;
         Ok(s)

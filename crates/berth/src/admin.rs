@@ -51,6 +51,9 @@ enum AdminCommand {
     /// Background jobs: scans, periodic garbage collection and lifecycle runs.
     #[command(subcommand)]
     Jobs(JobsCmd),
+    /// Webhooks: add, list, remove, test; dead letters and redelivery.
+    #[command(subcommand)]
+    Webhook(crate::webhooks::WebhookCmd),
     /// Print the newest audit-log records.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -463,6 +466,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         }
         AdminCommand::Kms(cmd) => kms(&cfg, &registry, cmd).await?,
         AdminCommand::Jobs(cmd) => jobs(&registry, cmd).await?,
+        AdminCommand::Webhook(cmd) => crate::webhooks::admin(&cfg, &registry, cmd).await?,
         AdminCommand::Gc {
             dry_run,
             grace_secs,

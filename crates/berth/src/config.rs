@@ -40,14 +40,53 @@ pub struct Config {
     /// On shutdown, seconds a background job in hand may still run before its
     /// claim is released for another process to take.
     pub job_shutdown_secs: u64,
+    /// Base URL of the OSV advisory mirror (`BERTH_VULNDB_URL`); `None` is `off`.
+    pub vulndb_url: Option<String>,
+    /// Seconds between background advisory syncs (0 turns them off).
+    pub vulndb_sync_interval_secs: u64,
+    /// Older than this (seconds), the advisory database is out of date.
+    pub vulndb_max_age_secs: u64,
     /// The master key as 64 hex characters (prefer `master_key_file`).
     pub master_key: Option<String>,
     /// File holding the master key; default `<data_dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
+    /// `[[webhook]]` tables: loaded into the database at start (`crate::webhooks`).
+    pub webhook: Vec<WebhookConfig>,
+    /// Delivery attempts of a webhook's event before it is a dead letter.
+    pub webhook_max_attempts: i64,
     /// Other regions (other berth deployments) that replication may copy to: the
     /// `[[peer]]` sections.
     #[serde(rename = "peer")]
     pub peers: Vec<PeerConfig>,
+}
+
+/// One `[[webhook]]` of the config file.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Default: the URL.
+    pub name: Option<String>,
+    pub url: String,
+    /// HMAC key of `X-Berth-Signature`.
+    pub secret: String,
+    pub detail_types: Vec<String>,
+    pub repository_prefix: String,
+    pub accounts: Vec<String>,
+    /// `eventbridge` (default) or `cloudevents`.
+    pub format: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("detail_types", &self.detail_types)
+            .field("repository_prefix", &self.repository_prefix)
+            .field("accounts", &self.accounts)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `[[peer]]` section: another berth deployment serving `region`, reached at
@@ -120,9 +159,14 @@ impl Default for Config {
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
             job_shutdown_secs: 10,
+            vulndb_url: berth_registry::feeds::feed_base(None),
+            vulndb_sync_interval_secs: 6 * 3600,
+            vulndb_max_age_secs: berth_registry::feeds::DEFAULT_MAX_AGE_SECS,
             master_key: None,
             master_key_file: None,
             peers: Vec::new(),
+            webhook: Vec::new(),
+            webhook_max_attempts: 10,
         }
     }
 }
@@ -148,6 +192,19 @@ fn parse_env<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, Conf
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| ConfigError::Env(name, v)),
     }
+}
+
+/// Seconds, or a number with an `s`, `m`, `h` or `d` suffix (`6h`).
+fn parse_interval(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mult) = match v.char_indices().last()? {
+        (i, 's') => (&v[..i], 1),
+        (i, 'm') => (&v[..i], 60),
+        (i, 'h') => (&v[..i], 3600),
+        (i, 'd') => (&v[..i], 86400),
+        _ => (v, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 impl Config {
@@ -202,6 +259,17 @@ impl Config {
         if let Some(v) = parse_env("BERTH_LIFECYCLE_INTERVAL_SECS")? {
             c.lifecycle_interval_secs = v;
         }
+        if let Some(v) = env("BERTH_VULNDB_URL") {
+            c.vulndb_url = berth_registry::feeds::feed_base(Some(&v));
+        }
+        if let Some(v) = env("BERTH_VULNDB_SYNC_INTERVAL") {
+            c.vulndb_sync_interval_secs =
+                parse_interval(&v).ok_or(ConfigError::Env("BERTH_VULNDB_SYNC_INTERVAL", v))?;
+        }
+        if let Some(v) = env("BERTH_VULNDB_MAX_AGE") {
+            c.vulndb_max_age_secs =
+                parse_interval(&v).ok_or(ConfigError::Env("BERTH_VULNDB_MAX_AGE", v))?;
+        }
         if let Some(v) = parse_env("BERTH_GC_INTERVAL_SECS")? {
             c.gc_interval_secs = v;
         }
@@ -216,6 +284,9 @@ impl Config {
         }
         if let Some(v) = env("BERTH_MASTER_KEY_FILE") {
             c.master_key_file = Some(v.into());
+        }
+        if let Some(v) = parse_env("BERTH_WEBHOOK_MAX_ATTEMPTS")? {
+            c.webhook_max_attempts = v;
         }
         if let Some(v) = parse_env("BERTH_CLOCK_OFFSET_SECS")? {
             c.clock_offset_secs = v;

@@ -7,6 +7,7 @@ mod config;
 mod peer;
 mod serve;
 mod vulndb;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,7 +51,12 @@ enum Command {
 
 impl Common {
     fn load(&self) -> Result<config::Config, String> {
-        let mut c = config::Config::load(self.config.as_deref()).map_err(|e| e.to_string())?;
+        // BERTH_CONFIG names the file when --config does not.
+        let file = self
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("BERTH_CONFIG").map(PathBuf::from));
+        let mut c = config::Config::load(file.as_deref()).map_err(|e| e.to_string())?;
         if let Some(d) = &self.data_dir {
             c.data_dir = d.clone();
         }

@@ -117,6 +117,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
     spawn_background(registry.clone(), &cfg);
     let mut workers = spawn_periodic(registry.clone(), &cfg, &jobs_stopping).await?;
+    workers.extend(crate::vulndb::spawn_feed_sync(registry.clone(), &cfg, &jobs_stopping).await?);
     // Replication: a few workers, so that a slow peer does not hold up the others.
     let peers: Option<Arc<dyn berth_registry::replication::PeerConnector>> = if cfg.peers.is_empty()
     {
@@ -143,8 +144,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         registry.clone(),
         2,
         worker_config(&cfg),
-        jobs_stopping,
+        Duration::from_secs(cfg.vulndb_max_age_secs),
+        jobs_stopping.clone(),
     ));
+    workers.extend(
+        crate::webhooks::spawn(registry.clone(), &cfg, worker_config(&cfg), jobs_stopping).await?,
+    );
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to learn the bound address.

@@ -11,6 +11,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_registry::feeds::{FeedEvent, FeedOutcome, FeedSync, VULNDB_SYNC_JOB};
 use berth_registry::jobs::{Handler, Worker, WorkerConfig};
 use berth_registry::scan::{run_advisory_refresh, ScanHandler, Scanner};
 use berth_registry::Registry;
@@ -39,7 +40,16 @@ enum VulndbCmd {
     /// Import OSV advisories from a directory (searched recursively for *.json) or
     /// a ZIP archive (such as osv.dev's `<ecosystem>/all.zip`).
     Import { path: PathBuf },
-    /// Print the database version and how many advisories it holds.
+    /// Download the advisories of every ecosystem berth scans from an OSV mirror
+    /// laid out like osv.dev's bucket (`<base>/<ecosystem>/all.zip`), with
+    /// conditional GETs; a failed or partial download changes nothing.
+    Sync {
+        /// Base URL of the mirror; default `BERTH_VULNDB_URL`, else osv.dev's bucket.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Print the database version, how many advisories it holds, and each
+    /// ecosystem feed's record count, source and age.
     Status,
 }
 
@@ -252,6 +262,24 @@ pub async fn run(args: VulndbArgs) -> Result<(), String> {
         VulndbCmd::Import { path } => {
             println!("{}", import(&reg, &path).await?);
         }
+        VulndbCmd::Sync { source } => {
+            let base = match source {
+                Some(s) => s.trim_end_matches('/').to_string(),
+                None => cfg.vulndb_url.clone().ok_or(
+                    "BERTH_VULNDB_URL is off: pass --source URL, or use `berth vulndb import`",
+                )?,
+            };
+            let mut line = SyncLine::new();
+            let report = reg.sync_advisories(&base, &mut |ev| line.show(ev)).await?;
+            line.done();
+            println!("{}", report.summary());
+            if report.failures() > 0 {
+                return Err(format!(
+                    "{} ecosystem(s) failed to sync; their advisories are unchanged",
+                    report.failures()
+                ));
+            }
+        }
         VulndbCmd::Status => {
             let s = reg.vulndb_status().await.map_err(|e| e.to_string())?;
             println!(
@@ -260,6 +288,32 @@ pub async fn run(args: VulndbArgs) -> Result<(), String> {
                 s.advisories,
                 s.pending_scans
             );
+            let f = reg.vulndb_freshness().await.map_err(|e| e.to_string())?;
+            if let Some(w) = f.warning(cfg.vulndb_max_age_secs as i64 * 1000) {
+                println!("WARNING: {w}");
+            }
+            println!(
+                "source: {}",
+                cfg.vulndb_url
+                    .as_deref()
+                    .unwrap_or("off (berth vulndb import only)")
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            for (eco, st) in reg.feed_states().await.map_err(|e| e.to_string())? {
+                match st {
+                    Some(st) => println!(
+                        "  {eco}: {} records from {}, synced {} ago (checked {} ago)",
+                        st.records,
+                        st.source,
+                        age(now - st.synced_at),
+                        age(now - st.checked_at)
+                    ),
+                    None => println!("  {eco}: never synced"),
+                }
+            }
         }
     }
     Ok(())
@@ -271,9 +325,12 @@ pub fn spawn_scanning(
     registry: Arc<Registry>,
     workers: usize,
     config: WorkerConfig,
+    max_age: std::time::Duration,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let scanner = Arc::new(Scanner::new());
+    let mut scanner = Scanner::new();
+    scanner.max_age = max_age;
+    let scanner = Arc::new(scanner);
     let handler: Arc<dyn Handler> = Arc::new(ScanHandler::new(scanner.clone()));
     let id = crate::serve::worker_id();
     let mut handles = vec![tokio::spawn(run_advisory_refresh(
@@ -291,4 +348,113 @@ pub fn spawn_scanning(
         handles.push(tokio::spawn(w.run(stop.clone())));
     }
     handles
+}
+
+/// `3d 4h`, `5m`, `12s`.
+fn age(ms: i64) -> String {
+    let s = (ms.max(0) / 1000) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// The CLI's progress line for `vulndb sync` (on a terminal only).
+struct SyncLine {
+    on: bool,
+    last: std::time::Instant,
+}
+
+impl SyncLine {
+    fn new() -> SyncLine {
+        SyncLine {
+            on: std::io::stderr().is_terminal(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn show(&mut self, ev: FeedEvent<'_>) {
+        if !self.on {
+            return;
+        }
+        let mut e = std::io::stderr();
+        match ev {
+            FeedEvent::Downloading {
+                ecosystem,
+                bytes,
+                total,
+            } => {
+                if self.last.elapsed().as_millis() < 100 {
+                    return;
+                }
+                self.last = std::time::Instant::now();
+                let _ = match total {
+                    Some(t) if t > 0 => write!(
+                        e,
+                        "\r\x1b[K{ecosystem}: {:>3}% {} of {} KiB",
+                        bytes * 100 / t,
+                        bytes / 1024,
+                        t / 1024
+                    ),
+                    _ => write!(e, "\r\x1b[K{ecosystem}: {} KiB", bytes / 1024),
+                };
+            }
+            FeedEvent::Finished { ecosystem, outcome } => {
+                let what = match outcome {
+                    FeedOutcome::NotModified => "unchanged".to_string(),
+                    FeedOutcome::Absent => "not on the mirror".to_string(),
+                    FeedOutcome::Updated { records, .. } => format!("{records} records"),
+                    FeedOutcome::Failed(why) => format!("failed: {why}"),
+                };
+                let _ = write!(e, "\r\x1b[K{ecosystem}: {what}\n");
+            }
+        }
+        let _ = e.flush();
+    }
+
+    fn done(&self) {}
+}
+
+/// The periodic advisory sync (one node at a time: one job row), unless
+/// `BERTH_VULNDB_URL` is `off` or the interval is 0.
+pub async fn spawn_feed_sync(
+    registry: Arc<Registry>,
+    cfg: &crate::config::Config,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    // Never a silent clean bill of health: say so at start.
+    match registry.vulndb_freshness().await {
+        Ok(f) => {
+            if let Some(w) = f.warning(cfg.vulndb_max_age_secs as i64 * 1000) {
+                tracing::warn!("{w}; scan results will say so");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the advisory database state"),
+    }
+    let (Some(base), secs) = (cfg.vulndb_url.clone(), cfg.vulndb_sync_interval_secs) else {
+        return Ok(Vec::new());
+    };
+    if secs == 0 {
+        return Ok(Vec::new());
+    }
+    let job = FeedSync {
+        base,
+        interval: std::time::Duration::from_secs(secs),
+    };
+    job.schedule(&registry)
+        .await
+        .map_err(|e| format!("cannot schedule the {VULNDB_SYNC_JOB} job: {e}"))?;
+    let handler: Arc<dyn Handler> = Arc::new(job);
+    let w = Worker::new(
+        registry.clone(),
+        format!("{}/{VULNDB_SYNC_JOB}", crate::serve::worker_id()),
+        vec![handler],
+        WorkerConfig {
+            idle: std::time::Duration::from_secs(1),
+            ..crate::serve::worker_config(cfg)
+        },
+    );
+    Ok(vec![tokio::spawn(w.run(stop.clone()))])
 }

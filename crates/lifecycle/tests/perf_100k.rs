@@ -1,4 +1,4 @@
-//! Issue 4's performance bar: evaluating a policy over 100,000 images in one repository
+//! The lifecycle engine's performance bar: evaluating a policy over 100,000 images in one repository
 //! takes well under one second in a release build. Run with output to see the figures:
 //! `cargo test --release -p berth-lifecycle --test perf_100k -- --nocapture`
 //! (or `cargo run --release -p berth-lifecycle --example bench_100k`).

@@ -155,3 +155,51 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Clock, RegistryConfig, StoreSettings, Stores};
+
+    const ACCOUNT: &str = "123456789012";
+
+    async fn registry(dir: &std::path::Path) -> Registry {
+        let stores = Stores::open(&StoreSettings {
+            database_url: format!("sqlite://{}?mode=rwc", dir.join("meta.db").display()),
+            data_dir: dir.to_path_buf(),
+            plaintext_blobs: false,
+        })
+        .await
+        .unwrap();
+        stores.ensure_account(ACCOUNT, 0).await.unwrap();
+        Registry::open(
+            stores,
+            Clock::with_offset(0),
+            RegistryConfig::default(),
+            [3u8; 32],
+        )
+    }
+
+    /// With the metadata store down for everything, nothing can be decided: the
+    /// failure is the server's, not a refusal of the caller.
+    #[tokio::test]
+    async fn a_store_that_answers_nothing_is_unavailable() {
+        let dir = std::env::temp_dir().join(format!("berth-authz-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let reg = registry(&dir).await;
+        let alice = reg
+            .identity()
+            .create_user(ACCOUNT, "alice", 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(reg.policy_inputs(&alice, ACCOUNT, None).await.is_ok());
+        reg.meta.pool().close().await;
+        let got = reg.policy_inputs(&alice, ACCOUNT, None).await;
+        assert!(matches!(got, Err(AuthzError::Unavailable(_))), "{got:?}");
+        let root = Principal::root(ACCOUNT);
+        let got = reg.policy_inputs(&root, ACCOUNT, None).await;
+        assert!(matches!(got, Err(AuthzError::Unavailable(_))), "{got:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -137,6 +137,11 @@ impl Identity {
         }
     }
 
+    /// The master key (sealing other stored secrets, such as webhook secrets).
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// A key derived from the master key for one purpose (see [`MasterKey::derive`]).
     pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
         self.master.derive(purpose)

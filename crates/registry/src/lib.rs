@@ -11,11 +11,14 @@
 
 mod authz;
 mod clock;
+pub mod console;
 mod control;
 mod error;
+pub mod events;
+pub mod feeds;
 mod gc;
-pub mod jobs;
 pub mod identity;
+pub mod jobs;
 pub mod keys;
 pub mod kms;
 mod lifecycle;

@@ -811,6 +811,14 @@ impl Registry {
             let tag = tag.as_ref().map(|(t, _)| t.as_str());
             jobs.extend(self.replication_jobs(repo, digest.as_str(), tag).await?);
         }
+        let events = crate::events::push_events(
+            repo,
+            digest.as_str(),
+            reference,
+            &m.media_type,
+            m.effective_artifact_type(),
+            m.subject.as_ref().map(|s| s.digest.as_str()),
+        );
         let w = ManifestWrite {
             repo_id: repo.repo_id,
             digest: digest.to_string(),
@@ -830,6 +838,7 @@ impl Registry {
             children,
             tag,
             jobs,
+            events,
         };
         let outcome = match self.meta.put_manifest(&w).await? {
             PutManifestOutcome::Stored { .. } => ImageOutcome::Created,

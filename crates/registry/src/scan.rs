@@ -167,6 +167,9 @@ pub struct Scanner {
     initialized: AtomicBool,
     reload: tokio::sync::Mutex<()>,
     pub limits: Limits,
+    /// Older than this, the database is out of date and scan results say so
+    /// (`crate::feeds::vulndb_warning`).
+    pub max_age: std::time::Duration,
 }
 
 impl Default for Scanner {
@@ -186,6 +189,7 @@ impl Scanner {
             initialized: AtomicBool::new(false),
             reload: tokio::sync::Mutex::new(()),
             limits: Limits::default(),
+            max_age: std::time::Duration::from_secs(crate::feeds::DEFAULT_MAX_AGE_SECS),
         }
     }
 
@@ -514,7 +518,19 @@ impl Registry {
                 match report.status {
                     ScanStatus::Complete => Outcome {
                         status: "COMPLETE",
-                        description: Some("The scan was completed successfully.".into()),
+                        // Never a silent clean bill of health: an empty or stale
+                        // database is named in the status description.
+                        description: Some(
+                            match crate::feeds::vulndb_warning(
+                                loaded.index.len() as i64,
+                                loaded.updated_at,
+                                self.now(),
+                                scanner.max_age.as_millis() as i64,
+                            ) {
+                                None => "The scan was completed successfully.".into(),
+                                Some(w) => format!("The scan was completed, but {w}."),
+                            },
+                        ),
                         findings: Some(report_json(&report, loaded.updated_at)),
                     },
                     ScanStatus::UnsupportedImage => Outcome {

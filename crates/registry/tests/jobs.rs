@@ -128,8 +128,7 @@ impl Handler for Slow {
 async fn a_stopping_worker_releases_the_job_in_hand_and_another_takes_it() {
     let stores = registries().await;
     for reg in stores.list.clone() {
-        reg
-            .enqueue_job(&NewJob::now("slow", "{}".into()))
+        reg.enqueue_job(&NewJob::now("slow", "{}".into()))
             .await
             .unwrap();
         let h = Slow::new("slow", None);
@@ -181,8 +180,7 @@ async fn a_stopping_worker_releases_the_job_in_hand_and_another_takes_it() {
 async fn a_stopping_worker_finishes_a_job_that_ends_within_the_bound() {
     let stores = registries().await;
     for reg in stores.list.clone() {
-        reg
-            .enqueue_job(&NewJob::now("short", "{}".into()))
+        reg.enqueue_job(&NewJob::now("short", "{}".into()))
             .await
             .unwrap();
         let h = Slow::new("short", Some(Duration::from_millis(300)));
@@ -250,8 +248,7 @@ impl Handler for Failing {
 async fn a_failing_job_is_retried_then_parked() {
     let stores = registries().await;
     for reg in stores.list.clone() {
-        reg
-            .enqueue_job(&NewJob::now("failing", "{}".into()))
+        reg.enqueue_job(&NewJob::now("failing", "{}".into()))
             .await
             .unwrap();
         let h = Arc::new(Failing {

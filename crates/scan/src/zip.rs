@@ -165,6 +165,12 @@ impl<'a> ZipEntry<'a> {
         self.name.ends_with('/')
     }
 
+    /// Whether the entry is stored uncompressed (method 0): reading it
+    /// borrows from the archive.
+    pub fn is_stored(&self) -> bool {
+        self.method == 0
+    }
+
     /// The entry's stored (possibly compressed) bytes.
     fn raw(&self) -> Result<&'a [u8], ZipError> {
         let zip = self.zip;

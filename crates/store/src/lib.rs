@@ -8,6 +8,7 @@
 
 pub mod blob;
 pub mod crypt;
+pub mod events;
 pub mod kms;
 pub mod meta;
 pub mod object;
@@ -19,9 +20,9 @@ mod schema;
 pub use blob::{Appended, BlobRef, BlobStore, ByteStream, Chunk, Staging};
 pub use meta::jobs::{ClaimedJob, Completion, FailOutcome, JobRecord, JobRow, NewJob, RetryPolicy};
 pub use meta::{
-    AccessKeyRow, AccountSetting, AuditRow, DeleteManifestOutcome, Dialect, ManifestRow,
-    ManifestWrite, Meta, NewRepository, PutManifestOutcome, RepoColumn, RepositoryRow, UploadRow,
-    UserRow,
+    AccessKeyRow, AccountSetting, AuditFilter, AuditRow, DeleteManifestOutcome, Dialect,
+    ManifestRow, ManifestWrite, Meta, NewRepository, PutManifestOutcome, RepoColumn, RepositoryRow,
+    UploadRow, UserRow,
 };
 
 #[derive(Debug, thiserror::Error)]

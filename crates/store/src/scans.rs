@@ -193,7 +193,7 @@ impl Meta {
         completed_at: i64,
     ) -> Result<(), StoreError> {
         let mut g = self.begin_write().await?;
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE image_scans SET status = $1, description = $2, findings = COALESCE($3, findings), completed_at = $4 \
              WHERE repo_id = $5 AND digest = $6 AND started_at = $7",
         )
@@ -206,6 +206,27 @@ impl Meta {
         .bind(started_at)
         .execute(&mut *g.tx)
         .await?;
+        // A completed scan announces its severity counts ("ECR Image Scan") in the
+        // transaction that records it.
+        if status == "COMPLETE" && n.rows_affected() == 1 {
+            let counts = findings
+                .and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok())
+                .and_then(|f| f.get("findingSeverityCounts").cloned())
+                .unwrap_or_else(|| serde_json::json!({}));
+            let (_, name) = crate::events::stream_of_tx(&mut g.tx, repo_id).await?;
+            let tags: Vec<String> = sqlx::query_scalar(
+                "SELECT tag FROM tags WHERE repo_id = $1 AND digest = $2 ORDER BY tag",
+            )
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_all(&mut *g.tx)
+            .await?;
+            let e = crate::events::NewEvent {
+                detail_type: crate::events::IMAGE_SCAN,
+                detail: crate::events::image_scan(&name, digest, &tags, &counts),
+            };
+            crate::events::record_tx(&mut g.tx, repo_id, &[e], completed_at).await?;
+        }
         g.commit().await
     }
 
@@ -249,6 +270,40 @@ impl Meta {
             .await?
             .rows_affected();
         }
+        g.commit().await?;
+        Ok(n)
+    }
+
+    /// Stores one feed's advisories (id, OSV JSON) and its `settings` row (the
+    /// feed's validators and counts) in one transaction: a reader sees the feed
+    /// before or after, never half of it.
+    pub async fn put_feed(
+        &self,
+        records: &[(String, Vec<u8>)],
+        setting: (&str, &str),
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut g = self.begin_write().await?;
+        let mut n = 0;
+        for (id, body) in records {
+            n += sqlx::query(
+                "INSERT INTO advisories (advisory_id, body, imported_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (advisory_id) DO UPDATE SET body = excluded.body, imported_at = excluded.imported_at",
+            )
+            .bind(id)
+            .bind(body.clone())
+            .bind(now)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(setting.0)
+        .bind(setting.1)
+        .execute(&mut *g.tx)
+        .await?;
         g.commit().await?;
         Ok(n)
     }

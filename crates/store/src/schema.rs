@@ -13,6 +13,8 @@ pub const SQLITE: &[(i64, &str)] = &[
     (5, V5_SQLITE),
     (6, V6),
     (7, V7_SQLITE),
+    (11, V11_SQLITE),
+    (12, V12),
     (10, V10),
 ];
 /// (version, statements) for PostgreSQL.
@@ -23,6 +25,8 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (5, V5_POSTGRES),
     (6, V6),
     (7, V7_POSTGRES),
+    (11, V11_POSTGRES),
+    (12, V12),
     (10, V10),
 ];
 
@@ -292,6 +296,73 @@ CREATE INDEX blobs_object_key ON blobs (object_key);
 ALTER TABLE uploads ADD COLUMN object_key TEXT;
 ALTER TABLE uploads ADD COLUMN staging TEXT;
 UPDATE uploads SET object_key = 'uploads/' || upload_id";
+
+/// v11: events (`crates/store/src/events.rs`): one row per event, written in the
+/// transaction of the change that caused it; the last event of each repository
+/// (`event_streams`, which webhook deliveries are dispatched from); webhooks; and
+/// each webhook's delivery cursor per repository.
+macro_rules! v11 {
+    ($serial:literal) => {
+        concat!(
+            "CREATE TABLE events (
+                seq ",
+            $serial,
+            ",
+                event_id TEXT NOT NULL,
+                account_id TEXT NOT NULL,
+                repository TEXT NOT NULL,
+                detail_type TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            );
+            CREATE INDEX events_stream ON events (account_id, repository, seq);
+            CREATE TABLE event_streams (
+                account_id TEXT NOT NULL,
+                repository TEXT NOT NULL,
+                last_seq BIGINT NOT NULL,
+                PRIMARY KEY (account_id, repository)
+            );
+            CREATE TABLE webhooks (
+                webhook_id ",
+            $serial,
+            ",
+                name TEXT NOT NULL UNIQUE,
+                url TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                detail_types TEXT NOT NULL,
+                repository_prefix TEXT NOT NULL,
+                accounts TEXT NOT NULL,
+                format TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                start_seq BIGINT NOT NULL,
+                created_at BIGINT NOT NULL
+            );
+            CREATE TABLE webhook_cursors (
+                webhook_id BIGINT NOT NULL,
+                account_id TEXT NOT NULL,
+                repository TEXT NOT NULL,
+                last_seq BIGINT NOT NULL,
+                PRIMARY KEY (webhook_id, account_id, repository)
+            )"
+        )
+    };
+}
+
+const V11_SQLITE: &str = v11!("INTEGER PRIMARY KEY AUTOINCREMENT");
+const V11_POSTGRES: &str = v11!("BIGSERIAL PRIMARY KEY");
+/// Console sessions (`crates/api/src/console/`): the session id is stored only as
+/// its SHA-256 (a leaked table does not sign anyone in); the access key it was
+/// opened with is kept so disabling or deleting the key ends the session.
+const V12: &str = "CREATE TABLE console_sessions (
+    session_hash TEXT PRIMARY KEY,
+    access_key_id TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    user_name TEXT,
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)";
 
 /// v10: replication statuses (`crates/store/src/replication.rs`), one row per
 /// (image, destination registry).

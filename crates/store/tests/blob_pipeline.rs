@@ -397,7 +397,7 @@ pipeline!(fs, fs_subject);
 pipeline!(s3, s3_subject);
 
 /// A data directory written before object keys were recorded: blob files at
-/// `blobs/<alg>/<2 hex>/<hex>` and blob rows without a key (schema version 5).
+/// `blobs/<alg>/<2 hex>/<hex>` and blob rows without a key (before migration 7).
 /// Opening it migrates the rows to name that layout, and the blobs read back.
 #[tokio::test]
 async fn a_data_directory_in_the_old_layout_stays_readable() {
@@ -406,10 +406,14 @@ async fn a_data_directory_in_the_old_layout_stays_readable() {
     std::fs::create_dir_all(&dir).unwrap();
     urls.push(format!("sqlite://{}/meta.db?mode=rwc", dir.display()));
     if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
-        let admin = Meta::connect(&url).await.unwrap();
+        // A plain connection: the admin database itself is never migrated.
+        sqlx::any::install_default_drivers();
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
         let db = format!("berth_old_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(admin.pool())
+            .execute(&mut admin)
             .await
             .unwrap();
         let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
@@ -440,7 +444,7 @@ async fn a_data_directory_in_the_old_layout_stays_readable() {
         assert!(path.is_file(), "today's layout");
         assert_eq!(published, format!("blobs/sha256/{}/{hex}", &hex[..2]));
 
-        // A metadata store at schema version 5 holding the blob's row and link.
+        // A metadata store from before migration 7 holding the blob's row and link.
         let m = Meta::connect(url).await.unwrap();
         let r = m
             .create_repository(&NewRepository {
@@ -462,7 +466,7 @@ async fn a_data_directory_in_the_old_layout_stays_readable() {
             "ALTER TABLE blobs DROP COLUMN object_key",
             "ALTER TABLE uploads DROP COLUMN object_key",
             "ALTER TABLE uploads DROP COLUMN staging",
-            "DELETE FROM schema_migrations WHERE version >= 6",
+            "DELETE FROM schema_migrations WHERE version = 7",
         ] {
             sqlx::query(stmt).execute(m.pool()).await.unwrap();
         }

@@ -142,6 +142,8 @@ async fn failures_back_off_then_park_with_the_last_error() {
     let stores = backends().await;
     for m in stores.list.clone() {
         m.enqueue_job(&job("f", "x")).await.unwrap();
+        // When the previous attempt was reported failed (its backoff starts then).
+        let mut failed_at = 0;
         for attempt in 1..=QUICK.max_attempts {
             let start = berth_store::now_millis();
             let j = loop {
@@ -160,13 +162,15 @@ async fn failures_back_off_then_park_with_the_last_error() {
                     j.last_error.as_deref(),
                     Some(format!("boom {}", attempt - 1).as_str())
                 );
-                // Backed off: not runnable before the policy's delay.
-                let waited = berth_store::now_millis() - start;
+                // Backed off: not runnable before the policy's delay after the
+                // failure was reported.
+                let waited = berth_store::now_millis() - failed_at;
                 assert!(
                     waited >= QUICK.delay_ms(attempt - 1) - 50,
                     "retried after {waited} ms"
                 );
             }
+            failed_at = berth_store::now_millis();
             let out = m
                 .fail_job(&j, &format!("boom {attempt}"), &QUICK)
                 .await

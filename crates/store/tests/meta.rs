@@ -12,10 +12,14 @@ async fn backends() -> Vec<Meta> {
             .unwrap(),
     ];
     if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
-        let admin = Meta::connect(&url).await.unwrap();
+        // A plain connection: the admin database itself is never migrated.
+        sqlx::any::install_default_drivers();
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
         let db = format!("berth_meta_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(admin.pool())
+            .execute(&mut admin)
             .await
             .unwrap();
         let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
@@ -90,6 +94,7 @@ async fn repositories_blobs_manifests_tags() {
             children: vec![],
             tag: Some(("v1".into(), true)),
             jobs: vec![],
+            events: vec![],
         };
         assert_eq!(
             m.put_manifest(&w).await.unwrap(),

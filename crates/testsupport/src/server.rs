@@ -411,6 +411,17 @@ impl Berth {
     /// Runs `berth ARGS` (any command: `admin …`, `vulndb …`) with this server's
     /// data directory and database, and returns its stdout; panics on failure.
     pub fn command(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let out = self.command_output(env, args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// [`Self::command`] that returns the process's output, failed or not.
+    pub fn command_output(&self, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
         let (first, args) = args.split_at(1.min(args.len()));
         let mut cmd = Command::new(berth_bin());
         cmd.args(first);
@@ -429,13 +440,7 @@ impl Berth {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.args(args).output().expect("run berth");
-        assert!(
-            out.status.success(),
-            "berth {first:?} {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cmd.args(args).output().expect("run berth")
     }
 
     /// Calls an ECR operation (`op` like `CreateRepository`) as `creds`, SigV4-signed.
@@ -530,12 +535,14 @@ impl Berth {
 
     /// The last `lines` lines of the server's stderr (all incarnations).
     pub fn stderr_tail(&self, lines: usize) -> String {
-        let mut s = String::new();
+        let mut raw = Vec::new();
         if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-            let _ = f.read_to_string(&mut s);
+            let _ = f.read_to_end(&mut raw);
         }
+        // Lossy: the seek may land inside a multi-byte character.
+        let s = String::from_utf8_lossy(&raw);
         let all: Vec<&str> = s.lines().collect();
         let tail = all[all.len().saturating_sub(lines)..].join("\n");
         format!(

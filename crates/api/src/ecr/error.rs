@@ -46,6 +46,11 @@ pub enum EcrException {
     // ---- the JSON protocol ----
     Serialization,
     UnknownOperation,
+    // ---- CloudTrail ----
+    InvalidLookupAttributes,
+    InvalidTimeRange,
+    InvalidNextToken,
+    InvalidMaxResults,
     // ---- KMS ----
     AlreadyExists,
     Disabled,
@@ -98,6 +103,10 @@ impl EcrException {
             X::Validation => "ValidationException",
             X::Serialization => "SerializationException",
             X::UnknownOperation => "UnknownOperationException",
+            X::InvalidLookupAttributes => "InvalidLookupAttributesException",
+            X::InvalidTimeRange => "InvalidTimeRangeException",
+            X::InvalidNextToken => "InvalidNextTokenException",
+            X::InvalidMaxResults => "InvalidMaxResultsException",
             X::AlreadyExists => "AlreadyExistsException",
             X::Disabled => "DisabledException",
             X::KmsInvalidState => "KMSInvalidStateException",

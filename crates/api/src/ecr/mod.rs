@@ -5,6 +5,7 @@
 //! Every call is SigV4-verified, then authorized as its ECR action, then served by
 //! the registry core. Errors use the JSON 1.1 shape `{"__type", "message"}`.
 
+mod cloudtrail;
 mod error;
 mod images;
 mod input;
@@ -39,6 +40,9 @@ pub use ops::{Operation, OPERATIONS};
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 /// AWS KMS (berth-managed keys for repository encryption).
 pub const KMS_TARGET_PREFIX: &str = "TrentService.";
+/// CloudTrail's target prefix (`cloudtrail.rs`: `LookupEvents` over the audit log).
+pub const CLOUDTRAIL_TARGET_PREFIX: &str =
+    "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
 /// UploadLayerPart carries up to 20 MiB base64-encoded.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
@@ -140,6 +144,8 @@ async fn json_call(
         (ops::Service::Ecr, op)
     } else if let Some(op) = target.strip_prefix(KMS_TARGET_PREFIX) {
         (ops::Service::Kms, op)
+    } else if let Some(op) = target.strip_prefix(CLOUDTRAIL_TARGET_PREFIX) {
+        (ops::Service::CloudTrail, op)
     } else {
         return error_response(
             &EcrError::new(
@@ -207,4 +213,45 @@ pub fn epoch_secs(ms: i64) -> Value {
 
 pub fn body_of(v: Value) -> Body {
     Body::from(v.to_string())
+}
+
+/// Runs an ECR operation for a caller authenticated by another front end (the
+/// console's session): the same table row, authorization, handler and audit record
+/// as a SigV4 call of that operation.
+/// `service` is `ecr` or `kms`.
+pub async fn call_as(
+    app: &Arc<App>,
+    caller: &Principal,
+    source_ip: &str,
+    service: &str,
+    op: &str,
+    input: Value,
+) -> Result<Value, EcrError> {
+    let service = if service == "kms" {
+        ops::Service::Kms
+    } else {
+        ops::Service::Ecr
+    };
+    let ctx = Ctx {
+        app: app.clone(),
+        caller: caller.clone(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        source_ip: source_ip.to_string(),
+        op: op.to_string(),
+        action: ops::action_of(service, op),
+    };
+    let input = Input::new(input);
+    let result = match ops::find(service, op) {
+        Some(r) => (r.handler)(&ctx, &input).await,
+        None => ops::unknown(&ctx, service, &input).await,
+    };
+    app.audit(
+        &ctx,
+        service.signing_name(),
+        op,
+        &input,
+        result.as_ref().err(),
+    )
+    .await;
+    result
 }

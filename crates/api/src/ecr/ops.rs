@@ -9,7 +9,9 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use super::{images, kms, layers, lifecycle, policies, replication, repos, scanning, unsupported};
+use super::{
+    cloudtrail, images, kms, layers, lifecycle, policies, replication, repos, scanning, unsupported,
+};
 use super::{Ctx, EcrError, Input};
 
 /// The service a target header addresses.
@@ -19,6 +21,8 @@ pub enum Service {
     Ecr,
     /// `TrentService.<Op>`
     Kms,
+    /// `com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.<Op>`
+    CloudTrail,
 }
 
 impl Service {
@@ -27,6 +31,7 @@ impl Service {
         match self {
             Service::Ecr => "ecr",
             Service::Kms => "kms",
+            Service::CloudTrail => "cloudtrail",
         }
     }
 }
@@ -279,6 +284,13 @@ pub static OPERATIONS: &[Operation] = &[
         "ecr:BatchGetRepositoryScanningConfiguration",
         scanning::batch_get_repository_scanning_configuration
     ),
+    // CloudTrail (cloudtrail.rs)
+    op!(
+        CloudTrail,
+        "LookupEvents",
+        ActionRule::Fixed("cloudtrail:LookupEvents"),
+        cloudtrail::lookup_events
+    ),
     // KMS (kms.rs)
     kms!("CreateKey"),
     kms!("DescribeKey"),
@@ -325,6 +337,10 @@ pub async fn unknown(ctx: &Ctx, service: Service, input: &Input) -> Result<Value
         Service::Ecr => unsupported::answer(ctx, &ctx.op, input).await,
         // Authorized like any KMS call, then refused as unsupported.
         Service::Kms => kms::serve(ctx, input).await,
+        Service::CloudTrail => Err(EcrError::new(
+            super::EcrException::UnknownOperation,
+            format!("berth answers CloudTrail LookupEvents only, not {}", ctx.op),
+        )),
     }
 }
 

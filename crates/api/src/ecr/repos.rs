@@ -2,7 +2,7 @@
 //! PutImageTagMutability, PutImageScanningConfiguration, resource tags, and
 //! GetAuthorizationToken (botocore ECR model).
 
-use berth_registry::{ExclusionFilter, RepoSettings, RepositoryRow, TagMutability};
+use berth_registry::{ExclusionFilter, RegistryError, RepoSettings, RepositoryRow, TagMutability};
 use serde_json::{json, Value};
 
 use super::input::{check_len, decode_token, encode_token, parse_repository_name};
@@ -62,12 +62,11 @@ async fn authorized_repo(
         )
         .await?;
     found.ok_or_else(|| {
-        EcrError::new(
-            EcrException::RepositoryNotFound,
-            format!(
-                "The repository with name '{name}' does not exist in the registry with id '{account}'"
-            ),
-        )
+        RegistryError::NameUnknown {
+            account: account.to_string(),
+            name: name.to_string(),
+        }
+        .into()
     })
 }
 

@@ -15,6 +15,50 @@ use crate::App;
 const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 
+/// Who may call a query operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryAccess {
+    /// Any authenticated caller (AWS requires no permission for
+    /// `sts:GetCallerIdentity`).
+    AnyCaller,
+    /// The caller about itself, or the account root about any of its users (the
+    /// `iam:GetUser` berth grants without identity policies).
+    SelfOrAccountRoot,
+}
+
+impl QueryAccess {
+    pub fn allows(self, caller: &Principal, target: &Principal) -> bool {
+        match self {
+            QueryAccess::AnyCaller => true,
+            QueryAccess::SelfOrAccountRoot => {
+                target == caller || (caller.is_root() && target.account_id == caller.account_id)
+            }
+        }
+    }
+}
+
+/// One row of the query-protocol operation table: its name, the XML namespace of
+/// its answers, who may call it.
+pub struct QueryOperation {
+    pub name: &'static str,
+    pub namespace: &'static str,
+    pub access: QueryAccess,
+}
+
+/// The query-protocol operations served on `POST /` without an `X-Amz-Target`.
+pub static QUERY_OPERATIONS: &[QueryOperation] = &[
+    QueryOperation {
+        name: "GetCallerIdentity",
+        namespace: STS_NS,
+        access: QueryAccess::AnyCaller,
+    },
+    QueryOperation {
+        name: "GetUser",
+        namespace: IAM_NS,
+        access: QueryAccess::SelfOrAccountRoot,
+    },
+];
+
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -74,7 +118,8 @@ pub async fn query_call(
     }
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let action = get("Action").unwrap_or("");
-    let ns = if action == "GetUser" { IAM_NS } else { STS_NS };
+    let row = QUERY_OPERATIONS.iter().find(|o| o.name == action);
+    let ns = row.map_or(STS_NS, |o| o.namespace);
     let caller = match app
         .authenticate_sigv4_raw(parts, body, &["sts", "iam"])
         .await
@@ -99,7 +144,20 @@ pub async fn query_call(
             )
         }
     };
-    match action {
+    let Some(op) = row else {
+        return if action.is_empty() {
+            xml_error(
+                ns,
+                StatusCode::BAD_REQUEST,
+                "MissingAction",
+                "Missing Action",
+                &request_id,
+            )
+        } else {
+            invalid_action(ns, action, &request_id)
+        };
+    };
+    match op.name {
         "GetCallerIdentity" => xml(
             StatusCode::OK,
             format!(
@@ -110,19 +168,28 @@ pub async fn query_call(
             ),
             &request_id,
         ),
-        "GetUser" => get_user(&app, &caller, get("UserName"), &request_id).await,
-        "" => xml_error(ns, StatusCode::BAD_REQUEST, "MissingAction", "Missing Action", &request_id),
-        other => xml_error(
-            ns,
-            StatusCode::BAD_REQUEST,
-            "InvalidAction",
-            &format!("The action {other} is not valid for this web service."),
-            &request_id,
-        ),
+        "GetUser" => get_user(&app, &caller, op.access, get("UserName"), &request_id).await,
+        other => invalid_action(ns, other, &request_id),
     }
 }
 
-async fn get_user(app: &App, caller: &Principal, name: Option<&str>, request_id: &str) -> Response {
+fn invalid_action(ns: &str, action: &str, request_id: &str) -> Response {
+    xml_error(
+        ns,
+        StatusCode::BAD_REQUEST,
+        "InvalidAction",
+        &format!("The action {action} is not valid for this web service."),
+        request_id,
+    )
+}
+
+async fn get_user(
+    app: &App,
+    caller: &Principal,
+    access: QueryAccess,
+    name: Option<&str>,
+    request_id: &str,
+) -> Response {
     let target = match name {
         None => caller.clone(),
         Some(n) => Principal {
@@ -154,7 +221,7 @@ async fn get_user(app: &App, caller: &Principal, name: Option<&str>, request_id:
         },
         None => 0,
     };
-    if target != *caller && !caller.is_root() {
+    if !access.allows(caller, &target) {
         return xml_error(
             IAM_NS,
             StatusCode::FORBIDDEN,

@@ -141,7 +141,9 @@ fn read_budgeted<'a>(
     max: u64,
     budget: &mut u64,
 ) -> Result<std::borrow::Cow<'a, [u8]>, String> {
-    let cap = max.min(*budget);
+    // Stored entries are borrowed from the archive: only inflation spends
+    // the budget.
+    let cap = if e.is_stored() { max } else { max.min(*budget) };
     match e.read(cap) {
         Ok(d) => {
             if let std::borrow::Cow::Owned(v) = &d {

@@ -650,7 +650,9 @@ impl Walker<'_> {
                                 )],
                             }
                         } else {
-                            let cap = usize::try_from(entry.size).unwrap_or(0);
+                            // The header's size is a claim: grow past 64 MiB
+                            // only as bytes actually arrive.
+                            let cap = usize::try_from(entry.size.min(64 << 20)).unwrap_or(0);
                             let mut buf = Vec::with_capacity(cap);
                             EntryData(tar)
                                 .read_to_end(&mut buf)

@@ -122,4 +122,66 @@ impl Meta {
             .await?;
         Ok(n > 0)
     }
+
+    /// Audit records of `account`, newest first, for CloudTrail `LookupEvents`:
+    /// optionally one attribute (`action` suffix, principal suffix or resource),
+    /// a time range (ms, inclusive), before record id `before` (the page token).
+    /// Returns (id, record) pairs.
+    pub async fn lookup_audit(
+        &self,
+        account: &str,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<(i64, AuditRow)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, ts, account_id, principal, action, resource, source, outcome, detail FROM audit_log \
+             WHERE account_id = $1 AND ts >= $2 AND ts <= $3 AND id < $4 \
+             AND ($5 = '' OR action LIKE $5) AND ($6 = '' OR principal LIKE $6 OR principal = $7) AND ($8 = '' OR resource = $8) \
+             ORDER BY id DESC LIMIT $9",
+        )
+        .bind(account)
+        .bind(filter.start_ms)
+        .bind(filter.end_ms)
+        .bind(filter.before_id)
+        .bind(filter.action_like.clone())
+        .bind(filter.principal_like.clone())
+        .bind(filter.principal_exact.clone())
+        .bind(filter.resource.clone())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    AuditRow {
+                        ts: r.try_get(1)?,
+                        account_id: r.try_get(2)?,
+                        principal: r.try_get(3)?,
+                        action: r.try_get(4)?,
+                        resource: r.try_get(5)?,
+                        source: r.try_get(6)?,
+                        outcome: r.try_get(7)?,
+                        detail: r.try_get(8)?,
+                    },
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
+
+/// What [`Meta::lookup_audit`] selects; empty strings match everything.
+#[derive(Debug, Clone)]
+pub struct AuditFilter {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub before_id: i64,
+    /// SQL LIKE pattern on the action (`%:DeleteRepository`).
+    pub action_like: String,
+    /// SQL LIKE pattern on the principal ARN (`%/alice`).
+    pub principal_like: String,
+    /// An exact principal ARN (the root user's).
+    pub principal_exact: String,
+    pub resource: String,
 }

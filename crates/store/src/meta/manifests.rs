@@ -143,6 +143,7 @@ impl Meta {
         } else if !inserted {
             return Ok(PutManifestOutcome::Unchanged);
         }
+        crate::events::record_tx(&mut g.tx, w.repo_id, &w.events, w.pushed_at).await?;
         g.commit().await?;
         Ok(PutManifestOutcome::Stored {
             manifest_existed: !inserted,
@@ -228,6 +229,17 @@ impl Meta {
             .bind(digest)
             .execute(&mut *g.tx)
             .await?;
+        // One DELETE event per tag it had (one untagged when none), in this
+        // transaction.
+        let (_, name) = crate::events::stream_of_tx(&mut g.tx, repo_id).await?;
+        let mut events: Vec<_> = tags
+            .iter()
+            .map(|t| crate::events::image_delete(&name, digest, Some(t)))
+            .collect();
+        if events.is_empty() {
+            events.push(crate::events::image_delete(&name, digest, None));
+        }
+        crate::events::record_tx(&mut g.tx, repo_id, &events, now).await?;
         g.commit().await?;
         Ok(DeleteManifestOutcome::Deleted { tags })
     }
@@ -241,6 +253,11 @@ impl Meta {
                 .bind(tag)
                 .fetch_optional(&mut *g.tx)
                 .await?;
+        if let Some(digest) = &d {
+            let (_, name) = crate::events::stream_of_tx(&mut g.tx, repo_id).await?;
+            let e = crate::events::image_delete(&name, digest, Some(tag));
+            crate::events::record_tx(&mut g.tx, repo_id, &[e], crate::now_millis()).await?;
+        }
         g.commit().await?;
         Ok(d)
     }

@@ -18,12 +18,15 @@ use crate::StoreError;
 
 mod accounts;
 mod blobs;
+pub use accounts::AuditFilter;
 pub use blobs::legacy_object_key;
+mod console;
 mod gc;
 mod identity;
 pub mod jobs;
 mod manifests;
 mod repositories;
+pub use console::{AuditSearch, SessionRow};
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +159,9 @@ pub struct ManifestWrite {
     /// Jobs to enqueue in the same transaction when the manifest is new (a scan on
     /// push, …), so a crash cannot lose them.
     pub jobs: Vec<jobs::NewJob>,
+    /// Events written in the same transaction when the write is stored
+    /// (`crate::events`).
+    pub events: Vec<crate::events::NewEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,203 @@
+//! Registry settings: the scanning configuration, replication rules (as
+//! DescribeRegistry reports them), the registry policy (edited here; validated by
+//! PutRegistryPolicy) and the berth-managed KMS keys with their aliases. Each read
+//! and write is the ECR or KMS operation of the same name, run as the session; a
+//! section the principal may not read says so. Pull-through cache rules and
+//! creation templates get their sections here once the API has them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use berth_registry::console::ConsoleSession;
+use serde_json::{json, Value};
+
+use super::html::{esc, page};
+use super::{check_csrf, parse_form, session};
+use crate::ecr::{call_as, EcrException};
+use crate::App;
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+async fn render(
+    app: &Arc<App>,
+    s: &ConsoleSession,
+    ip: &str,
+    policy_override: Option<(&str, &str, &str)>,
+) -> String {
+    let api = |svc: &'static str, op: &'static str| {
+        let app = app.clone();
+        let p = s.principal.clone();
+        let ip = ip.to_string();
+        async move { call_as(&app, &p, &ip, svc, op, json!({})).await }
+    };
+    let denied = |e: &crate::ecr::EcrError| {
+        format!(
+            "<p class=\"error\">{}: {}</p>",
+            e.aws_code(),
+            esc(&e.message)
+        )
+    };
+    let mut body = String::from("<h1>Private registry settings</h1>");
+    body.push_str(
+        "<section aria-labelledby=\"scanning\"><h2 id=\"scanning\">Scanning configuration</h2>",
+    );
+    match api("ecr", "GetRegistryScanningConfiguration").await {
+        Ok(v) => body.push_str(&format!(
+            "<p>Scan type: <strong>{}</strong></p><pre><code>{}</code></pre>",
+            esc(v["scanningConfiguration"]["scanType"]
+                .as_str()
+                .unwrap_or("BASIC")),
+            esc(&pretty(&v["scanningConfiguration"]["rules"]))
+        )),
+        Err(e) => body.push_str(&denied(&e)),
+    }
+    body.push_str("</section><section aria-labelledby=\"replication\"><h2 id=\"replication\">Replication rules</h2>");
+    match api("ecr", "DescribeRegistry").await {
+        Ok(v) => {
+            let rules = &v["replicationConfiguration"]["rules"];
+            if rules.as_array().is_none_or(|r| r.is_empty()) {
+                body.push_str("<p>No replication rules.</p>");
+            } else {
+                body.push_str(&format!("<pre><code>{}</code></pre>", esc(&pretty(rules))));
+            }
+        }
+        Err(e) => body.push_str(&denied(&e)),
+    }
+    body.push_str(
+        "</section><section aria-labelledby=\"policy-h\"><h2 id=\"policy-h\">Registry policy</h2>",
+    );
+    let (text, notice, error) = match policy_override {
+        Some((t, n, e)) => (t.to_string(), n.to_string(), e.to_string()),
+        None => match api("ecr", "GetRegistryPolicy").await {
+            Ok(v) => (
+                v["policyText"].as_str().unwrap_or("").to_string(),
+                String::new(),
+                String::new(),
+            ),
+            Err(e) if e.exception == EcrException::RegistryPolicyNotFound => {
+                (String::new(), String::new(), String::new())
+            }
+            Err(e) => (
+                String::new(),
+                String::new(),
+                format!("{}: {}", e.aws_code(), e.message),
+            ),
+        },
+    };
+    if !notice.is_empty() {
+        body.push_str(&format!(
+            "<p class=\"notice\" role=\"status\">{}</p>",
+            esc(&notice)
+        ));
+    }
+    let err = if error.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p class=\"error\" id=\"policy-error\" role=\"alert\">{}</p>",
+            esc(&error)
+        )
+    };
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/console/settings\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">
+<div class=\"field\"><label for=\"policy\">Registry policy JSON</label><textarea id=\"policy\" name=\"policy\" rows=\"12\" cols=\"90\"{}>{}</textarea>{err}</div>
+<button type=\"submit\" name=\"action\" value=\"save\">Save registry policy</button>
+<button type=\"submit\" name=\"action\" value=\"delete\" class=\"secondary\">Delete registry policy</button></form></section>",
+        esc(&s.csrf_token),
+        if error.is_empty() { "" } else { " aria-invalid=\"true\" aria-describedby=\"policy-error\"" },
+        esc(&text)
+    ));
+    body.push_str("<section aria-labelledby=\"kms\"><h2 id=\"kms\">KMS keys</h2>");
+    match api("kms", "ListAliases").await {
+        Ok(v) => {
+            body.push_str("<table><thead><tr><th scope=\"col\">Alias</th><th scope=\"col\">Key id</th></tr></thead><tbody>");
+            let aliases = v["Aliases"].as_array().cloned().unwrap_or_default();
+            if aliases.is_empty() {
+                body.push_str("<tr><td colspan=\"2\">No keys yet (the aws/ecr key is made on first use)</td></tr>");
+            }
+            for a in &aliases {
+                body.push_str(&format!(
+                    "<tr><td>{}</td><td><code>{}</code></td></tr>",
+                    esc(a["AliasName"].as_str().unwrap_or("")),
+                    esc(a["TargetKeyId"].as_str().unwrap_or(""))
+                ));
+            }
+            body.push_str("</tbody></table>");
+        }
+        Err(e) => body.push_str(&denied(&e)),
+    }
+    body.push_str("</section>");
+    body
+}
+
+pub async fn show(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let s = match session(&app, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let body = render(&app, &s, &peer.ip().to_string(), None).await;
+    Html(page("Registry settings", Some(&s), &body)).into_response()
+}
+
+pub async fn act(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: HashMap<String, String> = parse_form(&body);
+    let s = match session(&app, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(r) = check_csrf(&s, &form) {
+        return r;
+    }
+    let ip = peer.ip().to_string();
+    let text = form.get("policy").cloned().unwrap_or_default();
+    let (op, input) = match form.get("action").map(String::as_str) {
+        Some("delete") => ("DeleteRegistryPolicy", json!({})),
+        _ => ("PutRegistryPolicy", json!({"policyText": text})),
+    };
+    let (status, shown, notice, error) =
+        match call_as(&app, &s.principal, &ip, "ecr", op, input).await {
+            Ok(_) if op == "DeleteRegistryPolicy" => (
+                StatusCode::OK,
+                String::new(),
+                "Registry policy deleted.".to_string(),
+                String::new(),
+            ),
+            Ok(_) => (
+                StatusCode::OK,
+                text,
+                "Registry policy saved.".to_string(),
+                String::new(),
+            ),
+            Err(e) => {
+                let status = if e.exception == EcrException::AccessDenied {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                (
+                    status,
+                    text,
+                    String::new(),
+                    format!("{}: {}", e.aws_code(), e.message),
+                )
+            }
+        };
+    let body = render(&app, &s, &ip, Some((&shown, &notice, &error))).await;
+    (status, Html(page("Registry settings", Some(&s), &body))).into_response()
+}

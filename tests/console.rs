@@ -1,0 +1,598 @@
+//! The web console (`/console/`) over HTTP against a real `berth serve`: sign-in,
+//! cookies and security headers, CSRF, the Repositories pages, push commands run
+//! with the AWS CLI and skopeo, a ReadOnly user refused by the server, revocation
+//! when the key is disabled, sign-out, rate-limited sign-ins, session expiry and
+//! sessions served by a second node.
+
+use std::process::Command;
+
+use berth_testsupport::ecr::Credentials;
+use berth_testsupport::tools::require;
+use berth_testsupport::{both_backends, Berth, Http, Layout, Response, TempDir};
+use serde_json::json;
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value of `name=` in the response's Set-Cookie headers.
+fn set_cookie<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+fn cookie_value(set: &str) -> String {
+    set.split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+/// The first hidden CSRF field of a page.
+fn csrf_of(html: &str) -> String {
+    let i = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+struct Console {
+    http: Http,
+    cookie: String,
+    csrf: String,
+}
+
+impl Console {
+    fn get(&self, path: &str) -> Response {
+        self.http.send(
+            "GET",
+            path,
+            &[("cookie", &format!("berth_console={}", self.cookie))],
+            "",
+        )
+    }
+
+    fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.http.send(
+            "POST",
+            path,
+            &[
+                ("cookie", &format!("berth_console={}", self.cookie)),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            form(fields).as_str(),
+        )
+    }
+}
+
+fn try_sign_in(http: &Http, creds: &Credentials) -> Response {
+    let page = http.send("GET", "/console/sign-in", &[], "");
+    assert_eq!(page.status, 200, "{}", page.describe());
+    let pre = cookie_value(set_cookie(&page, "berth_console_signin").expect("sign-in cookie"));
+    let token = csrf_of(&page.text());
+    http.send(
+        "POST",
+        "/console/sign-in",
+        &[
+            ("cookie", &format!("berth_console_signin={pre}")),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        form(&[
+            ("csrf", &token),
+            ("access_key_id", &creds.access_key_id),
+            ("secret_access_key", &creds.secret_access_key),
+        ])
+        .as_str(),
+    )
+}
+
+fn sign_in(http: Http, creds: &Credentials) -> Console {
+    let r = try_sign_in(&http, creds);
+    assert_eq!(r.status, 303, "{}", r.describe());
+    assert_eq!(r.header("location"), Some("/console/repositories"));
+    let set = set_cookie(&r, "berth_console")
+        .expect("session cookie")
+        .to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set.contains(attr), "{set} lacks {attr}");
+    }
+    assert!(!set.contains("Secure"), "no Secure without TLS: {set}");
+    let cookie = cookie_value(&set);
+    let mut c = Console {
+        http,
+        cookie,
+        csrf: String::new(),
+    };
+    let list = c.get("/console/repositories");
+    assert_eq!(list.status, 200, "{}", list.describe());
+    c.csrf = csrf_of(&list.text());
+    c
+}
+
+fn key_of(out: &str) -> Credentials {
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .expect("key line")
+    };
+    Credentials {
+        access_key_id: get("aws_access_key_id = "),
+        secret_access_key: get("aws_secret_access_key = "),
+    }
+}
+
+both_backends! {
+    fn console_repositories_and_security(backend) {
+        let berth = Berth::start(backend);
+        let root = berth.root_credentials();
+        let http = Http::new(berth.addr());
+
+        // Not signed in: every page sends to the sign-in page, with the headers.
+        let r = http.send("GET", "/console/repositories", &[], "");
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location"), Some("/console/sign-in"));
+        let csp = r.header("content-security-policy").expect("CSP").to_string();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert!(r.header("referrer-policy").is_some());
+        let js = http.send("GET", "/console/assets/console.js", &[], "");
+        assert_eq!(js.status, 200);
+        assert!(js.text().contains("data-copy"));
+
+        // A sign-in without the form's token is refused, a wrong secret too.
+        let no_token = http.send(
+            "POST",
+            "/console/sign-in",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form(&[("access_key_id", &root.access_key_id), ("secret_access_key", &root.secret_access_key)]).as_str(),
+        );
+        assert_eq!(no_token.status, 403, "{}", no_token.describe());
+        assert!(set_cookie(&no_token, "berth_console").is_none());
+        let wrong = Credentials { access_key_id: root.access_key_id.clone(), secret_access_key: "x".repeat(40) };
+        let r = try_sign_in(&http, &wrong);
+        assert_eq!(r.status, 401, "{}", r.describe());
+        assert!(set_cookie(&r, "berth_console").is_none());
+        assert!(!berth.stderr_tail(200).contains(&root.secret_access_key), "no secret in logs");
+
+        let c = sign_in(Http::new(berth.addr()), &root);
+        let list = c.get("/console/repositories").text();
+        assert!(list.contains("No repositories"), "{list}");
+        assert!(list.contains(">Create repository</a>"));
+
+        // CSRF: a state-changing form without the session's token does nothing.
+        let r = c.post("/console/repositories/create", &[("csrf", "0000"), ("name", "team/app")]);
+        assert_eq!(r.status, 403, "{}", r.describe());
+        let r = c.post("/console/repositories/create", &[("name", "team/app")]);
+        assert_eq!(r.status, 403);
+        berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["team/app"]})).expect_status(400);
+
+        // Server-side validation, shown next to the field.
+        let r = c.post("/console/repositories/create", &[("csrf", &c.csrf), ("name", "Team App")]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        let t = r.text();
+        assert!(t.contains("id=\"name-error\""), "{t}");
+        assert!(t.contains("aria-invalid=\"true\""), "{t}");
+        let r = c.post("/console/repositories/create", &[("csrf", &c.csrf), ("name", "team/x"), ("tag_mutability", "IMMUTABLE_WITH_EXCLUSION")]);
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains("id=\"tag_mutability-error\""));
+        let r = c.post("/console/repositories/create", &[("csrf", &c.csrf), ("name", "team/x"), ("encryption", "KMS"), ("kms_key", "alias/nope")]);
+        assert!(r.text().contains("id=\"kms_key-error\""), "{}", r.describe());
+
+        // The user's repository: scan on push, KMS (the default aws/ecr key), immutable, tagged.
+        let r = c.post("/console/repositories/create", &[
+            ("csrf", &c.csrf), ("name", "team/app"), ("tag_mutability", "IMMUTABLE"),
+            ("scan_on_push", "true"), ("encryption", "KMS"), ("kms_key", ""), ("tags", "team=platform"),
+        ]);
+        assert_eq!(r.status, 303, "{}", r.describe());
+        let d = berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["team/app"]}));
+        d.expect_status(200);
+        let repo = &d.json()["repositories"][0];
+        assert_eq!(repo["imageTagMutability"], "IMMUTABLE");
+        assert_eq!(repo["imageScanningConfiguration"]["scanOnPush"], true);
+        assert_eq!(repo["encryptionConfiguration"]["encryptionType"], "KMS");
+        assert!(repo["encryptionConfiguration"]["kmsKey"].as_str().unwrap().starts_with("arn:aws:kms:"));
+        let list = c.get("/console/repositories").text();
+        assert!(list.contains(&format!("{}/team/app", berth.host())), "{list}");
+        assert!(list.contains("IMMUTABLE") && list.contains("Enabled") && list.contains("KMS (arn:aws:kms:"));
+        // The same name again: the API's error, next to the name.
+        let r = c.post("/console/repositories/create", &[("csrf", &c.csrf), ("name", "team/app")]);
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains("already exists"));
+
+        // View push commands: this berth's host, region and repository; run them.
+        let location = r#"/console/repositories/push-commands?name=team%2Fapp"#;
+        let page = c.get(location);
+        assert_eq!(page.status, 200, "{}", page.describe());
+        let page = unescape(&page.text());
+        let host = berth.host();
+        let endpoint = berth.url();
+        assert!(page.contains(&format!("aws ecr get-login-password --region us-east-1 --endpoint-url {endpoint} | docker login --username AWS --password-stdin {host}")), "{page}");
+        assert!(page.contains(&format!("docker push {host}/team/app:latest")), "{page}");
+        assert!(page.contains(&format!("podman push --tls-verify=false {host}/team/app:latest")));
+        let cmds: Vec<String> = page
+            .split("<code>")
+            .skip(1)
+            .filter_map(|s| s.split("</code>").next())
+            .map(str::to_string)
+            .collect();
+        let login = cmds.iter().find(|c| c.contains("skopeo login")).expect("skopeo login command");
+        let copy = cmds.iter().find(|c| c.starts_with("skopeo copy")).expect("skopeo copy command");
+        require("skopeo", "apt-get install -y skopeo");
+        require("aws", "pip install awscli");
+        let tmp = TempDir::new("console");
+        let auth = tmp.join("auth.json");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(login)
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .env("AWS_ACCESS_KEY_ID", &root.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &root.secret_access_key)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{login}: {}", String::from_utf8_lossy(&out.stderr));
+        // The copy command as shown, with this test's image as its source.
+        let layout = Layout::build(&tmp.join("layout"));
+        let mut args: Vec<String> = copy.split_whitespace().skip(1).map(str::to_string).collect();
+        let src = args.iter().position(|a| a.starts_with("oci-archive:")).expect("source");
+        args[src] = layout.oci_ref("single");
+        let out = Command::new("skopeo").args(&args).env("REGISTRY_AUTH_FILE", &auth).output().unwrap();
+        assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        berth.ecr("DescribeImages", &json!({"repositoryName": "team/app", "imageIds": [{"imageTag": "latest"}]})).expect_status(200);
+
+        // Search, sort and keyset pages.
+        for i in 0..55 {
+            berth.ecr("CreateRepository", &json!({"repositoryName": format!("bulk/r{i:02}")})).expect_status(200);
+        }
+        let p1 = c.get("/console/repositories?q=bulk").text();
+        assert!(p1.contains("bulk/r00") && p1.contains("bulk/r49") && !p1.contains("bulk/r50") && !p1.contains("team/app"));
+        assert!(p1.contains("after=bulk%2Fr49"), "{p1}");
+        let p2 = c.get("/console/repositories?q=bulk&order=asc&after=bulk%2Fr49").text();
+        assert!(p2.contains("bulk/r50") && p2.contains("bulk/r54") && !p2.contains("bulk/r49<") && !p2.contains("Next page"));
+        let desc = c.get("/console/repositories?q=bulk&order=desc").text();
+        assert!(desc.find("bulk/r54").unwrap() < desc.find("bulk/r53").unwrap());
+
+        // A ReadOnly user sees Delete disabled, and the server refuses anyway.
+        berth.admin(&["user", "create", "reader"]);
+        berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
+        let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+        let rc = sign_in(Http::new(berth.addr()), &reader);
+        let list = rc.get("/console/repositories?q=team").text();
+        assert!(list.contains("aria-label=\"Delete team/app\" disabled"), "{list}");
+        assert!(list.contains("aria-disabled=\"true\">Create repository"), "{list}");
+        assert_eq!(rc.get("/console/audit").status, 403);
+        let r = rc.post("/console/repositories/delete", &[("csrf", &rc.csrf), ("name", "team/app"), ("force", "true")]);
+        assert_eq!(r.status, 403, "{}", r.describe());
+        assert!(r.text().contains("AccessDeniedException"), "{}", r.describe());
+        berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["team/app"]})).expect_status(200);
+        // Disabling the key ends its sessions.
+        berth.admin(&["access-key", "disable", &reader.access_key_id]);
+        let r = rc.get("/console/repositories");
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location"), Some("/console/sign-in"));
+
+        // Delete (root), then sign out: the old cookie no longer works.
+        let r = c.post("/console/repositories/delete", &[("csrf", &c.csrf), ("name", "bulk/r00")]);
+        assert_eq!(r.status, 303, "{}", r.describe());
+        berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["bulk/r00"]})).expect_status(400);
+        let r = c.post("/console/sign-out", &[("csrf", "bad")]);
+        assert_eq!(r.status, 403);
+        assert_eq!(c.get("/console/repositories").status, 200);
+        let r = c.post("/console/sign-out", &[("csrf", &c.csrf)]);
+        assert_eq!(r.status, 303);
+        assert!(set_cookie(&r, "berth_console").unwrap().contains("Max-Age=0"));
+        assert_eq!(c.get("/console/repositories").status, 303);
+
+        // The Audit log: the console's actions as the ECR actions, filterable; a
+        // ReadOnly user may not read it.
+        let c = sign_in(Http::new(berth.addr()), &root);
+        let a = c.get("/console/audit?action=ecr%3ACreateRepository&repository=team%2Fapp");
+        assert_eq!(a.status, 200, "{}", a.describe());
+        let t = a.text();
+        assert!(t.contains("ecr:CreateRepository") && t.contains("team/app") && !t.contains("bulk/r"), "{t}");
+        let a = c.get("/console/audit?action=ecr%3ADeleteRepository");
+        let t = a.text();
+        assert!(t.contains("AccessDeniedException") && t.contains("arn:aws:iam::123456789012:user/reader"), "{t}");
+        let all = c.get("/console/audit").text();
+        assert!(all.contains("Older records"), "more than a page of records");
+        let older = c.get("/console/audit?before=3").text();
+        assert!(older.contains("<td>") && !older.contains("Older records"));
+        // Failed sign-ins are rate-limited (and audited).
+        for _ in 0..4 {
+            assert_eq!(try_sign_in(&http, &wrong).status, 401);
+        }
+        assert_eq!(try_sign_in(&http, &root).status, 429, "the sixth attempt after five failures");
+        let audit = berth.admin(&["audit"]);
+        assert!(audit.contains("console:SignIn"), "{audit}");
+    }
+}
+
+#[test]
+fn sessions_expire_and_are_shared_by_nodes() {
+    let berth = Berth::start_with(
+        berth_testsupport::Backend::Sqlite,
+        &[("BERTH_CONSOLE_SESSION_SECS", "8")],
+    );
+    let signed_in = std::time::Instant::now();
+    let c = sign_in(Http::new(berth.addr()), &berth.root_credentials());
+    let peer = berth.peer().start();
+    let on_peer = Console {
+        http: Http::new(peer.addr()),
+        cookie: c.cookie.clone(),
+        csrf: c.csrf.clone(),
+    };
+    let r = on_peer.get("/console/repositories");
+    assert!(
+        signed_in.elapsed().as_secs() >= 7 || r.status == 200,
+        "the other node serves the session: {}",
+        r.describe()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(8500).saturating_sub(signed_in.elapsed()));
+    for s in [&c, &on_peer] {
+        let r = s.get("/console/repositories");
+        assert_eq!(r.status, 303, "an expired session");
+        assert_eq!(r.header("location"), Some("/console/sign-in"));
+    }
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// A gzip layer of every file under `root` (as `tests/scanning.rs` builds them).
+fn dir_layer(root: &std::path::Path, prefix: &str) -> (berth_testsupport::Blob, String) {
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    let list: Vec<(String, u32, Vec<u8>)> = files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(root).unwrap();
+            (
+                format!("{prefix}{}", rel.display()),
+                0o644,
+                std::fs::read(f).unwrap(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, u32, Vec<u8>)> = list
+        .iter()
+        .map(|(p, m, d)| (p.as_str(), *m, d.clone()))
+        .collect();
+    berth_testsupport::layout::tar_gz_layer(berth_testsupport::layout::OCI_LAYER_GZIP, &refs)
+}
+
+both_backends! {
+    fn console_images_and_findings(backend) {
+        let berth = Berth::start(backend);
+        let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln");
+        let out = berth.command(&[], &["vulndb", "import", &f.join("advisories").to_string_lossy()]);
+        assert!(out.contains("imported"), "{out}");
+        let c = sign_in(Http::new(berth.addr()), &berth.root_credentials());
+        let r = c.post("/console/repositories/create", &[("csrf", &c.csrf), ("name", "scan/app"), ("scan_on_push", "true")]);
+        assert_eq!(r.status, 303, "{}", r.describe());
+        let img = berth_testsupport::layout::image(
+            vec![
+                dir_layer(&f.join("debian-bookworm"), ""),
+                dir_layer(&f.join("python-site-packages"), ""),
+                dir_layer(&f.join("npm-app"), "app/"),
+            ],
+            "amd64",
+            false,
+        );
+        img.push(&berth.http(), "scan/app", "v1").expect_status(201);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let list = loop {
+            let t = c.get("/console/images?name=scan%2Fapp").text();
+            if t.contains("COMPLETE") {
+                break t;
+            }
+            assert!(std::time::Instant::now() < deadline, "scan not complete: {t}");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        };
+        assert!(list.contains(">v1</a>") && list.contains(img.digest()) && list.contains(">Image<"), "{list}");
+        assert!(list.contains("critical 1, high 11, medium 7, informational 2, undefined 5"), "{list}");
+        // Filter by tag.
+        assert!(c.get("/console/images?name=scan%2Fapp&tag=v1").text().contains(img.digest()));
+        assert!(c.get("/console/images?name=scan%2Fapp&tag=nope").text().contains("No images"));
+        // Image detail: layers, the manifest, findings most severe first.
+        let d = c.get(&format!("/console/image?name=scan%2Fapp&digest={}", enc(img.digest()))).text();
+        assert!(d.contains("<h2>Layers</h2>") && d.contains("<h2>Manifest</h2>"), "{d}");
+        let crit = d.find("GHSA-xvch-5gv4-984h").expect("the critical finding");
+        let medium = d.find("GHSA-c2qf-rxjj-qqgw").expect("a medium finding");
+        assert!(crit < medium, "CRITICAL before MEDIUM");
+        let asc = c.get(&format!("/console/image?name=scan%2Fapp&digest={}&sort=asc", enc(img.digest()))).text();
+        assert!(asc.find("GHSA-xvch-5gv4-984h").unwrap() > asc.find("GHSA-c2qf-rxjj-qqgw").unwrap());
+        // Overview: storage per repository and today's push, as SVG.
+        let o = c.get("/console/overview");
+        assert_eq!(o.status, 200, "{}", o.describe());
+        let t = o.text();
+        assert!(t.contains("aria-label=\"Storage used per repository\"") && t.contains(">scan/app</text>"), "{t}");
+        assert!(t.contains("aria-label=\"Pushes and pulls per day\"") && t.contains("<title>1</title>"), "{t}");
+        // Start a scan: ECR's quota (one scan per image a day) shows as the API's error.
+        let r = c.post("/console/images/scan", &[("csrf", &c.csrf), ("name", "scan/app"), ("digest", img.digest())]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        assert!(r.text().contains("LimitExceededException"), "{}", r.describe());
+        // Delete, with the session's token only.
+        let r = c.post("/console/images/delete", &[("csrf", "x"), ("name", "scan/app"), ("digest", img.digest())]);
+        assert_eq!(r.status, 403);
+        let r = c.post("/console/images/delete", &[("csrf", &c.csrf), ("name", "scan/app"), ("digest", img.digest())]);
+        assert_eq!(r.status, 303, "{}", r.describe());
+        assert!(c.get("/console/images?name=scan%2Fapp").text().contains("No images"));
+
+        // Permissions: the statement builder, validation next to the editor, save, delete.
+        let p = c.get("/console/permissions?name=scan%2Fapp");
+        assert_eq!(p.status, 200, "{}", p.describe());
+        let empty = r#"{"Version": "2012-10-17", "Statement": []}"#;
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "add"), ("policy", empty), ("pull_account", "12")]);
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains("id=\"policy-error\""));
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "add"), ("policy", empty), ("pull_account", "210987654321")]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        let t = r.text();
+        let i = t.find("<textarea id=\"policy\"").unwrap();
+        let built = unescape(t[i..].split_once('>').unwrap().1.split("</textarea>").next().unwrap());
+        assert!(built.contains("arn:aws:iam::210987654321:root") && built.contains("ecr:BatchGetImage"), "{built}");
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "save"), ("policy", "{\"Statement\": 7}")]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        assert!(r.text().contains("id=\"policy-error\""));
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "save"), ("policy", &built)]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert!(r.text().contains("Repository policy saved"));
+        let got = berth.ecr("GetRepositoryPolicy", &json!({"repositoryName": "scan/app"}));
+        got.expect_status(200);
+        assert!(got.json()["policyText"].as_str().unwrap().contains("210987654321"));
+        let r = c.post("/console/permissions", &[("csrf", "x"), ("name", "scan/app"), ("action", "delete")]);
+        assert_eq!(r.status, 403);
+        let r = c.post("/console/permissions", &[("csrf", &c.csrf), ("name", "scan/app"), ("action", "delete")]);
+        assert_eq!(r.status, 200);
+        berth.ecr("GetRepositoryPolicy", &json!({"repositoryName": "scan/app"})).expect_status(400);
+
+        // Registry settings: scanning, replication, KMS keys shown; the registry policy edited.
+        let t = c.get("/console/settings").text();
+        for h in ["Scanning configuration", "Replication rules", "Registry policy", "KMS keys"] {
+            assert!(t.contains(h), "{h}: {t}");
+        }
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "save"), ("policy", "{\"Statement\": 7}")]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        assert!(r.text().contains("id=\"policy-error\""));
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"ReplicationAccess","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::210987654321:root"},"Action":["ecr:CreateRepository","ecr:ReplicateImage"],"Resource":"arn:aws:ecr:us-east-1:123456789012:repository/*"}]}"#;
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "save"), ("policy", policy)]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert!(r.text().contains("Registry policy saved"));
+        berth.ecr("GetRegistryPolicy", &json!({})).expect_status(200);
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "delete")]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        berth.ecr("GetRegistryPolicy", &json!({})).expect_status(400);
+    }
+}
+
+/// The issue's flows in a real browser: `tests/py/console_browser.py` drives
+/// Debian's chromium with Playwright against this server. Screenshots go to
+/// `BERTH_CONSOLE_SCREENSHOTS` when set (how `docs/console/` was made).
+#[test]
+fn console_in_a_browser() {
+    berth_testsupport::tools::require_python_module("playwright", "pip install playwright");
+    require("chromium", "apt-get install -y chromium");
+    require("skopeo", "apt-get install -y skopeo");
+    require("aws", "pip install awscli");
+    let berth = Berth::start(berth_testsupport::Backend::Sqlite);
+    let root = berth.root_credentials();
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln");
+    let out = berth.command(
+        &[],
+        &["vulndb", "import", &f.join("advisories").to_string_lossy()],
+    );
+    assert!(out.contains("imported"), "{out}");
+    berth
+        .ecr("CreateRepository", &json!({"repositoryName": "scan/app", "imageScanningConfiguration": {"scanOnPush": true}}))
+        .expect_status(200);
+    let img = berth_testsupport::layout::image(
+        vec![
+            dir_layer(&f.join("debian-bookworm"), ""),
+            dir_layer(&f.join("python-site-packages"), ""),
+            dir_layer(&f.join("npm-app"), "app/"),
+        ],
+        "amd64",
+        false,
+    );
+    img.push(&berth.http(), "scan/app", "v1").expect_status(201);
+    // A newer image, so a "keep one image" rule expires v1.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let newer = berth_testsupport::layout::image(
+        vec![berth_testsupport::layout::tar_gz_layer(
+            berth_testsupport::layout::OCI_LAYER_GZIP,
+            &[("hello.txt", 0o644, b"hello".to_vec())],
+        )],
+        "amd64",
+        false,
+    );
+    newer
+        .push(&berth.http(), "scan/app", "v2")
+        .expect_status(201);
+    berth.admin(&["user", "create", "reader"]);
+    berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
+    let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+    let tmp = TempDir::new("console-browser");
+    let layout = Layout::build(&tmp.join("layout"));
+    let shots = std::env::var("BERTH_CONSOLE_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| tmp.join("shots"));
+    let script = berth_testsupport::server::workspace_root().join("tests/py/console_browser.py");
+    let out = berth_testsupport::tools::run(
+        Command::new("python3")
+            .arg(&script)
+            .arg(berth.url())
+            .arg(&root.access_key_id)
+            .arg(&root.secret_access_key)
+            .arg(&reader.access_key_id)
+            .arg(&reader.secret_access_key)
+            .arg(layout.oci_ref("single"))
+            .arg(img.digest())
+            .arg(&shots),
+    );
+    assert!(
+        out.status.success(),
+        "console_browser.py failed:\n{}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        berth.stderr_tail(40)
+    );
+    // The saved lifecycle policy is the one the browser built and tested.
+    let got = berth.ecr("GetLifecyclePolicy", &json!({"repositoryName": "scan/app"}));
+    got.expect_status(200);
+    let text = got.json()["lifecyclePolicyText"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("imageCountMoreThan") && text.contains("keep one image"),
+        "{text}"
+    );
+    berth
+        .ecr(
+            "DescribeImages",
+            &json!({"repositoryName": "scan/app", "imageIds": [{"imageTag": "v1"}]}),
+        )
+        .expect_status(200);
+}
