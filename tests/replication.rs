@@ -743,6 +743,15 @@ both_backends! {
         r.expect_status(200);
         assert!(r.text().contains(layout.artifact.digest()), "{}", r.text());
 
+        // A tag moved right after its push: B ends with the tag on the newer image,
+        // however the two copies interleave.
+        layout.docker.push(&a_http, "prod/mv", "mv").expect_status(201);
+        layout.image.push(&a_http, "prod/mv", "mv").expect_status(201);
+        assert_eq!(settled_statuses(&a, "prod/mv", layout.docker.digest())[0]["status"], "COMPLETE");
+        assert_eq!(settled_statuses(&a, "prod/mv", layout.image.digest())[0]["status"], "COMPLETE");
+        assert_eq!(b_http.get("/v2/prod/mv/manifests/mv").body, layout.image.manifest.bytes);
+        assert_pulls_byte_exact(&b_http, "prod/mv", &layout.docker, layout.docker.digest());
+
         // A repository no rule matches stays home.
         sk.copy(&layout.oci_ref("single"), &a.docker_ref("dev/app:v1"), &[]);
         assert_eq!(settled_statuses(&a, "dev/app", "v1"), json!([]));
