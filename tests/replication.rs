@@ -593,6 +593,22 @@ both_backends! {
         });
         assert_pulls_byte_exact(&b_http, "prod/app", fresh, fresh.digest());
         assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v2");
+        // A lifecycle expiry (run by another process on the same store) too: only
+        // the newest image of prod/app stays, at the source and at the partner.
+        let keep_one = json!({ "rules": [{
+            "rulePriority": 1,
+            "selection": { "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1 },
+            "action": { "type": "expire" }
+        }] }).to_string();
+        berth.ecr("PutLifecyclePolicy", &json!({ "repositoryName": "prod/app", "lifecyclePolicyText": keep_one })).expect_status(200);
+        let out = berth.admin(&["lifecycle", "run", "--repository", "prod/app"]);
+        assert!(out.contains("image(s) expired"), "{out}");
+        http.get(&format!("/v2/prod/app/manifests/{}", layout.image.digest())).expect_oci_error(404, "MANIFEST_UNKNOWN");
+        wait_until("the lifecycle expiry reaches the partner", || {
+            b_http.get(&format!("/v2/prod/app/manifests/{}", layout.image.digest())).status == 404
+        });
+        http.get(&format!("/v2/prod/app/manifests/{}", fresh.digest())).expect_status(200);
+        assert_pulls_byte_exact(&b_http, "prod/app", fresh, fresh.digest());
 
         // Each replication is in the audit log of both accounts.
         let audit = berth.admin(&["audit", "--limit", "1000"]);
@@ -740,6 +756,15 @@ both_backends! {
         let r = b_http.get(&format!("/v2/prod/signed/referrers/{}", layout.image.digest()));
         r.expect_status(200);
         assert!(r.text().contains(layout.artifact.digest()), "{}", r.text());
+
+        // A tag moved right after its push: B ends with the tag on the newer image,
+        // however the two copies interleave.
+        layout.docker.push(&a_http, "prod/mv", "mv").expect_status(201);
+        layout.image.push(&a_http, "prod/mv", "mv").expect_status(201);
+        assert_eq!(settled_statuses(&a, "prod/mv", layout.docker.digest())[0]["status"], "COMPLETE");
+        assert_eq!(settled_statuses(&a, "prod/mv", layout.image.digest())[0]["status"], "COMPLETE");
+        assert_eq!(b_http.get("/v2/prod/mv/manifests/mv").body, layout.image.manifest.bytes);
+        assert_pulls_byte_exact(&b_http, "prod/mv", &layout.docker, layout.docker.digest());
 
         // A repository no rule matches stays home.
         sk.copy(&layout.oci_ref("single"), &a.docker_ref("dev/app:v1"), &[]);
@@ -904,4 +929,104 @@ both_backends! {
         // Nothing landed in B's own account.
         b.http().get("/v2/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
     }
+}
+
+both_backends! {
+    fn cross_region_to_a_peer_over_https(backend) {
+        let tmp = TempDir::new("berth-repl-tls");
+        let (ca, cert, key) = private_ca_and_leaf(&tmp.join("certs"));
+        // skopeo's trust directory: the CA.
+        let ca_dir = tmp.join("ca");
+        std::fs::create_dir_all(&ca_dir).unwrap();
+        std::fs::copy(&ca, ca_dir.join("ca.crt")).unwrap();
+        let b = Berth::options(backend)
+            .env("BERTH_REGION", "us-west-2")
+            .tls(&cert, &key)
+            .start();
+        assert!(b.url().starts_with("https://"));
+        // The peer's certificate, issued by a private CA, is trusted through ca_file.
+        let a_cfg = tmp.join("a.toml");
+        std::fs::write(
+            &a_cfg,
+            format!(
+                "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nca_file = \"{}\"\n",
+                b.url(),
+                berth_testsupport::ecr::TEST_ACCESS_KEY_ID,
+                berth_testsupport::ecr::TEST_SECRET_ACCESS_KEY,
+                ca.display()
+            ),
+        )
+        .unwrap();
+        let a = Berth::options(backend).env("BERTH_CONFIG", a_cfg.to_str().unwrap()).start();
+        let layout = Layout::build(&tmp.join("layout"));
+        put(&a, json!([{ "destinations": [{ "region": "us-west-2", "registryId": SOURCE }] }])).expect_status(200);
+        layout.image.push(&a.http(), "tls/app", "v1").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "tls/app", "v1"),
+            json!([{ "region": "us-west-2", "registryId": SOURCE, "status": "COMPLETE" }])
+        );
+        let sk = b.skopeo().cert_dir(&ca_dir);
+        assert_eq!(sk.inspect_raw("tls/app:v1"), layout.image.manifest.bytes);
+    }
+}
+
+/// A private CA and a server certificate it issued for 127.0.0.1 / localhost
+/// (openssl): (CA certificate, server certificate, server key), PEM. rustls, unlike
+/// Go's TLS, refuses a self-signed CA certificate used as the server's own.
+fn private_ca_and_leaf(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    require("openssl", "apt-get install -y openssl");
+    std::fs::create_dir_all(dir).unwrap();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=berth test CA"];
+    ca.extend(ec);
+    let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+    ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+    run(&ca);
+    let (key, csr, cert, ext) = (p("key.pem"), p("leaf.csr"), p("cert.pem"), p("leaf.ext"));
+    let mut req = vec!["req", "-subj", "/CN=127.0.0.1"];
+    req.extend(ec);
+    req.extend(["-keyout", &key, "-out", &csr]);
+    run(&req);
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert,
+    ]);
+    (ca_pem.into(), cert.into(), key.into())
 }

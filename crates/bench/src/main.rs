@@ -939,14 +939,14 @@ async fn bench_webhooks(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Valu
         .map_err(|e| Error(format!("data generation: {e}")))?,
     );
     let plain = Server::start_berth(&berth_bin, base.join("berth"), false).await?;
-    let mut hooked = Server::start_berth_env(
+    let hooked = Server::start_berth_with(
         &berth_bin,
         base.join("berth-webhooks"),
         false,
+        report::BERTH_WEBHOOKS,
         vec![("BERTH_CONFIG".into(), config.display().to_string())],
     )
     .await?;
-    hooked.name = report::BERTH_WEBHOOKS;
     for s in [&plain, &hooked] {
         seed(s, &data)
             .await

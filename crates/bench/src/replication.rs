@@ -77,10 +77,11 @@ pub async fn run(berth_bin: &Path, work: &Path, images: usize, mib: usize) -> Re
     if which("skopeo").is_none() {
         bail!("`skopeo` not found: `apt-get install -y --no-install-recommends skopeo`");
     }
-    let b = Server::start_berth_env(
+    let b = Server::start_berth_with(
         berth_bin,
         work.join("b"),
         false,
+        crate::report::BERTH,
         vec![("BERTH_REGION".into(), "us-west-2".into())],
     )
     .await?;
@@ -95,10 +96,11 @@ pub async fn run(berth_bin: &Path, work: &Path, images: usize, mib: usize) -> Re
             servers::SECRET_ACCESS_KEY
         ),
     )?;
-    let a = Server::start_berth_env(
+    let a = Server::start_berth_with(
         berth_bin,
         work.join("a"),
         false,
+        crate::report::BERTH,
         vec![("BERTH_CONFIG".into(), config.to_string_lossy().into_owned())],
     )
     .await?;
@@ -137,6 +139,7 @@ pub async fn run(berth_bin: &Path, work: &Path, images: usize, mib: usize) -> Re
         }] } }),
     )
     .await?;
+    settle().await;
     let t = Instant::now();
     for (i, m) in manifests.iter().enumerate() {
         client::put_manifest(&mut c, REPO, &format!("v-{i}"), m.clone()).await?;
@@ -173,6 +176,7 @@ pub async fn run(berth_bin: &Path, work: &Path, images: usize, mib: usize) -> Re
             tags.join(", ")
         ),
     )?;
+    settle().await;
     let t = Instant::now();
     let out = Command::new("skopeo")
         .args([
@@ -210,6 +214,18 @@ pub async fn run(berth_bin: &Path, work: &Path, images: usize, mib: usize) -> Re
         replication_secs,
         skopeo_secs,
     })
+}
+
+/// Before each timed phase, untimed: flush what earlier phases wrote and drop the
+/// clean page cache when allowed (root), as the push scenarios do (see main.rs),
+/// so neither phase pays for the other's writeback.
+async fn settle() {
+    let _ = tokio::task::spawn_blocking(|| {
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+        let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
+    })
+    .await;
 }
 
 fn which(cmd: &str) -> Option<std::path::PathBuf> {

@@ -107,7 +107,8 @@ pub struct Server {
     pub dir: PathBuf,
     child: Option<Child>,
     berth_bin: PathBuf,
-    /// Extra environment of a berth process (`BERTH_REGION`, `BERTH_CONFIG`).
+    /// Extra environment of a berth process (`BERTH_CONFIG`, `BERTH_REGION`, the
+    /// database URL, blob store and S3 settings).
     env: Vec<(String, String)>,
 }
 
@@ -165,23 +166,26 @@ impl Server {
     /// checks that berth recorded that mode, so a binary without the switch cannot
     /// pass as the unencrypted baseline.
     pub async fn start_berth(berth_bin: &Path, dir: PathBuf, plaintext: bool) -> Result<Server> {
-        Self::start_berth_env(berth_bin, dir, plaintext, Vec::new()).await
+        let name = if plaintext {
+            crate::report::BERTH_PLAINTEXT
+        } else {
+            crate::report::BERTH
+        };
+        Self::start_berth_with(berth_bin, dir, plaintext, name, Vec::new()).await
     }
 
-    /// [`Self::start_berth`] with extra environment (`BERTH_REGION`, `BERTH_CONFIG`).
-    pub async fn start_berth_env(
+    /// [`Self::start_berth`] under another report name with extra environment
+    /// (e.g. `BERTH_CONFIG` with webhooks).
+    pub async fn start_berth_with(
         berth_bin: &Path,
         dir: PathBuf,
         plaintext: bool,
+        name: &'static str,
         env: Vec<(String, String)>,
     ) -> Result<Server> {
         std::fs::create_dir_all(dir.join("data"))?;
         let mut s = Server {
-            name: if plaintext {
-                crate::report::BERTH_PLAINTEXT
-            } else {
-                crate::report::BERTH
-            },
+            name,
             kind: Kind::Berth { plaintext },
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             auth: None,

@@ -118,6 +118,9 @@ pub struct PeerConfig {
     pub secret_access_key: Option<String>,
     /// File holding the secret access key (instead of `secret_access_key`).
     pub access_key_file: Option<PathBuf>,
+    /// PEM certificate(s) the peer's HTTPS certificate must chain to, instead of
+    /// the system's roots (a private CA, a self-signed peer).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PeerConfig {
@@ -128,6 +131,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("endpoint", &self.endpoint)
             .field("access_key_id", &self.access_key_id)
             .field("access_key_file", &self.access_key_file)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }

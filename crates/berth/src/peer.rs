@@ -32,6 +32,8 @@ const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 struct Peer {
+    /// Its own client: a peer may name the CA its certificate chains to.
+    client: reqwest::Client,
     /// The base URL without a trailing slash.
     endpoint: String,
     /// The endpoint's `host[:port]`.
@@ -43,24 +45,17 @@ struct Peer {
 
 /// The configured peers, by region.
 pub struct Peers {
-    client: reqwest::Client,
     own_region: String,
     peers: HashMap<String, Arc<Peer>>,
 }
 
 impl Peers {
     pub fn new(cfg: &Config) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| format!("peer HTTP client: {e}"))?;
         let mut peers = HashMap::new();
         for p in &cfg.peers {
             peers.insert(p.region.clone(), Arc::new(Peer::new(p)?));
         }
         Ok(Peers {
-            client,
             own_region: cfg.region.clone(),
             peers,
         })
@@ -79,7 +74,28 @@ impl Peer {
             Some(port) => format!("{host}:{port}"),
             None => host.to_string(),
         };
+        let mut client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120));
+        if let Some(ca) = &p.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("[[peer]] {}: ca_file {}: {e}", p.region, ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("[[peer]] {}: ca_file {}: {e}", p.region, ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "[[peer]] {}: ca_file {} holds no PEM certificate",
+                    p.region,
+                    ca.display()
+                ));
+            }
+            client = client.tls_certs_only(certs);
+        }
+        let client = client
+            .build()
+            .map_err(|e| format!("[[peer]] {}: HTTP client: {e}", p.region))?;
         Ok(Peer {
+            client,
             endpoint,
             authority,
             region: p.region.clone(),
@@ -89,8 +105,24 @@ impl Peer {
     }
 }
 
+/// An error with its causes (a reqwest error's own text omits the TLS or I/O cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 fn retry(what: &str, e: impl std::fmt::Display) -> PeerError {
     PeerError::Retry(format!("{what}: {e}"))
+}
+
+fn retry_req(what: &str, e: reqwest::Error) -> PeerError {
+    PeerError::Retry(format!("{what}: {}", chain(&e)))
 }
 
 /// An ECR call that did not answer 200.
@@ -133,7 +165,7 @@ impl Peers {
             },
         )
         .map_err(|e| EcrFailure::Other(retry(op, e)))?;
-        let resp = self
+        let resp = peer
             .client
             .post(format!("{}/", peer.endpoint))
             .header(CONTENT_TYPE, content_type)
@@ -143,7 +175,7 @@ impl Peers {
             .body(body)
             .send()
             .await
-            .map_err(|e| EcrFailure::Other(retry(op, e)))?;
+            .map_err(|e| EcrFailure::Other(retry_req(op, e)))?;
         let status = resp.status();
         let text = resp
             .bytes()
@@ -220,7 +252,6 @@ impl Peers {
         let mut auth = auth;
         auth.set_sensitive(true);
         Ok(Box::new(Session {
-            client: self.client.clone(),
             peer: peer.clone(),
             host,
             auth,
@@ -244,7 +275,6 @@ impl PeerConnector for Peers {
 }
 
 struct Session {
-    client: reqwest::Client,
     peer: Arc<Peer>,
     /// `<destination account>.<peer authority>`.
     host: HeaderValue,
@@ -257,7 +287,8 @@ type Body = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 impl Session {
     fn request(&self, method: Method, path_and_query: &str) -> reqwest::RequestBuilder {
-        self.client
+        self.peer
+            .client
             .request(method, format!("{}{path_and_query}", self.peer.endpoint))
             .header(HOST, self.host.clone())
             .header(AUTHORIZATION, self.auth.clone())
@@ -276,7 +307,7 @@ impl Session {
         if let Some(a) = accept {
             req = req.header("accept", a);
         }
-        let resp = req.send().await.map_err(|e| retry("HEAD", e))?;
+        let resp = req.send().await.map_err(|e| retry_req("HEAD", e))?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -291,7 +322,7 @@ impl Session {
             .header(CONTENT_LENGTH, "0")
             .send()
             .await
-            .map_err(|e| retry("upload", e))?;
+            .map_err(|e| retry_req("upload", e))?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(Self::failure(&start, resp.status()));
         }
@@ -316,7 +347,7 @@ impl Session {
             .body(reqwest::Body::wrap_stream(body))
             .send()
             .await
-            .map_err(|e| retry("blob upload", e))?;
+            .map_err(|e| retry_req("blob upload", e))?;
         match resp.status() {
             StatusCode::CREATED => Ok(()),
             s => Err(Self::failure(&format!("blob {digest}"), s)),
@@ -337,7 +368,7 @@ impl Session {
             .body(body)
             .send()
             .await
-            .map_err(|e| retry("manifest", e))?;
+            .map_err(|e| retry_req("manifest", e))?;
         let status = resp.status();
         if status == StatusCode::CREATED {
             return Ok(SentManifest::Stored);
@@ -364,7 +395,7 @@ impl Session {
             .header("accept", MANIFEST_ACCEPT)
             .send()
             .await
-            .map_err(|e| retry("HEAD", e))?;
+            .map_err(|e| retry_req("HEAD", e))?;
         match resp.status() {
             s if s.is_success() => Ok(resp
                 .headers()
@@ -383,7 +414,7 @@ impl Session {
             .header(REPLICATED_FROM, self.origin.clone())
             .send()
             .await
-            .map_err(|e| retry("DELETE", e))?;
+            .map_err(|e| retry_req("DELETE", e))?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -446,6 +477,7 @@ mod tests {
             access_key_id: "AKID".into(),
             secret_access_key: Some("s".into()),
             access_key_file: None,
+            ca_file: None,
         })
         .unwrap();
         assert_eq!(p.endpoint, "http://127.0.0.1:5001");
@@ -456,8 +488,32 @@ mod tests {
             access_key_id: "AKID".into(),
             secret_access_key: Some("s".into()),
             access_key_file: None,
+            ca_file: None,
         })
         .unwrap();
         assert_eq!(p.authority, "registry-west.example.com");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = std::env::temp_dir().join(format!("berth-peer-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let cfg = |ca_file| PeerConfig {
+            region: "us-west-2".into(),
+            endpoint: "https://127.0.0.1:5001".into(),
+            access_key_id: "AKID".into(),
+            secret_access_key: Some("s".into()),
+            access_key_file: None,
+            ca_file,
+        };
+        let err = Peer::new(&cfg(Some(ca.clone()))).err().expect("refused");
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = Peer::new(&cfg(Some(dir.join("missing.pem"))))
+            .err()
+            .expect("refused");
+        assert!(err.contains("missing.pem"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -909,6 +909,10 @@ impl Registry {
         } else {
             Vec::new()
         };
+        if !replicated {
+            let tag = tag.as_ref().map(|(t, _)| t.as_str());
+            jobs.extend(self.replication_jobs(repo, digest.as_str(), tag).await?);
+        }
         let events = crate::events::push_events(
             repo,
             digest.as_str(),
@@ -917,10 +921,6 @@ impl Registry {
             m.effective_artifact_type(),
             m.subject.as_ref().map(|s| s.digest.as_str()),
         );
-        if !replicated {
-            let tag = tag.as_ref().map(|(t, _)| t.as_str());
-            jobs.extend(self.replication_jobs(repo, digest.as_str(), tag).await?);
-        }
         let w = ManifestWrite {
             repo_id: repo.repo_id,
             digest: digest.to_string(),

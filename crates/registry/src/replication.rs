@@ -281,6 +281,25 @@ impl Registry {
         .await
     }
 
+    /// The job's tag, if the source's tag still names the job's image: a tag removed
+    /// or moved since the push is not sent (the image still is, by digest), so a
+    /// late job cannot put an old image back under a tag that moved on.
+    pub(crate) async fn tag_to_send(
+        &self,
+        src: &RepositoryRow,
+        j: &ReplicationJob,
+    ) -> Result<Option<String>> {
+        let Some(tag) = &j.tag else {
+            return Ok(None);
+        };
+        let t = ImageTag::parse(tag).map_err(|_| RegistryError::TagInvalid)?;
+        match self.find_manifest(src, &Reference::Tag(t)).await {
+            Ok(m) if m.digest == j.digest => Ok(Some(tag.clone())),
+            Ok(_) | Err(RegistryError::ManifestUnknown) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates a repository on behalf of the registry itself (replication into this
     /// registry) with the account's `REPLICATION` creation template, if one matches
     /// (`crate::templates`), else ECR's defaults: mutable tags, AES256, no policies.
@@ -382,7 +401,8 @@ impl Registry {
         let digest =
             Digest::parse(&j.digest).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?;
         let by_digest = Reference::Digest(digest);
-        let Some(tag) = &j.tag else {
+        let tag = self.tag_to_send(src, j).await?;
+        let Some(tag) = &tag else {
             self.put_manifest_from(&dst, &by_digest, Some(&row.media_type), body, true)
                 .await?;
             return Ok(Copied::Complete);

@@ -586,14 +586,22 @@ impl Berth {
         decode_token(&token)
     }
 
-    /// Over TLS, the AWS CLI (a real client) fetches the token.
+    /// Over TLS, the AWS CLI (a real client) fetches the token, in the server's
+    /// region (`BERTH_REGION`).
     fn fetch_registry_creds_awscli(&self) -> (String, String) {
         crate::tools::require("aws", "pip install awscli");
         let c = self.root_credentials();
+        let region = self
+            .opts
+            .env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == "BERTH_REGION")
+            .map_or(ecr::TEST_REGION, |(_, v)| v.as_str());
         let out = crate::tools::run_ok(
             Command::new("aws")
                 .args(["ecr", "get-authorization-token", "--output", "json"])
-                .args(["--region", ecr::TEST_REGION, "--no-verify-ssl"])
+                .args(["--region", region, "--no-verify-ssl"])
                 .arg("--endpoint-url")
                 .arg(self.url())
                 .env("AWS_ACCESS_KEY_ID", &c.access_key_id)

@@ -104,7 +104,8 @@ impl Registry {
         self.send_manifest_content(src, session, &row.body, &row.media_type)
             .await?;
         let body = Bytes::from(row.body);
-        let Some(tag) = &j.tag else {
+        let tag = self.tag_to_send(src, j).await.map_err(retry)?;
+        let Some(tag) = &tag else {
             session
                 .put_manifest(&j.digest, &row.media_type, body)
                 .await?;
