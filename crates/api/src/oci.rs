@@ -234,7 +234,17 @@ async fn manifest(call: Call, name: &str, r: &str, body: Body) -> Result<Respons
 async fn get_manifest(call: Call, name: &RepositoryName, r: &Reference) -> Result<Response> {
     crate::oci_pull_through::fill(&call.app, &call.caller, &call.account, name, r).await?;
     let repo = call.repo(Action::BatchGetImage, name).await?;
-    let m = call.app.registry.pull_manifest(&repo, r).await?;
+    // Pull-time update exclusions: an excluded principal's pull is not recorded.
+    let m = if call
+        .app
+        .registry
+        .records_pulls_of(&call.account, &call.caller.arn())
+        .await?
+    {
+        call.app.registry.pull_manifest(&repo, r).await?
+    } else {
+        call.app.registry.find_manifest(&repo, r).await?
+    };
     let len = m.body.len();
     let body = if call.method == Method::HEAD {
         Body::empty()

@@ -23,6 +23,7 @@ mod lifecycle;
 mod mutability;
 mod open;
 mod pull_through;
+mod pull_time;
 mod registry;
 pub mod scan;
 pub mod secrets;
@@ -40,6 +41,7 @@ pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use open::{OpenError, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
 pub use pull_through::{matching_rule, PullThroughError, PullThroughRule};
+pub use pull_time::MAX_PULL_TIME_EXCLUSIONS;
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
     RepoSettings, UploadState,

@@ -14,6 +14,7 @@ mod lifecycle;
 mod ops;
 mod policies;
 mod pull_through;
+mod pull_time;
 mod repos;
 mod scanning;
 mod secretsmanager;

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::{
-    images, kms, layers, lifecycle, policies, pull_through, repos, scanning, secretsmanager,
-    settings, templates, unsupported,
+    images, kms, layers, lifecycle, policies, pull_through, pull_time, repos, scanning,
+    secretsmanager, settings, templates, unsupported,
 };
 use super::{Ctx, EcrError, Input};
 
@@ -246,6 +246,22 @@ pub static OPERATIONS: &[Operation] = &[
         "DeletePullThroughCacheRule",
         "ecr:DeletePullThroughCacheRule",
         pull_through::delete_pull_through_cache_rule
+    ),
+    // pull-time update exclusions (pull_time.rs)
+    ecr!(
+        "RegisterPullTimeUpdateExclusion",
+        "ecr:RegisterPullTimeUpdateExclusion",
+        pull_time::register_pull_time_update_exclusion
+    ),
+    ecr!(
+        "DeregisterPullTimeUpdateExclusion",
+        "ecr:DeregisterPullTimeUpdateExclusion",
+        pull_time::deregister_pull_time_update_exclusion
+    ),
+    ecr!(
+        "ListPullTimeUpdateExclusions",
+        "ecr:ListPullTimeUpdateExclusions",
+        pull_time::list_pull_time_update_exclusions
     ),
     ecr!(
         "ValidatePullThroughCacheRule",
