@@ -345,13 +345,16 @@ both_backends! {
         let pm = berth.podman();
         pm.run("pull", &[&pm.image_ref("up/library/app:v1")]);
 
-        // Wrong credentials and no credentials fail the pull (the repository is
-        // created, the image is not).
+        // Wrong credentials fail the first pull, which leaves no repository behind.
         assert!(!sk.try_run("inspect", &["--raw", &berth.docker_ref("bad/library/app:v1")]).status.success());
+        aws_error(&berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["bad/library/app"]})), "RepositoryNotFoundException");
         // An unknown upstream tag is MANIFEST_UNKNOWN.
         let r = berth.http().get("/v2/up/library/app/manifests/nope");
         r.expect_status(404);
         assert!(r.text().contains("MANIFEST_UNKNOWN"), "{}", r.describe());
+        let r = berth.http().get("/v2/up/library/missing/manifests/v1");
+        r.expect_status(404);
+        aws_error(&berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["up/library/missing"]})), "RepositoryNotFoundException");
 
         // With the upstream down, the cache still serves.
         up.stop();

@@ -46,16 +46,18 @@ pub async fn fill(
     let Some(upstream_name) = rule.upstream_name(name.as_str()) else {
         return Ok(());
     };
-    let repo = match app.registry.repository(account, name).await {
-        Ok(r) => r,
+    let (repo, created) = match app.registry.repository(account, name).await {
+        Ok(r) => (r, false),
         Err(RegistryError::NameUnknown { .. }) => {
             for action in ["ecr:BatchGetImage", "ecr:CreateRepository", IMPORT] {
                 app.authorize(caller, action, account, Some(name.as_str()), None)
                     .await?;
             }
-            app.registry
+            let r = app
+                .registry
                 .create_repository_on_behalf(account, name, CreationPurpose::PullThroughCache)
-                .await?
+                .await?;
+            (r, true)
         }
         Err(e) => return Err(e.into()),
     };
@@ -90,6 +92,15 @@ pub async fn fill(
             tracing::warn!(repository = %name, reference = %reference, error = %e, "pull-through cache: the upstream check failed; serving the cached image");
             Ok(())
         }
-        Err(e) => Err(upstream_error(e)),
+        Err(e) => {
+            // A first pull of something the upstream does not give leaves no
+            // empty repository behind (unless another pull filled it meanwhile).
+            if created {
+                if let Err(d) = app.registry.delete_repository(&repo, false).await {
+                    tracing::debug!(repository = %name, error = %d, "kept the cache repository");
+                }
+            }
+            Err(upstream_error(e))
+        }
     }
 }
