@@ -282,6 +282,29 @@ impl Drop for Upstream {
     }
 }
 
+/// Waits until `name:tag` is stored in the cache: a pull that only read the
+/// manifest leaves the blobs to the cache's completer, which stores the image
+/// moments later.
+#[track_caller]
+fn wait_cached(berth: &Berth, name: &str, tag: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = berth.ecr(
+            "DescribeImages",
+            &json!({"repositoryName": name, "imageIds": [{"imageTag": tag}]}),
+        );
+        if r.status == 200 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}:{tag} never cached: {}",
+            r.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn repo_tags(berth: &Berth, name: &str) -> Value {
     let v = ok(berth.ecr("DescribeRepositories", &json!({"repositoryNames": [name]})));
     let arn = v["repositories"][0]["repositoryArn"]
@@ -357,6 +380,7 @@ both_backends! {
         aws_error(&berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["up/library/missing"]})), "RepositoryNotFoundException");
 
         // With the upstream down, the cache still serves.
+        wait_cached(&berth, "up/library/app", "v1");
         up.stop();
         assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest());
         sk.copy(&berth.docker_ref("up/library/app:v1"), &format!("oci:{}:y", tmp.join("down").display()), &[]);
@@ -419,6 +443,7 @@ both_backends! {
                 assert_eq!(sha256_digest(&o.stdout), layout.image.digest());
             }
         });
+        wait_cached(&berth, "up/library/cross", "v1");
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/cross", b.digest.as_str()), 1, "blob {} fetched once across nodes", b.digest);
         }
@@ -502,6 +527,7 @@ both_backends! {
         // cannot import a tag the cache lacks.
         let sk = berth.skopeo();
         assert_eq!(sha256_digest(&sk.inspect_raw("hub/library/app:v1")), layout.image.digest());
+        wait_cached(&berth, "hub/library/app", "v1");
         let r = reader.get("/v2/hub/library/app/manifests/v1");
         r.expect_status(200);
         assert_eq!(sha256_digest(&r.body), layout.image.digest());

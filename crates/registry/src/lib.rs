@@ -40,7 +40,7 @@ pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use open::{OpenError, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
-pub use pull_through::{matching_rule, PullThroughError, PullThroughRule};
+pub use pull_through::{matching_rule, FetchedManifest, PullThroughError, PullThroughRule};
 pub use pull_time::MAX_PULL_TIME_EXCLUSIONS;
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
