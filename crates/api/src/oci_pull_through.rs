@@ -263,13 +263,16 @@ pub async fn blob(
     tokio::spawn(async move {
         let mut hasher = Hasher::new(want.algorithm());
         let mut client = Some(client_tx);
+        // The client gets each chunk when the next one arrives, and the last one
+        // only once the digest is verified: a wrong blob never reaches it whole.
+        let mut held: Option<Bytes> = None;
         while let Some(chunk) = futures_util::StreamExt::next(&mut upstream).await {
             match chunk {
                 Ok(b) => {
                     hasher.update(&b);
                     let _ = tx.send(Ok(b.clone())).await;
-                    if let Some(c) = &client {
-                        if c.send(Ok(b)).await.is_err() {
+                    if let (Some(c), Some(prev)) = (&client, held.replace(b)) {
+                        if c.send(Ok(prev)).await.is_err() {
                             client = None;
                         }
                     }
@@ -284,14 +287,16 @@ pub async fn blob(
             }
         }
         let got = hasher.finish();
-        if got != want {
-            // The client's read fails rather than ending cleanly on wrong bytes.
-            if let Some(c) = &client {
-                let _ = c
-                    .send(Err(std::io::Error::other(format!(
-                        "the upstream sent {got} for {want}"
-                    ))))
-                    .await;
+        if let Some(c) = &client {
+            let last = if got == want {
+                held.map(Ok)
+            } else {
+                Some(Err(std::io::Error::other(format!(
+                    "the upstream sent {got} for {want}"
+                ))))
+            };
+            if let Some(last) = last {
+                let _ = c.send(last).await;
             }
         }
     });
