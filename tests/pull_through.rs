@@ -266,6 +266,16 @@ impl Upstream {
         );
     }
 
+    /// Successful requests of `method path` in the access log (not counting the
+    /// 401s that ask for credentials).
+    fn requests(&self, method: &str, path: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let want = format!("\"{method} {path} ");
+        log.lines()
+            .filter(|l| l.contains(&want) && l.contains("\" 200 "))
+            .count()
+    }
+
     /// Successful `GET`s of a blob of `repo` in the access log.
     fn blob_gets(&self, repo: &str, digest: &str) -> usize {
         let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
@@ -447,6 +457,13 @@ both_backends! {
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/cross", b.digest.as_str()), 1, "blob {} fetched once across nodes", b.digest);
         }
+        // A HEAD and then a GET of a manifest not cached yet ask the upstream once.
+        up.push(&layout.oci_ref("single"), "library/seq:v1");
+        berth.http().head("/v2/up/library/seq/manifests/v1").expect_status(200);
+        let r = berth.http().get("/v2/up/library/seq/manifests/v1");
+        r.expect_status(200);
+        assert_eq!(sha256_digest(&r.body), layout.image.digest());
+        assert_eq!(up.requests("GET", "/v2/library/seq/manifests/v1"), 1);
         // The first pull fetched each blob once too, and later pulls none.
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/app", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());

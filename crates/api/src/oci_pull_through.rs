@@ -6,7 +6,9 @@
 //! checked upstream again once the refresh interval has passed; when the upstream
 //! cannot be reached, the cached image is served.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -75,6 +77,22 @@ pub async fn fill(
         Err(e) => return Err(e.into()),
     };
     let cached = app.registry.find_manifest(&repo, reference).await.is_ok();
+    if !cached {
+        // Fetched moments ago and waiting for its blobs (a HEAD before the GET, a
+        // platform manifest after its index): served again without asking the
+        // upstream, whose manifest reads are often rate-limited.
+        if let Some(m) = recent_get(repo.repo_id, reference) {
+            app.authorize(
+                caller,
+                IMPORT,
+                account,
+                Some(name.as_str()),
+                repo.policy.as_deref(),
+            )
+            .await?;
+            return Ok(Some(m));
+        }
+    }
     let due = match reference {
         Reference::Digest(_) => !cached,
         Reference::Tag(t) => !cached || app.registry.pull_through_due(&repo, t.as_str()).await?,
@@ -106,6 +124,7 @@ pub async fn fill(
             // while stored, `blob` below); what no client reads is fetched by a
             // completer, which then stores the manifests.
             let top = tree.last().cloned();
+            recent_put(repo.repo_id, &tree);
             let app = app.clone();
             let rule = rule.clone();
             let name = name.clone();
@@ -129,6 +148,32 @@ pub async fn fill(
             }
             Err(upstream_error(e))
         }
+    }
+}
+
+/// Manifests fetched from an upstream but not stored yet, by (repository,
+/// reference), on this node, for [`RECENT_TTL`].
+type Recent = HashMap<(i64, String), (Instant, FetchedManifest)>;
+const RECENT_TTL: Duration = Duration::from_secs(120);
+
+fn recent() -> &'static Mutex<Recent> {
+    static R: OnceLock<Mutex<Recent>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+fn recent_get(repo_id: i64, reference: &Reference) -> Option<FetchedManifest> {
+    let mut r = recent().lock().unwrap_or_else(|e| e.into_inner());
+    r.retain(|_, (t, _)| t.elapsed() < RECENT_TTL);
+    r.get(&(repo_id, reference.to_string()))
+        .map(|(_, m)| m.clone())
+}
+
+fn recent_put(repo_id: i64, tree: &[FetchedManifest]) {
+    let mut r = recent().lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    for m in tree {
+        r.insert((repo_id, m.reference.to_string()), (now, m.clone()));
+        r.insert((repo_id, m.digest.to_string()), (now, m.clone()));
     }
 }
 
