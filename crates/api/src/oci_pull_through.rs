@@ -155,6 +155,7 @@ pub async fn fill(
 /// reference), on this node, for [`RECENT_TTL`].
 type Recent = HashMap<(i64, String), (Instant, FetchedManifest)>;
 const RECENT_TTL: Duration = Duration::from_secs(120);
+const LEASE_RENEW: Duration = Duration::from_secs(60);
 
 fn recent() -> &'static Mutex<Recent> {
     static R: OnceLock<Mutex<Recent>> = OnceLock::new();
@@ -288,6 +289,7 @@ pub async fn blob(
         let app = app.clone();
         let repo = repo.clone();
         let digest = digest.clone();
+        let holder = holder.clone();
         tokio::spawn(async move {
             if let Err(e) = app
                 .registry
@@ -305,7 +307,9 @@ pub async fn blob(
     // does not stop the blob from being stored.
     let (client_tx, mut client_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     let want = digest.clone();
+    let (app2, repo2) = (app.clone(), repo.clone());
     tokio::spawn(async move {
+        let mut renewed = Instant::now();
         let mut hasher = Hasher::new(want.algorithm());
         let mut client = Some(client_tx);
         // The client gets each chunk when the next one arrives, and the last one
@@ -315,6 +319,13 @@ pub async fn blob(
             match chunk {
                 Ok(b) => {
                     hasher.update(&b);
+                    // A long transfer renews its lease as it goes.
+                    if renewed.elapsed() >= LEASE_RENEW {
+                        renewed = Instant::now();
+                        app2.registry
+                            .renew_upstream_blob(&repo2, &want, &holder)
+                            .await;
+                    }
                     let _ = tx.send(Ok(b.clone())).await;
                     if let (Some(c), Some(prev)) = (&client, held.replace(b)) {
                         if c.send(Ok(prev)).await.is_err() {

@@ -188,6 +188,8 @@ impl From<berth_store::StoreError> for PullThroughError {
 /// How long a pull-through lease holds without being renewed (each stored blob
 /// renews it); a node that dies holding one delays the others this long at most.
 const LEASE_MS: i64 = 5 * 60 * 1000;
+/// How often a long blob transfer renews its lease.
+const LEASE_RENEW_MS: i64 = 60 * 1000;
 const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Imports in progress on this node, one per (repository, reference): a second
@@ -500,12 +502,39 @@ impl Registry {
         let out = async {
             let (_, stream) = up.blob(upstream_name, digest.as_str()).await?;
             let upload = self.start_upload(repo).await?;
+            // A long transfer renews its lease as it goes.
+            let mut last = self.now();
+            let holder = holder.as_str();
+            let stream = Box::pin(futures_util::StreamExt::then(stream, move |chunk| {
+                let renew = self.now() - last >= LEASE_RENEW_MS;
+                if renew {
+                    last = self.now();
+                }
+                async move {
+                    if renew {
+                        self.renew_upstream_blob(repo, digest, holder).await;
+                    }
+                    chunk
+                }
+            }));
             self.store_upstream_blob(repo, &upload.id, digest, stream)
                 .await
         }
         .await;
         self.release_upstream_blob(repo, digest, &holder).await;
         out
+    }
+
+    /// Extends a blob's lease while its holder is still fetching it.
+    pub async fn renew_upstream_blob(&self, repo: &RepositoryRow, digest: &Digest, holder: &str) {
+        let now = self.now();
+        if let Err(e) = self
+            .meta
+            .take_pull_through_lease(&blob_lease(repo, digest), holder, now, now + LEASE_MS)
+            .await
+        {
+            tracing::warn!(error = %e, "could not renew a pull-through lease");
+        }
     }
 
     /// Appends `stream` to upload `upload_id` and completes it as `digest` (which
