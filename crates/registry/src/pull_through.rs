@@ -192,6 +192,15 @@ const LEASE_MS: i64 = 5 * 60 * 1000;
 const LEASE_RENEW_MS: i64 = 60 * 1000;
 const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Upstream clients by (account, rule, credential), with when they were made.
+type Clients = HashMap<String, (std::time::Instant, Arc<Upstream>)>;
+const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn clients() -> &'static StdMutex<Clients> {
+    static C: OnceLock<StdMutex<Clients>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
 /// Imports in progress on this node, one per (repository, reference): a second
 /// pull of the same uncached image waits for the first and then reads the cache.
 fn inflight() -> &'static StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
@@ -201,7 +210,36 @@ fn inflight() -> &'static StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>
 
 impl Registry {
     /// A client of the rule's upstream, with the credential its secret holds.
+    /// Clients are kept for a minute (with the tokens the upstream issued them),
+    /// so a pull's manifest and blob reads do not each authenticate anew; a
+    /// changed secret takes effect within that minute.
     pub async fn upstream_of(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+    ) -> std::result::Result<Arc<Upstream>, PullThroughError> {
+        let key = format!(
+            "{account}\n{}\n{}\n{}",
+            rule.ecr_prefix,
+            rule.upstream_url,
+            rule.credential_arn.as_deref().unwrap_or("")
+        );
+        {
+            let mut c = clients().lock().unwrap_or_else(|e| e.into_inner());
+            c.retain(|_, (t, _)| t.elapsed() < CLIENT_TTL);
+            if let Some((_, u)) = c.get(&key) {
+                return Ok(u.clone());
+            }
+        }
+        let up = Arc::new(self.new_upstream(account, rule).await?);
+        clients()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (std::time::Instant::now(), up.clone()));
+        Ok(up)
+    }
+
+    async fn new_upstream(
         &self,
         account: &str,
         rule: &PullThroughRule,
@@ -224,7 +262,8 @@ impl Registry {
         account: &str,
         rule: &PullThroughRule,
     ) -> Option<String> {
-        let up = match self.upstream_of(account, rule).await {
+        // Always a fresh client: validation reads the secret as it is now.
+        let up = match self.new_upstream(account, rule).await {
             Ok(u) => u,
             Err(e) => return Some(e.to_string()),
         };
