@@ -100,6 +100,15 @@ pub async fn fill(
     if !due {
         return Ok(None);
     }
+    // Only a caller who may read the image makes berth fetch it.
+    app.authorize(
+        caller,
+        "ecr:BatchGetImage",
+        account,
+        Some(name.as_str()),
+        repo.policy.as_deref(),
+    )
+    .await?;
     if let Err(e) = app
         .authorize(
             caller,
