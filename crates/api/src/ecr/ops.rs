@@ -107,9 +107,8 @@ macro_rules! secrets {
 }
 
 /// Every operation served. Operations of the ECR model that are not here answer
-/// per `unsupported.rs`; unknown KMS (Secrets Manager) operations are authorized
-/// as `kms:<Op>` (`secretsmanager:<Op>`) and
-/// then refused.
+/// per `unsupported.rs`; unknown KMS and Secrets Manager operations are authorized
+/// as `kms:<Op>` / `secretsmanager:<Op>` and then refused.
 pub static OPERATIONS: &[Operation] = &[
     // repositories (repos.rs)
     ecr!(
