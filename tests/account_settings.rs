@@ -138,3 +138,53 @@ both_backends! {
         describe().expect_status(200);
     }
 }
+
+both_backends! {
+    fn pull_time_update_exclusions(backend) {
+        use base64::Engine as _;
+        let berth = Berth::start(backend);
+        let tmp = berth_testsupport::TempDir::new("pulltime");
+        let layout = berth_testsupport::Layout::build(&tmp.join("layout"));
+        berth.skopeo().copy(&layout.oci_ref("single"), &berth.docker_ref("pt/app:v1"), &[]);
+        berth.admin(&["user", "create", "scanner"]);
+        berth.admin(&["policy", "attach", "--user", "scanner", "ReadOnly"]);
+        let scanner = key(berth.admin(&["access-key", "create", "--user", "scanner"]));
+        let v = berth.ecr_as(&scanner, "GetAuthorizationToken", &json!({})).json();
+        let token = v["authorizationData"][0]["authorizationToken"].as_str().expect("token").to_string();
+        let raw = base64::engine::general_purpose::STANDARD.decode(token).expect("base64");
+        let (u, p) = std::str::from_utf8(&raw).expect("utf8").split_once(':').expect("user:pass");
+        let scanner_http = berth_testsupport::Http::new(berth.addr()).basic_auth(u, p);
+        let arn = "arn:aws:iam::123456789012:user/scanner";
+
+        let r = berth.ecr("RegisterPullTimeUpdateExclusion", &json!({"principalArn": arn}));
+        r.expect_status(200);
+        assert_eq!(r.json()["principalArn"], arn);
+        assert!(r.json()["createdAt"].is_number(), "{}", r.describe());
+        aws_error(&berth.ecr("RegisterPullTimeUpdateExclusion", &json!({"principalArn": arn})), 400, "ExclusionAlreadyExistsException");
+        aws_error(&berth.ecr("RegisterPullTimeUpdateExclusion", &json!({"principalArn": "arn:aws:iam::123456789012:root"})), 400, "InvalidParameterException");
+        aws_error(&berth.ecr("DeregisterPullTimeUpdateExclusion", &json!({"principalArn": "arn:aws:iam::123456789012:user/nobody"})), 400, "ExclusionNotFoundException");
+        let r = berth.ecr("ListPullTimeUpdateExclusions", &json!({}));
+        assert_eq!(r.json(), json!({"pullTimeUpdateExclusions": [arn]}));
+        aws_error(&berth.ecr_as(&scanner, "RegisterPullTimeUpdateExclusion", &json!({"principalArn": arn})), 400, "AccessDeniedException");
+
+        let pull_time = || {
+            let r = berth.ecr("DescribeImages", &json!({"repositoryName": "pt/app"}));
+            r.expect_status(200);
+            r.json()["imageDetails"][0].get("lastRecordedPullTime").cloned()
+        };
+        // Pull times are written in batches every 2 seconds.
+        let settle = || std::thread::sleep(std::time::Duration::from_millis(2500));
+        scanner_http.get("/v2/pt/app/manifests/v1").expect_status(200);
+        settle();
+        assert_eq!(pull_time(), None, "an excluded principal's pull is not recorded");
+        berth.http().get("/v2/pt/app/manifests/v1").expect_status(200);
+        settle();
+        let first = pull_time().expect("the root's pull is recorded");
+        berth.ecr("DeregisterPullTimeUpdateExclusion", &json!({"principalArn": arn})).expect_status(200);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        scanner_http.get("/v2/pt/app/manifests/v1").expect_status(200);
+        settle();
+        let second = pull_time().expect("recorded");
+        assert!(second.as_f64() > first.as_f64(), "{first} then {second}");
+    }
+}

@@ -266,6 +266,16 @@ impl Upstream {
         );
     }
 
+    /// Successful requests of `method path` in the access log (not counting the
+    /// 401s that ask for credentials).
+    fn requests(&self, method: &str, path: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let want = format!("\"{method} {path} ");
+        log.lines()
+            .filter(|l| l.contains(&want) && l.contains("\" 200 "))
+            .count()
+    }
+
     /// Successful `GET`s of a blob of `repo` in the access log.
     fn blob_gets(&self, repo: &str, digest: &str) -> usize {
         let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
@@ -279,6 +289,29 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Waits until `name:tag` is stored in the cache: a pull that only read the
+/// manifest leaves the blobs to the cache's completer, which stores the image
+/// moments later.
+#[track_caller]
+fn wait_cached(berth: &Berth, name: &str, tag: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = berth.ecr(
+            "DescribeImages",
+            &json!({"repositoryName": name, "imageIds": [{"imageTag": tag}]}),
+        );
+        if r.status == 200 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}:{tag} never cached: {}",
+            r.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 
@@ -345,15 +378,19 @@ both_backends! {
         let pm = berth.podman();
         pm.run("pull", &[&pm.image_ref("up/library/app:v1")]);
 
-        // Wrong credentials and no credentials fail the pull (the repository is
-        // created, the image is not).
+        // Wrong credentials fail the first pull, which leaves no repository behind.
         assert!(!sk.try_run("inspect", &["--raw", &berth.docker_ref("bad/library/app:v1")]).status.success());
+        aws_error(&berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["bad/library/app"]})), "RepositoryNotFoundException");
         // An unknown upstream tag is MANIFEST_UNKNOWN.
         let r = berth.http().get("/v2/up/library/app/manifests/nope");
         r.expect_status(404);
         assert!(r.text().contains("MANIFEST_UNKNOWN"), "{}", r.describe());
+        let r = berth.http().get("/v2/up/library/missing/manifests/v1");
+        r.expect_status(404);
+        aws_error(&berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["up/library/missing"]})), "RepositoryNotFoundException");
 
         // With the upstream down, the cache still serves.
+        wait_cached(&berth, "up/library/app", "v1");
         up.stop();
         assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest());
         sk.copy(&berth.docker_ref("up/library/app:v1"), &format!("oci:{}:y", tmp.join("down").display()), &[]);
@@ -416,9 +453,17 @@ both_backends! {
                 assert_eq!(sha256_digest(&o.stdout), layout.image.digest());
             }
         });
+        wait_cached(&berth, "up/library/cross", "v1");
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/cross", b.digest.as_str()), 1, "blob {} fetched once across nodes", b.digest);
         }
+        // A HEAD and then a GET of a manifest not cached yet ask the upstream once.
+        up.push(&layout.oci_ref("single"), "library/seq:v1");
+        berth.http().head("/v2/up/library/seq/manifests/v1").expect_status(200);
+        let r = berth.http().get("/v2/up/library/seq/manifests/v1");
+        r.expect_status(200);
+        assert_eq!(sha256_digest(&r.body), layout.image.digest());
+        assert_eq!(up.requests("GET", "/v2/library/seq/manifests/v1"), 1);
         // The first pull fetched each blob once too, and later pulls none.
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/app", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());
@@ -499,6 +544,7 @@ both_backends! {
         // cannot import a tag the cache lacks.
         let sk = berth.skopeo();
         assert_eq!(sha256_digest(&sk.inspect_raw("hub/library/app:v1")), layout.image.digest());
+        wait_cached(&berth, "hub/library/app", "v1");
         let r = reader.get("/v2/hub/library/app/manifests/v1");
         r.expect_status(200);
         assert_eq!(sha256_digest(&r.body), layout.image.digest());
@@ -514,5 +560,166 @@ both_backends! {
         for img in &layout.index_images {
             berth.http().get(&format!("/v2/peer/app/manifests/{}", img.digest())).expect_status(200);
         }
+    }
+}
+
+/// A hand-written upstream that serves one image, holding the second half of its
+/// layer until the test lets it go, and a second image whose layer bytes do not
+/// match their digest.
+struct GatedUpstream {
+    port: u16,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+fn start_gated_upstream(
+    manifest: Vec<u8>,
+    good: Vec<(String, Vec<u8>)>,
+    bad: Vec<u8>,
+    layer: String,
+    layer_bytes: Vec<u8>,
+) -> GatedUpstream {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Arc::new(std::sync::Mutex::new(gate));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let (manifest, good, bad, layer, layer_bytes, gate) = (
+                manifest.clone(),
+                good.clone(),
+                bad.clone(),
+                layer.clone(),
+                layer_bytes.clone(),
+                gate.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().expect("clone"));
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let head = |len: usize, ct: &str| {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nContent-Type: {ct}\r\nConnection: close\r\n\r\n")
+                };
+                if path == "/v2/" {
+                    let _ = conn.write_all(head(2, "application/json").as_bytes());
+                    let _ = conn.write_all(b"{}");
+                } else if path.ends_with("/manifests/v1") {
+                    let _ = conn.write_all(
+                        head(manifest.len(), "application/vnd.oci.image.manifest.v1+json")
+                            .as_bytes(),
+                    );
+                    let _ = conn.write_all(&manifest);
+                } else if path.starts_with("/v2/bad/blobs/") {
+                    let _ = conn.write_all(head(bad.len(), "application/octet-stream").as_bytes());
+                    let _ = conn.write_all(&bad);
+                } else if path.ends_with(&format!("/blobs/{layer}")) {
+                    let half = layer_bytes.len() / 2;
+                    let _ = conn
+                        .write_all(head(layer_bytes.len(), "application/octet-stream").as_bytes());
+                    let _ = conn.write_all(&layer_bytes[..half]);
+                    let _ = conn.flush();
+                    let _ = gate
+                        .lock()
+                        .expect("gate")
+                        .recv_timeout(std::time::Duration::from_secs(60));
+                    let _ = conn.write_all(&layer_bytes[half..]);
+                } else if let Some((_, b)) = good
+                    .iter()
+                    .find(|(d, _)| path.ends_with(&format!("/blobs/{d}")))
+                {
+                    let _ = conn.write_all(head(b.len(), "application/octet-stream").as_bytes());
+                    let _ = conn.write_all(b);
+                } else {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            });
+        }
+    });
+    GatedUpstream { port, release }
+}
+
+both_backends! {
+    fn pull_through_streams_blobs_while_storing_them(backend) {
+        use std::io::{Read, Write};
+        use berth_testsupport::layout::pseudo_random as pseudo_random_bytes;
+        use berth_testsupport::sha256_digest;
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let layer_bytes = pseudo_random_bytes(77, 4 << 20);
+        let (config_d, layer_d) = (sha256_digest(&config), sha256_digest(&layer_bytes));
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_d, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_d, "size": layer_bytes.len()}],
+        })).expect("json");
+        let mut bad = layer_bytes.clone();
+        bad[100] ^= 0xff;
+        let up = start_gated_upstream(manifest.clone(), vec![(config_d.clone(), config.clone())], bad, layer_d.clone(), layer_bytes.clone());
+        let berth = Berth::start(backend);
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "slow", "upstreamRegistryUrl": format!("http://127.0.0.1:{}", up.port)})));
+
+        let r = berth.http().get("/v2/slow/app/manifests/v1");
+        r.expect_status(200);
+        assert_eq!(sha256_digest(&r.body), sha256_digest(&manifest));
+
+        // The client reads the first half of the layer while the upstream still
+        // holds back the second: berth does not wait for the layer to be cached.
+        let (user, pass) = berth.registry_creds();
+        let get = |path: &str| {
+            use base64::Engine as _;
+            let mut s = std::net::TcpStream::connect(berth.addr()).expect("connect");
+            s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n", berth.host()).expect("write");
+            s
+        };
+        let mut s = get(&format!("/v2/slow/app/blobs/{layer_d}"));
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let header_end = loop {
+            let n = s.read(&mut buf).expect("the first bytes arrive while the upstream holds the rest");
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&got[..header_end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        while got.len() - header_end < layer_bytes.len() / 4 {
+            let n = s.read(&mut buf).expect("a quarter of the layer arrives while the upstream holds the second half");
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        up.release.send(()).expect("release");
+        s.read_to_end(&mut got).expect("the rest");
+        assert_eq!(&got[header_end..], &layer_bytes[..], "the layer, byte-exact");
+        // The completer fetches the config nobody read and stores the image.
+        wait_cached(&berth, "slow/app", "v1");
+        berth.http().head(&format!("/v2/slow/app/blobs/{layer_d}")).expect_status(200);
+        berth.http().head(&format!("/v2/slow/app/blobs/{config_d}")).expect_status(200);
+
+        // Bytes that do not match the digest: the client's read fails before it
+        // is complete, and nothing is stored.
+        berth.http().get("/v2/slow/bad/manifests/v1").expect_status(200);
+        let mut s = get(&format!("/v2/slow/bad/blobs/{layer_d}"));
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        let end = all.windows(4).position(|w| w == b"\r\n\r\n").expect("headers") + 4;
+        assert!(all.len() - end < layer_bytes.len(), "a wrong blob reached the client whole");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        berth.http().head(&format!("/v2/slow/bad/blobs/{layer_d}")).expect_status(404);
     }
 }

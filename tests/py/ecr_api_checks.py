@@ -1212,6 +1212,19 @@ def s_pull_through_rules():
         {"ecrRepositoryPrefix": "checks-hub"})
 
 
+def s_pull_time_exclusions():
+    arn = "arn:aws:iam::123456789012:user/checks-scanner"
+    r = ok("RegisterPullTimeUpdateExclusion", "RegisterPullTimeUpdateExclusion", principalArn=arn)
+    check("registered principal echoed", r and r.get("principalArn") == arn, repr(r))
+    err("RegisterPullTimeUpdateExclusion twice", "RegisterPullTimeUpdateExclusion", "ExclusionAlreadyExistsException",
+        {"principalArn": arn})
+    r = ok("ListPullTimeUpdateExclusions", "ListPullTimeUpdateExclusions")
+    check("exclusion listed", r and arn in r.get("pullTimeUpdateExclusions", []), repr(r))
+    ok("DeregisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion", principalArn=arn)
+    err("DeregisterPullTimeUpdateExclusion again", "DeregisterPullTimeUpdateExclusion", "ExclusionNotFoundException",
+        {"principalArn": arn})
+
+
 def s_registry_policy():
     reg = json.dumps(
         {
@@ -1417,6 +1430,7 @@ IMPLEMENTED = [
     "DescribeRepositoryCreationTemplates", "UpdateRepositoryCreationTemplate",
     "DeleteRepositoryCreationTemplate", "CreatePullThroughCacheRule", "DescribePullThroughCacheRules",
     "UpdatePullThroughCacheRule", "DeletePullThroughCacheRule", "ValidatePullThroughCacheRule",
+    "RegisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion", "ListPullTimeUpdateExclusions",
 ]
 
 
@@ -1443,6 +1457,7 @@ def main():
         _run("registry policy", s_registry_policy)
         _run("account settings and templates", s_account_settings_and_templates)
         _run("pull-through cache rules", s_pull_through_rules)
+        _run("pull-time update exclusions", s_pull_time_exclusions)
         lc = repo_name("lifecycle")
         call("CreateRepository", repositoryName=lc)
         _run("lifecycle", s_lifecycle, lc)

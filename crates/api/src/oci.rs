@@ -245,9 +245,37 @@ async fn manifest(call: Call, name: &str, r: &str, body: Body) -> Result<Respons
 }
 
 async fn get_manifest(call: Call, name: &RepositoryName, r: &Reference) -> Result<Response> {
-    crate::oci_pull_through::fill(&call.app, &call.caller, &call.account, name, r).await?;
+    let fetched =
+        crate::oci_pull_through::fill(&call.app, &call.caller, &call.account, name, r).await?;
     let repo = call.repo(Action::BatchGetImage, name).await?;
-    let m = call.app.registry.pull_manifest(&repo, r).await?;
+    if let Some(m) = fetched {
+        // Fetched from the pull-through cache's upstream, not stored until its
+        // blobs are: served as fetched (digest verified).
+        let len = m.body.len();
+        let body = if call.method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from(m.body)
+        };
+        let mut resp = Response::new(body);
+        let h = resp.headers_mut();
+        set(h, header::CONTENT_TYPE, &m.content_type);
+        set(h, header::CONTENT_LENGTH, &len.to_string());
+        set(h, "docker-content-digest", m.digest.as_str());
+        set(h, header::ETAG, &format!("\"{}\"", m.digest));
+        return Ok(resp);
+    }
+    // Pull-time update exclusions: an excluded principal's pull is not recorded.
+    let m = if call
+        .app
+        .registry
+        .records_pulls_of(&call.account, &call.caller.arn())
+        .await?
+    {
+        call.app.registry.pull_manifest(&repo, r).await?
+    } else {
+        call.app.registry.find_manifest(&repo, r).await?
+    };
     let len = m.body.len();
     let body = if call.method == Method::HEAD {
         Body::empty()
@@ -355,7 +383,26 @@ async fn blob(call: Call, name: &str, d: &str) -> Result<Response> {
         }
         Method::GET => {
             let repo = call.repo(Action::GetDownloadUrlForLayer, &name).await?;
-            get_blob(&call.app, &repo, &d, call.headers()).await
+            match get_blob(&call.app, &repo, &d, call.headers()).await {
+                // Not cached yet in a pull-through cache repository: fetched
+                // from the upstream while it is served.
+                Err(e) if e.code == "BLOB_UNKNOWN" && e.status == StatusCode::NOT_FOUND => {
+                    match crate::oci_pull_through::blob(
+                        &call.app,
+                        &call.caller,
+                        &call.account,
+                        &repo,
+                        &d,
+                        call.headers(),
+                    )
+                    .await?
+                    {
+                        Some(resp) => Ok(resp),
+                        None => get_blob(&call.app, &repo, &d, call.headers()).await,
+                    }
+                }
+                other => other,
+            }
         }
         Method::DELETE => {
             let repo = call.repo(Action::BatchDeleteImage, &name).await?;

@@ -6,18 +6,31 @@
 //! checked upstream again once the refresh interval has passed; when the upstream
 //! cannot be reached, the cached image is served.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use berth_oci::{Reference, RepositoryName};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use berth_oci::digest::Hasher;
+use berth_oci::{Digest, Reference, RepositoryName};
 use berth_registry::identity::Principal;
 use berth_registry::upstream::UpstreamError;
-use berth_registry::{matching_rule, CreationPurpose, PullThroughError, RegistryError};
+use berth_registry::{
+    matching_rule, CreationPurpose, FetchedManifest, PullThroughError, PullThroughRule,
+    RegistryError, RepositoryRow,
+};
+use bytes::Bytes;
 
 use crate::oci_error::OciError;
 use crate::App;
 
 const IMPORT: &str = "ecr:BatchImportUpstreamImage";
+/// How often the completer looks whether clients are still fetching blobs, and
+/// how long it waits for them at most.
+const COMPLETER_TICK: std::time::Duration = std::time::Duration::from_millis(500);
+const COMPLETER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn upstream_error(e: PullThroughError) -> OciError {
     match e {
@@ -32,41 +45,70 @@ fn upstream_error(e: PullThroughError) -> OciError {
 }
 
 /// Fills `name`'s cache for a read of `reference`, when a rule covers `name`.
+/// `Some` when the manifest was fetched but cannot be stored before its blobs are:
+/// the caller serves these (verified) bytes.
 pub async fn fill(
     app: &Arc<App>,
     caller: &Principal,
     account: &str,
     name: &RepositoryName,
     reference: &Reference,
-) -> Result<(), OciError> {
+) -> Result<Option<FetchedManifest>, OciError> {
     let rules = app.registry.pull_through_rules(account).await?;
     let Some(rule) = matching_rule(&rules, name.as_str()) else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(upstream_name) = rule.upstream_name(name.as_str()) else {
-        return Ok(());
+        return Ok(None);
     };
-    let repo = match app.registry.repository(account, name).await {
-        Ok(r) => r,
+    let (repo, created) = match app.registry.repository(account, name).await {
+        Ok(r) => (r, false),
         Err(RegistryError::NameUnknown { .. }) => {
             for action in ["ecr:BatchGetImage", "ecr:CreateRepository", IMPORT] {
                 app.authorize(caller, action, account, Some(name.as_str()), None)
                     .await?;
             }
-            app.registry
+            let r = app
+                .registry
                 .create_repository_on_behalf(account, name, CreationPurpose::PullThroughCache)
-                .await?
+                .await?;
+            (r, true)
         }
         Err(e) => return Err(e.into()),
     };
     let cached = app.registry.find_manifest(&repo, reference).await.is_ok();
+    if !cached {
+        // Fetched moments ago and waiting for its blobs (a HEAD before the GET, a
+        // platform manifest after its index): served again without asking the
+        // upstream, whose manifest reads are often rate-limited.
+        if let Some(m) = recent_get(repo.repo_id, reference) {
+            app.authorize(
+                caller,
+                IMPORT,
+                account,
+                Some(name.as_str()),
+                repo.policy.as_deref(),
+            )
+            .await?;
+            return Ok(Some(m));
+        }
+    }
     let due = match reference {
         Reference::Digest(_) => !cached,
         Reference::Tag(t) => !cached || app.registry.pull_through_due(&repo, t.as_str()).await?,
     };
     if !due {
-        return Ok(());
+        return Ok(None);
     }
+    // Only a caller who may read the image makes berth fetch it.
+    app.authorize(
+        caller,
+        "ecr:BatchGetImage",
+        account,
+        Some(name.as_str()),
+        repo.policy.as_deref(),
+    )
+    .await?;
     if let Err(e) = app
         .authorize(
             caller,
@@ -78,18 +120,265 @@ pub async fn fill(
         .await
     {
         // Without the import permission a caller still reads what is cached.
-        return if cached { Ok(()) } else { Err(e.into()) };
+        return if cached { Ok(None) } else { Err(e.into()) };
     }
     match app
         .registry
         .import_upstream_image(account, rule, &repo, &upstream_name, reference)
         .await
     {
-        Ok(()) => Ok(()),
+        Ok(None) => Ok(None),
+        Ok(Some(tree)) => {
+            // The blobs are fetched by the client's own blob reads (streamed to it
+            // while stored, `blob` below); what no client reads is fetched by a
+            // completer, which then stores the manifests.
+            let top = tree.last().cloned();
+            recent_put(repo.repo_id, &tree);
+            let app = app.clone();
+            let rule = rule.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                let account = repo.account_id.clone();
+                complete(&app, &account, &rule, &repo, &upstream_name, &tree, &name).await
+            });
+            Ok(top)
+        }
         Err(e) if cached => {
             tracing::warn!(repository = %name, reference = %reference, error = %e, "pull-through cache: the upstream check failed; serving the cached image");
-            Ok(())
+            Ok(None)
         }
-        Err(e) => Err(upstream_error(e)),
+        Err(e) => {
+            // A first pull of something the upstream does not give leaves no
+            // empty repository behind (unless another pull filled it meanwhile).
+            if created {
+                if let Err(d) = app.registry.delete_repository(&repo, false).await {
+                    tracing::debug!(repository = %name, error = %d, "kept the cache repository");
+                }
+            }
+            Err(upstream_error(e))
+        }
     }
+}
+
+/// Manifests fetched from an upstream but not stored yet, by (repository,
+/// reference), on this node, for [`RECENT_TTL`].
+type Recent = HashMap<(i64, String), (Instant, FetchedManifest)>;
+const RECENT_TTL: Duration = Duration::from_secs(120);
+const LEASE_RENEW: Duration = Duration::from_secs(60);
+
+fn recent() -> &'static Mutex<Recent> {
+    static R: OnceLock<Mutex<Recent>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+fn recent_get(repo_id: i64, reference: &Reference) -> Option<FetchedManifest> {
+    let mut r = recent().lock().unwrap_or_else(|e| e.into_inner());
+    r.retain(|_, (t, _)| t.elapsed() < RECENT_TTL);
+    r.get(&(repo_id, reference.to_string()))
+        .map(|(_, m)| m.clone())
+}
+
+fn recent_put(repo_id: i64, tree: &[FetchedManifest]) {
+    let mut r = recent().lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    for m in tree {
+        r.insert((repo_id, m.reference.to_string()), (now, m.clone()));
+        r.insert((repo_id, m.digest.to_string()), (now, m.clone()));
+    }
+}
+
+/// Waits until no client has been fetching the image's missing blobs for a
+/// moment, then fetches what is still missing and stores the manifests.
+async fn complete(
+    app: &Arc<App>,
+    account: &str,
+    rule: &PullThroughRule,
+    repo: &RepositoryRow,
+    upstream_name: &str,
+    tree: &[FetchedManifest],
+    name: &RepositoryName,
+) {
+    let mut quiet = 0;
+    let deadline = std::time::Instant::now() + COMPLETER_PATIENCE;
+    while quiet < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(COMPLETER_TICK).await;
+        let mut busy = false;
+        for d in tree.iter().flat_map(|m| &m.blobs) {
+            if app
+                .registry
+                .upstream_blob_in_flight(repo, d)
+                .await
+                .unwrap_or(false)
+            {
+                busy = true;
+                break;
+            }
+        }
+        quiet = if busy { 0 } else { quiet + 1 };
+    }
+    if let Err(e) = app
+        .registry
+        .complete_upstream_image(account, rule, repo, upstream_name, tree)
+        .await
+    {
+        tracing::warn!(repository = %name, error = %e, "pull-through cache: could not complete an image");
+    }
+}
+
+/// A blob read that misses in a pull-through cache repository: the blob is
+/// fetched from the upstream and streamed to the client while it is stored (and
+/// verified); another pull of the same blob meanwhile, on any node, waits and then
+/// reads the cache. `None` when the blob is not the cache's to fetch (or is cached
+/// by now): the caller answers as usual.
+pub async fn blob(
+    app: &Arc<App>,
+    caller: &Principal,
+    account: &str,
+    repo: &RepositoryRow,
+    digest: &Digest,
+    headers: &HeaderMap,
+) -> Result<Option<Response>, OciError> {
+    let rules = app.registry.pull_through_rules(account).await?;
+    let Some(rule) = matching_rule(&rules, &repo.name) else {
+        return Ok(None);
+    };
+    let Some(upstream_name) = rule.upstream_name(&repo.name) else {
+        return Ok(None);
+    };
+    if app
+        .authorize(
+            caller,
+            IMPORT,
+            account,
+            Some(&repo.name),
+            repo.policy.as_deref(),
+        )
+        .await
+        .is_err()
+    {
+        return Ok(None);
+    }
+    let Some(holder) = app.registry.take_upstream_blob(repo, digest).await? else {
+        return Ok(None);
+    };
+    let fetched = async {
+        let up = app.registry.upstream_of(account, rule).await?;
+        let (len, stream) = up.blob(&upstream_name, digest.as_str()).await?;
+        let upload = app.registry.start_upload(repo).await?;
+        Ok::<_, PullThroughError>((len, stream, upload.id))
+    }
+    .await;
+    let (len, mut upstream, upload_id) = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            app.registry
+                .release_upstream_blob(repo, digest, &holder)
+                .await;
+            return Err(upstream_error(e));
+        }
+    };
+    if headers.contains_key(header::RANGE) {
+        // A range of a blob not cached yet: store it whole first, then serve the
+        // range from the cache.
+        let r = app
+            .registry
+            .store_upstream_blob(repo, &upload_id, digest, upstream)
+            .await;
+        app.registry
+            .release_upstream_blob(repo, digest, &holder)
+            .await;
+        r.map_err(upstream_error)?;
+        return Ok(None);
+    }
+    // The store side reads what the client side forwards, through a short queue:
+    // the slower of the two paces both, and nothing is buffered whole.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, String>>(8);
+    let store_stream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    {
+        let app = app.clone();
+        let repo = repo.clone();
+        let digest = digest.clone();
+        let holder = holder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app
+                .registry
+                .store_upstream_blob(&repo, &upload_id, &digest, store_stream)
+                .await
+            {
+                tracing::warn!(repository = %repo.name, digest = %digest, error = %e, "pull-through cache: a blob read from the upstream was not stored");
+            }
+            app.registry
+                .release_upstream_blob(&repo, &digest, &holder)
+                .await;
+        });
+    }
+    // One task reads the upstream and feeds both sides; a client that goes away
+    // does not stop the blob from being stored.
+    let (client_tx, mut client_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let want = digest.clone();
+    let (app2, repo2) = (app.clone(), repo.clone());
+    tokio::spawn(async move {
+        let mut renewed = Instant::now();
+        let mut hasher = Hasher::new(want.algorithm());
+        let mut client = Some(client_tx);
+        // The client gets each chunk when the next one arrives, and the last one
+        // only once the digest is verified: a wrong blob never reaches it whole.
+        let mut held: Option<Bytes> = None;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut upstream).await {
+            match chunk {
+                Ok(b) => {
+                    hasher.update(&b);
+                    // A long transfer renews its lease as it goes.
+                    if renewed.elapsed() >= LEASE_RENEW {
+                        renewed = Instant::now();
+                        app2.registry
+                            .renew_upstream_blob(&repo2, &want, &holder)
+                            .await;
+                    }
+                    let _ = tx.send(Ok(b.clone())).await;
+                    if let (Some(c), Some(prev)) = (&client, held.replace(b)) {
+                        if c.send(Ok(prev)).await.is_err() {
+                            client = None;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.clone())).await;
+                    if let Some(c) = &client {
+                        let _ = c.send(Err(std::io::Error::other(e))).await;
+                    }
+                    return;
+                }
+            }
+        }
+        let got = hasher.finish();
+        if let Some(c) = &client {
+            let last = if got == want {
+                held.map(Ok)
+            } else {
+                Some(Err(std::io::Error::other(format!(
+                    "the upstream sent {got} for {want}"
+                ))))
+            };
+            if let Some(last) = last {
+                let _ = c.send(last).await;
+            }
+        }
+    });
+    let body = futures_util::stream::poll_fn(move |cx| client_rx.poll_recv(cx));
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    if let Some(n) = len {
+        if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
+            h.insert(header::CONTENT_LENGTH, v);
+        }
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(digest.as_str()) {
+        h.insert("docker-content-digest", v);
+    }
+    Ok(Some(resp))
 }

@@ -27,6 +27,7 @@ mod lifecycle;
 mod mutability;
 mod open;
 mod pull_through;
+mod pull_time;
 mod registry;
 pub mod replication;
 pub mod scan;
@@ -45,7 +46,8 @@ pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use open::object_requests;
 pub use open::{BlobLocation, OpenError, S3Config, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
-pub use pull_through::{matching_rule, PullThroughError, PullThroughRule};
+pub use pull_through::{matching_rule, FetchedManifest, PullThroughError, PullThroughRule};
+pub use pull_time::MAX_PULL_TIME_EXCLUSIONS;
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,
     RepoSettings, UploadState,

@@ -13,6 +13,7 @@ use berth_oci::manifest::{Manifest, ManifestKind};
 use berth_oci::{Digest, Reference};
 use berth_store::meta::{DocTable, TemplateRow};
 use berth_store::RepositoryRow;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::upstream::{Upstream, UpstreamError};
@@ -187,7 +188,18 @@ impl From<berth_store::StoreError> for PullThroughError {
 /// How long a pull-through lease holds without being renewed (each stored blob
 /// renews it); a node that dies holding one delays the others this long at most.
 const LEASE_MS: i64 = 5 * 60 * 1000;
+/// How often a long blob transfer renews its lease.
+const LEASE_RENEW_MS: i64 = 60 * 1000;
 const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Upstream clients by (account, rule, credential), with when they were made.
+type Clients = HashMap<String, (std::time::Instant, Arc<Upstream>)>;
+const CLIENT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn clients() -> &'static StdMutex<Clients> {
+    static C: OnceLock<StdMutex<Clients>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
 
 /// Imports in progress on this node, one per (repository, reference): a second
 /// pull of the same uncached image waits for the first and then reads the cache.
@@ -198,7 +210,36 @@ fn inflight() -> &'static StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>
 
 impl Registry {
     /// A client of the rule's upstream, with the credential its secret holds.
+    /// Clients are kept for a minute (with the tokens the upstream issued them),
+    /// so a pull's manifest and blob reads do not each authenticate anew; a
+    /// changed secret takes effect within that minute.
     pub async fn upstream_of(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+    ) -> std::result::Result<Arc<Upstream>, PullThroughError> {
+        let key = format!(
+            "{account}\n{}\n{}\n{}",
+            rule.ecr_prefix,
+            rule.upstream_url,
+            rule.credential_arn.as_deref().unwrap_or("")
+        );
+        {
+            let mut c = clients().lock().unwrap_or_else(|e| e.into_inner());
+            c.retain(|_, (t, _)| t.elapsed() < CLIENT_TTL);
+            if let Some((_, u)) = c.get(&key) {
+                return Ok(u.clone());
+            }
+        }
+        let up = Arc::new(self.new_upstream(account, rule).await?);
+        clients()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (std::time::Instant::now(), up.clone()));
+        Ok(up)
+    }
+
+    async fn new_upstream(
         &self,
         account: &str,
         rule: &PullThroughRule,
@@ -221,7 +262,8 @@ impl Registry {
         account: &str,
         rule: &PullThroughRule,
     ) -> Option<String> {
-        let up = match self.upstream_of(account, rule).await {
+        // Always a fresh client: validation reads the secret as it is now.
+        let up = match self.new_upstream(account, rule).await {
             Ok(u) => u,
             Err(e) => return Some(e.to_string()),
         };
@@ -234,12 +276,15 @@ impl Registry {
         Ok(last.is_none_or(|t| self.now() - t >= self.config.pull_through_refresh_ms))
     }
 
-    /// Fetches `reference` of `upstream_name` from the rule's upstream into `repo`:
-    /// the manifest (an index with every manifest it lists) and every blob the
-    /// cache lacks, each blob streamed into the blob store and verified against its
-    /// digest, the manifest against the digest it was asked by. Concurrent imports
-    /// of the same reference fetch once: on this node they queue on a lock, across
-    /// nodes on a lease row in the database.
+    /// Fetches the manifests of `reference` of `upstream_name` from the rule's
+    /// upstream (an index with every manifest it lists that the cache lacks),
+    /// verifies them, and stores each one whose blobs the cache already holds.
+    /// `None` when everything is stored; otherwise the fetched manifests, children
+    /// first and `reference` last, for the caller to serve the last one at once and
+    /// to complete with [`Registry::complete_upstream_image`] while the client
+    /// fetches the blobs (each through [`Registry::take_upstream_blob`]).
+    /// Concurrent fetches of the same reference happen once: on this node they
+    /// queue on a lock, across nodes on a lease row in the database.
     pub async fn import_upstream_image(
         &self,
         account: &str,
@@ -247,7 +292,7 @@ impl Registry {
         repo: &RepositoryRow,
         upstream_name: &str,
         reference: &Reference,
-    ) -> std::result::Result<(), PullThroughError> {
+    ) -> std::result::Result<Option<Vec<FetchedManifest>>, PullThroughError> {
         let key = format!("{}/{}", repo.repo_id, reference);
         let lock = inflight()
             .lock()
@@ -258,13 +303,11 @@ impl Registry {
         let started = self.now();
         let out = async {
             let _g = lock.lock().await;
-            // One node at a time: the others wait for the lease and then read
-            // what its holder stored.
             let holder = uuid::Uuid::new_v4().to_string();
             let lease = format!("pull-through:{key}");
             loop {
                 if self.imported_since(repo, reference, started).await? {
-                    return Ok(());
+                    return Ok(None);
                 }
                 let now = self.now();
                 if self
@@ -278,14 +321,15 @@ impl Registry {
             }
             let out = async {
                 let up = self.upstream_of(account, rule).await?;
-                self.import_manifest(&up, repo, upstream_name, reference, &(&lease, &holder))
+                let mut tree = Vec::new();
+                self.fetch_tree(&up, repo, upstream_name, reference, &mut tree)
                     .await?;
-                if let Reference::Tag(t) = reference {
-                    self.meta
-                        .set_pull_through_checked(repo.repo_id, t.as_str(), self.now())
-                        .await?;
+                if self.store_ready(repo, &tree).await? {
+                    self.mark_checked(repo, reference).await?;
+                    Ok(None)
+                } else {
+                    Ok(Some(tree))
                 }
-                Ok(())
             }
             .await;
             if let Err(e) = self.meta.release_pull_through_lease(&lease, &holder).await {
@@ -299,6 +343,42 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
         out
+    }
+
+    /// Fetches every blob of `tree` the cache still lacks (one node at a time per
+    /// blob) and stores the manifests.
+    pub async fn complete_upstream_image(
+        &self,
+        account: &str,
+        rule: &PullThroughRule,
+        repo: &RepositoryRow,
+        upstream_name: &str,
+        tree: &[FetchedManifest],
+    ) -> std::result::Result<(), PullThroughError> {
+        let up = self.upstream_of(account, rule).await?;
+        for m in tree {
+            for d in &m.blobs {
+                self.import_blob(&up, repo, upstream_name, d).await?;
+            }
+        }
+        if !self.store_ready(repo, tree).await? {
+            return Err(PullThroughError::Invalid(
+                "an image whose blobs could not all be stored".into(),
+            ));
+        }
+        if let Some(top) = tree.last() {
+            self.mark_checked(repo, &top.reference).await?;
+        }
+        Ok(())
+    }
+
+    async fn mark_checked(&self, repo: &RepositoryRow, reference: &Reference) -> Result<()> {
+        if let Reference::Tag(t) = reference {
+            self.meta
+                .set_pull_through_checked(repo.repo_id, t.as_str(), self.now())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether another pull stored `reference` in `repo` since `since`.
@@ -318,13 +398,13 @@ impl Registry {
         })
     }
 
-    fn import_manifest<'a>(
+    fn fetch_tree<'a>(
         &'a self,
         up: &'a Upstream,
         repo: &'a RepositoryRow,
         upstream_name: &'a str,
         reference: &'a Reference,
-        lease: &'a (&'a String, &'a String),
+        out: &'a mut Vec<FetchedManifest>,
     ) -> Pin<Box<dyn Future<Output = std::result::Result<(), PullThroughError>> + Send + 'a>> {
         Box::pin(async move {
             let (body, ct) = up.manifest(upstream_name, &reference.to_string()).await?;
@@ -338,35 +418,116 @@ impl Registry {
             }
             let m = Manifest::parse(&body, ct.as_deref())
                 .map_err(|e| PullThroughError::Invalid(format!("an invalid manifest: {e}")))?;
+            let mut blobs = Vec::new();
             match m.kind {
                 ManifestKind::Index => {
                     for child in &m.manifests {
                         let r = Reference::Digest(child.digest.clone());
                         if self.find_manifest(repo, &r).await.is_err() {
-                            self.import_manifest(up, repo, upstream_name, &r, lease)
-                                .await?;
+                            self.fetch_tree(up, repo, upstream_name, &r, out).await?;
                         }
                     }
                 }
                 ManifestKind::Image => {
-                    for d in m.required_blobs() {
-                        if self.stat_blob(repo, &d.digest).await.is_err() {
-                            self.import_blob(up, repo, upstream_name, &d.digest).await?;
-                            // Each stored blob renews the lease.
-                            let now = self.now();
-                            self.meta
-                                .take_pull_through_lease(lease.0, lease.1, now, now + LEASE_MS)
-                                .await?;
-                        }
-                    }
+                    blobs = m.required_blobs().map(|d| d.digest.clone()).collect();
                 }
             }
-            self.put_manifest(repo, reference, ct.as_deref(), body)
-                .await?;
+            out.push(FetchedManifest {
+                reference: reference.clone(),
+                digest,
+                content_type: ct.unwrap_or_else(|| m.media_type.clone()),
+                body,
+                blobs,
+            });
             Ok(())
         })
     }
 
+    /// Stores, in order, each manifest of `tree` whose blobs (or, for an index,
+    /// manifests) the cache holds; whether all were stored.
+    async fn store_ready(
+        &self,
+        repo: &RepositoryRow,
+        tree: &[FetchedManifest],
+    ) -> std::result::Result<bool, PullThroughError> {
+        let mut all = true;
+        for m in tree {
+            let mut ready = true;
+            for d in &m.blobs {
+                if self.stat_blob(repo, d).await.is_err() {
+                    ready = false;
+                    break;
+                }
+            }
+            if !ready {
+                all = false;
+                continue;
+            }
+            match self
+                .put_manifest(repo, &m.reference, Some(&m.content_type), m.body.clone())
+                .await
+            {
+                Ok(_) => {}
+                Err(
+                    RegistryError::ManifestBlobUnknown(_) | RegistryError::ManifestChildUnknown(_),
+                ) => all = false,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Takes the lease to fetch blob `digest` of `repo` from the upstream, waiting
+    /// while another pull (on any node) fetches it. `None` when the cache holds the
+    /// blob (now); otherwise the lease's holder, for [`Registry::release_upstream_blob`].
+    pub async fn take_upstream_blob(
+        &self,
+        repo: &RepositoryRow,
+        digest: &Digest,
+    ) -> Result<Option<String>> {
+        let holder = uuid::Uuid::new_v4().to_string();
+        let lease = blob_lease(repo, digest);
+        loop {
+            if self.stat_blob(repo, digest).await.is_ok() {
+                return Ok(None);
+            }
+            let now = self.now();
+            if self
+                .meta
+                .take_pull_through_lease(&lease, &holder, now, now + LEASE_MS)
+                .await?
+            {
+                return Ok(Some(holder));
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// Whether a pull (on any node) is fetching blob `digest` of `repo` now.
+    pub async fn upstream_blob_in_flight(
+        &self,
+        repo: &RepositoryRow,
+        digest: &Digest,
+    ) -> Result<bool> {
+        Ok(self
+            .meta
+            .pull_through_lease_held(&blob_lease(repo, digest), self.now())
+            .await?)
+    }
+
+    /// Gives a blob's lease back.
+    pub async fn release_upstream_blob(&self, repo: &RepositoryRow, digest: &Digest, holder: &str) {
+        if let Err(e) = self
+            .meta
+            .release_pull_through_lease(&blob_lease(repo, digest), holder)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release a pull-through lease; it runs out by itself");
+        }
+    }
+
+    /// Fetches blob `digest` into `repo` unless the cache holds it (or gets it
+    /// from another pull meanwhile).
     async fn import_blob(
         &self,
         up: &Upstream,
@@ -374,16 +535,67 @@ impl Registry {
         upstream_name: &str,
         digest: &Digest,
     ) -> std::result::Result<(), PullThroughError> {
-        let stream = up.blob(upstream_name, digest.as_str()).await?;
-        let upload = self.start_upload(repo).await?;
+        let Some(holder) = self.take_upstream_blob(repo, digest).await? else {
+            return Ok(());
+        };
+        let out = async {
+            let (_, stream) = up.blob(upstream_name, digest.as_str()).await?;
+            let upload = self.start_upload(repo).await?;
+            // A long transfer renews its lease as it goes.
+            let mut last = self.now();
+            let holder = holder.as_str();
+            let stream = Box::pin(futures_util::StreamExt::then(stream, move |chunk| {
+                let renew = self.now() - last >= LEASE_RENEW_MS;
+                if renew {
+                    last = self.now();
+                }
+                async move {
+                    if renew {
+                        self.renew_upstream_blob(repo, digest, holder).await;
+                    }
+                    chunk
+                }
+            }));
+            self.store_upstream_blob(repo, &upload.id, digest, stream)
+                .await
+        }
+        .await;
+        self.release_upstream_blob(repo, digest, &holder).await;
+        out
+    }
+
+    /// Extends a blob's lease while its holder is still fetching it.
+    pub async fn renew_upstream_blob(&self, repo: &RepositoryRow, digest: &Digest, holder: &str) {
+        let now = self.now();
+        if let Err(e) = self
+            .meta
+            .take_pull_through_lease(&blob_lease(repo, digest), holder, now, now + LEASE_MS)
+            .await
+        {
+            tracing::warn!(error = %e, "could not renew a pull-through lease");
+        }
+    }
+
+    /// Appends `stream` to upload `upload_id` and completes it as `digest` (which
+    /// verifies it); cancels the upload on failure.
+    pub async fn store_upstream_blob<S>(
+        &self,
+        repo: &RepositoryRow,
+        upload_id: &str,
+        digest: &Digest,
+        stream: S,
+    ) -> std::result::Result<(), PullThroughError>
+    where
+        S: futures_util::Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
         let stored = async {
-            self.append_upload(repo, &upload.id, None, None, stream)
+            self.append_upload(repo, upload_id, None, None, stream)
                 .await?;
-            self.complete_upload(repo, &upload.id, digest).await
+            self.complete_upload(repo, upload_id, digest).await
         }
         .await;
         if let Err(e) = stored {
-            let _ = self.cancel_upload(repo, &upload.id).await;
+            let _ = self.cancel_upload(repo, upload_id).await;
             return Err(match e {
                 RegistryError::DigestMismatch | RegistryError::DigestInvalid(_) => {
                     PullThroughError::Invalid(format!("blob content that does not match {digest}"))
@@ -393,6 +605,21 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+fn blob_lease(repo: &RepositoryRow, digest: &Digest) -> String {
+    format!("pull-through-blob:{}:{digest}", repo.repo_id)
+}
+
+/// A manifest fetched from the upstream and verified: what it was asked as, its
+/// digest, its media type and bytes, and the blobs an image manifest needs.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub reference: Reference,
+    pub digest: Digest,
+    pub content_type: String,
+    pub body: Bytes,
+    pub blobs: Vec<Digest>,
 }
 
 #[cfg(test)]

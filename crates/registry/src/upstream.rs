@@ -278,13 +278,19 @@ impl Upstream {
         Ok((body, ct))
     }
 
-    /// A blob's bytes as a stream (never buffered whole).
+    /// A blob's length (when the upstream says it) and its bytes as a stream
+    /// (never buffered whole).
     pub async fn blob(
         &self,
         repo: &str,
         digest: &str,
-    ) -> Result<impl Stream<Item = Result<Bytes, String>> + Send + Unpin + use<>, UpstreamError>
-    {
+    ) -> Result<
+        (
+            Option<u64>,
+            impl Stream<Item = Result<Bytes, String>> + Send + Unpin + use<>,
+        ),
+        UpstreamError,
+    > {
         let resp = self
             .send(
                 Method::GET,
@@ -300,7 +306,8 @@ impl Upstream {
             }
             s => return Err(UpstreamError::Status(s.as_u16())),
         }
-        Ok(Box::pin(futures_util::stream::unfold(
+        let len = resp.content_length();
+        let stream = Box::pin(futures_util::stream::unfold(
             Some(resp),
             |resp| async move {
                 let mut resp = resp?;
@@ -310,7 +317,8 @@ impl Upstream {
                     Err(e) => Some((Err(e.without_url().to_string()), None)),
                 }
             },
-        )))
+        ));
+        Ok((len, stream))
     }
 }
 

@@ -387,7 +387,8 @@ const V10: &str = "CREATE TABLE replication_status (
 /// body is JSON with sealed values, changed by compare-and-swap on `rev`
 /// (`crates/registry/src/secrets_manager.rs`); when each cached tag of a
 /// pull-through cache repository was last checked upstream, and the leases that let
-/// one node at a time fetch an image into the cache.
+/// one node at a time fetch an image into the cache; and the principals whose pulls
+/// do not update `lastRecordedPullTime` (one row per (account, ARN)).
 const V14: &str = "CREATE TABLE account_flags (
     account_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -429,6 +430,14 @@ CREATE TABLE pull_through_leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     until BIGINT NOT NULL
+);
+CREATE TABLE pull_time_exclusions (
+    account_id TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, prefix)
 )";
 /// The write lease on an upload row: which request may append to (or finish) the
 /// upload until when, so two nodes never write one upload at the same time; and the

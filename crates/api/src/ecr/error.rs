@@ -17,6 +17,8 @@ pub enum EcrException {
     // ---- ECR ----
     AccessDenied,
     EmptyUpload,
+    ExclusionAlreadyExists,
+    ExclusionNotFound,
     ImageAlreadyExists,
     ImageDigestDoesNotMatch,
     ImageNotFound,
@@ -84,6 +86,8 @@ impl EcrException {
         match self {
             X::AccessDenied => "AccessDeniedException",
             X::EmptyUpload => "EmptyUploadException",
+            X::ExclusionAlreadyExists => "ExclusionAlreadyExistsException",
+            X::ExclusionNotFound => "ExclusionNotFoundException",
             X::ImageAlreadyExists => "ImageAlreadyExistsException",
             X::ImageDigestDoesNotMatch => "ImageDigestDoesNotMatchException",
             X::ImageNotFound => "ImageNotFoundException",

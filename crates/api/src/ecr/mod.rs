@@ -15,6 +15,7 @@ mod lifecycle;
 mod ops;
 mod policies;
 mod pull_through;
+mod pull_time;
 mod replication;
 mod repos;
 mod scanning;

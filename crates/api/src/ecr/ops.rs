@@ -10,8 +10,8 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::{
-    cloudtrail, images, kms, layers, lifecycle, policies, pull_through, replication, repos,
-    scanning, secretsmanager, settings, templates, unsupported,
+    cloudtrail, images, kms, layers, lifecycle, policies, pull_through, pull_time, replication,
+    repos, scanning, secretsmanager, settings, templates, unsupported,
 };
 use super::{Ctx, EcrError, Input};
 
@@ -110,9 +110,8 @@ macro_rules! secrets {
 }
 
 /// Every operation served. Operations of the ECR model that are not here answer
-/// per `unsupported.rs`; unknown KMS (Secrets Manager) operations are authorized
-/// as `kms:<Op>` (`secretsmanager:<Op>`) and
-/// then refused.
+/// per `unsupported.rs`; unknown KMS and Secrets Manager operations are authorized
+/// as `kms:<Op>` / `secretsmanager:<Op>` and then refused.
 pub static OPERATIONS: &[Operation] = &[
     // repositories (repos.rs)
     ecr!(
@@ -254,6 +253,22 @@ pub static OPERATIONS: &[Operation] = &[
         "DeletePullThroughCacheRule",
         "ecr:DeletePullThroughCacheRule",
         pull_through::delete_pull_through_cache_rule
+    ),
+    // pull-time update exclusions (pull_time.rs)
+    ecr!(
+        "RegisterPullTimeUpdateExclusion",
+        "ecr:RegisterPullTimeUpdateExclusion",
+        pull_time::register_pull_time_update_exclusion
+    ),
+    ecr!(
+        "DeregisterPullTimeUpdateExclusion",
+        "ecr:DeregisterPullTimeUpdateExclusion",
+        pull_time::deregister_pull_time_update_exclusion
+    ),
+    ecr!(
+        "ListPullTimeUpdateExclusions",
+        "ecr:ListPullTimeUpdateExclusions",
+        pull_time::list_pull_time_update_exclusions
     ),
     ecr!(
         "ValidatePullThroughCacheRule",

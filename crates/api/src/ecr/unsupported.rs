@@ -7,9 +7,8 @@
 //! `DescribeImageSigningStatus` — signatures made by AWS Signer with AWS-held
 //! keys; push your own signatures as referrers instead) and the archive storage
 //! class (`UpdateImageStorageClass` — ECR's cold-storage tier, which berth's one
-//! blob store has no equivalent of). The rest are not implemented yet:
-//! `DescribeImageReplicationStatus` (with replication) and the pull-time update
-//! exclusions (`Register|Deregister|ListPullTimeUpdateExclusions`).
+//! blob store has no equivalent of). `DescribeImageReplicationStatus` is not
+//! implemented yet (it comes with replication).
 
 use serde_json::Value;
 

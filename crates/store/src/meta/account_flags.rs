@@ -50,6 +50,8 @@ pub enum DocTable {
     CreationTemplates,
     /// Pull-through cache rules, keyed by ECR repository prefix.
     PullThroughRules,
+    /// Principals whose pulls do not update `lastRecordedPullTime`, keyed by ARN.
+    PullTimeExclusions,
 }
 
 impl DocTable {
@@ -57,6 +59,7 @@ impl DocTable {
         match self {
             DocTable::CreationTemplates => "creation_templates",
             DocTable::PullThroughRules => "pull_through_rules",
+            DocTable::PullTimeExclusions => "pull_time_exclusions",
         }
     }
 }

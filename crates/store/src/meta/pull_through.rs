@@ -65,6 +65,16 @@ impl Meta {
         Ok(n == 1)
     }
 
+    /// Whether somebody holds the lease `name` at `now`.
+    pub async fn pull_through_lease_held(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let until: Option<i64> =
+            sqlx::query_scalar("SELECT until FROM pull_through_leases WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(until.is_some_and(|u| u >= now))
+    }
+
     /// Gives the lease back (if `holder` still holds it).
     pub async fn release_pull_through_lease(
         &self,
