@@ -7,8 +7,7 @@
 //! `DescribeImageSigningStatus` — signatures made by AWS Signer with AWS-held
 //! keys; push your own signatures as referrers instead) and the archive storage
 //! class (`UpdateImageStorageClass` — ECR's cold-storage tier, which berth's one
-//! blob store has no equivalent of). `DescribeImageReplicationStatus` is not
-//! implemented yet (it comes with replication).
+//! blob store has no equivalent of).
 
 use serde_json::Value;
 
