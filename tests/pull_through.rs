@@ -333,7 +333,14 @@ both_backends! {
         up.push(&layout.oci_ref("single"), "library/app:v1");
         up.push(&layout.oci_ref("multi"), "library/multi:v1");
 
-        let berth = Berth::start(backend);
+        // A webhook for the pull-through cache's sync events.
+        let hook = berth_testsupport::webhook::EventSink::start();
+        let cfg = tmp.join("berth.toml");
+        std::fs::write(&cfg, format!(
+            "[[webhook]]\nurl = \"{}\"\nsecret = \"s\"\ndetail_types = [\"ECR Pull Through Cache Action\"]\n",
+            hook.url()
+        )).unwrap();
+        let berth = Berth::options(backend).env("BERTH_CONFIG", cfg.to_str().unwrap()).start();
         ok(secrets(&berth, "CreateSecret", &json!({"Name": "ecr-pullthroughcache/up", "SecretString": r#"{"username":"puller","accessToken":"upstream-pw-1"}"#})));
         let good = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/up"})))["ARN"].as_str().expect("arn").to_string();
         ok(secrets(&berth, "CreateSecret", &json!({"Name": "ecr-pullthroughcache/wrong", "SecretString": r#"{"username":"puller","accessToken":"nope"}"#})));
@@ -367,6 +374,16 @@ both_backends! {
         for b in layout.image.blobs() {
             assert_eq!(berth_testsupport::layout::layout_blob(&out, &b.digest), b.bytes, "blob {}", b.digest.as_str());
         }
+        // The sync is an "ECR Pull Through Cache Action" event.
+        let events = hook.wait_for(|ev| {
+            ev.iter().any(|e| e["detail"]["repository-name"] == "up/library/app" && e["detail"]["sync-status"] == "SUCCESS")
+        });
+        let e = events.iter().find(|e| e["detail"]["repository-name"] == "up/library/app").expect("event");
+        assert_eq!(e["detail-type"], "ECR Pull Through Cache Action");
+        assert_eq!(e["detail"]["ecr-repository-prefix"], "up", "{e}");
+        assert_eq!(e["detail"]["image-tag"], "v1", "{e}");
+        assert_eq!(e["detail"]["image-digest"], layout.image.digest(), "{e}");
+        assert_eq!(e["detail"]["upstream-registry-url"], up.url(), "{e}");
         // A multi-arch index brings its platform manifests.
         let raw = sk.inspect_raw("up/library/multi:v1");
         assert_eq!(sha256_digest(&raw), layout.index.digest.as_str());

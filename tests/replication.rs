@@ -10,6 +10,7 @@ use berth_testsupport::ecr::Credentials;
 use berth_testsupport::layout::put_manifest;
 use berth_testsupport::server::berth_bin;
 use berth_testsupport::tools::require;
+use berth_testsupport::webhook::EventSink;
 use berth_testsupport::{both_backends, Berth, Http, Image, Layout, Response, TempDir};
 use serde_json::{json, Value};
 
@@ -466,7 +467,14 @@ fn assert_pulls_byte_exact(http: &Http, repo: &str, img: &Image, reference: &str
 both_backends! {
     fn cross_account_in_one_deployment(backend) {
         let tmp = TempDir::new("berth-repl-xacct");
-        let berth = Berth::start(backend);
+        // A webhook for the replication events.
+        let hook = EventSink::start();
+        let cfg = tmp.join("berth.toml");
+        std::fs::write(&cfg, format!(
+            "[[webhook]]\nurl = \"{}\"\nsecret = \"s\"\ndetail_types = [\"ECR Replication Action\"]\n",
+            hook.url()
+        )).unwrap();
+        let berth = Berth::options(backend).env("BERTH_CONFIG", cfg.to_str().unwrap()).start();
         berth.admin(&["account", "create", PARTNER]);
         let out = berth.admin(&["access-key", "create", "--account", PARTNER]);
         let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
@@ -511,6 +519,21 @@ both_backends! {
         assert_eq!(st, json!([{ "region": "us-east-1", "registryId": PARTNER, "status": "COMPLETE" }]));
         assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v2");
         b_http.get("/v2/prod/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        // Each finished replication is an "ECR Replication Action" event: the
+        // refused one a FAILURE with its code, the copy a SUCCESS.
+        let events = hook.wait_for(|ev| {
+            ev.iter().any(|e| e["detail"]["image-tag"] == "v2" && e["detail"]["result"] == "SUCCESS")
+        });
+        let v1 = events.iter().find(|e| e["detail"]["image-tag"] == "v1").expect("v1 event");
+        assert_eq!(v1["detail-type"], "ECR Replication Action");
+        assert_eq!(v1["detail"]["result"], "FAILURE", "{v1}");
+        assert_eq!(v1["detail"]["failure-code"], "ACCESS_DENIED", "{v1}");
+        let v2 = events.iter().find(|e| e["detail"]["image-tag"] == "v2").expect("v2 event");
+        assert_eq!(v2["detail"]["action-type"], "REPLICATE");
+        assert_eq!(v2["detail"]["repository-name"], "prod/app");
+        assert_eq!(v2["detail"]["image-digest"], layout.image.digest());
+        assert_eq!(v2["detail"]["source-account"], "123456789012");
+        assert_eq!(v2["detail"]["destination-account"], PARTNER);
         let fresh = &layout.index_images[0];
         fresh.push(&http, "prod/app", "amd64").expect_status(201);
         let st = settled_statuses(&berth, "prod/app", "amd64");
@@ -734,6 +757,25 @@ both_backends! {
         let r = b.ecr("DescribeRepositories", &json!({ "repositoryNames": ["prod/app"] }));
         r.expect_status(200);
         assert_eq!(r.json()["repositories"][0]["imageTagMutability"], "MUTABLE");
+        // With a REPLICATION creation template at B, the repository B creates for a
+        // copy takes the template's settings.
+        b.ecr("CreateRepositoryCreationTemplate", &json!({
+            "prefix": "prod/tmpl",
+            "appliedFor": ["REPLICATION"],
+            "imageTagMutability": "IMMUTABLE",
+            "resourceTags": [{"Key": "team", "Value": "dr"}]
+        })).expect_status(200);
+        layout.image.push(&a.http(), "prod/tmpl/app", "v1").expect_status(201);
+        assert_eq!(settled_statuses(&a, "prod/tmpl/app", "v1"), west("COMPLETE"));
+        let r = b.ecr("DescribeRepositories", &json!({ "repositoryNames": ["prod/tmpl/app"] }));
+        r.expect_status(200);
+        let repo = &r.json()["repositories"][0];
+        assert_eq!(repo["imageTagMutability"], "IMMUTABLE", "{}", r.text());
+        let arn = repo["repositoryArn"].as_str().expect("arn").to_string();
+        let r = b.ecr("ListTagsForResource", &json!({ "resourceArn": arn }));
+        r.expect_status(200);
+        assert_eq!(r.json()["tags"], json!([{"Key": "team", "Value": "dr"}]), "{}", r.text());
+        assert_pulls_byte_exact(&b_http, "prod/tmpl/app", &layout.image, "v1");
 
         // ECR PutImage is a push too: a new tag through it replicates.
         let r = a.ecr("PutImage", &json!({

@@ -135,6 +135,19 @@ enum EcrFailure {
 impl Peers {
     /// One SigV4-signed ECR JSON call to `peer`.
     async fn ecr(&self, peer: &Peer, op: &str, input: &Value) -> Result<Value, EcrFailure> {
+        self.ecr_from(peer, op, input, None).await
+    }
+
+    /// [`Self::ecr`] that declares the call part of a replication from `origin`
+    /// (`<region>/<account>`): the peer then creates a missing repository with its
+    /// REPLICATION creation template.
+    async fn ecr_from(
+        &self,
+        peer: &Peer,
+        op: &str,
+        input: &Value,
+        origin: Option<&HeaderValue>,
+    ) -> Result<Value, EcrFailure> {
         let body = serde_json::to_vec(input).expect("JSON");
         let target = format!("{ECR_TARGET}.{op}");
         let content_type = "application/x-amz-json-1.1";
@@ -165,9 +178,11 @@ impl Peers {
             },
         )
         .map_err(|e| EcrFailure::Other(retry(op, e)))?;
-        let resp = peer
-            .client
-            .post(format!("{}/", peer.endpoint))
+        let mut req = peer.client.post(format!("{}/", peer.endpoint));
+        if let Some(o) = origin {
+            req = req.header(REPLICATED_FROM, o.clone());
+        }
+        let resp = req
             .header(CONTENT_TYPE, content_type)
             .header("x-amz-target", &target)
             .header("x-amz-date", &signed.amz_date)
@@ -221,6 +236,8 @@ impl Peers {
             Err(EcrFailure::Refused(t)) => return Err(denied("GetAuthorizationToken", t)),
             Err(EcrFailure::Other(e)) => return Err(e),
         };
+        let origin = HeaderValue::from_str(&format!("{}/{source_account}", self.own_region))
+            .map_err(|e| retry("origin", e))?;
         let describe = json!({ "registryId": registry_id, "repositoryNames": [name] });
         match self.ecr(peer, "DescribeRepositories", &describe).await {
             Ok(_) => {}
@@ -229,7 +246,10 @@ impl Peers {
             }
             Err(EcrFailure::Refused(t)) if t == "RepositoryNotFoundException" => {
                 let create = json!({ "registryId": registry_id, "repositoryName": name });
-                match self.ecr(peer, "CreateRepository", &create).await {
+                match self
+                    .ecr_from(peer, "CreateRepository", &create, Some(&origin))
+                    .await
+                {
                     Ok(_) => {}
                     Err(EcrFailure::Refused(t)) if t == "RepositoryAlreadyExistsException" => {}
                     Err(EcrFailure::Refused(t)) if t == "AccessDeniedException" => {
@@ -246,8 +266,6 @@ impl Peers {
             .map_err(|_| PeerError::Retry("GetAuthorizationToken: bad token".into()))?;
         let host = HeaderValue::from_str(&format!("{registry_id}.{}", peer.authority))
             .map_err(|e| retry("host", e))?;
-        let origin = HeaderValue::from_str(&format!("{}/{source_account}", self.own_region))
-            .map_err(|e| retry("origin", e))?;
         // The token is sensitive: never printed by a header dump.
         let mut auth = auth;
         auth.set_sensitive(true);

@@ -326,6 +326,9 @@ impl Registry {
                     .await?;
                 if self.store_ready(repo, &tree).await? {
                     self.mark_checked(repo, reference).await?;
+                    // Synced whole at once (the cache held every blob already).
+                    let top = tree.last().map(|m| &m.digest);
+                    self.sync_event(rule, repo, reference, top, Ok(())).await;
                     Ok(None)
                 } else {
                     Ok(Some(tree))
@@ -342,7 +345,51 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
+        if let Err(e) = &out {
+            self.sync_event(rule, repo, reference, None, Err(e)).await;
+        }
         out
+    }
+
+    /// Records the "ECR Pull Through Cache Action" of a sync of `reference` into
+    /// `repo` (`sync-status` SUCCESS or FAILED with its reason) in the
+    /// repository's event stream. A failure to record is logged: the image itself
+    /// was (or was not) stored either way.
+    async fn sync_event(
+        &self,
+        rule: &PullThroughRule,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        digest: Option<&Digest>,
+        result: std::result::Result<(), &PullThroughError>,
+    ) {
+        let mut d = serde_json::json!({
+            "sync-status": if result.is_ok() { "SUCCESS" } else { "FAILED" },
+            "ecr-repository-prefix": rule.ecr_prefix,
+            "repository-name": repo.name,
+            "upstream-registry-url": rule.upstream_url,
+        });
+        match reference {
+            Reference::Tag(t) => d["image-tag"] = serde_json::Value::from(t.as_str()),
+            Reference::Digest(x) => d["image-digest"] = serde_json::Value::from(x.as_str()),
+        }
+        if let Some(x) = digest {
+            d["image-digest"] = serde_json::Value::from(x.as_str());
+        }
+        if let Err(e) = result {
+            d["failure-code"] = serde_json::Value::from("SYNC_FAILED");
+            d["failure-reason"] = serde_json::Value::from(e.to_string());
+        }
+        let ev = berth_store::events::NewEvent {
+            detail_type: berth_store::events::PULL_THROUGH_CACHE_ACTION,
+            detail: d,
+        };
+        if let Err(e) = self
+            .record_events(&repo.account_id, &repo.name, &[ev])
+            .await
+        {
+            tracing::warn!(repository = %repo.name, error = %e, "could not record a pull-through cache event");
+        }
     }
 
     /// Fetches every blob of `tree` the cache still lacks (one node at a time per
@@ -355,21 +402,35 @@ impl Registry {
         upstream_name: &str,
         tree: &[FetchedManifest],
     ) -> std::result::Result<(), PullThroughError> {
-        let up = self.upstream_of(account, rule).await?;
-        for m in tree {
-            for d in &m.blobs {
-                self.import_blob(&up, repo, upstream_name, d).await?;
+        let out = async {
+            let up = self.upstream_of(account, rule).await?;
+            for m in tree {
+                for d in &m.blobs {
+                    self.import_blob(&up, repo, upstream_name, d).await?;
+                }
             }
+            if !self.store_ready(repo, tree).await? {
+                return Err(PullThroughError::Invalid(
+                    "an image whose blobs could not all be stored".into(),
+                ));
+            }
+            if let Some(top) = tree.last() {
+                self.mark_checked(repo, &top.reference).await?;
+            }
+            Ok(())
         }
-        if !self.store_ready(repo, tree).await? {
-            return Err(PullThroughError::Invalid(
-                "an image whose blobs could not all be stored".into(),
-            ));
-        }
+        .await;
         if let Some(top) = tree.last() {
-            self.mark_checked(repo, &top.reference).await?;
+            self.sync_event(
+                rule,
+                repo,
+                &top.reference,
+                Some(&top.digest),
+                out.as_ref().map(|_| ()),
+            )
+            .await;
         }
-        Ok(())
+        out
     }
 
     async fn mark_checked(&self, repo: &RepositoryRow, reference: &Reference) -> Result<()> {

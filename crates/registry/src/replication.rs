@@ -478,6 +478,39 @@ impl Registry {
     }
 }
 
+/// The "ECR Replication Action" of a finished replication (`action-type`
+/// REPLICATE, `result` SUCCESS or FAILURE), recorded in the source repository's
+/// stream: ECR's fields, plus berth's `destination-account`, `destination-region`
+/// and, on a failure or a copy without its tag, `failure-code`.
+fn replication_event(
+    src: &RepositoryRow,
+    j: &ReplicationJob,
+    region: &str,
+    status: &str,
+    code: Option<&str>,
+) -> berth_store::events::NewEvent {
+    let mut d = serde_json::json!({
+        "result": if status == "COMPLETE" { "SUCCESS" } else { "FAILURE" },
+        "repository-name": src.name,
+        "image-digest": j.digest,
+        "action-type": "REPLICATE",
+        "source-account": src.account_id,
+        "source-region": region,
+        "destination-account": j.registry_id,
+        "destination-region": j.region,
+    });
+    if let Some(t) = &j.tag {
+        d["image-tag"] = Value::from(t.as_str());
+    }
+    if let Some(c) = code {
+        d["failure-code"] = Value::from(c);
+    }
+    berth_store::events::NewEvent {
+        detail_type: berth_store::events::REPLICATION_ACTION,
+        detail: d,
+    }
+}
+
 /// Runs replication jobs: same-region destinations through the core, other regions
 /// through `peers` (none: such jobs fail, are retried, and end FAILED when parked).
 pub struct ReplicationHandler {
@@ -552,6 +585,10 @@ impl Handler for ReplicationHandler {
                 reg.audit_replication(src, &j, status, code)
                     .await
                     .map_err(|e| e.to_string())?;
+                let ev = replication_event(src, &j, &reg.config.region, status, code);
+                reg.record_events(&src.account_id, &src.name, &[ev])
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             Ok(Finished::done())
         })
@@ -570,6 +607,16 @@ impl Handler for ReplicationHandler {
             reg.meta
                 .set_replication_status(&j, "FAILED", Some(REPLICATION_FAILED), reg.now())
                 .await?;
+            if let Some(src) = reg.repository_by_id(j.repo_id).await? {
+                let ev = replication_event(
+                    &src,
+                    &j,
+                    &reg.config.region,
+                    "FAILED",
+                    Some(REPLICATION_FAILED),
+                );
+                reg.record_events(&src.account_id, &src.name, &[ev]).await?;
+            }
             Ok(())
         })
     }

@@ -63,6 +63,9 @@ pub struct Ctx {
     pub op: String,
     /// The IAM action the operation authorizes, from its row in [`OPERATIONS`].
     pub action: String,
+    /// `X-Berth-Replicated-From` of the request: a peer deployment's replication
+    /// creating the repository it copies into (`repos::create_repository`).
+    pub replicated_from: Option<String>,
 }
 
 impl Ctx {
@@ -195,6 +198,11 @@ async fn json_call(
         source_ip,
         op: op.to_string(),
         action: ops::action_of(service, op),
+        replicated_from: parts
+            .headers
+            .get(crate::oci::REPLICATED_FROM)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
     let input = Input::new(input);
     let result = match row {
@@ -248,6 +256,7 @@ pub async fn call_as(
         source_ip: source_ip.to_string(),
         op: op.to_string(),
         action: ops::action_of(service, op),
+        replicated_from: None,
     };
     let input = Input::new(input);
     let result = match ops::find(service, op) {

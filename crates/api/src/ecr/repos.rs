@@ -178,6 +178,27 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
             None,
         )
         .await?;
+    if ctx.replicated_from.is_some() {
+        // A peer's replication creates the repository it copies into: as ECR does
+        // for replication, with the account's REPLICATION creation template (or
+        // the defaults), not with settings of the request. The caller must also
+        // be allowed to replicate into it.
+        ctx.app
+            .authorize(
+                &ctx.caller,
+                "ecr:ReplicateImage",
+                &account,
+                Some(name.as_str()),
+                None,
+            )
+            .await?;
+        let repo = ctx
+            .app
+            .registry
+            .create_repository_for_registry(&account, &name)
+            .await?;
+        return Ok(json!({ "repository": repository_json(ctx, &repo) }));
+    }
     let tags = parse_tags(input.opt_array("tags")?)?;
     let (mode, exclusions) =
         parse_mutability(input)?.unwrap_or((TagMutability::Mutable, Vec::new()));
