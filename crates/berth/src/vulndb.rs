@@ -326,10 +326,12 @@ pub fn spawn_scanning(
     workers: usize,
     config: WorkerConfig,
     max_age: std::time::Duration,
+    sbom_referrers: bool,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut scanner = Scanner::new();
     scanner.max_age = max_age;
+    scanner.sbom_referrers = sbom_referrers;
     let scanner = Arc::new(scanner);
     let handler: Arc<dyn Handler> = Arc::new(ScanHandler::new(scanner.clone()));
     let id = crate::serve::worker_id();

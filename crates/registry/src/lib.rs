@@ -25,6 +25,7 @@ mod lifecycle;
 mod mutability;
 mod open;
 mod registry;
+pub mod sbom;
 pub mod scan;
 pub mod secrets;
 
