@@ -471,9 +471,16 @@ both_backends! {
             "rules": [{"scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "cont", "filterType": "WILDCARD"}]}],
         })).expect_status(200);
         berth.ecr("CreateRepository", &serde_json::json!({"repositoryName": "cont/app"})).expect_status(200);
-        // Only the PyPI advisories at first.
-        let out = berth.command(&[], &["vulndb", "sync", "--source", &m.url]);
-        assert!(out.contains("1 ecosystem(s) updated"), "{out}");
+        // Only the PyPI advisories at first. Not on a terminal, progress is one
+        // plain line per ecosystem on stderr.
+        let o = berth.command_output(&[], &["vulndb", "sync", "--source", &m.url]);
+        assert!(o.status.success(), "{o:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("1 ecosystem(s) updated"), "{o:?}");
+        let progress = String::from_utf8_lossy(&o.stderr);
+        let lines: Vec<&str> = progress.lines().filter(|l| !l.contains(" INFO ") && !l.contains(" WARN ")).collect();
+        assert!(lines.contains(&"PyPI: 40 records"), "{progress}");
+        assert!(lines.contains(&"Debian: not on the mirror"), "{progress}");
+        assert!(!progress.contains('\r') && !progress.contains("\x1b["), "{progress}");
         let vuln = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln");
         let layers = [("python-site-packages", ""), ("npm-app", "app/")].map(|(d, prefix)| {
             let mut files = Vec::new();
