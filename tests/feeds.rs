@@ -435,3 +435,91 @@ both_backends! {
         assert!(!st.contains("WARNING"), "{st}");
     }
 }
+
+/// Every file under `root` as tar entries below `prefix`.
+fn tree(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<(String, u32, Vec<u8>)>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixture dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            tree(root, &p, prefix, out);
+        } else {
+            let rel = p.strip_prefix(root).expect("below root").display();
+            out.push((
+                format!("{prefix}{rel}"),
+                0o644,
+                std::fs::read(&p).expect("read"),
+            ));
+        }
+    }
+}
+
+both_backends! {
+    fn a_sync_rescans_continuous_scan_images_and_their_sbom_stays_one(backend) {
+        use berth_testsupport::layout::{image, tar_gz_layer, OCI_LAYER_GZIP};
+        let m = Mirror::start();
+        m.set("/PyPI/all.zip", Route::Zip { etag: "\"pypi-1\"".into(), body: fixture_zip("pypi") });
+        let berth = Berth::start_with(backend, &[
+            ("BERTH_VULNDB_URL", "off"),
+            ("BERTH_SBOM_REFERRERS", "true"),
+        ]);
+        berth.ecr("PutRegistryScanningConfiguration", &serde_json::json!({
+            "scanType": "ENHANCED",
+            "rules": [{"scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "cont", "filterType": "WILDCARD"}]}],
+        })).expect_status(200);
+        berth.ecr("CreateRepository", &serde_json::json!({"repositoryName": "cont/app"})).expect_status(200);
+        // Only the PyPI advisories at first. Not on a terminal, progress is one
+        // plain line per ecosystem on stderr.
+        let o = berth.command_output(&[], &["vulndb", "sync", "--source", &m.url]);
+        assert!(o.status.success(), "{o:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("1 ecosystem(s) updated"), "{o:?}");
+        let progress = String::from_utf8_lossy(&o.stderr);
+        let lines: Vec<&str> = progress.lines().filter(|l| !l.contains(" INFO ") && !l.contains(" WARN ")).collect();
+        assert!(lines.contains(&"PyPI: 40 records"), "{progress}");
+        assert!(lines.contains(&"Debian: not on the mirror"), "{progress}");
+        assert!(!progress.contains('\r') && !progress.contains("\x1b["), "{progress}");
+        let vuln = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln");
+        let layers = [("python-site-packages", ""), ("npm-app", "app/")].map(|(d, prefix)| {
+            let mut files = Vec::new();
+            tree(&vuln.join(d), &vuln.join(d), prefix, &mut files);
+            let files: Vec<(&str, u32, Vec<u8>)> = files.iter().map(|(p, m, b)| (p.as_str(), *m, b.clone())).collect();
+            tar_gz_layer(OCI_LAYER_GZIP, &files)
+        });
+        let img = image(layers.to_vec(), "amd64", false);
+        img.push(&berth.http(), "cont/app", "v1").expect_status(201);
+        let v = wait_scan(&berth, "cont/app", "v1");
+        assert_eq!(v["imageScanStatus"]["status"], "COMPLETE", "{v}");
+        let before = v["imageScanFindings"]["findings"].as_array().cloned().unwrap_or_default();
+        assert_eq!(before.len(), 9, "{v}");
+        assert!(!before.iter().any(|f| f["name"] == "GHSA-xvch-5gv4-984h"));
+        let referrers = || {
+            let r = berth.http().get(&format!("/v2/cont/app/referrers/{}", img.digest()));
+            r.expect_status(200);
+            r.json()["manifests"].as_array().cloned().unwrap_or_default()
+        };
+        let sboms = referrers();
+        assert_eq!(sboms.len(), 1, "{sboms:?}");
+        assert_eq!(sboms[0]["artifactType"], "application/vnd.cyclonedx+json");
+
+        // The mirror publishes npm advisories: the sync rescans the image (and not
+        // its SBOM), and the new findings appear without anyone asking.
+        m.set("/npm/all.zip", Route::Zip { etag: "\"npm-1\"".into(), body: fixture_zip("npm") });
+        let out = berth.command(&[], &["vulndb", "sync", "--source", &m.url]);
+        assert!(out.contains("1 ecosystem(s) updated"), "{out}");
+        assert!(out.contains("1 image(s) queued for rescanning"), "{out}");
+        let v = wait_scan(&berth, "cont/app", "v1");
+        assert_eq!(v["imageScanStatus"]["status"], "COMPLETE", "{v}");
+        let after = v["imageScanFindings"]["findings"].as_array().cloned().unwrap_or_default();
+        assert_eq!(after.len(), 14, "{v}");
+        assert!(after.iter().any(|f| f["name"] == "GHSA-xvch-5gv4-984h"), "{v}");
+        // The rescan found the same packages: still one SBOM, the same one.
+        assert_eq!(referrers(), sboms);
+        let r = berth.ecr("DescribeImageScanFindings", &serde_json::json!({
+            "repositoryName": "cont/app", "imageId": {"imageDigest": sboms[0]["digest"]},
+        }));
+        assert_eq!(r.json()["__type"], "ScanNotFoundException", "{}", r.describe());
+    }
+}

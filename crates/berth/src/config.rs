@@ -50,6 +50,10 @@ pub struct Config {
     pub vulndb_sync_interval_secs: u64,
     /// Older than this (seconds), the advisory database is out of date.
     pub vulndb_max_age_secs: u64,
+    /// Push every scanned image's CycloneDX SBOM into its repository as an OCI
+    /// referrer (`BERTH_SBOM_REFERRERS`); a repository's `berth:sbom-referrer`
+    /// resource tag overrides it.
+    pub sbom_referrers: bool,
     /// The master key as 64 hex characters (prefer `master_key_file`).
     pub master_key: Option<String>,
     /// File holding the master key; default `<data_dir>/master.key`.
@@ -184,6 +188,7 @@ impl Default for Config {
             vulndb_url: berth_registry::feeds::feed_base(None),
             vulndb_sync_interval_secs: 6 * 3600,
             vulndb_max_age_secs: berth_registry::feeds::DEFAULT_MAX_AGE_SECS,
+            sbom_referrers: false,
             master_key: None,
             master_key_file: None,
             webhook: Vec::new(),
@@ -298,6 +303,9 @@ impl Config {
         if let Some(v) = env("BERTH_VULNDB_MAX_AGE") {
             c.vulndb_max_age_secs =
                 parse_interval(&v).ok_or(ConfigError::Env("BERTH_VULNDB_MAX_AGE", v))?;
+        }
+        if let Some(v) = parse_env("BERTH_SBOM_REFERRERS")? {
+            c.sbom_referrers = v;
         }
         if let Some(v) = parse_env("BERTH_GC_INTERVAL_SECS")? {
             c.gc_interval_secs = v;

@@ -5,6 +5,7 @@ mod admin;
 mod bootstrap;
 mod config;
 mod peer;
+mod sbom;
 mod serve;
 mod vulndb;
 mod webhooks;
@@ -50,6 +51,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Manage the vulnerability advisory database the scanner uses.
     Vulndb(vulndb::VulndbArgs),
+    /// Print the software bill of materials (CycloneDX or SPDX JSON) of an image.
+    Sbom(sbom::SbomArgs),
 }
 
 impl Common {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Admin(args) => admin::run(args).await,
             Command::Vulndb(args) => vulndb::run(args).await,
+            Command::Sbom(args) => sbom::run(args).await,
         }
     });
     match res {

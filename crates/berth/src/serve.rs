@@ -152,6 +152,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         2,
         worker_config(&cfg),
         Duration::from_secs(cfg.vulndb_max_age_secs),
+        cfg.sbom_referrers,
         jobs_stopping.clone(),
     ));
     workers.extend(

@@ -326,10 +326,12 @@ pub fn spawn_scanning(
     workers: usize,
     config: WorkerConfig,
     max_age: std::time::Duration,
+    sbom_referrers: bool,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut scanner = Scanner::new();
     scanner.max_age = max_age;
+    scanner.sbom_referrers = sbom_referrers;
     let scanner = Arc::new(scanner);
     let handler: Arc<dyn Handler> = Arc::new(ScanHandler::new(scanner.clone()));
     let id = crate::serve::worker_id();
@@ -361,10 +363,36 @@ fn age(ms: i64) -> String {
     }
 }
 
-/// The CLI's progress line for `vulndb sync` (on a terminal only).
+/// The CLI's progress for `vulndb sync`, on stderr: on a terminal a bar per
+/// ecosystem while it downloads, redrawn in place; otherwise (a pipe, a log) one
+/// plain line per ecosystem when it is done.
 struct SyncLine {
     on: bool,
     last: std::time::Instant,
+}
+
+/// `[=========>          ]  45%  1234 of 2742 KiB`, or the size alone when the
+/// server did not say how big the archive is.
+fn progress_bar(bytes: u64, total: Option<u64>) -> String {
+    const WIDTH: u64 = 30;
+    match total {
+        Some(t) if t > 0 => {
+            let done = bytes.min(t);
+            let fill = done * WIDTH / t;
+            let mut bar = "=".repeat(fill as usize);
+            if fill < WIDTH {
+                bar.push('>');
+                bar.push_str(&" ".repeat((WIDTH - fill - 1) as usize));
+            }
+            format!(
+                "[{bar}] {:>3}%  {} of {} KiB",
+                done * 100 / t,
+                done / 1024,
+                t / 1024
+            )
+        }
+        _ => format!("{} KiB", bytes / 1024),
+    }
 }
 
 impl SyncLine {
@@ -376,9 +404,6 @@ impl SyncLine {
     }
 
     fn show(&mut self, ev: FeedEvent<'_>) {
-        if !self.on {
-            return;
-        }
         let mut e = std::io::stderr();
         match ev {
             FeedEvent::Downloading {
@@ -386,20 +411,11 @@ impl SyncLine {
                 bytes,
                 total,
             } => {
-                if self.last.elapsed().as_millis() < 100 {
+                if !self.on || self.last.elapsed().as_millis() < 100 {
                     return;
                 }
                 self.last = std::time::Instant::now();
-                let _ = match total {
-                    Some(t) if t > 0 => write!(
-                        e,
-                        "\r\x1b[K{ecosystem}: {:>3}% {} of {} KiB",
-                        bytes * 100 / t,
-                        bytes / 1024,
-                        t / 1024
-                    ),
-                    _ => write!(e, "\r\x1b[K{ecosystem}: {} KiB", bytes / 1024),
-                };
+                let _ = write!(e, "\r\x1b[K{ecosystem:<12} {}", progress_bar(bytes, total));
             }
             FeedEvent::Finished { ecosystem, outcome } => {
                 let what = match outcome {
@@ -408,7 +424,11 @@ impl SyncLine {
                     FeedOutcome::Updated { records, .. } => format!("{records} records"),
                     FeedOutcome::Failed(why) => format!("failed: {why}"),
                 };
-                let _ = write!(e, "\r\x1b[K{ecosystem}: {what}\n");
+                let _ = if self.on {
+                    write!(e, "\r\x1b[K{ecosystem}: {what}\n")
+                } else {
+                    writeln!(e, "{ecosystem}: {what}")
+                };
             }
         }
         let _ = e.flush();
@@ -457,4 +477,32 @@ pub async fn spawn_feed_sync(
         },
     );
     Ok(vec![tokio::spawn(w.run(stop.clone()))])
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::progress_bar;
+
+    #[test]
+    fn the_bar_fills_with_the_download() {
+        assert_eq!(
+            progress_bar(0, Some(4096)),
+            format!("[>{}]   0%  0 of 4 KiB", " ".repeat(29))
+        );
+        assert_eq!(
+            progress_bar(2048, Some(4096)),
+            format!("[{}>{}]  50%  2 of 4 KiB", "=".repeat(15), " ".repeat(14))
+        );
+        assert_eq!(
+            progress_bar(4096, Some(4096)),
+            format!("[{}] 100%  4 of 4 KiB", "=".repeat(30))
+        );
+        // More than announced never overflows the bar.
+        assert_eq!(
+            progress_bar(9000, Some(4096)),
+            progress_bar(4096, Some(4096))
+        );
+        assert_eq!(progress_bar(5 * 1024, None), "5 KiB");
+        assert_eq!(progress_bar(5 * 1024, Some(0)), "5 KiB");
+    }
 }

@@ -30,6 +30,7 @@ mod pull_through;
 mod pull_time;
 mod registry;
 pub mod replication;
+pub mod sbom;
 pub mod scan;
 pub mod secrets;
 pub mod secrets_manager;

@@ -839,7 +839,7 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<ManifestPut> {
-        self.put_manifest_from(repo, reference, content_type, body, false)
+        self.put_manifest_inner(repo, reference, content_type, body, false, true)
             .await
     }
 
@@ -852,6 +852,33 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
         replicated: bool,
+    ) -> Result<ManifestPut> {
+        self.put_manifest_inner(repo, reference, content_type, body, replicated, true)
+            .await
+    }
+
+    /// [`Registry::put_manifest`]; with `scan` false no scan is queued whatever the
+    /// scanning configuration (the SBOM referrers a scan pushes, `sbom.rs`).
+    pub(crate) async fn put_manifest_scanned(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        scan: bool,
+    ) -> Result<ManifestPut> {
+        self.put_manifest_inner(repo, reference, content_type, body, false, scan)
+            .await
+    }
+
+    async fn put_manifest_inner(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        replicated: bool,
+        scan: bool,
     ) -> Result<ManifestPut> {
         if body.len() > berth_oci::manifest::MAX_MANIFEST_BYTES {
             return Err(RegistryError::ManifestTooLarge);
@@ -897,13 +924,14 @@ impl Registry {
             Reference::Digest(_) => None,
         };
         // Scan on push is decided before the transaction and enqueued inside it.
-        let scan = match self.effective_scanning(repo).await {
-            Ok(e) => e.scan_on_push(),
-            Err(e) => {
-                tracing::warn!(repository = %repo.name, error = %e, "could not read the scanning configuration");
-                false
-            }
-        };
+        let scan = scan
+            && match self.effective_scanning(repo).await {
+                Ok(e) => e.scan_on_push(),
+                Err(e) => {
+                    tracing::warn!(repository = %repo.name, error = %e, "could not read the scanning configuration");
+                    false
+                }
+            };
         let mut jobs = if scan {
             vec![berth_store::scans::scan_job(repo.repo_id, digest.as_str())?]
         } else {

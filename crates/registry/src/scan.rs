@@ -22,9 +22,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use berth_oci::{media, Descriptor, Manifest, ManifestKind};
-use berth_scan::{scan_image, AdvisoryIndex, Layer, Limits, ScanReport, ScanStatus};
+use berth_scan::{scan_image, AdvisoryIndex, Inventory, Layer, Limits, ScanReport, ScanStatus};
 use berth_store::scans::{ScanJob, ScanRow, SCAN_JOB, VULNDB_UPDATED_AT, VULNDB_VERSION};
-use berth_store::{AccountSetting, BlobRef, BlobStore, ClaimedJob, RepositoryRow, RetryPolicy};
+use berth_store::{
+    AccountSetting, BlobRef, BlobStore, ClaimedJob, ManifestRow, RepositoryRow, RetryPolicy,
+};
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -170,6 +172,9 @@ pub struct Scanner {
     /// Older than this, the database is out of date and scan results say so
     /// (`crate::feeds::vulndb_warning`).
     pub max_age: std::time::Duration,
+    /// Push each scanned image's SBOM as a referrer, unless the repository's
+    /// resource tag says otherwise (`BERTH_SBOM_REFERRERS`, `crate::sbom`).
+    pub sbom_referrers: bool,
 }
 
 impl Default for Scanner {
@@ -190,6 +195,7 @@ impl Scanner {
             reload: tokio::sync::Mutex::new(()),
             limits: Limits::default(),
             max_age: std::time::Duration::from_secs(crate::feeds::DEFAULT_MAX_AGE_SECS),
+            sbom_referrers: false,
         }
     }
 
@@ -246,7 +252,7 @@ impl Scanner {
 }
 
 /// A blocking reader over an async byte stream, fed through a bounded channel.
-struct ChannelReader {
+pub(crate) struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     cur: Bytes,
     done: bool,
@@ -274,10 +280,10 @@ impl Read for ChannelReader {
 }
 
 /// Opens each layer only when the scanner reaches it, so one layer streams at a time.
-struct LazyLayers {
-    handle: tokio::runtime::Handle,
-    blobs: Arc<BlobStore>,
-    layers: VecDeque<(Descriptor, BlobRef)>,
+pub(crate) struct LazyLayers {
+    pub(crate) handle: tokio::runtime::Handle,
+    pub(crate) blobs: Arc<BlobStore>,
+    pub(crate) layers: VecDeque<(Descriptor, BlobRef)>,
 }
 
 impl Iterator for LazyLayers {
@@ -325,6 +331,8 @@ struct Outcome {
     status: &'static str,
     description: Option<String>,
     findings: Option<Value>,
+    /// A complete scan whose SBOM is to be pushed as a referrer.
+    sbom: Option<(RepositoryRow, ManifestRow, Inventory)>,
 }
 
 fn report_json(report: &ScanReport, source_updated_at: Option<i64>) -> Value {
@@ -434,6 +442,7 @@ impl Registry {
                 status: "FAILED",
                 description: Some("the image no longer exists".into()),
                 findings: None,
+                sbom: None,
             });
         };
         let m = match Manifest::parse(&row.body, Some(&row.media_type)) {
@@ -443,6 +452,7 @@ impl Registry {
                     status: "UNSUPPORTED_IMAGE",
                     description: Some(format!("the manifest cannot be scanned: {e}")),
                     findings: None,
+                    sbom: None,
                 })
             }
         };
@@ -466,6 +476,7 @@ impl Registry {
                     m.manifests.len()
                 )),
                 findings: None,
+                sbom: None,
             });
         }
         let config_type = m.config.as_ref().map(|c| c.media_type.as_str());
@@ -483,6 +494,7 @@ impl Registry {
                         .unwrap_or("unknown")
                 )),
                 findings: None,
+                sbom: None,
             });
         }
         let loaded = scanner.current();
@@ -507,11 +519,13 @@ impl Registry {
                 status: "FAILED",
                 description: Some(format!("the scanner stopped unexpectedly: {e}")),
                 findings: None,
+                sbom: None,
             },
             Ok(Err(e)) => Outcome {
                 status: "FAILED",
                 description: Some(e.to_string()),
                 findings: None,
+                sbom: None,
             },
             Ok(Ok(report)) => {
                 tracing::info!(digest = %job.digest, status = report.status.as_str(), findings = report.findings.len(), packages = report.packages.len(), ms = elapsed.as_millis() as u64, "image scanned");
@@ -532,6 +546,7 @@ impl Registry {
                             },
                         ),
                         findings: Some(report_json(&report, loaded.updated_at)),
+                        sbom: Some((repo, row, report.inventory())),
                     },
                     ScanStatus::UnsupportedImage => Outcome {
                         status: "UNSUPPORTED_IMAGE",
@@ -540,6 +555,7 @@ impl Registry {
                                 .into(),
                         ),
                         findings: None,
+                        sbom: None,
                     },
                 }
             }
@@ -574,7 +590,30 @@ impl ScanHandler {
         if let Err(e) = self.scanner.refresh(reg).await {
             tracing::warn!(error = %e, "could not reload the advisory database");
         }
-        let o = reg.scan_manifest(&self.scanner, &payload).await?;
+        let mut o = reg.scan_manifest(&self.scanner, &payload).await?;
+        if let Some((repo, row, inv)) = o.sbom.take() {
+            // The scan's own result stands whatever happens to its SBOM; a failed
+            // push is named in the description and logged, and the next scan tries again.
+            let pushed = match reg
+                .sbom_referrers_enabled(&repo, self.scanner.sbom_referrers)
+                .await
+            {
+                Ok(false) => Ok(None),
+                Ok(true) => reg.push_sbom_referrer(&repo, &row, &inv).await.map(Some),
+                Err(e) => Err(e),
+            };
+            match pushed {
+                Ok(None) => {}
+                Ok(Some(p)) => {
+                    tracing::info!(repository = %repo.name, digest = %row.digest, outcome = ?p, "SBOM referrer")
+                }
+                Err(e) => {
+                    tracing::warn!(repository = %repo.name, digest = %row.digest, error = %e, "could not push the SBOM referrer");
+                    let d = o.description.get_or_insert_with(String::new);
+                    d.push_str(&format!(" The SBOM referrer could not be pushed: {e}."));
+                }
+            }
+        }
         let findings = o.findings.map(|f| f.to_string());
         reg.meta
             .complete_scan(

@@ -234,10 +234,13 @@ impl Meta {
     pub async fn manifests_of(&self, repo_ids: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
         let mut out = Vec::new();
         for id in repo_ids {
+            // CycloneDX referrers (the SBOMs a scan pushes) are documents, not images.
             let rows = sqlx::query(
-                "SELECT repo_id, digest FROM manifests WHERE repo_id = $1 ORDER BY digest",
+                "SELECT repo_id, digest FROM manifests WHERE repo_id = $1 \
+                 AND NOT (subject IS NOT NULL AND COALESCE(artifact_type, '') = $2) ORDER BY digest",
             )
             .bind(*id)
+            .bind("application/vnd.cyclonedx+json")
             .fetch_all(self.pool())
             .await?;
             for r in rows {
