@@ -306,7 +306,7 @@ fn the_collector_on_one_node_is_safe_against_pushes_on_the_other() {
     let shared: Vec<(Blob, String)> = (0..3).map(|i| layer(&format!("shared {i}"))).collect();
     let kept = std::sync::Mutex::new(Vec::new());
     let uploaded = std::sync::atomic::AtomicUsize::new(0);
-    let deadline = Instant::now() + Duration::from_secs(8);
+    let deadline = Instant::now() + Duration::from_secs(12);
     std::thread::scope(|s| {
         for w in 0..4 {
             let (b, shared, kept, uploaded) = (&b, &shared, &kept, &uploaded);
