@@ -220,6 +220,8 @@ fn a_node_killed_mid_push_loses_nothing_and_the_client_finishes_on_the_other() {
     // Acknowledged on A before the crash: an image and the first chunk of an upload.
     let img = image(vec![layer("acked")], "amd64", false);
     img.push(&ha, "crash/app", "v1");
+    let pulled = Blob::new("application/octet-stream", pseudo_random(93, 24 * MIB));
+    push_blob(&ha, "crash/app", &pulled);
     let data = pseudo_random(91, 20 * MIB + 11);
     let d = sha256_digest(&data);
     let r = ha.send("POST", "/v2/crash/app/blobs/uploads/", &[], "");
@@ -243,9 +245,33 @@ fn a_node_killed_mid_push_loses_nothing_and_the_client_finishes_on_the_other() {
     inflight
         .write(&data[acked..acked + 10 * MIB])
         .expect("first half of the chunk");
+    // ...and in the middle of pulls: whatever a pull on A got before the crash is
+    // either all of the blob or an error, never other bytes.
+    let pulls: Vec<_> = (0..2)
+        .map(|_| {
+            let (ha, path) = (ha.clone(), format!("/v2/crash/app/blobs/{}", pulled.digest));
+            std::thread::spawn(move || {
+                ha.try_send("GET", &path, &[], berth_testsupport::Body::Empty)
+            })
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(700));
     a.kill9();
     drop(inflight);
+    for p in pulls {
+        if let Ok(r) = p.join().expect("pull thread") {
+            if r.status == 200 {
+                assert!(
+                    r.body == pulled.bytes,
+                    "a pull cut by the crash returned other bytes"
+                );
+            }
+        }
+    }
+    // The client retries its pull on B.
+    let r = hb.get(&format!("/v2/crash/app/blobs/{}", pulled.digest));
+    r.expect_status(200);
+    assert!(r.body == pulled.bytes);
 
     // The client turns to B: the acknowledged image is there, the upload stands at
     // the acknowledged size.
