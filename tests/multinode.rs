@@ -475,6 +475,29 @@ fn a_change_on_one_node_is_seen_on_the_other_at_once() {
     .expect_status(200);
     hb.get("/v2/moving/app/manifests/live").expect_status(200);
 
+    // A KMS key disabled through A (its admin command) gates B's next request;
+    // enabled and rotated through A, B reads with the new key version at once.
+    let arn = a
+        .admin(&["kms", "create", "--alias", "multi"])
+        .trim()
+        .to_string();
+    assert!(arn.starts_with("arn:aws:kms:"), "{arn}");
+    a.ecr(
+        "CreateRepository",
+        &json!({"repositoryName": "moving/kms", "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": "alias/multi"}}),
+    )
+    .expect_status(200);
+    let k = image(vec![layer("kms across nodes")], "amd64", false);
+    k.push(&hb, "moving/kms", "v1");
+    assert_image(&hb, "moving/kms", &k);
+    a.admin(&["kms", "disable", "alias/multi"]);
+    hb.get("/v2/moving/kms/manifests/v1")
+        .expect_oci_error(403, "DENIED");
+    a.admin(&["kms", "enable", "alias/multi"]);
+    let out = a.admin(&["kms", "rotate", "alias/multi"]);
+    assert!(out.contains("rotated to version 2"), "{out}");
+    assert_image(&hb, "moving/kms", &k);
+
     // A repository deleted through A is gone on B.
     a.ecr(
         "DeleteRepository",
