@@ -575,3 +575,101 @@ fn the_full_sweep_lists_the_bucket_for_leftovers() {
     assert!(!after.iter().any(|k| k == "blobs/objects/never-committed"));
     assert_image(&a.http(), "keep/s3", &img);
 }
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// A gzip layer holding every file under `root`, below `prefix`.
+fn dir_layer(root: &std::path::Path, prefix: &str) -> (Blob, String) {
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    let owned: Vec<(String, u32, Vec<u8>)> = files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(root).unwrap_or(f);
+            (
+                format!("{prefix}{}", rel.display()),
+                0o644,
+                std::fs::read(f).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let list: Vec<(&str, u32, Vec<u8>)> = owned
+        .iter()
+        .map(|(p, m, d)| (p.as_str(), *m, d.clone()))
+        .collect();
+    tar_gz_layer(OCI_LAYER_GZIP, &list)
+}
+
+#[test]
+fn advisories_imported_elsewhere_reach_a_running_nodes_scanner() {
+    // B has loaded its (empty) advisory index; A goes away; the advisories are
+    // imported by another process on the shared database; B's next scan uses
+    // them (the index's version is checked before every scan).
+    let Some((mut a, b)) = two_nodes(&[], &[]) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    a.stop_gracefully();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vuln");
+    let out = b.command(
+        &[],
+        &[
+            "vulndb",
+            "import",
+            &fixtures.join("advisories").display().to_string(),
+        ],
+    );
+    assert!(out.contains("imported 62 advisories"), "{out}");
+    b.ecr(
+        "CreateRepository",
+        &json!({"repositoryName": "scan/multi", "imageScanningConfiguration": {"scanOnPush": true}}),
+    )
+    .expect_status(200);
+    let img = image(
+        vec![
+            dir_layer(&fixtures.join("debian-bookworm"), ""),
+            dir_layer(&fixtures.join("python-site-packages"), ""),
+            dir_layer(&fixtures.join("npm-app"), "app/"),
+        ],
+        "amd64",
+        false,
+    );
+    img.push(&b.http(), "scan/multi", "v1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        let r = b.ecr(
+            "DescribeImageScanFindings",
+            &json!({"repositoryName": "scan/multi", "imageId": {"imageTag": "v1"}}),
+        );
+        r.expect_status(200);
+        let v = r.json();
+        if v["imageScanStatus"]["status"] != "IN_PROGRESS" {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scan still IN_PROGRESS after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(v["imageScanStatus"]["status"], "COMPLETE", "{v}");
+    let findings = v["imageScanFindings"]["findings"]
+        .as_array()
+        .map_or(0, Vec::len);
+    // The 26 findings of fixtures/vuln/EXPECTED.md: none with a stale index.
+    assert_eq!(findings, 26, "{v}");
+}
