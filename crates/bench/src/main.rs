@@ -684,11 +684,10 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
         servers.push(Server::start_reference(base.join("reference-noauth"), None).await?);
     }
     let extra = extra_stores(cli, nonce)?;
-    let mut databases = Vec::new();
-    if let Some(admin) = &extra.postgres_url {
+    let mut databases = servers::Databases::new(extra.postgres_url.as_deref().unwrap_or(""));
+    if extra.postgres_url.is_some() {
         let db = format!("berth_bench_{}", nonce & 0xffff_ffff);
-        let url = servers::create_database(admin, &db)?;
-        databases.push(db);
+        let url = databases.create(&db)?;
         let env = vec![("BERTH_DATABASE_URL".to_string(), url)];
         servers.push(
             Server::start_berth_on(&berth_bin, base.join("berth-pg"), report::BERTH_PG, env)
@@ -696,8 +695,7 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
         );
         if let Some(s3) = &extra.s3 {
             let db = format!("berth_bench_s3_{}", nonce & 0xffff_ffff);
-            let url = servers::create_database(admin, &db)?;
-            databases.push(db);
+            let url = databases.create(&db)?;
             let env = vec![
                 ("BERTH_DATABASE_URL".to_string(), url),
                 (
@@ -874,11 +872,7 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
         "wall_s": started.elapsed().as_secs_f64(),
     });
     drop(servers);
-    if let Some(admin) = &extra.postgres_url {
-        for db in &databases {
-            servers::drop_database(admin, db);
-        }
-    }
+    drop(databases);
     if !cli.keep {
         if let Err(e) = std::fs::remove_dir_all(&base) {
             eprintln!("warning: could not remove {}: {e}", base.display());

@@ -55,12 +55,51 @@ pub struct S3Target {
     pub prefix: String,
 }
 
-/// Drops a database [`create_database`] made (best effort).
+/// The databases a run created, dropped when the run ends, however it ends.
+pub struct Databases {
+    admin: String,
+    names: Vec<String>,
+}
+
+impl Databases {
+    pub fn new(admin: &str) -> Self {
+        Databases {
+            admin: admin.to_string(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Creates database `name` (see [`create_database`]) and returns its URL.
+    pub fn create(&mut self, name: &str) -> Result<String> {
+        let url = create_database(&self.admin, name)?;
+        self.names.push(name.to_string());
+        Ok(url)
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        for n in &self.names {
+            drop_database(&self.admin, n);
+        }
+    }
+}
+
+/// Drops a database [`create_database`] made (best effort: a failure is reported,
+/// not fatal).
 pub fn drop_database(admin: &str, name: &str) {
-    let _ = Command::new("psql")
-        .args([admin, "-q", "-c"])
+    let out = Command::new("psql")
+        .args([admin, "-v", "ON_ERROR_STOP=1", "-q", "-c"])
         .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => eprintln!(
+            "warning: could not drop database {name}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => eprintln!("warning: could not drop database {name}: {e}"),
+    }
 }
 
 /// Creates a fresh database on the PostgreSQL server at `admin` and returns its URL.

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use berth_store::Meta;
+use berth_store::{Meta, UploadRow};
 
 use crate::{Clock, RegistryError};
 
@@ -26,23 +26,27 @@ pub(crate) struct UploadLease {
 }
 
 impl UploadLease {
-    /// Takes the lease, or answers the error a client retries (the upload is being
-    /// written by another request).
+    /// Takes the lease and returns the upload's row as it stands under it, or
+    /// answers the error a client retries (the upload is being written by another
+    /// request), or `UploadUnknown` when the upload is gone.
     pub(crate) async fn take(
         meta: &Meta,
         clock: &Clock,
         upload_id: &str,
-    ) -> Result<UploadLease, RegistryError> {
+    ) -> Result<(UploadLease, UploadRow), RegistryError> {
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let now = clock.now_millis();
-        if !meta
+        let Some(row) = meta
             .lease_upload(upload_id, &owner, now, now + LEASE_MS)
             .await?
-        {
-            return Err(RegistryError::UploadInvalid(
-                "another request is writing to this upload".into(),
-            ));
-        }
+        else {
+            return Err(match meta.get_upload(upload_id).await? {
+                None => RegistryError::UploadUnknown,
+                Some(_) => {
+                    RegistryError::UploadInvalid("another request is writing to this upload".into())
+                }
+            });
+        };
         let renewer = {
             let (meta, clock, id, owner) = (
                 meta.clone(),
@@ -55,8 +59,8 @@ impl UploadLease {
                     tokio::time::sleep(RENEW_EVERY).await;
                     let now = clock.now_millis();
                     match meta.lease_upload(&id, &owner, now, now + LEASE_MS).await {
-                        Ok(true) => {}
-                        Ok(false) => {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
                             tracing::warn!(upload = %id, "lost an upload's write lease");
                             return;
                         }
@@ -67,12 +71,27 @@ impl UploadLease {
                 }
             })
         };
-        Ok(UploadLease {
-            meta: meta.clone(),
-            upload_id: upload_id.to_string(),
-            owner,
-            renewer,
-        })
+        Ok((
+            UploadLease {
+                meta: meta.clone(),
+                upload_id: upload_id.to_string(),
+                owner,
+                renewer,
+            },
+            row,
+        ))
+    }
+
+    /// The owner token recorded in the row while the lease is held.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The lease was given back by the statement that recorded the append
+    /// (`Meta::advance_upload`): stop renewing, write nothing more.
+    pub(crate) fn given_back(mut self) {
+        self.renewer.abort();
+        self.owner.clear();
     }
 }
 

@@ -461,9 +461,22 @@ impl Registry {
                 "another request is writing to this upload".into(),
             ));
         };
-        let lease = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
-        let res = self.append_leased(guard, &u, id, len, body, part_min).await;
-        lease.release().await;
+        let (lease, now) = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
+        // The row may have moved between reading it and taking the lease.
+        if now.size != u.size {
+            lease.release().await;
+            return Err(RegistryError::RangeInvalid {
+                size: now.size as u64,
+            });
+        }
+        let res = self
+            .append_leased(guard, &now, lease.owner(), len, body, part_min)
+            .await;
+        match res {
+            // The statement that recorded the append gave the lease back.
+            Ok(_) => lease.given_back(),
+            Err(_) => lease.release().await,
+        }
         res
     }
 
@@ -472,7 +485,7 @@ impl Registry {
         &self,
         mut guard: tokio::sync::MutexGuard<'_, Option<UploadMemo>>,
         u: &berth_store::UploadRow,
-        id: &str,
+        lease_owner: &str,
         len: Option<u64>,
         body: S,
         part_min: Option<u64>,
@@ -480,23 +493,14 @@ impl Registry {
     where
         S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
+        let id = u.upload_id.as_str();
         let size = u.size as u64;
-        // The row may have moved between reading it and taking the lease.
-        let u = match self.meta.get_upload(id).await? {
-            Some(now) if now.size == u.size => now,
-            Some(now) => {
-                return Err(RegistryError::RangeInvalid {
-                    size: now.size as u64,
-                })
-            }
-            None => return Err(RegistryError::UploadUnknown),
-        };
         let hasher = match guard.take() {
             Some(m) if m.size == size => Some(m.hasher),
             _ => None,
         };
-        let key = self.upload_key(&u)?;
-        let staging = Self::staging(&u)?;
+        let key = self.upload_key(u)?;
+        let staging = Self::staging(u)?;
         let appended = self.pump(&staging, size, hasher, body, key).await;
         let appended = match appended {
             Ok(a) => a,
@@ -524,6 +528,8 @@ impl Registry {
                     appended.size as i64,
                     self.now(),
                     json.as_deref(),
+                    lease_owner,
+                    part_min.map(|m| m as i64),
                 )
                 .await?
             {
@@ -540,11 +546,6 @@ impl Registry {
             }
         }
         recorded?;
-        if let Some(min) = part_min {
-            self.meta
-                .note_layer_part(id, (appended.size - size) as i64, min as i64)
-                .await?;
-        }
         if let Some(h) = appended.hasher {
             *guard = Some(UploadMemo {
                 size: appended.size,
@@ -615,9 +616,11 @@ impl Registry {
         };
         // Held until the upload row is gone (or, on an error that keeps it, given
         // back when this returns).
-        let _lease = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
-        // Read under the lease: another node may have appended since.
-        let u = self.upload_row(repo, id).await?;
+        // The row as it stands under the lease: another node may have appended.
+        let (_lease, u) = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
+        if u.repo_id != repo.repo_id {
+            return Err(RegistryError::UploadUnknown);
+        }
         let hasher = match guard.take() {
             Some(m) if m.size == u.size as u64 => Some(m.hasher),
             _ => None,
@@ -807,14 +810,15 @@ impl Registry {
             // An upload a request (on any node) is writing right now is not
             // abandoned: skip it. Holding the lease, no append interleaves with
             // the discard, and the row read under it names the current staging.
-            let Ok(lease) =
+            let Ok((lease, now)) =
                 crate::lease::UploadLease::take(&self.meta, &self.clock, &u.upload_id).await
             else {
                 continue;
             };
-            let res = match self.meta.get_upload(&u.upload_id).await? {
-                Some(now) if now.updated_at < before => self.discard_upload(&now).await.map(|()| 1),
-                _ => Ok(0),
+            let res = if now.updated_at < before {
+                self.discard_upload(&now).await.map(|()| 1)
+            } else {
+                Ok(0)
             };
             lease.release().await;
             n += res?;

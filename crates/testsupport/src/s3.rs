@@ -18,11 +18,31 @@ impl Berth {
         Some((bucket.to_string(), prefix.trim_end_matches('/').to_string()))
     }
 
+    /// Copies every object of the store into `dir` (keys as paths), for tests that
+    /// look at the bytes at rest.
+    pub fn s3_download(&self, dir: &std::path::Path) {
+        let (bucket, prefix) = self.s3_location().expect("an s3:// blob store");
+        self.aws_s3(
+            "s3",
+            &[
+                "cp",
+                "--recursive",
+                "--only-show-errors",
+                &format!("s3://{bucket}/{prefix}/"),
+                &dir.display().to_string(),
+            ],
+        );
+    }
+
     fn s3api(&self, args: &[&str]) -> serde_json::Value {
+        self.aws_s3("s3api", args)
+    }
+
+    fn aws_s3(&self, command: &str, args: &[&str]) -> serde_json::Value {
         require("aws", "pip install awscli");
         let v = |k: &str| self.env_value(k).unwrap_or_default().to_string();
         let out = Command::new("aws")
-            .arg("s3api")
+            .arg(command)
             .args(args)
             .args(["--endpoint-url", &v("BERTH_S3_ENDPOINT")])
             .args(["--output", "json"])
@@ -36,13 +56,13 @@ impl Berth {
             .expect("run aws");
         assert!(
             out.status.success(),
-            "aws s3api {args:?} failed:\n{}",
+            "aws {command} {args:?} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         if out.stdout.iter().all(u8::is_ascii_whitespace) {
             return serde_json::Value::Null;
         }
-        serde_json::from_slice(&out.stdout).expect("aws s3api answers JSON")
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
     /// The keys (relative to the store's prefix) of the objects under `under`
