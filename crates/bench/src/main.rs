@@ -1108,8 +1108,8 @@ async fn main() -> ExitCode {
 }
 
 /// `--replication`: the scenario of `replication.rs`; writes `replication.md` and
-/// `replication.json`, and fails when replication takes more than
-/// [`replication::MAX_RATIO`] × `skopeo sync`.
+/// `replication.json`, and (except with `--smoke`) fails when replication takes
+/// more than [`replication::MAX_RATIO`] × `skopeo sync`.
 async fn replication_main(cli: &Cli) -> ExitCode {
     let root = workspace_root();
     let berth_bin = cli
@@ -1179,7 +1179,11 @@ async fn replication_main(cli: &Cli) -> ExitCode {
             outcome.ratio(),
             replication::MAX_RATIO
         );
-        return ExitCode::FAILURE;
+        // The smoke run (CI) checks that the scenario works, never performance:
+        // 4 tiny images time process and job start-up, not copying.
+        if !cli.smoke {
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::SUCCESS
 }
