@@ -596,3 +596,100 @@ fn console_in_a_browser() {
         )
         .expect_status(200);
 }
+
+both_backends! {
+    fn console_tags_referrers_and_replication(backend) {
+        let dir = TempDir::new("console-tags");
+        // One peer region, unreachable: replication stays in progress.
+        let secret = dir.join("west.secret");
+        std::fs::write(&secret, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n").unwrap();
+        let cfg = dir.join("berth.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"http://127.0.0.1:9\"\n\
+                 access_key_id = \"AKIAIOSFODNN7EXAMPLE\"\naccess_key_file = \"{}\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let berth = Berth::options(backend).env("BERTH_CONFIG", cfg.to_str().unwrap()).start();
+        let http = berth.http();
+        berth.ecr("PutReplicationConfiguration", &json!({"replicationConfiguration": {"rules": [{
+            "destinations": [{"region": "us-west-2", "registryId": "123456789012"}],
+            "repositoryFilters": [{"filter": "web", "filterType": "PREFIX_MATCH"}]
+        }]}})).expect_status(200);
+        let l = Layout::build(&dir.join("layout"));
+        l.image.push(&http, "web/app", "v1").expect_status(201);
+        l.image.push(&http, "web/app", "v2").expect_status(201);
+        l.docker.push(&http, "web/app", "old").expect_status(201);
+        // An SBOM and a signature whose subject is the image.
+        l.artifact.push(&http, "web/app", l.artifact.digest()).expect_status(201);
+        let sig = berth_testsupport::layout::artifact(
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            b"{\"sig\":1}".to_vec(),
+            &l.image.manifest,
+        );
+        sig.push(&http, "web/app", sig.digest()).expect_status(201);
+
+        let c = sign_in(Http::new(berth.addr()), &berth.root_credentials());
+        // Images links to Tags; Tags lists each tag with its digest and push time.
+        assert!(c.get("/console/images?name=web%2Fapp").text().contains("href=\"/console/tags?name=web%2Fapp\""));
+        let t = c.get("/console/tags?name=web%2Fapp");
+        assert_eq!(t.status, 200, "{}", t.describe());
+        let t = t.text();
+        for (tag, digest) in [("v1", l.image.digest()), ("v2", l.image.digest()), ("old", l.docker.digest())] {
+            let row = t.split("<tr>").find(|r| r.starts_with(&format!("<td>{tag}</td>"))).unwrap_or_else(|| panic!("{tag}: {t}"));
+            assert!(row.contains(digest) && row.contains(" UTC</td>"), "{row}");
+        }
+        assert!(!t.contains(l.artifact.digest()), "untagged referrers are not tags: {t}");
+        assert!(t.find("<td>old</td>").unwrap() < t.find("<td>v1</td>").unwrap(), "sorted by tag");
+        // Delete a tag: the token is required; the image keeps its other tag.
+        let r = c.post("/console/tags/delete", &[("csrf", "x"), ("name", "web/app"), ("tag", "v2")]);
+        assert_eq!(r.status, 403);
+        let r = c.post("/console/tags/delete", &[("csrf", &c.csrf), ("name", "web/app"), ("tag", "v2")]);
+        assert_eq!(r.status, 303, "{}", r.describe());
+        assert_eq!(r.header("location"), Some("/console/tags?name=web%2Fapp"));
+        let t = c.get("/console/tags?name=web%2Fapp").text();
+        assert!(!t.contains("<td>v2</td>") && t.contains("<td>v1</td>"), "{t}");
+        http.get("/v2/web/app/manifests/v2").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        http.get("/v2/web/app/manifests/v1").expect_status(200);
+        let r = c.post("/console/tags/delete", &[("csrf", &c.csrf), ("name", "web/app"), ("tag", "nope")]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        assert!(r.text().contains("ImageNotFound"), "{}", r.describe());
+
+        // Image detail: the referrers with their kinds and links, and the
+        // replication status per destination, as the API reports it.
+        let d = c.get(&format!("/console/image?name=web%2Fapp&digest={}", enc(l.image.digest())));
+        assert_eq!(d.status, 200, "{}", d.describe());
+        let d = d.text();
+        let i = d.find("<h2>Referrers</h2>").expect("referrers section");
+        let refs = &d[i..d[i..].find("</table>").map(|j| i + j).expect("referrers table")];
+        let sbom_row = refs.split("<tr>").find(|r| r.contains(l.artifact.digest())).expect("the SBOM");
+        assert!(sbom_row.starts_with("<td>SBOM</td>") && sbom_row.contains(berth_testsupport::layout::SBOM_ARTIFACT_TYPE), "{sbom_row}");
+        assert!(sbom_row.contains(&format!("href=\"/console/image?name=web%2Fapp&amp;digest={}\"", enc(l.artifact.digest()))), "{sbom_row}");
+        assert!(sbom_row.contains(" UTC</td>"), "pushed at: {sbom_row}");
+        let sig_row = refs.split("<tr>").find(|r| r.contains(sig.digest())).expect("the signature");
+        assert!(sig_row.starts_with("<td>Signature</td>"), "{sig_row}");
+        let api = berth.ecr("DescribeImageReplicationStatus", &json!({"repositoryName": "web/app", "imageId": {"imageDigest": l.image.digest()}}));
+        api.expect_status(200);
+        let status = api.json()["replicationStatuses"][0]["status"].as_str().expect("a destination").to_string();
+        assert!(d.contains(&format!("<tr><td>us-west-2</td><td>123456789012</td><td>{status}</td>")), "{status}: {d}");
+        // An image nothing refers to, in a repository no rule matches.
+        l.docker.push(&http, "other/app", "v1").expect_status(201);
+        let d = c.get(&format!("/console/image?name=other%2Fapp&digest={}", enc(l.docker.digest()))).text();
+        assert!(d.contains("No signatures, SBOMs or other artifacts refer to this image."), "{d}");
+        assert!(d.contains("This image is not replicated"), "{d}");
+
+        // A ReadOnly user sees Delete disabled on Tags, and the server refuses.
+        berth.admin(&["user", "create", "reader"]);
+        berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
+        let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+        let rc = sign_in(Http::new(berth.addr()), &reader);
+        let t = rc.get("/console/tags?name=web%2Fapp").text();
+        assert!(t.contains("aria-label=\"Delete tag v1\" disabled"), "{t}");
+        let r = rc.post("/console/tags/delete", &[("csrf", &rc.csrf), ("name", "web/app"), ("tag", "v1")]);
+        assert_eq!(r.status, 403, "{}", r.describe());
+        http.get("/v2/web/app/manifests/v1").expect_status(200);
+    }
+}
