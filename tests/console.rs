@@ -693,3 +693,67 @@ both_backends! {
         http.get("/v2/web/app/manifests/v1").expect_status(200);
     }
 }
+
+both_backends! {
+    fn console_pull_through_cache_rules_and_creation_templates(backend) {
+        let berth = Berth::start(backend);
+        let c = sign_in(Http::new(berth.addr()), &berth.root_credentials());
+        let t = c.get("/console/settings").text();
+        assert!(t.contains("No pull through cache rules") && t.contains("No repository creation templates"), "{t}");
+
+        // Create a rule from the form; the API's validation is shown in the section,
+        // with the values kept.
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "create_ptc"), ("ptc_prefix", "Quay"), ("ptc_url", "quay.io")]);
+        assert_eq!(r.status, 400, "{}", r.describe());
+        let t = r.text();
+        assert!(t.contains("id=\"ptc-error\"") && t.contains("InvalidParameterException"), "{t}");
+        assert!(t.contains("name=\"ptc_prefix\" value=\"Quay\""), "{t}");
+        let r = c.post("/console/settings", &[("csrf", "x"), ("action", "create_ptc"), ("ptc_prefix", "local"), ("ptc_url", "http://127.0.0.1:5000")]);
+        assert_eq!(r.status, 403);
+        let r = c.post("/console/settings", &[
+            ("csrf", &c.csrf), ("action", "create_ptc"), ("ptc_prefix", "local"),
+            ("ptc_url", "http://127.0.0.1:5000"), ("ptc_upstream_prefix", "mirror"), ("ptc_credential", ""),
+        ]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert!(r.text().contains("Pull through cache rule created."));
+        let v = berth.ecr("DescribePullThroughCacheRules", &json!({"ecrRepositoryPrefixes": ["local"]}));
+        v.expect_status(200);
+        assert_eq!(v.json()["pullThroughCacheRules"][0]["upstreamRepositoryPrefix"], "mirror");
+        berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "quay", "upstreamRegistryUrl": "quay.io"})).expect_status(200);
+        berth.ecr("CreateRepositoryCreationTemplate", &json!({
+            "prefix": "prod", "description": "production", "appliedFor": ["PULL_THROUGH_CACHE", "CREATE_ON_PUSH"],
+            "imageTagMutability": "IMMUTABLE",
+        })).expect_status(200);
+        let t = c.get("/console/settings").text();
+        assert!(t.contains("<tr><td>local</td><td>http://127.0.0.1:5000</td><td>mirror</td>"), "{t}");
+        assert!(t.contains("<tr><td>quay</td><td>quay.io</td><td>—</td>"), "{t}");
+        assert!(t.contains("<tr><td>prod</td><td>PULL_THROUGH_CACHE, CREATE_ON_PUSH</td><td>production</td><td>IMMUTABLE</td><td>AES-256</td>"), "{t}");
+
+        // A ReadOnly user (whose policy does not grant reading these) is told so,
+        // sees Create disabled, and is refused anyway.
+        berth.admin(&["user", "create", "reader"]);
+        berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
+        let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+        let rc = sign_in(Http::new(berth.addr()), &reader);
+        let t = rc.get("/console/settings").text();
+        assert!(t.contains("not authorized to perform: ecr:DescribePullThroughCacheRules"), "{t}");
+        assert!(t.contains("not authorized to perform: ecr:DescribeRepositoryCreationTemplates"), "{t}");
+        assert!(t.contains("<button type=\"submit\" disabled>Create pull through cache rule</button>"), "{t}");
+        let r = rc.post("/console/settings", &[("csrf", &rc.csrf), ("action", "delete_ptc"), ("prefix", "quay")]);
+        assert_eq!(r.status, 403, "{}", r.describe());
+        assert!(r.text().contains("AccessDeniedException"));
+
+        // Delete both, as root.
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "delete_ptc"), ("prefix", "quay")]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert!(r.text().contains("Pull through cache rule deleted."));
+        berth.ecr("DescribePullThroughCacheRules", &json!({"ecrRepositoryPrefixes": ["quay"]})).expect_status(400);
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "delete_template"), ("prefix", "prod")]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        let t = r.text();
+        assert!(t.contains("Repository creation template deleted.") && t.contains("No repository creation templates"), "{t}");
+        let r = c.post("/console/settings", &[("csrf", &c.csrf), ("action", "delete_template"), ("prefix", "prod")]);
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains("id=\"templates-error\""));
+    }
+}

@@ -14,6 +14,7 @@
 //! response; failed sign-ins are rate-limited per client address and audited.
 
 mod audit;
+mod caching;
 mod html;
 mod images;
 mod lifecycle;
