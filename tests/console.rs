@@ -449,6 +449,15 @@ both_backends! {
         let t = o.text();
         assert!(t.contains("aria-label=\"Storage used per repository\"") && t.contains(">scan/app</text>"), "{t}");
         assert!(t.contains("aria-label=\"Pushes and pulls per day\"") && t.contains("<title>1</title>"), "{t}");
+        // Findings by severity across the registry: the scan's counts, LOW at zero.
+        let i = t.find("aria-label=\"Findings by severity\"").expect("the findings chart");
+        let chart = &t[i..i + t[i..].find("</svg>").unwrap()];
+        for (sev, n) in [("CRITICAL", 1), ("HIGH", 11), ("MEDIUM", 7), ("LOW", 0), ("INFORMATIONAL", 2), ("UNDEFINED", 5)] {
+            let j = chart.find(&format!(">{sev}</text>")).unwrap_or_else(|| panic!("{sev}: {chart}"));
+            let after = &chart[j..];
+            let value = after.split("</text>").nth(1).and_then(|x| x.rsplit('>').next()).unwrap();
+            assert_eq!(value, n.to_string(), "{sev}: {chart}");
+        }
         // Start a scan: ECR's quota (one scan per image a day) shows as the API's error.
         let r = c.post("/console/images/scan", &[("csrf", &c.csrf), ("name", "scan/app"), ("digest", img.digest())]);
         assert_eq!(r.status, 400, "{}", r.describe());
@@ -459,6 +468,8 @@ both_backends! {
         let r = c.post("/console/images/delete", &[("csrf", &c.csrf), ("name", "scan/app"), ("digest", img.digest())]);
         assert_eq!(r.status, 303, "{}", r.describe());
         assert!(c.get("/console/images?name=scan%2Fapp").text().contains("No images"));
+        // A deleted image's findings no longer count.
+        assert!(c.get("/console/overview").text().contains("No findings in the images scanned so far."));
 
         // Permissions: the statement builder, validation next to the editor, save, delete.
         let p = c.get("/console/permissions?name=scan%2Fapp");

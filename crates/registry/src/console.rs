@@ -153,6 +153,15 @@ impl Registry {
         Ok(self.meta.activity_by_day(account, since).await?)
     }
 
+    /// The Overview's findings chart: findings by severity across the account's
+    /// stored images (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED).
+    pub async fn findings_by_severity(
+        &self,
+        account: &str,
+    ) -> std::result::Result<[i64; 6], crate::RegistryError> {
+        Ok(self.meta.findings_by_severity(account).await?)
+    }
+
     /// Ends a session (sign-out); false when there was none.
     pub async fn console_sign_out(&self, session_id: &str) -> Result<bool> {
         Ok(self

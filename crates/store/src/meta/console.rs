@@ -221,4 +221,26 @@ impl Meta {
         }
         Ok(days.into_iter().map(|(d, (a, b))| (d, a, b)).collect())
     }
+
+    /// Findings by severity across an account's images (the last complete scan
+    /// of each image still stored): [CRITICAL, HIGH, MEDIUM, LOW,
+    /// INFORMATIONAL, UNDEFINED].
+    pub async fn findings_by_severity(&self, account_id: &str) -> Result<[i64; 6], StoreError> {
+        let r = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(s.sev_critical), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_high), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(s.sev_medium), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_low), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(s.sev_informational), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_undefined), 0) AS BIGINT) \
+             FROM image_scans s JOIN repositories r ON r.repo_id = s.repo_id \
+             JOIN manifests m ON m.repo_id = s.repo_id AND m.digest = s.digest \
+             WHERE r.account_id = $1 AND s.status = 'COMPLETE'",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut out = [0i64; 6];
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = r.try_get(i)?;
+        }
+        Ok(out)
+    }
 }
