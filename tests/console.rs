@@ -777,8 +777,8 @@ both_backends! {
 /// the pages that open a manifest). Every page is fetched
 /// five times; the fastest must come in under `BERTH_CONSOLE_PAGE_BUDGET_MS`
 /// (default 100 ms; the loopback round trip bounds the server's time from above).
-/// The issue's size (1,000 and 100,000) seeds in seconds but does not meet the
-/// budget yet on two pages (figures and why: docs/benchmarks.md, "Console at
+/// The issue's size (1,000 and 100,000) seeds in seconds but Overview does not
+/// meet the budget there yet (figures and why: docs/benchmarks.md, "Console at
 /// scale"), so the default is a tenth of it.
 fn console_scale(backend: berth_testsupport::Backend) {
     let env_n = |k: &str, d: i64| {

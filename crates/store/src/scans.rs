@@ -40,9 +40,10 @@ pub struct ScanRow {
     pub completed_at: Option<i64>,
 }
 
-const SCAN_COLS: &str = "repo_id, digest, status, description, findings, started_at, completed_at";
+pub(crate) const SCAN_COLS: &str =
+    "repo_id, digest, status, description, findings, started_at, completed_at";
 
-fn scan_from_row(r: &AnyRow) -> Result<ScanRow, sqlx::Error> {
+pub(crate) fn scan_from_row(r: &AnyRow) -> Result<ScanRow, sqlx::Error> {
     Ok(ScanRow {
         repo_id: r.try_get(0)?,
         digest: r.try_get(1)?,

@@ -243,4 +243,86 @@ impl Meta {
         }
         Ok(out)
     }
+
+    /// A keyset page of a repository's manifests in digest order (DescribeImages):
+    /// digests after `after`, tagged or untagged only when `tag_status` says so
+    /// (`TAGGED`, `UNTAGGED`, anything else for both), at most `limit`.
+    pub async fn manifests_page(
+        &self,
+        repo_id: i64,
+        after: Option<&str>,
+        tag_status: &str,
+        limit: i64,
+    ) -> Result<Vec<ManifestRow>, StoreError> {
+        let tagged =
+            "EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)";
+        let filter = match tag_status {
+            "TAGGED" => format!(" AND {tagged}"),
+            "UNTAGGED" => format!(" AND NOT {tagged}"),
+            _ => String::new(),
+        };
+        let cols = MANIFEST_COLS
+            .split(", ")
+            .map(|c| format!("m.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols} FROM manifests m WHERE m.repo_id = $1 AND m.digest > $2{filter} ORDER BY m.digest LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(after.unwrap_or("").to_string())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| manifest_from_row(r, false))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The (tag, digest) pairs of a repository whose digest is in `[first, last]`
+    /// (the tags of one page of [`Meta::manifests_page`]).
+    pub async fn tags_in_digest_range(
+        &self,
+        repo_id: i64,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tag, digest FROM tags WHERE repo_id = $1 AND digest >= $2 AND digest <= $3 ORDER BY tag",
+        )
+        .bind(repo_id)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The scans of a repository's images whose digest is in `[first, last]`.
+    pub async fn scans_in_digest_range(
+        &self,
+        repo_id: i64,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<crate::scans::ScanRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM image_scans WHERE repo_id = $1 AND digest >= $2 AND digest <= $3",
+            crate::scans::SCAN_COLS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(first)
+            .bind(last)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(crate::scans::scan_from_row)
+            .collect::<Result<_, _>>()?)
+    }
 }
