@@ -114,6 +114,18 @@ with sync_playwright() as p:
     page.get_by_role("link", name="Severity").click()
     expect(page.locator("table").last.get_by_role("row").nth(1)).not_to_contain_text("CRITICAL")
 
+    # Image detail also lists referrers and the replication status.
+    expect(page.get_by_role("heading", name="Referrers")).to_be_visible()
+    expect(page.get_by_role("heading", name="Replication status")).to_be_visible()
+
+    # Repository -> Tags: each tag with the digest it names, Delete per tag.
+    page.goto(url + "/console/images?name=scan%2Fapp")
+    page.get_by_role("navigation", name="Repository").get_by_role("link", name="Tags").click()
+    expect(page.get_by_role("heading", name="Tags")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="v1")).to_contain_text("sha256:")
+    expect(page.get_by_role("button", name="Delete tag v1")).to_be_enabled()
+    shot(page, "tags")
+
     # Lifecycle policy: build a rule, test it (the preview), save it.
     page.goto(url + "/console/lifecycle?name=scan%2Fapp")
     page.get_by_label("Lifecycle policy JSON").fill("{not json")

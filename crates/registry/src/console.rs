@@ -153,6 +153,48 @@ impl Registry {
         Ok(self.meta.activity_by_day(account, since).await?)
     }
 
+    /// The Overview's findings chart: findings by severity across the account's
+    /// stored images (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED).
+    pub async fn findings_by_severity(
+        &self,
+        account: &str,
+    ) -> std::result::Result<[i64; 6], crate::RegistryError> {
+        Ok(self.meta.findings_by_severity(account).await?)
+    }
+
+    /// A keyset page of a repository's manifests in digest order, with the tags
+    /// and scans of that page only (DescribeImages without `imageIds`).
+    #[allow(clippy::type_complexity)]
+    pub async fn manifests_page(
+        &self,
+        repo: &crate::RepositoryRow,
+        after: Option<&str>,
+        tag_status: &str,
+        limit: i64,
+    ) -> std::result::Result<
+        (
+            Vec<crate::ManifestRow>,
+            Vec<(String, String)>,
+            Vec<crate::ScanRow>,
+        ),
+        crate::RegistryError,
+    > {
+        let page = self
+            .meta
+            .manifests_page(repo.repo_id, after, tag_status, limit)
+            .await?;
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            return Ok((page, Vec::new(), Vec::new()));
+        };
+        let (tags, scans) = tokio::try_join!(
+            self.meta
+                .tags_in_digest_range(repo.repo_id, &first.digest, &last.digest),
+            self.meta
+                .scans_in_digest_range(repo.repo_id, &first.digest, &last.digest),
+        )?;
+        Ok((page, tags, scans))
+    }
+
     /// Ends a session (sign-out); false when there was none.
     pub async fn console_sign_out(&self, session_id: &str) -> Result<bool> {
         Ok(self

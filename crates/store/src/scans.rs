@@ -40,9 +40,10 @@ pub struct ScanRow {
     pub completed_at: Option<i64>,
 }
 
-const SCAN_COLS: &str = "repo_id, digest, status, description, findings, started_at, completed_at";
+pub(crate) const SCAN_COLS: &str =
+    "repo_id, digest, status, description, findings, started_at, completed_at";
 
-fn scan_from_row(r: &AnyRow) -> Result<ScanRow, sqlx::Error> {
+pub(crate) fn scan_from_row(r: &AnyRow) -> Result<ScanRow, sqlx::Error> {
     Ok(ScanRow {
         repo_id: r.try_get(0)?,
         digest: r.try_get(1)?,
@@ -192,9 +193,16 @@ impl Meta {
         findings: Option<&str>,
         completed_at: i64,
     ) -> Result<(), StoreError> {
+        // The severity counts in columns too (the console's registry-wide chart).
+        let sev: Option<serde_json::Value> = findings
+            .and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok())
+            .map(|f| f["findingSeverityCounts"].clone());
+        let count = |k: &str| sev.as_ref().map(|c| c[k].as_i64().unwrap_or(0));
         let mut g = self.begin_write().await?;
         let n = sqlx::query(
-            "UPDATE image_scans SET status = $1, description = $2, findings = COALESCE($3, findings), completed_at = $4 \
+            "UPDATE image_scans SET status = $1, description = $2, findings = COALESCE($3, findings), completed_at = $4, \
+             sev_critical = COALESCE($8, sev_critical), sev_high = COALESCE($9, sev_high), sev_medium = COALESCE($10, sev_medium), \
+             sev_low = COALESCE($11, sev_low), sev_informational = COALESCE($12, sev_informational), sev_undefined = COALESCE($13, sev_undefined) \
              WHERE repo_id = $5 AND digest = $6 AND started_at = $7",
         )
         .bind(status)
@@ -204,6 +212,12 @@ impl Meta {
         .bind(repo_id)
         .bind(digest)
         .bind(started_at)
+        .bind(count("CRITICAL"))
+        .bind(count("HIGH"))
+        .bind(count("MEDIUM"))
+        .bind(count("LOW"))
+        .bind(count("INFORMATIONAL"))
+        .bind(count("UNDEFINED"))
         .execute(&mut *g.tx)
         .await?;
         // A completed scan announces its severity counts ("ECR Image Scan") in the

@@ -18,6 +18,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (10, V10),
     (14, V14),
     (13, V13),
+    (17, V17_SQLITE),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -32,6 +33,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (10, V10),
     (14, V14),
     (13, V13),
+    (17, V17_POSTGRES),
 ];
 
 macro_rules! v1 {
@@ -448,3 +450,33 @@ const V13: &str = "ALTER TABLE uploads ADD COLUMN lease_owner TEXT;
 ALTER TABLE uploads ADD COLUMN lease_until BIGINT;
 ALTER TABLE uploads ADD COLUMN part_last BIGINT;
 ALTER TABLE uploads ADD COLUMN part_too_small BIGINT NOT NULL DEFAULT 0";
+
+/// Severity counts of each scan in columns, so the console's registry-wide
+/// "findings by severity" is one SUM (`Meta::findings_by_severity`); filled from
+/// the result document of scans already complete.
+macro_rules! v17 {
+    ($($sev:literal => $extract:literal),*) => {
+        concat!(
+            $("ALTER TABLE image_scans ADD COLUMN sev_", $sev, " BIGINT;\n",)*
+            "UPDATE image_scans SET ",
+            $("sev_", $sev, " = ", $extract, ", ",)*
+            "status = status WHERE findings IS NOT NULL"
+        )
+    };
+}
+const V17_SQLITE: &str = v17!(
+    "critical" => "CAST(json_extract(findings, '$.findingSeverityCounts.CRITICAL') AS BIGINT)",
+    "high" => "CAST(json_extract(findings, '$.findingSeverityCounts.HIGH') AS BIGINT)",
+    "medium" => "CAST(json_extract(findings, '$.findingSeverityCounts.MEDIUM') AS BIGINT)",
+    "low" => "CAST(json_extract(findings, '$.findingSeverityCounts.LOW') AS BIGINT)",
+    "informational" => "CAST(json_extract(findings, '$.findingSeverityCounts.INFORMATIONAL') AS BIGINT)",
+    "undefined" => "CAST(json_extract(findings, '$.findingSeverityCounts.UNDEFINED') AS BIGINT)"
+);
+const V17_POSTGRES: &str = v17!(
+    "critical" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'CRITICAL' AS BIGINT)",
+    "high" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'HIGH' AS BIGINT)",
+    "medium" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'MEDIUM' AS BIGINT)",
+    "low" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'LOW' AS BIGINT)",
+    "informational" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'INFORMATIONAL' AS BIGINT)",
+    "undefined" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'UNDEFINED' AS BIGINT)"
+);

@@ -1,6 +1,7 @@
 //! Repository → Images (tags, artifact type, pushed at, size, digest, last pull,
 //! scan status, vulnerabilities; filter by tag; delete; start a scan) and Image
-//! detail (manifest, layers or platforms, findings sortable by severity). Each
+//! detail (manifest, layers or platforms, referrers, replication status,
+//! findings sortable by severity). Each
 //! read and action is the ECR operation of the same name, run as the session.
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
 use super::html::{esc, page, q, time};
@@ -18,7 +20,7 @@ use super::{check_csrf, error_page, parse_form, redirect, session};
 use crate::ecr::{call_as, EcrError, EcrException};
 use crate::App;
 
-fn refused(e: &EcrError) -> Response {
+pub(crate) fn refused(e: &EcrError) -> Response {
     let status = if e.exception == EcrException::AccessDenied {
         StatusCode::FORBIDDEN
     } else {
@@ -110,7 +112,7 @@ pub async fn list(
     let mut body = format!(
         "<nav aria-label=\"Breadcrumb\"><a href=\"/console/repositories\">Repositories</a> › {n}</nav>
 <h1>{n}</h1>
-<nav aria-label=\"Repository\" class=\"toolbar\"><a href=\"/console/repositories/push-commands?name={qn}\">View push commands</a> <a href=\"/console/permissions?name={qn}\">Permissions</a> <a href=\"/console/lifecycle?name={qn}\">Lifecycle policy</a></nav>
+<nav aria-label=\"Repository\" class=\"toolbar\"><a href=\"/console/repositories/push-commands?name={qn}\">View push commands</a> <a href=\"/console/tags?name={qn}\">Tags</a> <a href=\"/console/permissions?name={qn}\">Permissions</a> <a href=\"/console/lifecycle?name={qn}\">Lifecycle policy</a></nav>
 <h2>Images</h2>
 <form method=\"get\" action=\"/console/images\" role=\"search\" class=\"toolbar\"><input type=\"hidden\" name=\"name\" value=\"{n}\">
 <label for=\"tag\">Filter by tag</label> <input id=\"tag\" name=\"tag\" value=\"{t}\"> <button type=\"submit\" class=\"secondary\">Filter</button></form>
@@ -245,6 +247,137 @@ pub async fn scan(
     image_action(app, peer.ip().to_string(), headers, body, "StartImageScan").await
 }
 
+/// Image detail → Referrers: the signatures, SBOMs and other artifacts whose
+/// subject is this image (ListImageReferrers, a page of 50), with when each was
+/// pushed (one DescribeImages for the page) and a link to its own detail page.
+async fn referrers_section(
+    app: &Arc<App>,
+    s: &ConsoleSession,
+    ip: &str,
+    name: &str,
+    digest: &str,
+) -> String {
+    let mut out = String::from("<h2>Referrers</h2>");
+    let v = match call_as(
+        app,
+        &s.principal,
+        ip,
+        "ecr",
+        "ListImageReferrers",
+        json!({"repositoryName": name, "subjectId": {"imageDigest": digest}, "maxResults": 50}),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            return out
+                + &format!(
+                    "<p class=\"error\">{}: {}</p>",
+                    e.aws_code(),
+                    esc(&e.message)
+                )
+        }
+    };
+    let refs = v["referrers"].as_array().cloned().unwrap_or_default();
+    if refs.is_empty() {
+        out.push_str("<p>No signatures, SBOMs or other artifacts refer to this image.</p>");
+        return out;
+    }
+    let ids: Vec<Value> = refs
+        .iter()
+        .filter_map(|r| r["digest"].as_str())
+        .map(|d| json!({"imageDigest": d}))
+        .collect();
+    let mut pushed: HashMap<String, i64> = HashMap::new();
+    if let Ok(d) = call_as(
+        app,
+        &s.principal,
+        ip,
+        "ecr",
+        "DescribeImages",
+        json!({"repositoryName": name, "imageIds": ids}),
+    )
+    .await
+    {
+        for x in d["imageDetails"].as_array().into_iter().flatten() {
+            if let (Some(dg), Some(ms)) =
+                (x["imageDigest"].as_str(), secs_to_ms(&x["imagePushedAt"]))
+            {
+                pushed.insert(dg.to_string(), ms);
+            }
+        }
+    }
+    out.push_str("<table><thead><tr><th scope=\"col\">Type</th><th scope=\"col\">Artifact type</th><th scope=\"col\">Digest</th><th scope=\"col\">Pushed at</th></tr></thead><tbody>");
+    for r in &refs {
+        let dg = r["digest"].as_str().unwrap_or("");
+        let at = r["artifactType"].as_str().unwrap_or("");
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td><a href=\"/console/image?name={}&amp;digest={}\"><code>{}</code></a></td><td>{}</td></tr>",
+            artifact_kind(r["mediaType"].as_str().unwrap_or(""), at),
+            esc(at),
+            q(name),
+            q(dg),
+            esc(dg),
+            pushed.get(dg).copied().map(time).unwrap_or_else(|| "—".into()),
+        ));
+    }
+    out.push_str("</tbody></table>");
+    if v["nextToken"].is_string() {
+        out.push_str("<p>More than 50 referrers; the first 50 are shown.</p>");
+    }
+    out
+}
+
+/// Image detail → Replication status: DescribeImageReplicationStatus, one row per
+/// destination (region, registry, status, failure code).
+async fn replication_section(
+    app: &Arc<App>,
+    s: &ConsoleSession,
+    ip: &str,
+    name: &str,
+    digest: &str,
+) -> String {
+    let mut out = String::from("<h2>Replication status</h2>");
+    match call_as(
+        app,
+        &s.principal,
+        ip,
+        "ecr",
+        "DescribeImageReplicationStatus",
+        json!({"repositoryName": name, "imageId": {"imageDigest": digest}}),
+    )
+    .await
+    {
+        Ok(v) => {
+            let st = v["replicationStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if st.is_empty() {
+                out.push_str("<p>This image is not replicated (no replication rule matches its repository).</p>");
+                return out;
+            }
+            out.push_str("<table><thead><tr><th scope=\"col\">Destination region</th><th scope=\"col\">Destination registry</th><th scope=\"col\">Status</th><th scope=\"col\">Failure code</th></tr></thead><tbody>");
+            for x in &st {
+                out.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(x["region"].as_str().unwrap_or("")),
+                    esc(x["registryId"].as_str().unwrap_or("")),
+                    esc(x["status"].as_str().unwrap_or("")),
+                    esc(x["failureCode"].as_str().unwrap_or("—")),
+                ));
+            }
+            out.push_str("</tbody></table>");
+        }
+        Err(e) => out.push_str(&format!(
+            "<p class=\"error\">{}: {}</p>",
+            e.aws_code(),
+            esc(&e.message)
+        )),
+    }
+    out
+}
+
 pub async fn detail(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -316,6 +449,8 @@ pub async fn detail(
         }
         body.push_str("</tbody></table>");
     }
+    body.push_str(&referrers_section(&app, &s, &ip, &name, &digest).await);
+    body.push_str(&replication_section(&app, &s, &ip, &name, &digest).await);
     // Findings, most severe first (or as `sort=asc` asks).
     body.push_str("<h2>Vulnerabilities</h2>");
     match call_as(

@@ -14,6 +14,7 @@
 //! response; failed sign-ins are rate-limited per client address and audited.
 
 mod audit;
+mod caching;
 mod html;
 mod images;
 mod lifecycle;
@@ -21,6 +22,7 @@ mod overview;
 mod permissions;
 mod repos;
 mod settings;
+mod tags;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,6 +78,8 @@ pub fn router() -> Router<Arc<App>> {
         .route("/images/delete", post(images::delete))
         .route("/images/scan", post(images::scan))
         .route("/image", get(images::detail))
+        .route("/tags", get(tags::list))
+        .route("/tags/delete", post(tags::delete))
         .route("/lifecycle", get(lifecycle::show).post(lifecycle::act))
         .route("/audit", get(audit::list))
         .route("/overview", get(overview::show))

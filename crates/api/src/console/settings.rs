@@ -2,20 +2,21 @@
 //! DescribeRegistry reports them), the registry policy (edited here; validated by
 //! PutRegistryPolicy) and the berth-managed KMS keys with their aliases. Each read
 //! and write is the ECR or KMS operation of the same name, run as the session; a
-//! section the principal may not read says so. Pull-through cache rules and
-//! creation templates get their sections here once the API has them.
+//! section the principal may not read says so. Pull through cache rules and
+//! repository creation templates are `caching.rs`'s sections of this page.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
+use super::caching::{self, Flash};
 use super::html::{esc, page};
 use super::{check_csrf, parse_form, session};
 use crate::ecr::{call_as, EcrException};
@@ -30,6 +31,7 @@ async fn render(
     s: &ConsoleSession,
     ip: &str,
     policy_override: Option<(&str, &str, &str)>,
+    caching: String,
 ) -> String {
     let api = |svc: &'static str, op: &'static str| {
         let app = app.clone();
@@ -70,9 +72,9 @@ async fn render(
         }
         Err(e) => body.push_str(&denied(&e)),
     }
-    body.push_str(
-        "</section><section aria-labelledby=\"policy-h\"><h2 id=\"policy-h\">Registry policy</h2>",
-    );
+    body.push_str("</section>");
+    body.push_str(&caching);
+    body.push_str("<section aria-labelledby=\"policy-h\"><h2 id=\"policy-h\">Registry policy</h2>");
     let (text, notice, error) = match policy_override {
         Some((t, n, e)) => (t.to_string(), n.to_string(), e.to_string()),
         None => match api("ecr", "GetRegistryPolicy").await {
@@ -141,12 +143,15 @@ pub async fn show(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let s = match session(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let body = render(&app, &s, &peer.ip().to_string(), None).await;
+    let ip = peer.ip().to_string();
+    let caching = caching::sections(&app, &s, &ip, &params, None, &HashMap::new()).await;
+    let body = render(&app, &s, &ip, None, caching).await;
     Html(page("Registry settings", Some(&s), &body)).into_response()
 }
 
@@ -165,6 +170,41 @@ pub async fn act(
         return r;
     }
     let ip = peer.ip().to_string();
+    let none = HashMap::new();
+    if let Some((section, op, input)) = caching::operation(&form) {
+        let (status, flash, kept) = match call_as(&app, &s.principal, &ip, "ecr", op, input).await {
+            Ok(_) => (
+                StatusCode::OK,
+                Flash {
+                    section,
+                    error: false,
+                    text: match op {
+                        "CreatePullThroughCacheRule" => "Pull through cache rule created.",
+                        "DeletePullThroughCacheRule" => "Pull through cache rule deleted.",
+                        _ => "Repository creation template deleted.",
+                    }
+                    .to_string(),
+                },
+                &none,
+            ),
+            Err(e) => (
+                if e.exception == EcrException::AccessDenied {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                Flash {
+                    section,
+                    error: true,
+                    text: format!("{}: {}", e.aws_code(), e.message),
+                },
+                &form,
+            ),
+        };
+        let caching = caching::sections(&app, &s, &ip, &none, Some(&flash), kept).await;
+        let body = render(&app, &s, &ip, None, caching).await;
+        return (status, Html(page("Registry settings", Some(&s), &body))).into_response();
+    }
     let text = form.get("policy").cloned().unwrap_or_default();
     let (op, input) = match form.get("action").map(String::as_str) {
         Some("delete") => ("DeleteRegistryPolicy", json!({})),
@@ -198,6 +238,7 @@ pub async fn act(
                 )
             }
         };
-    let body = render(&app, &s, &ip, Some((&shown, &notice, &error))).await;
+    let caching = caching::sections(&app, &s, &ip, &none, None, &none).await;
+    let body = render(&app, &s, &ip, Some((&shown, &notice, &error)), caching).await;
     (status, Html(page("Registry settings", Some(&s), &body))).into_response()
 }

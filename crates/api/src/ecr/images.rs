@@ -179,17 +179,6 @@ fn detail(repo: &RepositoryRow, m: &ManifestRow, tags: &[String], scan: Option<&
     v
 }
 
-async fn tags_by_digest(
-    ctx: &Ctx,
-    repo: &RepositoryRow,
-) -> Result<HashMap<String, Vec<String>>, EcrError> {
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for (t, d) in ctx.app.registry.all_tags(repo).await? {
-        map.entry(d).or_default().push(t);
-    }
-    Ok(map)
-}
-
 pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let repo = repo_for(ctx, input).await?;
     let reg = &ctx.app.registry;
@@ -199,8 +188,7 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
                 "maxResults and nextToken cannot be used with imageIds",
             ));
         }
-        let tags = tags_by_digest(ctx, &repo).await?;
-        let scans = super::scanning::scans_by_digest(ctx, &repo).await?;
+        // Tags and scans of the named images only (not the whole repository's).
         let mut out = Vec::new();
         for id in parse_ids(input, 100)? {
             match id {
@@ -209,8 +197,9 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
                 }
                 Id::Ok { digest, tag, raw } => match resolve(reg, &repo, &digest, &tag, &raw).await? {
                     Ok(m) => {
-                        let t = tags.get(&m.digest).cloned().unwrap_or_default();
-                        let d = detail(&repo, &m, &t, scans.get(&m.digest));
+                        let t = reg.tags_of(&repo, &m.digest).await?;
+                        let scan = reg.scan_of(&repo, &m.digest).await?;
+                        let d = detail(&repo, &m, &t, scan.as_ref());
                         if !out.contains(&d) {
                             out.push(d);
                         }
@@ -237,22 +226,17 @@ pub async fn describe_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError
     }
     let max = input.max_results(1000, 100)?;
     let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
-    let tags = tags_by_digest(ctx, &repo).await?;
-    let scans = super::scanning::scans_by_digest(ctx, &repo).await?;
-    let mut all = reg.list_manifests(&repo).await?;
-    all.sort_by(|a, b| a.digest.cmp(&b.digest));
-    let selected: Vec<&ManifestRow> = all
-        .iter()
-        .filter(|m| after.as_deref().is_none_or(|a| m.digest.as_str() > a))
-        .filter(|m| {
-            let tagged = tags.contains_key(&m.digest);
-            match status {
-                "TAGGED" => tagged,
-                "UNTAGGED" => !tagged,
-                _ => true,
-            }
-        })
-        .take(max as usize + 1)
+    // A keyset page from the store (digest order), with its tags and scans only.
+    let (selected, tag_rows, scan_rows) = reg
+        .manifests_page(&repo, after.as_deref(), status, max + 1)
+        .await?;
+    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+    for (t, d) in tag_rows {
+        tags.entry(d).or_default().push(t);
+    }
+    let scans: HashMap<String, ScanRow> = scan_rows
+        .into_iter()
+        .map(|s| (s.digest.clone(), s))
         .collect();
     let more = selected.len() as i64 > max;
     let page = &selected[..selected.len().min(max as usize)];

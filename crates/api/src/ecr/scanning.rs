@@ -253,18 +253,3 @@ pub async fn batch_get_repository_scanning_configuration(
     }
     Ok(json!({ "scanningConfigurations": configs, "failures": failures }))
 }
-
-/// The scans of a repository's images, by digest (DescribeImages).
-pub async fn scans_by_digest(
-    ctx: &Ctx,
-    repo: &RepositoryRow,
-) -> Result<std::collections::HashMap<String, ScanRow>, EcrError> {
-    Ok(ctx
-        .app
-        .registry
-        .scans_in_repository(repo)
-        .await?
-        .into_iter()
-        .map(|s| (s.digest.clone(), s))
-        .collect())
-}

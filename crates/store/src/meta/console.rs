@@ -221,4 +221,108 @@ impl Meta {
         }
         Ok(days.into_iter().map(|(d, (a, b))| (d, a, b)).collect())
     }
+
+    /// Findings by severity across an account's images (the last complete scan
+    /// of each image still stored): [CRITICAL, HIGH, MEDIUM, LOW,
+    /// INFORMATIONAL, UNDEFINED].
+    pub async fn findings_by_severity(&self, account_id: &str) -> Result<[i64; 6], StoreError> {
+        let r = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(s.sev_critical), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_high), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(s.sev_medium), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_low), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(s.sev_informational), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_undefined), 0) AS BIGINT) \
+             FROM image_scans s JOIN repositories r ON r.repo_id = s.repo_id \
+             JOIN manifests m ON m.repo_id = s.repo_id AND m.digest = s.digest \
+             WHERE r.account_id = $1 AND s.status = 'COMPLETE'",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut out = [0i64; 6];
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = r.try_get(i)?;
+        }
+        Ok(out)
+    }
+
+    /// A keyset page of a repository's manifests in digest order (DescribeImages):
+    /// digests after `after`, tagged or untagged only when `tag_status` says so
+    /// (`TAGGED`, `UNTAGGED`, anything else for both), at most `limit`.
+    pub async fn manifests_page(
+        &self,
+        repo_id: i64,
+        after: Option<&str>,
+        tag_status: &str,
+        limit: i64,
+    ) -> Result<Vec<ManifestRow>, StoreError> {
+        let tagged =
+            "EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)";
+        let filter = match tag_status {
+            "TAGGED" => format!(" AND {tagged}"),
+            "UNTAGGED" => format!(" AND NOT {tagged}"),
+            _ => String::new(),
+        };
+        let cols = MANIFEST_COLS
+            .split(", ")
+            .map(|c| format!("m.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols} FROM manifests m WHERE m.repo_id = $1 AND m.digest > $2{filter} ORDER BY m.digest LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(after.unwrap_or("").to_string())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| manifest_from_row(r, false))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The (tag, digest) pairs of a repository whose digest is in `[first, last]`
+    /// (the tags of one page of [`Meta::manifests_page`]).
+    pub async fn tags_in_digest_range(
+        &self,
+        repo_id: i64,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tag, digest FROM tags WHERE repo_id = $1 AND digest >= $2 AND digest <= $3 ORDER BY tag",
+        )
+        .bind(repo_id)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The scans of a repository's images whose digest is in `[first, last]`.
+    pub async fn scans_in_digest_range(
+        &self,
+        repo_id: i64,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<crate::scans::ScanRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM image_scans WHERE repo_id = $1 AND digest >= $2 AND digest <= $3",
+            crate::scans::SCAN_COLS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(first)
+            .bind(last)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(crate::scans::scan_from_row)
+            .collect::<Result<_, _>>()?)
+    }
 }
