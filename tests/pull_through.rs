@@ -3,10 +3,10 @@
 //! and the pull flow through a rule against a real upstream.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use berth_testsupport::ecr::{self, Credentials};
-use berth_testsupport::tools::require;
+use berth_testsupport::tools::{require, terraform};
 use berth_testsupport::{both_backends, Berth, Http, Response, TempDir};
 use serde_json::{json, Value};
 
@@ -89,36 +89,6 @@ both_backends! {
         assert_eq!(v["customRoleArn"], "arn:aws:iam::123456789012:role/ptc");
         aws_error(&berth.ecr("DeletePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "hub"})), "PullThroughCacheRuleNotFoundException");
     }
-}
-
-/// Terraform with the hashicorp/aws provider from the machine's offline mirror (as
-/// in `ecr_workflow.rs`).
-fn terraform(dir: &Path, args: &[&str], endpoint: &str, creds: &Credentials) -> Output {
-    require(
-        "terraform",
-        "install Terraform 1.11 and the hashicorp/aws provider mirror (BERTH_TF_PLUGIN_DIR, default /opt/tf-plugins)",
-    );
-    let mirror = std::env::var("BERTH_TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into());
-    let rc = dir.join("terraformrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{mirror}\"\n    include = [\"registry.terraform.io/*/*\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/*/*\"]\n  }}\n}}\ndisable_checkpoint = true\n"
-        ),
-    )
-    .expect("terraformrc");
-    Command::new("terraform")
-        .args(args)
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", &rc)
-        .env("TF_IN_AUTOMATION", "1")
-        .env("TF_VAR_endpoint", endpoint)
-        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("run terraform")
 }
 
 both_backends! {

@@ -223,45 +223,14 @@ fn bad_peer_config_is_refused() {
     }
 }
 
-/// Terraform with the hashicorp/aws provider from the machine's offline mirror (as
-/// `tests/ecr_workflow.rs` runs it).
+/// [`berth_testsupport::tools::terraform`], as its exit code and output.
 fn terraform(
     dir: &Path,
     args: &[&str],
     endpoint: &str,
     creds: &Credentials,
 ) -> (Option<i32>, String) {
-    require(
-        "terraform",
-        "install Terraform 1.11 and the hashicorp/aws provider mirror (BERTH_TF_PLUGIN_DIR, default /opt/tf-plugins)",
-    );
-    let mirror = std::env::var("BERTH_TF_PLUGIN_DIR").unwrap_or_else(|_| "/opt/tf-plugins".into());
-    assert!(
-        Path::new(&mirror)
-            .join("registry.terraform.io/hashicorp/aws")
-            .exists(),
-        "no hashicorp/aws provider mirror at {mirror}: set BERTH_TF_PLUGIN_DIR"
-    );
-    let rc = dir.join("terraformrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{mirror}\"\n    include = [\"registry.terraform.io/*/*\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/*/*\"]\n  }}\n}}\ndisable_checkpoint = true\n"
-        ),
-    )
-    .expect("terraformrc");
-    let o = Command::new("terraform")
-        .args(args)
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", &rc)
-        .env("TF_IN_AUTOMATION", "1")
-        .env("TF_VAR_endpoint", endpoint)
-        .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("run terraform");
+    let o = berth_testsupport::tools::terraform(dir, args, endpoint, creds);
     (
         o.status.code(),
         format!(
