@@ -874,6 +874,9 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     drop(servers);
     drop(databases);
     if !cli.keep {
+        if let Some(s3) = &extra.s3 {
+            s3.remove_prefix();
+        }
         if let Err(e) = std::fs::remove_dir_all(&base) {
             eprintln!("warning: could not remove {}: {e}", base.display());
         }

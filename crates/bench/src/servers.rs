@@ -55,6 +55,38 @@ pub struct S3Target {
     pub prefix: String,
 }
 
+impl S3Target {
+    /// Deletes every object under this run's prefix (berth's and the reference's),
+    /// so repeated runs do not fill the bucket. Best effort, with the AWS CLI when
+    /// it is installed: a failure is reported, not fatal.
+    pub fn remove_prefix(&self) {
+        let out = Command::new("aws")
+            .args(["s3", "rm", "--recursive", "--only-show-errors"])
+            .arg(format!("s3://{}/{}/", self.bucket, self.prefix))
+            .args(["--endpoint-url", &self.endpoint])
+            .env("AWS_ACCESS_KEY_ID", &self.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_access_key)
+            .env("AWS_DEFAULT_REGION", &self.region)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "warning: could not remove s3://{}/{}/: {}",
+                self.bucket,
+                self.prefix,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!(
+                "warning: could not remove s3://{}/{}/ (aws: {e})",
+                self.bucket, self.prefix
+            ),
+        }
+    }
+}
+
 /// The databases a run created, dropped when the run ends, however it ends.
 pub struct Databases {
     admin: String,

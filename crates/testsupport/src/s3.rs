@@ -34,6 +34,75 @@ impl Berth {
         );
     }
 
+    /// Deletes every object under this server's prefix and aborts its open
+    /// multipart uploads, so a long-lived test bucket does not grow with every run.
+    /// Best effort: called from `Drop`, it reports a failure and never panics.
+    pub(crate) fn s3_remove_prefix(&self) {
+        let Some((bucket, prefix)) = self.s3_location() else {
+            return;
+        };
+        let run = |command: &str, args: &[&str]| -> Option<String> {
+            let v = |k: &str| self.env_value(k).unwrap_or_default().to_string();
+            let out = Command::new("aws")
+                .arg(command)
+                .args(args)
+                .args(["--endpoint-url", &v("BERTH_S3_ENDPOINT")])
+                .args(["--output", "text"])
+                .env("AWS_ACCESS_KEY_ID", v("BERTH_S3_ACCESS_KEY_ID"))
+                .env("AWS_SECRET_ACCESS_KEY", v("BERTH_S3_SECRET_ACCESS_KEY"))
+                .env("AWS_DEFAULT_REGION", v("BERTH_S3_REGION"))
+                .env("AWS_CONFIG_FILE", "/dev/null")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+                .env_remove("AWS_PROFILE")
+                .output();
+            match out {
+                Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into()),
+                Ok(o) => {
+                    eprintln!(
+                        "cleanup: aws {command} {args:?}: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    );
+                    None
+                }
+                Err(e) => {
+                    eprintln!("cleanup: cannot run aws: {e}");
+                    None
+                }
+            }
+        };
+        let url = format!("s3://{bucket}/{prefix}/");
+        run("s3", &["rm", "--recursive", "--only-show-errors", &url]);
+        let uploads = run(
+            "s3api",
+            &[
+                "list-multipart-uploads",
+                "--bucket",
+                &bucket,
+                "--prefix",
+                &format!("{prefix}/"),
+                "--query",
+                "Uploads[].[Key,UploadId]",
+            ],
+        )
+        .unwrap_or_default();
+        for line in uploads.lines() {
+            if let Some((key, id)) = line.split_once('\t') {
+                run(
+                    "s3api",
+                    &[
+                        "abort-multipart-upload",
+                        "--bucket",
+                        &bucket,
+                        "--key",
+                        key,
+                        "--upload-id",
+                        id.trim(),
+                    ],
+                );
+            }
+        }
+    }
+
     fn s3api(&self, args: &[&str]) -> serde_json::Value {
         self.aws_s3("s3api", args)
     }

@@ -715,6 +715,8 @@ impl Drop for Berth {
         if std::thread::panicking() {
             eprintln!("{}", self.stderr_tail(80));
         } else if let Some(u) = self.database_url.as_ref().filter(|_| self.owns_database) {
+            // Peers share the prefix and the database; the owner removes both.
+            self.s3_remove_prefix();
             drop_postgres_database(u);
         }
     }
