@@ -5,175 +5,14 @@
 //! pushes delivers every one of their events after its restart.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_testsupport::layout::{image, tar_gz_layer, Image, OCI_LAYER_GZIP};
+use berth_testsupport::webhook::{Received, Receiver};
 use berth_testsupport::{both_backends, Backend, Berth, BerthOptions, Layout, TempDir};
 use serde_json::Value;
 
 const SECRET: &str = "s3cret-for-the-test";
-
-/// One request the receiver accepted.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HashMap<String, String>,
-    body: Value,
-}
-
-/// A webhook receiver on a fixed port that can be stopped and started again.
-struct Receiver {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Received>>>,
-    bad_signatures: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let mut r = Receiver {
-            addr,
-            got: Arc::default(),
-            bad_signatures: Arc::default(),
-            stop: Arc::new(AtomicBool::new(false)),
-            thread: None,
-        };
-        r.serve(l);
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hooks/registry", self.addr)
-    }
-
-    fn serve(&mut self, l: TcpListener) {
-        l.set_nonblocking(true).unwrap();
-        self.stop.store(false, Ordering::SeqCst);
-        let (got, bad, stop) = (
-            self.got.clone(),
-            self.bad_signatures.clone(),
-            self.stop.clone(),
-        );
-        self.thread = Some(std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                match l.accept() {
-                    Ok((s, _)) => {
-                        s.set_nonblocking(false).unwrap();
-                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                        handle(s, &got, &bad);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
-
-    /// Stops listening: connections are refused until [`Receiver::resume`].
-    fn down(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-
-    fn resume(&mut self) {
-        let l = TcpListener::bind(self.addr).expect("rebind the receiver's port");
-        self.serve(l);
-    }
-
-    fn events(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until `pred` holds for the events received so far.
-    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[Received]) -> bool) {
-        let start = Instant::now();
-        loop {
-            let ev = self.events();
-            if pred(&ev) {
-                return;
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "timed out waiting for {what}; received:\n{}",
-                    ev.iter()
-                        .map(|r| r.body.to_string())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn assert_signatures(&self) {
-        let bad = self.bad_signatures.lock().unwrap();
-        assert!(bad.is_empty(), "requests with a wrong signature: {bad:?}");
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-fn handle(s: std::net::TcpStream, got: &Mutex<Vec<Received>>, bad: &Mutex<Vec<String>>) {
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut line = String::new();
-    if r.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).unwrap();
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
-    let want = format!(
-        "sha256={}",
-        ring::hmac::sign(&key, &body)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    if headers.get("x-berth-signature") != Some(&want) {
-        bad.lock().unwrap().push(format!(
-            "{:?} for body {}",
-            headers.get("x-berth-signature"),
-            String::from_utf8_lossy(&body)
-        ));
-    }
-    got.lock().unwrap().push(Received {
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    });
-    let mut s = s;
-    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-}
 
 /// A server whose config file has one `[[webhook]]` pointing at `url`.
 fn with_webhook(backend: Backend, cfg_dir: &TempDir, extra: &str) -> BerthOptions {
@@ -203,7 +42,7 @@ fn image_actions(ev: &[Received]) -> Vec<&Value> {
 
 both_backends! {
     fn push_and_delete_events(backend) {
-        let mut rx = Receiver::start();
+        let mut rx = Receiver::signed(SECRET);
         let cfg = TempDir::new("events-cfg");
         let berth = with_webhook(backend, &cfg, &webhook_toml(&rx.url(), "")).start();
         let src = TempDir::new("layout");
@@ -212,7 +51,7 @@ both_backends! {
         sk.copy(&layout.oci_ref("single"), &berth.docker_ref("team/app:v1"), &[]);
         sk.copy(&layout.oci_ref("single"), &berth.docker_ref("team/app:v2"), &[]);
         let digest = layout.image.digest().to_string();
-        rx.wait_for("two PUSH events", Duration::from_secs(20), |ev| image_actions(ev).len() >= 2);
+        rx.wait_until("two PUSH events", Duration::from_secs(20), |ev| image_actions(ev).len() >= 2);
         let ev = rx.events();
         let pushes = image_actions(&ev);
         assert_eq!(pushes.len(), 2, "one PUSH event per tag: {pushes:?}");
@@ -244,7 +83,7 @@ both_backends! {
         let http = berth.http();
         http.delete("/v2/team/app/manifests/v2").expect_status(202);
         http.delete(&format!("/v2/team/app/manifests/{digest}")).expect_status(202);
-        rx.wait_for("two DELETE events", Duration::from_secs(20), |ev| {
+        rx.wait_until("two DELETE events", Duration::from_secs(20), |ev| {
             image_actions(ev).iter().filter(|e| e["detail"]["action-type"] == "DELETE").count() >= 2
         });
         let ev = rx.events();
@@ -270,7 +109,7 @@ both_backends! {
 
 both_backends! {
     fn receiver_down_then_every_event_in_order(backend) {
-        let mut rx = Receiver::start();
+        let mut rx = Receiver::signed(SECRET);
         let cfg = TempDir::new("events-cfg");
         let berth = with_webhook(backend, &cfg, &webhook_toml(&rx.url(), "")).start();
         let http = berth.http();
@@ -288,7 +127,7 @@ both_backends! {
         // Down for 10 s while deliveries fail and back off.
         std::thread::sleep(Duration::from_secs(10).saturating_sub(down_at.elapsed()));
         rx.resume();
-        rx.wait_for("12 PUSH events", Duration::from_secs(60), |ev| image_actions(ev).len() >= 12);
+        rx.wait_until("12 PUSH events", Duration::from_secs(60), |ev| image_actions(ev).len() >= 12);
         let ev = rx.events();
         for (repo, tags) in &pushed {
             let got: Vec<String> = image_actions(&ev)
@@ -315,7 +154,7 @@ both_backends! {
 
 both_backends! {
     fn killed_after_acknowledged_pushes_loses_no_event(backend) {
-        let mut rx = Receiver::start();
+        let mut rx = Receiver::signed(SECRET);
         rx.down();
         let cfg = TempDir::new("events-cfg");
         let mut berth = with_webhook(backend, &cfg, &webhook_toml(&rx.url(), "")).start();
@@ -329,7 +168,7 @@ both_backends! {
         berth.kill9();
         rx.resume();
         berth.restart();
-        rx.wait_for("8 PUSH events after the restart", Duration::from_secs(60), |ev| {
+        rx.wait_until("8 PUSH events after the restart", Duration::from_secs(60), |ev| {
             let ids: std::collections::HashSet<_> =
                 image_actions(ev).iter().map(|e| e["id"].clone()).collect();
             ids.len() >= 8
@@ -356,7 +195,7 @@ both_backends! {
 
 #[test]
 fn admin_webhook_add_list_test_remove_and_cloudevents() {
-    let rx = Receiver::start();
+    let rx = Receiver::signed(SECRET);
     let berth = Berth::start(Backend::Sqlite);
     berth.admin(&[
         "webhook",
@@ -386,7 +225,7 @@ fn admin_webhook_add_list_test_remove_and_cloudevents() {
         .expect_status(201);
     let img = small_image("prod");
     img.push(&http, "prod/app", "v1").expect_status(201);
-    rx.wait_for("the prod push", Duration::from_secs(20), |ev| {
+    rx.wait_until("the prod push", Duration::from_secs(20), |ev| {
         !ev.is_empty()
     });
     std::thread::sleep(Duration::from_millis(800));
@@ -401,7 +240,7 @@ fn admin_webhook_add_list_test_remove_and_cloudevents() {
     assert!(h.get("ce-id").is_some());
     assert_eq!(ev[0].body["image-digest"], img.digest());
     berth.admin(&["webhook", "test", "ce"]);
-    rx.wait_for("the test delivery", Duration::from_secs(10), |ev| {
+    rx.wait_until("the test delivery", Duration::from_secs(10), |ev| {
         ev.len() == 2
     });
     rx.assert_signatures();
@@ -505,7 +344,7 @@ fn npm_fixture_image() -> Image {
 
 both_backends! {
     fn scan_completion_event_carries_the_counts(backend) {
-        let rx = Receiver::start();
+        let rx = Receiver::signed(SECRET);
         let cfg = TempDir::new("events-cfg");
         let berth = with_webhook(
             backend,
@@ -521,7 +360,7 @@ both_backends! {
         })).expect_status(200);
         let img = npm_fixture_image();
         img.push(&berth.http(), "scan/app", "v1").expect_status(201);
-        rx.wait_for("the scan event", Duration::from_secs(60), |ev| {
+        rx.wait_until("the scan event", Duration::from_secs(60), |ev| {
             ev.iter().any(|r| r.body["detail-type"] == "ECR Image Scan")
         });
         // The counts the API reports are the counts the event carries.
@@ -548,7 +387,7 @@ both_backends! {
 
 both_backends! {
     fn lifecycle_expiry_is_a_delete_event(backend) {
-        let rx = Receiver::start();
+        let rx = Receiver::signed(SECRET);
         let cfg = TempDir::new("events-cfg");
         let berth = with_webhook(backend, &cfg, &webhook_toml(&rx.url(), "")).start();
         let http = berth.http();
@@ -565,7 +404,7 @@ both_backends! {
             "repositoryName": "life/app", "lifecyclePolicyText": policy.to_string(),
         })).expect_status(200);
         berth.admin(&["lifecycle", "run", "--repository", "life/app"]);
-        rx.wait_for("the expiry's DELETE", Duration::from_secs(20), |ev| {
+        rx.wait_until("the expiry's DELETE", Duration::from_secs(20), |ev| {
             image_actions(ev).iter().any(|e| e["detail"]["action-type"] == "DELETE")
         });
         let ev = rx.events();
@@ -583,7 +422,7 @@ both_backends! {
 
 #[test]
 fn dead_letters_are_listed_and_redelivered_in_order() {
-    let mut rx = Receiver::start();
+    let mut rx = Receiver::signed(SECRET);
     rx.down();
     let cfg = TempDir::new("events-cfg");
     let berth = with_webhook(Backend::Sqlite, &cfg, &webhook_toml(&rx.url(), ""))
@@ -620,7 +459,7 @@ fn dead_letters_are_listed_and_redelivered_in_order() {
         "a dead letter waits for its redelivery"
     );
     berth.admin(&["webhook", "redeliver", &id]);
-    rx.wait_for("the three pushes", Duration::from_secs(20), |ev| {
+    rx.wait_until("the three pushes", Duration::from_secs(20), |ev| {
         image_actions(ev).len() >= 3
     });
     let ev = rx.events();

@@ -714,10 +714,14 @@ impl Drop for Berth {
         }
         if std::thread::panicking() {
             eprintln!("{}", self.stderr_tail(80));
-        } else if let Some(u) = self.database_url.as_ref().filter(|_| self.owns_database) {
-            // Peers share the prefix and the database; the owner removes both.
-            self.s3_remove_prefix();
-            drop_postgres_database(u);
+        } else {
+            // Peers share the first node's prefix and database: it removes both.
+            if self.opts.peer_of.is_none() {
+                self.s3_remove_prefix();
+            }
+            if let Some(u) = self.database_url.as_ref().filter(|_| self.owns_database) {
+                drop_postgres_database(u);
+            }
         }
     }
 }
