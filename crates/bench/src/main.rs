@@ -57,6 +57,10 @@ struct Cli {
     /// Skip the extra reference instance without authentication.
     #[arg(long)]
     no_noauth_reference: bool,
+    /// Skip the null server (`berth-null-server`: berth's HTTP stack answering
+    /// manifests from memory, the request-rate limit of the manifest scenarios)
+    #[arg(long)]
+    no_null_server: bool,
     /// Skip the second berth with blob encryption off (the encrypted ÷ plaintext
     /// ratios in docs/benchmarks.md, "Encryption on/off").
     #[arg(long)]
@@ -233,9 +237,15 @@ fn build_data(plan: &Plan, nonce: u64) -> DataSet {
     }
 }
 
-/// Untimed setup: the images the pull and mixed scenarios read.
+/// Untimed setup: the images the pull and mixed scenarios read (on the null
+/// server, the manifest only: it serves nothing else).
 async fn seed(server: &Server, d: &DataSet) -> Result<()> {
     let mut c = Conn::new(server.addr, server.auth.clone());
+    if server.kind == servers::Kind::Null {
+        let layers: Vec<(String, u64)> = d.pull_layers.iter().map(Blob::desc).collect();
+        let m = client::image_manifest(&d.pull_config.desc(), &layers);
+        return client::put_manifest(&mut c, load::REPO_PULL, "v1", m).await;
+    }
     for b in std::iter::once(&d.pull_config).chain(&d.pull_layers) {
         client::push_monolithic(&mut c, load::REPO_PULL, b.data.clone(), &b.digest).await?;
     }
@@ -455,16 +465,25 @@ async fn measure_row(
 struct Also {
     /// The reference without auth (request-rate scenarios).
     noauth: bool,
+    /// The null server (manifest GET and HEAD only: all it serves).
+    null: bool,
     /// berth with blob encryption off (blob pushes and pulls: encryption's cost).
     plaintext: bool,
 }
 
+const MANIFEST: Also = Also {
+    noauth: true,
+    null: true,
+    plaintext: false,
+};
 const RATE: Also = Also {
     noauth: true,
+    null: false,
     plaintext: false,
 };
 const BLOB: Also = Also {
     noauth: false,
+    null: false,
     plaintext: true,
 };
 
@@ -481,7 +500,7 @@ fn scenarios(plan: &Plan) -> Vec<(Scenario, Also)> {
                     stop: Stop::For(plan.rate_time),
                     unit: "req/s",
                 },
-                RATE,
+                MANIFEST,
             ));
         }
     }
@@ -608,6 +627,21 @@ fn reference_version() -> String {
         .unwrap_or_default()
 }
 
+/// `berth-null-server`, built beside this harness (`cargo build --release -p
+/// berth-bench` builds both).
+fn null_server_bin() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| Error(format!("own path: {e}")))?;
+    let bin = exe.with_file_name("berth-null-server");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(Error(format!(
+            "{} not found: build it with `cargo build --release -p berth-bench` (or pass --no-null-server)",
+            bin.display()
+        )))
+    }
+}
+
 async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     let root = workspace_root();
     let berth_bin = cli
@@ -683,6 +717,10 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     if !cli.no_noauth_reference {
         servers.push(Server::start_reference(base.join("reference-noauth"), None).await?);
     }
+    if !cli.no_null_server {
+        let null_bin = null_server_bin()?;
+        servers.push(Server::start_null(&null_bin, base.join("null"), &auth).await?);
+    }
     let extra = extra_stores(cli, nonce)?;
     let mut databases = servers::Databases::new(extra.postgres_url.as_deref().unwrap_or(""));
     if extra.postgres_url.is_some() {
@@ -737,7 +775,11 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     eprintln!("scenario 6: cold start and idle memory");
     let cold = cli.selected("cold-start") || cli.selected("idle-memory");
     let plaintext = |s: &Server| matches!(s.kind, servers::Kind::Berth { plaintext: true });
-    for s in servers.iter_mut().filter(|s| cold && !plaintext(s)) {
+    let null = |s: &Server| s.kind == servers::Kind::Null;
+    for s in servers
+        .iter_mut()
+        .filter(|s| cold && !plaintext(s) && !null(s))
+    {
         let mut ms = Vec::new();
         let mut samples = Vec::new();
         for _ in 0..plan.cold_starts {
@@ -790,6 +832,7 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
         eprintln!("scenario: {}", sc.title);
         let runs_on = |s: &Server| match s.kind {
             servers::Kind::Reference { auth: false } => also.noauth,
+            servers::Kind::Null => also.null,
             servers::Kind::Berth { plaintext: true } => also.plaintext,
             _ => true,
         };

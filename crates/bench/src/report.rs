@@ -20,6 +20,8 @@ pub const BERTH_PG: &str = "berth (PostgreSQL)";
 pub const BERTH_PG_S3: &str = "berth (PostgreSQL + S3)";
 /// The reference registry with distribution's `s3` driver on the same bucket.
 pub const REFERENCE_S3: &str = "reference (S3)";
+/// `berth-null-server`: berth's HTTP stack answering manifests from memory.
+pub const NULL_SERVER: &str = "null server";
 
 /// One measurement: a scenario against one server (or a machine limit).
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +142,42 @@ pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
                 pass: None,
             },
         });
+    }
+    // The headline: against the reference without auth (bcrypt htpasswd above is
+    // a setup nobody would choose for speed).
+    for key in ["manifest-get-c64", "manifest-head-c64"] {
+        let name = format!("{key}: ≥ 12× reference (no auth), lower p99");
+        out.push(match ratios(rows, key, REFERENCE_NOAUTH) {
+            Some((thr, Some(p99), _)) => Target {
+                name,
+                measured: format!("{thr:.2}× throughput, p99 {p99:.2}×"),
+                pass: Some(thr >= 12.0 && p99 < 1.0),
+            },
+            _ => Target {
+                name,
+                measured: "n/a".into(),
+                pass: None,
+            },
+        });
+    }
+    // The limit of this machine and HTTP stack: the null server.
+    for verb in ["get", "head"] {
+        for c in [1, 16, 64] {
+            let key = format!("manifest-{verb}-c{c}");
+            let name = format!("{key}: ≥ 50% of the null server");
+            out.push(match ratios(rows, &key, NULL_SERVER) {
+                Some((thr, _, _)) => Target {
+                    name,
+                    measured: format!("{:.0}% of the null server", thr * 100.0),
+                    pass: Some(thr >= 0.5),
+                },
+                _ => Target {
+                    name,
+                    measured: "n/a".into(),
+                    pass: None,
+                },
+            });
+        }
     }
     for key in [LARGE_PUSH, LARGE_PULL] {
         let name = format!("{key}: ≥ 1.2× reference and ≥ 80% of physical limit");
@@ -527,6 +565,62 @@ mod tests {
     }
 
     #[test]
+    fn manifest_targets_against_the_reference_without_auth_and_the_null_server() {
+        let mut rows = sample();
+        rows.push(row(
+            "manifest-get-c64",
+            REFERENCE_NOAUTH,
+            4_000.0,
+            "req/s",
+            3.0,
+            1,
+        ));
+        rows.push(row(
+            "manifest-head-c64",
+            REFERENCE_NOAUTH,
+            4_000.0,
+            "req/s",
+            1.0,
+            1,
+        ));
+        rows.push(row(
+            "manifest-get-c64",
+            NULL_SERVER,
+            100_000.0,
+            "req/s",
+            1.0,
+            1,
+        ));
+        rows.push(row(
+            "manifest-head-c64",
+            NULL_SERVER,
+            90_000.0,
+            "req/s",
+            1.0,
+            1,
+        ));
+        let t = evaluate_targets(&rows);
+        let by = |name: &str| t.iter().find(|x| x.name == name).expect(name).pass;
+        // 60k ÷ 4k = 15×, p99 2 ms < 3 ms.
+        assert_eq!(
+            by("manifest-get-c64: ≥ 12× reference (no auth), lower p99"),
+            Some(true)
+        );
+        // 40k ÷ 4k = 10×, and the p99 is higher.
+        assert_eq!(
+            by("manifest-head-c64: ≥ 12× reference (no auth), lower p99"),
+            Some(false)
+        );
+        // 60 % and 44 % of the null server.
+        assert_eq!(by("manifest-get-c64: ≥ 50% of the null server"), Some(true));
+        assert_eq!(
+            by("manifest-head-c64: ≥ 50% of the null server"),
+            Some(false)
+        );
+        assert_eq!(by("manifest-get-c1: ≥ 50% of the null server"), None);
+    }
+
+    #[test]
     fn targets_missing_rows_are_na() {
         let t = evaluate_targets(&[]);
         assert!(t.iter().all(|x| x.pass.is_none()));
@@ -539,7 +633,7 @@ mod tests {
         assert!(md.starts_with("## Results\n\n| Scenario |"));
         // One table line per row plus header/separator, then the targets table.
         let lines: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
-        assert_eq!(lines.len(), 2 + rows.len() + 2 + 13);
+        assert_eq!(lines.len(), 2 + rows.len() + 2 + 13 + 2 + 6);
         let ref_line = lines
             .iter()
             .find(|l| l.contains("| manifest-get-c64 | reference |"))

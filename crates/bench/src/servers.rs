@@ -29,6 +29,9 @@ pub enum Kind {
     Reference {
         auth: bool,
     },
+    /// `berth-null-server`: berth's HTTP stack answering manifests from memory
+    /// (the request-rate limit of the manifest scenarios).
+    Null,
     /// berth or the reference on another store configuration (PostgreSQL, S3 on
     /// Garage): measured beside the others, compared with each other in
     /// docs/benchmarks.md "Several nodes: PostgreSQL + S3".
@@ -340,6 +343,24 @@ impl Server {
         Ok(s)
     }
 
+    /// Starts `berth-null-server` (`null_bin`) in `dir`, checking `auth` (the
+    /// `Authorization` value berth's clients send) as berth does.
+    pub async fn start_null(null_bin: &Path, dir: PathBuf, auth: &str) -> Result<Server> {
+        std::fs::create_dir_all(&dir)?;
+        let mut s = Server {
+            name: crate::report::NULL_SERVER,
+            kind: Kind::Null,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth: Some(auth.to_owned()),
+            dir,
+            child: None,
+            berth_bin: null_bin.to_path_buf(),
+            env: vec![("BERTH_NULL_AUTH".to_string(), auth.to_owned())],
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
     /// Starts the reference registry in `dir` (created fresh).
     pub async fn start_reference(dir: PathBuf, auth: Option<&str>) -> Result<Server> {
         let storage = format!(
@@ -410,6 +431,7 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
         let t0 = Instant::now();
         let berth = match self.kind {
             Kind::Berth { plaintext } => Some(plaintext),
+            Kind::Null => Some(false),
             Kind::Other if self.berth_bin.as_os_str().is_empty() => None,
             Kind::Other => Some(false),
             Kind::Reference { .. } => None,
@@ -423,10 +445,12 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
                     cmd.env_remove(PLAINTEXT_ENV);
                 }
                 cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+                if self.kind != Kind::Null {
+                    cmd.arg("serve")
+                        .arg("--data-dir")
+                        .arg(self.dir.join("data"));
+                }
                 let mut child = cmd
-                    .arg("serve")
-                    .arg("--data-dir")
-                    .arg(self.dir.join("data"))
                     .args(["--listen", "127.0.0.1:0"])
                     .env("BERTH_ROOT_ACCESS_KEY_ID", ACCESS_KEY_ID)
                     .env("BERTH_ROOT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
@@ -456,6 +480,7 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
                 let url = line
                     .trim()
                     .strip_prefix("berth listening on http://")
+                    .or_else(|| line.trim().strip_prefix("null server listening on http://"))
                     .ok_or_else(|| {
                         Error(format!(
                             "berth did not announce its address (first stdout line {line:?}); see {}",
