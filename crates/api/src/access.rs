@@ -124,11 +124,7 @@ impl App {
             // The principal is an authorization input: a lookup that fails while
             // the store answers refuses the request.
             Err(e) => match self.registry.unreadable("principal", &e).await {
-                AuthzError::Unavailable(_) => Err(OciError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "UNKNOWN",
-                    "identity lookup failed",
-                )),
+                AuthzError::Unavailable(_) => Err(OciError::unavailable()),
                 denied => Err(denied.into()),
             },
         }

@@ -45,6 +45,20 @@ impl OciError {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", msg)
     }
 
+    /// 503 `UNAVAILABLE` (distribution's code) with `Retry-After`: the metadata
+    /// store cannot be reached for now.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "the registry's database is unavailable; retry later",
+        )
+        .header(
+            "Retry-After",
+            crate::ecr::error::RETRY_AFTER_SECS.to_string(),
+        )
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
     }
@@ -95,6 +109,18 @@ impl From<RegistryError> for OciError {
             E::ReferencedByIndex(_) => (StatusCode::CONFLICT, "DENIED"),
             E::PolicyInvalid(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             E::Kms(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            E::Store(err) if err.is_unavailable() => {
+                tracing::warn!(error = %err, "metadata store unavailable");
+                return OciError::unavailable();
+            }
+            E::Store(err) if err.is_storage_full() => {
+                tracing::error!(error = %err, "storage full");
+                return OciError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "UNKNOWN",
+                    crate::ecr::error::STORAGE_FULL,
+                );
+            }
             E::Store(err) => {
                 tracing::error!(error = %err, "storage failure");
                 (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")
@@ -114,11 +140,7 @@ impl From<AuthzError> for OciError {
     fn from(e: AuthzError) -> Self {
         match e {
             AuthzError::Denied(d) => d.into(),
-            AuthzError::Unavailable(_) => OciError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNKNOWN",
-                "authorization could not be evaluated",
-            ),
+            AuthzError::Unavailable(_) => OciError::unavailable(),
         }
     }
 }

@@ -106,6 +106,7 @@ mod tests {
             data_dir: dir.clone(),
             blob_store: None,
             plaintext_blobs: false,
+            database_timeout: None,
         })
         .await
         .unwrap();

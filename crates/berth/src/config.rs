@@ -44,6 +44,9 @@ pub struct Config {
     /// On shutdown, seconds a background job in hand may still run before its
     /// claim is released for another process to take.
     pub job_shutdown_secs: u64,
+    /// Seconds a request waits for a database connection; while the database is
+    /// unreachable, requests fail after this long with 503 and `Retry-After`.
+    pub database_timeout_secs: u64,
     /// Base URL of the OSV advisory mirror (`BERTH_VULNDB_URL`); `None` is `off`.
     pub vulndb_url: Option<String>,
     /// Seconds between background advisory syncs (0 turns them off).
@@ -185,6 +188,7 @@ impl Default for Config {
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
             job_shutdown_secs: 10,
+            database_timeout_secs: 10,
             vulndb_url: berth_registry::feeds::feed_base(None),
             vulndb_sync_interval_secs: 6 * 3600,
             vulndb_max_age_secs: berth_registry::feeds::DEFAULT_MAX_AGE_SECS,
@@ -315,6 +319,9 @@ impl Config {
         }
         if let Some(v) = parse_env("BERTH_JOB_SHUTDOWN_SECS")? {
             c.job_shutdown_secs = v;
+        }
+        if let Some(v) = parse_env("BERTH_DATABASE_TIMEOUT_SECS")? {
+            c.database_timeout_secs = v;
         }
         if let Some(v) = env("BERTH_MASTER_KEY") {
             c.master_key = Some(v);

@@ -266,6 +266,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
         data_dir: cfg.data_dir.clone(),
         blob_store: cfg.blob_location().map_err(|e| e.to_string())?,
         plaintext_blobs: std::env::var(berth_registry::PLAINTEXT_BLOBS_ENV).as_deref() == Ok("1"),
+        database_timeout: Some(Duration::from_secs(cfg.database_timeout_secs.max(1))),
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -169,6 +169,7 @@ mod tests {
             data_dir: dir.to_path_buf(),
             blob_store: None,
             plaintext_blobs: false,
+            database_timeout: None,
         })
         .await
         .unwrap();

@@ -34,6 +34,9 @@ pub struct StoreSettings {
     pub blob_store: Option<BlobLocation>,
     /// Benchmark only (see [`PLAINTEXT_BLOBS_ENV`]).
     pub plaintext_blobs: bool,
+    /// How long a request waits for a database connection before it fails as
+    /// unavailable (`berth_store::DEFAULT_DATABASE_TIMEOUT` when `None`).
+    pub database_timeout: Option<std::time::Duration>,
 }
 
 /// A blob store location: `file://<dir>` or `s3://<bucket>[/<prefix>]`.
@@ -72,7 +75,10 @@ pub enum OpenError {
 impl Stores {
     /// Connects the metadata store (applying migrations) and opens the blob store.
     pub async fn open(s: &StoreSettings) -> Result<Stores, OpenError> {
-        let meta = Meta::connect(&s.database_url)
+        let timeout = s
+            .database_timeout
+            .unwrap_or(berth_store::DEFAULT_DATABASE_TIMEOUT);
+        let meta = Meta::connect_with_timeout(&s.database_url, timeout)
             .await
             .map_err(|e| OpenError::Metadata(e.to_string()))?;
         let mode = if s.plaintext_blobs {

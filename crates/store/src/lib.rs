@@ -24,7 +24,7 @@ pub use meta::jobs::{ClaimedJob, Completion, FailOutcome, JobRecord, JobRow, New
 pub use meta::{
     AccessKeyRow, AccountSetting, AuditFilter, AuditRow, DeleteManifestOutcome, Dialect,
     ManifestRow, ManifestWrite, Meta, NewRepository, PutManifestOutcome, RepoColumn, RepositoryRow,
-    UploadRow, UserRow,
+    UploadRow, UserRow, DEFAULT_DATABASE_TIMEOUT,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,57 @@ pub enum StoreError {
     Tampered(String),
     #[error("KMS key unusable: {0}")]
     Kms(String),
+}
+
+impl StoreError {
+    /// Whether the store is unreachable or overloaded for now, so the request may
+    /// succeed if retried later: the database cannot be reached (connection
+    /// refused or lost, the pool timed out waiting for a connection, PostgreSQL
+    /// shutting down or out of connections) or SQLite stayed locked past its busy
+    /// timeout. Front ends answer these with 503 and `Retry-After`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db_unavailable(e),
+            _ => false,
+        }
+    }
+
+    /// Whether a write failed because the file system is full (`ENOSPC`, or the
+    /// quota `EDQUOT`), or SQLite reported a full database.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Io(e) => io_full(e),
+            StoreError::Db(sqlx::Error::Io(e)) => io_full(e),
+            StoreError::Db(sqlx::Error::Database(d)) => {
+                // SQLITE_FULL (13): "database or disk is full".
+                d.code().as_deref() == Some("13")
+            }
+            _ => false,
+        }
+    }
+}
+
+fn io_full(e: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
+}
+
+fn db_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Io(io) => !io_full(io),
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // PostgreSQL: class 08 (connection exception), admin/crash shutdown,
+            // cannot connect now, too many connections. SQLite: BUSY (5), LOCKED (6).
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "5" | "6")
+        }
+        _ => false,
+    }
 }
 
 /// Wall-clock unix milliseconds.

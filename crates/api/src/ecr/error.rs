@@ -44,6 +44,9 @@ pub enum EcrException {
     RepositoryPolicyNotFound,
     ScanNotFound,
     Server,
+    /// The metadata store is unreachable for now: 503 with `Retry-After`, which
+    /// the AWS SDKs retry.
+    ServiceUnavailable,
     TemplateAlreadyExists,
     TemplateNotFound,
     TooManyTags,
@@ -113,6 +116,7 @@ impl EcrException {
             X::RepositoryPolicyNotFound => "RepositoryPolicyNotFoundException",
             X::ScanNotFound => "ScanNotFoundException",
             X::Server => "ServerException",
+            X::ServiceUnavailable => "ServiceUnavailableException",
             X::TemplateAlreadyExists => "TemplateAlreadyExistsException",
             X::TemplateNotFound => "TemplateNotFoundException",
             X::TooManyTags => "TooManyTagsException",
@@ -149,6 +153,7 @@ impl EcrException {
         use EcrException as X;
         match self {
             X::Server => StatusCode::INTERNAL_SERVER_ERROR,
+            X::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             X::MissingAuthenticationToken | X::UnrecognizedClient | X::InvalidSignature => {
                 StatusCode::FORBIDDEN
             }
@@ -187,6 +192,14 @@ impl EcrError {
         Self::new(EcrException::Server, message)
     }
 
+    /// The metadata store cannot be reached for now (answered with `Retry-After`).
+    pub fn unavailable() -> Self {
+        Self::new(
+            EcrException::ServiceUnavailable,
+            "the registry's database is unavailable; retry later",
+        )
+    }
+
     /// `KmsException` with the key's error repeated in `kmsError`, as ECR answers.
     pub fn kms(message: impl Into<String>) -> Self {
         let message = message.into();
@@ -205,6 +218,13 @@ impl EcrError {
         self.exception.http_status()
     }
 }
+
+/// The message of a write refused because the storage is full.
+pub const STORAGE_FULL: &str =
+    "insufficient storage: the registry's storage is full; nothing was stored, retry once space is freed";
+
+/// Seconds a client is told to wait when the registry is unavailable.
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl From<RegistryError> for EcrError {
     fn from(e: RegistryError) -> Self {
@@ -231,6 +251,14 @@ impl From<RegistryError> for EcrError {
             E::TagImmutable { .. } => EcrError::new(X::ImageTagAlreadyExists, msg),
             E::ReferencedByIndex(_) | E::PolicyInvalid(_) => EcrError::invalid(msg),
             E::Kms(m) => EcrError::kms(m),
+            E::Store(err) if err.is_unavailable() => {
+                tracing::warn!(error = %err, "metadata store unavailable");
+                EcrError::unavailable()
+            }
+            E::Store(err) if err.is_storage_full() => {
+                tracing::error!(error = %err, "storage full");
+                EcrError::server(STORAGE_FULL)
+            }
             E::Store(err) => {
                 tracing::error!(error = %err, "storage failure");
                 EcrError::server("an internal error occurred")
@@ -249,7 +277,7 @@ impl From<AuthzError> for EcrError {
     fn from(e: AuthzError) -> Self {
         match e {
             AuthzError::Denied(d) => d.into(),
-            AuthzError::Unavailable(_) => EcrError::server("an internal error occurred"),
+            AuthzError::Unavailable(_) => EcrError::unavailable(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! the registry core. Errors use the JSON 1.1 shape `{"__type", "message"}`.
 
 mod cloudtrail;
-mod error;
+pub(crate) mod error;
 mod images;
 mod input;
 mod kms;
@@ -107,6 +107,10 @@ pub fn error_response(e: &EcrError, request_id: &str) -> Response {
     let mut r = json_response(e.http_status(), &body, request_id);
     r.headers_mut()
         .insert("x-amzn-errortype", HeaderValue::from_static(code));
+    if e.exception == EcrException::ServiceUnavailable {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(error::RETRY_AFTER_SECS));
+    }
     r
 }
 

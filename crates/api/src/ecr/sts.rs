@@ -134,6 +134,20 @@ pub async fn query_call(
                 &request_id,
             )
         }
+        Err(AuthFailure::Unavailable) => {
+            let mut r = xml_error(
+                ns,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the registry's database is unavailable; retry later",
+                &request_id,
+            );
+            r.headers_mut().insert(
+                "retry-after",
+                axum::http::HeaderValue::from(super::error::RETRY_AFTER_SECS),
+            );
+            return r;
+        }
         Err(AuthFailure::Internal(m)) => {
             return xml_error(
                 ns,
@@ -250,6 +264,8 @@ async fn get_user(
 
 pub enum AuthFailure {
     Sig(SigV4Error),
+    /// The metadata store cannot be reached for now (503, `Retry-After`).
+    Unavailable,
     Internal(String),
 }
 
@@ -292,7 +308,12 @@ impl App {
             .identity()
             .secret_for(parsed.access_key_id())
             .await
-            .map_err(|e| AuthFailure::Internal(e.to_string()))?;
+            .map_err(|e| match e {
+                berth_registry::identity::IdentityError::Store(s) if s.is_unavailable() => {
+                    AuthFailure::Unavailable
+                }
+                e => AuthFailure::Internal(e.to_string()),
+            })?;
         let Some((secret, principal)) = found else {
             return Err(AuthFailure::Sig(SigV4Error::UnknownAccessKey));
         };
@@ -320,6 +341,7 @@ impl App {
             .await
             .map_err(|f| match f {
                 AuthFailure::Sig(e) => e.into(),
+                AuthFailure::Unavailable => super::EcrError::unavailable(),
                 AuthFailure::Internal(m) => super::EcrError::server(m),
             })
     }

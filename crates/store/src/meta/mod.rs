@@ -203,9 +203,21 @@ pub struct UploadRow {
     pub staging: Option<String>,
 }
 
+/// How long a request waits for a database connection by default
+/// (`BERTH_DATABASE_TIMEOUT_SECS`).
+pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Meta {
-    /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies migrations.
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies migrations,
+    /// with [`DEFAULT_DATABASE_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Meta, StoreError> {
+        Self::connect_with_timeout(url, DEFAULT_DATABASE_TIMEOUT).await
+    }
+
+    /// As [`Meta::connect`]; a request waits at most `timeout` for a connection
+    /// (while the database is down, the pool keeps trying to reconnect for that
+    /// long, then the request fails as unavailable: never a longer hang).
+    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Meta, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = if url.starts_with("sqlite:") {
             Dialect::Sqlite
@@ -217,7 +229,7 @@ impl Meta {
                 redact_url(url)
             )));
         };
-        let opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let opts = AnyPoolOptions::new().acquire_timeout(timeout);
         let pool = match dialect {
             Dialect::Sqlite => {
                 opts.max_connections(8)

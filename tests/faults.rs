@@ -1,0 +1,361 @@
+//! Faults a registry must ride out: the database going away for a while (requests
+//! get `503` with `Retry-After` within a bound, never a hang; `/readyz` turns false;
+//! the pool reconnects by itself; nothing acknowledged is lost) and a full disk (a
+//! push that hits `ENOSPC` fails with a clear error in the protocol's shape, leaves
+//! nothing half-visible, reads keep working, and pushes work again once space is
+//! freed, without a restart).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use berth_testsupport::layout::{image, pseudo_random, tar_gz_layer, Image, OCI_LAYER_GZIP};
+use berth_testsupport::server::workspace_root;
+use berth_testsupport::{Backend, Berth, Blob, Http, Response, TempDir};
+
+fn small_image(seed: &str) -> Image {
+    let layer = tar_gz_layer(
+        OCI_LAYER_GZIP,
+        &[("etc/marker", 0o644, seed.as_bytes().to_vec())],
+    );
+    image(vec![layer], "amd64", false)
+}
+
+/// A PostgreSQL server of the test's own (`scripts/pg-start DIR PORT`), so that
+/// stopping it disturbs no other test.
+struct PrivatePostgres {
+    dir: TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let dir = TempDir::short("berth-pgf");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = PrivatePostgres { dir, port };
+        p.run_start_script();
+        p
+    }
+
+    fn run_start_script(&self) {
+        let out = Command::new("bash")
+            .arg(workspace_root().join("scripts/pg-start"))
+            .arg(self.cluster())
+            .arg(self.port.to_string())
+            .output()
+            .expect("run scripts/pg-start");
+        assert!(
+            out.status.success(),
+            "scripts/pg-start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn cluster(&self) -> PathBuf {
+        self.dir.join("pg")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin/pg_ctl"))
+            .filter(|p| p.is_file())
+            .max()
+            .expect("pg_ctl");
+        let data = self.cluster().join("data");
+        let log = self.cluster().join("pg.log");
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "berthpg", "--"]).arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let out = cmd
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(args)
+            .output()
+            .expect("run pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn stop(&self) {
+        self.pg_ctl(&["-w", "-m", "fast", "stop"]);
+    }
+
+    /// Starts the stopped server again on its data (the start script would make
+    /// a fresh cluster).
+    fn start_again(&self) {
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=on",
+            self.port,
+            self.cluster().display()
+        );
+        self.pg_ctl(&["-w", "-o", &opts, "start"]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.stop());
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Sends until `ok` holds for the response, for at most `within`.
+#[track_caller]
+fn eventually(
+    what: &str,
+    within: Duration,
+    mut send: impl FnMut() -> Response,
+    ok: impl Fn(&Response) -> bool,
+) -> Response {
+    let start = Instant::now();
+    loop {
+        let r = send();
+        if ok(&r) {
+            return r;
+        }
+        if start.elapsed() > within {
+            panic!("{what}: still {} after {within:?}", r.describe());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn database_outage_answers_503_then_recovers_without_a_restart() {
+    if !Backend::postgres_available() {
+        return;
+    }
+    let pg = PrivatePostgres::start();
+    let berth = Berth::options(Backend::Sqlite)
+        .env("BERTH_DATABASE_URL", &pg.url())
+        .env("BERTH_DATABASE_TIMEOUT_SECS", "3")
+        .start();
+    let http = berth.http();
+    let img = small_image("before the outage");
+    img.push(&http, "outage/app", "v1").expect_status(201);
+
+    pg.stop();
+    // Every kind of request: a read, a write, the ECR API, readiness. Each answers
+    // within the bound (no hang) with 503 and Retry-After.
+    let t = Instant::now();
+    let r = http.get("/v2/outage/app/manifests/v1");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "a read took {:?}",
+        t.elapsed()
+    );
+    r.expect_oci_error(503, "UNAVAILABLE");
+    assert!(r.header("retry-after").is_some(), "{}", r.describe());
+    let r = http.send("POST", "/v2/outage/app/blobs/uploads/", &[], "");
+    r.expect_oci_error(503, "UNAVAILABLE");
+    assert!(r.header("retry-after").is_some(), "{}", r.describe());
+    let r = berth.ecr("DescribeRepositories", &serde_json::json!({}));
+    assert_eq!(r.status, 503, "{}", r.describe());
+    assert!(r.header("retry-after").is_some(), "{}", r.describe());
+    Http::new(berth.addr()).get("/readyz").expect_status(503);
+
+    pg.start_again();
+    // The pool reconnects by itself: no restart of berth.
+    eventually(
+        "readiness after the outage",
+        Duration::from_secs(30),
+        || Http::new(berth.addr()).get("/readyz"),
+        |r| r.status == 200,
+    );
+    let r = eventually(
+        "the manifest after the outage",
+        Duration::from_secs(30),
+        || http.get("/v2/outage/app/manifests/v1"),
+        |r| r.status == 200,
+    );
+    assert_eq!(
+        r.body, img.manifest.bytes,
+        "the acknowledged manifest is intact"
+    );
+    for b in img.blobs() {
+        let r = http.get(&format!("/v2/outage/app/blobs/{}", b.digest));
+        r.expect_status(200);
+        assert!(r.body == b.bytes);
+    }
+    let after = small_image("after the outage");
+    after.push(&http, "outage/app", "v2").expect_status(201);
+    berth
+        .ecr("DescribeRepositories", &serde_json::json!({}))
+        .expect_status(200);
+}
+
+/// A small tmpfs mounted for the test (root only), unmounted on drop.
+struct SmallDisk {
+    dir: TempDir,
+}
+
+impl SmallDisk {
+    /// None when this is not root (outside CI, where the test then skips).
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = TempDir::new("berth-fulldisk");
+        let ok = is_root()
+            && Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+        if ok {
+            return Some(SmallDisk { dir });
+        }
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty()) {
+            panic!("cannot mount a {mib} MiB tmpfs for the full-disk test: CI runs as root");
+        }
+        eprintln!("skipping the full-disk test: mounting a tmpfs needs root");
+        None
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn full_disk_fails_the_push_cleanly_and_recovers_once_space_is_freed() {
+    let Some(disk) = SmallDisk::mount(24) else {
+        return;
+    };
+    let blobs = disk.path().join("store");
+    let berth = Berth::options(Backend::Sqlite)
+        .env("BERTH_BLOB_STORE", &format!("file://{}", blobs.display()))
+        .start();
+    let http = berth.http();
+    let img = small_image("stored before the disk filled up");
+    img.push(&http, "full/app", "v1").expect_status(201);
+
+    // Fill the disk but for ~1 MiB.
+    let filler = disk.path().join("filler");
+    let avail = {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(disk.path())
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<usize>().ok())
+            .expect("df's available bytes")
+    };
+    std::fs::write(&filler, vec![0u8; avail.saturating_sub(1024 * 1024)])
+        .expect("write the filler");
+
+    // A monolithic push of 4 MiB: a clear OCI error, nothing visible.
+    let big = Blob::new(
+        "application/octet-stream",
+        pseudo_random(5, 4 * 1024 * 1024),
+    );
+    let r = http.send(
+        "POST",
+        &format!("/v2/full/app/blobs/uploads/?digest={}", big.digest),
+        &[("Content-Type", "application/octet-stream")],
+        big.bytes.clone(),
+    );
+    r.expect_oci_error(507, "UNKNOWN");
+    assert!(r.text().contains("storage is full"), "{}", r.describe());
+    http.head(&format!("/v2/full/app/blobs/{}", big.digest))
+        .expect_status(404);
+
+    // A chunked push: the PATCH that does not fit fails the same way.
+    let r = http.send("POST", "/v2/full/app/blobs/uploads/", &[], "");
+    r.expect_status(202);
+    let loc = r.location();
+    let r = http.send(
+        "PATCH",
+        &loc,
+        &[("Content-Type", "application/octet-stream")],
+        big.bytes.clone(),
+    );
+    r.expect_oci_error(507, "UNKNOWN");
+    http.head(&format!("/v2/full/app/blobs/{}", big.digest))
+        .expect_status(404);
+
+    // The ECR API: UploadLayerPart answers an exception with the same message.
+    let r = berth.ecr(
+        "InitiateLayerUpload",
+        &serde_json::json!({"repositoryName": "full/app"}),
+    );
+    r.expect_status(200);
+    let id = r.json()["uploadId"].as_str().unwrap().to_string();
+    let r = berth.ecr(
+        "UploadLayerPart",
+        &serde_json::json!({
+            "repositoryName": "full/app",
+            "uploadId": id,
+            "partFirstByte": 0,
+            "partLastByte": big.bytes.len() - 1,
+            "layerPartBlob": base64::engine::general_purpose::STANDARD.encode(&big.bytes),
+        }),
+    );
+    assert_eq!(r.status, 500, "{}", r.describe());
+    assert_eq!(r.json()["__type"], "ServerException", "{}", r.describe());
+    assert!(r.text().contains("storage is full"), "{}", r.describe());
+
+    // Reads keep working.
+    let r = http.get("/v2/full/app/manifests/v1");
+    r.expect_status(200);
+    assert_eq!(r.body, img.manifest.bytes);
+    for b in img.blobs() {
+        let r = http.get(&format!("/v2/full/app/blobs/{}", b.digest));
+        r.expect_status(200);
+        assert!(r.body == b.bytes);
+    }
+
+    // Space freed: the same push works, without a restart, and reads back whole.
+    std::fs::remove_file(&filler).unwrap();
+    let r = http.send(
+        "POST",
+        &format!("/v2/full/app/blobs/uploads/?digest={}", big.digest),
+        &[("Content-Type", "application/octet-stream")],
+        big.bytes.clone(),
+    );
+    r.expect_status(201);
+    let r = http.get(&format!("/v2/full/app/blobs/{}", big.digest));
+    r.expect_status(200);
+    assert!(
+        r.body == big.bytes,
+        "the blob pushed after the disk was freed differs"
+    );
+    let again = small_image("stored after space was freed");
+    again.push(&http, "full/app", "v2").expect_status(201);
+}
