@@ -1041,3 +1041,134 @@ fn private_ca_and_leaf(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, s
     ]);
     (ca_pem.into(), cert.into(), key.into())
 }
+
+/// Credentials from the `aws_access_key_id = …` lines `berth admin access-key
+/// create` prints.
+fn printed_key(out: &str) -> Credentials {
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .expect("key line")
+    };
+    Credentials {
+        access_key_id: get("aws_access_key_id = "),
+        secret_access_key: get("aws_secret_access_key = "),
+    }
+}
+
+/// `/v2/` as `creds` (their own registry token), addressing `account`'s registry.
+fn http_as(berth: &Berth, creds: &Credentials, account: Option<&str>) -> Http {
+    let r = berth.ecr_as(creds, "GetAuthorizationToken", &json!({}));
+    r.expect_status(200);
+    let token = r.json()["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let decoded = String::from_utf8(base64_decode(&token)).unwrap();
+    let password = decoded.strip_prefix("AWS:").unwrap().to_string();
+    let http = Http::new(berth.addr()).basic_auth("AWS", &password);
+    match account {
+        Some(a) => http.host(&format!("{a}.{}", berth.host())),
+        None => http,
+    }
+}
+
+/// An ECR call as `creds` that declares itself part of a replication from `origin`.
+fn ecr_claimed(
+    berth: &Berth,
+    creds: &Credentials,
+    op: &str,
+    body: &Value,
+    origin: &str,
+) -> Response {
+    berth_testsupport::ecr::call_with_headers(
+        &Http::new(berth.addr()),
+        &berth.host(),
+        creds,
+        berth_testsupport::ecr::TEST_REGION,
+        "ecr",
+        &format!("AmazonEC2ContainerRegistry_V20150921.{op}"),
+        body,
+        &[("X-Berth-Replicated-From", origin)],
+    )
+}
+
+/// Attaches an inline policy allowing `actions` on everything to `user`.
+fn allow(berth: &Berth, dir: &Path, user: &str, name: &str, actions: &[&str]) {
+    let f = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &f,
+        json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }] }).to_string(),
+    )
+    .unwrap();
+    berth.admin(&[
+        "policy",
+        "attach",
+        "--user",
+        user,
+        "--name",
+        name,
+        "--file",
+        f.to_str().unwrap(),
+    ]);
+}
+
+both_backends! {
+    fn a_claimed_replication_needs_replicate_image(backend) {
+        let tmp = TempDir::new("berth-repl-claim");
+        let berth = Berth::start(backend);
+        let layout = Layout::build(&tmp.join("layout"));
+        // A principal that may create repositories and push, but not replicate.
+        berth.admin(&["user", "create", "pusher"]);
+        berth.admin(&["policy", "attach", "--user", "pusher", "PowerUser"]);
+        allow(&berth, tmp.path(), "pusher", "create", &["ecr:CreateRepository"]);
+        let pusher = printed_key(&berth.admin(&["access-key", "create", "--user", "pusher"]));
+        let origin = format!("us-west-2/{SOURCE}");
+        let missing = |name: &str| {
+            let r = berth.ecr("DescribeRepositories", &json!({ "repositoryNames": [name] }));
+            expect_error(&r, 400, "RepositoryNotFoundException");
+        };
+
+        // CreateRepository claiming to be a replication: AccessDenied, nothing created.
+        let r = ecr_claimed(&berth, &pusher, "CreateRepository", &json!({ "repositoryName": "claimed/new" }), &origin);
+        expect_error(&r, 400, "AccessDeniedException");
+        missing("claimed/new");
+        // The same call without the claim is the pusher's to make.
+        berth.ecr_as(&pusher, "CreateRepository", &json!({ "repositoryName": "claimed/app" })).expect_status(200);
+
+        // A /v2/ manifest PUT claiming to be a replication: 403 DENIED, nothing stored.
+        let http = http_as(&berth, &pusher, None);
+        for b in layout.image.blobs() {
+            berth_testsupport::layout::push_blob(&http, "claimed/app", b);
+        }
+        let claimed_put = |reference: &str| {
+            http.send(
+                "PUT",
+                &format!("/v2/claimed/app/manifests/{reference}"),
+                &[("content-type", layout.image.manifest.media_type.as_str()), ("x-berth-replicated-from", origin.as_str())],
+                layout.image.manifest.bytes.clone(),
+            )
+        };
+        claimed_put("v1").expect_oci_error(403, "DENIED");
+        claimed_put(layout.image.digest()).expect_oci_error(403, "DENIED");
+        http.get("/v2/claimed/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        http.get(&format!("/v2/claimed/app/manifests/{}", layout.image.digest())).expect_oci_error(404, "MANIFEST_UNKNOWN");
+        let r = berth.ecr("ListImages", &json!({ "repositoryName": "claimed/app" }));
+        r.expect_status(200);
+        assert_eq!(r.json()["imageIds"], json!([]), "{}", r.describe());
+        assert!(
+            !replication_audit(&berth).iter().any(|f| f[6].starts_with("COMPLETE")),
+            "{:?}",
+            replication_audit(&berth)
+        );
+
+        // Allowed ecr:ReplicateImage, the same claims are accepted: the refusals
+        // above were the missing permission's.
+        allow(&berth, tmp.path(), "pusher", "replicate", &["ecr:ReplicateImage"]);
+        let r = ecr_claimed(&berth, &pusher, "CreateRepository", &json!({ "repositoryName": "claimed/new" }), &origin);
+        r.expect_status(200);
+        claimed_put("v1").expect_status(201);
+        assert_pulls_byte_exact(&berth.http(), "claimed/app", &layout.image, "v1");
+    }
+}
