@@ -206,6 +206,26 @@ async fn a_deletion_and_its_jobs_commit_or_roll_back_together() {
                 "image sha256:m1".to_string()
             ]
         );
+        // A manifest an index needs is refused, and stays, without a job.
+        let mut index = put("sha256:ix", "ix");
+        index.blobs = vec![];
+        index.children = vec!["sha256:m2".into()];
+        assert!(matches!(
+            m.put_manifest(&index).await.unwrap(),
+            PutManifestOutcome::Stored { .. }
+        ));
+        assert_eq!(
+            m.delete_manifest(r.repo_id, "sha256:m2", 9, &|d: &str| job("never", d))
+                .await
+                .unwrap(),
+            DeleteManifestOutcome::ReferencedBy("sha256:ix".into())
+        );
+        assert!(m
+            .get_manifest(r.repo_id, "sha256:m2")
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(jobs(m).await.len(), 2);
         // A deletion that causes no jobs still deletes.
         assert!(m
             .delete_tag(r.repo_id, "w", &no_jobs)

@@ -206,6 +206,19 @@ impl Meta {
         jobs: &DeletionJobs<'_>,
     ) -> Result<DeleteManifestOutcome, StoreError> {
         let mut g = self.begin_write().await?;
+        // The write comes first: on SQLite it takes the write lock at once (waiting
+        // for another process's writer), where a read first would make the later
+        // write fail with "database is locked" if another process committed
+        // in between. Refused below, the deletion rolls back with the transaction.
+        let n = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Ok(DeleteManifestOutcome::NotFound);
+        }
         let parent: Option<String> = sqlx::query_scalar(
             "SELECT r.digest FROM manifest_refs r WHERE r.repo_id = $1 AND r.child = $2 AND r.kind = 'manifest' LIMIT 1",
         )
@@ -215,15 +228,6 @@ impl Meta {
         .await?;
         if let Some(parent) = parent {
             return Ok(DeleteManifestOutcome::ReferencedBy(parent));
-        }
-        let n = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
-            .bind(repo_id)
-            .bind(digest)
-            .execute(&mut *g.tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Ok(DeleteManifestOutcome::NotFound);
         }
         let tags: Vec<String> =
             sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING tag")
