@@ -479,6 +479,9 @@ both_backends! {
         layout.artifact.push(&http, "prod/app", "sbom").expect_status(201);
         let st = settled_statuses(&berth, "prod/app", "sbom");
         assert_eq!(st[0]["failureCode"], "REPOSITORY_NOT_FOUND", "{st}");
+        // Neither refusal created the repository.
+        let r = berth.ecr_as(&partner, "DescribeRepositories", &json!({ "repositoryNames": ["prod/app"] }));
+        expect_error(&r, 400, "RepositoryNotFoundException");
 
         // With both actions: the image, the index and the referrer arrive byte-exact.
         berth.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!(["ecr:ReplicateImage", "ecr:CreateRepository"])) })).expect_status(200);
@@ -918,19 +921,36 @@ both_backends! {
             settled_statuses(&a, "app", "v1"),
             json!([{ "region": "us-west-2", "registryId": PARTNER, "status": "FAILED", "failureCode": "ACCESS_DENIED" }])
         );
-        b_partner.get("/v2/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        // The refused copy left no (empty) repository behind: B checked the
+        // registry policy before creating anything.
+        let no_repository = |name: &str| {
+            let r = b.ecr_as(&partner, "DescribeRepositories", &json!({ "repositoryNames": [name] }));
+            expect_error(&r, 400, "RepositoryNotFoundException");
+        };
+        no_repository("app");
+        b_partner.get("/v2/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
 
-        // Allowed: the next push arrives in the partner account.
-        let policy = json!({
+        let policy = |actions: Value| json!({
             "Version": "2012-10-17",
             "Statement": [{
                 "Sid": "FromSource", "Effect": "Allow",
                 "Principal": { "AWS": format!("arn:aws:iam::{SOURCE}:root") },
-                "Action": ["ecr:ReplicateImage", "ecr:CreateRepository"],
+                "Action": actions,
                 "Resource": format!("arn:aws:ecr:us-west-2:{PARTNER}:repository/*")
             }]
         }).to_string();
-        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy })).expect_status(200);
+        // ecr:ReplicateImage without ecr:CreateRepository: a missing repository is
+        // REPOSITORY_NOT_FOUND, and still not created.
+        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!("ecr:ReplicateImage")) })).expect_status(200);
+        layout.image.push(&a_http, "app", "v1b").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "app", "v1b"),
+            json!([{ "region": "us-west-2", "registryId": PARTNER, "status": "FAILED", "failureCode": "REPOSITORY_NOT_FOUND" }])
+        );
+        no_repository("app");
+
+        // Allowed both: the next push arrives in the partner account.
+        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!(["ecr:ReplicateImage", "ecr:CreateRepository"])) })).expect_status(200);
         layout.image.push(&a_http, "app", "v2").expect_status(201);
         assert_eq!(
             settled_statuses(&a, "app", "v2"),

@@ -252,7 +252,10 @@ impl Peers {
                 {
                     Ok(_) => {}
                     Err(EcrFailure::Refused(t)) if t == "RepositoryAlreadyExistsException" => {}
-                    Err(EcrFailure::Refused(t)) if t == "AccessDeniedException" => {
+                    // The peer checks ecr:ReplicateImage (AccessDenied) before
+                    // ecr:CreateRepository (RepositoryNotFound), and creates
+                    // nothing when either is refused.
+                    Err(EcrFailure::Refused(t)) if t == "RepositoryNotFoundException" => {
                         return Err(PeerError::Refused(REPOSITORY_NOT_FOUND));
                     }
                     Err(EcrFailure::Refused(t)) => return Err(denied("CreateRepository", t)),

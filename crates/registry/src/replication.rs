@@ -281,6 +281,21 @@ impl Registry {
         .await
     }
 
+    /// Whether `dst_account`'s registry policy allows `src_account` `action`
+    /// (`ecr:ReplicateImage`, `ecr:CreateRepository`) on its repository `name` (its
+    /// own account: always). Checked by the front end before a peer deployment's
+    /// replication creates a repository, so a refused copy creates nothing.
+    pub async fn replication_allowed_into(
+        &self,
+        src_account: &str,
+        dst_account: &str,
+        name: &str,
+        action: &str,
+    ) -> Result<bool> {
+        self.registry_policy_allows(src_account, dst_account, action, name)
+            .await
+    }
+
     /// The job's tag, if the source's tag still names the job's image: a tag removed
     /// or moved since the push is not sent (the image still is, by digest), so a
     /// late job cannot put an old image back under a tag that moved on.
