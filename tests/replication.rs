@@ -186,6 +186,9 @@ fn bad_peer_config_is_refused() {
         ("bad endpoint", "region = \"us-west-2\"\nendpoint = \"ftp://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "endpoint"),
         ("bad region", "region = \"US West\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "region"),
         ("unknown field", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\nsecret = \"s\"\n", "unknown field"),
+        ("bad account", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n[[peer.account]]\nregistry_id = \"12\"\naccess_key_id = \"AKIAY\"\nsecret_access_key = \"t\"\n", "registry_id"),
+        ("account twice", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n[[peer.account]]\nregistry_id = \"210987654321\"\naccess_key_id = \"AKIAY\"\nsecret_access_key = \"t\"\n[[peer.account]]\nregistry_id = \"210987654321\"\naccess_key_id = \"AKIAZ\"\nsecret_access_key = \"u\"\n", "named twice"),
+        ("account without secret", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n[[peer.account]]\nregistry_id = \"210987654321\"\naccess_key_id = \"AKIAY\"\n", "secret_access_key"),
     ];
     for (what, section, needle) in cases {
         let cfg = dir.join(format!("{}.toml", what.replace(' ', "-")));
@@ -1190,5 +1193,158 @@ both_backends! {
         r.expect_status(200);
         claimed_put("v1").expect_status(201);
         assert_pulls_byte_exact(&berth.http(), "claimed/app", &layout.image, "v1");
+    }
+}
+
+/// How many `ecr:GetAuthorizationToken` calls `berth`'s audit log holds.
+fn token_calls(berth: &Berth) -> usize {
+    berth
+        .admin(&["audit", "--limit", "100000"])
+        .lines()
+        .filter(|l| l.split('\t').nth(3) == Some("ecr:GetAuthorizationToken"))
+        .count()
+}
+
+both_backends! {
+    fn wrong_peer_credentials_fail_at_once(backend) {
+        let tmp = TempDir::new("berth-repl-badkey");
+        let b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
+        // A names B with the right access key but a wrong secret, and another
+        // region with an access key B does not know.
+        let a_cfg = tmp.join("a.toml");
+        std::fs::write(
+            &a_cfg,
+            format!(
+                "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"{url}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"not-the-secret\"\n\
+                 [[peer]]\nregion = \"eu-west-1\"\nendpoint = \"{url}\"\naccess_key_id = \"AKIAUNKNOWNKEY000000\"\nsecret_access_key = \"x\"\n",
+                berth_testsupport::ecr::TEST_ACCESS_KEY_ID,
+                url = b.url()
+            ),
+        )
+        .unwrap();
+        let a = Berth::options(backend).env("BERTH_CONFIG", a_cfg.to_str().unwrap()).start();
+        let layout = Layout::build(&tmp.join("layout"));
+        put(&a, json!([{ "destinations": [
+            { "region": "us-west-2", "registryId": SOURCE },
+            { "region": "eu-west-1", "registryId": SOURCE }
+        ] }])).expect_status(200);
+        let started = Instant::now();
+        layout.image.push(&a.http(), "app", "v1").expect_status(201);
+        // FAILED at the first refusal, with a code that says why — not after the
+        // quarter of an hour of retries a peer that is down gets.
+        assert_eq!(
+            settled_statuses(&a, "app", "v1"),
+            json!([
+                { "region": "eu-west-1", "registryId": SOURCE, "status": "FAILED", "failureCode": "PEER_AUTHENTICATION_FAILED" },
+                { "region": "us-west-2", "registryId": SOURCE, "status": "FAILED", "failureCode": "PEER_AUTHENTICATION_FAILED" }
+            ])
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        // Each job ran once: none is waiting for another attempt or parked.
+        let text = a.http().get("/metrics").text();
+        for line in ["berth_replication_jobs{state=\"queued\"} 0", "berth_replication_jobs{state=\"parked\"} 0"] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+        assert!(
+            replication_audit(&a).iter().any(|f| f[6] == format!("FAILED PEER_AUTHENTICATION_FAILED to us-west-2/{SOURCE}")),
+            "{:?}",
+            replication_audit(&a)
+        );
+        b.http().get("/v2/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
+    }
+}
+
+both_backends! {
+    fn peer_tokens_are_shared_and_accounts_have_their_own_principal(backend) {
+        let tmp = TempDir::new("berth-repl-tokens");
+        let b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
+        b.admin(&["account", "create", PARTNER]);
+        let partner = printed_key(&b.admin(&["access-key", "create", "--account", PARTNER]));
+        // The partner lets the source account replicate into it.
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "FromSource", "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:aws:iam::{SOURCE}:root") },
+                "Action": ["ecr:ReplicateImage", "ecr:CreateRepository"],
+                "Resource": format!("arn:aws:ecr:us-west-2:{PARTNER}:repository/*")
+            }]
+        }).to_string();
+        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy })).expect_status(200);
+        // A reaches B as B's root by default, and as the partner's principal for
+        // the partner account.
+        let a_cfg = tmp.join("a.toml");
+        std::fs::write(
+            &a_cfg,
+            format!(
+                "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+                 [[peer.account]]\nregistry_id = \"{PARTNER}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                b.url(),
+                berth_testsupport::ecr::TEST_ACCESS_KEY_ID,
+                berth_testsupport::ecr::TEST_SECRET_ACCESS_KEY,
+                partner.access_key_id,
+                partner.secret_access_key
+            ),
+        )
+        .unwrap();
+        let a = Berth::options(backend).env("BERTH_CONFIG", a_cfg.to_str().unwrap()).start();
+        let layout = Layout::build(&tmp.join("layout"));
+        let a_http = a.http();
+        put(&a, json!([{ "destinations": [
+            { "region": "us-west-2", "registryId": SOURCE },
+            { "region": "us-west-2", "registryId": PARTNER }
+        ] }])).expect_status(200);
+
+        // 12 pushes, two destinations each: 24 copies. (The test's own clients
+        // take their tokens first.)
+        let b_partner = partner_http(&b, &partner);
+        let b_http = b.http();
+        let before = token_calls(&b);
+        const N: usize = 12;
+        for i in 0..N {
+            layout.image.push(&a_http, "app", &format!("t{i}")).expect_status(201);
+        }
+        for i in 0..N {
+            assert_eq!(
+                settled_statuses(&a, "app", &format!("t{i}")),
+                json!([
+                    { "region": "us-west-2", "registryId": SOURCE, "status": "COMPLETE" },
+                    { "region": "us-west-2", "registryId": PARTNER, "status": "COMPLETE" }
+                ])
+            );
+        }
+        // (The status is the image's: wait for every tag's copy.)
+        for http in [&b_partner, &b_http] {
+            wait_until("every tag is copied", || {
+                let r = http.get("/v2/app/tags/list");
+                r.status == 200 && r.json()["tags"].as_array().is_some_and(|t| t.len() == N)
+            });
+        }
+        // One token per principal served every copy.
+        let calls = token_calls(&b) - before;
+        assert!(calls <= 2, "{calls} GetAuthorizationToken calls for {} copies", 2 * N);
+        assert!(calls >= 1, "the peer never issued a token");
+
+        // The partner's copy arrived through the partner's own principal.
+        assert_pulls_byte_exact(&b_partner, "app", &layout.image, &format!("t{}", N - 1));
+        assert_pulls_byte_exact(&b_http, "app", &layout.image, "t0");
+        let rows = replication_audit(&b);
+        let by = |account: &str| {
+            rows.iter()
+                .filter(|f| f[1] == account && f[6] == format!("COMPLETE from us-east-1/{SOURCE}"))
+                .map(|f| f[2].clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(
+            by(PARTNER).into_iter().collect::<Vec<_>>(),
+            vec![format!("arn:aws:iam::{PARTNER}:root")],
+            "{rows:?}"
+        );
+        assert_eq!(
+            by(SOURCE).into_iter().collect::<Vec<_>>(),
+            vec![format!("arn:aws:iam::{SOURCE}:root")],
+            "{rows:?}"
+        );
     }
 }

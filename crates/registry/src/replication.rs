@@ -44,6 +44,9 @@ pub const REPOSITORY_NOT_FOUND: &str = "REPOSITORY_NOT_FOUND";
 pub const IMMUTABLE_TAG_CONFLICT: &str = "IMMUTABLE_TAG_CONFLICT";
 pub const SOURCE_IMAGE_NOT_FOUND: &str = "SOURCE_IMAGE_NOT_FOUND";
 pub const REPLICATION_FAILED: &str = "REPLICATION_FAILED";
+/// The peer deployment refused the `[[peer]]` credentials (unknown access key,
+/// wrong secret, or a registry token it does not accept): not retried.
+pub const PEER_AUTHENTICATION_FAILED: &str = "PEER_AUTHENTICATION_FAILED";
 
 /// Whether a rule's `PREFIX_MATCH` filters match `name` (no filter: every repository).
 fn rule_matches(rule: &Value, name: &str) -> bool {
