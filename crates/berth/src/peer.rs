@@ -725,4 +725,158 @@ mod tests {
         assert_eq!(p.principal("210987654321").secret_access_key, "p");
         assert_eq!(p.principal("123456789012").access_key_id, "AKDEFAULT");
     }
+
+    /// A stand-in for a peer's HTTP front end (the client logic under test is the
+    /// token's life): `GetAuthorizationToken` issues `tok1`, `tok2`, …; `/v2/`
+    /// accepts only the tokens `accept` allows and answers 401 to the others.
+    /// Returns the endpoint and the number of tokens issued.
+    async fn fake_peer(accept: fn(&str) -> bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = issued.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let header = |name: &str| {
+                        head.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                    };
+                    let len: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let target = header("x-amz-target").unwrap_or_default();
+                    let (status, body) = if target.ends_with(".GetAuthorizationToken") {
+                        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                        let exp = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs()
+                            + 43_200;
+                        let body = json!({ "authorizationData": [{
+                            "authorizationToken": format!("tok{n}"),
+                            "expiresAt": exp
+                        }] });
+                        ("200 OK", body.to_string())
+                    } else if target.ends_with(".DescribeRepositories") {
+                        ("200 OK", json!({ "repositories": [] }).to_string())
+                    } else {
+                        let token = header("authorization").unwrap_or_default();
+                        match token.strip_prefix("Basic ") {
+                            Some(t) if accept(t) => ("200 OK", String::new()),
+                            _ => ("401 Unauthorized", String::new()),
+                        }
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        (format!("http://{addr}"), issued)
+    }
+
+    fn peers_of(endpoint: &str) -> Peers {
+        let cfg = Config {
+            peers: vec![PeerConfig {
+                region: "us-west-2".into(),
+                endpoint: endpoint.into(),
+                access_key_id: "AKID".into(),
+                secret_access_key: Some("s".into()),
+                access_key_file: None,
+                ca_file: None,
+                accounts: vec![],
+            }],
+            ..Config::default()
+        };
+        Peers::new(&cfg).unwrap()
+    }
+
+    const BLOB: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[tokio::test]
+    async fn a_refused_token_is_dropped_and_the_request_sent_once_more() {
+        use std::sync::atomic::Ordering;
+        // The peer refuses the first token it issued (as after its key changed).
+        let (endpoint, issued) = fake_peer(|t| t != "tok1").await;
+        let peers = peers_of(&endpoint);
+        let open = || peers.open("123456789012", "us-west-2", "123456789012", "app", false);
+        let session = open().await.map_err(|e| format!("{e:?}")).unwrap();
+        assert_eq!(issued.load(Ordering::SeqCst), 1);
+        assert!(session
+            .has_blob(BLOB)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap());
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            2,
+            "one new token after the 401"
+        );
+        // The new token is kept: more requests and sessions fetch none.
+        assert!(session
+            .has_blob(BLOB)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap());
+        let again = open().await.map_err(|e| format!("{e:?}")).unwrap();
+        assert!(again
+            .has_blob(BLOB)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap());
+        assert_eq!(issued.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_token_refused_twice_fails_the_copy_without_retrying() {
+        use std::sync::atomic::Ordering;
+        let (endpoint, issued) = fake_peer(|_| false).await;
+        let peers = peers_of(&endpoint);
+        let session = peers
+            .open("123456789012", "us-west-2", "123456789012", "app", false)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        match session.has_blob(BLOB).await {
+            Err(PeerError::Refused(code)) => assert_eq!(code, PEER_AUTHENTICATION_FAILED),
+            other => panic!(
+                "expected a refusal, got {:?}",
+                other.map_err(|e| format!("{e:?}"))
+            ),
+        }
+        // The first token, and one more after the 401: no loop.
+        assert_eq!(issued.load(Ordering::SeqCst), 2);
+    }
 }
