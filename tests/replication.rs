@@ -1193,6 +1193,24 @@ both_backends! {
         r.expect_status(200);
         claimed_put("v1").expect_status(201);
         assert_pulls_byte_exact(&berth.http(), "claimed/app", &layout.image, "v1");
+
+        // A deletion claiming to be a replication, by a principal that may delete
+        // images but not replicate: 403 DENIED, the tag stays.
+        berth.admin(&["user", "create", "deleter"]);
+        berth.admin(&["policy", "attach", "--user", "deleter", "PowerUser"]);
+        allow(&berth, tmp.path(), "deleter", "delete", &["ecr:BatchDeleteImage"]);
+        let deleter = printed_key(&berth.admin(&["access-key", "create", "--user", "deleter"]));
+        let del = http_as(&berth, &deleter, None);
+        let claimed_delete = del.send(
+            "DELETE",
+            "/v2/claimed/app/manifests/v1",
+            &[("x-berth-replicated-from", origin.as_str())],
+            Vec::new(),
+        );
+        claimed_delete.expect_oci_error(403, "DENIED");
+        assert_pulls_byte_exact(&berth.http(), "claimed/app", &layout.image, "v1");
+        del.delete("/v2/claimed/app/manifests/v1").expect_status(202);
+        berth.http().get("/v2/claimed/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
     }
 }
 
