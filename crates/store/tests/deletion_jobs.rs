@@ -1,15 +1,18 @@
-//! The jobs a deletion causes (its replication to other registries) are enqueued in
-//! the deletion's own transaction (`Meta::delete_tag`, `Meta::delete_manifest`):
-//! a deletion that rolls back leaves no job, and one that commits always has its
-//! jobs. Against a real SQLite file and, when `BERTH_TEST_POSTGRES_URL` names a
-//! server this test may create databases on, a fresh PostgreSQL database.
+//! Replication in the metadata store. The jobs a deletion causes (its replication
+//! to other registries) are enqueued in the deletion's own transaction
+//! (`Meta::delete_tag`, `Meta::delete_manifest`): a deletion that rolls back leaves
+//! no job, and one that commits always has its jobs. An image's replication status
+//! stays `IN_PROGRESS` while any of its copies to that destination is still to run.
+//! Against a real SQLite file and, when `BERTH_TEST_POSTGRES_URL` names a server
+//! this test may create databases on, a fresh PostgreSQL database.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use berth_store::meta::no_jobs;
+use berth_store::replication::{replication_job, ReplicationJob, REPLICATION_JOB};
 use berth_store::{
-    DeleteManifestOutcome, ManifestWrite, Meta, NewJob, NewRepository, PutManifestOutcome,
-    StoreError,
+    Completion, DeleteManifestOutcome, ManifestWrite, Meta, NewJob, NewRepository,
+    PutManifestOutcome, StoreError,
 };
 use sqlx::Connection;
 
@@ -233,6 +236,136 @@ async fn a_deletion_and_its_jobs_commit_or_roll_back_together() {
             .unwrap()
             .is_some());
         assert_eq!(jobs(m).await.len(), 2);
+    }
+    stores.done().await;
+}
+
+#[tokio::test]
+async fn an_image_is_in_progress_while_any_of_its_copies_is_to_run() {
+    let stores = backends().await;
+    for m in &stores.list {
+        let r = m
+            .create_repository(&NewRepository {
+                account_id: "123456789012".into(),
+                name: "app".into(),
+                created_at: 1,
+                tag_mutability: "MUTABLE".into(),
+                mutability_exclusions: "[]".into(),
+                scan_on_push: false,
+                encryption_type: "AES256".into(),
+                kms_key: None,
+                tags: vec![],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let mut tx = m.begin_digest_tx("sha256:aa", false).await.unwrap();
+        Meta::record_blob(&mut tx, r.repo_id, "sha256:aa", 10, 5, b"k", b"k")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let job = |tag: &str, region: &str| ReplicationJob {
+            repo_id: r.repo_id,
+            digest: "sha256:m1".into(),
+            tag: Some(tag.into()),
+            region: region.into(),
+            registry_id: "210987654321".into(),
+        };
+        // The image pushed under two tags: two copies to us-west-2; one to
+        // eu-west-1.
+        for (tag, regions) in [
+            ("a", vec!["us-west-2", "eu-west-1"]),
+            ("b", vec!["us-west-2"]),
+        ] {
+            let w = ManifestWrite {
+                repo_id: r.repo_id,
+                digest: "sha256:m1".into(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                artifact_type: None,
+                subject: None,
+                config_digest: Some("sha256:aa".into()),
+                image_size: 10,
+                body: b"{}".to_vec(),
+                pushed_at: 7,
+                blobs: vec!["sha256:aa".into()],
+                children: vec![],
+                tag: Some((tag.into(), false)),
+                jobs: regions
+                    .iter()
+                    .map(|g| replication_job(&job(tag, g)).unwrap())
+                    .collect(),
+                events: vec![],
+            };
+            assert!(matches!(
+                m.put_manifest(&w).await.unwrap(),
+                PutManifestOutcome::Stored { .. }
+            ));
+        }
+        let statuses = |m: &Meta| {
+            let m = m.clone();
+            let repo_id = r.repo_id;
+            async move {
+                m.replication_statuses(repo_id, "sha256:m1")
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.region, s.status, s.failure_code))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let st = |region: &str, status: &str, code: Option<&str>| {
+            (
+                region.to_string(),
+                status.to_string(),
+                code.map(str::to_string),
+            )
+        };
+        assert_eq!(
+            statuses(m).await,
+            vec![
+                st("eu-west-1", "IN_PROGRESS", None),
+                st("us-west-2", "IN_PROGRESS", None)
+            ]
+        );
+        // Run the jobs one at a time, in order: the first copy to us-west-2 is
+        // done, the second still queued, so us-west-2 is still in progress.
+        let mut done = 0;
+        while let Some(claimed) = m.claim_job(&[REPLICATION_JOB], "w", 60_000).await.unwrap() {
+            let j: ReplicationJob = serde_json::from_str(&claimed.payload).unwrap();
+            let code = (j.region == "eu-west-1").then_some("ACCESS_DENIED");
+            let status = if code.is_some() { "FAILED" } else { "COMPLETE" };
+            m.set_replication_status(&j, status, code, 8).await.unwrap();
+            assert!(m
+                .complete_job(&claimed, &Completion::Done, None)
+                .await
+                .unwrap());
+            done += 1;
+            let now = statuses(m).await;
+            match done {
+                1 => assert_eq!(
+                    now,
+                    vec![
+                        st("eu-west-1", "IN_PROGRESS", None),
+                        st("us-west-2", "IN_PROGRESS", None)
+                    ]
+                ),
+                2 => assert_eq!(
+                    now,
+                    vec![
+                        st("eu-west-1", "FAILED", Some("ACCESS_DENIED")),
+                        st("us-west-2", "IN_PROGRESS", None)
+                    ]
+                ),
+                _ => assert_eq!(
+                    now,
+                    vec![
+                        st("eu-west-1", "FAILED", Some("ACCESS_DENIED")),
+                        st("us-west-2", "COMPLETE", None)
+                    ]
+                ),
+            }
+        }
+        assert_eq!(done, 3);
     }
     stores.done().await;
 }
