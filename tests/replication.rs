@@ -186,6 +186,9 @@ fn bad_peer_config_is_refused() {
         ("bad endpoint", "region = \"us-west-2\"\nendpoint = \"ftp://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "endpoint"),
         ("bad region", "region = \"US West\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n", "region"),
         ("unknown field", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\nsecret = \"s\"\n", "unknown field"),
+        ("bad account", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n[[peer.account]]\nregistry_id = \"12\"\naccess_key_id = \"AKIAY\"\nsecret_access_key = \"t\"\n", "registry_id"),
+        ("account twice", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n[[peer.account]]\nregistry_id = \"210987654321\"\naccess_key_id = \"AKIAY\"\nsecret_access_key = \"t\"\n[[peer.account]]\nregistry_id = \"210987654321\"\naccess_key_id = \"AKIAZ\"\nsecret_access_key = \"u\"\n", "named twice"),
+        ("account without secret", "region = \"us-west-2\"\nendpoint = \"http://x\"\naccess_key_id = \"AKIAX\"\nsecret_access_key = \"s\"\n[[peer.account]]\nregistry_id = \"210987654321\"\naccess_key_id = \"AKIAY\"\n", "secret_access_key"),
     ];
     for (what, section, needle) in cases {
         let cfg = dir.join(format!("{}.toml", what.replace(' ', "-")));
@@ -479,6 +482,9 @@ both_backends! {
         layout.artifact.push(&http, "prod/app", "sbom").expect_status(201);
         let st = settled_statuses(&berth, "prod/app", "sbom");
         assert_eq!(st[0]["failureCode"], "REPOSITORY_NOT_FOUND", "{st}");
+        // Neither refusal created the repository.
+        let r = berth.ecr_as(&partner, "DescribeRepositories", &json!({ "repositoryNames": ["prod/app"] }));
+        expect_error(&r, 400, "RepositoryNotFoundException");
 
         // With both actions: the image, the index and the referrer arrive byte-exact.
         berth.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!(["ecr:ReplicateImage", "ecr:CreateRepository"])) })).expect_status(200);
@@ -918,19 +924,36 @@ both_backends! {
             settled_statuses(&a, "app", "v1"),
             json!([{ "region": "us-west-2", "registryId": PARTNER, "status": "FAILED", "failureCode": "ACCESS_DENIED" }])
         );
-        b_partner.get("/v2/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        // The refused copy left no (empty) repository behind: B checked the
+        // registry policy before creating anything.
+        let no_repository = |name: &str| {
+            let r = b.ecr_as(&partner, "DescribeRepositories", &json!({ "repositoryNames": [name] }));
+            expect_error(&r, 400, "RepositoryNotFoundException");
+        };
+        no_repository("app");
+        b_partner.get("/v2/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
 
-        // Allowed: the next push arrives in the partner account.
-        let policy = json!({
+        let policy = |actions: Value| json!({
             "Version": "2012-10-17",
             "Statement": [{
                 "Sid": "FromSource", "Effect": "Allow",
                 "Principal": { "AWS": format!("arn:aws:iam::{SOURCE}:root") },
-                "Action": ["ecr:ReplicateImage", "ecr:CreateRepository"],
+                "Action": actions,
                 "Resource": format!("arn:aws:ecr:us-west-2:{PARTNER}:repository/*")
             }]
         }).to_string();
-        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy })).expect_status(200);
+        // ecr:ReplicateImage without ecr:CreateRepository: a missing repository is
+        // REPOSITORY_NOT_FOUND, and still not created.
+        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!("ecr:ReplicateImage")) })).expect_status(200);
+        layout.image.push(&a_http, "app", "v1b").expect_status(201);
+        assert_eq!(
+            settled_statuses(&a, "app", "v1b"),
+            json!([{ "region": "us-west-2", "registryId": PARTNER, "status": "FAILED", "failureCode": "REPOSITORY_NOT_FOUND" }])
+        );
+        no_repository("app");
+
+        // Allowed both: the next push arrives in the partner account.
+        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy(json!(["ecr:ReplicateImage", "ecr:CreateRepository"])) })).expect_status(200);
         layout.image.push(&a_http, "app", "v2").expect_status(201);
         assert_eq!(
             settled_statuses(&a, "app", "v2"),
@@ -1040,4 +1063,306 @@ fn private_ca_and_leaf(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, s
         &cert,
     ]);
     (ca_pem.into(), cert.into(), key.into())
+}
+
+/// Credentials from the `aws_access_key_id = …` lines `berth admin access-key
+/// create` prints.
+fn printed_key(out: &str) -> Credentials {
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .expect("key line")
+    };
+    Credentials {
+        access_key_id: get("aws_access_key_id = "),
+        secret_access_key: get("aws_secret_access_key = "),
+    }
+}
+
+/// `/v2/` as `creds` (their own registry token), addressing `account`'s registry.
+fn http_as(berth: &Berth, creds: &Credentials, account: Option<&str>) -> Http {
+    let r = berth.ecr_as(creds, "GetAuthorizationToken", &json!({}));
+    r.expect_status(200);
+    let token = r.json()["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let decoded = String::from_utf8(base64_decode(&token)).unwrap();
+    let password = decoded.strip_prefix("AWS:").unwrap().to_string();
+    let http = Http::new(berth.addr()).basic_auth("AWS", &password);
+    match account {
+        Some(a) => http.host(&format!("{a}.{}", berth.host())),
+        None => http,
+    }
+}
+
+/// An ECR call as `creds` that declares itself part of a replication from `origin`.
+fn ecr_claimed(
+    berth: &Berth,
+    creds: &Credentials,
+    op: &str,
+    body: &Value,
+    origin: &str,
+) -> Response {
+    berth_testsupport::ecr::call_with_headers(
+        &Http::new(berth.addr()),
+        &berth.host(),
+        creds,
+        berth_testsupport::ecr::TEST_REGION,
+        "ecr",
+        &format!("AmazonEC2ContainerRegistry_V20150921.{op}"),
+        body,
+        &[("X-Berth-Replicated-From", origin)],
+    )
+}
+
+/// Attaches an inline policy allowing `actions` on everything to `user`.
+fn allow(berth: &Berth, dir: &Path, user: &str, name: &str, actions: &[&str]) {
+    let f = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &f,
+        json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }] }).to_string(),
+    )
+    .unwrap();
+    berth.admin(&[
+        "policy",
+        "attach",
+        "--user",
+        user,
+        "--name",
+        name,
+        "--file",
+        f.to_str().unwrap(),
+    ]);
+}
+
+both_backends! {
+    fn a_claimed_replication_needs_replicate_image(backend) {
+        let tmp = TempDir::new("berth-repl-claim");
+        let berth = Berth::start(backend);
+        let layout = Layout::build(&tmp.join("layout"));
+        // A principal that may create repositories and push, but not replicate.
+        berth.admin(&["user", "create", "pusher"]);
+        berth.admin(&["policy", "attach", "--user", "pusher", "PowerUser"]);
+        allow(&berth, tmp.path(), "pusher", "create", &["ecr:CreateRepository"]);
+        let pusher = printed_key(&berth.admin(&["access-key", "create", "--user", "pusher"]));
+        let origin = format!("us-west-2/{SOURCE}");
+        let missing = |name: &str| {
+            let r = berth.ecr("DescribeRepositories", &json!({ "repositoryNames": [name] }));
+            expect_error(&r, 400, "RepositoryNotFoundException");
+        };
+
+        // CreateRepository claiming to be a replication: AccessDenied, nothing created.
+        let r = ecr_claimed(&berth, &pusher, "CreateRepository", &json!({ "repositoryName": "claimed/new" }), &origin);
+        expect_error(&r, 400, "AccessDeniedException");
+        missing("claimed/new");
+        // The same call without the claim is the pusher's to make.
+        berth.ecr_as(&pusher, "CreateRepository", &json!({ "repositoryName": "claimed/app" })).expect_status(200);
+
+        // A /v2/ manifest PUT claiming to be a replication: 403 DENIED, nothing stored.
+        let http = http_as(&berth, &pusher, None);
+        for b in layout.image.blobs() {
+            berth_testsupport::layout::push_blob(&http, "claimed/app", b);
+        }
+        let claimed_put = |reference: &str| {
+            http.send(
+                "PUT",
+                &format!("/v2/claimed/app/manifests/{reference}"),
+                &[("content-type", layout.image.manifest.media_type.as_str()), ("x-berth-replicated-from", origin.as_str())],
+                layout.image.manifest.bytes.clone(),
+            )
+        };
+        claimed_put("v1").expect_oci_error(403, "DENIED");
+        claimed_put(layout.image.digest()).expect_oci_error(403, "DENIED");
+        http.get("/v2/claimed/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+        http.get(&format!("/v2/claimed/app/manifests/{}", layout.image.digest())).expect_oci_error(404, "MANIFEST_UNKNOWN");
+        let r = berth.ecr("ListImages", &json!({ "repositoryName": "claimed/app" }));
+        r.expect_status(200);
+        assert_eq!(r.json()["imageIds"], json!([]), "{}", r.describe());
+        assert!(
+            !replication_audit(&berth).iter().any(|f| f[6].starts_with("COMPLETE")),
+            "{:?}",
+            replication_audit(&berth)
+        );
+
+        // Allowed ecr:ReplicateImage, the same claims are accepted: the refusals
+        // above were the missing permission's.
+        allow(&berth, tmp.path(), "pusher", "replicate", &["ecr:ReplicateImage"]);
+        let r = ecr_claimed(&berth, &pusher, "CreateRepository", &json!({ "repositoryName": "claimed/new" }), &origin);
+        r.expect_status(200);
+        claimed_put("v1").expect_status(201);
+        assert_pulls_byte_exact(&berth.http(), "claimed/app", &layout.image, "v1");
+
+        // A deletion claiming to be a replication, by a principal that may delete
+        // images but not replicate: 403 DENIED, the tag stays.
+        berth.admin(&["user", "create", "deleter"]);
+        berth.admin(&["policy", "attach", "--user", "deleter", "PowerUser"]);
+        allow(&berth, tmp.path(), "deleter", "delete", &["ecr:BatchDeleteImage"]);
+        let deleter = printed_key(&berth.admin(&["access-key", "create", "--user", "deleter"]));
+        let del = http_as(&berth, &deleter, None);
+        let claimed_delete = del.send(
+            "DELETE",
+            "/v2/claimed/app/manifests/v1",
+            &[("x-berth-replicated-from", origin.as_str())],
+            Vec::new(),
+        );
+        claimed_delete.expect_oci_error(403, "DENIED");
+        assert_pulls_byte_exact(&berth.http(), "claimed/app", &layout.image, "v1");
+        del.delete("/v2/claimed/app/manifests/v1").expect_status(202);
+        berth.http().get("/v2/claimed/app/manifests/v1").expect_oci_error(404, "MANIFEST_UNKNOWN");
+    }
+}
+
+/// How many `ecr:GetAuthorizationToken` calls `berth`'s audit log holds.
+fn token_calls(berth: &Berth) -> usize {
+    berth
+        .admin(&["audit", "--limit", "100000"])
+        .lines()
+        .filter(|l| l.split('\t').nth(3) == Some("ecr:GetAuthorizationToken"))
+        .count()
+}
+
+both_backends! {
+    fn wrong_peer_credentials_fail_at_once(backend) {
+        let tmp = TempDir::new("berth-repl-badkey");
+        let b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
+        // A names B with the right access key but a wrong secret, and another
+        // region with an access key B does not know.
+        let a_cfg = tmp.join("a.toml");
+        std::fs::write(
+            &a_cfg,
+            format!(
+                "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"{url}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"not-the-secret\"\n\
+                 [[peer]]\nregion = \"eu-west-1\"\nendpoint = \"{url}\"\naccess_key_id = \"AKIAUNKNOWNKEY000000\"\nsecret_access_key = \"x\"\n",
+                berth_testsupport::ecr::TEST_ACCESS_KEY_ID,
+                url = b.url()
+            ),
+        )
+        .unwrap();
+        let a = Berth::options(backend).env("BERTH_CONFIG", a_cfg.to_str().unwrap()).start();
+        let layout = Layout::build(&tmp.join("layout"));
+        put(&a, json!([{ "destinations": [
+            { "region": "us-west-2", "registryId": SOURCE },
+            { "region": "eu-west-1", "registryId": SOURCE }
+        ] }])).expect_status(200);
+        let started = Instant::now();
+        layout.image.push(&a.http(), "app", "v1").expect_status(201);
+        // FAILED at the first refusal, with a code that says why — not after the
+        // quarter of an hour of retries a peer that is down gets.
+        assert_eq!(
+            settled_statuses(&a, "app", "v1"),
+            json!([
+                { "region": "eu-west-1", "registryId": SOURCE, "status": "FAILED", "failureCode": "PEER_AUTHENTICATION_FAILED" },
+                { "region": "us-west-2", "registryId": SOURCE, "status": "FAILED", "failureCode": "PEER_AUTHENTICATION_FAILED" }
+            ])
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        // Each job ran once: none is waiting for another attempt or parked.
+        let text = a.http().get("/metrics").text();
+        for line in ["berth_replication_jobs{state=\"queued\"} 0", "berth_replication_jobs{state=\"parked\"} 0"] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+        assert!(
+            replication_audit(&a).iter().any(|f| f[6] == format!("FAILED PEER_AUTHENTICATION_FAILED to us-west-2/{SOURCE}")),
+            "{:?}",
+            replication_audit(&a)
+        );
+        b.http().get("/v2/app/tags/list").expect_oci_error(404, "NAME_UNKNOWN");
+    }
+}
+
+both_backends! {
+    fn peer_tokens_are_shared_and_accounts_have_their_own_principal(backend) {
+        let tmp = TempDir::new("berth-repl-tokens");
+        let b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
+        b.admin(&["account", "create", PARTNER]);
+        let partner = printed_key(&b.admin(&["access-key", "create", "--account", PARTNER]));
+        // The partner lets the source account replicate into it.
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "FromSource", "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:aws:iam::{SOURCE}:root") },
+                "Action": ["ecr:ReplicateImage", "ecr:CreateRepository"],
+                "Resource": format!("arn:aws:ecr:us-west-2:{PARTNER}:repository/*")
+            }]
+        }).to_string();
+        b.ecr_as(&partner, "PutRegistryPolicy", &json!({ "policyText": policy })).expect_status(200);
+        // A reaches B as B's root by default, and as the partner's principal for
+        // the partner account.
+        let a_cfg = tmp.join("a.toml");
+        std::fs::write(
+            &a_cfg,
+            format!(
+                "[[peer]]\nregion = \"us-west-2\"\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+                 [[peer.account]]\nregistry_id = \"{PARTNER}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+                b.url(),
+                berth_testsupport::ecr::TEST_ACCESS_KEY_ID,
+                berth_testsupport::ecr::TEST_SECRET_ACCESS_KEY,
+                partner.access_key_id,
+                partner.secret_access_key
+            ),
+        )
+        .unwrap();
+        let a = Berth::options(backend).env("BERTH_CONFIG", a_cfg.to_str().unwrap()).start();
+        let layout = Layout::build(&tmp.join("layout"));
+        let a_http = a.http();
+        put(&a, json!([{ "destinations": [
+            { "region": "us-west-2", "registryId": SOURCE },
+            { "region": "us-west-2", "registryId": PARTNER }
+        ] }])).expect_status(200);
+
+        // 12 pushes, two destinations each: 24 copies. (The test's own clients
+        // take their tokens first.)
+        let b_partner = partner_http(&b, &partner);
+        let b_http = b.http();
+        let before = token_calls(&b);
+        const N: usize = 12;
+        for i in 0..N {
+            layout.image.push(&a_http, "app", &format!("t{i}")).expect_status(201);
+        }
+        for i in 0..N {
+            assert_eq!(
+                settled_statuses(&a, "app", &format!("t{i}")),
+                json!([
+                    { "region": "us-west-2", "registryId": SOURCE, "status": "COMPLETE" },
+                    { "region": "us-west-2", "registryId": PARTNER, "status": "COMPLETE" }
+                ])
+            );
+        }
+        // The status is the image's: it settles only once every tag's copy is
+        // done, so every tag is there.
+        for http in [&b_partner, &b_http] {
+            let r = http.get("/v2/app/tags/list");
+            r.expect_status(200);
+            assert_eq!(r.json()["tags"].as_array().map(Vec::len), Some(N), "{}", r.text());
+        }
+        // One token per principal served every copy.
+        let calls = token_calls(&b) - before;
+        assert!(calls <= 2, "{calls} GetAuthorizationToken calls for {} copies", 2 * N);
+        assert!(calls >= 1, "the peer never issued a token");
+
+        // The partner's copy arrived through the partner's own principal.
+        assert_pulls_byte_exact(&b_partner, "app", &layout.image, &format!("t{}", N - 1));
+        assert_pulls_byte_exact(&b_http, "app", &layout.image, "t0");
+        let rows = replication_audit(&b);
+        let by = |account: &str| {
+            rows.iter()
+                .filter(|f| f[1] == account && f[6] == format!("COMPLETE from us-east-1/{SOURCE}"))
+                .map(|f| f[2].clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(
+            by(PARTNER).into_iter().collect::<Vec<_>>(),
+            vec![format!("arn:aws:iam::{PARTNER}:root")],
+            "{rows:?}"
+        );
+        assert_eq!(
+            by(SOURCE).into_iter().collect::<Vec<_>>(),
+            vec![format!("arn:aws:iam::{SOURCE}:root")],
+            "{rows:?}"
+        );
+    }
 }

@@ -128,6 +128,62 @@ pub struct PeerConfig {
     /// PEM certificate(s) the peer's HTTPS certificate must chain to, instead of
     /// the system's roots (a private CA, a self-signed peer).
     pub ca_file: Option<PathBuf>,
+    /// `[[peer.account]]` sections: the principal to use for particular
+    /// destination accounts in that deployment (the section's own key serves the
+    /// others).
+    #[serde(default, rename = "account")]
+    pub accounts: Vec<PeerAccountConfig>,
+}
+
+/// One `[[peer.account]]` section: the principal a replication into
+/// `registry_id` of the peer deployment signs with.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerAccountConfig {
+    pub registry_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: Option<String>,
+    /// File holding the secret access key (instead of `secret_access_key`).
+    pub access_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PeerAccountConfig {
+    // The secret is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerAccountConfig")
+            .field("registry_id", &self.registry_id)
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_file", &self.access_key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The secret access key given inline or in a file (exactly one of them).
+fn peer_secret(
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    what: &str,
+) -> Result<String, ConfigError> {
+    match (inline, file) {
+        (Some(s), None) => Ok(s.clone()),
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| ConfigError::Read(p.clone(), e)),
+        _ => Err(ConfigError::Invalid(format!(
+            "{what}: give exactly one of secret_access_key and access_key_file"
+        ))),
+    }
+}
+
+impl PeerAccountConfig {
+    /// The secret access key, read from `access_key_file` when that is how it is given.
+    pub fn secret(&self, region: &str) -> Result<String, ConfigError> {
+        peer_secret(
+            &self.secret_access_key,
+            &self.access_key_file,
+            &format!("[[peer]] {region}: account {}", self.registry_id),
+        )
+    }
 }
 
 impl std::fmt::Debug for PeerConfig {
@@ -139,6 +195,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("access_key_id", &self.access_key_id)
             .field("access_key_file", &self.access_key_file)
             .field("ca_file", &self.ca_file)
+            .field("accounts", &self.accounts)
             .finish_non_exhaustive()
     }
 }
@@ -146,16 +203,11 @@ impl std::fmt::Debug for PeerConfig {
 impl PeerConfig {
     /// The secret access key, read from `access_key_file` when that is how it is given.
     pub fn secret(&self) -> Result<String, ConfigError> {
-        match (&self.secret_access_key, &self.access_key_file) {
-            (Some(s), None) => Ok(s.clone()),
-            (None, Some(p)) => std::fs::read_to_string(p)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| ConfigError::Read(p.clone(), e)),
-            _ => Err(ConfigError::Invalid(format!(
-                "[[peer]] {}: give exactly one of secret_access_key and access_key_file",
-                self.region
-            ))),
-        }
+        peer_secret(
+            &self.secret_access_key,
+            &self.access_key_file,
+            &format!("[[peer]] {}", self.region),
+        )
     }
 }
 
@@ -427,6 +479,27 @@ impl Config {
                     "[[peer]] {}: the secret access key is empty",
                     p.region
                 )));
+            }
+            let mut accounts = std::collections::HashSet::new();
+            for a in &p.accounts {
+                if !berth_iam::arn::is_account_id(&a.registry_id) {
+                    return Err(ConfigError::Invalid(format!(
+                        "[[peer]] {}: account registry_id must be 12 digits, got {:?}",
+                        p.region, a.registry_id
+                    )));
+                }
+                if !accounts.insert(a.registry_id.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "[[peer]] {}: account {} named twice",
+                        p.region, a.registry_id
+                    )));
+                }
+                if a.access_key_id.is_empty() || a.secret(&p.region)?.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "[[peer]] {}: account {}: the access key is empty",
+                        p.region, a.registry_id
+                    )));
+                }
             }
         }
         if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {

@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_iam::sigv4::{self, Flavor, SigningParams};
 use berth_registry::replication::{
     PeerConnector, PeerError, PeerResult, PeerSession, SentManifest, ACCESS_DENIED,
-    REPOSITORY_NOT_FOUND,
+    PEER_AUTHENTICATION_FAILED, REPOSITORY_NOT_FOUND,
 };
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -39,8 +39,57 @@ struct Peer {
     /// The endpoint's `host[:port]`.
     authority: String,
     region: String,
+    /// The `[[peer]]` section's principal: every destination account without its
+    /// own.
+    default: Arc<PeerPrincipal>,
+    /// `[[peer.account]]` principals, by destination account.
+    accounts: HashMap<String, Arc<PeerPrincipal>>,
+}
+
+/// A principal of the peer deployment, and the registry token its
+/// `GetAuthorizationToken` returned, kept until shortly before it expires (one
+/// token serves every job; dropped when the peer answers 401).
+struct PeerPrincipal {
     access_key_id: String,
     secret_access_key: String,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    /// `Basic <token>`, marked sensitive.
+    auth: HeaderValue,
+    /// When to fetch a new one.
+    renew_at: Instant,
+}
+
+impl PeerPrincipal {
+    fn new(access_key_id: &str, secret_access_key: String) -> Arc<Self> {
+        Arc::new(PeerPrincipal {
+            access_key_id: access_key_id.to_string(),
+            secret_access_key,
+            token: tokio::sync::Mutex::new(None),
+        })
+    }
+}
+
+/// How long before a token's `expiresAt` it is renewed.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+
+/// When a token that expires at `expires_at` (unix seconds; `None`: not given)
+/// should be renewed: [`TOKEN_MARGIN`] before it expires, or halfway through a
+/// shorter life; a token without an expiry is not kept.
+fn renew_at(now: Instant, unix_now: f64, expires_at: Option<f64>) -> Instant {
+    let Some(exp) = expires_at else {
+        return now;
+    };
+    let left = Duration::from_secs_f64((exp - unix_now).max(0.0));
+    let keep = if left > TOKEN_MARGIN * 2 {
+        left - TOKEN_MARGIN
+    } else {
+        left / 2
+    };
+    now + keep
 }
 
 /// The configured peers, by region.
@@ -94,14 +143,31 @@ impl Peer {
         let client = client
             .build()
             .map_err(|e| format!("[[peer]] {}: HTTP client: {e}", p.region))?;
+        let mut accounts = HashMap::new();
+        for a in &p.accounts {
+            let secret = a.secret(&p.region).map_err(|e| e.to_string())?;
+            accounts.insert(
+                a.registry_id.clone(),
+                PeerPrincipal::new(&a.access_key_id, secret),
+            );
+        }
         Ok(Peer {
             client,
             endpoint,
             authority,
             region: p.region.clone(),
-            access_key_id: p.access_key_id.clone(),
-            secret_access_key: p.secret().map_err(|e| e.to_string())?,
+            default: PeerPrincipal::new(&p.access_key_id, p.secret().map_err(|e| e.to_string())?),
+            accounts,
         })
+    }
+
+    /// The principal that replicates into `registry_id`: its own
+    /// `[[peer.account]]`, else the section's.
+    fn principal(&self, registry_id: &str) -> Arc<PeerPrincipal> {
+        self.accounts
+            .get(registry_id)
+            .unwrap_or(&self.default)
+            .clone()
     }
 }
 
@@ -132,18 +198,28 @@ enum EcrFailure {
     Other(PeerError),
 }
 
-impl Peers {
-    /// One SigV4-signed ECR JSON call to `peer`.
-    async fn ecr(&self, peer: &Peer, op: &str, input: &Value) -> Result<Value, EcrFailure> {
-        self.ecr_from(peer, op, input, None).await
+/// What an ECR refusal (`__type`) by the peer means for the copy: a refusal of
+/// the credentials or of the permission ends it FAILED at once (retrying cannot
+/// help until someone changes the configuration or the policies); anything else
+/// (throttling, …) is retried.
+fn refusal(op: &str, t: &str) -> PeerError {
+    match t {
+        "AccessDeniedException" => PeerError::Refused(ACCESS_DENIED),
+        "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "MissingAuthenticationTokenException"
+        | "IncompleteSignatureException" => PeerError::Refused(PEER_AUTHENTICATION_FAILED),
+        _ => PeerError::Retry(format!("{op}: {t}")),
     }
+}
 
-    /// [`Self::ecr`] that declares the call part of a replication from `origin`
-    /// (`<region>/<account>`): the peer then creates a missing repository with its
-    /// REPLICATION creation template.
-    async fn ecr_from(
+impl Peer {
+    /// One SigV4-signed ECR JSON call as `principal`; `origin` (`<region>/<account>`)
+    /// declares it part of a replication from there (the peer then creates a
+    /// missing repository with its REPLICATION creation template).
+    async fn ecr(
         &self,
-        peer: &Peer,
+        principal: &PeerPrincipal,
         op: &str,
         input: &Value,
         origin: Option<&HeaderValue>,
@@ -152,13 +228,13 @@ impl Peers {
         let target = format!("{ECR_TARGET}.{op}");
         let content_type = "application/x-amz-json-1.1";
         let headers = [
-            ("host", peer.authority.as_str()),
+            ("host", self.authority.as_str()),
             ("content-type", content_type),
             ("x-amz-target", target.as_str()),
         ];
         let payload = hex::encode(ring::digest::digest(&ring::digest::SHA256, &body));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let signed = sigv4::sign_request(
             &sigv4::Request {
@@ -169,16 +245,16 @@ impl Peers {
             },
             &payload,
             &SigningParams {
-                access_key_id: &peer.access_key_id,
-                secret_access_key: &peer.secret_access_key,
-                region: &peer.region,
+                access_key_id: &principal.access_key_id,
+                secret_access_key: &principal.secret_access_key,
+                region: &self.region,
                 service: "ecr",
                 time: now,
                 flavor: Flavor::Standard,
             },
         )
         .map_err(|e| EcrFailure::Other(retry(op, e)))?;
-        let mut req = peer.client.post(format!("{}/", peer.endpoint));
+        let mut req = self.client.post(format!("{}/", self.endpoint));
         if let Some(o) = origin {
             req = req.header(REPLICATED_FROM, o.clone());
         }
@@ -208,6 +284,50 @@ impl Peers {
         }
     }
 
+    /// `principal`'s registry token (`Basic …`): the kept one while it is fresh,
+    /// else a new one from `GetAuthorizationToken` (one call at a time per
+    /// principal, so concurrent jobs share it).
+    async fn token(&self, principal: &PeerPrincipal) -> PeerResult<HeaderValue> {
+        let mut slot = principal.token.lock().await;
+        if let Some(t) = slot.as_ref() {
+            if Instant::now() < t.renew_at {
+                return Ok(t.auth.clone());
+            }
+        }
+        let op = "GetAuthorizationToken";
+        let v = match self.ecr(principal, op, &json!({}), None).await {
+            Ok(v) => v,
+            Err(EcrFailure::Refused(t)) => return Err(refusal(op, &t)),
+            Err(EcrFailure::Other(e)) => return Err(e),
+        };
+        let data = &v["authorizationData"][0];
+        let token = data["authorizationToken"]
+            .as_str()
+            .ok_or_else(|| PeerError::Retry(format!("{op}: no token")))?;
+        let mut auth = HeaderValue::from_str(&format!("Basic {token}"))
+            .map_err(|_| PeerError::Retry(format!("{op}: bad token")))?;
+        // The token is sensitive: never printed by a header dump.
+        auth.set_sensitive(true);
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        *slot = Some(CachedToken {
+            auth: auth.clone(),
+            renew_at: renew_at(Instant::now(), unix_now, data["expiresAt"].as_f64()),
+        });
+        Ok(auth)
+    }
+
+    /// Drops `principal`'s kept token if it is still `used` (the peer refused it).
+    async fn forget_token(&self, principal: &PeerPrincipal, used: &HeaderValue) {
+        let mut slot = principal.token.lock().await;
+        if slot.as_ref().is_some_and(|t| t.auth == *used) {
+            *slot = None;
+        }
+    }
+}
+
+impl Peers {
     async fn open_session(
         &self,
         source_account: &str,
@@ -221,58 +341,47 @@ impl Peers {
                 "no [[peer]] serves region {region}"
             )));
         };
-        let denied = |op: &str, t: String| {
-            if t == "AccessDeniedException" {
-                PeerError::Refused(ACCESS_DENIED)
-            } else {
-                PeerError::Retry(format!("{op}: {t}"))
-            }
-        };
-        let token = match self.ecr(peer, "GetAuthorizationToken", &json!({})).await {
-            Ok(v) => v["authorizationData"][0]["authorizationToken"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| PeerError::Retry("GetAuthorizationToken: no token".into()))?,
-            Err(EcrFailure::Refused(t)) => return Err(denied("GetAuthorizationToken", t)),
-            Err(EcrFailure::Other(e)) => return Err(e),
-        };
+        let principal = peer.principal(registry_id);
+        // First, so that refused credentials end the copy before anything else.
+        peer.token(&principal).await?;
         let origin = HeaderValue::from_str(&format!("{}/{source_account}", self.own_region))
             .map_err(|e| retry("origin", e))?;
         let describe = json!({ "registryId": registry_id, "repositoryNames": [name] });
-        match self.ecr(peer, "DescribeRepositories", &describe).await {
+        match peer
+            .ecr(&principal, "DescribeRepositories", &describe, None)
+            .await
+        {
             Ok(_) => {}
             Err(EcrFailure::Refused(t)) if t == "RepositoryNotFoundException" && !create => {
                 return Err(PeerError::Refused(REPOSITORY_NOT_FOUND));
             }
             Err(EcrFailure::Refused(t)) if t == "RepositoryNotFoundException" => {
                 let create = json!({ "registryId": registry_id, "repositoryName": name });
-                match self
-                    .ecr_from(peer, "CreateRepository", &create, Some(&origin))
+                match peer
+                    .ecr(&principal, "CreateRepository", &create, Some(&origin))
                     .await
                 {
                     Ok(_) => {}
                     Err(EcrFailure::Refused(t)) if t == "RepositoryAlreadyExistsException" => {}
-                    Err(EcrFailure::Refused(t)) if t == "AccessDeniedException" => {
+                    // The peer checks ecr:ReplicateImage (AccessDenied) before
+                    // ecr:CreateRepository (RepositoryNotFound), and creates
+                    // nothing when either is refused.
+                    Err(EcrFailure::Refused(t)) if t == "RepositoryNotFoundException" => {
                         return Err(PeerError::Refused(REPOSITORY_NOT_FOUND));
                     }
-                    Err(EcrFailure::Refused(t)) => return Err(denied("CreateRepository", t)),
+                    Err(EcrFailure::Refused(t)) => return Err(refusal("CreateRepository", &t)),
                     Err(EcrFailure::Other(e)) => return Err(e),
                 }
             }
-            Err(EcrFailure::Refused(t)) => return Err(denied("DescribeRepositories", t)),
+            Err(EcrFailure::Refused(t)) => return Err(refusal("DescribeRepositories", &t)),
             Err(EcrFailure::Other(e)) => return Err(e),
         }
-        let auth = HeaderValue::from_str(&format!("Basic {token}"))
-            .map_err(|_| PeerError::Retry("GetAuthorizationToken: bad token".into()))?;
         let host = HeaderValue::from_str(&format!("{registry_id}.{}", peer.authority))
             .map_err(|e| retry("host", e))?;
-        // The token is sensitive: never printed by a header dump.
-        let mut auth = auth;
-        auth.set_sensitive(true);
         Ok(Box::new(Session {
             peer: peer.clone(),
+            principal,
             host,
-            auth,
             origin,
             name: name.to_string(),
         }))
@@ -294,9 +403,9 @@ impl PeerConnector for Peers {
 
 struct Session {
     peer: Arc<Peer>,
+    principal: Arc<PeerPrincipal>,
     /// `<destination account>.<peer authority>`.
     host: HeaderValue,
-    auth: HeaderValue,
     origin: HeaderValue,
     name: String,
 }
@@ -304,28 +413,59 @@ struct Session {
 type Body = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 impl Session {
+    /// A `/v2/` request without its credentials.
     fn request(&self, method: Method, path_and_query: &str) -> reqwest::RequestBuilder {
         self.peer
             .client
             .request(method, format!("{}{path_and_query}", self.peer.endpoint))
             .header(HOST, self.host.clone())
-            .header(AUTHORIZATION, self.auth.clone())
+    }
+
+    /// Sends the request `build` makes with the principal's token; a 401 (the
+    /// token expired, or the peer's key changed) drops the token and sends it once
+    /// more with a new one.
+    async fn send(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> PeerResult<reqwest::Response> {
+        let auth = self.peer.token(&self.principal).await?;
+        let resp = build()
+            .header(AUTHORIZATION, auth.clone())
+            .send()
+            .await
+            .map_err(|e| retry_req(what, e))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        self.peer.forget_token(&self.principal, &auth).await;
+        let auth = self.peer.token(&self.principal).await?;
+        build()
+            .header(AUTHORIZATION, auth)
+            .send()
+            .await
+            .map_err(|e| retry_req(what, e))
     }
 
     /// A `/v2/` answer that is neither success nor absence.
     fn failure(what: &str, status: StatusCode) -> PeerError {
         match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => PeerError::Refused(ACCESS_DENIED),
+            StatusCode::UNAUTHORIZED => PeerError::Refused(PEER_AUTHENTICATION_FAILED),
+            StatusCode::FORBIDDEN => PeerError::Refused(ACCESS_DENIED),
             s => PeerError::Retry(format!("{what}: HTTP {s}")),
         }
     }
 
     async fn exists(&self, path: String, accept: Option<&str>) -> PeerResult<bool> {
-        let mut req = self.request(Method::HEAD, &path);
-        if let Some(a) = accept {
-            req = req.header("accept", a);
-        }
-        let resp = req.send().await.map_err(|e| retry_req("HEAD", e))?;
+        let resp = self
+            .send("HEAD", || {
+                let req = self.request(Method::HEAD, &path);
+                match accept {
+                    Some(a) => req.header("accept", a),
+                    None => req,
+                }
+            })
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -336,11 +476,11 @@ impl Session {
     async fn upload(&self, digest: &str, size: u64, body: Body) -> PeerResult<()> {
         let start = format!("/v2/{}/blobs/uploads/", self.name);
         let resp = self
-            .request(Method::POST, &start)
-            .header(CONTENT_LENGTH, "0")
-            .send()
-            .await
-            .map_err(|e| retry_req("upload", e))?;
+            .send("upload", || {
+                self.request(Method::POST, &start)
+                    .header(CONTENT_LENGTH, "0")
+            })
+            .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(Self::failure(&start, resp.status()));
         }
@@ -358,8 +498,12 @@ impl Session {
             Err(_) => location.to_string(),
         };
         let sep = if path.contains('?') { '&' } else { '?' };
+        // A streamed body cannot be sent twice: a refused token is dropped and
+        // the attempt retried (the upload starts over with a new one).
+        let auth = self.peer.token(&self.principal).await?;
         let resp = self
             .request(Method::PUT, &format!("{path}{sep}digest={digest}"))
+            .header(AUTHORIZATION, auth.clone())
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size.to_string())
             .body(reqwest::Body::wrap_stream(body))
@@ -368,6 +512,12 @@ impl Session {
             .map_err(|e| retry_req("blob upload", e))?;
         match resp.status() {
             StatusCode::CREATED => Ok(()),
+            StatusCode::UNAUTHORIZED => {
+                self.peer.forget_token(&self.principal, &auth).await;
+                Err(PeerError::Retry(format!(
+                    "blob {digest}: the registry token was refused"
+                )))
+            }
             s => Err(Self::failure(&format!("blob {digest}"), s)),
         }
     }
@@ -380,13 +530,13 @@ impl Session {
     ) -> PeerResult<SentManifest> {
         let path = format!("/v2/{}/manifests/{reference}", self.name);
         let resp = self
-            .request(Method::PUT, &path)
-            .header(CONTENT_TYPE, media_type)
-            .header(REPLICATED_FROM, self.origin.clone())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| retry_req("manifest", e))?;
+            .send("manifest", || {
+                self.request(Method::PUT, &path)
+                    .header(CONTENT_TYPE, media_type)
+                    .header(REPLICATED_FROM, self.origin.clone())
+                    .body(body.clone())
+            })
+            .await?;
         let status = resp.status();
         if status == StatusCode::CREATED {
             return Ok(SentManifest::Stored);
@@ -409,11 +559,11 @@ impl Session {
     async fn digest_of(&self, reference: &str) -> PeerResult<Option<String>> {
         let path = format!("/v2/{}/manifests/{reference}", self.name);
         let resp = self
-            .request(Method::HEAD, &path)
-            .header("accept", MANIFEST_ACCEPT)
-            .send()
-            .await
-            .map_err(|e| retry_req("HEAD", e))?;
+            .send("HEAD", || {
+                self.request(Method::HEAD, &path)
+                    .header("accept", MANIFEST_ACCEPT)
+            })
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(resp
                 .headers()
@@ -428,11 +578,11 @@ impl Session {
     async fn delete(&self, reference: &str) -> PeerResult<bool> {
         let path = format!("/v2/{}/manifests/{reference}", self.name);
         let resp = self
-            .request(Method::DELETE, &path)
-            .header(REPLICATED_FROM, self.origin.clone())
-            .send()
-            .await
-            .map_err(|e| retry_req("DELETE", e))?;
+            .send("DELETE", || {
+                self.request(Method::DELETE, &path)
+                    .header(REPLICATED_FROM, self.origin.clone())
+            })
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -496,6 +646,7 @@ mod tests {
             secret_access_key: Some("s".into()),
             access_key_file: None,
             ca_file: None,
+            accounts: vec![],
         })
         .unwrap();
         assert_eq!(p.endpoint, "http://127.0.0.1:5001");
@@ -507,6 +658,7 @@ mod tests {
             secret_access_key: Some("s".into()),
             access_key_file: None,
             ca_file: None,
+            accounts: vec![],
         })
         .unwrap();
         assert_eq!(p.authority, "registry-west.example.com");
@@ -525,6 +677,7 @@ mod tests {
             secret_access_key: Some("s".into()),
             access_key_file: None,
             ca_file,
+            accounts: vec![],
         };
         let err = Peer::new(&cfg(Some(ca.clone()))).err().expect("refused");
         assert!(err.contains("holds no PEM certificate"), "{err}");
@@ -533,5 +686,197 @@ mod tests {
             .expect("refused");
         assert!(err.contains("missing.pem"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tokens_are_kept_until_shortly_before_they_expire() {
+        let now = Instant::now();
+        let unix = 1_000_000.0;
+        // A 12-hour token: renewed five minutes before it expires.
+        let at = renew_at(now, unix, Some(unix + 43_200.0));
+        assert_eq!(at - now, Duration::from_secs(43_200 - 300));
+        // A short-lived one: halfway through; an expired or undated one: at once.
+        assert_eq!(
+            renew_at(now, unix, Some(unix + 200.0)) - now,
+            Duration::from_secs(100)
+        );
+        assert_eq!(renew_at(now, unix, Some(unix - 5.0)), now);
+        assert_eq!(renew_at(now, unix, None), now);
+    }
+
+    #[test]
+    fn a_destination_account_uses_its_own_principal_else_the_peers() {
+        let p = Peer::new(&PeerConfig {
+            region: "us-west-2".into(),
+            endpoint: "http://127.0.0.1:5001".into(),
+            access_key_id: "AKDEFAULT".into(),
+            secret_access_key: Some("s".into()),
+            access_key_file: None,
+            ca_file: None,
+            accounts: vec![crate::config::PeerAccountConfig {
+                registry_id: "210987654321".into(),
+                access_key_id: "AKPARTNER".into(),
+                secret_access_key: Some("p".into()),
+                access_key_file: None,
+            }],
+        })
+        .unwrap();
+        assert_eq!(p.principal("210987654321").access_key_id, "AKPARTNER");
+        assert_eq!(p.principal("210987654321").secret_access_key, "p");
+        assert_eq!(p.principal("123456789012").access_key_id, "AKDEFAULT");
+    }
+
+    /// A stand-in for a peer's HTTP front end (the client logic under test is the
+    /// token's life): `GetAuthorizationToken` issues `tok1`, `tok2`, …; `/v2/`
+    /// accepts only the tokens `accept` allows and answers 401 to the others.
+    /// Returns the endpoint and the number of tokens issued.
+    async fn fake_peer(accept: fn(&str) -> bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = issued.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let header = |name: &str| {
+                        head.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                    };
+                    let len: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let target = header("x-amz-target").unwrap_or_default();
+                    let (status, body) = if target.ends_with(".GetAuthorizationToken") {
+                        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                        let exp = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs()
+                            + 43_200;
+                        let body = json!({ "authorizationData": [{
+                            "authorizationToken": format!("tok{n}"),
+                            "expiresAt": exp
+                        }] });
+                        ("200 OK", body.to_string())
+                    } else if target.ends_with(".DescribeRepositories") {
+                        ("200 OK", json!({ "repositories": [] }).to_string())
+                    } else {
+                        let token = header("authorization").unwrap_or_default();
+                        match token.strip_prefix("Basic ") {
+                            Some(t) if accept(t) => ("200 OK", String::new()),
+                            _ => ("401 Unauthorized", String::new()),
+                        }
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        (format!("http://{addr}"), issued)
+    }
+
+    fn peers_of(endpoint: &str) -> Peers {
+        let cfg = Config {
+            peers: vec![PeerConfig {
+                region: "us-west-2".into(),
+                endpoint: endpoint.into(),
+                access_key_id: "AKID".into(),
+                secret_access_key: Some("s".into()),
+                access_key_file: None,
+                ca_file: None,
+                accounts: vec![],
+            }],
+            ..Config::default()
+        };
+        Peers::new(&cfg).unwrap()
+    }
+
+    const BLOB: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[tokio::test]
+    async fn a_refused_token_is_dropped_and_the_request_sent_once_more() {
+        use std::sync::atomic::Ordering;
+        // The peer refuses the first token it issued (as after its key changed).
+        let (endpoint, issued) = fake_peer(|t| t != "tok1").await;
+        let peers = peers_of(&endpoint);
+        let open = || peers.open("123456789012", "us-west-2", "123456789012", "app", false);
+        let session = open().await.map_err(|e| format!("{e:?}")).unwrap();
+        assert_eq!(issued.load(Ordering::SeqCst), 1);
+        assert!(session
+            .has_blob(BLOB)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap());
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            2,
+            "one new token after the 401"
+        );
+        // The new token is kept: more requests and sessions fetch none.
+        assert!(session
+            .has_blob(BLOB)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap());
+        let again = open().await.map_err(|e| format!("{e:?}")).unwrap();
+        assert!(again
+            .has_blob(BLOB)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap());
+        assert_eq!(issued.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_token_refused_twice_fails_the_copy_without_retrying() {
+        use std::sync::atomic::Ordering;
+        let (endpoint, issued) = fake_peer(|_| false).await;
+        let peers = peers_of(&endpoint);
+        let session = peers
+            .open("123456789012", "us-west-2", "123456789012", "app", false)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        match session.has_blob(BLOB).await {
+            Err(PeerError::Refused(code)) => assert_eq!(code, PEER_AUTHENTICATION_FAILED),
+            other => panic!(
+                "expected a refusal, got {:?}",
+                other.map_err(|e| format!("{e:?}"))
+            ),
+        }
+        // The first token, and one more after the 401: no loop.
+        assert_eq!(issued.load(Ordering::SeqCst), 2);
     }
 }

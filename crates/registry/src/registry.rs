@@ -1107,42 +1107,43 @@ impl Registry {
     }
 
     /// [`Self::delete_manifest`]; `replicated` marks a deletion that arrives by
-    /// replication, which is not replicated again.
+    /// replication, which is not replicated again. Otherwise the deletion's
+    /// replication jobs are enqueued in the deletion's own transaction.
     pub(crate) async fn delete_manifest_from(
         &self,
         repo: &RepositoryRow,
         reference: &Reference,
         replicated: bool,
     ) -> Result<Vec<String>> {
-        let (deleted, digest) = self.delete_manifest_inner(repo, reference).await?;
-        if !replicated {
-            let tag = match reference {
-                Reference::Tag(t) => Some(t.as_str()),
-                Reference::Digest(_) => None,
-            };
-            self.replicate_deletion(repo, &digest, tag).await?;
-        }
-        Ok(deleted)
-    }
-
-    /// Deletes; returns the removed tags and the digest of the image concerned.
-    async fn delete_manifest_inner(
-        &self,
-        repo: &RepositoryRow,
-        reference: &Reference,
-    ) -> Result<(Vec<String>, String)> {
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        let replication = if replicated {
+            None
+        } else {
+            self.deletion_replication(repo, tag).await?
+        };
+        let jobs = |digest: &str| match &replication {
+            Some(r) => r.jobs(digest),
+            None => Ok(Vec::new()),
+        };
         match reference {
-            Reference::Tag(t) => match self.meta.delete_tag(repo.repo_id, t.as_str()).await? {
-                Some(d) => Ok((vec![t.to_string()], d)),
+            Reference::Tag(t) => match self
+                .meta
+                .delete_tag(repo.repo_id, t.as_str(), &jobs)
+                .await?
+            {
+                Some(_) => Ok(vec![t.to_string()]),
                 None => Err(RegistryError::ManifestUnknown),
             },
             Reference::Digest(d) => {
                 match self
                     .meta
-                    .delete_manifest(repo.repo_id, d.as_str(), self.now())
+                    .delete_manifest(repo.repo_id, d.as_str(), self.now(), &jobs)
                     .await?
                 {
-                    DeleteManifestOutcome::Deleted { tags } => Ok((tags, d.to_string())),
+                    DeleteManifestOutcome::Deleted { tags } => Ok(tags),
                     DeleteManifestOutcome::NotFound => Err(RegistryError::ManifestUnknown),
                     DeleteManifestOutcome::ReferencedBy(p) => {
                         Err(RegistryError::ReferencedByIndex(p))

@@ -44,6 +44,9 @@ pub const REPOSITORY_NOT_FOUND: &str = "REPOSITORY_NOT_FOUND";
 pub const IMMUTABLE_TAG_CONFLICT: &str = "IMMUTABLE_TAG_CONFLICT";
 pub const SOURCE_IMAGE_NOT_FOUND: &str = "SOURCE_IMAGE_NOT_FOUND";
 pub const REPLICATION_FAILED: &str = "REPLICATION_FAILED";
+/// The peer deployment refused the `[[peer]]` credentials (unknown access key,
+/// wrong secret, or a registry token it does not accept): not retried.
+pub const PEER_AUTHENTICATION_FAILED: &str = "PEER_AUTHENTICATION_FAILED";
 
 /// Whether a rule's `PREFIX_MATCH` filters match `name` (no filter: every repository).
 fn rule_matches(rule: &Value, name: &str) -> bool {
@@ -279,6 +282,21 @@ impl Registry {
             &repo.name,
         )
         .await
+    }
+
+    /// Whether `dst_account`'s registry policy allows `src_account` `action`
+    /// (`ecr:ReplicateImage`, `ecr:CreateRepository`) on its repository `name` (its
+    /// own account: always). Checked by the front end before a peer deployment's
+    /// replication creates a repository, so a refused copy creates nothing.
+    pub async fn replication_allowed_into(
+        &self,
+        src_account: &str,
+        dst_account: &str,
+        name: &str,
+        action: &str,
+    ) -> Result<bool> {
+        self.registry_policy_allows(src_account, dst_account, action, name)
+            .await
     }
 
     /// The job's tag, if the source's tag still names the job's image: a tag removed

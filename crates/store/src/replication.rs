@@ -96,8 +96,48 @@ impl Meta {
         Ok(())
     }
 
-    /// The image's replication statuses, one per destination.
+    /// The image's replication statuses, one per destination. A destination that
+    /// still has a replication job of the image to run (another push of it, under
+    /// another tag, whose copy is not done) is `IN_PROGRESS`, whatever an earlier
+    /// job recorded: the status is the image's, and a finished job does not speak
+    /// for the others.
     pub async fn replication_statuses(
+        &self,
+        repo_id: i64,
+        digest: &str,
+    ) -> Result<Vec<ReplicationStatusRow>, StoreError> {
+        let mut rows = self.recorded_replication_statuses(repo_id, digest).await?;
+        if rows.iter().all(|r| r.status == "IN_PROGRESS") {
+            return Ok(rows);
+        }
+        // The payload filter only narrows the scan (a digest holds no LIKE
+        // wildcard); the parsed payload decides.
+        let pending: Vec<String> = sqlx::query_scalar(
+            "SELECT payload FROM jobs WHERE kind = $1 AND state IN ('queued', 'running') AND payload LIKE $2",
+        )
+        .bind(REPLICATION_JOB)
+        .bind(format!("%\"digest\":\"{digest}\"%"))
+        .fetch_all(self.pool())
+        .await?;
+        let pending: Vec<ReplicationJob> = pending
+            .iter()
+            .filter_map(|p| serde_json::from_str::<ReplicationJob>(p).ok())
+            .filter(|j| j.repo_id == repo_id && j.digest == digest)
+            .collect();
+        for r in rows.iter_mut() {
+            if pending
+                .iter()
+                .any(|j| j.region == r.region && j.registry_id == r.registry_id)
+            {
+                r.status = "IN_PROGRESS".to_string();
+                r.failure_code = None;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The statuses as the jobs recorded them.
+    async fn recorded_replication_statuses(
         &self,
         repo_id: i64,
         digest: &str,

@@ -65,6 +65,22 @@ pub fn call(
     target: &str,
     body: &serde_json::Value,
 ) -> Response {
+    call_with_headers(http, host, creds, region, service, target, body, &[])
+}
+
+/// [`call`] with `extra` headers sent unsigned beside the signed ones (as berth's
+/// replication sends `X-Berth-Replicated-From`).
+#[allow(clippy::too_many_arguments)]
+pub fn call_with_headers(
+    http: &Http,
+    host: &str,
+    creds: &Credentials,
+    region: &str,
+    service: &str,
+    target: &str,
+    body: &serde_json::Value,
+    extra: &[(&str, &str)],
+) -> Response {
     let body = serde_json::to_vec(body).expect("json");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -94,17 +110,14 @@ pub fn call(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={sig}",
         creds.access_key_id
     );
-    http.clone().anonymous().send(
-        "POST",
-        "/",
-        &[
-            ("Content-Type", ct),
-            ("X-Amz-Date", &amz),
-            ("X-Amz-Target", target),
-            ("Authorization", &auth),
-        ],
-        body,
-    )
+    let mut headers = vec![
+        ("Content-Type", ct),
+        ("X-Amz-Date", amz.as_str()),
+        ("X-Amz-Target", target),
+        ("Authorization", auth.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    http.clone().anonymous().send("POST", "/", &headers, body)
 }
 
 #[cfg(test)]

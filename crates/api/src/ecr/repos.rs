@@ -2,7 +2,9 @@
 //! PutImageTagMutability, PutImageScanningConfiguration, resource tags, and
 //! GetAuthorizationToken (botocore ECR model).
 
-use berth_registry::{ExclusionFilter, RegistryError, RepoSettings, RepositoryRow, TagMutability};
+use berth_registry::{
+    AuthzError, ExclusionFilter, RegistryError, RepoSettings, RepositoryRow, TagMutability,
+};
 use serde_json::{json, Value};
 
 use super::input::{check_len, decode_token, encode_token, parse_repository_name};
@@ -169,6 +171,9 @@ pub(super) fn parse_mutability(
 pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let account = ctx.registry_id(input)?;
     let name = input.repository_name()?;
+    if let Some(origin) = &ctx.replicated_from {
+        return create_replicated_repository(ctx, &account, &name, origin).await;
+    }
     ctx.app
         .authorize(
             &ctx.caller,
@@ -178,27 +183,6 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
             None,
         )
         .await?;
-    if ctx.replicated_from.is_some() {
-        // A peer's replication creates the repository it copies into: as ECR does
-        // for replication, with the account's REPLICATION creation template (or
-        // the defaults), not with settings of the request. The caller must also
-        // be allowed to replicate into it.
-        ctx.app
-            .authorize(
-                &ctx.caller,
-                "ecr:ReplicateImage",
-                &account,
-                Some(name.as_str()),
-                None,
-            )
-            .await?;
-        let repo = ctx
-            .app
-            .registry
-            .create_repository_for_registry(&account, &name)
-            .await?;
-        return Ok(json!({ "repository": repository_json(ctx, &repo) }));
-    }
     let tags = parse_tags(input.opt_array("tags")?)?;
     let (mode, exclusions) =
         parse_mutability(input)?.unwrap_or((TagMutability::Mutable, Vec::new()));
@@ -501,4 +485,63 @@ pub async fn get_authorization_token(ctx: &Ctx, input: &Input) -> Result<Value, 
         })
         .collect();
     Ok(json!({ "authorizationData": data }))
+}
+
+/// CreateRepository as part of a peer deployment's replication from `origin`
+/// (`<region>/<account>`): as ECR does for replication, with the account's
+/// REPLICATION creation template (or the defaults), not with settings of the
+/// request. Everything is checked before anything is created, so a refused copy
+/// leaves no empty repository: the caller and — for another source account — the
+/// registry policy must allow `ecr:ReplicateImage` (else AccessDenied), and
+/// `ecr:CreateRepository` (else RepositoryNotFound: replication may only fill a
+/// repository that exists, the failure code the source records).
+async fn create_replicated_repository(
+    ctx: &Ctx,
+    account: &str,
+    name: &berth_oci::RepositoryName,
+    origin: &str,
+) -> Result<Value, EcrError> {
+    let source = origin.split_once('/').map_or("", |(_, a)| a);
+    let app = &ctx.app;
+    app.authorize(
+        &ctx.caller,
+        "ecr:ReplicateImage",
+        account,
+        Some(name.as_str()),
+        None,
+    )
+    .await?;
+    let policy = |action: &'static str| async move {
+        app.registry
+            .replication_allowed_into(source, account, name.as_str(), action)
+            .await
+            .map_err(EcrError::from)
+    };
+    if !policy("ecr:ReplicateImage").await? {
+        return Err(EcrError::new(
+            EcrException::AccessDenied,
+            format!("the registry policy of {account} does not allow account {source} ecr:ReplicateImage"),
+        ));
+    }
+    let may_create = match app
+        .authorize(&ctx.caller, &ctx.action, account, Some(name.as_str()), None)
+        .await
+    {
+        Ok(()) => policy("ecr:CreateRepository").await?,
+        Err(AuthzError::Denied(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !may_create {
+        return Err(EcrError::new(
+            EcrException::RepositoryNotFound,
+            format!(
+                "the repository with name '{name}' does not exist in the registry with id '{account}', and replication from account {source} may not create it"
+            ),
+        ));
+    }
+    let repo = app
+        .registry
+        .create_repository_for_registry(account, name)
+        .await?;
+    Ok(json!({ "repository": repository_json(ctx, &repo) }))
 }

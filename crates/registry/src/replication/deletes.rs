@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use berth_oci::{Digest, ImageTag, Reference, RepositoryName};
-use berth_store::{ClaimedJob, NewJob, RepositoryRow, RetryPolicy};
+use berth_store::{ClaimedJob, NewJob, RepositoryRow, RetryPolicy, StoreError};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
@@ -86,17 +86,48 @@ enum Deleted {
     Refused(&'static str),
 }
 
+/// The replication jobs of one deletion in a repository: one per destination whose
+/// rule replicates deletions, built once the deleted image's digest is known, inside
+/// the deletion's transaction (`Meta::delete_tag`, `Meta::delete_manifest`).
+pub(crate) struct DeletionReplication {
+    account: String,
+    repository: String,
+    tag: Option<String>,
+    destinations: Vec<(String, String)>,
+}
+
+impl DeletionReplication {
+    /// The jobs replicating the deletion of `digest` (or of the tag that named it).
+    pub(crate) fn jobs(&self, digest: &str) -> std::result::Result<Vec<NewJob>, StoreError> {
+        self.destinations
+            .iter()
+            .map(|(region, registry_id)| {
+                let j = ReplicationDelete {
+                    account: self.account.clone(),
+                    repository: self.repository.clone(),
+                    digest: digest.to_string(),
+                    tag: self.tag.clone(),
+                    region: region.clone(),
+                    registry_id: registry_id.clone(),
+                };
+                let payload =
+                    serde_json::to_string(&j).map_err(|e| StoreError::Config(e.to_string()))?;
+                Ok(NewJob::now(REPLICATION_DELETE_JOB, payload))
+            })
+            .collect()
+    }
+}
+
 impl Registry {
-    /// Enqueues the replication of a deletion in `repo` to the destinations whose
-    /// rules replicate deletions. Called after the deletion committed: a crash in
-    /// between loses the deletion's replication (the copies stay), never the source's
-    /// deletion.
-    pub(crate) async fn replicate_deletion(
+    /// What a deletion in `repo` (of `tag`, or of an image when `None`) must
+    /// replicate: `None` when no rule replicating deletions matches. A configuration
+    /// that cannot be read fails the deletion, so an acknowledged deletion always
+    /// carries its replication jobs.
+    pub(crate) async fn deletion_replication(
         &self,
         repo: &RepositoryRow,
-        digest: &str,
         tag: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Option<DeletionReplication>> {
         let Some(cfg) = self
             .meta
             .account_setting(
@@ -105,24 +136,18 @@ impl Registry {
             )
             .await?
         else {
-            return Ok(());
+            return Ok(None);
         };
-        for (region, registry_id) in delete_destinations(&cfg, &repo.name) {
-            let j = ReplicationDelete {
-                account: repo.account_id.clone(),
-                repository: repo.name.clone(),
-                digest: digest.to_string(),
-                tag: tag.map(str::to_string),
-                region,
-                registry_id,
-            };
-            let payload = serde_json::to_string(&j)
-                .map_err(|e| berth_store::StoreError::Config(e.to_string()))?;
-            self.meta
-                .enqueue_job(&NewJob::now(REPLICATION_DELETE_JOB, payload))
-                .await?;
+        let destinations = delete_destinations(&cfg, &repo.name);
+        if destinations.is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        Ok(Some(DeletionReplication {
+            account: repo.account_id.clone(),
+            repository: repo.name.clone(),
+            tag: tag.map(str::to_string),
+            destinations,
+        }))
     }
 
     /// Repeats a deletion in `j.registry_id`'s repository of this deployment.

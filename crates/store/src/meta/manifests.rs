@@ -2,6 +2,16 @@
 
 use super::*;
 
+/// The jobs a deletion causes, given the digest of the image concerned (for a tag,
+/// the one it named): enqueued inside the deletion's transaction.
+pub type DeletionJobs<'a> =
+    dyn Fn(&str) -> Result<Vec<super::jobs::NewJob>, StoreError> + Send + Sync + 'a;
+
+/// No jobs: a deletion that causes none.
+pub fn no_jobs(_: &str) -> Result<Vec<super::jobs::NewJob>, StoreError> {
+    Ok(Vec::new())
+}
+
 impl Meta {
     /// Stores a manifest and moves its tag, atomically, checking every reference and
     /// the tag's immutability inside the transaction.
@@ -184,14 +194,31 @@ impl Meta {
         Ok(row.map(|r| manifest_from_row(&r, true)).transpose()?)
     }
 
-    /// Deletes a manifest and its tags. Returns false if absent.
+    /// Deletes a manifest and its tags. Returns false if absent. The jobs the
+    /// deletion causes (`jobs` of the deleted digest; e.g. its replication to other
+    /// registries) are enqueued in the deletion's transaction: they exist exactly
+    /// when the deletion committed, and an error building them undoes the deletion.
     pub async fn delete_manifest(
         &self,
         repo_id: i64,
         digest: &str,
         now: i64,
+        jobs: &DeletionJobs<'_>,
     ) -> Result<DeleteManifestOutcome, StoreError> {
         let mut g = self.begin_write().await?;
+        // The write comes first: on SQLite it takes the write lock at once (waiting
+        // for another process's writer), where a read first would make the later
+        // write fail with "database is locked" if another process committed
+        // in between. Refused below, the deletion rolls back with the transaction.
+        let n = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .execute(&mut *g.tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Ok(DeleteManifestOutcome::NotFound);
+        }
         let parent: Option<String> = sqlx::query_scalar(
             "SELECT r.digest FROM manifest_refs r WHERE r.repo_id = $1 AND r.child = $2 AND r.kind = 'manifest' LIMIT 1",
         )
@@ -201,15 +228,6 @@ impl Meta {
         .await?;
         if let Some(parent) = parent {
             return Ok(DeleteManifestOutcome::ReferencedBy(parent));
-        }
-        let n = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
-            .bind(repo_id)
-            .bind(digest)
-            .execute(&mut *g.tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Ok(DeleteManifestOutcome::NotFound);
         }
         let tags: Vec<String> =
             sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING tag")
@@ -240,12 +258,21 @@ impl Meta {
             events.push(crate::events::image_delete(&name, digest, None));
         }
         crate::events::record_tx(&mut g.tx, repo_id, &events, now).await?;
+        for job in jobs(digest)? {
+            super::jobs::enqueue_tx(&mut g.tx, &job).await?;
+        }
         g.commit().await?;
         Ok(DeleteManifestOutcome::Deleted { tags })
     }
 
-    /// Removes a tag; returns the digest it pointed at.
-    pub async fn delete_tag(&self, repo_id: i64, tag: &str) -> Result<Option<String>, StoreError> {
+    /// Removes a tag; returns the digest it pointed at. `jobs` of that digest are
+    /// enqueued in the same transaction (see [`Meta::delete_manifest`]).
+    pub async fn delete_tag(
+        &self,
+        repo_id: i64,
+        tag: &str,
+        jobs: &DeletionJobs<'_>,
+    ) -> Result<Option<String>, StoreError> {
         let mut g = self.begin_write().await?;
         let d: Option<String> =
             sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND tag = $2 RETURNING digest")
@@ -257,6 +284,9 @@ impl Meta {
             let (_, name) = crate::events::stream_of_tx(&mut g.tx, repo_id).await?;
             let e = crate::events::image_delete(&name, digest, Some(tag));
             crate::events::record_tx(&mut g.tx, repo_id, &[e], crate::now_millis()).await?;
+            for job in jobs(digest)? {
+                super::jobs::enqueue_tx(&mut g.tx, &job).await?;
+            }
         }
         g.commit().await?;
         Ok(d)

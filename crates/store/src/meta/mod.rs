@@ -27,6 +27,7 @@ mod gc;
 mod identity;
 pub mod jobs;
 mod manifests;
+pub use manifests::{no_jobs, DeletionJobs};
 mod pull_through;
 mod repositories;
 pub use console::{AuditSearch, SessionRow};
