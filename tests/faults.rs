@@ -359,3 +359,150 @@ fn full_disk_fails_the_push_cleanly_and_recovers_once_space_is_freed() {
     let again = small_image("stored after space was freed");
     again.push(&http, "full/app", "v2").expect_status(201);
 }
+
+/// A TCP proxy in front of the S3 test endpoint that can be taken down: while down
+/// it drops every open connection and closes new ones at once, as an object store
+/// that went away does.
+struct FlakyProxy {
+    addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str) -> FlakyProxy {
+        use std::sync::atomic::Ordering;
+        let upstream: std::net::SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("BERTH_TEST_S3_ENDPOINT is http://host:port");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (d, g) = (down.clone(), generation.clone());
+        std::thread::spawn(move || {
+            for client in l.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let born = g.load(Ordering::SeqCst);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let (d, g) = (d.clone(), g.clone());
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        from.set_read_timeout(Some(Duration::from_millis(200)))
+                            .unwrap();
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            if d.load(Ordering::SeqCst) || g.load(Ordering::SeqCst) != born {
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => {
+                                    let _ = to.shutdown(std::net::Shutdown::Write);
+                                    return;
+                                }
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e)
+                                    if e.kind() == std::io::ErrorKind::WouldBlock
+                                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FlakyProxy {
+            addr,
+            down,
+            generation,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_down(&self, down: bool) {
+        use std::sync::atomic::Ordering;
+        self.down.store(down, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn object_store_outage_answers_503_then_recovers() {
+    if !Backend::postgres_s3_available() {
+        return;
+    }
+    let endpoint = std::env::var("BERTH_TEST_S3_ENDPOINT").unwrap();
+    let proxy = FlakyProxy::start(&endpoint);
+    let berth = Berth::options(Backend::PostgresS3)
+        .env("BERTH_S3_ENDPOINT", &proxy.url())
+        .start();
+    let http = berth.http();
+    let img = small_image("in the bucket before the outage");
+    img.push(&http, "s3down/app", "v1").expect_status(201);
+    let layer = img.blobs().last().unwrap().clone();
+
+    proxy.set_down(true);
+    // Blob bytes live in the object store: after the client's retries, a clear 503.
+    let t = Instant::now();
+    let r = http.get(&format!("/v2/s3down/app/blobs/{}", layer.digest));
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "a blob read took {:?}",
+        t.elapsed()
+    );
+    r.expect_oci_error(503, "UNAVAILABLE");
+    assert!(r.header("retry-after").is_some(), "{}", r.describe());
+    let fresh = Blob::new("application/octet-stream", pseudo_random(9, 300_000));
+    let r = http.send(
+        "POST",
+        &format!("/v2/s3down/app/blobs/uploads/?digest={}", fresh.digest),
+        &[("Content-Type", "application/octet-stream")],
+        fresh.bytes.clone(),
+    );
+    r.expect_oci_error(503, "UNAVAILABLE");
+    http.head(&format!("/v2/s3down/app/blobs/{}", fresh.digest))
+        .expect_status(404);
+    // What the database answers alone keeps working.
+    let r = http.get("/v2/s3down/app/manifests/v1");
+    r.expect_status(200);
+    assert_eq!(r.body, img.manifest.bytes);
+    Http::new(berth.addr()).get("/readyz").expect_status(503);
+
+    proxy.set_down(false);
+    eventually(
+        "readiness after the outage",
+        Duration::from_secs(30),
+        || Http::new(berth.addr()).get("/readyz"),
+        |r| r.status == 200,
+    );
+    let r = http.get(&format!("/v2/s3down/app/blobs/{}", layer.digest));
+    r.expect_status(200);
+    assert!(r.body == layer.bytes, "the acknowledged blob is intact");
+    let r = http.send(
+        "POST",
+        &format!("/v2/s3down/app/blobs/uploads/?digest={}", fresh.digest),
+        &[("Content-Type", "application/octet-stream")],
+        fresh.bytes.clone(),
+    );
+    r.expect_status(201);
+}

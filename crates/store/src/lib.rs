@@ -47,6 +47,10 @@ pub enum StoreError {
     Tampered(String),
     #[error("KMS key unusable: {0}")]
     Kms(String),
+    /// The object store failed after its own retries (timeouts, connection
+    /// errors, 5xx): the request may succeed later.
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -58,6 +62,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Db(e) => db_unavailable(e),
+            StoreError::Unavailable(_) => true,
             _ => false,
         }
     }

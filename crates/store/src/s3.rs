@@ -105,9 +105,14 @@ pub struct S3Backend {
 /// The smallest part S3 accepts in a multipart upload, except the last one.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
+/// Maps an object store error. A `Generic` error is what remains of a timeout, a
+/// connection error or a 5xx after the client's retries (`RetryConfig` below):
+/// unavailable for now (503 and `Retry-After` at the front ends). Refused
+/// credentials and the like stay plain errors (a misconfiguration, 500).
 fn os_err(e: object_store::Error) -> StoreError {
     match e {
         object_store::Error::NotFound { .. } => StoreError::NotFound,
+        e @ object_store::Error::Generic { .. } => StoreError::Unavailable(e.to_string()),
         other => StoreError::Io(io::Error::other(format!("object store: {other}"))),
     }
 }
