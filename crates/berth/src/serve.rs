@@ -70,6 +70,58 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// The TLS configuration in use, replaced on SIGHUP by one read again from the
+/// certificate and key files (a renewed certificate takes effect for new
+/// connections without a restart; a file that does not load keeps the old one).
+struct TlsReloader {
+    cert: PathBuf,
+    key: PathBuf,
+    current: std::sync::RwLock<tokio_rustls::TlsAcceptor>,
+}
+
+impl TlsReloader {
+    fn open(cert: &PathBuf, key: &PathBuf) -> Result<Arc<TlsReloader>, String> {
+        Ok(Arc::new(TlsReloader {
+            current: std::sync::RwLock::new(tls_acceptor(cert, key)?),
+            cert: cert.clone(),
+            key: key.clone(),
+        }))
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reloads on every SIGHUP for as long as the process runs.
+    fn spawn_reload_on_sighup(self: Arc<Self>) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: TLS certificates reload only on restart");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let (cert, key) = (self.cert.clone(), self.key.clone());
+                let loaded = tokio::task::spawn_blocking(move || tls_acceptor(&cert, &key)).await;
+                match loaded {
+                    Ok(Ok(acc)) => {
+                        *self.current.write().unwrap_or_else(|e| e.into_inner()) = acc;
+                        tracing::info!(cert = %self.cert.display(), "SIGHUP: TLS certificate reloaded");
+                    }
+                    Ok(Err(e)) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: the TLS certificate did not load; keeping the one in use"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed"),
+                }
+            }
+        });
+    }
+}
+
 /// Replication jobs run at once by each process.
 const REPLICATION_WORKERS: usize = 4;
 
@@ -98,7 +150,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         )
     })?;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(c), Some(k)) => Some(tls_acceptor(c, k)?),
+        (Some(c), Some(k)) => Some(TlsReloader::open(c, k)?),
         _ => None,
     };
     let listener = TcpListener::bind(&cfg.listen)
@@ -159,6 +211,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         crate::webhooks::spawn(registry.clone(), &cfg, worker_config(&cfg), jobs_stopping).await?,
     );
 
+    if let Some(t) = &tls {
+        t.clone().spawn_reload_on_sighup();
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to learn the bound address.
     println!("berth listening on {scheme}://{addr}");
@@ -186,7 +241,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                     },
                 ));
                 let watcher = graceful.watcher();
-                let tls = tls.clone();
+                let tls = tls.as_ref().map(|t| t.acceptor());
                 tokio::spawn(async move {
                     let mut builder = hyper::server::conn::http1::Builder::new();
                     builder.keep_alive(true);
