@@ -769,17 +769,19 @@ both_backends! {
     }
 }
 
-/// The console's pages over a registry of `BERTH_CONSOLE_SCALE_REPOS` (100)
-/// repositories and `BERTH_CONSOLE_SCALE_IMAGES` (10,000) images, seeded straight
+/// The console's pages over a registry of `BERTH_CONSOLE_SCALE_REPOS` (1,000)
+/// repositories and `BERTH_CONSOLE_SCALE_IMAGES` (100,000) images, seeded straight
 /// into the metadata store with SQL (`sqlite3` / `psql`, not over HTTP): one real
 /// image pushed to `seed/template`, then copied under new digests, each tagged and
 /// scanned; one repository holds a tenth of the images (and one real image, for
 /// the pages that open a manifest). Every page is fetched
 /// five times; the fastest must come in under `BERTH_CONSOLE_PAGE_BUDGET_MS`
 /// (default 100 ms; the loopback round trip bounds the server's time from above).
-/// The issue's size (1,000 and 100,000) seeds in seconds but Overview does not
-/// meet the budget there yet (figures and why: docs/benchmarks.md, "Console at
-/// scale"), so the default is a tenth of it.
+/// The issue's size seeds in about two seconds (the triggers of schema v16 keep
+/// the Overview's running totals as the rows go in). Overview, which read every
+/// manifest of the account before those totals (176-604 ms here), must also come
+/// in under half the budget: it reads one row per repository now (2-7 ms), so
+/// only a return to full scans can miss that.
 fn console_scale(backend: berth_testsupport::Backend) {
     let env_n = |k: &str, d: i64| {
         std::env::var(k)
@@ -787,8 +789,8 @@ fn console_scale(backend: berth_testsupport::Backend) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let repos = env_n("BERTH_CONSOLE_SCALE_REPOS", 100);
-    let images = env_n("BERTH_CONSOLE_SCALE_IMAGES", 10_000);
+    let repos = env_n("BERTH_CONSOLE_SCALE_REPOS", 1000);
+    let images = env_n("BERTH_CONSOLE_SCALE_IMAGES", 100_000);
     let budget = env_n("BERTH_CONSOLE_PAGE_BUDGET_MS", 100) as u128;
     let big = images / 10;
     let berth = Berth::start(backend);
@@ -931,12 +933,20 @@ fn console_scale(backend: berth_testsupport::Backend) {
             best = best.min(ms);
         }
         report.push_str(&format!("{:>9.1} ms  {p}\n", best as f64 / 1000.0));
-        if best > budget * 1000 {
+        let bound = if p == "/console/overview" {
+            budget * 1000 / 2
+        } else {
+            budget * 1000
+        };
+        if best > bound {
             slow.push(p.clone());
         }
     }
     eprintln!("{report}");
-    assert!(slow.is_empty(), "over {budget} ms: {slow:?}\n{report}");
+    assert!(
+        slow.is_empty(),
+        "over {budget} ms (Overview: half of it): {slow:?}\n{report}"
+    );
 }
 
 both_backends! {
