@@ -954,3 +954,73 @@ both_backends! {
         console_scale(backend);
     }
 }
+
+/// Registry settings edited in a real browser (`tests/py/console_settings.py`):
+/// scanning configuration, replication rules, creation templates (create, edit,
+/// delete), each checked through the AWS CLI, bad input showing the API's own
+/// message, and a user who may read the settings but not change them refused.
+#[test]
+fn console_settings_in_a_browser() {
+    berth_testsupport::tools::require_python_module("playwright", "pip install playwright");
+    require("chromium", "apt-get install -y chromium");
+    require("aws", "pip install awscli");
+    let berth = Berth::start(berth_testsupport::Backend::Sqlite);
+    let root = berth.root_credentials();
+    let tmp = TempDir::new("console-settings");
+    berth.admin(&["user", "create", "viewer"]);
+    berth.admin(&["policy", "attach", "--user", "viewer", "ReadOnly"]);
+    let doc = tmp.join("settings-read.json");
+    std::fs::write(
+        &doc,
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
+            "ecr:GetRegistryScanningConfiguration", "ecr:DescribeRegistry", "ecr:GetRegistryPolicy",
+            "ecr:DescribeRepositoryCreationTemplates", "ecr:DescribePullThroughCacheRules"], "Resource": "*"}]})
+        .to_string(),
+    )
+    .unwrap();
+    berth.admin(&[
+        "policy",
+        "attach",
+        "--user",
+        "viewer",
+        "--name",
+        "settings-read",
+        "--file",
+        doc.to_str().unwrap(),
+    ]);
+    let viewer = key_of(&berth.admin(&["access-key", "create", "--user", "viewer"]));
+    let shots = std::env::var("BERTH_CONSOLE_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| tmp.join("shots"));
+    let script = berth_testsupport::server::workspace_root().join("tests/py/console_settings.py");
+    let out = berth_testsupport::tools::run(
+        Command::new("python3")
+            .arg(&script)
+            .arg(berth.url())
+            .arg(&root.access_key_id)
+            .arg(&root.secret_access_key)
+            .arg(&viewer.access_key_id)
+            .arg(&viewer.secret_access_key)
+            .arg(&shots),
+    );
+    assert!(
+        out.status.success(),
+        "console_settings.py failed:\n{}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        berth.stderr_tail(40)
+    );
+    // What the browser left, read back through the ECR API as well.
+    let reg = berth.ecr("DescribeRegistry", &json!({}));
+    reg.expect_status(200);
+    let rules = reg.json()["replicationConfiguration"]["rules"].clone();
+    assert_eq!(rules.as_array().map(Vec::len), Some(1), "{rules}");
+    assert_eq!(rules[0]["deleteReplication"]["enabled"], true, "{rules}");
+    assert_eq!(
+        rules[0]["repositoryFilters"][0]["filter"], "team",
+        "{rules}"
+    );
+    let scan = berth.ecr("GetRegistryScanningConfiguration", &json!({}));
+    scan.expect_status(200);
+    assert_eq!(scan.json()["scanningConfiguration"]["scanType"], "ENHANCED");
+}

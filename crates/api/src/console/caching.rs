@@ -1,5 +1,6 @@
 //! Registry settings → Pull through cache rules (list, create, delete) and
-//! Repository creation templates (list, delete): the sections of the settings
+//! Repository creation templates (list, delete; the create/edit form is
+//! `templates.rs`): the sections of the settings
 //! page, each read and write the ECR operation of the same name run as the
 //! session (DescribePullThroughCacheRules, CreatePullThroughCacheRule,
 //! DeletePullThroughCacheRule, DescribeRepositoryCreationTemplates,
@@ -36,7 +37,7 @@ pub struct Flash<'a> {
     pub text: String,
 }
 
-fn flash_html(f: Option<&Flash>, section: &str) -> String {
+pub(super) fn flash_html(f: Option<&Flash>, section: &str) -> String {
     match f.filter(|f| f.section == section) {
         Some(f) if f.error => format!(
             "<p class=\"error\" id=\"{section}-error\" role=\"alert\">{}</p>",
@@ -63,7 +64,7 @@ fn delete_form(
     )
 }
 
-async fn may(app: &App, s: &ConsoleSession, action: &str) -> bool {
+pub(super) async fn may(app: &App, s: &ConsoleSession, action: &str) -> bool {
     app.authorize(&s.principal, action, &s.principal.account_id, None, None)
         .await
         .is_ok()
@@ -203,14 +204,10 @@ pub async fn sections(
                     Some("AES256") | None => "AES-256".to_string(),
                     Some(k) => format!("{k} ({})", enc["kmsKey"].as_str().unwrap_or("aws/ecr")),
                 };
-                out.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                let actions = format!(
+                    "<a href=\"/console/settings?template={}#templates\" aria-label=\"Edit creation template {}\">Edit</a> {}",
+                    q(prefix),
                     esc(prefix),
-                    esc(&applied.join(", ")),
-                    esc(t["description"].as_str().unwrap_or("")),
-                    esc(t["imageTagMutability"].as_str().unwrap_or("MUTABLE")),
-                    esc(&encryption),
-                    secs(&t["updatedAt"]),
                     delete_form(
                         &s.csrf_token,
                         "delete_template",
@@ -218,7 +215,16 @@ pub async fn sections(
                         prefix,
                         &format!("Delete creation template {prefix}"),
                         dis_tpl
-                    ),
+                    )
+                );
+                out.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{actions}</td></tr>",
+                    esc(prefix),
+                    esc(&applied.join(", ")),
+                    esc(t["description"].as_str().unwrap_or("")),
+                    esc(t["imageTagMutability"].as_str().unwrap_or("MUTABLE")),
+                    esc(&encryption),
+                    secs(&t["updatedAt"]),
                 ));
             }
             out.push_str("</tbody></table>");
@@ -231,6 +237,7 @@ pub async fn sections(
         }
         Err(e) => out.push_str(&api_error(&e)),
     }
+    out.push_str(&super::templates::form_html(app, s, ip, params, form).await);
     out.push_str("</section>");
     out
 }

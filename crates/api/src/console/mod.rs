@@ -20,9 +20,11 @@ mod images;
 mod lifecycle;
 mod overview;
 mod permissions;
+mod registry_config;
 mod repos;
 mod settings;
 mod tags;
+mod templates;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

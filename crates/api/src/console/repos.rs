@@ -161,7 +161,11 @@ impl CreateForm {
     }
 }
 
-async fn kms_options(app: &Arc<App>, s: &ConsoleSession, ip: &str) -> Vec<(String, String)> {
+pub(super) async fn kms_options(
+    app: &Arc<App>,
+    s: &ConsoleSession,
+    ip: &str,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Ok(v) = call_as(app, &s.principal, ip, "kms", "ListAliases", json!({})).await {
         for a in v["Aliases"].as_array().into_iter().flatten() {

@@ -1,9 +1,10 @@
-//! Registry settings: the scanning configuration, replication rules (as
-//! DescribeRegistry reports them), the registry policy (edited here; validated by
+//! Registry settings: the scanning configuration and replication rules (shown and
+//! edited: `registry_config.rs`), the registry policy (edited here; validated by
 //! PutRegistryPolicy) and the berth-managed KMS keys with their aliases. Each read
 //! and write is the ECR or KMS operation of the same name, run as the session; a
 //! section the principal may not read says so. Pull through cache rules and
-//! repository creation templates are `caching.rs`'s sections of this page.
+//! repository creation templates are `caching.rs`'s sections of this page (the
+//! template form `templates.rs`'s).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,17 +15,14 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use berth_registry::console::ConsoleSession;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::caching::{self, Flash};
 use super::html::{esc, page};
 use super::{check_csrf, parse_form, session};
+use super::{registry_config, templates};
 use crate::ecr::{call_as, EcrException};
 use crate::App;
-
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
-}
 
 async fn render(
     app: &Arc<App>,
@@ -32,6 +30,8 @@ async fn render(
     ip: &str,
     policy_override: Option<(&str, &str, &str)>,
     caching: String,
+    flash: Option<&Flash<'_>>,
+    form: &HashMap<String, String>,
 ) -> String {
     let api = |svc: &'static str, op: &'static str| {
         let app = app.clone();
@@ -47,32 +47,8 @@ async fn render(
         )
     };
     let mut body = String::from("<h1>Private registry settings</h1>");
-    body.push_str(
-        "<section aria-labelledby=\"scanning\"><h2 id=\"scanning\">Scanning configuration</h2>",
-    );
-    match api("ecr", "GetRegistryScanningConfiguration").await {
-        Ok(v) => body.push_str(&format!(
-            "<p>Scan type: <strong>{}</strong></p><pre><code>{}</code></pre>",
-            esc(v["scanningConfiguration"]["scanType"]
-                .as_str()
-                .unwrap_or("BASIC")),
-            esc(&pretty(&v["scanningConfiguration"]["rules"]))
-        )),
-        Err(e) => body.push_str(&denied(&e)),
-    }
-    body.push_str("</section><section aria-labelledby=\"replication\"><h2 id=\"replication\">Replication rules</h2>");
-    match api("ecr", "DescribeRegistry").await {
-        Ok(v) => {
-            let rules = &v["replicationConfiguration"]["rules"];
-            if rules.as_array().is_none_or(|r| r.is_empty()) {
-                body.push_str("<p>No replication rules.</p>");
-            } else {
-                body.push_str(&format!("<pre><code>{}</code></pre>", esc(&pretty(rules))));
-            }
-        }
-        Err(e) => body.push_str(&denied(&e)),
-    }
-    body.push_str("</section>");
+    body.push_str(&registry_config::scanning_section(app, s, ip, flash, form).await);
+    body.push_str(&registry_config::replication_section(app, s, ip, flash, form).await);
     body.push_str(&caching);
     body.push_str("<section aria-labelledby=\"policy-h\"><h2 id=\"policy-h\">Registry policy</h2>");
     let (text, notice, error) = match policy_override {
@@ -151,7 +127,7 @@ pub async fn show(
     };
     let ip = peer.ip().to_string();
     let caching = caching::sections(&app, &s, &ip, &params, None, &HashMap::new()).await;
-    let body = render(&app, &s, &ip, None, caching).await;
+    let body = render(&app, &s, &ip, None, caching, None, &HashMap::new()).await;
     Html(page("Registry settings", Some(&s), &body)).into_response()
 }
 
@@ -171,7 +147,10 @@ pub async fn act(
     }
     let ip = peer.ip().to_string();
     let none = HashMap::new();
-    if let Some((section, op, input)) = caching::operation(&form) {
+    if let Some((section, op, input)) = caching::operation(&form)
+        .or_else(|| registry_config::operation(&form))
+        .or_else(|| templates::operation(&form))
+    {
         let (status, flash, kept) = match call_as(&app, &s.principal, &ip, "ecr", op, input).await {
             Ok(_) => (
                 StatusCode::OK,
@@ -181,6 +160,12 @@ pub async fn act(
                     text: match op {
                         "CreatePullThroughCacheRule" => "Pull through cache rule created.",
                         "DeletePullThroughCacheRule" => "Pull through cache rule deleted.",
+                        "PutRegistryScanningConfiguration" => "Scanning configuration saved.",
+                        "PutReplicationConfiguration" => "Replication rules saved.",
+                        "CreateRepositoryCreationTemplate" => {
+                            "Repository creation template created."
+                        }
+                        "UpdateRepositoryCreationTemplate" => "Repository creation template saved.",
                         _ => "Repository creation template deleted.",
                     }
                     .to_string(),
@@ -202,7 +187,7 @@ pub async fn act(
             ),
         };
         let caching = caching::sections(&app, &s, &ip, &none, Some(&flash), kept).await;
-        let body = render(&app, &s, &ip, None, caching).await;
+        let body = render(&app, &s, &ip, None, caching, Some(&flash), kept).await;
         return (status, Html(page("Registry settings", Some(&s), &body))).into_response();
     }
     let text = form.get("policy").cloned().unwrap_or_default();
@@ -239,6 +224,15 @@ pub async fn act(
             }
         };
     let caching = caching::sections(&app, &s, &ip, &none, None, &none).await;
-    let body = render(&app, &s, &ip, Some((&shown, &notice, &error)), caching).await;
+    let body = render(
+        &app,
+        &s,
+        &ip,
+        Some((&shown, &notice, &error)),
+        caching,
+        None,
+        &none,
+    )
+    .await;
     (status, Html(page("Registry settings", Some(&s), &body))).into_response()
 }
