@@ -749,6 +749,18 @@ both_backends! {
         let t = rc.get("/console/settings").text();
         assert!(t.contains("not authorized to perform: ecr:DescribePullThroughCacheRules"), "{t}");
         assert!(t.contains("not authorized to perform: ecr:DescribeRepositoryCreationTemplates"), "{t}");
+        // Said plainly, section by section; the rest of the page still renders.
+        for (what, action) in [
+            ("pull through cache rules", "ecr:DescribePullThroughCacheRules"),
+            ("repository creation templates", "ecr:DescribeRepositoryCreationTemplates"),
+            ("the scanning configuration", "ecr:GetRegistryScanningConfiguration"),
+            ("the replication rules", "ecr:DescribeRegistry"),
+        ] {
+            let want = format!("Viewing {what} needs the <code>{action}</code> permission, which your policies do not grant. The AWS managed policy AmazonEC2ContainerRegistryReadOnly does not include it.");
+            assert!(t.contains(&want), "{want}\n{t}");
+        }
+        assert!(t.contains("<h2 id=\"kms\">KMS keys</h2>") && t.contains(">Sign out</button>"), "{t}");
+        assert!(t.contains("value=\"save\" disabled>Save registry policy</button>"), "{t}");
         assert!(t.contains("<button type=\"submit\" disabled>Create pull through cache rule</button>"), "{t}");
         let r = rc.post("/console/settings", &[("csrf", &rc.csrf), ("action", "delete_ptc"), ("prefix", "quay")]);
         assert_eq!(r.status, 403, "{}", r.describe());

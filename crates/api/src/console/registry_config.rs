@@ -11,7 +11,7 @@ use std::sync::Arc;
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
-use super::caching::{flash_html, may, Flash};
+use super::caching::{flash_html, may, section_error, Flash};
 use super::html::esc;
 use crate::ecr::call_as;
 use crate::App;
@@ -91,11 +91,13 @@ pub async fn scanning_section(
     {
         Ok(v) => v,
         Err(e) => {
-            out.push_str(&format!(
-                "<p class=\"error\">{}: {}</p></section>",
-                e.aws_code(),
-                esc(&e.message)
+            out.push_str(&section_error(
+                &e,
+                "ecr",
+                "GetRegistryScanningConfiguration",
+                "the scanning configuration",
             ));
+            out.push_str("</section>");
             return out;
         }
     };
@@ -176,11 +178,13 @@ pub async fn replication_section(
     let v = match call_as(app, &s.principal, ip, "ecr", "DescribeRegistry", json!({})).await {
         Ok(v) => v,
         Err(e) => {
-            out.push_str(&format!(
-                "<p class=\"error\">{}: {}</p></section>",
-                e.aws_code(),
-                esc(&e.message)
+            out.push_str(&section_error(
+                &e,
+                "ecr",
+                "DescribeRegistry",
+                "the replication rules",
             ));
+            out.push_str("</section>");
             return out;
         }
     };

@@ -39,13 +39,6 @@ async fn render(
         let ip = ip.to_string();
         async move { call_as(&app, &p, &ip, svc, op, json!({})).await }
     };
-    let denied = |e: &crate::ecr::EcrError| {
-        format!(
-            "<p class=\"error\">{}: {}</p>",
-            e.aws_code(),
-            esc(&e.message)
-        )
-    };
     let mut body = String::from("<h1>Private registry settings</h1>");
     body.push_str(&registry_config::scanning_section(app, s, ip, flash, form).await);
     body.push_str(&registry_config::replication_section(app, s, ip, flash, form).await);
@@ -60,6 +53,15 @@ async fn render(
                 String::new(),
             ),
             Err(e) if e.exception == EcrException::RegistryPolicyNotFound => {
+                (String::new(), String::new(), String::new())
+            }
+            Err(e) if e.exception == EcrException::AccessDenied => {
+                body.push_str(&caching::section_error(
+                    &e,
+                    "ecr",
+                    "GetRegistryPolicy",
+                    "the registry policy",
+                ));
                 (String::new(), String::new(), String::new())
             }
             Err(e) => (
@@ -83,11 +85,14 @@ async fn render(
             esc(&error)
         )
     };
+    let dis = |allowed: bool| if allowed { "" } else { " disabled" };
+    let dis_put = dis(caching::may(app, s, "ecr:PutRegistryPolicy").await);
+    let dis_delete = dis(caching::may(app, s, "ecr:DeleteRegistryPolicy").await);
     body.push_str(&format!(
         "<form method=\"post\" action=\"/console/settings\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">
 <div class=\"field\"><label for=\"policy\">Registry policy JSON</label><textarea id=\"policy\" name=\"policy\" rows=\"12\" cols=\"90\"{}>{}</textarea>{err}</div>
-<button type=\"submit\" name=\"action\" value=\"save\">Save registry policy</button>
-<button type=\"submit\" name=\"action\" value=\"delete\" class=\"secondary\">Delete registry policy</button></form></section>",
+<button type=\"submit\" name=\"action\" value=\"save\"{dis_put}>Save registry policy</button>
+<button type=\"submit\" name=\"action\" value=\"delete\" class=\"secondary\"{dis_delete}>Delete registry policy</button></form></section>",
         esc(&s.csrf_token),
         if error.is_empty() { "" } else { " aria-invalid=\"true\" aria-describedby=\"policy-error\"" },
         esc(&text)
@@ -109,7 +114,12 @@ async fn render(
             }
             body.push_str("</tbody></table>");
         }
-        Err(e) => body.push_str(&denied(&e)),
+        Err(e) => body.push_str(&caching::section_error(
+            &e,
+            "kms",
+            "ListAliases",
+            "the KMS keys",
+        )),
     }
     body.push_str("</section>");
     body
