@@ -221,6 +221,114 @@ async fn run(m: Meta) {
     assert_eq!(m.findings_by_severity(y).await.unwrap(), [0, 0, 9, 0, 0, 0]);
 }
 
+/// The v16 objects, as a database from before v16 lacks them.
+async fn drop_v16(m: &Meta, postgres: bool) {
+    let names = [
+        "totals_manifest_insert",
+        "totals_manifest_delete",
+        "totals_manifest_pull",
+        "totals_manifest_resize",
+        "totals_manifest_update",
+        "totals_scan_insert",
+        "totals_scan_update",
+        "totals_scan_delete",
+        "totals_repository_delete",
+    ];
+    let mut stmts = vec![
+        "DROP TABLE repo_totals".to_string(),
+        "DROP TABLE activity_days".to_string(),
+        "DELETE FROM schema_migrations WHERE version = 16".to_string(),
+    ];
+    for n in names {
+        stmts.push(if postgres {
+            format!("DROP FUNCTION IF EXISTS {n}() CASCADE")
+        } else {
+            format!("DROP TRIGGER IF EXISTS {n}")
+        });
+    }
+    for s in stmts {
+        sqlx::query(&s).execute(m.pool()).await.unwrap();
+    }
+}
+
+/// A database from before v16 with images, scans and pulls: migrating backfills
+/// the totals from what is stored.
+async fn upgrade(url: &str, postgres: bool) {
+    let m = Meta::connect(url).await.unwrap();
+    let x = "111111111111";
+    let a = m
+        .create_repository(&repo(x, "up/a"))
+        .await
+        .unwrap()
+        .unwrap()
+        .repo_id;
+    let b = m
+        .create_repository(&repo(x, "up/b"))
+        .await
+        .unwrap()
+        .unwrap()
+        .repo_id;
+    drop_v16(&m, postgres).await;
+    put(&m, a, "sha256:u1", 10, DAY).await;
+    put(&m, a, "sha256:u2", 20, 2 * DAY).await;
+    put(&m, b, "sha256:u3", 30, 2 * DAY).await;
+    scan(&m, a, "sha256:u1", 3 * DAY, r#"{"HIGH":2,"LOW":1}"#).await;
+    scan(&m, b, "sha256:u3", 3 * DAY, r#"{"CRITICAL":1}"#).await;
+    assert!(m
+        .start_scan_with_quota(a, "sha256:u2", 3 * DAY, 0)
+        .await
+        .unwrap());
+    m.record_pulls(&[
+        (a, "sha256:u1".into(), 4 * DAY),
+        (b, "sha256:u3".into(), 4 * DAY),
+    ])
+    .await
+    .unwrap();
+    m.pool().close().await;
+    let m = Meta::connect(url).await.unwrap();
+    check(&m, "backfilled").await;
+    assert_eq!(m.findings_by_severity(x).await.unwrap(), [1, 2, 0, 1, 0, 0]);
+    assert_eq!(
+        m.storage_by_repository(x, 10).await.unwrap(),
+        vec![("up/a".to_string(), 30), ("up/b".to_string(), 30)]
+    );
+    // And the triggers are back.
+    put(&m, b, "sha256:u4", 5, 5 * DAY).await;
+    check(&m, "after the upgrade").await;
+    m.pool().close().await;
+}
+
+#[tokio::test]
+async fn overview_totals_are_backfilled_on_upgrade() {
+    let dir = std::env::temp_dir().join(format!("berth-totals-up-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    upgrade(
+        &format!("sqlite://{}/meta.db?mode=rwc", dir.display()),
+        false,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Ok(url) = std::env::var("BERTH_TEST_POSTGRES_URL") {
+        sqlx::any::install_default_drivers();
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let db = format!("berth_totals_up_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap().to_string();
+        let target = format!("{base}/{db}");
+        let outcome = tokio::spawn(async move { upgrade(&target, true).await }).await;
+        sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        outcome.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn overview_totals_follow_every_change() {
     let dir = std::env::temp_dir().join(format!("berth-totals-{}", uuid::Uuid::new_v4()));
