@@ -12,6 +12,7 @@ use std::sync::Arc;
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
+use super::forms::may;
 use super::html::{esc, q, time};
 use crate::ecr::{call_as, iam_action, EcrError, EcrException};
 use crate::App;
@@ -114,12 +115,6 @@ fn delete_form(
         v = esc(value),
         label = esc(label),
     )
-}
-
-pub(super) async fn may(app: &App, s: &ConsoleSession, action: &str) -> bool {
-    app.authorize(&s.principal, action, &s.principal.account_id, None, None)
-        .await
-        .is_ok()
 }
 
 /// The two sections, for the settings page.

@@ -15,6 +15,7 @@
 
 mod audit;
 mod caching;
+mod forms;
 mod html;
 mod images;
 mod lifecycle;

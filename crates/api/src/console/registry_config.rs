@@ -11,7 +11,8 @@ use std::sync::Arc;
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
-use super::caching::{flash_html, may, section_error, Flash};
+use super::caching::{flash_html, section_error, Flash};
+use super::forms::may;
 use super::html::esc;
 use crate::ecr::call_as;
 use crate::App;

@@ -20,7 +20,7 @@ use serde_json::json;
 use super::caching::{self, Flash};
 use super::html::{esc, page};
 use super::{check_csrf, parse_form, session};
-use super::{registry_config, templates};
+use super::{forms, registry_config, templates};
 use crate::ecr::{call_as, EcrException};
 use crate::App;
 
@@ -71,31 +71,17 @@ async fn render(
             ),
         },
     };
-    if !notice.is_empty() {
-        body.push_str(&format!(
-            "<p class=\"notice\" role=\"status\">{}</p>",
-            esc(&notice)
-        ));
-    }
-    let err = if error.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p class=\"error\" id=\"policy-error\" role=\"alert\">{}</p>",
-            esc(&error)
-        )
-    };
+    body.push_str(&forms::notice(&notice));
     let dis = |allowed: bool| if allowed { "" } else { " disabled" };
-    let dis_put = dis(caching::may(app, s, "ecr:PutRegistryPolicy").await);
-    let dis_delete = dis(caching::may(app, s, "ecr:DeleteRegistryPolicy").await);
+    let dis_put = dis(forms::may(app, s, "ecr:PutRegistryPolicy").await);
+    let dis_delete = dis(forms::may(app, s, "ecr:DeleteRegistryPolicy").await);
     body.push_str(&format!(
         "<form method=\"post\" action=\"/console/settings\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">
-<div class=\"field\"><label for=\"policy\">Registry policy JSON</label><textarea id=\"policy\" name=\"policy\" rows=\"12\" cols=\"90\"{}>{}</textarea>{err}</div>
+{}
 <button type=\"submit\" name=\"action\" value=\"save\"{dis_put}>Save registry policy</button>
 <button type=\"submit\" name=\"action\" value=\"delete\" class=\"secondary\"{dis_delete}>Delete registry policy</button></form></section>",
         esc(&s.csrf_token),
-        if error.is_empty() { "" } else { " aria-invalid=\"true\" aria-describedby=\"policy-error\"" },
-        esc(&text)
+        forms::json_editor("Registry policy JSON", 12, &text, &error),
     ));
     body.push_str("<section aria-labelledby=\"kms\"><h2 id=\"kms\">KMS keys</h2>");
     match api("kms", "ListAliases").await {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
-use super::caching::may;
+use super::forms::may;
 use super::html::esc;
 use super::repos::kms_options;
 use crate::ecr::call_as;
