@@ -1036,3 +1036,64 @@ fn console_settings_in_a_browser() {
     scan.expect_status(200);
     assert_eq!(scan.json()["scanningConfiguration"]["scanType"], "ENHANCED");
 }
+
+/// Today's (pushes, last pulls) on the Overview's activity chart.
+fn today_activity(c: &Console) -> (i64, i64) {
+    let t = c.get("/console/overview").text();
+    let i = t
+        .find("aria-label=\"Pushes and pulls per day\"")
+        .expect("the activity chart");
+    let chart = &t[i..i + t[i..].find("</svg>").unwrap()];
+    let values: Vec<i64> = chart
+        .split("<title>")
+        .skip(1)
+        .filter_map(|x| x.split("</title>").next()?.parse().ok())
+        .collect();
+    assert_eq!(values.len(), 28, "{chart}");
+    (values[26], values[27])
+}
+
+both_backends! {
+    /// The Overview's figures (kept as running totals) follow pushes, pulls, a
+    /// lifecycle expiry and a repository deletion at once.
+    fn console_overview_follows_every_change(backend) {
+        let berth = Berth::start(backend);
+        let c = sign_in(Http::new(berth.addr()), &berth.root_credentials());
+        berth.ecr("CreateRepository", &json!({"repositoryName": "ov/app"})).expect_status(200);
+        let tmp = TempDir::new("console-overview");
+        let older = Layout::build(&tmp.join("a")).image;
+        older.push(&berth.http(), "ov/app", "v1").expect_status(201);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let newer = berth_testsupport::layout::image(
+            vec![berth_testsupport::layout::tar_gz_layer(
+                berth_testsupport::layout::OCI_LAYER_GZIP,
+                &[("hello.txt", 0o644, b"hello".to_vec())],
+            )],
+            "amd64",
+            false,
+        );
+        newer.push(&berth.http(), "ov/app", "v2").expect_status(201);
+        assert_eq!(today_activity(&c), (2, 0));
+        let t = c.get("/console/overview").text();
+        assert!(t.contains(">ov/app</text>"), "{t}");
+        // A pull of the older image is recorded (in batches) and shows.
+        berth.http().get(&format!("/v2/ov/app/manifests/{}", older.digest())).expect_status(200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while today_activity(&c) != (2, 1) {
+            assert!(std::time::Instant::now() < deadline, "pull not shown: {:?}", today_activity(&c));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        // A lifecycle run keeping one image expires the older, pulled one.
+        let policy = json!({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]});
+        berth
+            .ecr("PutLifecyclePolicy", &json!({"repositoryName": "ov/app", "lifecyclePolicyText": policy.to_string()}))
+            .expect_status(200);
+        let out = berth.admin(&["lifecycle", "run", "--repository", "ov/app"]);
+        assert!(out.contains(older.digest()), "{out}");
+        assert_eq!(today_activity(&c), (1, 0));
+        // The repository's deletion takes its storage off the chart.
+        berth.ecr("DeleteRepository", &json!({"repositoryName": "ov/app", "force": true})).expect_status(200);
+        assert_eq!(today_activity(&c), (0, 0));
+        assert!(c.get("/console/overview").text().contains("No images yet."));
+    }
+}
