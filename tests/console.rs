@@ -749,6 +749,18 @@ both_backends! {
         let t = rc.get("/console/settings").text();
         assert!(t.contains("not authorized to perform: ecr:DescribePullThroughCacheRules"), "{t}");
         assert!(t.contains("not authorized to perform: ecr:DescribeRepositoryCreationTemplates"), "{t}");
+        // Said plainly, section by section; the rest of the page still renders.
+        for (what, action) in [
+            ("pull through cache rules", "ecr:DescribePullThroughCacheRules"),
+            ("repository creation templates", "ecr:DescribeRepositoryCreationTemplates"),
+            ("the scanning configuration", "ecr:GetRegistryScanningConfiguration"),
+            ("the replication rules", "ecr:DescribeRegistry"),
+        ] {
+            let want = format!("Viewing {what} needs the <code>{action}</code> permission, which your policies do not grant. The AWS managed policy AmazonEC2ContainerRegistryReadOnly does not include it.");
+            assert!(t.contains(&want), "{want}\n{t}");
+        }
+        assert!(t.contains("<h2 id=\"kms\">KMS keys</h2>") && t.contains(">Sign out</button>"), "{t}");
+        assert!(t.contains("value=\"save\" disabled>Save registry policy</button>"), "{t}");
         assert!(t.contains("<button type=\"submit\" disabled>Create pull through cache rule</button>"), "{t}");
         let r = rc.post("/console/settings", &[("csrf", &rc.csrf), ("action", "delete_ptc"), ("prefix", "quay")]);
         assert_eq!(r.status, 403, "{}", r.describe());
@@ -769,17 +781,19 @@ both_backends! {
     }
 }
 
-/// The console's pages over a registry of `BERTH_CONSOLE_SCALE_REPOS` (100)
-/// repositories and `BERTH_CONSOLE_SCALE_IMAGES` (10,000) images, seeded straight
+/// The console's pages over a registry of `BERTH_CONSOLE_SCALE_REPOS` (1,000)
+/// repositories and `BERTH_CONSOLE_SCALE_IMAGES` (100,000) images, seeded straight
 /// into the metadata store with SQL (`sqlite3` / `psql`, not over HTTP): one real
 /// image pushed to `seed/template`, then copied under new digests, each tagged and
 /// scanned; one repository holds a tenth of the images (and one real image, for
 /// the pages that open a manifest). Every page is fetched
 /// five times; the fastest must come in under `BERTH_CONSOLE_PAGE_BUDGET_MS`
 /// (default 100 ms; the loopback round trip bounds the server's time from above).
-/// The issue's size (1,000 and 100,000) seeds in seconds but Overview does not
-/// meet the budget there yet (figures and why: docs/benchmarks.md, "Console at
-/// scale"), so the default is a tenth of it.
+/// The issue's size seeds in about two seconds (the triggers of schema v16 keep
+/// the Overview's running totals as the rows go in). Overview, which read every
+/// manifest of the account before those totals (176-604 ms here), must also come
+/// in under half the budget: it reads one row per repository now (2-7 ms), so
+/// only a return to full scans can miss that.
 fn console_scale(backend: berth_testsupport::Backend) {
     let env_n = |k: &str, d: i64| {
         std::env::var(k)
@@ -787,8 +801,8 @@ fn console_scale(backend: berth_testsupport::Backend) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let repos = env_n("BERTH_CONSOLE_SCALE_REPOS", 100);
-    let images = env_n("BERTH_CONSOLE_SCALE_IMAGES", 10_000);
+    let repos = env_n("BERTH_CONSOLE_SCALE_REPOS", 1000);
+    let images = env_n("BERTH_CONSOLE_SCALE_IMAGES", 100_000);
     let budget = env_n("BERTH_CONSOLE_PAGE_BUDGET_MS", 100) as u128;
     let big = images / 10;
     let berth = Berth::start(backend);
@@ -931,16 +945,155 @@ fn console_scale(backend: berth_testsupport::Backend) {
             best = best.min(ms);
         }
         report.push_str(&format!("{:>9.1} ms  {p}\n", best as f64 / 1000.0));
-        if best > budget * 1000 {
+        let bound = if p == "/console/overview" {
+            budget * 1000 / 2
+        } else {
+            budget * 1000
+        };
+        if best > bound {
             slow.push(p.clone());
         }
     }
     eprintln!("{report}");
-    assert!(slow.is_empty(), "over {budget} ms: {slow:?}\n{report}");
+    assert!(
+        slow.is_empty(),
+        "over {budget} ms (Overview: half of it): {slow:?}\n{report}"
+    );
 }
 
 both_backends! {
     fn console_pages_at_scale(backend) {
         console_scale(backend);
+    }
+}
+
+/// Registry settings edited in a real browser (`tests/py/console_settings.py`):
+/// scanning configuration, replication rules, creation templates (create, edit,
+/// delete), each checked through the AWS CLI, bad input showing the API's own
+/// message, and a user who may read the settings but not change them refused.
+#[test]
+fn console_settings_in_a_browser() {
+    berth_testsupport::tools::require_python_module("playwright", "pip install playwright");
+    require("chromium", "apt-get install -y chromium");
+    require("aws", "pip install awscli");
+    let berth = Berth::start(berth_testsupport::Backend::Sqlite);
+    let root = berth.root_credentials();
+    let tmp = TempDir::new("console-settings");
+    berth.admin(&["user", "create", "viewer"]);
+    berth.admin(&["policy", "attach", "--user", "viewer", "ReadOnly"]);
+    let doc = tmp.join("settings-read.json");
+    std::fs::write(
+        &doc,
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
+            "ecr:GetRegistryScanningConfiguration", "ecr:DescribeRegistry", "ecr:GetRegistryPolicy",
+            "ecr:DescribeRepositoryCreationTemplates", "ecr:DescribePullThroughCacheRules"], "Resource": "*"}]})
+        .to_string(),
+    )
+    .unwrap();
+    berth.admin(&[
+        "policy",
+        "attach",
+        "--user",
+        "viewer",
+        "--name",
+        "settings-read",
+        "--file",
+        doc.to_str().unwrap(),
+    ]);
+    let viewer = key_of(&berth.admin(&["access-key", "create", "--user", "viewer"]));
+    let shots = std::env::var("BERTH_CONSOLE_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| tmp.join("shots"));
+    let script = berth_testsupport::server::workspace_root().join("tests/py/console_settings.py");
+    let out = berth_testsupport::tools::run(
+        Command::new("python3")
+            .arg(&script)
+            .arg(berth.url())
+            .arg(&root.access_key_id)
+            .arg(&root.secret_access_key)
+            .arg(&viewer.access_key_id)
+            .arg(&viewer.secret_access_key)
+            .arg(&shots),
+    );
+    assert!(
+        out.status.success(),
+        "console_settings.py failed:\n{}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        berth.stderr_tail(40)
+    );
+    // What the browser left, read back through the ECR API as well.
+    let reg = berth.ecr("DescribeRegistry", &json!({}));
+    reg.expect_status(200);
+    let rules = reg.json()["replicationConfiguration"]["rules"].clone();
+    assert_eq!(rules.as_array().map(Vec::len), Some(1), "{rules}");
+    assert_eq!(rules[0]["deleteReplication"]["enabled"], true, "{rules}");
+    assert_eq!(
+        rules[0]["repositoryFilters"][0]["filter"], "team",
+        "{rules}"
+    );
+    let scan = berth.ecr("GetRegistryScanningConfiguration", &json!({}));
+    scan.expect_status(200);
+    assert_eq!(scan.json()["scanningConfiguration"]["scanType"], "ENHANCED");
+}
+
+/// Today's (pushes, last pulls) on the Overview's activity chart.
+fn today_activity(c: &Console) -> (i64, i64) {
+    let t = c.get("/console/overview").text();
+    let i = t
+        .find("aria-label=\"Pushes and pulls per day\"")
+        .expect("the activity chart");
+    let chart = &t[i..i + t[i..].find("</svg>").unwrap()];
+    let values: Vec<i64> = chart
+        .split("<title>")
+        .skip(1)
+        .filter_map(|x| x.split("</title>").next()?.parse().ok())
+        .collect();
+    assert_eq!(values.len(), 28, "{chart}");
+    (values[26], values[27])
+}
+
+both_backends! {
+    /// The Overview's figures (kept as running totals) follow pushes, pulls, a
+    /// lifecycle expiry and a repository deletion at once.
+    fn console_overview_follows_every_change(backend) {
+        let berth = Berth::start(backend);
+        let c = sign_in(Http::new(berth.addr()), &berth.root_credentials());
+        berth.ecr("CreateRepository", &json!({"repositoryName": "ov/app"})).expect_status(200);
+        let tmp = TempDir::new("console-overview");
+        let older = Layout::build(&tmp.join("a")).image;
+        older.push(&berth.http(), "ov/app", "v1").expect_status(201);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let newer = berth_testsupport::layout::image(
+            vec![berth_testsupport::layout::tar_gz_layer(
+                berth_testsupport::layout::OCI_LAYER_GZIP,
+                &[("hello.txt", 0o644, b"hello".to_vec())],
+            )],
+            "amd64",
+            false,
+        );
+        newer.push(&berth.http(), "ov/app", "v2").expect_status(201);
+        assert_eq!(today_activity(&c), (2, 0));
+        let t = c.get("/console/overview").text();
+        assert!(t.contains(">ov/app</text>"), "{t}");
+        // A pull of the older image is recorded (in batches) and shows.
+        berth.http().get(&format!("/v2/ov/app/manifests/{}", older.digest())).expect_status(200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while today_activity(&c) != (2, 1) {
+            assert!(std::time::Instant::now() < deadline, "pull not shown: {:?}", today_activity(&c));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        // A lifecycle run keeping one image expires the older, pulled one.
+        let policy = json!({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]});
+        berth
+            .ecr("PutLifecyclePolicy", &json!({"repositoryName": "ov/app", "lifecyclePolicyText": policy.to_string()}))
+            .expect_status(200);
+        let out = berth.admin(&["lifecycle", "run", "--repository", "ov/app"]);
+        assert!(out.contains(older.digest()), "{out}");
+        assert_eq!(today_activity(&c), (1, 0));
+        // The repository's deletion takes its storage off the chart.
+        berth.ecr("DeleteRepository", &json!({"repositoryName": "ov/app", "force": true})).expect_status(200);
+        assert_eq!(today_activity(&c), (0, 0));
+        assert!(c.get("/console/overview").text().contains("No images yet."));
     }
 }

@@ -165,6 +165,18 @@ with sync_playwright() as p:
                           form={"csrf": csrf, "name": "team/app", "force": "true"})
     assert r.status == 403, r.status
     assert "AccessDeniedException" in r.text()
+    # ReadOnly does not grant reading pull through cache rules or creation
+    # templates: those sections say which permission is missing; the page works.
+    page.get_by_role("link", name="Registry settings").click()
+    expect(page.get_by_role("heading", name="Private registry settings")).to_be_visible()
+    for heading, action in [("ptc", "ecr:DescribePullThroughCacheRules"),
+                            ("templates", "ecr:DescribeRepositoryCreationTemplates")]:
+        note = page.locator(f"section[aria-labelledby={heading}]").get_by_role("note")
+        expect(note).to_contain_text(f"needs the {action} permission")
+        expect(note).to_contain_text("AmazonEC2ContainerRegistryReadOnly does not include it")
+    expect(page.get_by_role("heading", name="KMS keys")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    shot(page, "settings-readonly")
     browser.close()
 
 print("console browser checks passed")

@@ -6,6 +6,7 @@
 //! It installs nothing; missing prerequisites are reported with the install step.
 
 mod client;
+mod console;
 mod limits;
 mod load;
 mod procfs;
@@ -102,6 +103,15 @@ struct Cli {
     /// Layer size in MiB in the replication scenario.
     #[arg(long)]
     replication_mib: Option<usize>,
+    /// Run only the console scenario: page latencies (Overview, repository list,
+    /// image list, image detail) over registries of a few sizes seeded through
+    /// the API (10/1,000, 100/10,000 and 1,000/100,000 repositories/images; 5/50
+    /// with --smoke).
+    #[arg(long, conflicts_with_all = ["compare", "replication"])]
+    console: bool,
+    /// Sizes of the console scenario as `repositories/images`, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    console_sizes: Vec<String>,
 }
 
 impl Cli {
@@ -1102,6 +1112,9 @@ async fn main() -> ExitCode {
     if cli.replication {
         return replication_main(&cli).await;
     }
+    if cli.console {
+        return console_main(&cli).await;
+    }
     let mut plan = match (cli.compare, cli.smoke) {
         (true, _) => Plan::compare(),
         (_, true) => Plan::smoke(),
@@ -1227,6 +1240,97 @@ async fn replication_main(cli: &Cli) -> ExitCode {
         );
         // The smoke run (CI) checks that the scenario works, never performance:
         // 4 tiny images time process and job start-up, not copying.
+        if !cli.smoke {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--console`: the scenario of `console.rs`; writes `console.md` and
+/// `console.json`, and (except with `--smoke`) fails when a page's median misses
+/// [`console::TARGET_MS`].
+async fn console_main(cli: &Cli) -> ExitCode {
+    let root = workspace_root();
+    let berth_bin = cli
+        .berth_bin
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/berth"));
+    if !berth_bin.is_file() {
+        eprintln!(
+            "berth-bench: berth binary {} not found: run `cargo build --release -p berth` (or pass --berth-bin / BERTH_BIN)",
+            berth_bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut sizes = Vec::new();
+    for s in &cli.console_sizes {
+        match s
+            .split_once('/')
+            .map(|(r, i)| (r.trim().parse(), i.trim().parse()))
+        {
+            Some((Ok(r), Ok(i))) => sizes.push((r, i)),
+            _ => {
+                eprintln!("berth-bench: --console-sizes takes repositories/images, e.g. 100/10000 (got {s:?})");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if sizes.is_empty() {
+        sizes = if cli.smoke {
+            vec![(5, 50)]
+        } else {
+            vec![(10, 1_000), (100, 10_000), (1_000, 100_000)]
+        };
+    }
+    let fetches = if cli.smoke { 5 } else { 30 };
+    let work = cli
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!(
+            "berth-bench-console-{}-{}",
+            std::process::id(),
+            unix_now()
+        ));
+    let outcome = console::run(&berth_bin, &work, &sizes, fetches).await;
+    if !cli.keep {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = cli.out.clone().unwrap_or_else(|| root.join("target/bench"));
+    let md = outcome.markdown();
+    let mut js = outcome.json();
+    js["date_utc"] = serde_json::Value::from(unix_now());
+    js["berth_bin"] = serde_json::Value::from(berth_bin.display().to_string());
+    let written = std::fs::create_dir_all(&out)
+        .and_then(|_| std::fs::write(out.join("console.md"), &md))
+        .and_then(|_| {
+            std::fs::write(
+                out.join("console.json"),
+                serde_json::to_string_pretty(&js).unwrap_or_default(),
+            )
+        });
+    if let Err(e) = written {
+        eprintln!("berth-bench: write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{md}");
+    eprintln!("wrote {}", out.join("console.md").display());
+    let misses = outcome.misses();
+    if !misses.is_empty() {
+        eprintln!(
+            "berth-bench: console pages over {} ms: {misses:?}",
+            console::TARGET_MS
+        );
+        // The smoke run (CI, a debug build) checks that the scenario works, never
+        // performance.
         if !cli.smoke {
             return ExitCode::FAILURE;
         }

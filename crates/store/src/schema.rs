@@ -19,6 +19,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (14, V14),
     (13, V13),
     (17, V17_SQLITE),
+    (16, V16_SQLITE),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -34,6 +35,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (14, V14),
     (13, V13),
     (17, V17_POSTGRES),
+    (16, V16_POSTGRES),
 ];
 
 macro_rules! v1 {
@@ -480,3 +482,293 @@ const V17_POSTGRES: &str = v17!(
     "informational" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'INFORMATIONAL' AS BIGINT)",
     "undefined" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'UNDEFINED' AS BIGINT)"
 );
+
+/// The statements of a migration: its text split at `;`, except inside a trigger
+/// body (SQLite: `CREATE TRIGGER … BEGIN …; …; END`) or a `$$`-quoted function
+/// body (PostgreSQL), which hold `;` of their own.
+pub fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for piece in sql.split(';') {
+        if !cur.is_empty() {
+            cur.push(';');
+        }
+        cur.push_str(piece);
+        let t = cur.trim();
+        let in_dollars = t.matches("$$").count() % 2 == 1;
+        let in_trigger =
+            t.starts_with("CREATE TRIGGER") && t.contains(" BEGIN ") && !t.ends_with("END");
+        if !in_dollars && !in_trigger {
+            if !t.is_empty() {
+                out.push(t.to_string());
+            }
+            cur.clear();
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// v16: running totals for the console's Overview, so it reads one row per
+/// repository (and per repository and day) instead of every manifest of the
+/// account: `repo_totals` (images, bytes, and the severity counts of the last
+/// complete scan of each stored image) and `activity_days` (images pushed and
+/// images last pulled per UTC day). Triggers keep them in step with `manifests`
+/// and `image_scans` in the transaction of every change, whichever code (or SQL)
+/// makes it; the figures are exactly those of the aggregates they replace
+/// (`Meta::storage_by_repository`, `activity_by_day`, `findings_by_severity`;
+/// `crates/store/tests/console_totals.rs` checks them after every kind of change).
+///
+/// The tables and their backfill, the same on both dialects.
+macro_rules! v16_tables {
+    () => {
+        "CREATE TABLE repo_totals (
+    repo_id BIGINT PRIMARY KEY,
+    images BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    sev_critical BIGINT NOT NULL DEFAULT 0,
+    sev_high BIGINT NOT NULL DEFAULT 0,
+    sev_medium BIGINT NOT NULL DEFAULT 0,
+    sev_low BIGINT NOT NULL DEFAULT 0,
+    sev_informational BIGINT NOT NULL DEFAULT 0,
+    sev_undefined BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE activity_days (
+    repo_id BIGINT NOT NULL,
+    day BIGINT NOT NULL,
+    pushes BIGINT NOT NULL DEFAULT 0,
+    pulls BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo_id, day)
+);
+INSERT INTO repo_totals (repo_id, images, bytes, sev_critical, sev_high, sev_medium, sev_low, sev_informational, sev_undefined)
+SELECT m.repo_id, COUNT(*), CAST(SUM(m.image_size) AS BIGINT),
+    CAST(SUM(COALESCE(s.sev_critical, 0)) AS BIGINT), CAST(SUM(COALESCE(s.sev_high, 0)) AS BIGINT),
+    CAST(SUM(COALESCE(s.sev_medium, 0)) AS BIGINT), CAST(SUM(COALESCE(s.sev_low, 0)) AS BIGINT),
+    CAST(SUM(COALESCE(s.sev_informational, 0)) AS BIGINT), CAST(SUM(COALESCE(s.sev_undefined, 0)) AS BIGINT)
+FROM manifests m LEFT JOIN image_scans s ON s.repo_id = m.repo_id AND s.digest = m.digest AND s.status = 'COMPLETE'
+GROUP BY m.repo_id;
+INSERT INTO activity_days (repo_id, day, pushes, pulls)
+SELECT repo_id, day, CAST(SUM(p) AS BIGINT), CAST(SUM(l) AS BIGINT) FROM (
+    SELECT repo_id, pushed_at / 86400000 AS day, 1 AS p, 0 AS l FROM manifests
+    UNION ALL SELECT repo_id, last_pulled_at / 86400000, 0, 1 FROM manifests WHERE last_pulled_at IS NOT NULL
+) x GROUP BY repo_id, day;
+"
+    };
+}
+/// An SQLite trigger: `AFTER <event> FOR EACH ROW [WHEN …] BEGIN <body> END`.
+/// (SQLite has one writer at a time: a row trigger's reads are never stale.)
+macro_rules! sqlite_trigger {
+    ($name:literal, $event:literal, $when:literal, $body:literal) => {
+        concat!(
+            "CREATE TRIGGER ",
+            $name,
+            " AFTER ",
+            $event,
+            " FOR EACH ROW ",
+            $when,
+            " BEGIN ",
+            $body,
+            "\nEND;\n"
+        )
+    };
+}
+const V16_SQLITE: &str = concat!(
+    v16_tables!(),
+    sqlite_trigger!("totals_manifest_insert", "INSERT ON manifests", "",
+                "INSERT INTO repo_totals (repo_id) VALUES (NEW.repo_id) ON CONFLICT (repo_id) DO NOTHING;
+    UPDATE repo_totals SET images = images + 1, bytes = bytes + COALESCE(NEW.image_size, 0),
+        sev_critical = sev_critical + COALESCE((SELECT s.sev_critical FROM image_scans s WHERE s.repo_id = NEW.repo_id AND s.digest = NEW.digest AND s.status = 'COMPLETE'), 0),
+        sev_high = sev_high + COALESCE((SELECT s.sev_high FROM image_scans s WHERE s.repo_id = NEW.repo_id AND s.digest = NEW.digest AND s.status = 'COMPLETE'), 0),
+        sev_medium = sev_medium + COALESCE((SELECT s.sev_medium FROM image_scans s WHERE s.repo_id = NEW.repo_id AND s.digest = NEW.digest AND s.status = 'COMPLETE'), 0),
+        sev_low = sev_low + COALESCE((SELECT s.sev_low FROM image_scans s WHERE s.repo_id = NEW.repo_id AND s.digest = NEW.digest AND s.status = 'COMPLETE'), 0),
+        sev_informational = sev_informational + COALESCE((SELECT s.sev_informational FROM image_scans s WHERE s.repo_id = NEW.repo_id AND s.digest = NEW.digest AND s.status = 'COMPLETE'), 0),
+        sev_undefined = sev_undefined + COALESCE((SELECT s.sev_undefined FROM image_scans s WHERE s.repo_id = NEW.repo_id AND s.digest = NEW.digest AND s.status = 'COMPLETE'), 0)
+        WHERE repo_id = NEW.repo_id;
+    INSERT INTO activity_days (repo_id, day, pushes, pulls) VALUES (NEW.repo_id, NEW.pushed_at / 86400000, 1, 0)
+        ON CONFLICT (repo_id, day) DO UPDATE SET pushes = activity_days.pushes + 1;
+    INSERT INTO activity_days (repo_id, day, pushes, pulls) SELECT NEW.repo_id, NEW.last_pulled_at / 86400000, 0, 1 WHERE NEW.last_pulled_at IS NOT NULL
+        ON CONFLICT (repo_id, day) DO UPDATE SET pulls = activity_days.pulls + 1;"),
+            sqlite_trigger!("totals_manifest_delete", "DELETE ON manifests", "",
+                "UPDATE repo_totals SET images = images - 1, bytes = bytes - COALESCE(OLD.image_size, 0),
+        sev_critical = sev_critical - COALESCE((SELECT s.sev_critical FROM image_scans s WHERE s.repo_id = OLD.repo_id AND s.digest = OLD.digest AND s.status = 'COMPLETE'), 0),
+        sev_high = sev_high - COALESCE((SELECT s.sev_high FROM image_scans s WHERE s.repo_id = OLD.repo_id AND s.digest = OLD.digest AND s.status = 'COMPLETE'), 0),
+        sev_medium = sev_medium - COALESCE((SELECT s.sev_medium FROM image_scans s WHERE s.repo_id = OLD.repo_id AND s.digest = OLD.digest AND s.status = 'COMPLETE'), 0),
+        sev_low = sev_low - COALESCE((SELECT s.sev_low FROM image_scans s WHERE s.repo_id = OLD.repo_id AND s.digest = OLD.digest AND s.status = 'COMPLETE'), 0),
+        sev_informational = sev_informational - COALESCE((SELECT s.sev_informational FROM image_scans s WHERE s.repo_id = OLD.repo_id AND s.digest = OLD.digest AND s.status = 'COMPLETE'), 0),
+        sev_undefined = sev_undefined - COALESCE((SELECT s.sev_undefined FROM image_scans s WHERE s.repo_id = OLD.repo_id AND s.digest = OLD.digest AND s.status = 'COMPLETE'), 0)
+        WHERE repo_id = OLD.repo_id;
+    UPDATE activity_days SET pushes = pushes - 1 WHERE repo_id = OLD.repo_id AND day = OLD.pushed_at / 86400000;
+    UPDATE activity_days SET pulls = pulls - 1 WHERE repo_id = OLD.repo_id AND day = OLD.last_pulled_at / 86400000;
+    DELETE FROM activity_days WHERE repo_id = OLD.repo_id AND day IN (OLD.pushed_at / 86400000, OLD.last_pulled_at / 86400000) AND pushes = 0 AND pulls = 0;"),
+            sqlite_trigger!("totals_manifest_pull", "UPDATE OF last_pulled_at ON manifests",
+                "WHEN ((OLD.last_pulled_at IS NULL) <> (NEW.last_pulled_at IS NULL) OR OLD.last_pulled_at / 86400000 <> NEW.last_pulled_at / 86400000)",
+                "UPDATE activity_days SET pulls = pulls - 1 WHERE repo_id = OLD.repo_id AND day = OLD.last_pulled_at / 86400000;
+    INSERT INTO activity_days (repo_id, day, pushes, pulls) SELECT NEW.repo_id, NEW.last_pulled_at / 86400000, 0, 1 WHERE NEW.last_pulled_at IS NOT NULL
+        ON CONFLICT (repo_id, day) DO UPDATE SET pulls = activity_days.pulls + 1;"),
+            sqlite_trigger!("totals_manifest_resize", "UPDATE OF image_size, pushed_at ON manifests", "",
+                "UPDATE repo_totals SET bytes = bytes - COALESCE(OLD.image_size, 0) + COALESCE(NEW.image_size, 0) WHERE repo_id = NEW.repo_id;
+    UPDATE activity_days SET pushes = pushes - 1 WHERE repo_id = OLD.repo_id AND day = OLD.pushed_at / 86400000;
+    INSERT INTO activity_days (repo_id, day, pushes, pulls) VALUES (NEW.repo_id, NEW.pushed_at / 86400000, 1, 0)
+        ON CONFLICT (repo_id, day) DO UPDATE SET pushes = activity_days.pushes + 1;"),
+            sqlite_trigger!("totals_scan_insert", "INSERT ON image_scans", "WHEN (NEW.status = 'COMPLETE')",
+                "INSERT INTO repo_totals (repo_id) VALUES (NEW.repo_id) ON CONFLICT (repo_id) DO NOTHING;
+    UPDATE repo_totals SET sev_critical = sev_critical + COALESCE(NEW.sev_critical, 0), sev_high = sev_high + COALESCE(NEW.sev_high, 0),
+        sev_medium = sev_medium + COALESCE(NEW.sev_medium, 0), sev_low = sev_low + COALESCE(NEW.sev_low, 0),
+        sev_informational = sev_informational + COALESCE(NEW.sev_informational, 0), sev_undefined = sev_undefined + COALESCE(NEW.sev_undefined, 0)
+        WHERE repo_id = NEW.repo_id AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = NEW.repo_id AND m.digest = NEW.digest);"),
+            sqlite_trigger!("totals_scan_update", "UPDATE ON image_scans", "WHEN (OLD.status = 'COMPLETE' OR NEW.status = 'COMPLETE')",
+                "INSERT INTO repo_totals (repo_id) VALUES (NEW.repo_id) ON CONFLICT (repo_id) DO NOTHING;
+    UPDATE repo_totals SET
+        sev_critical = sev_critical - (CASE WHEN OLD.status = 'COMPLETE' THEN COALESCE(OLD.sev_critical, 0) ELSE 0 END) + (CASE WHEN NEW.status = 'COMPLETE' THEN COALESCE(NEW.sev_critical, 0) ELSE 0 END),
+        sev_high = sev_high - (CASE WHEN OLD.status = 'COMPLETE' THEN COALESCE(OLD.sev_high, 0) ELSE 0 END) + (CASE WHEN NEW.status = 'COMPLETE' THEN COALESCE(NEW.sev_high, 0) ELSE 0 END),
+        sev_medium = sev_medium - (CASE WHEN OLD.status = 'COMPLETE' THEN COALESCE(OLD.sev_medium, 0) ELSE 0 END) + (CASE WHEN NEW.status = 'COMPLETE' THEN COALESCE(NEW.sev_medium, 0) ELSE 0 END),
+        sev_low = sev_low - (CASE WHEN OLD.status = 'COMPLETE' THEN COALESCE(OLD.sev_low, 0) ELSE 0 END) + (CASE WHEN NEW.status = 'COMPLETE' THEN COALESCE(NEW.sev_low, 0) ELSE 0 END),
+        sev_informational = sev_informational - (CASE WHEN OLD.status = 'COMPLETE' THEN COALESCE(OLD.sev_informational, 0) ELSE 0 END) + (CASE WHEN NEW.status = 'COMPLETE' THEN COALESCE(NEW.sev_informational, 0) ELSE 0 END),
+        sev_undefined = sev_undefined - (CASE WHEN OLD.status = 'COMPLETE' THEN COALESCE(OLD.sev_undefined, 0) ELSE 0 END) + (CASE WHEN NEW.status = 'COMPLETE' THEN COALESCE(NEW.sev_undefined, 0) ELSE 0 END)
+        WHERE repo_id = NEW.repo_id AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = NEW.repo_id AND m.digest = NEW.digest);"),
+            sqlite_trigger!("totals_scan_delete", "DELETE ON image_scans", "WHEN (OLD.status = 'COMPLETE')",
+                "UPDATE repo_totals SET sev_critical = sev_critical - COALESCE(OLD.sev_critical, 0), sev_high = sev_high - COALESCE(OLD.sev_high, 0),
+        sev_medium = sev_medium - COALESCE(OLD.sev_medium, 0), sev_low = sev_low - COALESCE(OLD.sev_low, 0),
+        sev_informational = sev_informational - COALESCE(OLD.sev_informational, 0), sev_undefined = sev_undefined - COALESCE(OLD.sev_undefined, 0)
+        WHERE repo_id = OLD.repo_id AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = OLD.repo_id AND m.digest = OLD.digest);"),
+            sqlite_trigger!("totals_repository_delete", "DELETE ON repositories", "",
+                "DELETE FROM repo_totals WHERE repo_id = OLD.repo_id;
+    DELETE FROM activity_days WHERE repo_id = OLD.repo_id;")
+);
+/// PostgreSQL: statement-level triggers over transition tables, so a statement
+/// touching many rows (a repository's deletion, a bulk insert) updates each
+/// totals row once rather than once per row (repeated updates of one row inside
+/// one transaction make a version chain that every later update walks). Each
+/// function first locks the affected totals rows in repository order and reads
+/// the other table only in a later statement, which in READ COMMITTED runs on a
+/// fresh snapshot: a scan completing while its image is deleted is counted once
+/// or not at all.
+const V16_POSTGRES: &str = concat!(
+    v16_tables!(),
+    r#"CREATE FUNCTION totals_manifest_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    INSERT INTO repo_totals (repo_id) SELECT DISTINCT repo_id FROM new_rows ON CONFLICT (repo_id) DO NOTHING;
+    PERFORM 1 FROM repo_totals WHERE repo_id IN (SELECT repo_id FROM new_rows) ORDER BY repo_id FOR UPDATE;
+    UPDATE repo_totals t SET images = t.images + x.n, bytes = t.bytes + x.b, sev_critical = t.sev_critical + x.critical, sev_high = t.sev_high + x.high, sev_medium = t.sev_medium + x.medium, sev_low = t.sev_low + x.low, sev_informational = t.sev_informational + x.informational, sev_undefined = t.sev_undefined + x.undefined
+        FROM (SELECT m.repo_id, COUNT(*) AS n, SUM(COALESCE(m.image_size, 0)) AS b, SUM(COALESCE(s.sev_critical, 0)) AS critical, SUM(COALESCE(s.sev_high, 0)) AS high, SUM(COALESCE(s.sev_medium, 0)) AS medium, SUM(COALESCE(s.sev_low, 0)) AS low, SUM(COALESCE(s.sev_informational, 0)) AS informational, SUM(COALESCE(s.sev_undefined, 0)) AS undefined
+            FROM new_rows m LEFT JOIN image_scans s ON s.repo_id = m.repo_id AND s.digest = m.digest AND s.status = 'COMPLETE' GROUP BY m.repo_id) x
+        WHERE t.repo_id = x.repo_id;
+    INSERT INTO activity_days (repo_id, day, pushes, pulls) SELECT repo_id, pushed_at / 86400000, COUNT(*), 0 FROM new_rows WHERE pushed_at IS NOT NULL GROUP BY 1, 2
+        ON CONFLICT (repo_id, day) DO UPDATE SET pushes = activity_days.pushes + excluded.pushes;
+    INSERT INTO activity_days (repo_id, day, pushes, pulls) SELECT repo_id, last_pulled_at / 86400000, 0, COUNT(*) FROM new_rows WHERE last_pulled_at IS NOT NULL GROUP BY 1, 2
+        ON CONFLICT (repo_id, day) DO UPDATE SET pulls = activity_days.pulls + excluded.pulls;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER totals_manifest_insert AFTER INSERT ON manifests REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_manifest_insert();
+CREATE FUNCTION totals_manifest_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    PERFORM 1 FROM repo_totals WHERE repo_id IN (SELECT repo_id FROM old_rows) ORDER BY repo_id FOR UPDATE;
+    UPDATE repo_totals t SET images = t.images - x.n, bytes = t.bytes - x.b, sev_critical = t.sev_critical - x.critical, sev_high = t.sev_high - x.high, sev_medium = t.sev_medium - x.medium, sev_low = t.sev_low - x.low, sev_informational = t.sev_informational - x.informational, sev_undefined = t.sev_undefined - x.undefined
+        FROM (SELECT m.repo_id, COUNT(*) AS n, SUM(COALESCE(m.image_size, 0)) AS b, SUM(COALESCE(s.sev_critical, 0)) AS critical, SUM(COALESCE(s.sev_high, 0)) AS high, SUM(COALESCE(s.sev_medium, 0)) AS medium, SUM(COALESCE(s.sev_low, 0)) AS low, SUM(COALESCE(s.sev_informational, 0)) AS informational, SUM(COALESCE(s.sev_undefined, 0)) AS undefined
+            FROM old_rows m LEFT JOIN image_scans s ON s.repo_id = m.repo_id AND s.digest = m.digest AND s.status = 'COMPLETE' GROUP BY m.repo_id) x
+        WHERE t.repo_id = x.repo_id;
+    UPDATE activity_days a SET pushes = a.pushes - x.n FROM (SELECT repo_id, pushed_at / 86400000 AS day, COUNT(*) AS n FROM old_rows WHERE pushed_at IS NOT NULL GROUP BY 1, 2) x
+        WHERE a.repo_id = x.repo_id AND a.day = x.day;
+    UPDATE activity_days a SET pulls = a.pulls - x.n FROM (SELECT repo_id, last_pulled_at / 86400000 AS day, COUNT(*) AS n FROM old_rows WHERE last_pulled_at IS NOT NULL GROUP BY 1, 2) x
+        WHERE a.repo_id = x.repo_id AND a.day = x.day;
+    DELETE FROM activity_days a USING (SELECT DISTINCT repo_id FROM old_rows) x WHERE a.repo_id = x.repo_id AND a.pushes = 0 AND a.pulls = 0;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER totals_manifest_delete AFTER DELETE ON manifests REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_manifest_delete();
+CREATE FUNCTION totals_manifest_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    IF EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.repo_id = o.repo_id AND n.digest = o.digest WHERE (o.last_pulled_at IS NULL) <> (n.last_pulled_at IS NULL) OR o.last_pulled_at / 86400000 <> n.last_pulled_at / 86400000 OR o.pushed_at / 86400000 <> n.pushed_at / 86400000 OR COALESCE(o.image_size, 0) <> COALESCE(n.image_size, 0)) THEN
+    UPDATE activity_days a SET pulls = a.pulls - x.c FROM (SELECT o.repo_id, o.last_pulled_at / 86400000 AS day, COUNT(*) AS c FROM old_rows o JOIN new_rows n ON n.repo_id = o.repo_id AND n.digest = o.digest
+            WHERE o.last_pulled_at IS NOT NULL AND ((o.last_pulled_at IS NULL) <> (n.last_pulled_at IS NULL) OR o.last_pulled_at / 86400000 <> n.last_pulled_at / 86400000) GROUP BY 1, 2) x WHERE a.repo_id = x.repo_id AND a.day = x.day;
+    INSERT INTO activity_days (repo_id, day, pushes, pulls) SELECT n.repo_id, n.last_pulled_at / 86400000, 0, COUNT(*) FROM old_rows o JOIN new_rows n ON n.repo_id = o.repo_id AND n.digest = o.digest
+            WHERE n.last_pulled_at IS NOT NULL AND ((o.last_pulled_at IS NULL) <> (n.last_pulled_at IS NULL) OR o.last_pulled_at / 86400000 <> n.last_pulled_at / 86400000) GROUP BY 1, 2
+        ON CONFLICT (repo_id, day) DO UPDATE SET pulls = activity_days.pulls + excluded.pulls;
+    UPDATE activity_days a SET pushes = a.pushes - x.c FROM (SELECT o.repo_id, o.pushed_at / 86400000 AS day, COUNT(*) AS c FROM old_rows o JOIN new_rows n ON n.repo_id = o.repo_id AND n.digest = o.digest
+            WHERE o.pushed_at / 86400000 <> n.pushed_at / 86400000 GROUP BY 1, 2) x WHERE a.repo_id = x.repo_id AND a.day = x.day;
+    INSERT INTO activity_days (repo_id, day, pushes, pulls) SELECT n.repo_id, n.pushed_at / 86400000, COUNT(*), 0 FROM old_rows o JOIN new_rows n ON n.repo_id = o.repo_id AND n.digest = o.digest
+            WHERE o.pushed_at / 86400000 <> n.pushed_at / 86400000 GROUP BY 1, 2
+        ON CONFLICT (repo_id, day) DO UPDATE SET pushes = activity_days.pushes + excluded.pushes;
+    UPDATE repo_totals t SET bytes = t.bytes + x.d FROM (SELECT n.repo_id, SUM(COALESCE(n.image_size, 0) - COALESCE(o.image_size, 0)) AS d FROM old_rows o JOIN new_rows n ON n.repo_id = o.repo_id AND n.digest = o.digest
+            WHERE COALESCE(o.image_size, 0) <> COALESCE(n.image_size, 0) GROUP BY 1) x WHERE t.repo_id = x.repo_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER totals_manifest_update AFTER UPDATE ON manifests REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_manifest_update();
+CREATE FUNCTION totals_scan_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    IF EXISTS (SELECT 1 FROM new_rows WHERE status = 'COMPLETE') THEN
+    INSERT INTO repo_totals (repo_id) SELECT DISTINCT repo_id FROM new_rows ON CONFLICT (repo_id) DO NOTHING;
+    PERFORM 1 FROM repo_totals WHERE repo_id IN (SELECT repo_id FROM new_rows) ORDER BY repo_id FOR UPDATE;
+    UPDATE repo_totals t SET sev_critical = t.sev_critical + x.critical, sev_high = t.sev_high + x.high, sev_medium = t.sev_medium + x.medium, sev_low = t.sev_low + x.low, sev_informational = t.sev_informational + x.informational, sev_undefined = t.sev_undefined + x.undefined
+        FROM (SELECT s.repo_id, SUM(COALESCE(s.sev_critical, 0)) AS critical, SUM(COALESCE(s.sev_high, 0)) AS high, SUM(COALESCE(s.sev_medium, 0)) AS medium, SUM(COALESCE(s.sev_low, 0)) AS low, SUM(COALESCE(s.sev_informational, 0)) AS informational, SUM(COALESCE(s.sev_undefined, 0)) AS undefined FROM new_rows s JOIN manifests m ON m.repo_id = s.repo_id AND m.digest = s.digest WHERE s.status = 'COMPLETE' GROUP BY s.repo_id) x
+        WHERE t.repo_id = x.repo_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER totals_scan_insert AFTER INSERT ON image_scans REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_scan_insert();
+CREATE FUNCTION totals_scan_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    IF EXISTS (SELECT 1 FROM old_rows WHERE status = 'COMPLETE' UNION ALL SELECT 1 FROM new_rows WHERE status = 'COMPLETE') THEN
+    INSERT INTO repo_totals (repo_id) SELECT DISTINCT repo_id FROM new_rows ON CONFLICT (repo_id) DO NOTHING;
+    PERFORM 1 FROM repo_totals WHERE repo_id IN (SELECT repo_id FROM new_rows) ORDER BY repo_id FOR UPDATE;
+    UPDATE repo_totals t SET sev_critical = t.sev_critical - x.critical, sev_high = t.sev_high - x.high, sev_medium = t.sev_medium - x.medium, sev_low = t.sev_low - x.low, sev_informational = t.sev_informational - x.informational, sev_undefined = t.sev_undefined - x.undefined
+        FROM (SELECT s.repo_id, SUM(COALESCE(s.sev_critical, 0)) AS critical, SUM(COALESCE(s.sev_high, 0)) AS high, SUM(COALESCE(s.sev_medium, 0)) AS medium, SUM(COALESCE(s.sev_low, 0)) AS low, SUM(COALESCE(s.sev_informational, 0)) AS informational, SUM(COALESCE(s.sev_undefined, 0)) AS undefined FROM old_rows s JOIN manifests m ON m.repo_id = s.repo_id AND m.digest = s.digest WHERE s.status = 'COMPLETE' GROUP BY s.repo_id) x
+        WHERE t.repo_id = x.repo_id;
+    UPDATE repo_totals t SET sev_critical = t.sev_critical + x.critical, sev_high = t.sev_high + x.high, sev_medium = t.sev_medium + x.medium, sev_low = t.sev_low + x.low, sev_informational = t.sev_informational + x.informational, sev_undefined = t.sev_undefined + x.undefined
+        FROM (SELECT s.repo_id, SUM(COALESCE(s.sev_critical, 0)) AS critical, SUM(COALESCE(s.sev_high, 0)) AS high, SUM(COALESCE(s.sev_medium, 0)) AS medium, SUM(COALESCE(s.sev_low, 0)) AS low, SUM(COALESCE(s.sev_informational, 0)) AS informational, SUM(COALESCE(s.sev_undefined, 0)) AS undefined FROM new_rows s JOIN manifests m ON m.repo_id = s.repo_id AND m.digest = s.digest WHERE s.status = 'COMPLETE' GROUP BY s.repo_id) x
+        WHERE t.repo_id = x.repo_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER totals_scan_update AFTER UPDATE ON image_scans REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_scan_update();
+CREATE FUNCTION totals_scan_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    IF EXISTS (SELECT 1 FROM old_rows WHERE status = 'COMPLETE') THEN
+    PERFORM 1 FROM repo_totals WHERE repo_id IN (SELECT repo_id FROM old_rows) ORDER BY repo_id FOR UPDATE;
+    UPDATE repo_totals t SET sev_critical = t.sev_critical - x.critical, sev_high = t.sev_high - x.high, sev_medium = t.sev_medium - x.medium, sev_low = t.sev_low - x.low, sev_informational = t.sev_informational - x.informational, sev_undefined = t.sev_undefined - x.undefined
+        FROM (SELECT s.repo_id, SUM(COALESCE(s.sev_critical, 0)) AS critical, SUM(COALESCE(s.sev_high, 0)) AS high, SUM(COALESCE(s.sev_medium, 0)) AS medium, SUM(COALESCE(s.sev_low, 0)) AS low, SUM(COALESCE(s.sev_informational, 0)) AS informational, SUM(COALESCE(s.sev_undefined, 0)) AS undefined FROM old_rows s JOIN manifests m ON m.repo_id = s.repo_id AND m.digest = s.digest WHERE s.status = 'COMPLETE' GROUP BY s.repo_id) x
+        WHERE t.repo_id = x.repo_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER totals_scan_delete AFTER DELETE ON image_scans REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_scan_delete();
+CREATE FUNCTION totals_repository_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    DELETE FROM repo_totals WHERE repo_id IN (SELECT repo_id FROM old_rows);
+    DELETE FROM activity_days WHERE repo_id IN (SELECT repo_id FROM old_rows);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER totals_repository_delete AFTER DELETE ON repositories REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_repository_delete();
+"#
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_keep_trigger_and_function_bodies_whole() {
+        assert_eq!(
+            statements("CREATE TABLE a (x INT);\n  ;CREATE INDEX i ON a (x)"),
+            ["CREATE TABLE a (x INT)", "CREATE INDEX i ON a (x)"]
+        );
+        let sqlite = statements(V16_SQLITE);
+        let pg = statements(V16_POSTGRES);
+        // Two tables, two backfills, then the triggers: eight row triggers on SQLite,
+        // seven statement triggers (each a function too) on PostgreSQL.
+        assert_eq!(sqlite.len(), 4 + 8, "{sqlite:#?}");
+        assert_eq!(pg.len(), 4 + 14, "{pg:#?}");
+        assert!(
+            sqlite[4].starts_with("CREATE TRIGGER totals_manifest_insert")
+                && sqlite[4].ends_with("END")
+        );
+        assert!(
+            pg[4].starts_with("CREATE FUNCTION totals_manifest_insert") && pg[4].ends_with("$$")
+        );
+        assert!(pg[5].starts_with("CREATE TRIGGER totals_manifest_insert"));
+        // Every earlier migration splits exactly as before.
+        for (v, sql) in SQLITE.iter().chain(POSTGRES).filter(|(v, _)| *v != 16) {
+            let old: Vec<&str> = sql
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            assert_eq!(statements(sql), old, "v{v}");
+        }
+    }
+}

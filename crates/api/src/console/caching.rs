@@ -1,5 +1,6 @@
 //! Registry settings → Pull through cache rules (list, create, delete) and
-//! Repository creation templates (list, delete): the sections of the settings
+//! Repository creation templates (list, delete; the create/edit form is
+//! `templates.rs`): the sections of the settings
 //! page, each read and write the ECR operation of the same name run as the
 //! session (DescribePullThroughCacheRules, CreatePullThroughCacheRule,
 //! DeletePullThroughCacheRule, DescribeRepositoryCreationTemplates,
@@ -11,14 +12,67 @@ use std::sync::Arc;
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
+use super::forms::may;
 use super::html::{esc, q, time};
-use crate::ecr::{call_as, EcrError};
+use crate::ecr::{call_as, iam_action, EcrError, EcrException};
 use crate::App;
 
 fn secs(v: &Value) -> String {
     v.as_f64()
         .map(|s| time((s * 1000.0) as i64))
         .unwrap_or_default()
+}
+
+/// What a section shows when reading it failed. A refusal says plainly which
+/// permission the section needs (the IAM action of `op`, as `call_as` authorizes
+/// it) and whether the AWS managed ReadOnly policy grants it, with the API's own
+/// message below; the rest of the page is unaffected.
+pub(super) fn section_error(e: &EcrError, service: &str, op: &str, what: &str) -> String {
+    if e.exception != EcrException::AccessDenied {
+        return api_error(e);
+    }
+    let action = iam_action(service, op);
+    let readonly = if readonly_grants(&action) {
+        ""
+    } else {
+        " The AWS managed policy AmazonEC2ContainerRegistryReadOnly does not include it."
+    };
+    format!(
+        "<div class=\"denied\" role=\"note\"><p><strong>Access denied.</strong> Viewing {} needs the <code>{}</code> permission, which your policies do not grant.{readonly} Ask an administrator to grant it; the rest of this page is unaffected.</p><p class=\"detail\">{}: {}</p></div>",
+        esc(what),
+        esc(&action),
+        e.aws_code(),
+        esc(&e.message)
+    )
+}
+
+/// Whether `AmazonEC2ContainerRegistryReadOnly` allows `action` (evaluated, not
+/// string-matched, so the answer follows the policy text).
+fn readonly_grants(action: &str) -> bool {
+    use berth_iam::policy::{
+        evaluate, PolicyRef, PolicySource, Principal, RequestContext,
+        AMAZON_EC2_CONTAINER_REGISTRY_READ_ONLY as RO,
+    };
+    let (Ok(doc), Some(caller)) = (
+        RO.parse(),
+        Principal::from_arn("arn:aws:iam::123456789012:user/console"),
+    ) else {
+        return false;
+    };
+    let ctx = RequestContext::new(
+        caller,
+        action,
+        "arn:aws:ecr:us-east-1:123456789012:repository/*",
+    );
+    evaluate(
+        &ctx,
+        &[PolicyRef {
+            name: RO.arn,
+            source: PolicySource::Identity,
+            document: &doc,
+        }],
+    )
+    .is_allowed()
 }
 
 fn api_error(e: &EcrError) -> String {
@@ -36,7 +90,7 @@ pub struct Flash<'a> {
     pub text: String,
 }
 
-fn flash_html(f: Option<&Flash>, section: &str) -> String {
+pub(super) fn flash_html(f: Option<&Flash>, section: &str) -> String {
     match f.filter(|f| f.section == section) {
         Some(f) if f.error => format!(
             "<p class=\"error\" id=\"{section}-error\" role=\"alert\">{}</p>",
@@ -61,12 +115,6 @@ fn delete_form(
         v = esc(value),
         label = esc(label),
     )
-}
-
-async fn may(app: &App, s: &ConsoleSession, action: &str) -> bool {
-    app.authorize(&s.principal, action, &s.principal.account_id, None, None)
-        .await
-        .is_ok()
 }
 
 /// The two sections, for the settings page.
@@ -137,7 +185,12 @@ pub async fn sections(
                 ));
             }
         }
-        Err(e) => out.push_str(&api_error(&e)),
+        Err(e) => out.push_str(&section_error(
+            &e,
+            "ecr",
+            "DescribePullThroughCacheRules",
+            "pull through cache rules",
+        )),
     }
     let dis_create = if may(app, s, "ecr:CreatePullThroughCacheRule").await {
         ""
@@ -203,14 +256,10 @@ pub async fn sections(
                     Some("AES256") | None => "AES-256".to_string(),
                     Some(k) => format!("{k} ({})", enc["kmsKey"].as_str().unwrap_or("aws/ecr")),
                 };
-                out.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                let actions = format!(
+                    "<a href=\"/console/settings?template={}#templates\" aria-label=\"Edit creation template {}\">Edit</a> {}",
+                    q(prefix),
                     esc(prefix),
-                    esc(&applied.join(", ")),
-                    esc(t["description"].as_str().unwrap_or("")),
-                    esc(t["imageTagMutability"].as_str().unwrap_or("MUTABLE")),
-                    esc(&encryption),
-                    secs(&t["updatedAt"]),
                     delete_form(
                         &s.csrf_token,
                         "delete_template",
@@ -218,7 +267,16 @@ pub async fn sections(
                         prefix,
                         &format!("Delete creation template {prefix}"),
                         dis_tpl
-                    ),
+                    )
+                );
+                out.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{actions}</td></tr>",
+                    esc(prefix),
+                    esc(&applied.join(", ")),
+                    esc(t["description"].as_str().unwrap_or("")),
+                    esc(t["imageTagMutability"].as_str().unwrap_or("MUTABLE")),
+                    esc(&encryption),
+                    secs(&t["updatedAt"]),
                 ));
             }
             out.push_str("</tbody></table>");
@@ -229,8 +287,14 @@ pub async fn sections(
                 ));
             }
         }
-        Err(e) => out.push_str(&api_error(&e)),
+        Err(e) => out.push_str(&section_error(
+            &e,
+            "ecr",
+            "DescribeRepositoryCreationTemplates",
+            "repository creation templates",
+        )),
     }
+    out.push_str(&super::templates::form_html(app, s, ip, params, form).await);
     out.push_str("</section>");
     out
 }

@@ -15,19 +15,11 @@ use axum::response::{Html, IntoResponse, Response};
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
+use super::forms::{images_page, may_on, next_page, refused, repo_breadcrumb};
 use super::html::{esc, page, q, time};
 use super::{check_csrf, error_page, parse_form, redirect, session};
-use crate::ecr::{call_as, EcrError, EcrException};
+use crate::ecr::{call_as, EcrException};
 use crate::App;
-
-pub(crate) fn refused(e: &EcrError) -> Response {
-    let status = if e.exception == EcrException::AccessDenied {
-        StatusCode::FORBIDDEN
-    } else {
-        e.http_status()
-    };
-    error_page(status, &format!("{}: {}", e.aws_code(), e.message))
-}
 
 fn secs_to_ms(v: &Value) -> Option<i64> {
     v.as_f64().map(|s| (s * 1000.0) as i64)
@@ -84,30 +76,18 @@ pub async fn list(
     let ip = peer.ip().to_string();
     let name = params.get("name").cloned().unwrap_or_default();
     let tag = params.get("tag").map(|t| t.trim()).unwrap_or("");
-    let mut input = json!({ "repositoryName": name });
-    if !tag.is_empty() {
-        input["imageIds"] = json!([{ "imageTag": tag }]);
+    let v = if tag.is_empty() {
+        images_page(&app, &s, &ip, &name, None, &params).await
     } else {
-        input["maxResults"] = json!(50);
-        if let Some(t) = params.get("next").filter(|t| !t.is_empty()) {
-            input["nextToken"] = json!(t);
-        }
-    }
-    let v = match call_as(&app, &s.principal, &ip, "ecr", "DescribeImages", input).await {
+        let input = json!({ "repositoryName": name, "imageIds": [{ "imageTag": tag }] });
+        call_as(&app, &s.principal, &ip, "ecr", "DescribeImages", input).await
+    };
+    let v = match v {
         Ok(v) => v,
         Err(e) if e.exception == EcrException::ImageNotFound => json!({"imageDetails": []}),
         Err(e) => return refused(&e),
     };
-    let can_delete = app
-        .authorize(
-            &s.principal,
-            "ecr:BatchDeleteImage",
-            &s.principal.account_id,
-            Some(&name),
-            None,
-        )
-        .await
-        .is_ok();
+    let can_delete = may_on(&app, &s, "ecr:BatchDeleteImage", &name).await;
     let dis = if can_delete { "" } else { " disabled" };
     let mut body = format!(
         "<nav aria-label=\"Breadcrumb\"><a href=\"/console/repositories\">Repositories</a> › {n}</nav>
@@ -172,13 +152,7 @@ pub async fn list(
         ));
     }
     body.push_str("</tbody></table>");
-    if let Some(next) = v["nextToken"].as_str() {
-        body.push_str(&format!(
-            "<nav aria-label=\"Pages\" class=\"toolbar\"><a href=\"/console/images?name={}&amp;next={}\">Next page</a></nav>",
-            q(&name),
-            q(next)
-        ));
-    }
+    body.push_str(&next_page("/console/images", &name, &v));
     Html(page(&format!("Images of {name}"), Some(&s), &body)).into_response()
 }
 
@@ -416,10 +390,9 @@ pub async fn detail(
     let pretty =
         serde_json::to_string_pretty(&manifest).unwrap_or_else(|_| manifest_text.to_string());
     let mut body = format!(
-        "<nav aria-label=\"Breadcrumb\"><a href=\"/console/repositories\">Repositories</a> › <a href=\"/console/images?name={qn}\">{n}</a> › image</nav>
+        "{crumb}
 <h1>{d}</h1>",
-        qn = q(&name),
-        n = esc(&name),
+        crumb = repo_breadcrumb(&name, "image"),
         d = esc(&digest)
     );
     if let Some(layers) = manifest["layers"].as_array() {

@@ -14,43 +14,22 @@ use axum::response::{Html, IntoResponse, Response};
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
-use super::html::{esc, page, q, time};
+use super::forms::{json_editor, notice, pretty_json, refused, repo_breadcrumb};
+use super::html::{esc, page, time};
 use super::{check_csrf, error_page, parse_form, session};
-use crate::ecr::{call_as, EcrError, EcrException};
+use crate::ecr::{call_as, EcrException};
 use crate::App;
-
-fn refused(e: &EcrError) -> Response {
-    let status = if e.exception == EcrException::AccessDenied {
-        StatusCode::FORBIDDEN
-    } else {
-        e.http_status()
-    };
-    error_page(status, &format!("{}: {}", e.aws_code(), e.message))
-}
 
 fn render(
     s: &ConsoleSession,
     name: &str,
     text: &str,
-    notice: &str,
+    notice_text: &str,
     error: &str,
     preview: &str,
 ) -> String {
-    let err = if error.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p class=\"error\" id=\"policy-error\" role=\"alert\">{}</p>",
-            esc(error)
-        )
-    };
-    let note = if notice.is_empty() {
-        String::new()
-    } else {
-        format!("<p class=\"notice\" role=\"status\">{}</p>", esc(notice))
-    };
     format!(
-        "<nav aria-label=\"Breadcrumb\"><a href=\"/console/repositories\">Repositories</a> › <a href=\"/console/images?name={qn}\">{n}</a> › Lifecycle policy</nav>
+        "{crumb}
 <h1>Lifecycle policy of {n}</h1>{note}
 <form method=\"post\" action=\"/console/lifecycle\">
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"name\" value=\"{n}\">
@@ -63,15 +42,15 @@ fn render(
 <div class=\"field\"><label for=\"count_number\">Count number</label><input id=\"count_number\" name=\"count_number\" type=\"number\" min=\"1\"></div>
 <button type=\"submit\" name=\"action\" value=\"add\" class=\"secondary\">Add rule</button>
 </fieldset>
-<div class=\"field\"><label for=\"policy\">Lifecycle policy JSON</label><textarea id=\"policy\" name=\"policy\" rows=\"16\" cols=\"90\"{inv}>{text}</textarea>{err}</div>
+{editor}
 <button type=\"submit\" name=\"action\" value=\"test\" class=\"secondary\">Test rules</button>
 <button type=\"submit\" name=\"action\" value=\"save\">Save</button>
 </form>{preview}",
-        qn = q(name),
+        crumb = repo_breadcrumb(name, "Lifecycle policy"),
+        note = notice(notice_text),
         n = esc(name),
         csrf = esc(&s.csrf_token),
-        inv = if error.is_empty() { "" } else { " aria-invalid=\"true\" aria-describedby=\"policy-error\"" },
-        text = esc(text),
+        editor = json_editor("Lifecycle policy JSON", 16, text, error),
     )
 }
 
@@ -102,10 +81,7 @@ pub async fn show(
         }
         Err(e) => return refused(&e),
     };
-    let pretty = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(text);
+    let pretty = pretty_json(text);
     Html(page(
         "Lifecycle policy",
         Some(&s),

@@ -15,14 +15,17 @@
 
 mod audit;
 mod caching;
+mod forms;
 mod html;
 mod images;
 mod lifecycle;
 mod overview;
 mod permissions;
+mod registry_config;
 mod repos;
 mod settings;
 mod tags;
+mod templates;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -14,7 +14,8 @@ use axum::response::{Html, IntoResponse, Response};
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
-use super::html::{esc, page, q};
+use super::forms::{json_editor, notice, pretty_json, refused, repo_breadcrumb};
+use super::html::{esc, page};
 use super::{check_csrf, error_page, parse_form, session};
 use crate::ecr::{call_as, EcrError, EcrException};
 use crate::App;
@@ -32,31 +33,9 @@ const PUSH: [&str; 5] = [
     "ecr:BatchCheckLayerAvailability",
 ];
 
-fn refused(e: &EcrError) -> Response {
-    let status = if e.exception == EcrException::AccessDenied {
-        StatusCode::FORBIDDEN
-    } else {
-        e.http_status()
-    };
-    error_page(status, &format!("{}: {}", e.aws_code(), e.message))
-}
-
-fn render(s: &ConsoleSession, name: &str, text: &str, notice: &str, error: &str) -> String {
-    let err = if error.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p class=\"error\" id=\"policy-error\" role=\"alert\">{}</p>",
-            esc(error)
-        )
-    };
-    let note = if notice.is_empty() {
-        String::new()
-    } else {
-        format!("<p class=\"notice\" role=\"status\">{}</p>", esc(notice))
-    };
+fn render(s: &ConsoleSession, name: &str, text: &str, notice_text: &str, error: &str) -> String {
     format!(
-        "<nav aria-label=\"Breadcrumb\"><a href=\"/console/repositories\">Repositories</a> › <a href=\"/console/images?name={qn}\">{n}</a> › Permissions</nav>
+        "{crumb}
 <h1>Permissions of {n}</h1>{note}
 <form method=\"post\" action=\"/console/permissions\">
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"name\" value=\"{n}\">
@@ -65,15 +44,15 @@ fn render(s: &ConsoleSession, name: &str, text: &str, notice: &str, error: &str)
 <div class=\"field\"><label for=\"push_principal\">Allow push for principal (IAM ARN)</label><input id=\"push_principal\" name=\"push_principal\"></div>
 <button type=\"submit\" name=\"action\" value=\"add\" class=\"secondary\">Add statement</button>
 </fieldset>
-<div class=\"field\"><label for=\"policy\">Repository policy JSON</label><textarea id=\"policy\" name=\"policy\" rows=\"16\" cols=\"90\"{inv}>{text}</textarea>{err}</div>
+{editor}
 <button type=\"submit\" name=\"action\" value=\"save\">Save</button>
 <button type=\"submit\" name=\"action\" value=\"delete\" class=\"secondary\">Delete policy</button>
 </form>",
-        qn = q(name),
+        crumb = repo_breadcrumb(name, "Permissions"),
+        note = notice(notice_text),
         n = esc(name),
         csrf = esc(&s.csrf_token),
-        inv = if error.is_empty() { "" } else { " aria-invalid=\"true\" aria-describedby=\"policy-error\"" },
-        text = esc(text),
+        editor = json_editor("Repository policy JSON", 16, text, error),
     )
 }
 
@@ -104,10 +83,7 @@ pub async fn show(
         Err(e) if e.exception == EcrException::RepositoryPolicyNotFound => EMPTY.to_string(),
         Err(e) => return refused(&e),
     };
-    let pretty = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(text);
+    let pretty = pretty_json(text);
     Html(page(
         "Permissions",
         Some(&s),

@@ -12,29 +12,13 @@ use axum::response::{Html, IntoResponse, Response};
 use berth_registry::console::ConsoleSession;
 use serde_json::{json, Value};
 
+use super::forms::{may, status_of};
 use super::html::{esc, page, q, time};
 use super::{check_csrf, error_page, parse_form, redirect, session};
-use crate::ecr::{call_as, EcrError, EcrException};
+use crate::ecr::{call_as, EcrException};
 use crate::App;
 
 const PAGE: i64 = 50;
-
-/// The page's status for an API error: 403 for a refusal (ECR answers 400).
-fn status_of(e: &EcrError) -> StatusCode {
-    if e.exception == EcrException::AccessDenied {
-        StatusCode::FORBIDDEN
-    } else {
-        e.http_status()
-    }
-}
-
-/// Whether the session's principal may perform `action` registry-wide (buttons
-/// are shown disabled otherwise; the server refuses the request anyway).
-async fn may(app: &App, s: &ConsoleSession, action: &str) -> bool {
-    app.authorize(&s.principal, action, &s.principal.account_id, None, None)
-        .await
-        .is_ok()
-}
 
 fn encryption_label(r: &Value) -> String {
     let e = &r["encryptionConfiguration"];
@@ -161,7 +145,11 @@ impl CreateForm {
     }
 }
 
-async fn kms_options(app: &Arc<App>, s: &ConsoleSession, ip: &str) -> Vec<(String, String)> {
+pub(super) async fn kms_options(
+    app: &Arc<App>,
+    s: &ConsoleSession,
+    ip: &str,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Ok(v) = call_as(app, &s.principal, ip, "kms", "ListAliases", json!({})).await {
         for a in v["Aliases"].as_array().into_iter().flatten() {

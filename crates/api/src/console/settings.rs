@@ -1,9 +1,10 @@
-//! Registry settings: the scanning configuration, replication rules (as
-//! DescribeRegistry reports them), the registry policy (edited here; validated by
+//! Registry settings: the scanning configuration and replication rules (shown and
+//! edited: `registry_config.rs`), the registry policy (edited here; validated by
 //! PutRegistryPolicy) and the berth-managed KMS keys with their aliases. Each read
 //! and write is the ECR or KMS operation of the same name, run as the session; a
 //! section the principal may not read says so. Pull through cache rules and
-//! repository creation templates are `caching.rs`'s sections of this page.
+//! repository creation templates are `caching.rs`'s sections of this page (the
+//! template form `templates.rs`'s).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,17 +15,14 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use berth_registry::console::ConsoleSession;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::caching::{self, Flash};
 use super::html::{esc, page};
 use super::{check_csrf, parse_form, session};
+use super::{forms, registry_config, templates};
 use crate::ecr::{call_as, EcrException};
 use crate::App;
-
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
-}
 
 async fn render(
     app: &Arc<App>,
@@ -32,6 +30,8 @@ async fn render(
     ip: &str,
     policy_override: Option<(&str, &str, &str)>,
     caching: String,
+    flash: Option<&Flash<'_>>,
+    form: &HashMap<String, String>,
 ) -> String {
     let api = |svc: &'static str, op: &'static str| {
         let app = app.clone();
@@ -39,40 +39,9 @@ async fn render(
         let ip = ip.to_string();
         async move { call_as(&app, &p, &ip, svc, op, json!({})).await }
     };
-    let denied = |e: &crate::ecr::EcrError| {
-        format!(
-            "<p class=\"error\">{}: {}</p>",
-            e.aws_code(),
-            esc(&e.message)
-        )
-    };
     let mut body = String::from("<h1>Private registry settings</h1>");
-    body.push_str(
-        "<section aria-labelledby=\"scanning\"><h2 id=\"scanning\">Scanning configuration</h2>",
-    );
-    match api("ecr", "GetRegistryScanningConfiguration").await {
-        Ok(v) => body.push_str(&format!(
-            "<p>Scan type: <strong>{}</strong></p><pre><code>{}</code></pre>",
-            esc(v["scanningConfiguration"]["scanType"]
-                .as_str()
-                .unwrap_or("BASIC")),
-            esc(&pretty(&v["scanningConfiguration"]["rules"]))
-        )),
-        Err(e) => body.push_str(&denied(&e)),
-    }
-    body.push_str("</section><section aria-labelledby=\"replication\"><h2 id=\"replication\">Replication rules</h2>");
-    match api("ecr", "DescribeRegistry").await {
-        Ok(v) => {
-            let rules = &v["replicationConfiguration"]["rules"];
-            if rules.as_array().is_none_or(|r| r.is_empty()) {
-                body.push_str("<p>No replication rules.</p>");
-            } else {
-                body.push_str(&format!("<pre><code>{}</code></pre>", esc(&pretty(rules))));
-            }
-        }
-        Err(e) => body.push_str(&denied(&e)),
-    }
-    body.push_str("</section>");
+    body.push_str(&registry_config::scanning_section(app, s, ip, flash, form).await);
+    body.push_str(&registry_config::replication_section(app, s, ip, flash, form).await);
     body.push_str(&caching);
     body.push_str("<section aria-labelledby=\"policy-h\"><h2 id=\"policy-h\">Registry policy</h2>");
     let (text, notice, error) = match policy_override {
@@ -86,6 +55,15 @@ async fn render(
             Err(e) if e.exception == EcrException::RegistryPolicyNotFound => {
                 (String::new(), String::new(), String::new())
             }
+            Err(e) if e.exception == EcrException::AccessDenied => {
+                body.push_str(&caching::section_error(
+                    &e,
+                    "ecr",
+                    "GetRegistryPolicy",
+                    "the registry policy",
+                ));
+                (String::new(), String::new(), String::new())
+            }
             Err(e) => (
                 String::new(),
                 String::new(),
@@ -93,28 +71,17 @@ async fn render(
             ),
         },
     };
-    if !notice.is_empty() {
-        body.push_str(&format!(
-            "<p class=\"notice\" role=\"status\">{}</p>",
-            esc(&notice)
-        ));
-    }
-    let err = if error.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<p class=\"error\" id=\"policy-error\" role=\"alert\">{}</p>",
-            esc(&error)
-        )
-    };
+    body.push_str(&forms::notice(&notice));
+    let dis = |allowed: bool| if allowed { "" } else { " disabled" };
+    let dis_put = dis(forms::may(app, s, "ecr:PutRegistryPolicy").await);
+    let dis_delete = dis(forms::may(app, s, "ecr:DeleteRegistryPolicy").await);
     body.push_str(&format!(
         "<form method=\"post\" action=\"/console/settings\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">
-<div class=\"field\"><label for=\"policy\">Registry policy JSON</label><textarea id=\"policy\" name=\"policy\" rows=\"12\" cols=\"90\"{}>{}</textarea>{err}</div>
-<button type=\"submit\" name=\"action\" value=\"save\">Save registry policy</button>
-<button type=\"submit\" name=\"action\" value=\"delete\" class=\"secondary\">Delete registry policy</button></form></section>",
+{}
+<button type=\"submit\" name=\"action\" value=\"save\"{dis_put}>Save registry policy</button>
+<button type=\"submit\" name=\"action\" value=\"delete\" class=\"secondary\"{dis_delete}>Delete registry policy</button></form></section>",
         esc(&s.csrf_token),
-        if error.is_empty() { "" } else { " aria-invalid=\"true\" aria-describedby=\"policy-error\"" },
-        esc(&text)
+        forms::json_editor("Registry policy JSON", 12, &text, &error),
     ));
     body.push_str("<section aria-labelledby=\"kms\"><h2 id=\"kms\">KMS keys</h2>");
     match api("kms", "ListAliases").await {
@@ -133,7 +100,12 @@ async fn render(
             }
             body.push_str("</tbody></table>");
         }
-        Err(e) => body.push_str(&denied(&e)),
+        Err(e) => body.push_str(&caching::section_error(
+            &e,
+            "kms",
+            "ListAliases",
+            "the KMS keys",
+        )),
     }
     body.push_str("</section>");
     body
@@ -151,7 +123,7 @@ pub async fn show(
     };
     let ip = peer.ip().to_string();
     let caching = caching::sections(&app, &s, &ip, &params, None, &HashMap::new()).await;
-    let body = render(&app, &s, &ip, None, caching).await;
+    let body = render(&app, &s, &ip, None, caching, None, &HashMap::new()).await;
     Html(page("Registry settings", Some(&s), &body)).into_response()
 }
 
@@ -171,7 +143,10 @@ pub async fn act(
     }
     let ip = peer.ip().to_string();
     let none = HashMap::new();
-    if let Some((section, op, input)) = caching::operation(&form) {
+    if let Some((section, op, input)) = caching::operation(&form)
+        .or_else(|| registry_config::operation(&form))
+        .or_else(|| templates::operation(&form))
+    {
         let (status, flash, kept) = match call_as(&app, &s.principal, &ip, "ecr", op, input).await {
             Ok(_) => (
                 StatusCode::OK,
@@ -181,6 +156,12 @@ pub async fn act(
                     text: match op {
                         "CreatePullThroughCacheRule" => "Pull through cache rule created.",
                         "DeletePullThroughCacheRule" => "Pull through cache rule deleted.",
+                        "PutRegistryScanningConfiguration" => "Scanning configuration saved.",
+                        "PutReplicationConfiguration" => "Replication rules saved.",
+                        "CreateRepositoryCreationTemplate" => {
+                            "Repository creation template created."
+                        }
+                        "UpdateRepositoryCreationTemplate" => "Repository creation template saved.",
                         _ => "Repository creation template deleted.",
                     }
                     .to_string(),
@@ -202,7 +183,7 @@ pub async fn act(
             ),
         };
         let caching = caching::sections(&app, &s, &ip, &none, Some(&flash), kept).await;
-        let body = render(&app, &s, &ip, None, caching).await;
+        let body = render(&app, &s, &ip, None, caching, Some(&flash), kept).await;
         return (status, Html(page("Registry settings", Some(&s), &body))).into_response();
     }
     let text = form.get("policy").cloned().unwrap_or_default();
@@ -239,6 +220,15 @@ pub async fn act(
             }
         };
     let caching = caching::sections(&app, &s, &ip, &none, None, &none).await;
-    let body = render(&app, &s, &ip, Some((&shown, &notice, &error)), caching).await;
+    let body = render(
+        &app,
+        &s,
+        &ip,
+        Some((&shown, &notice, &error)),
+        caching,
+        None,
+        &none,
+    )
+    .await;
     (status, Html(page("Registry settings", Some(&s), &body))).into_response()
 }

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
+use super::forms::{images_page, may_on, next_page, refused, repo_breadcrumb};
 use super::html::{esc, page, q, time};
-use super::images::refused;
 use super::{check_csrf, error_page, parse_form, redirect, session};
 use crate::ecr::call_as;
 use crate::App;
@@ -31,28 +31,12 @@ pub async fn list(
     };
     let ip = peer.ip().to_string();
     let name = params.get("name").cloned().unwrap_or_default();
-    let mut input = json!({
-        "repositoryName": name,
-        "filter": {"tagStatus": "TAGGED"},
-        "maxResults": 50,
-    });
-    if let Some(t) = params.get("next").filter(|t| !t.is_empty()) {
-        input["nextToken"] = json!(t);
-    }
-    let v = match call_as(&app, &s.principal, &ip, "ecr", "DescribeImages", input).await {
+    let tagged = Some(json!({"tagStatus": "TAGGED"}));
+    let v = match images_page(&app, &s, &ip, &name, tagged, &params).await {
         Ok(v) => v,
         Err(e) => return refused(&e),
     };
-    let can_delete = app
-        .authorize(
-            &s.principal,
-            "ecr:BatchDeleteImage",
-            &s.principal.account_id,
-            Some(&name),
-            None,
-        )
-        .await
-        .is_ok();
+    let can_delete = may_on(&app, &s, "ecr:BatchDeleteImage", &name).await;
     let dis = if can_delete { "" } else { " disabled" };
     let mut rows: Vec<(String, String, Option<i64>)> = Vec::new();
     for d in v["imageDetails"].as_array().into_iter().flatten() {
@@ -66,11 +50,12 @@ pub async fn list(
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let mut body = format!(
-        "<nav aria-label=\"Breadcrumb\"><a href=\"/console/repositories\">Repositories</a> › <a href=\"/console/images?name={qn}\">{n}</a> › tags</nav>
+        "{crumb}
 <h1>{n}</h1>
 <nav aria-label=\"Repository\" class=\"toolbar\"><a href=\"/console/images?name={qn}\">Images</a> <a href=\"/console/permissions?name={qn}\">Permissions</a> <a href=\"/console/lifecycle?name={qn}\">Lifecycle policy</a></nav>
 <h2>Tags</h2>
 <table><thead><tr><th scope=\"col\">Image tag</th><th scope=\"col\">Image digest</th><th scope=\"col\">Pushed at</th><th scope=\"col\">Actions</th></tr></thead><tbody>",
+        crumb = repo_breadcrumb(&name, "tags"),
         n = esc(&name),
         qn = q(&name),
     );
@@ -91,13 +76,7 @@ pub async fn list(
         ));
     }
     body.push_str("</tbody></table>");
-    if let Some(next) = v["nextToken"].as_str() {
-        body.push_str(&format!(
-            "<nav aria-label=\"Pages\" class=\"toolbar\"><a href=\"/console/tags?name={}&amp;next={}\">Next page</a></nav>",
-            q(&name),
-            q(next)
-        ));
-    }
+    body.push_str(&next_page("/console/tags", &name, &v));
     Html(page(&format!("Tags of {name}"), Some(&s), &body)).into_response()
 }
 

@@ -236,6 +236,17 @@ pub fn body_of(v: Value) -> Body {
     Body::from(v.to_string())
 }
 
+/// The IAM action an operation is authorized as (`service` is `ecr` or `kms`), as
+/// [`call_as`] authorizes it.
+pub fn iam_action(service: &str, op: &str) -> String {
+    let service = if service == "kms" {
+        ops::Service::Kms
+    } else {
+        ops::Service::Ecr
+    };
+    ops::action_of(service, op)
+}
+
 /// Runs an ECR operation for a caller authenticated by another front end (the
 /// console's session): the same table row, authorization, handler and audit record
 /// as a SigV4 call of that operation.

@@ -178,13 +178,14 @@ impl Meta {
 
 impl Meta {
     /// The `limit` repositories of an account storing the most bytes of images
-    /// (the sum of their manifests' image sizes), largest first.
+    /// (the sum of their manifests' image sizes), largest first. Read from the
+    /// running totals (schema v16), one row per repository.
     pub async fn storage_by_repository(
         &self,
         account_id: &str,
         limit: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT r.name, CAST(SUM(m.image_size) AS BIGINT) FROM manifests m JOIN repositories r ON r.repo_id = m.repo_id WHERE r.account_id = $1 GROUP BY r.name ORDER BY 2 DESC, r.name LIMIT $2")
+        let rows = sqlx::query("SELECT r.name, t.bytes FROM repo_totals t JOIN repositories r ON r.repo_id = t.repo_id WHERE r.account_id = $1 AND t.images > 0 ORDER BY 2 DESC, r.name LIMIT $2")
             .bind(account_id)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -195,44 +196,39 @@ impl Meta {
             .map_err(Into::into)
     }
 
-    /// Images pushed and images last pulled per UTC day since `since` (unix ms):
-    /// (day number since the epoch, pushes, pulls).
+    /// Images pushed and images last pulled per UTC day since `since` (unix ms,
+    /// a day's start): (day number since the epoch, pushes, pulls). Read from the
+    /// running totals (schema v16), one row per repository and day.
     pub async fn activity_by_day(
         &self,
         account_id: &str,
         since: i64,
     ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
-        let pushes = sqlx::query("SELECT m.pushed_at / 86400000, COUNT(*) FROM manifests m JOIN repositories r ON r.repo_id = m.repo_id WHERE r.account_id = $1 AND m.pushed_at >= $2 GROUP BY m.pushed_at / 86400000")
+        let rows = sqlx::query("SELECT a.day, CAST(SUM(a.pushes) AS BIGINT), CAST(SUM(a.pulls) AS BIGINT) FROM activity_days a JOIN repositories r ON r.repo_id = a.repo_id WHERE r.account_id = $1 AND a.day >= $2 GROUP BY a.day ORDER BY a.day")
             .bind(account_id)
-            .bind(since)
+            .bind(since.div_euclid(86_400_000))
             .fetch_all(&self.pool)
             .await?;
-        let pulls = sqlx::query("SELECT m.last_pulled_at / 86400000, COUNT(*) FROM manifests m JOIN repositories r ON r.repo_id = m.repo_id WHERE r.account_id = $1 AND m.last_pulled_at >= $2 GROUP BY m.last_pulled_at / 86400000")
-            .bind(account_id)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut days: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
-        for r in &pushes {
-            days.entry(r.try_get(0)?).or_default().0 = r.try_get(1)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (day, pushes, pulls): (i64, i64, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            if pushes != 0 || pulls != 0 {
+                out.push((day, pushes, pulls));
+            }
         }
-        for r in &pulls {
-            days.entry(r.try_get(0)?).or_default().1 = r.try_get(1)?;
-        }
-        Ok(days.into_iter().map(|(d, (a, b))| (d, a, b)).collect())
+        Ok(out)
     }
 
     /// Findings by severity across an account's images (the last complete scan
     /// of each image still stored): [CRITICAL, HIGH, MEDIUM, LOW,
-    /// INFORMATIONAL, UNDEFINED].
+    /// INFORMATIONAL, UNDEFINED]. Read from the running totals (schema v16).
     pub async fn findings_by_severity(&self, account_id: &str) -> Result<[i64; 6], StoreError> {
         let r = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(s.sev_critical), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_high), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(s.sev_medium), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_low), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(s.sev_informational), 0) AS BIGINT), CAST(COALESCE(SUM(s.sev_undefined), 0) AS BIGINT) \
-             FROM image_scans s JOIN repositories r ON r.repo_id = s.repo_id \
-             JOIN manifests m ON m.repo_id = s.repo_id AND m.digest = s.digest \
-             WHERE r.account_id = $1 AND s.status = 'COMPLETE'",
+            "SELECT CAST(COALESCE(SUM(t.sev_critical), 0) AS BIGINT), CAST(COALESCE(SUM(t.sev_high), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(t.sev_medium), 0) AS BIGINT), CAST(COALESCE(SUM(t.sev_low), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(t.sev_informational), 0) AS BIGINT), CAST(COALESCE(SUM(t.sev_undefined), 0) AS BIGINT) \
+             FROM repo_totals t JOIN repositories r ON r.repo_id = t.repo_id WHERE r.account_id = $1",
         )
         .bind(account_id)
         .fetch_one(&self.pool)

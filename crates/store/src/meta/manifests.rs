@@ -343,6 +343,10 @@ impl Meta {
         if pulls.is_empty() {
             return Ok(());
         }
+        // In (repository, digest) order: the per-day pull totals these updates
+        // move (schema v16) are then locked in one order by every batch.
+        let mut pulls: Vec<&(i64, String, i64)> = pulls.iter().collect();
+        pulls.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut g = self.begin_write().await?;
         for (repo_id, digest, at) in pulls {
             sqlx::query("UPDATE manifests SET last_pulled_at = $1 WHERE repo_id = $2 AND digest = $3 AND (last_pulled_at IS NULL OR last_pulled_at < $1)")

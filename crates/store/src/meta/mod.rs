@@ -289,8 +289,8 @@ impl Meta {
             Dialect::Postgres => schema::POSTGRES,
         };
         for (version, sql) in list.iter().filter(|(v, _)| !applied.contains(v)) {
-            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                g.tx.execute(stmt).await?;
+            for stmt in schema::statements(sql) {
+                g.tx.execute(stmt.as_str()).await?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
