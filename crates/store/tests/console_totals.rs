@@ -200,9 +200,13 @@ async fn run(m: Meta) {
     .await
     .unwrap();
     check(&m, "rescan complete").await;
-    m.delete_manifest(a, "sha256:m2", 6 * DAY).await.unwrap();
+    m.delete_manifest(a, "sha256:m2", 6 * DAY, &|_: &str| Ok(Vec::new()))
+        .await
+        .unwrap();
     check(&m, "image deleted").await;
-    m.delete_manifest(a, "sha256:m1", 6 * DAY).await.unwrap();
+    m.delete_manifest(a, "sha256:m1", 6 * DAY, &|_: &str| Ok(Vec::new()))
+        .await
+        .unwrap();
     check(&m, "scanned and pulled image deleted").await;
     // Re-pushed: its last complete scan counts again, as before.
     put(&m, a, "sha256:m1", 11, 7 * DAY).await;
