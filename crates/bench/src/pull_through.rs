@@ -3,15 +3,16 @@
 //!
 //! The upstream is the reference registry (`docker-registry`, no auth) on loopback;
 //! berth has a pull-through cache rule `ptc` → that upstream. For each round the
-//! harness seeds (untimed) one fresh image of L layers of M MiB: into the upstream
-//! as `bench/app<r>:v1`, and into berth by a normal push as `direct/app<r>:v1`.
+//! harness seeds (untimed) a fresh image of L layers of M MiB into the upstream as
+//! `bench/app<r>:v1`, and another of the same shape into berth by a normal push as
+//! `direct/app<r>:v1`.
 //! Then, timed, each a client's pull (the manifest, then every blob at once on its
 //! own connection, each hashed and checked):
 //! - (a) the first, uncached pull of `ptc/bench/app<r>:v1` through berth against a
 //!   direct pull of `bench/app<r>:v1` from the upstream (bound: at most
 //!   [`MAX_FIRST_RATIO`] × the direct pull's time);
 //! - (b) once the cache has stored the image, a cached pull through berth against a
-//!   direct pull of the same image pushed normally into berth (bound: at least
+//!   direct pull of an image of the same shape pushed normally into berth (bound: at least
 //!   [`MIN_CACHED_RATIO`] × the direct pull's throughput).
 //!
 //! The two pulls of each pair run in alternating order from round to round, so
@@ -207,13 +208,16 @@ pub async fn run(
         direct_secs: Vec::new(),
     };
     for r in 0..rounds {
-        // Seeded, untimed: a fresh image in the upstream and in berth.
+        // Seeded, untimed: a fresh image in the upstream, and another of the same
+        // shape pushed into berth (other bytes, so that the two pulls of a pair
+        // never read the same stored objects, nor each other's page cache).
         let img = Image::new(layers, mib, nonce.wrapping_add(r as u64 * 7919));
+        let own = Image::new(layers, mib, !nonce.wrapping_add(r as u64 * 7919));
         let up_repo = format!("bench/app{r}");
         let ptc_repo = format!("ptc/{up_repo}");
         let direct_repo = format!("direct/app{r}");
         img.push(&upstream, &up_repo).await?;
-        img.push(&berth, &direct_repo).await?;
+        own.push(&berth, &direct_repo).await?;
         settle().await;
 
         // (a) The first pull through berth against a direct pull from the upstream.
@@ -232,9 +236,9 @@ pub async fn run(
         settle().await;
         let (cached, direct) = if r % 2 == 0 {
             let cached = img.pull(&berth, &ptc_repo).await?;
-            (cached, img.pull(&berth, &direct_repo).await?)
+            (cached, own.pull(&berth, &direct_repo).await?)
         } else {
-            let direct = img.pull(&berth, &direct_repo).await?;
+            let direct = own.pull(&berth, &direct_repo).await?;
             (img.pull(&berth, &ptc_repo).await?, direct)
         };
         out.cached_secs.push(cached);
