@@ -6,8 +6,7 @@
 //! checked upstream again once the refresh interval has passed; when the upstream
 //! cannot be reached, the cached image is served.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -18,8 +17,7 @@ use berth_oci::{Digest, Reference, RepositoryName};
 use berth_registry::identity::Principal;
 use berth_registry::upstream::UpstreamError;
 use berth_registry::{
-    matching_rule, CreationPurpose, FetchedManifest, PullThroughError, PullThroughRule,
-    RegistryError, RepositoryRow,
+    matching_rule, CreationPurpose, FetchedManifest, PullThroughError, RegistryError, RepositoryRow,
 };
 use bytes::Bytes;
 
@@ -27,10 +25,9 @@ use crate::oci_error::OciError;
 use crate::App;
 
 const IMPORT: &str = "ecr:BatchImportUpstreamImage";
-/// How often the completer looks whether clients are still fetching blobs, and
-/// how long it waits for them at most.
-const COMPLETER_TICK: std::time::Duration = std::time::Duration::from_millis(500);
-const COMPLETER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often a long blob transfer renews its lease.
+const LEASE_RENEW: Duration =
+    Duration::from_millis(berth_registry::PULL_THROUGH_LEASE_RENEW_MS as u64);
 
 fn upstream_error(e: PullThroughError) -> OciError {
     match e {
@@ -81,7 +78,7 @@ pub async fn fill(
         // Fetched moments ago and waiting for its blobs (a HEAD before the GET, a
         // platform manifest after its index): served again without asking the
         // upstream, whose manifest reads are often rate-limited.
-        if let Some(m) = recent_get(repo.repo_id, reference) {
+        if let Some(m) = app.registry.recently_fetched(repo.repo_id, reference) {
             app.authorize(
                 caller,
                 IMPORT,
@@ -128,21 +125,11 @@ pub async fn fill(
         .await
     {
         Ok(None) => Ok(None),
-        Ok(Some(tree)) => {
-            // The blobs are fetched by the client's own blob reads (streamed to it
-            // while stored, `blob` below); what no client reads is fetched by a
-            // completer, which then stores the manifests.
-            let top = tree.last().cloned();
-            recent_put(repo.repo_id, &tree);
-            let app = app.clone();
-            let rule = rule.clone();
-            let name = name.clone();
-            tokio::spawn(async move {
-                let account = repo.account_id.clone();
-                complete(&app, &account, &rule, &repo, &upstream_name, &tree, &name).await
-            });
-            Ok(top)
-        }
+        // The blobs are fetched by the client's own blob reads (streamed to it
+        // while stored, `blob` below); what no client reads is fetched by the
+        // image's completion job, queued by the core, which then stores the
+        // manifests.
+        Ok(Some(tree)) => Ok(tree.last().cloned()),
         Err(e) if cached => {
             tracing::warn!(repository = %name, reference = %reference, error = %e, "pull-through cache: the upstream check failed; serving the cached image");
             Ok(None)
@@ -157,71 +144,6 @@ pub async fn fill(
             }
             Err(upstream_error(e))
         }
-    }
-}
-
-/// Manifests fetched from an upstream but not stored yet, by (repository,
-/// reference), on this node, for [`RECENT_TTL`].
-type Recent = HashMap<(i64, String), (Instant, FetchedManifest)>;
-const RECENT_TTL: Duration = Duration::from_secs(120);
-const LEASE_RENEW: Duration = Duration::from_secs(60);
-
-fn recent() -> &'static Mutex<Recent> {
-    static R: OnceLock<Mutex<Recent>> = OnceLock::new();
-    R.get_or_init(Default::default)
-}
-
-fn recent_get(repo_id: i64, reference: &Reference) -> Option<FetchedManifest> {
-    let mut r = recent().lock().unwrap_or_else(|e| e.into_inner());
-    r.retain(|_, (t, _)| t.elapsed() < RECENT_TTL);
-    r.get(&(repo_id, reference.to_string()))
-        .map(|(_, m)| m.clone())
-}
-
-fn recent_put(repo_id: i64, tree: &[FetchedManifest]) {
-    let mut r = recent().lock().unwrap_or_else(|e| e.into_inner());
-    let now = Instant::now();
-    for m in tree {
-        r.insert((repo_id, m.reference.to_string()), (now, m.clone()));
-        r.insert((repo_id, m.digest.to_string()), (now, m.clone()));
-    }
-}
-
-/// Waits until no client has been fetching the image's missing blobs for a
-/// moment, then fetches what is still missing and stores the manifests.
-async fn complete(
-    app: &Arc<App>,
-    account: &str,
-    rule: &PullThroughRule,
-    repo: &RepositoryRow,
-    upstream_name: &str,
-    tree: &[FetchedManifest],
-    name: &RepositoryName,
-) {
-    let mut quiet = 0;
-    let deadline = std::time::Instant::now() + COMPLETER_PATIENCE;
-    while quiet < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(COMPLETER_TICK).await;
-        let mut busy = false;
-        for d in tree.iter().flat_map(|m| &m.blobs) {
-            if app
-                .registry
-                .upstream_blob_in_flight(repo, d)
-                .await
-                .unwrap_or(false)
-            {
-                busy = true;
-                break;
-            }
-        }
-        quiet = if busy { 0 } else { quiet + 1 };
-    }
-    if let Err(e) = app
-        .registry
-        .complete_upstream_image(account, rule, repo, upstream_name, tree)
-        .await
-    {
-        tracing::warn!(repository = %name, error = %e, "pull-through cache: could not complete an image");
     }
 }
 

@@ -10,6 +10,7 @@ mod console;
 mod limits;
 mod load;
 mod procfs;
+mod pull_through;
 mod replication;
 mod report;
 mod servers;
@@ -112,6 +113,15 @@ struct Cli {
     /// Sizes of the console scenario as `repositories/images`, comma-separated.
     #[arg(long, value_delimiter = ',')]
     console_sizes: Vec<String>,
+    /// Run only the pull-through cache scenario: a first pull through berth against
+    /// a direct pull from the upstream (the reference registry), and a cached pull
+    /// through berth against a direct pull from berth (a 100 MiB image of 4 layers,
+    /// 3 rounds; 2 × 1 MiB, 1 round with --smoke).
+    #[arg(long, conflicts_with_all = ["compare", "replication", "console"])]
+    pull_through: bool,
+    /// Rounds of the pull-through cache scenario.
+    #[arg(long)]
+    pull_through_rounds: Option<usize>,
 }
 
 impl Cli {
@@ -1115,6 +1125,9 @@ async fn main() -> ExitCode {
     if cli.console {
         return console_main(&cli).await;
     }
+    if cli.pull_through {
+        return pull_through_main(&cli).await;
+    }
     let mut plan = match (cli.compare, cli.smoke) {
         (true, _) => Plan::compare(),
         (_, true) => Plan::smoke(),
@@ -1331,6 +1344,82 @@ async fn console_main(cli: &Cli) -> ExitCode {
         );
         // The smoke run (CI, a debug build) checks that the scenario works, never
         // performance.
+        if !cli.smoke {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--pull-through`: the scenario of `pull_through.rs`; writes `pull-through.md`
+/// and `pull-through.json`, and (except with `--smoke`) fails when a ratio is out
+/// of its bound.
+async fn pull_through_main(cli: &Cli) -> ExitCode {
+    let root = workspace_root();
+    let berth_bin = cli
+        .berth_bin
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/berth"));
+    let missing = servers::check_prerequisites(&berth_bin);
+    if !missing.is_empty() {
+        for m in missing {
+            eprintln!("berth-bench: {m}");
+        }
+        return ExitCode::FAILURE;
+    }
+    let (rounds, layers, mib) = if cli.smoke { (1, 2, 1) } else { (3, 4, 25) };
+    let rounds = cli.pull_through_rounds.unwrap_or(rounds).max(1);
+    let work = cli
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!(
+            "berth-bench-pull-through-{}-{}",
+            std::process::id(),
+            unix_now()
+        ));
+    eprintln!(
+        "berth-bench: pull-through cache, {rounds} round(s) of {layers} × {mib} MiB in {}",
+        work.display()
+    );
+    let outcome = pull_through::run(&berth_bin, &work, rounds, layers, mib).await;
+    if !cli.keep {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = cli.out.clone().unwrap_or_else(|| root.join("target/bench"));
+    let md = outcome.markdown();
+    let mut js = outcome.json();
+    js["date_utc"] = serde_json::Value::from(unix_now());
+    js["berth_bin"] = serde_json::Value::from(berth_bin.display().to_string());
+    let written = std::fs::create_dir_all(&out)
+        .and_then(|_| std::fs::write(out.join("pull-through.md"), &md))
+        .and_then(|_| {
+            std::fs::write(
+                out.join("pull-through.json"),
+                serde_json::to_string_pretty(&js).unwrap_or_default(),
+            )
+        });
+    if let Err(e) = written {
+        eprintln!("berth-bench: write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{md}");
+    if !outcome.within_bounds() {
+        eprintln!(
+            "berth-bench: pull-through ratios out of bounds: first {:.2} (≤ {}), cached {:.2} (≥ {})",
+            outcome.first_ratio(),
+            pull_through::MAX_FIRST_RATIO,
+            outcome.cached_ratio(),
+            pull_through::MIN_CACHED_RATIO
+        );
+        // The smoke run (CI) checks that the scenario works, never performance.
         if !cli.smoke {
             return ExitCode::FAILURE;
         }

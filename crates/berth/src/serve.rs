@@ -124,6 +124,8 @@ impl TlsReloader {
 
 /// Replication jobs run at once by each process.
 const REPLICATION_WORKERS: usize = 4;
+/// Pull-through completions wait for clients and talk to upstreams: a few run at once.
+const PULL_THROUGH_WORKERS: usize = 2;
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut cfg = args.common.load()?;
@@ -194,6 +196,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 registry.clone(),
                 format!("{}/replication-{i}", worker_id()),
                 vec![replication.clone(), deletes.clone()],
+                worker_config(&cfg),
+            )
+            .run(jobs_stopping.clone()),
+        ));
+    }
+    // Pull-through cache: images served before they were stored are completed by
+    // durable jobs (crates/registry/src/pull_through_jobs.rs).
+    let pull_through = Arc::new(berth_registry::pull_through_jobs::PullThroughHandler);
+    for i in 0..PULL_THROUGH_WORKERS {
+        workers.push(tokio::spawn(
+            berth_registry::jobs::Worker::new(
+                registry.clone(),
+                format!("{}/pull-through-{i}", worker_id()),
+                vec![pull_through.clone()],
                 worker_config(&cfg),
             )
             .run(jobs_stopping.clone()),

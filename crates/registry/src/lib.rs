@@ -27,6 +27,7 @@ mod lifecycle;
 mod mutability;
 mod open;
 mod pull_through;
+pub mod pull_through_jobs;
 mod pull_time;
 mod registry;
 pub mod replication;
@@ -47,7 +48,10 @@ pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
 pub use open::object_requests;
 pub use open::{BlobLocation, OpenError, S3Config, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
-pub use pull_through::{matching_rule, FetchedManifest, PullThroughError, PullThroughRule};
+pub use pull_through::{
+    matching_rule, FetchedManifest, PullThroughError, PullThroughRule,
+    LEASE_RENEW_MS as PULL_THROUGH_LEASE_RENEW_MS,
+};
 pub use pull_time::MAX_PULL_TIME_EXCLUSIONS;
 pub use registry::{
     BlobRead, Completed, ImageOutcome, ManifestPut, MountOutcome, Registry, RegistryConfig,

@@ -185,11 +185,13 @@ impl From<berth_store::StoreError> for PullThroughError {
     }
 }
 
-/// How long a pull-through lease holds without being renewed (each stored blob
-/// renews it); a node that dies holding one delays the others this long at most.
-const LEASE_MS: i64 = 5 * 60 * 1000;
+/// How long a pull-through lease holds without being renewed (a blob transfer
+/// renews it as it goes); a node that dies holding one delays the others this long
+/// at most — the completion job of an image fetched by a node that crashed
+/// mid-transfer, for one.
+const LEASE_MS: i64 = 30 * 1000;
 /// How often a long blob transfer renews its lease.
-const LEASE_RENEW_MS: i64 = 60 * 1000;
+pub const LEASE_RENEW_MS: i64 = 10 * 1000;
 const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Upstream clients by (account, rule, credential), with when they were made.
@@ -208,7 +210,58 @@ fn inflight() -> &'static StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>
     M.get_or_init(Default::default)
 }
 
+/// Manifest trees fetched from an upstream on this node but not stored yet, by
+/// (repository, reference) — each manifest under the reference it was asked as and
+/// under its digest — with when they were fetched, for [`RECENT_TTL`].
+struct Recent {
+    at: std::time::Instant,
+    tree: Arc<Vec<FetchedManifest>>,
+    index: usize,
+}
+const RECENT_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn recent() -> &'static StdMutex<HashMap<(i64, String), Recent>> {
+    static R: OnceLock<StdMutex<HashMap<(i64, String), Recent>>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+fn recent_put(repo_id: i64, tree: &[FetchedManifest]) {
+    let tree = Arc::new(tree.to_vec());
+    let mut r = recent().lock().unwrap_or_else(|e| e.into_inner());
+    let at = std::time::Instant::now();
+    r.retain(|_, e| e.at.elapsed() < RECENT_TTL);
+    for (index, m) in tree.iter().enumerate() {
+        for key in [m.reference.to_string(), m.digest.to_string()] {
+            let tree = tree.clone();
+            r.insert((repo_id, key), Recent { at, tree, index });
+        }
+    }
+}
+
+/// The tree fetched for `reference` (as its top manifest) since `since`.
+fn recent_tree(
+    repo_id: i64,
+    reference: &Reference,
+    since: std::time::Instant,
+) -> Option<Vec<FetchedManifest>> {
+    let r = recent().lock().unwrap_or_else(|e| e.into_inner());
+    let e = r.get(&(repo_id, reference.to_string()))?;
+    (e.at >= since && e.index + 1 == e.tree.len()).then(|| e.tree.to_vec())
+}
+
 impl Registry {
+    /// A manifest of `repo` fetched from its upstream by this node in the last two
+    /// minutes and not stored yet (its blobs are still being fetched): a HEAD
+    /// before the GET, or a platform manifest read after its index, is served
+    /// again without asking the upstream, whose manifest reads are often
+    /// rate-limited.
+    pub fn recently_fetched(&self, repo_id: i64, reference: &Reference) -> Option<FetchedManifest> {
+        let mut r = recent().lock().unwrap_or_else(|e| e.into_inner());
+        r.retain(|_, e| e.at.elapsed() < RECENT_TTL);
+        r.get(&(repo_id, reference.to_string()))
+            .map(|e| e.tree[e.index].clone())
+    }
+
     /// A client of the rule's upstream, with the credential its secret holds.
     /// Clients are kept for a minute (with the tokens the upstream issued them),
     /// so a pull's manifest and blob reads do not each authenticate anew; a
@@ -283,8 +336,14 @@ impl Registry {
     /// first and `reference` last, for the caller to serve the last one at once and
     /// to complete with [`Registry::complete_upstream_image`] while the client
     /// fetches the blobs (each through [`Registry::take_upstream_blob`]).
-    /// Concurrent fetches of the same reference happen once: on this node they
-    /// queue on a lock, across nodes on a lease row in the database.
+    /// Concurrent fetches of the same reference happen once on this node (they
+    /// queue on a lock, and the ones that waited take the tree the first one
+    /// fetched); across nodes they queue on a lease row in the database.
+    ///
+    /// Before the tree is handed back, a durable job to complete the image (fetch
+    /// the blobs no client reads, then store the manifests) is queued
+    /// (`crates/registry/src/pull_through_jobs.rs`), so a node that stops right
+    /// after serving the manifest leaves the completion to any node.
     pub async fn import_upstream_image(
         &self,
         account: &str,
@@ -301,6 +360,7 @@ impl Registry {
             .or_default()
             .clone();
         let started = self.now();
+        let started_here = std::time::Instant::now();
         let out = async {
             let _g = lock.lock().await;
             let holder = uuid::Uuid::new_v4().to_string();
@@ -308,6 +368,10 @@ impl Registry {
             loop {
                 if self.imported_since(repo, reference, started).await? {
                     return Ok(None);
+                }
+                // Fetched by the pull this one waited for: single flight.
+                if let Some(tree) = recent_tree(repo.repo_id, reference, started_here) {
+                    return Ok(Some(tree));
                 }
                 let now = self.now();
                 if self
@@ -319,7 +383,7 @@ impl Registry {
                 }
                 tokio::time::sleep(LEASE_POLL).await;
             }
-            let out = async {
+            let out: std::result::Result<_, PullThroughError> = async {
                 let up = self.upstream_of(account, rule).await?;
                 let mut tree = Vec::new();
                 self.fetch_tree(&up, repo, upstream_name, reference, &mut tree)
@@ -331,6 +395,9 @@ impl Registry {
                     self.sync_event(rule, repo, reference, top, Ok(())).await;
                     Ok(None)
                 } else {
+                    self.enqueue_pull_through_completion(account, rule, repo, upstream_name, &tree)
+                        .await?;
+                    recent_put(repo.repo_id, &tree);
                     Ok(Some(tree))
                 }
             }
@@ -346,7 +413,8 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
         if let Err(e) = &out {
-            self.sync_event(rule, repo, reference, None, Err(e)).await;
+            self.sync_event(rule, repo, reference, None, Err(e.to_string()))
+                .await;
         }
         out
     }
@@ -355,13 +423,13 @@ impl Registry {
     /// `repo` (`sync-status` SUCCESS or FAILED with its reason) in the
     /// repository's event stream. A failure to record is logged: the image itself
     /// was (or was not) stored either way.
-    async fn sync_event(
+    pub(crate) async fn sync_event(
         &self,
         rule: &PullThroughRule,
         repo: &RepositoryRow,
         reference: &Reference,
         digest: Option<&Digest>,
-        result: std::result::Result<(), &PullThroughError>,
+        result: std::result::Result<(), String>,
     ) {
         let mut d = serde_json::json!({
             "sync-status": if result.is_ok() { "SUCCESS" } else { "FAILED" },
@@ -378,7 +446,7 @@ impl Registry {
         }
         if let Err(e) = result {
             d["failure-code"] = serde_json::Value::from("SYNC_FAILED");
-            d["failure-reason"] = serde_json::Value::from(e.to_string());
+            d["failure-reason"] = serde_json::Value::from(e);
         }
         let ev = berth_store::events::NewEvent {
             detail_type: berth_store::events::PULL_THROUGH_CACHE_ACTION,
@@ -393,7 +461,7 @@ impl Registry {
     }
 
     /// Fetches every blob of `tree` the cache still lacks (one node at a time per
-    /// blob) and stores the manifests.
+    /// blob) and stores the manifests; idempotent (what is stored is skipped).
     pub async fn complete_upstream_image(
         &self,
         account: &str,
@@ -402,35 +470,21 @@ impl Registry {
         upstream_name: &str,
         tree: &[FetchedManifest],
     ) -> std::result::Result<(), PullThroughError> {
-        let out = async {
-            let up = self.upstream_of(account, rule).await?;
-            for m in tree {
-                for d in &m.blobs {
-                    self.import_blob(&up, repo, upstream_name, d).await?;
-                }
+        let up = self.upstream_of(account, rule).await?;
+        for m in tree {
+            for d in &m.blobs {
+                self.import_blob(&up, repo, upstream_name, d).await?;
             }
-            if !self.store_ready(repo, tree).await? {
-                return Err(PullThroughError::Invalid(
-                    "an image whose blobs could not all be stored".into(),
-                ));
-            }
-            if let Some(top) = tree.last() {
-                self.mark_checked(repo, &top.reference).await?;
-            }
-            Ok(())
         }
-        .await;
+        if !self.store_ready(repo, tree).await? {
+            return Err(PullThroughError::Invalid(
+                "an image whose blobs could not all be stored".into(),
+            ));
+        }
         if let Some(top) = tree.last() {
-            self.sync_event(
-                rule,
-                repo,
-                &top.reference,
-                Some(&top.digest),
-                out.as_ref().map(|_| ()),
-            )
-            .await;
+            self.mark_checked(repo, &top.reference).await?;
         }
-        out
+        Ok(())
     }
 
     async fn mark_checked(&self, repo: &RepositoryRow, reference: &Reference) -> Result<()> {

@@ -31,6 +31,7 @@ pub mod layout;
 pub mod s3;
 pub mod server;
 pub mod tools;
+pub mod upstream;
 pub mod webhook;
 
 pub use http::{Body, Http, InFlight, Response};
