@@ -19,6 +19,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (14, V14),
     (13, V13),
     (17, V17_SQLITE),
+    (21, V21),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -34,6 +35,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (14, V14),
     (13, V13),
     (17, V17_POSTGRES),
+    (21, V21),
 ];
 
 macro_rules! v1 {
@@ -480,3 +482,20 @@ const V17_POSTGRES: &str = v17!(
     "informational" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'INFORMATIONAL' AS BIGINT)",
     "undefined" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'UNDEFINED' AS BIGINT)"
 );
+/// v21: the latest outcome of each copy of an image to a destination (one per tag
+/// it was pushed under, `''` for a push by digest), and the job that produced it, so
+/// an older copy finishing late never overwrites a newer one's outcome; the
+/// image's status there is that of the latest push's finished copy
+/// (`crates/store/src/replication.rs`).
+const V21: &str = "CREATE TABLE replication_copies (
+    repo_id BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    region TEXT NOT NULL,
+    registry_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    job_id BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    failure_code TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, digest, region, registry_id, tag)
+)";
