@@ -1366,3 +1366,132 @@ both_backends! {
         );
     }
 }
+
+/// `/metrics`' images by replication status: `[IN_PROGRESS, COMPLETE, FAILED]`.
+fn image_counts(berth: &Berth) -> [i64; 3] {
+    let text = berth.http().get("/metrics").text();
+    ["IN_PROGRESS", "COMPLETE", "FAILED"].map(|s| {
+        let prefix = format!("berth_replication_images{{status=\"{s}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+    })
+}
+
+/// The image's `DescribeImageReplicationStatus`, counted as `/metrics` counts.
+fn described_counts(berth: &Berth, repo: &str, digest: &str) -> [i64; 3] {
+    let r = berth.ecr(
+        "DescribeImageReplicationStatus",
+        &json!({ "repositoryName": repo, "imageId": { "imageDigest": digest } }),
+    );
+    r.expect_status(200);
+    let mut n = [0; 3];
+    for s in r.json()["replicationStatuses"].as_array().unwrap() {
+        let i = ["IN_PROGRESS", "COMPLETE", "FAILED"]
+            .iter()
+            .position(|x| s["status"] == *x)
+            .unwrap_or_else(|| panic!("unknown status {s}"));
+        n[i] += 1;
+    }
+    n
+}
+
+/// The counts `/metrics` and `DescribeImageReplicationStatus` agree on, for a
+/// registry whose only replicated image is `digest`: a sample counts when
+/// `/metrics` read the same before and after the describe (nothing moved in
+/// between), and then the two must be equal.
+fn agreed_counts(berth: &Berth, repo: &str, digest: &str) -> [i64; 3] {
+    for _ in 0..50 {
+        let before = image_counts(berth);
+        let described = described_counts(berth, repo, digest);
+        if image_counts(berth) == before {
+            assert_eq!(before, described, "/metrics [IN_PROGRESS, COMPLETE, FAILED] disagrees with DescribeImageReplicationStatus");
+            return before;
+        }
+    }
+    panic!("/metrics never held still");
+}
+
+both_backends! {
+    fn a_rebuilt_peer_gets_a_new_token_and_the_metrics_follow_the_status(backend) {
+        let tmp = TempDir::new("berth-repl-rebuilt");
+        let mut b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
+        let a_cfg = tmp.join("a.toml");
+        write_peer_config(&a_cfg, "us-west-2", &b.url());
+        let a = Berth::options(backend).env("BERTH_CONFIG", a_cfg.to_str().unwrap()).start();
+        let layout = Layout::build(&tmp.join("layout"));
+        let digest = layout.image.digest();
+        let a_http = a.http();
+        put(&a, json!([{ "destinations": [{ "region": "us-west-2", "registryId": SOURCE }] }]))
+            .expect_status(200);
+        let west = json!([{ "region": "us-west-2", "registryId": SOURCE, "status": "COMPLETE" }]);
+
+        // A copy to B: A takes a token from B and keeps it.
+        layout.image.push(&a_http, "app", "v1").expect_status(201);
+        assert_eq!(settled_statuses(&a, "app", "v1"), west);
+        assert_eq!(agreed_counts(&a, "app", digest), [0, 1, 0]);
+        assert!(token_calls(&b) >= 1, "A never took a token from B");
+        // A token B issued (to this test): the rebuilt peer will not accept it.
+        let r = b.ecr("GetAuthorizationToken", &json!({}));
+        r.expect_status(200);
+        let old = r.json()["authorizationData"][0]["authorizationToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        // B goes away; two more copies of the image (new tags) wait at A, retried.
+        b.kill9();
+        let addr = b.addr();
+        layout.image.push(&a_http, "app", "v2").expect_status(201);
+        layout.image.push(&a_http, "app", "v3").expect_status(201);
+        // While they are to run, the image is IN_PROGRESS to both.
+        assert_eq!(agreed_counts(&a, "app", digest), [1, 0, 0]);
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(agreed_counts(&a, "app", digest), [1, 0, 0]);
+
+        // B is rebuilt: a new deployment (new data, new master key, so a new token
+        // key) at the same endpoint, with the same root credentials.
+        let b2 = Berth::options(backend)
+            .env("BERTH_REGION", "us-west-2")
+            .listen(addr)
+            .start();
+        Http::new(addr)
+            .send("GET", "/v2/", &[("authorization", format!("Basic {old}").as_str())], Vec::new())
+            .expect_status(401);
+
+        // A's kept token is refused; it takes one new token and both copies
+        // complete. /metrics agrees with the status at every steady sample.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let counts = agreed_counts(&a, "app", digest);
+            if counts == [0, 1, 0] {
+                break;
+            }
+            assert_eq!(counts, [1, 0, 0], "{}", a.stderr_tail(20));
+            assert!(Instant::now() < deadline, "still in progress\n{}", a.stderr_tail(20));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(settled_statuses(&a, "app", "v3"), west);
+        let text = a.http().get("/metrics").text();
+        for state in ["queued", "running", "parked"] {
+            let line = format!("berth_replication_jobs{{state=\"{state}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+        let tokens: Vec<Vec<String>> = b2
+            .admin(&["audit", "--limit", "1000"])
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>())
+            .filter(|f| f.get(3).map(String::as_str) == Some("ecr:GetAuthorizationToken"))
+            .collect();
+        assert_eq!(tokens.len(), 1, "one new token for A's copies: {tokens:?}");
+        assert_eq!(tokens[0][2], format!("arn:aws:iam::{SOURCE}:root"), "{tokens:?}");
+        let b2_http = b2.http();
+        let r = b2_http.get("/v2/app/tags/list");
+        r.expect_status(200);
+        let mut tags: Vec<String> = serde_json::from_value(r.json()["tags"].clone()).unwrap();
+        tags.sort();
+        assert_eq!(tags, ["v2", "v3"]);
+        assert_pulls_byte_exact(&b2_http, "app", &layout.image, "v3");
+    }
+}

@@ -596,7 +596,7 @@ impl Handler for ReplicationHandler {
                 Copied::Failed(c) => ("FAILED", Some(c)),
             };
             reg.meta
-                .set_replication_status(&j, status, code, now)
+                .set_replication_status(&j, job.job_id, status, code, now)
                 .await
                 .map_err(|e| e.to_string())?;
             if let Some(src) = &src_row {
@@ -623,7 +623,13 @@ impl Handler for ReplicationHandler {
                 return Ok(());
             };
             reg.meta
-                .set_replication_status(&j, "FAILED", Some(REPLICATION_FAILED), reg.now())
+                .set_replication_status(
+                    &j,
+                    job.job_id,
+                    "FAILED",
+                    Some(REPLICATION_FAILED),
+                    reg.now(),
+                )
                 .await?;
             if let Some(src) = reg.repository_by_id(j.repo_id).await? {
                 let ev = replication_event(

@@ -20,6 +20,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (13, V13),
     (17, V17_SQLITE),
     (16, V16_SQLITE),
+    (21, V21),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -36,6 +37,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (13, V13),
     (17, V17_POSTGRES),
     (16, V16_POSTGRES),
+    (21, V21),
 ];
 
 macro_rules! v1 {
@@ -736,6 +738,24 @@ END $$;
 CREATE TRIGGER totals_repository_delete AFTER DELETE ON repositories REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_repository_delete();
 "#
 );
+
+/// v21: the latest outcome of each copy of an image to a destination (one per tag
+/// it was pushed under, `''` for a push by digest), and the job that produced it, so
+/// an older copy finishing late never overwrites a newer one's outcome; the
+/// image's status there is that of the latest push's finished copy
+/// (`crates/store/src/replication.rs`).
+const V21: &str = "CREATE TABLE replication_copies (
+    repo_id BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    region TEXT NOT NULL,
+    registry_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    job_id BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    failure_code TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, digest, region, registry_id, tag)
+)";
 
 #[cfg(test)]
 mod tests {

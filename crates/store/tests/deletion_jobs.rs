@@ -2,7 +2,9 @@
 //! to other registries) are enqueued in the deletion's own transaction
 //! (`Meta::delete_tag`, `Meta::delete_manifest`): a deletion that rolls back leaves
 //! no job, and one that commits always has its jobs. An image's replication status
-//! stays `IN_PROGRESS` while any of its copies to that destination is still to run.
+//! stays `IN_PROGRESS` while any of its copies to that destination is still to run,
+//! then is the outcome of the latest push whose copy finished (an older copy
+//! finishing late never hides a newer one's failure), and `/metrics` counts alike.
 //! Against a real SQLite file and, when `BERTH_TEST_POSTGRES_URL` names a server
 //! this test may create databases on, a fresh PostgreSQL database.
 
@@ -334,7 +336,9 @@ async fn an_image_is_in_progress_while_any_of_its_copies_is_to_run() {
             let j: ReplicationJob = serde_json::from_str(&claimed.payload).unwrap();
             let code = (j.region == "eu-west-1").then_some("ACCESS_DENIED");
             let status = if code.is_some() { "FAILED" } else { "COMPLETE" };
-            m.set_replication_status(&j, status, code, 8).await.unwrap();
+            m.set_replication_status(&j, claimed.job_id, status, code, 8)
+                .await
+                .unwrap();
             assert!(m
                 .complete_job(&claimed, &Completion::Done, None)
                 .await
@@ -366,6 +370,215 @@ async fn an_image_is_in_progress_while_any_of_its_copies_is_to_run() {
             }
         }
         assert_eq!(done, 3);
+    }
+    stores.done().await;
+}
+
+/// The image's statuses (region, status, code) and `/metrics`' counts of images by
+/// status, which must agree.
+async fn statuses_and_counts(
+    m: &Meta,
+    repo_id: i64,
+    digest: &str,
+) -> (Vec<(String, String, Option<String>)>, Vec<(String, i64)>) {
+    let st: Vec<_> = m
+        .replication_statuses(repo_id, digest)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.region, s.status, s.failure_code))
+        .collect();
+    let (_, mut counts, _) = m.replication_metrics().await.unwrap();
+    counts.retain(|(_, n)| *n > 0);
+    counts.sort();
+    let mut expect: Vec<(String, i64)> = Vec::new();
+    for (_, s, _) in &st {
+        match expect.iter_mut().find(|(x, _)| x == s) {
+            Some(c) => c.1 += 1,
+            None => expect.push((s.clone(), 1)),
+        }
+    }
+    expect.sort();
+    assert_eq!(
+        counts, expect,
+        "/metrics disagrees with the statuses {st:?}"
+    );
+    (st, counts)
+}
+
+#[tokio::test]
+async fn a_later_failure_is_never_overwritten_by_an_earlier_copy() {
+    use berth_store::meta::jobs::RetryPolicy;
+    let stores = backends().await;
+    for m in &stores.list {
+        let r = m
+            .create_repository(&NewRepository {
+                account_id: "123456789012".into(),
+                name: "app".into(),
+                created_at: 1,
+                tag_mutability: "MUTABLE".into(),
+                mutability_exclusions: "[]".into(),
+                scan_on_push: false,
+                encryption_type: "AES256".into(),
+                kms_key: None,
+                tags: vec![],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let mut tx = m.begin_digest_tx("sha256:aa", false).await.unwrap();
+        Meta::record_blob(&mut tx, r.repo_id, "sha256:aa", 10, 5, b"k", b"k")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let push = |tag: &str| ManifestWrite {
+            repo_id: r.repo_id,
+            digest: "sha256:m1".into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            artifact_type: None,
+            subject: None,
+            config_digest: Some("sha256:aa".into()),
+            image_size: 10,
+            body: b"{}".to_vec(),
+            pushed_at: 7,
+            blobs: vec!["sha256:aa".into()],
+            children: vec![],
+            tag: Some((tag.into(), false)),
+            jobs: vec![replication_job(&ReplicationJob {
+                repo_id: r.repo_id,
+                digest: "sha256:m1".into(),
+                tag: Some(tag.into()),
+                region: "us-west-2".into(),
+                registry_id: "210987654321".into(),
+            })
+            .unwrap()],
+            events: vec![],
+        };
+        let st = |status: &str, code: Option<&str>| {
+            vec![(
+                "us-west-2".to_string(),
+                status.to_string(),
+                code.map(str::to_string),
+            )]
+        };
+        let claim = || async {
+            let c = m
+                .claim_job(&[REPLICATION_JOB], "w", 60_000)
+                .await
+                .unwrap()
+                .unwrap();
+            let j: ReplicationJob = serde_json::from_str(&c.payload).unwrap();
+            (c, j)
+        };
+        let once = RetryPolicy {
+            max_attempts: 1,
+            base_delay_ms: 1,
+            max_delay_ms: 1,
+        };
+        // Tags a then b: two copies of the image to one destination, both running.
+        for t in ["a", "b"] {
+            m.put_manifest(&push(t)).await.unwrap();
+        }
+        let (ca, ja) = claim().await;
+        let (cb, jb) = claim().await;
+        assert_eq!(
+            (ja.tag.as_deref(), jb.tag.as_deref()),
+            (Some("a"), Some("b"))
+        );
+        let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("IN_PROGRESS", None));
+        // The newer copy (b) fails for good and is parked while a still runs.
+        assert!(matches!(
+            m.fail_job(&cb, "peer down", &once).await.unwrap(),
+            berth_store::meta::jobs::FailOutcome::Parked
+        ));
+        m.set_replication_status(&jb, cb.job_id, "FAILED", Some("REPLICATION_FAILED"), 9)
+            .await
+            .unwrap();
+        let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("IN_PROGRESS", None));
+        // The older copy (a) finishing later does not make it COMPLETE.
+        m.set_replication_status(&ja, ca.job_id, "COMPLETE", None, 10)
+            .await
+            .unwrap();
+        assert!(m.complete_job(&ca, &Completion::Done, None).await.unwrap());
+        let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("FAILED", Some("REPLICATION_FAILED")));
+
+        // b moved to another image and back, twice: two more copies of the image
+        // under b; while they are queued the image is IN_PROGRESS again (and
+        // /metrics says so too).
+        for _ in 0..2 {
+            let mut other = push("b");
+            other.digest = "sha256:m2".into();
+            other.jobs.clear();
+            assert!(matches!(
+                m.put_manifest(&other).await.unwrap(),
+                PutManifestOutcome::Stored { .. }
+            ));
+            assert!(matches!(
+                m.put_manifest(&push("b")).await.unwrap(),
+                PutManifestOutcome::Stored {
+                    manifest_existed: true,
+                    ..
+                }
+            ));
+        }
+        let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("IN_PROGRESS", None));
+        let (c1, j1) = claim().await;
+        let (c2, j2) = claim().await;
+        assert!(c1.job_id < c2.job_id);
+        // The newer of the two fails for good first; the older then completes:
+        // the copy of b keeps the newer outcome, FAILED.
+        assert!(matches!(
+            m.fail_job(&c2, "peer down", &once).await.unwrap(),
+            berth_store::meta::jobs::FailOutcome::Parked
+        ));
+        m.set_replication_status(&j2, c2.job_id, "FAILED", Some("REPLICATION_FAILED"), 11)
+            .await
+            .unwrap();
+        m.set_replication_status(&j1, c1.job_id, "COMPLETE", None, 12)
+            .await
+            .unwrap();
+        assert!(m.complete_job(&c1, &Completion::Done, None).await.unwrap());
+        let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("FAILED", Some("REPLICATION_FAILED")));
+
+        // The parked copy retried (`berth admin jobs retry`) and now done replaces
+        // b's failure: every copy's latest outcome is COMPLETE, so the image is.
+        assert!(m.retry_parked_job(c2.job_id).await.unwrap());
+        let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("IN_PROGRESS", None));
+        let (c3, j3) = claim().await;
+        assert_eq!(c3.job_id, c2.job_id);
+        m.set_replication_status(&j3, c3.job_id, "COMPLETE", None, 13)
+            .await
+            .unwrap();
+        assert!(m.complete_job(&c3, &Completion::Done, None).await.unwrap());
+        let (s, counts) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("COMPLETE", None));
+        assert_eq!(counts, vec![("COMPLETE".to_string(), 1)]);
+
+        // Two copies (new tags c and d) finishing at once, each recording its
+        // outcome while the other still runs: COMPLETE once both are done.
+        for t in ["c", "d"] {
+            m.put_manifest(&push(t)).await.unwrap();
+        }
+        let (cc, jc) = claim().await;
+        let (cd, jd) = claim().await;
+        m.set_replication_status(&jc, cc.job_id, "COMPLETE", None, 14)
+            .await
+            .unwrap();
+        m.set_replication_status(&jd, cd.job_id, "COMPLETE", None, 14)
+            .await
+            .unwrap();
+        let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("IN_PROGRESS", None));
+        assert!(m.complete_job(&cc, &Completion::Done, None).await.unwrap());
+        assert!(m.complete_job(&cd, &Completion::Done, None).await.unwrap());
+        let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
+        assert_eq!(s, st("COMPLETE", None));
     }
     stores.done().await;
 }

@@ -154,9 +154,18 @@ pub struct BerthOptions {
     /// Another server's database URL and master key file: this one is a second node
     /// on the same metadata store (see [`Berth::peer`]).
     peer_of: Option<(String, PathBuf)>,
+    /// The address to listen on (default: a free loopback port).
+    listen: Option<SocketAddr>,
 }
 
 impl BerthOptions {
+    /// Listen on `addr` — e.g. a stopped server's, to stand a new deployment up
+    /// at the same endpoint.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
@@ -245,6 +254,7 @@ impl Berth {
             env: Vec::new(),
             tls: None,
             peer_of: None,
+            listen: None,
         }
     }
 
@@ -264,6 +274,7 @@ impl Berth {
             env: self.opts.env.clone(),
             tls: self.opts.tls.clone(),
             peer_of: Some((url, self.data_dir().join("master.key"))),
+            listen: None,
         }
     }
 
@@ -305,7 +316,11 @@ impl Berth {
             starts: 0,
             creds: std::sync::Mutex::new(None),
         };
-        b.spawn("127.0.0.1:0");
+        let listen = b
+            .opts
+            .listen
+            .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+        b.spawn(&listen);
         b
     }
 
