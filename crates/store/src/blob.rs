@@ -1581,34 +1581,6 @@ impl BlobStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blob_mode_is_fixed_per_data_directory() {
-        let root = std::env::temp_dir().join(format!("berth-blobmode-{}", uuid::Uuid::new_v4()));
-        BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).unwrap();
-        let marker = fs::read_to_string(root.join(MODE_MARKER)).unwrap();
-        assert_eq!(marker.trim(), "plaintext-benchmark-only");
-        assert!(BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_ok());
-        let err = BlobStore::open(&root).err().expect("mode mismatch refused");
-        assert!(err.to_string().contains(PLAINTEXT_BLOBS_ENV), "{err}");
-        fs::remove_dir_all(&root).unwrap();
-
-        // A data directory from before the marker, holding blobs, is encrypted.
-        fs::create_dir_all(root.join("blobs/sha256/ab")).unwrap();
-        assert!(BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_err());
-        let s = BlobStore::open(&root).unwrap();
-        assert_eq!(s.mode(), BlobMode::Encrypted);
-        assert_eq!(
-            fs::read_to_string(root.join(MODE_MARKER)).unwrap().trim(),
-            "encrypted"
-        );
-        fs::remove_dir_all(&root).unwrap();
-    }
-}
-
 /// The plaintext of a ranged read of a sealed object, opened inline as the HTTP
 /// body polls it: each completed batch of segments from the read-ahead is
 /// authenticated and decrypted (a few hundred microseconds of AES-GCM per
@@ -1669,5 +1641,33 @@ impl Stream for OpenStream {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_mode_is_fixed_per_data_directory() {
+        let root = std::env::temp_dir().join(format!("berth-blobmode-{}", uuid::Uuid::new_v4()));
+        BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).unwrap();
+        let marker = fs::read_to_string(root.join(MODE_MARKER)).unwrap();
+        assert_eq!(marker.trim(), "plaintext-benchmark-only");
+        assert!(BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_ok());
+        let err = BlobStore::open(&root).err().expect("mode mismatch refused");
+        assert!(err.to_string().contains(PLAINTEXT_BLOBS_ENV), "{err}");
+        fs::remove_dir_all(&root).unwrap();
+
+        // A data directory from before the marker, holding blobs, is encrypted.
+        fs::create_dir_all(root.join("blobs/sha256/ab")).unwrap();
+        assert!(BlobStore::open_with_mode(&root, BlobMode::PlaintextForBenchmarks).is_err());
+        let s = BlobStore::open(&root).unwrap();
+        assert_eq!(s.mode(), BlobMode::Encrypted);
+        assert_eq!(
+            fs::read_to_string(root.join(MODE_MARKER)).unwrap().trim(),
+            "encrypted"
+        );
+        fs::remove_dir_all(&root).unwrap();
     }
 }
