@@ -273,6 +273,16 @@ fn object_requests(http: &Http) -> (u64, String) {
     (n, text)
 }
 
+/// `berth_object_bytes_written_total` of a server.
+fn object_bytes_written(http: &Http) -> u64 {
+    http.get("/metrics")
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_object_bytes_written_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("berth_object_bytes_written_total on /metrics")
+}
+
 /// The S3 round trips of a push and a pull (docs/benchmarks.md): counted by the
 /// server (`berth_object_requests_total`), bounded here so a change that adds round
 /// trips to the data path shows.
@@ -284,10 +294,13 @@ fn s3_round_trips_per_push_and_pull() {
     let berth = Berth::start(Backend::PostgresS3);
     let http = berth.http();
     let mut measured = Vec::new();
+    let mut written = Vec::new();
     let mut step = |what: &str, f: &dyn Fn()| {
         let (before, _) = object_requests(&http);
+        let bytes_before = object_bytes_written(&http);
         f();
         let (after, text) = object_requests(&http);
+        written.push(object_bytes_written(&http) - bytes_before);
         measured.push((what.to_string(), after - before, text));
     };
     let small = Blob::new("application/octet-stream", pseudo_random(61, 1024 * 1024));
@@ -307,6 +320,19 @@ fn s3_round_trips_per_push_and_pull() {
         http.send("PUT", &with_digest(&loc, &big_d), &[], "")
             .expect_status(201);
     });
+    let ten = pseudo_random(63, 10 * 1024 * 1024);
+    let ten_d = sha256_digest(&ten);
+    step("chunked push, 10 MiB in 10 PATCHes of 1 MiB", &|| {
+        let r = http.send("POST", "/v2/rt/app/blobs/uploads/", &[], "");
+        r.expect_status(202);
+        let mut loc = r.location();
+        for i in 0..10 {
+            let (a, b) = (i * 1024 * 1024, (i + 1) * 1024 * 1024);
+            loc = patch(&http, &loc, a, &ten[a..b]);
+        }
+        http.send("PUT", &with_digest(&loc, &ten_d), &[], "")
+            .expect_status(201);
+    });
     step("pull, 1 MiB", &|| {
         http.get(&format!("/v2/rt/app/blobs/{}", small.digest))
             .expect_status(200);
@@ -319,29 +345,57 @@ fn s3_round_trips_per_push_and_pull() {
         http.head(&format!("/v2/rt/app/blobs/{big_d}"))
             .expect_status(200);
     });
-    for (what, n, text) in &measured {
+    let two = Blob::new("application/octet-stream", pseudo_random(64, 1024 * 1024));
+    step(
+        "monolithic push, POST then PUT with the body, 1 MiB",
+        &|| {
+            let r = http.send("POST", "/v2/rt/app/blobs/uploads/", &[], "");
+            r.expect_status(202);
+            http.send(
+                "PUT",
+                &with_digest(&r.location(), &two.digest),
+                &[("Content-Type", "application/octet-stream")],
+                two.bytes.clone(),
+            )
+            .expect_status(201);
+        },
+    );
+    for ((what, n, text), bytes) in measured.iter().zip(&written) {
         let ops: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("berth_object_requests_total{"))
             .collect();
-        eprintln!("{what}: {n} S3 round trip(s) (totals after: {ops:?})");
+        eprintln!("{what}: {n} S3 round trip(s), {bytes} bytes written (totals after: {ops:?})");
     }
     let n = |i: usize| measured[i].1;
-    // Measured: a monolithic push is 4 round trips (the tail put by the append —
-    // kept in the node's memory, so the commit on the same node does not fetch it
-    // back —, the object put, the tails listed and deleted); each PATCH of a
-    // chunked push costs a tail put and the old tail's delete plus one per 8 MiB
-    // part, the commit 3 or 4 (last part, complete, tails listed and deleted) —
-    // 14 for 20 MiB in 4 PATCHes. No more than that.
-    assert!((1..=4).contains(&n(0)), "{}", measured[0].2);
+    const MIB: u64 = 1024 * 1024;
+    // Measured: a push in one request (`POST`, then `PUT ?digest=` with the body)
+    // is one round trip, the object's put: its bytes are sealed straight into the
+    // blob's object, written once (sealing adds 28 bytes per 64 KiB segment).
+    for i in [0, 6] {
+        assert_eq!(n(i), 1, "{}", measured[i].2);
+        assert!(written[i] < MIB + MIB / 100, "{} bytes", written[i]);
+    }
+    // Each PATCH of a chunked push costs a piece put, plus per 8 MiB part a part
+    // put and the deletes of the pieces it replaced (and one create); the commit
+    // the last part, complete and the last piece's delete — 13 for 20 MiB in 4
+    // PATCHes. No more than that.
     assert!(
-        (4..=14).contains(&n(1)),
+        (4..=13).contains(&n(1)),
         "{} round trips:\n{}",
         n(1),
         measured[1].2
     );
+    // Whatever the chunk size, a byte is written about twice (in a piece, then
+    // in a part); one growing tail rewritten per PATCH wrote 10 MiB in 1 MiB
+    // chunks as ~49 MiB.
+    assert!(
+        written[1] < 2 * 20 * MIB && written[2] < 2 * 10 * MIB + MIB,
+        "{:?} bytes written",
+        &written[1..3]
+    );
     // A pull is one ranged GET; a HEAD needs none (the size is in the database).
-    assert_eq!(n(2), 1, "{}", measured[2].2);
     assert_eq!(n(3), 1, "{}", measured[3].2);
-    assert_eq!(n(4), 0, "{}", measured[4].2);
+    assert_eq!(n(4), 1, "{}", measured[4].2);
+    assert_eq!(n(5), 0, "{}", measured[5].2);
 }

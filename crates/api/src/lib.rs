@@ -238,6 +238,10 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     for (op, n) in berth_registry::object_requests() {
         body.push_str(&format!("berth_object_requests_total{{op=\"{op}\"}} {n}\n"));
     }
+    body.push_str(&format!(
+        "# HELP berth_object_bytes_written_total Bytes this process sent to an S3 blob store in object and part bodies.\n# TYPE berth_object_bytes_written_total counter\nberth_object_bytes_written_total {}\n",
+        berth_registry::object_bytes_written()
+    ));
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -441,13 +441,10 @@ async fn upload_start(call: Call, name: &str, body: Body) -> Result<Response> {
         let u = app.registry.start_upload(&repo).await?;
         let len = content_length(call.headers());
         let body = body_stream(body);
-        let res = async {
-            app.registry
-                .append_upload(&repo, &u.id, None, len, body)
-                .await?;
-            app.registry.complete_upload(&repo, &u.id, &d).await
-        }
-        .await;
+        let res = app
+            .registry
+            .append_and_complete(&repo, &u.id, None, len, body, &d)
+            .await;
         if res.is_err() {
             let _ = app.registry.cancel_upload(&repo, &u.id).await;
         }
@@ -504,10 +501,12 @@ async fn put_upload(call: Call, name: &RepositoryName, id: &str, body: Body) -> 
     let clen = content_length(call.headers());
     let reg = &call.app.registry;
     if start.is_some() || clen.unwrap_or(0) > 0 || is_chunked(call.headers()) {
-        reg.append_upload(&repo, id, start, len.or(clen), body_stream(body))
+        // The last chunk goes straight into the blob (one request, one commit).
+        reg.append_and_complete(&repo, id, start, len.or(clen), body_stream(body), &d)
             .await?;
+    } else {
+        reg.complete_upload(&repo, id, &d).await?;
     }
-    reg.complete_upload(&repo, id, &d).await?;
     Ok(created_blob(name, &d))
 }
 

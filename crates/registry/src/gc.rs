@@ -151,8 +151,8 @@ impl Registry {
     /// committing it — older than the grace period are deleted. An object under a
     /// digest-derived key (`blobs/<alg>/<2 hex>/<hex>`, which a push of that digest
     /// may publish again) is checked and deleted under the digest's exclusive
-    /// lock. Its work is proportional to the store, so it is not part of the
-    /// background runs.
+    /// lock. Objects staged for uploads that no longer exist go too. Its work is
+    /// proportional to the store, so it is not part of the background runs.
     pub async fn sweep_orphan_blobs(&self, grace_ms: i64, dry_run: bool) -> Result<(u64, u64)> {
         let before = berth_store::now_millis() - grace_ms;
         let (mut files, mut seen) = (0u64, 0u64);
@@ -180,6 +180,27 @@ impl Registry {
                         self.blobs.delete_object(&o.key).await?;
                     }
                 }
+            }
+        }
+        // Objects staged for uploads (`uploads/<id>/…`, tail objects) whose upload
+        // row is gone: a crash between staging a tail and recording it, or after
+        // the commit and before the tail was deleted.
+        let mut staged = self.blobs.list_staged();
+        while let Some(o) = staged.try_next().await? {
+            let Some((id, _)) = o
+                .key
+                .strip_prefix("uploads/")
+                .and_then(|k| k.split_once('/'))
+            else {
+                continue;
+            };
+            seen += 1;
+            if o.modified_ms >= before || self.meta.get_upload(id).await?.is_some() {
+                continue;
+            }
+            files += 1;
+            if !dry_run {
+                self.blobs.delete_staged(&o.key).await?;
             }
         }
         Ok((files, seen))

@@ -17,6 +17,12 @@ pub fn object_requests() -> Vec<(&'static str, u64)> {
     berth_store::counting::object_requests()
 }
 
+/// Bytes this process sent to an S3 blob store in object and part bodies
+/// (`crates/store/src/counting.rs`).
+pub fn object_bytes_written() -> u64 {
+    berth_store::counting::object_bytes_written()
+}
+
 use crate::{Clock, Registry, RegistryConfig, RegistryError};
 
 /// BENCHMARK ONLY: with this environment variable set to `1`, blobs are stored as

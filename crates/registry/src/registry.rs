@@ -140,6 +140,28 @@ fn store_err(e: StoreError) -> RegistryError {
 }
 
 /// A store error on an upload's staged file: a missing one is an unknown upload.
+/// Forwards an upload body to the store's writer through `tx`; a failed body
+/// is passed on as `Err(())`, after which the writer discards what it wrote.
+async fn feed<S>(body: &mut S, tx: mpsc::Sender<Chunk>)
+where
+    S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+{
+    while let Some(item) = body.next().await {
+        match item {
+            Ok(b) if b.is_empty() => continue,
+            Ok(b) => {
+                if tx.send(Ok(b)).await.is_err() {
+                    return;
+                }
+            }
+            Err(_) => {
+                let _ = tx.send(Err(())).await;
+                return;
+            }
+        }
+    }
+}
+
 fn upload_store_err(e: StoreError) -> RegistryError {
     match e {
         StoreError::NotFound => RegistryError::UploadUnknown,
@@ -577,26 +599,115 @@ impl Registry {
         // let the chunks go cold (measured: no throughput change from 4 to 1).
         let (tx, rx) = mpsc::channel::<Chunk>(1);
         let writer = self.blobs.upload_append(staging, offset, hasher, rx, key);
-        let feeder = async move {
-            while let Some(item) = body.next().await {
-                match item {
-                    Ok(b) if b.is_empty() => continue,
-                    Ok(b) => {
-                        if tx.send(Ok(b)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => {
-                        let _ = tx.send(Err(())).await;
-                        return;
-                    }
-                }
-            }
-        };
-        let (res, ()) = tokio::join!(writer, feeder);
+        let (res, ()) = tokio::join!(writer, feed(&mut body, tx));
         res.map_err(|e| match e {
             StoreError::Aborted => RegistryError::UploadInvalid("request body ended early".into()),
             e => upload_store_err(e),
+        })
+    }
+
+    /// The last bytes of an upload and its completion in one request (a `PUT`
+    /// with a body, a monolithic `POST ?digest=`): what [`Self::append_upload`]
+    /// then [`Self::complete_upload`] do, except that the bytes go straight into
+    /// the blob's object (`BlobStore::upload_append_finish`) instead of being
+    /// staged first — on S3, one `PUT` for a blob pushed in one request.
+    /// A body that ends early leaves the upload as it was (the client may
+    /// retry); a digest or length mismatch, or a store failure, discards it, as
+    /// [`Self::complete_upload`] does.
+    pub async fn append_and_complete<S>(
+        &self,
+        repo: &RepositoryRow,
+        id: &str,
+        start: Option<u64>,
+        len: Option<u64>,
+        mut body: S,
+        digest: &Digest,
+    ) -> Result<Completed>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        let u = self.upload_row(repo, id).await?;
+        if let Some(s) = start {
+            if s != u.size as u64 {
+                return Err(RegistryError::RangeInvalid {
+                    size: u.size as u64,
+                });
+            }
+        }
+        let memo = self.memo(id);
+        let Ok(mut guard) = memo.try_lock() else {
+            return Err(RegistryError::UploadInvalid(
+                "another request is writing to this upload".into(),
+            ));
+        };
+        let (lease, u) = crate::lease::UploadLease::take(&self.meta, &self.clock, id).await?;
+        if u.repo_id != repo.repo_id {
+            return Err(RegistryError::UploadUnknown);
+        }
+        let size = u.size as u64;
+        if start.is_some_and(|s| s != size) {
+            lease.release().await;
+            return Err(RegistryError::RangeInvalid { size });
+        }
+        let hasher = match guard.take() {
+            Some(m) if m.size == size => Some(m.hasher),
+            _ => None,
+        };
+        let key = self.upload_key(&u)?;
+        let staging = Self::staging(&u)?;
+        let repo_key = self.keys.repo_key(repo).await?;
+        let (tx, rx) = mpsc::channel::<Chunk>(1);
+        let writer =
+            self.blobs
+                .upload_append_finish(&staging, size, hasher, rx, key.clone(), digest);
+        let (finished, ()) = tokio::join!(writer, feed(&mut body, tx));
+        let total = match finished {
+            Ok(t) => t,
+            Err(StoreError::Aborted) => {
+                lease.release().await;
+                return Err(RegistryError::UploadInvalid(
+                    "request body ended early".into(),
+                ));
+            }
+            Err(e) => {
+                drop(guard);
+                let _ = self.discard_upload(&u).await;
+                return Err(match e {
+                    StoreError::DigestMismatch => RegistryError::DigestMismatch,
+                    e => upload_store_err(e),
+                });
+            }
+        };
+        if let Some(l) = len {
+            if total - size != l {
+                drop(guard);
+                self.discard_upload(&u).await?;
+                return Err(RegistryError::UploadInvalid(format!(
+                    "Content-Length/Content-Range announced {l} bytes but {} arrived",
+                    total - size
+                )));
+            }
+        }
+        // The recorded staging names what the upload held before this request
+        // (an earlier tail, for `upload_done`); the blob's object key is the same.
+        let committed = self
+            .commit_sealed(repo, &repo_key, &staging, digest, total, &key)
+            .await;
+        if let Err(e) = committed {
+            drop(guard);
+            let _ = self.discard_upload(&u).await;
+            return Err(e);
+        }
+        self.meta.delete_upload(id).await?;
+        drop(lease);
+        drop(guard);
+        self.forget(id);
+        if let Err(e) = self.blobs.upload_done(&staging).await {
+            tracing::warn!(error = %e, upload = id, "could not remove an upload's staging leftovers");
+        }
+        Ok(Completed {
+            digest: digest.clone(),
+            size: total,
         })
     }
 

@@ -11,9 +11,10 @@
 //! - **Parts** (any backend): the sealed stream's prefix goes into a multipart
 //!   upload in parts of at least [`PART_SIZE`] (S3's 5 MiB minimum is below it)
 //!   while OCI chunks may be any size; the rest — at least the last sealed
-//!   segment, which is re-sealed as final at commit — waits in a small tail
-//!   object. Upload id, part tokens and tail key are plain data, so any process
-//!   can continue the upload. Completing the multipart upload makes the blob's
+//!   segment, which is re-sealed as final at commit — waits in staged pieces,
+//!   one small object per append ([`Piece`]). Upload id, part tokens and piece
+//!   keys are plain data, so any process can continue the upload. A push in one
+//!   request stages nothing ([`BlobStore::upload_append_finish`]). Completing the multipart upload makes the blob's
 //!   object under a key of its own; the blob row names it, and the loser of a
 //!   same-digest race deletes its own object.
 //! - **File** (the filesystem fast path, a capability of a backend with
@@ -83,15 +84,43 @@ pub enum Staging {
     /// written in place.
     File { key: String },
     /// Any backend: the sealed stream's first `parts_len` bytes in `multipart`
-    /// (started with the first part), the rest in the object `tail`; the blob
-    /// will be the object `key`.
+    /// (started with the first part), the rest staged in `pieces` (and, in a
+    /// state recorded before pieces, in the whole object `tail`, which comes
+    /// first); the blob will be the object `key`.
     Parts {
         key: String,
         upload: String,
         multipart: Option<Multipart>,
         parts_len: u64,
         tail: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pieces: Vec<Piece>,
     },
+}
+
+/// A staged piece of a parts-staged upload: the first `len` bytes of the
+/// object `key` (`uploads/<id>/tail-…`). Each append writes its sealed bytes as
+/// one new piece, starting with the open (partial) last segment of the
+/// previous piece re-sealed, which that piece's `len` then leaves out; pieces
+/// are concatenated into a part once a part's worth is staged, and at commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    pub key: String,
+    pub len: u64,
+}
+
+impl Staging {
+    /// The keys of the staged objects (pieces, and a tail recorded before them).
+    fn staged_keys(&self) -> Vec<&str> {
+        match self {
+            Staging::File { .. } => Vec::new(),
+            Staging::Parts { tail, pieces, .. } => tail
+                .iter()
+                .map(String::as_str)
+                .chain(pieces.iter().map(|p| p.key.as_str()))
+                .collect(),
+        }
+    }
 }
 
 impl Staging {
@@ -264,6 +293,7 @@ impl BlobStore {
             multipart: None,
             parts_len: 0,
             tail: None,
+            pieces: Vec::new(),
         })
     }
 
@@ -292,28 +322,37 @@ impl BlobStore {
                     }
                 }
             }
-            Staging::Parts { .. } => self.append_parts(staging, offset, hasher, rx, key).await,
+            Staging::Parts { .. } => Ok(self
+                .append_parts(staging, offset, hasher, rx, key, true)
+                .await?
+                .0),
         }
     }
 
     /// After the caller recorded `current` (an append's new staging) in place of
-    /// `superseded`, or gave up recording it: deletes what only the other one
-    /// names (the old tail object). Best effort: leftovers go with the upload.
+    /// `superseded`, or gave up recording it: deletes the staged objects only the
+    /// other one names (pieces made part of a part, or written by a failed
+    /// append), concurrently. Best effort: leftovers go with the upload.
     pub async fn upload_advanced(&self, superseded: &Staging, current: &Staging) {
-        if let (
-            Staging::Parts {
-                tail: Some(old), ..
-            },
-            Staging::Parts { tail: new, .. },
-        ) = (superseded, current)
-        {
-            if new.as_deref() != Some(old.as_str()) {
-                self.tails.forget(old);
-                if let Err(e) = self.backend.delete(old).await {
-                    tracing::warn!(error = %e, key = %old, "could not delete a staged tail");
-                }
+        let keep = current.staged_keys();
+        let gone: Vec<&str> = superseded
+            .staged_keys()
+            .into_iter()
+            .filter(|k| !keep.contains(k))
+            .collect();
+        self.delete_staged_all(&gone).await;
+    }
+
+    /// Deletes staged objects, concurrently; failures are logged (the sweeps
+    /// reclaim leftovers).
+    async fn delete_staged_all(&self, keys: &[&str]) {
+        let deletes = keys.iter().map(|k| async move {
+            self.tails.forget(k);
+            if let Err(e) = self.backend.delete(k).await {
+                tracing::warn!(error = %e, key = %k, "could not delete a staged tail");
             }
-        }
+        });
+        futures_util::future::join_all(deletes).await;
     }
 
     /// Verifies the staged upload against `digest` and makes its bytes the blob's
@@ -369,8 +408,64 @@ impl BlobStore {
                 })
                 .await
             }
-            Staging::Parts { .. } => self.finish_parts(staging, digest, hasher, size, key).await,
+            Staging::Parts { .. } => {
+                self.finish_parts(staging, digest, hasher, size, key, None)
+                    .await
+            }
         }
+    }
+
+    /// The last append of an upload and its [`Self::upload_finish`] in one (a
+    /// `PUT` carrying the body, a monolithic push): on parts staging, what the
+    /// append leaves beyond whole parts is not staged as a tail object but goes
+    /// straight into the blob's object, so a blob pushed in one request costs one
+    /// `PUT` to the object store (`docs/benchmarks.md`, "S3 round trips per push
+    /// and per pull"). Nothing of it is durable until the upload commits, which is
+    /// all a `PUT` promises. Returns the blob's size; the upload row's recorded
+    /// staging still names what it named (an earlier tail, for
+    /// [`Self::upload_done`]). On an error the caller discards the upload, as
+    /// after a failed [`Self::upload_finish`]; a multipart upload this call started
+    /// is aborted here, since the row does not name it.
+    pub async fn upload_append_finish(
+        &self,
+        staging: &Staging,
+        offset: u64,
+        hasher: Option<Hasher>,
+        rx: mpsc::Receiver<Chunk>,
+        key: DataKey,
+        digest: &Digest,
+    ) -> Result<u64, StoreError> {
+        if let Staging::File { .. } = staging {
+            let a = self
+                .upload_append(staging, offset, hasher, rx, key.clone())
+                .await?;
+            return self
+                .upload_finish(staging, digest, a.hasher, a.size, key)
+                .await;
+        }
+        let (a, rest) = self
+            .append_parts(staging, offset, hasher, rx, key.clone(), false)
+            .await?;
+        let appended = a.staging.unwrap_or_else(|| staging.clone());
+        let res = self
+            .finish_parts(&appended, digest, a.hasher, a.size, key, Some(rest))
+            .await;
+        if res.is_err() {
+            if let (
+                Staging::Parts {
+                    multipart: None, ..
+                },
+                Staging::Parts {
+                    multipart: Some(m), ..
+                },
+            ) = (staging, &appended)
+            {
+                if let Err(e) = self.backend.abort_multipart(m).await {
+                    tracing::warn!(error = %e, "could not abort an unrecorded multipart upload");
+                }
+            }
+        }
+        res
     }
 
     /// Makes a finished upload the blob's object under the digest's lock (see
@@ -431,12 +526,31 @@ impl BlobStore {
     }
 
     /// After the blob row naming a published upload's object committed: removes
-    /// what staging left beside the object (tail objects).
+    /// what staging left beside the object — the pieces the upload row names,
+    /// without listing the upload's prefix (a round trip per push). A
+    /// tail a crash left unrecorded is reclaimed by the full sweep
+    /// ([`Self::list_staged`]).
     pub async fn upload_done(&self, staging: &Staging) -> Result<(), StoreError> {
         match staging {
             Staging::File { .. } => Ok(()),
-            Staging::Parts { upload, .. } => self.drop_tails(upload).await,
+            Staging::Parts { .. } => {
+                self.delete_staged_all(&staging.staged_keys()).await;
+                Ok(())
+            }
         }
+    }
+
+    /// Objects staged for uploads (`uploads/<id>/…`: tail objects), streamed
+    /// from the backend's listing — for the full sweep, which deletes those of
+    /// uploads that no longer exist.
+    pub fn list_staged(&self) -> BoxStream<'static, Result<ObjectInfo, StoreError>> {
+        self.backend.list("uploads/")
+    }
+
+    /// Deletes a staged object found without its upload (the full sweep).
+    pub async fn delete_staged(&self, key: &str) -> Result<(), StoreError> {
+        self.tails.forget(key);
+        self.backend.delete(key).await
     }
 
     async fn drop_tails(&self, upload: &str) -> Result<(), StoreError> {
@@ -510,7 +624,8 @@ impl BlobStore {
     }
 
     /// A ranged read through the backend: only the segments the range touches are
-    /// fetched, opened as they arrive.
+    /// fetched (one ranged `GET`), opened as they arrive by the stream the response
+    /// body polls ([`OpenStream`]).
     async fn get_object(
         &self,
         blob: &BlobRef,
@@ -526,48 +641,23 @@ impl BlobStore {
         if len == 0 {
             return Ok(Box::pin(futures_util::stream::empty()));
         }
-        let (mut opener, range) =
+        let (opener, range) =
             crypt::Opener::new(&blob.key, blob.size, offset, len).map_err(crypt_err)?;
         let want = range.end - range.start;
-        let mut sealed = self.backend.get(&blob.object_key, range).await?;
-        if self.local.is_none() {
-            sealed = read_ahead(sealed);
-        }
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(READ_QUEUE);
-        tokio::spawn(async move {
-            let mut got = 0u64;
-            let fail = |m: String| io::Error::other(m);
-            while let Some(piece) = sealed.next().await {
-                let piece = match piece {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                got += piece.len() as u64;
-                match opener.push(&piece) {
-                    Ok(batches) => {
-                        for b in batches {
-                            if tx.send(Ok(Bytes::from(b))).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "blob read failed");
-                        let _ = tx.send(Err(fail(e.to_string()))).await;
-                        return;
-                    }
-                }
-            }
-            if got != want || !opener.done() {
-                let _ = tx
-                    .send(Err(fail("blob object is shorter than recorded".into())))
-                    .await;
-            }
-        });
-        Ok(Box::pin(tokio_stream_from(rx)) as ByteStream)
+        // A read of the whole blob asks for the whole object (no `Range`: S3
+        // stores such as Garage serve it with less work before the first byte);
+        // the opener still checks its length.
+        let whole = range.start == 0 && offset == 0 && len == blob.size;
+        let fetch = if whole { 0..u64::MAX } else { range };
+        let sealed = read_ahead(self.backend.get(&blob.object_key, fetch).await?);
+        Ok(Box::pin(OpenStream {
+            sealed,
+            opener,
+            ready: std::collections::VecDeque::new(),
+            got: 0,
+            want,
+            ended: false,
+        }) as ByteStream)
     }
 
     /// Takes a blob's object out of reach before its row's deletion commits (the
@@ -1077,9 +1167,11 @@ fn remove_missing_ok(p: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Pieces of a remote object read ahead of the decryption, so network transfer
-/// and decryption overlap instead of taking turns. A piece is what the HTTP client
-/// read at once (tens of KiB, at most a few hundred): a few MiB per read at worst.
+/// Pieces of a remote object read ahead of the decryption (a piece is what the
+/// HTTP client read at once: tens of KiB, at most a few hundred), so the object
+/// store's response keeps flowing while the response to the client waits on its
+/// socket. Measured: without it, pulls of 256 MiB from S3 fell from 1.06× to
+/// 0.56× the reference (`docs/benchmarks.md`, "Several nodes: PostgreSQL + S3").
 const READ_AHEAD: usize = 8;
 
 /// Reads `s` on a task of its own, up to [`READ_AHEAD`] pieces ahead of the
@@ -1129,32 +1221,80 @@ async fn finish_hashing(hashing: Option<Hashing>) -> Result<Option<Hasher>, Stor
 }
 
 impl BlobStore {
-    async fn read_tail(&self, tail: &Option<String>) -> Result<Vec<u8>, StoreError> {
-        let Some(t) = tail else {
-            return Ok(Vec::new());
-        };
-        if let Some(b) = self.tails.get(t) {
-            return Ok(b.to_vec());
+    /// `[range]` of the staged object `key`: from this node's copy when it has
+    /// one, else one ranged read.
+    async fn read_staged(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let missing = || StoreError::Tampered("a staged tail is missing or short".into());
+        if let Some(b) = self.tails.get(key) {
+            let (s, e) = (range.start as usize, range.end as usize);
+            return b.get(s..e).map(<[u8]>::to_vec).ok_or_else(missing);
         }
-        let s = self
-            .backend
-            .get(t, 0..u64::MAX)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => StoreError::Tampered("a staged tail is missing".into()),
-                e => e,
-            })?;
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let want = range.end - range.start;
+        let s = self.backend.get(key, range).await.map_err(|e| match e {
+            StoreError::NotFound => missing(),
+            e => e,
+        })?;
         let pieces: Vec<Bytes> = s.try_collect().await?;
-        Ok(pieces.concat())
+        let out = pieces.concat();
+        if out.len() as u64 != want {
+            return Err(missing());
+        }
+        Ok(out)
     }
 
-    /// An append staged as parts: the tail is read back (and its partial last
-    /// segment reopened), new chunks are sealed on this task as they arrive (as on
-    /// the fast path), every [`PART_SIZE`] of sealed bytes beyond the last segment
-    /// goes out as a part, and what remains becomes a new tail object. The state
-    /// returned names the new tail; the recorded state still names the old one
-    /// until the caller records the new (a failed append changes nothing it names:
-    /// parts it uploaded past the recorded ones are replaced or discarded later).
+    /// The staged pieces of a parts-staged upload holding `staged` bytes beyond
+    /// its parts (a tail recorded before pieces becomes the first piece, its
+    /// length what the pieces after it leave).
+    fn pieces_of(staging: &Staging, staged: u64) -> Result<Vec<Piece>, StoreError> {
+        let Staging::Parts { tail, pieces, .. } = staging else {
+            return Err(StoreError::Config("not a parts-staged upload".into()));
+        };
+        let mut out = Vec::with_capacity(pieces.len() + 1);
+        if let Some(t) = tail {
+            let rest: u64 = pieces.iter().map(|p| p.len).sum();
+            let len = staged.checked_sub(rest).ok_or_else(|| {
+                StoreError::Tampered("the staged upload does not match its size".into())
+            })?;
+            out.push(Piece {
+                key: t.clone(),
+                len,
+            });
+        }
+        out.extend(pieces.iter().cloned());
+        Ok(out)
+    }
+
+    /// The staged bytes of `pieces`, concatenated.
+    async fn read_pieces(&self, pieces: &[Piece]) -> Result<Vec<u8>, StoreError> {
+        let total: u64 = pieces.iter().map(|p| p.len).sum();
+        let mut out = Vec::with_capacity(total as usize);
+        for p in pieces {
+            out.extend_from_slice(&self.read_staged(&p.key, 0..p.len).await?);
+        }
+        Ok(out)
+    }
+
+    /// An append staged as parts: new chunks are sealed on this task as they
+    /// arrive (as on the fast path) and staged as one new piece (after the open
+    /// last segment of the previous piece, re-sealed: only that segment is read
+    /// back); once a part's worth is staged (beyond the last whole segment, which
+    /// may be the last and is re-sealed as final at commit), the pieces are
+    /// concatenated and go out as a part of the multipart upload. Each byte is
+    /// thus written about twice (a piece, then a part) whatever the chunk size,
+    /// where one growing tail object rewritten per append wrote it up to
+    /// `PART_SIZE / chunk` times. The state returned names the new pieces; the
+    /// recorded state still names the old ones until the caller records the new
+    /// (a failed append changes nothing it names: parts it uploaded past the
+    /// recorded ones are replaced or discarded later). With `put_tail` false (the
+    /// upload's last append, [`Self::upload_append_finish`]) the new bytes are not
+    /// staged but returned.
     async fn append_parts(
         &self,
         staging: &Staging,
@@ -1162,45 +1302,65 @@ impl BlobStore {
         hasher: Option<Hasher>,
         mut rx: mpsc::Receiver<Chunk>,
         key: DataKey,
-    ) -> Result<Appended, StoreError> {
+        put_tail: bool,
+    ) -> Result<(Appended, Vec<u8>), StoreError> {
         let Staging::Parts {
             key: object_key,
             upload,
             multipart,
             parts_len,
-            tail,
+            ..
         } = staging
         else {
             return Err(StoreError::Config("not a parts-staged upload".into()));
         };
         let mut mp = multipart.clone();
         let mut parts_len = *parts_len;
-        let tail_bytes = self.read_tail(tail).await?;
-        let stored = parts_len + tail_bytes.len() as u64;
         let encrypted = self.mode == BlobMode::Encrypted;
         let mismatch = || StoreError::Tampered("the staged upload does not match its size".into());
-        let (mut pending, mut sealer) = if !encrypted {
+        let expected = if encrypted {
+            crypt::staged_len(offset)
+        } else {
+            offset
+        };
+        let mut pieces = Self::pieces_of(staging, expected.saturating_sub(parts_len))?;
+        let staged: u64 = pieces.iter().map(|p| p.len).sum();
+        let stored = parts_len + staged;
+        // The staged bytes that stay as they are (`base`), then what this append
+        // seals (`pending`): the reopened open segment first.
+        let (mut base, mut pending, mut sealer) = if !encrypted {
             if stored != offset {
                 return Err(mismatch());
             }
-            (tail_bytes, None)
+            (staged, Vec::new(), None)
         } else if stored == 0 && offset == 0 {
             (
+                0,
                 crypt::header().to_vec(),
                 Some(crypt::Sealer::resume(&key, 0, &[]).map_err(crypt_err)?),
             )
         } else {
-            if stored != crypt::staged_len(offset) {
+            if stored != expected {
                 return Err(mismatch());
             }
             let rem = (offset % crypt::SEGMENT as u64) as usize;
-            let open = if rem > 0 { rem + crypt::OVERHEAD } else { 0 };
-            let cut = tail_bytes.len().checked_sub(open).ok_or_else(mismatch)?;
-            let sealer =
-                crypt::Sealer::resume(&key, offset, &tail_bytes[cut..]).map_err(crypt_err)?;
-            let mut pending = tail_bytes;
-            pending.truncate(cut);
-            (pending, Some(sealer))
+            let open = if rem > 0 { rem + crypt::OVERHEAD } else { 0 } as u64;
+            let seg = if open > 0 {
+                // Pieces start at segment boundaries, so the open segment lies
+                // whole in the last piece.
+                let last = pieces.last_mut().ok_or_else(mismatch)?;
+                let cut = last.len.checked_sub(open).ok_or_else(mismatch)?;
+                let seg = self.read_staged(&last.key, cut..last.len).await?;
+                last.len = cut;
+                if cut == 0 {
+                    pieces.pop();
+                }
+                seg
+            } else {
+                Vec::new()
+            };
+            let sealer = crypt::Sealer::resume(&key, offset, &seg).map_err(crypt_err)?;
+            (staged - open, Vec::new(), Some(sealer))
         };
         // The last whole segment stays out of the parts: it may be the last one,
         // which is re-sealed as final at commit.
@@ -1230,6 +1390,18 @@ impl BlobStore {
                         })
                         .map_err(crypt_err)?,
                     None => pending.extend_from_slice(&chunk),
+                }
+                if base as usize + pending.len() < part_size + hold {
+                    continue;
+                }
+                if !pieces.is_empty() {
+                    // A part's worth: the staged pieces join what this append
+                    // sealed (and are deleted once the new state is recorded).
+                    let mut all = self.read_pieces(&pieces).await?;
+                    all.extend_from_slice(&pending);
+                    pending = all;
+                    pieces.clear();
+                    base = 0;
                 }
                 while pending.len() >= part_size + hold {
                     let rest = pending.split_off(pending.len() - hold);
@@ -1272,26 +1444,29 @@ impl BlobStore {
                 return Err(e);
             }
         };
-        let new_tail = if pending.is_empty() {
-            None
-        } else {
+        if put_tail && !pending.is_empty() {
             let k = format!("uploads/{upload}/tail-{}", uuid::Uuid::new_v4().simple());
-            let bytes = Bytes::from(pending);
+            let bytes = Bytes::from(std::mem::take(&mut pending));
+            let len = bytes.len() as u64;
             self.backend.put(&k, one_chunk(bytes.clone())).await?;
             self.tails.put(&k, bytes);
-            Some(k)
-        };
-        Ok(Appended {
-            size,
-            hasher,
-            staging: Some(Staging::Parts {
-                key: object_key.clone(),
-                upload: upload.clone(),
-                multipart: mp,
-                parts_len,
-                tail: new_tail,
-            }),
-        })
+            pieces.push(Piece { key: k, len });
+        }
+        Ok((
+            Appended {
+                size,
+                hasher,
+                staging: Some(Staging::Parts {
+                    key: object_key.clone(),
+                    upload: upload.clone(),
+                    multipart: mp,
+                    parts_len,
+                    tail: None,
+                    pieces,
+                }),
+            },
+            pending,
+        ))
     }
 
     /// Finishing a parts-staged upload: the last segment is re-sealed as final
@@ -1306,12 +1481,12 @@ impl BlobStore {
         hasher: Option<Hasher>,
         size: u64,
         key: DataKey,
+        inline_tail: Option<Vec<u8>>,
     ) -> Result<u64, StoreError> {
         let Staging::Parts {
             key: object_key,
             multipart,
             parts_len,
-            tail,
             ..
         } = staging
         else {
@@ -1326,7 +1501,16 @@ impl BlobStore {
             }
             _ => false,
         };
-        let mut rest = self.read_tail(tail).await?;
+        let expected = if self.mode == BlobMode::Encrypted {
+            crypt::staged_len(size)
+        } else {
+            size
+        };
+        let pieces = Self::pieces_of(staging, expected.saturating_sub(*parts_len))?;
+        let mut rest = self.read_pieces(&pieces).await?;
+        if let Some(inline) = inline_tail {
+            rest.extend_from_slice(&inline);
+        }
         let stored = parts_len + rest.len() as u64;
         let mismatch = || StoreError::Tampered("the staged upload does not match its size".into());
         if self.mode == BlobMode::Encrypted {
@@ -1394,6 +1578,69 @@ impl BlobStore {
             }
         }
         Ok(size)
+    }
+}
+
+/// The plaintext of a ranged read of a sealed object, opened inline as the HTTP
+/// body polls it: each completed batch of segments from the read-ahead is
+/// authenticated and decrypted (a few hundred microseconds of AES-GCM per
+/// 256 KiB batch) and handed out on the task that writes the response, instead
+/// of on a decryption task of its own (one hand-off per piece and a queue
+/// fewer; `docs/benchmarks.md`, "Several nodes: PostgreSQL + S3"). A segment
+/// that fails authentication, or an object shorter or longer than recorded,
+/// ends the stream with an error.
+struct OpenStream {
+    sealed: ByteStream,
+    opener: crypt::Opener,
+    ready: std::collections::VecDeque<Bytes>,
+    got: u64,
+    want: u64,
+    ended: bool,
+}
+
+impl Stream for OpenStream {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if let Some(b) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(b)));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match this.sealed.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(piece))) => {
+                    this.got += piece.len() as u64;
+                    match this.opener.push(&piece) {
+                        Ok(batches) => this.ready.extend(batches.into_iter().map(Bytes::from)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "blob read failed");
+                            this.ended = true;
+                            return Poll::Ready(Some(Err(io::Error::other(e.to_string()))));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    if this.got != this.want || !this.opener.done() {
+                        return Poll::Ready(Some(Err(io::Error::other(
+                            "blob object is shorter than recorded",
+                        ))));
+                    }
+                }
+            }
+        }
     }
 }
 

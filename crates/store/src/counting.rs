@@ -30,6 +30,14 @@ pub const OPS: [&str; 9] = [
 ];
 
 static COUNTS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+/// Bytes sent in object and part bodies (`put`, `put_part`).
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes every [`Counting`] backend of this process sent in object and part
+/// bodies so far: against the bytes pushed, the write amplification of staging.
+pub fn object_bytes_written() -> u64 {
+    WRITTEN.load(Ordering::Relaxed)
+}
 
 fn count(op: usize) {
     COUNTS[op].fetch_add(1, Ordering::Relaxed);
@@ -54,6 +62,9 @@ impl<B: ObjectBackend> ObjectBackend for Counting<B> {
 
     fn put<'a>(&'a self, key: &'a str, body: ByteStream) -> BoxFut<'a, Result<u64, StoreError>> {
         count(0);
+        let body: ByteStream = Box::pin(futures_util::TryStreamExt::inspect_ok(body, |b| {
+            WRITTEN.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }));
         self.0.put(key, body)
     }
 
@@ -69,6 +80,7 @@ impl<B: ObjectBackend> ObjectBackend for Counting<B> {
         data: Bytes,
     ) -> BoxFut<'a, Result<String, StoreError>> {
         count(2);
+        WRITTEN.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.0.put_part(mp, index, data)
     }
 

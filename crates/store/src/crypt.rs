@@ -754,6 +754,11 @@ impl Opener {
             let batch_end = (self.index + READ_BATCH as u64 - 1).min(self.last_needed);
             let want: usize = (self.index..=batch_end).map(|j| self.sealed(j)).sum();
             let take = (want - self.buf.len()).min(data.len());
+            if self.buf.capacity() < want {
+                // One allocation per batch (the batch leaves as the plaintext
+                // chunk), not a doubling series of copies as pieces arrive.
+                self.buf.reserve_exact(want - self.buf.len());
+            }
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == want {

@@ -364,11 +364,12 @@ impl ObjectBackend for S3Backend {
             }
             let start = range.start;
             let opts = GetOptions {
-                range: Some(if range.end == u64::MAX {
-                    GetRange::Offset(range.start)
-                } else {
-                    GetRange::Bounded(range)
-                }),
+                // `0..u64::MAX`, the whole object: a plain GET, no `Range`.
+                range: match (range.start, range.end) {
+                    (0, u64::MAX) => None,
+                    (s, u64::MAX) => Some(GetRange::Offset(s)),
+                    _ => Some(GetRange::Bounded(range)),
+                },
                 ..GetOptions::default()
             };
             let r = match self.store.get_opts(&self.path(key), opts).await {

@@ -344,6 +344,183 @@ async fn small_empty_mismatch_and_plaintext(s: Subject) {
     assert_eq!(keys(&*s.backend, "uploads/").await, Vec::<String>::new());
 }
 
+/// Pieces: appends of 1 MiB (and odd sizes) each stage one piece, continued by
+/// another instance without this one's copies; the staged bytes never exceed a
+/// part and a segment, and each piece once made part of a part is gone. A state
+/// recorded before pieces (one whole `tail` object) still continues. The last
+/// bytes and the commit in one call (`upload_append_finish`) stage nothing, on
+/// a fresh upload and after earlier appends; a wrong digest there leaves nothing.
+async fn pieces_and_one_request_finish(s: Subject) {
+    let key = DataKey::generate().unwrap();
+    let n = 11 * 1024 * 1024 + 3 * SEGMENT + 77;
+    let data = pattern(n, 21);
+    let digest = digest_of(&data);
+    let first = BlobStore::over(s.backend.clone(), BlobMode::Encrypted);
+    let st0 = first.upload_create("pc").await.unwrap();
+    // A first append, then its state rewritten the way a node before pieces
+    // recorded it: one tail object holding all the staged bytes.
+    let a = append(&first, &st0, 0, None, &data[..300_001], 65_536, false, &key)
+        .await
+        .unwrap();
+    let Some(Staging::Parts {
+        key: k,
+        upload,
+        multipart,
+        parts_len,
+        pieces,
+        ..
+    }) = a.staging
+    else {
+        panic!("parts staging")
+    };
+    assert_eq!(pieces.len(), 1, "one append, one piece");
+    let legacy = format!(
+        r#"{{"kind":"parts","key":"{k}","upload":"{upload}","multipart":null,"parts_len":{parts_len},"tail":"{}"}}"#,
+        pieces[0].key
+    );
+    assert!(multipart.is_none());
+    let mut st = Staging::from_row("pc", None, Some(&legacy)).unwrap();
+    let mut at = 300_001usize;
+    let mut i = 0;
+    while at < n - 2 * 1024 * 1024 {
+        let store = if i % 2 == 0 {
+            BlobStore::over((s.again)(), BlobMode::Encrypted)
+        } else {
+            BlobStore::over(s.backend.clone(), BlobMode::Encrypted)
+        };
+        let len = if i == 3 { 4099 } else { 1024 * 1024 };
+        let end = at + len;
+        let a = append(
+            &store,
+            &st,
+            at as u64,
+            None,
+            &data[at..end],
+            100_000,
+            false,
+            &key,
+        )
+        .await
+        .unwrap();
+        let new = a.staging.unwrap();
+        store.upload_advanced(&st, &new).await;
+        let Staging::Parts { pieces, .. } = &new else {
+            panic!()
+        };
+        let staged: u64 = pieces.iter().map(|p| p.len).sum();
+        assert!(
+            staged < (PART_SIZE + 2 * (SEGMENT + 28)) as u64,
+            "{staged} bytes staged"
+        );
+        let mut live: Vec<String> = pieces.iter().map(|p| p.key.clone()).collect();
+        live.sort();
+        assert_eq!(
+            keys(&*s.backend, "uploads/pc/").await,
+            live,
+            "only recorded pieces"
+        );
+        st = Staging::from_row("pc", None, Some(&new.to_json())).unwrap();
+        at = end;
+        i += 1;
+    }
+    let Staging::Parts { multipart, .. } = &st else {
+        panic!()
+    };
+    assert!(multipart.as_ref().is_some_and(|m| !m.parts.is_empty()));
+    // The rest and the commit in one call, on yet another instance.
+    let store = BlobStore::over((s.again)(), BlobMode::Encrypted);
+    let size = finish_in_one(&store, &st, at as u64, &data[at..], &digest, &key)
+        .await
+        .unwrap();
+    assert_eq!(size, n as u64);
+    store.upload_done(&st).await.unwrap();
+    assert_eq!(keys(&*s.backend, "uploads/pc/").await, Vec::<String>::new());
+    let blob = BlobRef {
+        object_key: st.object_key().to_string(),
+        size: n as u64,
+        key: key.clone(),
+    };
+    assert!(read(&store, &blob, 0, n as u64).await == data, "whole read");
+    let o = 300_001u64 - 5;
+    assert!(
+        read(&store, &blob, o, 2 * 1024 * 1024).await
+            == data[o as usize..o as usize + 2 * 1024 * 1024]
+    );
+
+    // A fresh upload in one call: one object, nothing staged.
+    for (i, m) in [
+        0usize,
+        1,
+        SEGMENT,
+        3 * 1024 * 1024,
+        PART_SIZE + 3 * SEGMENT + 1,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("one{i}");
+        let data = pattern(m, 30 + i as u8);
+        let digest = digest_of(&data);
+        let st = store.upload_create(&id).await.unwrap();
+        let size = finish_in_one(&store, &st, 0, &data, &digest, &key)
+            .await
+            .unwrap();
+        assert_eq!(size, m as u64);
+        assert_eq!(
+            keys(&*s.backend, &format!("uploads/{id}/")).await,
+            Vec::<String>::new()
+        );
+        let blob = BlobRef {
+            object_key: st.object_key().to_string(),
+            size: m as u64,
+            key: key.clone(),
+        };
+        assert!(read(&store, &blob, 0, m as u64).await == data, "{m} bytes");
+    }
+    // A wrong digest: nothing is left once the upload is discarded.
+    let st = store.upload_create("onebad").await.unwrap();
+    let big = pattern(PART_SIZE + 5 * SEGMENT, 3);
+    let r = finish_in_one(&store, &st, 0, &big, &digest_of(b"other"), &key).await;
+    assert!(
+        matches!(r, Err(StoreError::DigestMismatch)),
+        "{:?}",
+        r.err()
+    );
+    store.upload_abort(&st).await.unwrap();
+    assert_eq!(s.backend.stat(st.object_key()).await.unwrap(), None);
+    assert_eq!(
+        keys(&*s.backend, "uploads/onebad/").await,
+        Vec::<String>::new()
+    );
+}
+
+/// `upload_append_finish` of `data` in 64 KiB chunks, with a running hash when
+/// the upload is fresh.
+async fn finish_in_one(
+    store: &BlobStore,
+    st: &Staging,
+    offset: u64,
+    data: &[u8],
+    digest: &Digest,
+    key: &DataKey,
+) -> Result<u64, StoreError> {
+    let (tx, rx) = mpsc::channel::<Chunk>(1);
+    let chunks: Vec<Bytes> = data.chunks(65_536).map(Bytes::copy_from_slice).collect();
+    let feeder = async move {
+        for c in chunks {
+            if tx.send(Ok(c)).await.is_err() {
+                return;
+            }
+        }
+    };
+    let hasher = (offset == 0).then(|| Hasher::new(Algorithm::Sha256));
+    let (r, ()) = tokio::join!(
+        store.upload_append_finish(st, offset, hasher, rx, key.clone(), digest),
+        feeder
+    );
+    r
+}
+
 /// An upload abandoned with parts in flight leaves nothing behind once aborted.
 async fn abort_reclaims_parts(s: Subject) {
     let store = BlobStore::over(s.backend.clone(), BlobMode::Encrypted);
@@ -379,7 +556,8 @@ macro_rules! pipeline {
         mod $module {
             use super::*;
             pipeline!(@tests $subject; parts_staging_round_trip,
-                small_empty_mismatch_and_plaintext, abort_reclaims_parts);
+                small_empty_mismatch_and_plaintext, abort_reclaims_parts,
+                pieces_and_one_request_finish);
         }
     };
     (@tests $subject:path; $($name:ident),*) => {
