@@ -19,6 +19,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (14, V14),
     (13, V13),
     (17, V17_SQLITE),
+    (19, V19),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -34,6 +35,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (14, V14),
     (13, V13),
     (17, V17_POSTGRES),
+    (19, V19),
 ];
 
 macro_rules! v1 {
@@ -480,3 +482,15 @@ const V17_POSTGRES: &str = v17!(
     "informational" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'INFORMATIONAL' AS BIGINT)",
     "undefined" => "CAST(CAST(findings AS JSONB) -> 'findingSeverityCounts' ->> 'UNDEFINED' AS BIGINT)"
 );
+
+/// Principal tags of IAM users (`aws:PrincipalTag/<key>` in policy conditions);
+/// the principal that opened an upload (the per-principal upload limit).
+const V19: &str = "CREATE TABLE user_tags (
+    account_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    tag_key TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (account_id, user_name, tag_key)
+);
+ALTER TABLE uploads ADD COLUMN principal TEXT;
+CREATE INDEX uploads_principal ON uploads (principal);";

@@ -174,6 +174,15 @@ async fn json_call(
         Ok(c) => c,
         Err(e) => return error_response(&e, &request_id),
     };
+    if service == ops::Service::Ecr {
+        if let Err(wait) = app.hardening().throttle.check(&caller.account_id, op) {
+            tracing::debug!(op, account = %caller.account_id, ?wait, "throttled");
+            return error_response(
+                &EcrError::new(EcrException::Throttling, "Rate exceeded"),
+                &request_id,
+            );
+        }
+    }
     let input: Value = if body.is_empty() {
         Value::Object(Default::default())
     } else {
