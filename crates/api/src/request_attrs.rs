@@ -117,11 +117,19 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
                 .map(|(k, v)| k.as_str().len() + v.len() + 4)
                 .sum::<usize>();
         if size > limit {
-            return (
+            let mut r = (
                 axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "request header fields too large",
             )
                 .into_response();
+            if req.uri().path().starts_with("/v2") {
+                // Every /v2/ response carries it (Distribution Spec).
+                r.headers_mut().insert(
+                    "docker-distribution-api-version",
+                    axum::http::HeaderValue::from_static("registry/2.0"),
+                );
+            }
+            return r;
         }
     }
     let Some(peer) = peer else {
