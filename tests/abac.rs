@@ -365,3 +365,48 @@ fn forwarded_source_ip_only_from_trusted_proxies() {
             .expect_oci_error(403, "DENIED");
     }
 }
+
+both_backends! {
+    /// `kms:ViaService`: a customer KMS key used through ECR (CreateRepository with
+    /// the key) needs kms:DescribeKey and kms:CreateGrant on it, evaluated with
+    /// `kms:ViaService = ecr.<region>.amazonaws.com`; the same grant does not let
+    /// the caller use the key through KMS directly.
+    fn kms_keys_used_through_ecr_carry_via_service(backend) {
+        let berth = Berth::start(backend);
+        let key_arn = berth.admin(&["kms", "create", "--alias", "team"]).trim().to_string();
+        let dev = user(&berth, "dev");
+        let create = |name: &str| json!({"repositoryName": name, "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": "alias/team"}});
+        let ecr_only = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]});
+        set_policy(&berth, "dev", &ecr_only);
+        let (s, v) = ecr_status(&berth, &dev, "CreateRepository", create("k1"));
+        assert_eq!((s, v["__type"].as_str()), (400, Some("AccessDeniedException")), "{v}");
+        assert!(v["message"].as_str().unwrap().contains("kms:DescribeKey"), "{v}");
+        let mut via = ecr_only.clone();
+        via["Statement"].as_array_mut().unwrap().push(json!(
+            {"Effect": "Allow", "Action": ["kms:DescribeKey", "kms:CreateGrant"], "Resource": key_arn,
+             "Condition": {"StringEquals": {"kms:ViaService": "ecr.us-east-1.amazonaws.com"}}}));
+        set_policy(&berth, "dev", &via);
+        let v = allowed(&berth, &dev, "CreateRepository", create("k1"));
+        assert_eq!(v["repository"]["encryptionConfiguration"]["kmsKey"], key_arn.as_str());
+        // Directly through KMS there is no kms:ViaService: refused.
+        let r = berth_testsupport::ecr::call(
+            &Http::new(berth.addr()),
+            &berth.host(),
+            &dev,
+            "us-east-1",
+            "kms",
+            "TrentService.DescribeKey",
+            &json!({"KeyId": key_arn}),
+        );
+        assert_eq!(r.status, 400, "{}", r.describe());
+        assert_eq!(r.json()["__type"], "AccessDeniedException");
+        // A ViaService naming another service does not match.
+        via["Statement"][1]["Condition"]["StringEquals"]["kms:ViaService"] = json!("s3.us-east-1.amazonaws.com");
+        set_policy(&berth, "dev", &via);
+        denied(&berth, &dev, "CreateRepository", create("k2"));
+        // The account's default aws/ecr key needs no KMS permission (AWS managed).
+        set_policy(&berth, "dev", &ecr_only);
+        allowed(&berth, &dev, "CreateRepository", json!({"repositoryName": "k3", "encryptionConfiguration": {"encryptionType": "KMS"}}));
+    }
+}

@@ -16,6 +16,9 @@ pub struct RequestKeys<'a> {
     pub request_tags: &'a [(String, String)],
     /// `aws:TagKeys`; set (possibly empty) only for the tagging operations.
     pub tag_keys: Option<Vec<String>>,
+    /// `kms:ViaService`: the service using a KMS key on the caller's behalf
+    /// (`ecr.<region>.amazonaws.com` when ECR does).
+    pub via_service: Option<String>,
 }
 
 pub async fn authorize(
@@ -86,6 +89,9 @@ async fn context(
     }
     if let Some(t) = &keys.tag_keys {
         ctx.set("aws:TagKeys", t.clone());
+    }
+    if let Some(v) = &keys.via_service {
+        ctx.set("kms:ViaService", vec![v.clone()]);
     }
     Ok(ctx)
 }

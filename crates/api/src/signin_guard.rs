@@ -117,6 +117,44 @@ impl SignInGuard {
     }
 }
 
+impl crate::App {
+    /// Waits as long as the current request's source must (see the module comment).
+    pub(crate) async fn signin_wait(&self) {
+        if let Some(a) = crate::request_attrs::current() {
+            let d = self.hardening.signin.delay(a.source_ip);
+            if !d.is_zero() {
+                tokio::time::sleep(d).await;
+            }
+        }
+    }
+
+    /// Counts and audits a failed sign-in of the current request: `what` is the
+    /// reason (never a secret), `key_id` the access key id presented, if any.
+    pub(crate) async fn signin_failed(&self, what: &str, key_id: Option<&str>) {
+        let Some(a) = crate::request_attrs::current() else {
+            return;
+        };
+        let outcome = match self.hardening.signin.failed(a.source_ip) {
+            AuditNote::This => what.to_string(),
+            AuditNote::Summary(n) => format!("{what} ({n} failures)"),
+            AuditNote::Nothing => return,
+        };
+        tracing::info!(source = %a.source_ip, reason = what, "failed sign-in");
+        let source = a.source_ip.to_string();
+        let record = berth_registry::AuditRecord {
+            account: &self.config.default_account,
+            principal: "anonymous",
+            action: "berth:SignInFailure",
+            resource: key_id,
+            source: &source,
+            outcome: &outcome,
+        };
+        if let Err(e) = self.registry.audit(&record).await {
+            tracing::warn!(error = %e, "could not write the audit log");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,43 +192,5 @@ mod tests {
         assert_eq!(g.delay_at(ip, t1), Duration::ZERO);
         assert!(matches!(g.failed_at(ip, t1), AuditNote::Summary(_)));
         assert_eq!(g.delay_at(ip, t1), Duration::ZERO);
-    }
-}
-
-impl crate::App {
-    /// Waits as long as the current request's source must (see the module comment).
-    pub(crate) async fn signin_wait(&self) {
-        if let Some(a) = crate::request_attrs::current() {
-            let d = self.hardening.signin.delay(a.source_ip);
-            if !d.is_zero() {
-                tokio::time::sleep(d).await;
-            }
-        }
-    }
-
-    /// Counts and audits a failed sign-in of the current request: `what` is the
-    /// reason (never a secret), `key_id` the access key id presented, if any.
-    pub(crate) async fn signin_failed(&self, what: &str, key_id: Option<&str>) {
-        let Some(a) = crate::request_attrs::current() else {
-            return;
-        };
-        let outcome = match self.hardening.signin.failed(a.source_ip) {
-            AuditNote::This => what.to_string(),
-            AuditNote::Summary(n) => format!("{what} ({n} failures)"),
-            AuditNote::Nothing => return,
-        };
-        tracing::info!(source = %a.source_ip, reason = what, "failed sign-in");
-        let source = a.source_ip.to_string();
-        let record = berth_registry::AuditRecord {
-            account: &self.config.default_account,
-            principal: "anonymous",
-            action: "berth:SignInFailure",
-            resource: key_id,
-            source: &source,
-            outcome: &outcome,
-        };
-        if let Err(e) = self.registry.audit(&record).await {
-            tracing::warn!(error = %e, "could not write the audit log");
-        }
     }
 }

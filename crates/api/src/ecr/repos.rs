@@ -195,6 +195,7 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
             &RequestKeys {
                 request_tags: &tags,
                 tag_keys: (!tags.is_empty()).then(|| tags.iter().map(|(k, _)| k.clone()).collect()),
+                ..Default::default()
             },
         )
         .await?;
@@ -267,6 +268,30 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
                         )));
                     }
                     let arn = berth_registry::kms::key_arn(&ctx.app.config.region, &k);
+                    if key.is_some() {
+                        // ECR uses a customer key on the caller's behalf: as in
+                        // AWS, the caller needs kms:DescribeKey and kms:CreateGrant
+                        // on it, evaluated with kms:ViaService naming ECR.
+                        let keys = RequestKeys {
+                            via_service: Some(format!(
+                                "ecr.{}.amazonaws.com",
+                                ctx.app.config.region
+                            )),
+                            ..Default::default()
+                        };
+                        for action in ["kms:DescribeKey", "kms:CreateGrant"] {
+                            crate::policy::authorize_with(
+                                &ctx.app,
+                                &ctx.caller,
+                                action,
+                                &account,
+                                &arn,
+                                None,
+                                &keys,
+                            )
+                            .await?;
+                        }
+                    }
                     (t.to_string(), Some(arn))
                 }
                 other => {
@@ -468,6 +493,7 @@ pub async fn tag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let keys = RequestKeys {
         request_tags: &tags,
         tag_keys: Some(tags.iter().map(|(k, _)| k.clone()).collect()),
+        ..Default::default()
     };
     let repo = repo_by_arn_with(ctx, input, &keys).await?;
     if !ctx
@@ -513,6 +539,7 @@ pub async fn untag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError>
     let keys = RequestKeys {
         request_tags: &[],
         tag_keys: Some(list.clone()),
+        ..Default::default()
     };
     let repo = repo_by_arn_with(ctx, input, &keys).await?;
     ctx.app.registry.untag_repository(&repo, &list).await?;
