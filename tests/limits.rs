@@ -324,3 +324,35 @@ fn open_upload_sessions_per_principal_are_limited() {
     http.send("POST", "/v2/app/blobs/uploads/", &[], Vec::new())
         .expect_status(202);
 }
+
+#[test]
+fn an_idle_upload_session_expires_and_frees_its_place() {
+    let berth = Berth::options(Backend::Sqlite)
+        .env("BERTH_MAX_UPLOADS_PER_PRINCIPAL", "1")
+        .env("BERTH_UPLOAD_TTL_SECS", "2")
+        .start();
+    let http = berth.http();
+    http.send("POST", "/v2/idle/app/blobs/uploads/", &[], Vec::new())
+        .expect_status(202);
+    http.send("POST", "/v2/idle/app/blobs/uploads/", &[], Vec::new())
+        .expect_oci_error(429, "TOOMANYREQUESTS");
+    // Idle past its TTL, the session is swept and the principal may open another.
+    let t0 = Instant::now();
+    loop {
+        let r = http.send("POST", "/v2/idle/app/blobs/uploads/", &[], Vec::new());
+        if r.status == 202 {
+            break;
+        }
+        r.expect_oci_error(429, "TOOMANYREQUESTS");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the idle session never expired"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
+}
