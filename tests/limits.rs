@@ -356,3 +356,37 @@ fn an_idle_upload_session_expires_and_frees_its_place() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn json_api_bodies_are_limited_per_operation() {
+    let berth = Berth::start(Backend::Sqlite);
+    berth
+        .ecr("CreateRepository", &json!({"repositoryName": "app"}))
+        .expect_status(200);
+    // 10 MiB is more than any operation but UploadLayerPart takes.
+    let pad = "a".repeat(10 * 1024 * 1024);
+    let r = berth.ecr("DescribeRepositories", &json!({"pad": pad}));
+    assert_eq!(r.status, 400, "{}", r.describe());
+    assert_eq!(r.json()["__type"], "SerializationException");
+    // UploadLayerPart may carry it (here refused for its unknown upload, not size).
+    let r = berth.ecr(
+        "UploadLayerPart",
+        &json!({"repositoryName": "app", "uploadId": "00000000-0000-0000-0000-000000000000",
+                "partFirstByte": 0, "partLastByte": 0, "layerPartBlob": pad}),
+    );
+    assert_eq!(r.status, 400, "{}", r.describe());
+    assert_ne!(
+        r.json()["__type"],
+        "SerializationException",
+        "{}",
+        r.describe()
+    );
+    // Ordinary calls are unaffected, unknown members included (the 400 above is
+    // the size).
+    berth
+        .ecr(
+            "DescribeRepositories",
+            &json!({"pad": "a".repeat(1024 * 1024)}),
+        )
+        .expect_status(200);
+}
