@@ -104,17 +104,26 @@ impl App {
         let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
             return Err(unauthorized(&self.realm(), "authentication required"));
         };
+        self.signin_wait().await;
         let now = self.registry.now() / 1000;
         let identity = self.registry.identity();
-        let p = identity.verify_basic(v, now).map_err(|e| {
-            let msg = match e {
-                IdentityError::Token(TokenError::Expired { .. }) => {
-                    "Your authorization token has expired. Reauthenticate and try again."
-                }
-                _ => "Your authorization token is invalid. Reauthenticate and try again.",
-            };
-            unauthorized(&self.realm(), msg)
-        })?;
+        let p = match identity.verify_basic(v, now) {
+            Ok(p) => p,
+            Err(e) => {
+                let (what, msg) = match e {
+                    IdentityError::Token(TokenError::Expired { .. }) => (
+                        "ExpiredToken",
+                        "Your authorization token has expired. Reauthenticate and try again.",
+                    ),
+                    _ => (
+                        "InvalidToken",
+                        "Your authorization token is invalid. Reauthenticate and try again.",
+                    ),
+                };
+                self.signin_failed(what, None).await;
+                return Err(unauthorized(&self.realm(), msg));
+            }
+        };
         match identity.principal_exists(&p).await {
             Ok(true) => Ok(p),
             Ok(false) => Err(unauthorized(
@@ -145,6 +154,21 @@ impl App {
             None => format!("arn:aws:ecr:{}:{account}:repository/*", self.config.region),
         };
         crate::policy::authorize(self, p, action, account, &resource, repo_policy).await
+    }
+
+    /// [`App::authorize`] with the request's own condition keys (`aws:RequestTag/…`,
+    /// `aws:TagKeys`) for the tagging operations.
+    pub async fn authorize_with_keys(
+        &self,
+        p: &Principal,
+        action: &str,
+        account: &str,
+        repo_name: &str,
+        repo_policy: Option<&str>,
+        keys: &crate::policy::RequestKeys<'_>,
+    ) -> Result<(), AuthzError> {
+        let resource = self.repository_arn(account, repo_name);
+        crate::policy::authorize_with(self, p, action, account, &resource, repo_policy, keys).await
     }
 
     async fn authorize_oci(

@@ -8,11 +8,15 @@
 pub mod access;
 pub mod console;
 pub mod ecr;
+pub mod hardening;
 pub mod oci;
 pub mod oci_error;
 pub mod oci_path;
 pub mod oci_pull_through;
 pub mod policy;
+pub mod request_attrs;
+pub mod signin_guard;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -42,6 +46,7 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub config: ApiConfig,
     layer_url_key: [u8; 32],
+    hardening: hardening::Hardening,
 }
 
 impl App {
@@ -53,7 +58,19 @@ impl App {
             registry,
             config,
             layer_url_key,
+            hardening: hardening::Hardening::default(),
         }
+    }
+
+    /// The same front end with these hardening settings (`hardening.rs`).
+    pub fn with_hardening(mut self, h: hardening::Hardening) -> Self {
+        self.hardening = h;
+        self
+    }
+
+    /// The hardening settings in force.
+    pub fn hardening(&self) -> &hardening::Hardening {
+        &self.hardening
     }
 
     fn layer_url_key(&self) -> ring::hmac::Key {
@@ -175,6 +192,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2", axum::routing::any(oci::handle))
         .route("/v2/", axum::routing::any(oci::handle))
         .route("/v2/{*rest}", axum::routing::any(oci::handle))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            request_attrs::middleware,
+        ))
         .with_state(app)
 }
 

@@ -129,6 +129,19 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response> {
     let path = req.uri().path().to_string();
     let route = oci_path::parse(&path).ok_or_else(OciError::not_found)?;
     let caller = app.authenticate_data_plane(req.headers()).await?;
+    if let Some(op) = throttled_operation(&route, req.method()) {
+        if let Err(wait) = app.hardening().throttle.check(&caller.account_id, op) {
+            return Err(OciError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                format!("Rate exceeded for {op}; retry later"),
+            )
+            .header(
+                "Retry-After",
+                crate::throttle::retry_after_secs(wait).to_string(),
+            ));
+        }
+    }
     let query = query_map(&req);
     let (parts, body) = req.into_parts();
     let call = Call {
@@ -149,6 +162,21 @@ async fn dispatch(app: &Arc<App>, req: Request) -> Result<Response> {
         Route::Upload(name, id) => upload(call, name, id, body).await,
         Route::Referrers(name, d) => referrers(call, name, d).await,
     }
+}
+
+/// The ECR operation a `/v2/` request counts as for throttling (as ECR's registry
+/// endpoint counts them), if any.
+fn throttled_operation(route: &Route, method: &Method) -> Option<&'static str> {
+    Some(match (route, method.as_str()) {
+        (Route::Manifest(..), "GET" | "HEAD") => "BatchGetImage",
+        (Route::Manifest(..), "PUT") => "PutImage",
+        (Route::Blob(..), "GET") => "GetDownloadUrlForLayer",
+        (Route::Blob(..), "HEAD") => "BatchCheckLayerAvailability",
+        (Route::UploadStart(..), "POST") => "InitiateLayerUpload",
+        (Route::Upload(..), "PATCH") => "UploadLayerPart",
+        (Route::Upload(..), "PUT") => "CompleteLayerUpload",
+        _ => return None,
+    })
 }
 
 /// `GET /v2/`: the API version check.
@@ -438,7 +466,7 @@ async fn upload_start(call: Call, name: &str, body: Body) -> Result<Response> {
     if let Some(dq) = call.query("digest") {
         // Monolithic upload: POST ?digest= with the whole blob as the body.
         let d = digest(dq)?;
-        let u = app.registry.start_upload(&repo).await?;
+        let u = start_session(&call, &repo).await?;
         let len = content_length(call.headers());
         let body = body_stream(body);
         let res = app
@@ -451,8 +479,28 @@ async fn upload_start(call: Call, name: &str, body: Body) -> Result<Response> {
         res?;
         return Ok(created_blob(&name, &d));
     }
-    let u = app.registry.start_upload(&repo).await?;
+    let u = start_session(&call, &repo).await?;
     Ok(upload_accepted(&name, &u.id, 0))
+}
+
+/// Opens an upload session for the caller within its limit of open sessions
+/// (`BERTH_MAX_UPLOADS_PER_PRINCIPAL`): past it, `429 TOOMANYREQUESTS`.
+async fn start_session(call: &Call, repo: &RepositoryRow) -> Result<berth_registry::UploadState> {
+    let max = call.app.hardening().max_uploads_per_principal;
+    match call
+        .app
+        .registry
+        .start_upload_as(repo, &call.caller, max)
+        .await?
+    {
+        Some(u) => Ok(u),
+        None => Err(OciError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            format!("too many open upload sessions (at most {max}); finish or cancel some"),
+        )
+        .header("Retry-After", "5".to_string())),
+    }
 }
 
 /// `/v2/<name>/blobs/uploads/<id>`: GET (status), PATCH (a chunk), PUT (the last

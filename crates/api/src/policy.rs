@@ -8,6 +8,19 @@ use berth_registry::{AuthzError, Denied};
 
 use crate::App;
 
+/// Condition keys a request carries beyond those every request has: the tags it
+/// sets (`aws:RequestTag/<key>`) and the keys it names (`aws:TagKeys`), for
+/// CreateRepository with tags, TagResource and UntagResource.
+#[derive(Debug, Default, Clone)]
+pub struct RequestKeys<'a> {
+    pub request_tags: &'a [(String, String)],
+    /// `aws:TagKeys`; set (possibly empty) only for the tagging operations.
+    pub tag_keys: Option<Vec<String>>,
+    /// `kms:ViaService`: the service using a KMS key on the caller's behalf
+    /// (`ecr.<region>.amazonaws.com` when ECR does).
+    pub via_service: Option<String>,
+}
+
 pub async fn authorize(
     app: &App,
     p: &Principal,
@@ -16,12 +29,87 @@ pub async fn authorize(
     resource: &str,
     repo_policy: Option<&str>,
 ) -> Result<(), AuthzError> {
+    authorize_with(
+        app,
+        p,
+        action,
+        account,
+        resource,
+        repo_policy,
+        &RequestKeys::default(),
+    )
+    .await
+}
+
+/// The repository an ECR resource ARN names (`…:repository/<name>`, not `*`).
+fn repository_of(resource: &str) -> Option<&str> {
+    let rest = resource.strip_prefix("arn:aws:ecr:")?;
+    let name = rest.split_once(":repository/")?.1;
+    (!name.is_empty() && !name.contains('*')).then_some(name)
+}
+
+/// Builds the request context with every condition key AWS would populate
+/// (`docs/architecture.md`, "Attribute-based access control"). Tags are read
+/// from the stores, failing closed.
+async fn context(
+    app: &App,
+    p: &Principal,
+    principal: berth_iam::policy::Principal,
+    action: &str,
+    account: &str,
+    resource: &str,
+    keys: &RequestKeys<'_>,
+) -> Result<RequestContext, AuthzError> {
+    let mut ctx = RequestContext::new(principal, action, resource)
+        .with_resource_account(account)
+        .with_time(app.registry.now() / 1000)
+        .with_key("aws:RequestedRegion", app.config.region.clone())
+        .with_key("aws:userid", p.user_id());
+    if let Some(a) = crate::request_attrs::current() {
+        ctx = ctx
+            .with_key("aws:SourceIp", a.source_ip.to_string())
+            .with_secure_transport(a.secure_transport);
+        if let Some(ua) = a.user_agent {
+            ctx = ctx.with_key("aws:UserAgent", ua);
+        }
+    }
+    let attrs = app
+        .registry
+        .attribute_inputs(p, account, repository_of(resource))
+        .await?;
+    for (k, v) in &attrs.principal_tags {
+        ctx.set(&format!("aws:PrincipalTag/{k}"), vec![v.clone()]);
+    }
+    for (k, v) in &attrs.resource_tags {
+        ctx.set(&format!("aws:ResourceTag/{k}"), vec![v.clone()]);
+        ctx.set(&format!("ecr:ResourceTag/{k}"), vec![v.clone()]);
+    }
+    for (k, v) in keys.request_tags {
+        ctx.set(&format!("aws:RequestTag/{k}"), vec![v.clone()]);
+    }
+    if let Some(t) = &keys.tag_keys {
+        ctx.set("aws:TagKeys", t.clone());
+    }
+    if let Some(v) = &keys.via_service {
+        ctx.set("kms:ViaService", vec![v.clone()]);
+    }
+    Ok(ctx)
+}
+
+/// [`authorize`] with the request's own condition keys.
+pub async fn authorize_with(
+    app: &App,
+    p: &Principal,
+    action: &str,
+    account: &str,
+    resource: &str,
+    repo_policy: Option<&str>,
+    keys: &RequestKeys<'_>,
+) -> Result<(), AuthzError> {
     let Some(principal) = berth_iam::policy::Principal::from_arn(&p.arn()) else {
         return Err(Denied(format!("unknown principal {}", p.arn())).into());
     };
-    let ctx = RequestContext::new(principal, action, resource)
-        .with_resource_account(account)
-        .with_time(app.registry.now() / 1000);
+    let ctx = context(app, p, principal, action, account, resource, keys).await?;
     let inputs = app.registry.policy_inputs(p, account, repo_policy).await?;
     let mut refs: Vec<PolicyRef<'_>> = inputs
         .identity

@@ -165,6 +165,28 @@ enum UserCmd {
         #[arg(long)]
         account: Option<String>,
     },
+    /// Set principal tags (`KEY=VALUE`, as `aws:PrincipalTag/KEY` in policy conditions).
+    Tag {
+        name: String,
+        #[arg(required = true)]
+        tags: Vec<String>,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Remove principal tags by key.
+    Untag {
+        name: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// List a user's principal tags (`KEY<TAB>VALUE`).
+    Tags {
+        name: String,
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -283,6 +305,51 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                 .map_err(e)?
             {
                 return Err(format!("no user {name}"));
+            }
+        }
+        AdminCommand::User(UserCmd::Tag {
+            name,
+            tags,
+            account,
+        }) => {
+            let a = acct(account)?;
+            if identity.user(&a, &name).await.map_err(e)?.is_none() {
+                return Err(format!("no user {name} in account {a}"));
+            }
+            for t in tags {
+                let Some((k, v)) = t.split_once('=') else {
+                    return Err(format!("{t:?} is not KEY=VALUE"));
+                };
+                registry
+                    .tag_user(&a, &name, k, v)
+                    .await
+                    .map_err(|e| e.to_string())??;
+            }
+        }
+        AdminCommand::User(UserCmd::Untag {
+            name,
+            keys,
+            account,
+        }) => {
+            let a = acct(account)?;
+            for k in keys {
+                if !registry
+                    .untag_user(&a, &name, &k)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    return Err(format!("user {name} has no tag {k}"));
+                }
+            }
+        }
+        AdminCommand::User(UserCmd::Tags { name, account }) => {
+            let a = acct(account)?;
+            for (k, v) in registry
+                .user_tags(&a, &name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("{k}\t{v}");
             }
         }
         AdminCommand::AccessKey(KeyCmd::Create { account, user }) => {

@@ -82,6 +82,9 @@ pub struct Config {
     pub s3_path_style: Option<bool>,
     /// Allow an S3 blob store on SQLite metadata (one node only).
     pub single_node: bool,
+    /// Trusted proxies, throttling and request limits (`[limits]`,
+    /// `crates/api/src/hardening.rs`).
+    pub limits: berth_api::hardening::LimitsConfig,
 }
 
 /// One `[[webhook]]` of the config file.
@@ -257,6 +260,7 @@ impl Default for Config {
             s3_secret_access_key: None,
             s3_path_style: None,
             single_node: false,
+            limits: Default::default(),
         }
     }
 }
@@ -411,10 +415,14 @@ impl Config {
         if let Some(v) = parse_env("BERTH_SINGLE_NODE")? {
             c.single_node = v;
         }
+        c.limits
+            .apply_env(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+            .map_err(ConfigError::Invalid)?;
         Ok(c)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.limits.build().map_err(ConfigError::Invalid)?;
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ConfigError::Invalid(format!(
                 "account_id must be 12 digits, got {:?}",

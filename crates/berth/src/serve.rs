@@ -163,16 +163,19 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let registry = Arc::new(open_registry(&cfg).await?);
     crate::bootstrap::root_key(&cfg, registry.identity(), registry.now()).await?;
     let public_host = cfg.public_host.clone().unwrap_or_else(|| addr.to_string());
-    let app = Arc::new(App::new(
-        registry.clone(),
-        ApiConfig {
-            default_account: cfg.account_id.clone(),
-            region: cfg.region.clone(),
-            public_host,
-            scheme: if tls.is_some() { "https" } else { "http" },
-            peer_regions: cfg.peers.iter().map(|p| p.region.clone()).collect(),
-        },
-    ));
+    let app = Arc::new(
+        App::new(
+            registry.clone(),
+            ApiConfig {
+                default_account: cfg.account_id.clone(),
+                region: cfg.region.clone(),
+                public_host,
+                scheme: if tls.is_some() { "https" } else { "http" },
+                peer_regions: cfg.peers.iter().map(|p| p.region.clone()).collect(),
+            },
+        )
+        .with_hardening(cfg.limits.build()?),
+    );
     let router = berth_api::router(app);
 
     let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
@@ -235,6 +238,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     println!("berth listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, "berth listening");
 
+    let header_timeout = Duration::from_secs(cfg.limits.header_timeout_secs);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
@@ -261,14 +265,24 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 tokio::spawn(async move {
                     let mut builder = hyper::server::conn::http1::Builder::new();
                     builder.keep_alive(true);
+                    // A client gets this long to send each request's headers; a
+                    // slower one (slowloris) is disconnected (`[limits]`).
+                    builder
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_timeout);
                     let res = match tls {
-                        Some(acc) => match acc.accept(stream).await {
-                            Ok(s) => {
+                        // The handshake has the same bound as the headers.
+                        Some(acc) => match tokio::time::timeout(header_timeout, acc.accept(stream)).await {
+                            Ok(Ok(s)) => {
                                 let conn = builder.serve_connection(TokioIo::new(s), svc);
                                 watcher.watch(conn).await
                             }
-                            Err(e) => {
+                            Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
                                 return;
                             }
                         },

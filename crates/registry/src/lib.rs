@@ -9,6 +9,7 @@
 //! (`authz.rs`); the front ends evaluate them. This room never sees HTTP. It talks
 //! to storage only through `berth-store`.
 
+mod abac;
 mod account_flags;
 mod authz;
 mod clock;
@@ -38,6 +39,7 @@ pub mod secrets_manager;
 mod templates;
 pub mod upstream;
 
+pub use abac::{AttributeInputs, MAX_USER_TAGS};
 pub use account_flags::{AccountFlag, V1_REGISTRY_POLICY_ACTIONS};
 pub use authz::{AuthzError, Denied, PolicyInputs, NOT_EVALUATED};
 pub use clock::Clock;

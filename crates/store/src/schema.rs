@@ -21,6 +21,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (17, V17_SQLITE),
     (16, V16_SQLITE),
     (21, V21),
+    (19, V19),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -38,6 +39,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (17, V17_POSTGRES),
     (16, V16_POSTGRES),
     (21, V21),
+    (19, V19),
 ];
 
 macro_rules! v1 {
@@ -756,6 +758,18 @@ const V21: &str = "CREATE TABLE replication_copies (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (repo_id, digest, region, registry_id, tag)
 )";
+
+/// Principal tags of IAM users (`aws:PrincipalTag/<key>` in policy conditions);
+/// the principal that opened an upload (the per-principal upload limit).
+const V19: &str = "CREATE TABLE user_tags (
+    account_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    tag_key TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (account_id, user_name, tag_key)
+);
+ALTER TABLE uploads ADD COLUMN principal TEXT;
+CREATE INDEX uploads_principal ON uploads (principal);";
 
 #[cfg(test)]
 mod tests {

@@ -74,6 +74,9 @@ pub enum EcrException {
     InvalidRequest,
     ResourceExists,
     ResourceNotFound,
+    // ---- every AWS JSON service ----
+    /// A rate limit (`throttle.rs`); HTTP 400, retried by the SDKs.
+    Throttling,
     // ---- SigV4 authentication ----
     MissingAuthenticationToken,
     IncompleteSignature,
@@ -140,6 +143,7 @@ impl EcrException {
             X::InvalidRequest => "InvalidRequestException",
             X::ResourceExists => "ResourceExistsException",
             X::ResourceNotFound => "ResourceNotFoundException",
+            X::Throttling => "ThrottlingException",
             X::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             X::IncompleteSignature => "IncompleteSignatureException",
             X::UnrecognizedClient => "UnrecognizedClientException",

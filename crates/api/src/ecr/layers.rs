@@ -51,7 +51,18 @@ pub async fn batch_check_layer_availability(ctx: &Ctx, input: &Input) -> Result<
 
 pub async fn initiate_layer_upload(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let repo = repo_for(ctx, input).await?;
-    let u = ctx.app.registry.start_upload(&repo).await?;
+    let max = ctx.app.hardening().max_uploads_per_principal;
+    let Some(u) = ctx
+        .app
+        .registry
+        .start_upload_as(&repo, &ctx.caller, max)
+        .await?
+    else {
+        return Err(EcrError::new(
+            EcrException::LimitExceeded,
+            format!("The caller has too many open layer uploads (at most {max})"),
+        ));
+    };
     Ok(json!({ "uploadId": u.id, "partSize": PART_SIZE }))
 }
 

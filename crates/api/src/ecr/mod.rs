@@ -52,6 +52,9 @@ pub const CLOUDTRAIL_TARGET_PREFIX: &str =
 pub const SECRETS_TARGET_PREFIX: &str = "secretsmanager.";
 /// UploadLayerPart carries up to 20 MiB base64-encoded.
 const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Every other operation: the largest member ECR accepts is PutImage's 4 MiB
+/// manifest, which JSON escaping can at most double.
+const MAX_OTHER_BODY: usize = 9 * 1024 * 1024;
 
 /// Everything an operation needs about its call.
 pub struct Ctx {
@@ -122,7 +125,15 @@ pub async fn handle(
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
-    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+    let limit = match parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(t) if t == format!("{TARGET_PREFIX}UploadLayerPart") => MAX_BODY,
+        _ => MAX_OTHER_BODY,
+    };
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
             return error_response(
@@ -178,6 +189,15 @@ async fn json_call(
         Ok(c) => c,
         Err(e) => return error_response(&e, &request_id),
     };
+    if service == ops::Service::Ecr {
+        if let Err(wait) = app.hardening().throttle.check(&caller.account_id, op) {
+            tracing::debug!(op, account = %caller.account_id, ?wait, "throttled");
+            return error_response(
+                &EcrError::new(EcrException::Throttling, "Rate exceeded"),
+                &request_id,
+            );
+        }
+    }
     let input: Value = if body.is_empty() {
         Value::Object(Default::default())
     } else {

@@ -7,6 +7,8 @@ use berth_registry::{
 };
 use serde_json::{json, Value};
 
+use crate::policy::RequestKeys;
+
 use super::input::{check_len, decode_token, encode_token, parse_repository_name};
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 
@@ -53,14 +55,25 @@ async fn authorized_repo(
     account: &str,
     name: &berth_oci::RepositoryName,
 ) -> Result<RepositoryRow, EcrError> {
+    authorized_repo_with(ctx, account, name, &RequestKeys::default()).await
+}
+
+/// [`authorized_repo`] with the request's own condition keys.
+async fn authorized_repo_with(
+    ctx: &Ctx,
+    account: &str,
+    name: &berth_oci::RepositoryName,
+    keys: &RequestKeys<'_>,
+) -> Result<RepositoryRow, EcrError> {
     let found = ctx.app.registry.find_repository(account, name).await?;
     ctx.app
-        .authorize(
+        .authorize_with_keys(
             &ctx.caller,
             &ctx.action,
             account,
-            Some(name.as_str()),
+            name.as_str(),
             found.as_ref().and_then(|r| r.policy.as_deref()),
+            keys,
         )
         .await?;
     found.ok_or_else(|| {
@@ -174,16 +187,23 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
     if let Some(origin) = &ctx.replicated_from {
         return create_replicated_repository(ctx, &account, &name, origin).await;
     }
+    let tags = parse_tags(input.opt_array("tags")?)?;
+    // Tags in the request are authorized as `aws:RequestTag/<key>` and
+    // `aws:TagKeys` on the same action, as ECR does.
     ctx.app
-        .authorize(
+        .authorize_with_keys(
             &ctx.caller,
             &ctx.action,
             &account,
-            Some(name.as_str()),
+            name.as_str(),
             None,
+            &RequestKeys {
+                request_tags: &tags,
+                tag_keys: (!tags.is_empty()).then(|| tags.iter().map(|(k, _)| k.clone()).collect()),
+                ..Default::default()
+            },
         )
         .await?;
-    let tags = parse_tags(input.opt_array("tags")?)?;
     let (mode, exclusions) =
         parse_mutability(input)?.unwrap_or((TagMutability::Mutable, Vec::new()));
     let scan_on_push = match input.opt_object("imageScanningConfiguration")? {
@@ -232,6 +252,30 @@ pub async fn create_repository(ctx: &Ctx, input: &Input) -> Result<Value, EcrErr
                         )));
                     }
                     let arn = berth_registry::kms::key_arn(&ctx.app.config.region, &k);
+                    if key.is_some() {
+                        // ECR uses a customer key on the caller's behalf: as in
+                        // AWS, the caller needs kms:DescribeKey and kms:CreateGrant
+                        // on it, evaluated with kms:ViaService naming ECR.
+                        let keys = RequestKeys {
+                            via_service: Some(format!(
+                                "ecr.{}.amazonaws.com",
+                                ctx.app.config.region
+                            )),
+                            ..Default::default()
+                        };
+                        for action in ["kms:DescribeKey", "kms:CreateGrant"] {
+                            crate::policy::authorize_with(
+                                &ctx.app,
+                                &ctx.caller,
+                                action,
+                                &account,
+                                &arn,
+                                None,
+                                &keys,
+                            )
+                            .await?;
+                        }
+                    }
                     (t.to_string(), Some(arn))
                 }
                 other => {
@@ -287,22 +331,58 @@ pub async fn describe_repositories(ctx: &Ctx, input: &Input) -> Result<Value, Ec
         }
         return Ok(json!({ "repositories": out }));
     }
-    ctx.app
-        .authorize(&ctx.caller, &ctx.action, &account, None, None)
-        .await?;
-    let max = input.max_results(1000, 100)?;
+    let max = input.max_results(1000, 100)? as usize;
     let after = token.map(decode_token).transpose()?;
-    let mut rows = ctx
-        .app
-        .registry
-        .list_repositories(&account, after.as_deref(), max + 1)
-        .await?;
-    let more = rows.len() as i64 > max;
-    rows.truncate(max as usize);
+    // Without names, the answer holds the repositories the caller may describe:
+    // each is authorized on its own ARN with its policy and tags, so a policy
+    // conditioned on `aws:ResourceTag/…` shows exactly the matching repositories.
+    const PAGE: i64 = 200;
+    let mut out: Vec<RepositoryRow> = Vec::new();
+    let mut cursor = after;
+    let mut more = false;
+    'scan: loop {
+        let rows = ctx
+            .app
+            .registry
+            .list_repositories(&account, cursor.as_deref(), PAGE)
+            .await?;
+        let n = rows.len() as i64;
+        for r in rows {
+            if out.len() == max {
+                more = true;
+                break 'scan;
+            }
+            cursor = Some(r.name.clone());
+            match ctx
+                .app
+                .authorize(
+                    &ctx.caller,
+                    &ctx.action,
+                    &account,
+                    Some(&r.name),
+                    r.policy.as_deref(),
+                )
+                .await
+            {
+                Ok(()) => out.push(r),
+                Err(berth_registry::AuthzError::Denied(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if n < PAGE {
+            break;
+        }
+    }
+    if out.is_empty() {
+        // Nothing visible: a caller with no grant at all is refused, as before.
+        ctx.app
+            .authorize(&ctx.caller, &ctx.action, &account, None, None)
+            .await?;
+    }
     let mut v =
-        json!({ "repositories": rows.iter().map(|r| repository_json(ctx, r)).collect::<Vec<_>>() });
+        json!({ "repositories": out.iter().map(|r| repository_json(ctx, r)).collect::<Vec<_>>() });
     if more {
-        if let Some(last) = rows.last() {
+        if let Some(last) = out.last() {
             v["nextToken"] = json!(encode_token(&last.name));
         }
     }
@@ -363,6 +443,15 @@ pub async fn put_image_scanning_configuration(ctx: &Ctx, input: &Input) -> Resul
 
 /// Resolves `resourceArn` to a repository, authorizing the operation's action.
 async fn repo_by_arn(ctx: &Ctx, input: &Input) -> Result<RepositoryRow, EcrError> {
+    repo_by_arn_with(ctx, input, &RequestKeys::default()).await
+}
+
+/// [`repo_by_arn`] with the request's own condition keys.
+async fn repo_by_arn_with(
+    ctx: &Ctx,
+    input: &Input,
+    keys: &RequestKeys<'_>,
+) -> Result<RepositoryRow, EcrError> {
     let arn = input.req_str("resourceArn")?;
     let bad = || {
         EcrError::invalid(format!("Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN' (got '{arn}')"))
@@ -377,15 +466,20 @@ async fn repo_by_arn(ctx: &Ctx, input: &Input) -> Result<RepositoryRow, EcrError
     if !berth_iam::arn::is_account_id(account) {
         return Err(bad());
     }
-    authorized_repo(ctx, account, &name).await
+    authorized_repo_with(ctx, account, &name, keys).await
 }
 
 pub async fn tag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_by_arn(ctx, input).await?;
     let tags =
         parse_tags(Some(input.opt_array("tags")?.ok_or_else(|| {
             EcrError::invalid("Missing required parameter 'tags'")
         })?))?;
+    let keys = RequestKeys {
+        request_tags: &tags,
+        tag_keys: Some(tags.iter().map(|(k, _)| k.clone()).collect()),
+        ..Default::default()
+    };
+    let repo = repo_by_arn_with(ctx, input, &keys).await?;
     if !ctx
         .app
         .registry
@@ -401,7 +495,6 @@ pub async fn tag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
 }
 
 pub async fn untag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
-    let repo = repo_by_arn(ctx, input).await?;
     let keys = input
         .opt_array("tagKeys")?
         .ok_or_else(|| EcrError::invalid("Missing required parameter 'tagKeys'"))?;
@@ -427,6 +520,12 @@ pub async fn untag_resource(ctx: &Ctx, input: &Input) -> Result<Value, EcrError>
         }
         list.push(k.to_string());
     }
+    let keys = RequestKeys {
+        request_tags: &[],
+        tag_keys: Some(list.clone()),
+        ..Default::default()
+    };
+    let repo = repo_by_arn_with(ctx, input, &keys).await?;
     ctx.app.registry.untag_repository(&repo, &list).await?;
     Ok(json!({}))
 }

@@ -277,7 +277,49 @@ impl App {
         body: &[u8],
         services: &[&str],
     ) -> Result<Principal, AuthFailure> {
+        let r = self.authenticate_sigv4_checked(parts, body, services).await;
+        if let Err(AuthFailure::Sig(e)) = &r {
+            if matches!(
+                e,
+                SigV4Error::UnknownAccessKey | SigV4Error::SignatureMismatch
+            ) {
+                let key = berth_iam::sigv4::parse(&berth_iam::sigv4::Request {
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    query: parts.uri.query().unwrap_or(""),
+                    headers: &parts
+                        .headers
+                        .iter()
+                        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+                        .collect::<Vec<_>>(),
+                })
+                .ok()
+                .map(|p| p.access_key_id().to_string());
+                let what = match e {
+                    SigV4Error::UnknownAccessKey => "UnrecognizedClient",
+                    _ => "InvalidSignature",
+                };
+                self.signin_failed(what, key.as_deref()).await;
+            }
+        }
+        r
+    }
+
+    async fn authenticate_sigv4_checked(
+        &self,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+        services: &[&str],
+    ) -> Result<Principal, AuthFailure> {
         use berth_iam::sigv4;
+        if parts.headers.contains_key("authorization")
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| q.contains("X-Amz-Signature"))
+        {
+            self.signin_wait().await;
+        }
         let headers: Vec<(&str, &str)> = parts
             .headers
             .iter()

@@ -261,6 +261,27 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     (len <= max).then_some((ip, len))
 }
 
+/// An address block as `IpAddress` conditions write it (`10.0.0.0/8`, `::1`),
+/// for callers that match addresses the same way (trusted proxies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CidrBlock(IpAddr, u8);
+
+impl CidrBlock {
+    /// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address.
+    pub fn parse(s: &str) -> Option<CidrBlock> {
+        parse_cidr(s).map(|(ip, len)| CidrBlock(ip, len))
+    }
+
+    /// Whether `ip` is in the block (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip_in(ip, (self.0, self.1))
+    }
+}
+
 fn ip_in(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {

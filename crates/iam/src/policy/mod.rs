@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::arn::{is_account_id, Arn};
 
-pub use condition::{ConditionOperator, OperatorBase, SetQualifier};
+pub use condition::{CidrBlock, ConditionOperator, OperatorBase, SetQualifier};
 pub use eval::{
     evaluate, Decision, Evaluation, PolicyRef, PolicySource, Principal, PrincipalKind, Reason,
     RequestContext, StatementRef,

@@ -1355,3 +1355,81 @@ fn deny_copy_of_an_allow_always_wins() {
         }
     }
 }
+
+#[test]
+fn attribute_keys_as_the_front_end_populates_them() {
+    // Resource and principal tags, request tags and multi-valued aws:TagKeys, as
+    // `crates/api/src/policy.rs` sets them.
+    let mut c = ctx_u();
+    c.set("aws:ResourceTag/team", vec!["a".into()]);
+    c.set("ecr:ResourceTag/team", vec!["a".into()]);
+    c.set("aws:PrincipalTag/team", vec!["a".into()]);
+    // Tag keys are matched case-insensitively, values exactly.
+    assert!(cond_allows(
+        r#"{"StringEquals":{"aws:resourcetag/TEAM":"a"}}"#,
+        c.clone()
+    ));
+    assert!(!cond_allows(
+        r#"{"StringEquals":{"ecr:ResourceTag/team":"A"}}"#,
+        c.clone()
+    ));
+    // A policy variable from a principal tag, and its default when absent.
+    assert!(cond_allows(
+        r#"{"StringEquals":{"aws:ResourceTag/team":"${aws:PrincipalTag/team}"}}"#,
+        c.clone()
+    ));
+    assert!(!cond_allows(
+        r#"{"StringEquals":{"aws:ResourceTag/team":"${aws:PrincipalTag/dept, 'b'}"}}"#,
+        c.clone()
+    ));
+    assert!(cond_allows(
+        r#"{"StringEquals":{"aws:ResourceTag/team":"${aws:PrincipalTag/dept, 'a'}"}}"#,
+        c.clone()
+    ));
+    // IfExists with a set qualifier: an absent key passes, a present one is tested.
+    assert!(cond_allows(
+        r#"{"ForAnyValue:StringEqualsIfExists":{"aws:TagKeys":["x"]}}"#,
+        c.clone()
+    ));
+    c.set("aws:TagKeys", vec!["team".into(), "owner".into()]);
+    assert!(!cond_allows(
+        r#"{"ForAnyValue:StringEqualsIfExists":{"aws:TagKeys":["x"]}}"#,
+        c.clone()
+    ));
+    assert!(!cond_allows(
+        r#"{"ForAllValues:StringEqualsIfExists":{"aws:TagKeys":["team"]}}"#,
+        c.clone()
+    ));
+    // A negated operator with IfExists on a present key that matches: false.
+    assert!(!cond_allows(
+        r#"{"StringNotEqualsIfExists":{"aws:ResourceTag/team":"a"}}"#,
+        c.clone()
+    ));
+    // A Deny conditioned on a tag the resource lacks does not apply: the
+    // statement's condition is false, so only the Allow decides.
+    let deny_prod = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"ecr:*","Resource":"*"},
+        {"Effect":"Deny","Action":"ecr:*","Resource":"*","Condition":{"StringEquals":{"ecr:ResourceTag/env":"prod"}}}]}"#;
+    let doc = PolicyDocument::parse(deny_prod, PolicyKind::Identity).unwrap();
+    let refs = [PolicyRef {
+        name: "p",
+        source: PolicySource::Identity,
+        document: &doc,
+    }];
+    assert!(evaluate(&c, &refs).is_allowed());
+    c.set("ecr:ResourceTag/env", vec!["prod".into()]);
+    assert_eq!(evaluate(&c, &refs).decision, Decision::ExplicitDeny);
+}
+
+#[test]
+fn cidr_blocks_for_trusted_proxies() {
+    let b = CidrBlock::parse("10.0.0.0/8").unwrap();
+    assert!(b.contains("10.9.8.7".parse().unwrap()));
+    assert!(b.contains("::ffff:10.1.1.1".parse().unwrap()));
+    assert!(!b.contains("11.0.0.1".parse().unwrap()));
+    assert!(CidrBlock::parse("127.0.0.1")
+        .unwrap()
+        .contains("127.0.0.1".parse().unwrap()));
+    assert!(CidrBlock::parse("10.0.0.0/33").is_none());
+    assert!(CidrBlock::parse("nonsense").is_none());
+}

@@ -57,6 +57,11 @@ impl Meta {
             .bind(user_name)
             .execute(&mut *g.tx)
             .await?;
+        sqlx::query("DELETE FROM user_tags WHERE account_id = $1 AND user_name = $2")
+            .bind(account_id)
+            .bind(user_name)
+            .execute(&mut *g.tx)
+            .await?;
         let n = sqlx::query("DELETE FROM users WHERE account_id = $1 AND user_name = $2")
             .bind(account_id)
             .bind(user_name)

@@ -33,6 +33,7 @@ mod repositories;
 pub use console::{AuditSearch, SessionRow};
 mod sm_secrets;
 pub use sm_secrets::SmSecretRow;
+mod abac;
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
