@@ -1198,15 +1198,7 @@ async fn replication_main(cli: &Cli) -> ExitCode {
     let (images, mib) = if cli.smoke { (4, 1) } else { (100, 10) };
     let images = cli.replication_images.unwrap_or(images).max(1);
     let mib = cli.replication_mib.unwrap_or(mib).max(1);
-    let work = cli
-        .work_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!(
-            "berth-bench-replication-{}-{}",
-            std::process::id(),
-            unix_now()
-        ));
+    let work = scenario_work_dir(cli, "replication");
     eprintln!(
         "berth-bench: replication of {images} images × {mib} MiB in {}",
         work.display()
@@ -1222,24 +1214,15 @@ async fn replication_main(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let out = cli.out.clone().unwrap_or_else(|| root.join("target/bench"));
-    let md = outcome.markdown();
-    let mut js = outcome.json();
-    js["date_utc"] = serde_json::Value::from(unix_now());
-    js["berth_bin"] = serde_json::Value::from(berth_bin.display().to_string());
-    let written = std::fs::create_dir_all(&out)
-        .and_then(|_| std::fs::write(out.join("replication.md"), &md))
-        .and_then(|_| {
-            std::fs::write(
-                out.join("replication.json"),
-                serde_json::to_string_pretty(&js).unwrap_or_default(),
-            )
-        });
-    if let Err(e) = written {
-        eprintln!("berth-bench: write {}: {e}", out.display());
+    let Some(out) = write_scenario_report(
+        cli,
+        "replication",
+        &berth_bin,
+        &outcome.markdown(),
+        outcome.json(),
+    ) else {
         return ExitCode::FAILURE;
-    }
-    println!("{md}");
+    };
     eprintln!(
         "seeding A took {:.2} s; wrote {}",
         outcome.seed_secs,
@@ -1297,15 +1280,7 @@ async fn console_main(cli: &Cli) -> ExitCode {
         };
     }
     let fetches = if cli.smoke { 5 } else { 30 };
-    let work = cli
-        .work_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!(
-            "berth-bench-console-{}-{}",
-            std::process::id(),
-            unix_now()
-        ));
+    let work = scenario_work_dir(cli, "console");
     let outcome = console::run(&berth_bin, &work, &sizes, fetches).await;
     if !cli.keep {
         let _ = std::fs::remove_dir_all(&work);
@@ -1317,24 +1292,15 @@ async fn console_main(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let out = cli.out.clone().unwrap_or_else(|| root.join("target/bench"));
-    let md = outcome.markdown();
-    let mut js = outcome.json();
-    js["date_utc"] = serde_json::Value::from(unix_now());
-    js["berth_bin"] = serde_json::Value::from(berth_bin.display().to_string());
-    let written = std::fs::create_dir_all(&out)
-        .and_then(|_| std::fs::write(out.join("console.md"), &md))
-        .and_then(|_| {
-            std::fs::write(
-                out.join("console.json"),
-                serde_json::to_string_pretty(&js).unwrap_or_default(),
-            )
-        });
-    if let Err(e) = written {
-        eprintln!("berth-bench: write {}: {e}", out.display());
+    let Some(out) = write_scenario_report(
+        cli,
+        "console",
+        &berth_bin,
+        &outcome.markdown(),
+        outcome.json(),
+    ) else {
         return ExitCode::FAILURE;
-    }
-    println!("{md}");
+    };
     eprintln!("wrote {}", out.join("console.md").display());
     let misses = outcome.misses();
     if !misses.is_empty() {
@@ -1369,15 +1335,7 @@ async fn pull_through_main(cli: &Cli) -> ExitCode {
     }
     let (rounds, layers, mib) = if cli.smoke { (1, 2, 1) } else { (3, 4, 25) };
     let rounds = cli.pull_through_rounds.unwrap_or(rounds).max(1);
-    let work = cli
-        .work_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!(
-            "berth-bench-pull-through-{}-{}",
-            std::process::id(),
-            unix_now()
-        ));
+    let work = scenario_work_dir(cli, "pull-through");
     eprintln!(
         "berth-bench: pull-through cache, {rounds} round(s) of {layers} × {mib} MiB in {}",
         work.display()
@@ -1393,24 +1351,17 @@ async fn pull_through_main(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let out = cli.out.clone().unwrap_or_else(|| root.join("target/bench"));
-    let md = outcome.markdown();
-    let mut js = outcome.json();
-    js["date_utc"] = serde_json::Value::from(unix_now());
-    js["berth_bin"] = serde_json::Value::from(berth_bin.display().to_string());
-    let written = std::fs::create_dir_all(&out)
-        .and_then(|_| std::fs::write(out.join("pull-through.md"), &md))
-        .and_then(|_| {
-            std::fs::write(
-                out.join("pull-through.json"),
-                serde_json::to_string_pretty(&js).unwrap_or_default(),
-            )
-        });
-    if let Err(e) = written {
-        eprintln!("berth-bench: write {}: {e}", out.display());
+    if write_scenario_report(
+        cli,
+        "pull-through",
+        &berth_bin,
+        &outcome.markdown(),
+        outcome.json(),
+    )
+    .is_none()
+    {
         return ExitCode::FAILURE;
     }
-    println!("{md}");
     if !outcome.within_bounds() {
         eprintln!(
             "berth-bench: pull-through ratios out of bounds: first {:.2} (≤ {}), cached {:.2} (≥ {})",
@@ -1425,4 +1376,49 @@ async fn pull_through_main(cli: &Cli) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A fresh directory for one run of a scenario (under `--work-dir`, or the
+/// system temp dir).
+fn scenario_work_dir(cli: &Cli, name: &str) -> PathBuf {
+    cli.work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!(
+            "berth-bench-{name}-{}-{}",
+            std::process::id(),
+            unix_now()
+        ))
+}
+
+/// Writes a scenario's `<stem>.md` and `<stem>.json` (with the date and the berth
+/// binary) under `--out` (default `target/bench`) and prints the Markdown. Returns
+/// the directory, or None, having said why, when writing failed.
+fn write_scenario_report(
+    cli: &Cli,
+    stem: &str,
+    berth_bin: &Path,
+    md: &str,
+    mut js: serde_json::Value,
+) -> Option<PathBuf> {
+    let out = cli
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/bench"));
+    js["date_utc"] = serde_json::Value::from(unix_now());
+    js["berth_bin"] = serde_json::Value::from(berth_bin.display().to_string());
+    let written = std::fs::create_dir_all(&out)
+        .and_then(|_| std::fs::write(out.join(format!("{stem}.md")), md))
+        .and_then(|_| {
+            std::fs::write(
+                out.join(format!("{stem}.json")),
+                serde_json::to_string_pretty(&js).unwrap_or_default(),
+            )
+        });
+    if let Err(e) = written {
+        eprintln!("berth-bench: write {}: {e}", out.display());
+        return None;
+    }
+    println!("{md}");
+    Some(out)
 }
