@@ -612,6 +612,12 @@ impl Registry {
                 .take_pull_through_lease(&lease, &holder, now, now + LEASE_MS)
                 .await?
             {
+                // The previous holder may have stored the blob and let the lease go
+                // between the look above and this take: look again under the lease.
+                if self.stat_blob(repo, digest).await.is_ok() {
+                    self.release_upstream_blob(repo, digest, &holder).await;
+                    return Ok(None);
+                }
                 return Ok(Some(holder));
             }
             tokio::time::sleep(LEASE_POLL).await;
