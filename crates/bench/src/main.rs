@@ -663,11 +663,7 @@ fn null_server_bin() -> Result<PathBuf> {
 }
 
 async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
-    let root = workspace_root();
-    let berth_bin = cli
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| root.join("target/release/berth"));
+    let berth_bin = berth_bin_of(cli);
     let missing = servers::check_prerequisites(&berth_bin);
     if !missing.is_empty() {
         return Err(Error(format!(
@@ -955,11 +951,7 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
 /// in alternating rounds; then, untimed, the wait until the receiver has every
 /// event on both webhooks (delivery is asynchronous: the pushes do not wait).
 async fn bench_webhooks(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
-    let root = workspace_root();
-    let berth_bin = cli
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| root.join("target/release/berth"));
+    let berth_bin = berth_bin_of(cli);
     if !berth_bin.is_file() {
         return Err(Error(format!(
             "berth binary {} not found: run `cargo build --release -p berth` (or pass --berth-bin / BERTH_BIN)",
@@ -1183,11 +1175,7 @@ async fn main() -> ExitCode {
 /// `replication.json`, and (except with `--smoke`) fails when replication takes
 /// more than [`replication::MAX_RATIO`] × `skopeo sync`.
 async fn replication_main(cli: &Cli) -> ExitCode {
-    let root = workspace_root();
-    let berth_bin = cli
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| root.join("target/release/berth"));
+    let berth_bin = berth_bin_of(cli);
     if !berth_bin.is_file() {
         eprintln!(
             "berth-bench: berth binary {} not found: run `cargo build --release -p berth` (or pass --berth-bin / BERTH_BIN)",
@@ -1247,11 +1235,7 @@ async fn replication_main(cli: &Cli) -> ExitCode {
 /// `console.json`, and (except with `--smoke`) fails when a page's median misses
 /// [`console::TARGET_MS`].
 async fn console_main(cli: &Cli) -> ExitCode {
-    let root = workspace_root();
-    let berth_bin = cli
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| root.join("target/release/berth"));
+    let berth_bin = berth_bin_of(cli);
     if !berth_bin.is_file() {
         eprintln!(
             "berth-bench: berth binary {} not found: run `cargo build --release -p berth` (or pass --berth-bin / BERTH_BIN)",
@@ -1321,11 +1305,7 @@ async fn console_main(cli: &Cli) -> ExitCode {
 /// and `pull-through.json`, and (except with `--smoke`) fails when a ratio is out
 /// of its bound.
 async fn pull_through_main(cli: &Cli) -> ExitCode {
-    let root = workspace_root();
-    let berth_bin = cli
-        .berth_bin
-        .clone()
-        .unwrap_or_else(|| root.join("target/release/berth"));
+    let berth_bin = berth_bin_of(cli);
     let missing = servers::check_prerequisites(&berth_bin);
     if !missing.is_empty() {
         for m in missing {
@@ -1421,4 +1401,12 @@ fn write_scenario_report(
     }
     println!("{md}");
     Some(out)
+}
+
+/// The berth binary under test: `--berth-bin` / `BERTH_BIN`, or this workspace's
+/// `target/release/berth`.
+fn berth_bin_of(cli: &Cli) -> PathBuf {
+    cli.berth_bin
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/release/berth"))
 }
