@@ -65,12 +65,14 @@ fn ecr_api_throttling_is_retried_by_boto3_standard_mode() {
             .expect_status(200);
     }
     // Without retries boto3 sees the exception; in standard mode it backs off and
-    // every call succeeds.
+    // every call succeeds. Forty calls in a row stay throttled unless each one
+    // takes longer than the refill interval (half a second), even on a loaded
+    // machine where Python's signing is slow.
     let out = boto3(
         &berth,
         "c = client(Config(retries={'mode': 'standard', 'max_attempts': 1}))\n\
          codes = []\n\
-         for _ in range(8):\n    try:\n        c.get_authorization_token(); codes.append('ok')\n    except botocore.exceptions.ClientError as e:\n        codes.append(e.response['Error']['Code'])\n\
+         for _ in range(40):\n    try:\n        c.get_authorization_token(); codes.append('ok')\n    except botocore.exceptions.ClientError as e:\n        codes.append(e.response['Error']['Code'])\n\
          print(json.dumps(codes))\n\
          c = client(Config(retries={'mode': 'standard', 'max_attempts': 10}))\n\
          n = 0\n\
