@@ -256,26 +256,13 @@ both_backends! {
         assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest());
         sk.copy(&berth.docker_ref("up/library/app:v1"), &format!("oci:{}:y", tmp.join("down").display()), &[]);
 
-        // A new upstream tag is seen once the refresh interval has passed: a second
-        // node on the same database, whose clock is an hour ahead and whose refresh
-        // interval is 30 minutes, re-checks it (the first node's token still holds
-        // there, an hour on).
         up.run();
-        up.push(&layout.oci_ref("multi"), "library/app:v1");
-        assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest(), "re-checked before the interval");
-        let later = berth.peer().env("BERTH_CLOCK_OFFSET_SECS", "3600").env("BERTH_PULL_THROUGH_REFRESH_SECS", "1800").start();
         let (user, pass) = berth.registry_creds();
-        let inspect_later = |r: &str| {
-            let out = Command::new("skopeo")
-                .args(["inspect", "--raw", "--tls-verify=false", &format!("--creds={user}:{pass}"), &later.docker_ref(r)])
-                .output()
-                .expect("skopeo");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            out.stdout
-        };
-        assert_eq!(sha256_digest(&inspect_later("up/library/app:v1")), layout.index.digest.as_str());
-
-        // Two concurrent first pulls fetch each blob once.
+        // Two concurrent first pulls fetch each blob once. (This and the cross-node
+        // pulls run before the node with a skewed clock below starts: leases and job
+        // claims compare wall clocks, so the nodes of one registry must keep their
+        // clocks in step — an hour ahead, that node would take over leases the
+        // others still hold.)
         up.push(&layout.oci_ref("single"), "library/other:v1");
         let t = |n: &str| {
             let sk = berth.skopeo();
@@ -325,6 +312,23 @@ both_backends! {
         r.expect_status(200);
         assert_eq!(sha256_digest(&r.body), layout.image.digest());
         assert_eq!(up.requests("GET", "/v2/library/seq/manifests/v1"), 1);
+        // A new upstream tag is seen once the refresh interval has passed: a second
+        // node on the same database, whose clock is an hour ahead and whose refresh
+        // interval is 30 minutes, re-checks it (the first node's token still holds
+        // there, an hour on).
+        up.push(&layout.oci_ref("multi"), "library/app:v1");
+        assert_eq!(sha256_digest(&sk.inspect_raw("up/library/app:v1")), layout.image.digest(), "re-checked before the interval");
+        let later = berth.peer().env("BERTH_CLOCK_OFFSET_SECS", "3600").env("BERTH_PULL_THROUGH_REFRESH_SECS", "1800").start();
+        let inspect_later = |r: &str| {
+            let out = Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false", &format!("--creds={user}:{pass}"), &later.docker_ref(r)])
+                .output()
+                .expect("skopeo");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        assert_eq!(sha256_digest(&inspect_later("up/library/app:v1")), layout.index.digest.as_str());
+
         // The first pull fetched each blob once too, and later pulls none.
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/app", b.digest.as_str()), 1, "blob {} fetched once", b.digest.as_str());
