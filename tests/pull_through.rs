@@ -305,6 +305,17 @@ both_backends! {
         for b in layout.image.blobs() {
             assert_eq!(up.blob_gets("library/cross", b.digest.as_str()), 1, "blob {} fetched once across nodes", b.digest);
         }
+        // ... and the manifest once: the node that waited on the import lease
+        // serves the tree the other one fetched and recorded.
+        assert_eq!(up.requests("GET", "/v2/library/cross/manifests/v1"), 1, "manifest fetched once across nodes");
+        // A HEAD on one node then a GET on the other, before the image is stored,
+        // ask the upstream once too.
+        up.push(&layout.oci_ref("single"), "library/seq2:v1");
+        berth.http().head("/v2/up/library/seq2/manifests/v1").expect_status(200);
+        let r = peer.http().get("/v2/up/library/seq2/manifests/v1");
+        r.expect_status(200);
+        assert_eq!(sha256_digest(&r.body), layout.image.digest());
+        assert_eq!(up.requests("GET", "/v2/library/seq2/manifests/v1"), 1, "a GET on another node after a HEAD");
         // A HEAD and then a GET of a manifest not cached yet ask the upstream once.
         up.push(&layout.oci_ref("single"), "library/seq:v1");
         berth.http().head("/v2/up/library/seq/manifests/v1").expect_status(200);

@@ -219,6 +219,8 @@ struct Recent {
     index: usize,
 }
 const RECENT_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+/// [`RECENT_TTL`] in milliseconds: how long the database keeps a fetched tree.
+const RECENT_MS: i64 = 120_000;
 
 fn recent() -> &'static StdMutex<HashMap<(i64, String), Recent>> {
     static R: OnceLock<StdMutex<HashMap<(i64, String), Recent>>> = OnceLock::new();
@@ -260,6 +262,27 @@ impl Registry {
         r.retain(|_, e| e.at.elapsed() < RECENT_TTL);
         r.get(&(repo_id, reference.to_string()))
             .map(|e| e.tree[e.index].clone())
+    }
+
+    /// The tree another node fetched under the import lease `lease` since
+    /// `since` (registry time) and recorded for the others; a record that cannot
+    /// be read is ignored (the caller fetches).
+    async fn fetched_elsewhere(&self, lease: &str, since: i64) -> Option<Vec<FetchedManifest>> {
+        let text = match self.meta.pull_through_fetched(lease, since).await {
+            Ok(t) => t?,
+            Err(e) => {
+                tracing::warn!(error = %e, "pull-through cache: could not read the manifests another node fetched");
+                return None;
+            }
+        };
+        match crate::pull_through_jobs::decode_tree(&text) {
+            Ok(t) if !t.is_empty() => Some(t),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "pull-through cache: ignoring a bad record of fetched manifests");
+                None
+            }
+        }
     }
 
     /// A client of the rule's upstream, with the credential its secret holds.
@@ -379,7 +402,18 @@ impl Registry {
                     .take_pull_through_lease(&lease, &holder, now, now + LEASE_MS)
                     .await?
                 {
-                    break;
+                    // Fetched by a pull on another node in the last two minutes
+                    // (while this one waited on the lease, or a HEAD there before
+                    // this GET) and not stored yet: served from its record, as
+                    // this node serves what it fetched itself.
+                    match self.fetched_elsewhere(&lease, started - RECENT_MS).await {
+                        Some(tree) => {
+                            self.meta.release_pull_through_lease(&lease, &holder).await?;
+                            recent_put(repo.repo_id, &tree);
+                            return Ok(Some(tree));
+                        }
+                        None => break,
+                    }
                 }
                 tokio::time::sleep(LEASE_POLL).await;
             }
@@ -398,6 +432,17 @@ impl Registry {
                     self.enqueue_pull_through_completion(account, rule, repo, upstream_name, &tree)
                         .await?;
                     recent_put(repo.repo_id, &tree);
+                    // For the other nodes, before the lease goes: a pull there that
+                    // waited on it serves this tree instead of asking the upstream.
+                    let now = self.now();
+                    let text = crate::pull_through_jobs::encode_tree(&tree);
+                    if let Err(e) = self
+                        .meta
+                        .put_pull_through_fetched(&lease, now, &text, now - RECENT_MS)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "pull-through cache: could not record a fetched manifest for the other nodes");
+                    }
                     Ok(Some(tree))
                 }
             }

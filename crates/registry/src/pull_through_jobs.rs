@@ -62,28 +62,55 @@ struct JobManifest {
 
 impl Job {
     fn tree(&self) -> std::result::Result<Vec<FetchedManifest>, String> {
-        let bad = |e: &dyn std::fmt::Display| format!("bad pull-through job: {e}");
-        self.manifests
-            .iter()
-            .map(|m| {
-                Ok(FetchedManifest {
-                    reference: Reference::parse(&m.reference).map_err(|e| bad(&e))?,
-                    digest: Digest::parse(&m.digest).map_err(|e| bad(&e))?,
-                    content_type: m.content_type.clone(),
-                    body: Bytes::from(
-                        base64::engine::general_purpose::STANDARD
-                            .decode(&m.body)
-                            .map_err(|e| bad(&e))?,
-                    ),
-                    blobs: m
-                        .blobs
-                        .iter()
-                        .map(|d| Digest::parse(d).map_err(|e| bad(&e)))
-                        .collect::<std::result::Result<_, _>>()?,
-                })
-            })
-            .collect()
+        decode_manifests(&self.manifests)
     }
+}
+
+fn encode_manifests(tree: &[FetchedManifest]) -> Vec<JobManifest> {
+    tree.iter()
+        .map(|m| JobManifest {
+            reference: m.reference.to_string(),
+            digest: m.digest.to_string(),
+            content_type: m.content_type.clone(),
+            body: base64::engine::general_purpose::STANDARD.encode(&m.body),
+            blobs: m.blobs.iter().map(|d| d.to_string()).collect(),
+        })
+        .collect()
+}
+
+fn decode_manifests(ms: &[JobManifest]) -> std::result::Result<Vec<FetchedManifest>, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("bad pull-through manifest tree: {e}");
+    ms.iter()
+        .map(|m| {
+            Ok(FetchedManifest {
+                reference: Reference::parse(&m.reference).map_err(|e| bad(&e))?,
+                digest: Digest::parse(&m.digest).map_err(|e| bad(&e))?,
+                content_type: m.content_type.clone(),
+                body: Bytes::from(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(&m.body)
+                        .map_err(|e| bad(&e))?,
+                ),
+                blobs: m
+                    .blobs
+                    .iter()
+                    .map(|d| Digest::parse(d).map_err(|e| bad(&e)))
+                    .collect::<std::result::Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
+/// A fetched manifest tree as text (JSON, the bodies base64), for the
+/// database; [`decode_tree`] reads it back.
+pub(crate) fn encode_tree(tree: &[FetchedManifest]) -> String {
+    serde_json::to_string(&encode_manifests(tree)).expect("a manifest tree serializes")
+}
+
+pub(crate) fn decode_tree(s: &str) -> std::result::Result<Vec<FetchedManifest>, String> {
+    let ms: Vec<JobManifest> =
+        serde_json::from_str(s).map_err(|e| format!("bad pull-through manifest tree: {e}"))?;
+    decode_manifests(&ms)
 }
 
 impl Registry {
@@ -103,16 +130,7 @@ impl Registry {
             repo_id: repo.repo_id,
             repository: repo.name.clone(),
             upstream_name: upstream_name.to_string(),
-            manifests: tree
-                .iter()
-                .map(|m| JobManifest {
-                    reference: m.reference.to_string(),
-                    digest: m.digest.to_string(),
-                    content_type: m.content_type.clone(),
-                    body: base64::engine::general_purpose::STANDARD.encode(&m.body),
-                    blobs: m.blobs.iter().map(|d| d.to_string()).collect(),
-                })
-                .collect(),
+            manifests: encode_manifests(tree),
         };
         let payload = serde_json::to_string(&job).expect("a job serializes");
         let mut new = NewJob::now(PULL_THROUGH_JOB, payload);

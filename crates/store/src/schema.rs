@@ -22,6 +22,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (16, V16_SQLITE),
     (21, V21),
     (19, V19),
+    (23, V23),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -40,6 +41,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (16, V16_POSTGRES),
     (21, V21),
     (19, V19),
+    (23, V23),
 ];
 
 macro_rules! v1 {
@@ -770,6 +772,16 @@ const V19: &str = "CREATE TABLE user_tags (
 );
 ALTER TABLE uploads ADD COLUMN principal TEXT;
 CREATE INDEX uploads_principal ON uploads (principal);";
+
+/// Manifest trees a node fetched from a pull-through cache's upstream and has not
+/// stored yet (their blobs are still being fetched), by the import's lease name:
+/// another node that waited on the lease serves them instead of asking the
+/// upstream again.
+const V23: &str = "CREATE TABLE pull_through_fetched (
+    name TEXT PRIMARY KEY,
+    fetched_at BIGINT NOT NULL,
+    tree TEXT NOT NULL
+)";
 
 #[cfg(test)]
 mod tests {

@@ -89,4 +89,45 @@ impl Meta {
             .await?;
         g.commit().await
     }
+
+    /// Records the manifest tree (encoded by the caller) fetched under the import
+    /// lease `name` at `now`, and forgets trees fetched before `forget_before`.
+    pub async fn put_pull_through_fetched(
+        &self,
+        name: &str,
+        now: i64,
+        tree: &str,
+        forget_before: i64,
+    ) -> Result<(), StoreError> {
+        let mut g = self.begin_write().await?;
+        sqlx::query("DELETE FROM pull_through_fetched WHERE fetched_at < $1")
+            .bind(forget_before)
+            .execute(&mut *g.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO pull_through_fetched (name, fetched_at, tree) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET fetched_at = excluded.fetched_at, tree = excluded.tree",
+        )
+        .bind(name)
+        .bind(now)
+        .bind(tree)
+        .execute(&mut *g.tx)
+        .await?;
+        g.commit().await
+    }
+
+    /// The tree recorded under `name` at or after `since`, if any.
+    pub async fn pull_through_fetched(
+        &self,
+        name: &str,
+        since: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT tree FROM pull_through_fetched WHERE name = $1 AND fetched_at >= $2",
+        )
+        .bind(name)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
 }
