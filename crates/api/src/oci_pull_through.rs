@@ -185,12 +185,10 @@ pub async fn blob(
     };
     let fetched = async {
         let up = app.registry.upstream_of(account, rule).await?;
-        let (len, stream) = up.blob(&upstream_name, digest.as_str()).await?;
-        let upload = app.registry.start_upload(repo).await?;
-        Ok::<_, PullThroughError>((len, stream, upload.id))
+        Ok::<_, PullThroughError>(up.blob(&upstream_name, digest.as_str()).await?)
     }
     .await;
-    let (len, mut upstream, upload_id) = match fetched {
+    let (len, mut upstream) = match fetched {
         Ok(f) => f,
         Err(e) => {
             app.registry
@@ -204,7 +202,7 @@ pub async fn blob(
         // range from the cache.
         let r = app
             .registry
-            .store_upstream_blob(repo, &upload_id, digest, upstream)
+            .store_upstream_blob(repo, digest, upstream)
             .await;
         app.registry
             .release_upstream_blob(repo, digest, &holder)
@@ -213,7 +211,8 @@ pub async fn blob(
         return Ok(None);
     }
     // The store side reads what the client side forwards, through a short queue:
-    // the slower of the two paces both, and nothing is buffered whole.
+    // the slower of the two paces both, and nothing is buffered whole. It opens
+    // its upload session itself, so the client's bytes do not wait for that.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, String>>(8);
     let store_stream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     {
@@ -224,7 +223,7 @@ pub async fn blob(
         tokio::spawn(async move {
             if let Err(e) = app
                 .registry
-                .store_upstream_blob(&repo, &upload_id, &digest, store_stream)
+                .store_upstream_blob(&repo, &digest, store_stream)
                 .await
             {
                 tracing::warn!(repository = %repo.name, digest = %digest, error = %e, "pull-through cache: a blob read from the upstream was not stored");

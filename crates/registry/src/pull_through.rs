@@ -706,7 +706,6 @@ impl Registry {
         };
         let out = async {
             let (_, stream) = up.blob(upstream_name, digest.as_str()).await?;
-            let upload = self.start_upload(repo).await?;
             // A long transfer renews its lease as it goes.
             let mut last = self.now();
             let holder = holder.as_str();
@@ -722,8 +721,7 @@ impl Registry {
                     chunk
                 }
             }));
-            self.store_upstream_blob(repo, &upload.id, digest, stream)
-                .await
+            self.store_upstream_blob(repo, digest, stream).await
         }
         .await;
         self.release_upstream_blob(repo, digest, &holder).await;
@@ -742,24 +740,26 @@ impl Registry {
         }
     }
 
-    /// Appends `stream` to upload `upload_id` and completes it as `digest` (which
-    /// verifies it); cancels the upload on failure.
+    /// Stores `stream` as blob `digest` of `repo` through an upload session of its
+    /// own, completed as `digest` (which verifies it); the session is cancelled on
+    /// failure.
     pub async fn store_upstream_blob<S>(
         &self,
         repo: &RepositoryRow,
-        upload_id: &str,
         digest: &Digest,
         stream: S,
     ) -> std::result::Result<(), PullThroughError>
     where
         S: futures_util::Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
-        let stored = async {
-            self.append_upload(repo, upload_id, None, None, stream)
-                .await?;
-            self.complete_upload(repo, upload_id, digest).await
-        }
-        .await;
+        let upload = self.start_upload(repo).await?;
+        let upload_id = upload.id.as_str();
+        // One request's worth (as a monolithic push): the bytes go straight into
+        // the blob's object, under one write lease and one commit — not staged,
+        // recorded and then completed.
+        let stored = self
+            .append_and_complete(repo, upload_id, None, None, stream, digest)
+            .await;
         if let Err(e) = stored {
             let _ = self.cancel_upload(repo, upload_id).await;
             return Err(match e {
