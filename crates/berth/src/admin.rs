@@ -54,6 +54,9 @@ enum AdminCommand {
     /// Webhooks: add, list, remove, test; dead letters and redelivery.
     #[command(subcommand)]
     Webhook(crate::webhooks::WebhookCmd),
+    /// Rotate the master key (no downtime) and show the keyring.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(crate::master_key::MasterKeyCmd),
     /// Print the newest audit-log records.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -585,6 +588,7 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                 );
             }
         }
+        AdminCommand::MasterKey(cmd) => crate::master_key::admin(&registry, cmd).await?,
         AdminCommand::Audit { limit } => {
             for r in registry
                 .recent_audit(limit)

@@ -22,6 +22,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (16, V16_SQLITE),
     (21, V21),
     (19, V19),
+    (18, V18),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -40,6 +41,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (16, V16_POSTGRES),
     (21, V21),
     (19, V19),
+    (18, V18),
 ];
 
 macro_rules! v1 {
@@ -770,6 +772,22 @@ const V19: &str = "CREATE TABLE user_tags (
 );
 ALTER TABLE uploads ADD COLUMN principal TEXT;
 CREATE INDEX uploads_principal ON uploads (principal);";
+
+/// v18: the master keyring's shared state (`crates/registry/src/master_ring.rs`):
+/// the id of the key that seals (`active_id`) and, during a rotation, the phase
+/// (`introduce`: every node learns the new key, `switch`: every node seals with it)
+/// and the two keys, each sealed under the other (hex), so a node holding either
+/// one learns both. One row, `id = 1`.
+const V18: &str = "CREATE TABLE master_key_state (
+    id BIGINT PRIMARY KEY,
+    active_id TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    old_id TEXT,
+    new_id TEXT,
+    new_under_old TEXT,
+    old_under_new TEXT,
+    updated_at BIGINT NOT NULL
+)";
 
 #[cfg(test)]
 mod tests {
