@@ -11,6 +11,7 @@
 
 mod abac;
 mod account_flags;
+pub mod audit_verify;
 mod authz;
 mod clock;
 pub mod console;
