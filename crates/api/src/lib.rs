@@ -45,19 +45,14 @@ pub struct ApiConfig {
 pub struct App {
     pub registry: Arc<Registry>,
     pub config: ApiConfig,
-    layer_url_key: [u8; 32],
     hardening: hardening::Hardening,
 }
 
 impl App {
     pub fn new(registry: Arc<Registry>, config: ApiConfig) -> Self {
-        let layer_url_key = registry
-            .identity()
-            .derive_key("berth layer download url v1");
         App {
             registry,
             config,
-            layer_url_key,
             hardening: hardening::Hardening::default(),
         }
     }
@@ -73,8 +68,14 @@ impl App {
         &self.hardening
     }
 
+    /// Download URLs are signed with the (primary) master key's URL key and
+    /// verified under every master key in use, so a URL signed on a node that
+    /// switched keys first during a rotation works on all (`rotation.rs`).
+    const LAYER_URL_PURPOSE: &'static str = "berth layer download url v1";
+
     fn layer_url_key(&self) -> ring::hmac::Key {
-        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.layer_url_key)
+        let k = self.registry.identity().derive_key(Self::LAYER_URL_PURPOSE);
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k)
     }
 
     fn layer_url_msg(account: &str, repo: &str, digest: &str, expires: i64) -> String {
@@ -99,7 +100,14 @@ impl App {
             return false;
         };
         let msg = Self::layer_url_msg(account, repo, digest, expires);
-        ring::hmac::verify(&self.layer_url_key(), msg.as_bytes(), &tag).is_ok()
+        self.registry
+            .identity()
+            .derive_keys(Self::LAYER_URL_PURPOSE)
+            .iter()
+            .any(|k| {
+                let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k);
+                ring::hmac::verify(&k, msg.as_bytes(), &tag).is_ok()
+            })
     }
 
     /// A time-limited, signed URL berth serves a layer from (GetDownloadUrlForLayer).

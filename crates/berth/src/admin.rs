@@ -54,11 +54,22 @@ enum AdminCommand {
     /// Webhooks: add, list, remove, test; dead letters and redelivery.
     #[command(subcommand)]
     Webhook(crate::webhooks::WebhookCmd),
-    /// Print the newest audit-log records.
+    /// Rotate the master key (no downtime) and show the keyring.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(crate::master_key::MasterKeyCmd),
+    /// Print the newest audit-log records (or `audit verify`: check its hash chain).
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        #[command(subcommand)]
+        cmd: Option<AuditCmd>,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify the audit log's hash chain: OK, or the first broken record.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -585,7 +596,28 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
                 );
             }
         }
-        AdminCommand::Audit { limit } => {
+        AdminCommand::MasterKey(cmd) => crate::master_key::admin(&registry, cmd).await?,
+        AdminCommand::Audit {
+            cmd: Some(AuditCmd::Verify),
+            ..
+        } => {
+            let v = registry
+                .verify_audit_chain()
+                .await
+                .map_err(|e| e.to_string())?;
+            match v.broken {
+                None => println!(
+                    "OK: {} chained audit record(s) verified; {} record(s) written before the chain started are not covered",
+                    v.verified, v.before_chain
+                ),
+                Some((id, why)) => {
+                    let at = id.map_or_else(|| "the end of the log".to_string(), |i| format!("audit record {i}"));
+                    println!("BROKEN at {at}: {why} ({} record(s) before it verified)", v.verified);
+                    return Err(format!("the audit log's hash chain is broken at {at}"));
+                }
+            }
+        }
+        AdminCommand::Audit { limit, cmd: None } => {
             for r in registry
                 .recent_audit(limit)
                 .await

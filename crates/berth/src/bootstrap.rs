@@ -9,7 +9,7 @@ use berth_registry::Stores;
 
 use crate::config::Config;
 
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -24,7 +24,7 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn parse_key(text: &str, from: &str) -> Result<[u8; 32], String> {
+pub(crate) fn parse_key(text: &str, from: &str) -> Result<[u8; 32], String> {
     let raw = hex::decode(text.trim())
         .map_err(|_| format!("{from}: the master key must be 64 hex characters"))?;
     raw.try_into()

@@ -4,6 +4,7 @@
 mod admin;
 mod bootstrap;
 mod config;
+mod master_key;
 mod peer;
 mod sbom;
 mod serve;

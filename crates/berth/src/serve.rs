@@ -180,6 +180,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
     spawn_background(registry.clone(), &cfg);
+    spawn_keyring_refresh(registry.clone());
     let mut workers = spawn_periodic(registry.clone(), &cfg, &jobs_stopping).await?;
     workers.extend(crate::vulndb::spawn_feed_sync(registry.clone(), &cfg, &jobs_stopping).await?);
     // Replication: a few workers, so that a slow peer does not hold up the others.
@@ -361,7 +362,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
         .await
         .map_err(|e| e.to_string())?;
     let master = crate::bootstrap::master_key_bytes(cfg, &stores).await?;
-    Ok(Registry::open(
+    let registry = Registry::open(
         stores,
         clock,
         RegistryConfig {
@@ -371,7 +372,36 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
             pull_through_refresh_ms: cfg.pull_through_refresh_secs as i64 * 1000,
         },
         master,
-    ))
+    );
+    // The keyring's shared state: a key that is not this registry's (or was
+    // retired by a rotation) refuses to start (crates/registry/src/rotation.rs).
+    registry
+        .apply_master_key_state()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(registry)
+}
+
+/// Applies the shared master-key state every few seconds, so a running node learns
+/// a rotation's new key, switches to it and forgets the old one without a restart.
+fn spawn_keyring_refresh(registry: Arc<Registry>) {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(berth_registry::rotation::REFRESH);
+        let mut last: Option<(String, String)> = None;
+        loop {
+            t.tick().await;
+            match registry.apply_master_key_state().await {
+                Ok(s) => {
+                    let now = (s.phase.clone(), s.sealing_id.clone());
+                    if last.as_ref().is_some_and(|l| *l != now) {
+                        tracing::info!(phase = %s.phase, sealing_key = %s.sealing_id, "master keyring changed");
+                    }
+                    last = Some(now);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not apply the master-key state"),
+            }
+        }
+    });
 }
 
 /// This process's name as a job worker: host and pid.

@@ -30,6 +30,10 @@ pub const TARGETS: &[Target] = &[
         run: oci_manifest,
     },
     Target {
+        name: "oci_ranges",
+        run: oci_ranges,
+    },
+    Target {
         name: "iam_policy",
         run: iam_policy,
     },

@@ -292,6 +292,32 @@ pub fn ustar_file(out: &mut Vec<u8>, path: &str, data: &[u8]) {
     out.extend(std::iter::repeat_n(0u8, pad));
 }
 
+/// `Content-Range` of upload chunks and `Range` of blob reads: the first line is
+/// the blob size, every line (the first too) a header value. Whatever parses is a
+/// range inside the blob / a length that fits.
+pub fn oci_ranges(data: &[u8]) {
+    let s = text(data);
+    let size = s
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .unwrap_or(data.len() as u64);
+    for line in std::iter::once(s.as_ref()).chain(s.lines()) {
+        if let Some((start, len)) = berth_oci::range::parse_content_range(line) {
+            assert!(len >= 1, "a chunk range has a length");
+            assert!(start.checked_add(len - 1).is_some(), "its end fits");
+        }
+        for size in [size, 0, 1, u64::MAX] {
+            if let Some(Ok((first, last))) = berth_oci::range::parse_range(line, size) {
+                assert!(
+                    first <= last && last < size,
+                    "{line:?} over {size}: {first}-{last}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

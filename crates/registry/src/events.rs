@@ -55,7 +55,7 @@ impl DeliveryStats {
 /// This process's delivery counters.
 pub static DELIVERY: DeliveryStats = DeliveryStats::new();
 
-const SECRET_CONTEXT: &str = "berth webhook secret v1";
+pub(crate) const SECRET_CONTEXT: &str = "berth webhook secret v1";
 
 /// The events of a manifest push: one "ECR Image Action" PUSH (with the tag, or
 /// untagged), and an "ECR Referrer Action" when the manifest has a subject.

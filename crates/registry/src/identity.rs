@@ -15,7 +15,8 @@ use berth_store::{AccessKeyRow, Meta, StoreError};
 
 pub use berth_store::UserRow;
 
-use crate::secrets::{MasterKey, SecretError};
+use crate::master_ring::MasterRing;
+use crate::secrets::SecretError;
 
 /// An authenticated principal: the account root or an IAM-style user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,8 +100,7 @@ pub enum IdentityError {
 
 pub struct Identity {
     meta: Meta,
-    master: Arc<MasterKey>,
-    token_key: [u8; 32],
+    master: Arc<MasterRing>,
 }
 
 /// An access key as listed (never with its secret).
@@ -128,23 +128,24 @@ pub struct NewAccessKey {
 }
 
 impl Identity {
-    pub(crate) fn new(meta: Meta, master: Arc<MasterKey>) -> Self {
-        let token_key = master.derive("berth registry token key v1");
-        Identity {
-            meta,
-            master,
-            token_key,
-        }
+    pub(crate) fn new(meta: Meta, master: Arc<MasterRing>) -> Self {
+        Identity { meta, master }
     }
 
-    /// The master key (sealing other stored secrets, such as webhook secrets).
-    pub(crate) fn master(&self) -> &MasterKey {
+    /// The master keyring (sealing other stored secrets, such as webhook secrets).
+    pub(crate) fn master(&self) -> &MasterRing {
         &self.master
     }
 
-    /// A key derived from the master key for one purpose (see [`MasterKey::derive`]).
+    /// A key derived from the (primary) master key for one purpose.
     pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
         self.master.derive(purpose)
+    }
+
+    /// [`Self::derive_key`] under every master key in use (during a rotation, the
+    /// old and the new one), for verifying what another node made.
+    pub fn derive_keys(&self, purpose: &str) -> Vec<[u8; 32]> {
+        self.master.derive_all(purpose)
     }
 
     // ---- accounts ------------------------------------------------------------------
@@ -380,13 +381,13 @@ impl Identity {
         let account =
             AccountId::parse(&p.account_id).map_err(|e| IdentityError::Invalid(e.to_string()))?;
         let claims = TokenClaims::new(account, p.arn(), now_secs);
-        let t = token::mint(&self.token_key, &claims)?;
+        let t = token::mint(&self.master.primary().token_key, &claims)?;
         Ok((t, claims.expires_at))
     }
 
     /// Verifies a `Basic` Authorization header value carrying `AWS:<token>`.
     pub fn verify_basic(&self, header: &str, now_secs: i64) -> Result<Principal, IdentityError> {
-        let claims = token::verify_basic(&[self.token_key], header, now_secs)?;
+        let claims = token::verify_basic(&self.master.token_keys(), header, now_secs)?;
         Principal::from_arn(&claims.principal)
             .ok_or_else(|| IdentityError::Invalid("token names an unknown principal".into()))
     }

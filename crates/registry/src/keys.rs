@@ -17,20 +17,15 @@ use berth_store::crypt::{self, DataKey};
 use berth_store::kms::KmsKeyRow;
 use berth_store::{Meta, RepositoryRow};
 
+use std::sync::Arc;
+
+use crate::master_ring::{Generation, MasterRing};
 use crate::RegistryError;
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
 const SCHEME_REGISTRY: u8 = 1;
 const SCHEME_KMS: u8 = 2;
-
-fn derive(master: &[u8; 32], purpose: &str) -> [u8; 32] {
-    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, master);
-    let tag = ring::hmac::sign(&k, purpose.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
-    out
-}
 
 fn kms_err(msg: impl Into<String>) -> RegistryError {
     RegistryError::Kms(msg.into())
@@ -49,35 +44,50 @@ pub struct RepoKey {
     key: [u8; 32],
 }
 
+/// Every key here derives from the master keyring ([`MasterRing`]): values are
+/// sealed under its primary key and name it; any key of the ring opens.
 pub struct Keyring {
     meta: Meta,
-    /// Wraps data keys in upload and blob rows.
-    registry_wrap: [u8; 32],
-    /// The AES256 repositories' key.
-    aes256: [u8; 32],
-    /// Seals KMS key material.
-    kms_seal: [u8; 32],
+    ring: Arc<MasterRing>,
 }
 
 impl Keyring {
-    pub fn new(master: [u8; 32], meta: Meta) -> Self {
-        Keyring {
-            meta,
-            registry_wrap: derive(&master, "berth data-key wrap v1"),
-            aes256: derive(&master, "berth aes256 repository key v1"),
-            kms_seal: derive(&master, "berth kms key material v1"),
-        }
+    pub fn new(ring: Arc<MasterRing>, meta: Meta) -> Self {
+        Keyring { meta, ring }
+    }
+
+    pub fn ring(&self) -> &Arc<MasterRing> {
+        &self.ring
     }
 
     // ---- registry-level wrapping ------------------------------------------------
 
     pub fn wrap_registry(&self, dek: &DataKey, aad: &str) -> Result<Vec<u8>> {
-        crypt::seal(&self.registry_wrap, aad.as_bytes(), dek.bytes()).map_err(tampered)
+        self.ring
+            .seal_derived(
+                |g: &Generation| &g.registry_wrap,
+                |k| crypt::seal(k, aad.as_bytes(), dek.bytes()),
+            )
+            .map_err(tampered)
     }
 
     pub fn unwrap_registry(&self, wrapped: &[u8], aad: &str) -> Result<DataKey> {
-        let raw = crypt::open(&self.registry_wrap, aad.as_bytes(), wrapped).map_err(tampered)?;
+        let raw = self
+            .ring
+            .open_with(wrapped, |g, body| {
+                crypt::open(&g.registry_wrap, aad.as_bytes(), body).ok()
+            })
+            .ok_or_else(|| tampered(crypt::CryptError::Tampered))?;
         DataKey::from_bytes(&raw).map_err(tampered)
+    }
+
+    /// Re-seals a registry wrap under the primary key; `None` when it is already.
+    pub fn rewrap_registry(&self, wrapped: &[u8], aad: &str) -> Result<Option<Vec<u8>>> {
+        if self.ring.sealed_by_primary(wrapped) {
+            return Ok(None);
+        }
+        let dek = self.unwrap_registry(wrapped, aad)?;
+        self.wrap_registry(&dek, aad).map(Some)
     }
 
     // ---- KMS key material ----------------------------------------------------------
@@ -89,12 +99,40 @@ impl Keyring {
         version: i64,
         material: &[u8; 32],
     ) -> Result<Vec<u8>> {
-        crypt::seal(
-            &self.kms_seal,
-            format!("kms:{key_id}:{version}").as_bytes(),
-            material,
-        )
-        .map_err(tampered)
+        let aad = format!("kms:{key_id}:{version}");
+        self.ring
+            .seal_derived(
+                |g: &Generation| &g.kms_seal,
+                |k| crypt::seal(k, aad.as_bytes(), material),
+            )
+            .map_err(tampered)
+    }
+
+    /// Re-seals stored KMS key material under the primary key; `None` when it is
+    /// already.
+    pub fn reseal_kms_material(
+        &self,
+        key_id: &str,
+        version: i64,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        if self.ring.sealed_by_primary(sealed) {
+            return Ok(None);
+        }
+        let raw = self.open_kms_material(key_id, version, sealed)?;
+        self.seal_kms_material(key_id, version, &raw).map(Some)
+    }
+
+    fn open_kms_material(&self, key_id: &str, version: i64, sealed: &[u8]) -> Result<[u8; 32]> {
+        let aad = format!("kms:{key_id}:{version}");
+        let raw = self
+            .ring
+            .open_with(sealed, |g, body| {
+                crypt::open(&g.kms_seal, aad.as_bytes(), body).ok()
+            })
+            .ok_or_else(|| tampered(crypt::CryptError::Tampered))?;
+        raw.try_into()
+            .map_err(|_| kms_err("malformed key material"))
     }
 
     async fn kms_material(&self, key: &KmsKeyRow, version: i64) -> Result<[u8; 32]> {
@@ -108,14 +146,7 @@ impl Keyring {
                     key.key_id
                 ))
             })?;
-        let raw = crypt::open(
-            &self.kms_seal,
-            format!("kms:{}:{version}", key.key_id).as_bytes(),
-            &sealed,
-        )
-        .map_err(tampered)?;
-        raw.try_into()
-            .map_err(|_| kms_err("malformed key material"))
+        self.open_kms_material(&key.key_id, version, &sealed)
     }
 
     /// The usable KMS key a repository names, or the KmsException reason.
@@ -150,11 +181,14 @@ impl Keyring {
                     key: material,
                 })
             }
-            _ => Ok(RepoKey {
-                scheme: SCHEME_REGISTRY,
-                version: 0,
-                key: self.aes256,
-            }),
+            _ => {
+                let p = self.ring.primary();
+                Ok(RepoKey {
+                    scheme: SCHEME_REGISTRY,
+                    version: p.repo_tag(),
+                    key: p.aes256,
+                })
+            }
         }
     }
 
@@ -181,7 +215,7 @@ impl Keyring {
         let scheme = sealed[0];
         let version = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
         let key = match scheme {
-            SCHEME_REGISTRY => self.aes256,
+            SCHEME_REGISTRY => return self.open_registry_scheme(version, &sealed[5..], aad),
             SCHEME_KMS => {
                 let k = self.kms_key_of(repo).await?;
                 self.kms_material(&k, i64::from(version)).await?
@@ -191,12 +225,56 @@ impl Keyring {
         crypt::open(&key, aad.as_bytes(), &sealed[5..]).map_err(tampered)
     }
 
+    /// Opens a value sealed for an AES256 repository: by the key whose tag its
+    /// version field carries, else (version 0: before tags were recorded) by trying
+    /// each key.
+    fn open_registry_scheme(&self, version: u32, body: &[u8], aad: &str) -> Result<Vec<u8>> {
+        let keys = self.ring.keys();
+        let try_key = |g: &Generation| crypt::open(&g.aes256, aad.as_bytes(), body).ok();
+        let found = keys
+            .all()
+            .filter(|g| g.repo_tag() == version)
+            .find_map(|g| try_key(g))
+            .or_else(|| keys.all().find_map(|g| try_key(g)));
+        found.ok_or_else(|| tampered(crypt::CryptError::Tampered))
+    }
+
+    /// Re-seals a value sealed for an AES256 repository (a link's data key or a
+    /// manifest body) under the primary key; `None` when it already is, or when it
+    /// is sealed under a KMS key (whose material is re-sealed instead) or not
+    /// sealed at all.
+    pub fn reseal_registry_scheme(&self, sealed: &[u8], aad: &str) -> Result<Option<Vec<u8>>> {
+        if sealed.len() < 5 || sealed[0] != SCHEME_REGISTRY {
+            return Ok(None);
+        }
+        let version = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
+        let p = self.ring.primary();
+        if version == p.repo_tag() && crypt::open(&p.aes256, aad.as_bytes(), &sealed[5..]).is_ok() {
+            return Ok(None);
+        }
+        let plain = self.open_registry_scheme(version, &sealed[5..], aad)?;
+        let k = RepoKey {
+            scheme: SCHEME_REGISTRY,
+            version: p.repo_tag(),
+            key: p.aes256,
+        };
+        self.seal_with(&k, &plain, aad).map(Some)
+    }
+
     pub fn link_aad(repo: &RepositoryRow, digest: &str) -> String {
-        format!("link:{}:{digest}", repo.repo_id)
+        Self::link_aad_of(repo.repo_id, digest)
+    }
+
+    pub fn link_aad_of(repo_id: i64, digest: &str) -> String {
+        format!("link:{repo_id}:{digest}")
     }
 
     pub fn manifest_aad(repo: &RepositoryRow, digest: &str) -> String {
-        format!("manifest:{}:{digest}", repo.repo_id)
+        Self::manifest_aad_of(repo.repo_id, digest)
+    }
+
+    pub fn manifest_aad_of(repo_id: i64, digest: &str) -> String {
+        format!("manifest:{repo_id}:{digest}")
     }
 
     /// The data key of a blob as linked in `repo`.

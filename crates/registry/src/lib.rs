@@ -11,6 +11,7 @@
 
 mod abac;
 mod account_flags;
+pub mod audit_verify;
 mod authz;
 mod clock;
 pub mod console;
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod kms;
 mod lease;
 mod lifecycle;
+pub mod master_ring;
 mod mutability;
 mod open;
 mod pull_through;
@@ -32,6 +34,7 @@ pub mod pull_through_jobs;
 mod pull_time;
 mod registry;
 pub mod replication;
+pub mod rotation;
 pub mod sbom;
 pub mod scan;
 pub mod secrets;

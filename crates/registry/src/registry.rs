@@ -127,11 +127,11 @@ pub struct ManifestPut {
     pub media_type: String,
 }
 
-fn upload_aad(id: &str) -> String {
+pub(crate) fn upload_aad(id: &str) -> String {
     format!("upload:{id}")
 }
 
-fn blob_aad(digest: &str) -> String {
+pub(crate) fn blob_aad(digest: &str) -> String {
     format!("blob:{digest}")
 }
 
@@ -178,12 +178,10 @@ impl Registry {
         config: RegistryConfig,
         master: [u8; 32],
     ) -> Self {
+        let ring = Arc::new(crate::master_ring::MasterRing::new(master));
         Registry {
-            keys: Keyring::new(master, meta.clone()),
-            identity: crate::identity::Identity::new(
-                meta.clone(),
-                Arc::new(crate::secrets::MasterKey::new(master)),
-            ),
+            keys: Keyring::new(ring.clone(), meta.clone()),
+            identity: crate::identity::Identity::new(meta.clone(), ring),
             meta,
             blobs,
             clock,

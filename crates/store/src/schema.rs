@@ -23,6 +23,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (21, V21),
     (19, V19),
     (23, V23),
+    (18, V18),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -42,6 +43,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (21, V21),
     (19, V19),
     (23, V23),
+    (18, V18),
 ];
 
 macro_rules! v1 {
@@ -782,6 +784,35 @@ const V23: &str = "CREATE TABLE pull_through_fetched (
     fetched_at BIGINT NOT NULL,
     tree TEXT NOT NULL
 )";
+/// v18: the master keyring's shared state (`crates/registry/src/master_ring.rs`):
+/// the id of the key that seals (`active_id`) and, during a rotation, the phase
+/// (`introduce`: every node learns the new key, `switch`: every node seals with it)
+/// and the two keys, each sealed under the other (hex), so a node holding either
+/// one learns both. One row, `id = 1`. And the audit log's hash chain
+/// (`crates/store/src/meta/audit_chain.rs`): each record's place, the previous
+/// record's hash and its own; the chain's head, whose `start_id` marks the records
+/// written before the chain started (those already stored when this migration ran).
+const V18: &str = "CREATE TABLE master_key_state (
+    id BIGINT PRIMARY KEY,
+    active_id TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    old_id TEXT,
+    new_id TEXT,
+    new_under_old TEXT,
+    old_under_new TEXT,
+    updated_at BIGINT NOT NULL
+);
+ALTER TABLE audit_log ADD COLUMN chain_seq BIGINT;
+ALTER TABLE audit_log ADD COLUMN prev_hash TEXT;
+ALTER TABLE audit_log ADD COLUMN hash TEXT;
+CREATE TABLE audit_chain (
+    chain TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    start_id BIGINT NOT NULL
+);
+INSERT INTO audit_chain (chain, seq, hash, start_id)
+    SELECT 'main', 0, '0000000000000000000000000000000000000000000000000000000000000000', COALESCE(MAX(id), 0) FROM audit_log";
 
 #[cfg(test)]
 mod tests {

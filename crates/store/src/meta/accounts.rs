@@ -78,17 +78,20 @@ impl Meta {
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut g = self.begin_write().await?;
-        sqlx::query("INSERT INTO audit_log (ts, account_id, principal, action, resource, source, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(ts)
-            .bind(account_id)
-            .bind(principal)
-            .bind(action)
-            .bind(resource.map(str::to_string))
-            .bind(source)
-            .bind(outcome)
-            .bind(detail.map(str::to_string))
-            .execute(&mut *g.tx)
-            .await?;
+        super::audit_chain::insert_audit_tx(
+            &mut g.tx,
+            &AuditRow {
+                ts,
+                account_id: Some(account_id.to_string()),
+                principal: Some(principal.to_string()),
+                action: action.to_string(),
+                resource: resource.map(str::to_string),
+                source: Some(source.to_string()),
+                outcome: outcome.to_string(),
+                detail: detail.map(str::to_string),
+            },
+        )
+        .await?;
         g.commit().await
     }
 

@@ -357,17 +357,19 @@ impl Meta {
             return Ok(false);
         }
         if let Some(r) = record {
-            sqlx::query(
-                "INSERT INTO audit_log (ts, account_id, principal, action, resource, source, outcome, detail) \
-                 VALUES ($1, NULL, 'berth:jobs', $2, $3, $4, $5, $6)",
+            super::audit_chain::insert_audit_tx(
+                &mut g.tx,
+                &super::AuditRow {
+                    ts: now,
+                    account_id: None,
+                    principal: Some("berth:jobs".into()),
+                    action: r.action.clone(),
+                    resource: Some(format!("job/{}", job.job_id)),
+                    source: Some(job.claimed_by.clone()),
+                    outcome: r.outcome.clone(),
+                    detail: Some(r.detail.clone()),
+                },
             )
-            .bind(now)
-            .bind(&r.action)
-            .bind(format!("job/{}", job.job_id))
-            .bind(&job.claimed_by)
-            .bind(&r.outcome)
-            .bind(&r.detail)
-            .execute(&mut *g.tx)
             .await?;
         }
         g.commit().await?;

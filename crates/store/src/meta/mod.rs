@@ -34,6 +34,9 @@ pub use console::{AuditSearch, SessionRow};
 mod sm_secrets;
 pub use sm_secrets::SmSecretRow;
 mod abac;
+pub mod audit_chain;
+mod rekey;
+pub use rekey::{KeyPart, MasterKeyState, SealedColumn, SealedRow};
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
