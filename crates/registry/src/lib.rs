@@ -12,6 +12,7 @@
 mod abac;
 mod account_flags;
 mod authz;
+mod cache;
 mod clock;
 pub mod console;
 mod control;
@@ -42,6 +43,7 @@ pub mod upstream;
 pub use abac::{AttributeInputs, MAX_USER_TAGS};
 pub use account_flags::{AccountFlag, V1_REGISTRY_POLICY_ACTIONS};
 pub use authz::{AuthzError, Denied, PolicyInputs, NOT_EVALUATED};
+pub use cache::in_request;
 pub use clock::Clock;
 pub use control::{AuditRecord, StoreHealth, VulndbStatus};
 pub use error::RegistryError;

@@ -89,6 +89,7 @@ pub struct Registry {
     pulls: StdMutex<HashMap<(i64, String), i64>>,
     pub gc_stats: crate::GcStats,
     pub(crate) keys: Keyring,
+    pub(crate) cache: crate::cache::Caches,
 }
 
 /// A blob to send: its total size and the requested byte range's stream.
@@ -179,6 +180,7 @@ impl Registry {
         master: [u8; 32],
     ) -> Self {
         Registry {
+            cache: crate::cache::Caches::new(),
             keys: Keyring::new(master, meta.clone()),
             identity: crate::identity::Identity::new(
                 meta.clone(),
@@ -1128,6 +1130,21 @@ impl Registry {
         Ok(row)
     }
 
+    /// [`Registry::find_manifest`] through the manifest cache (`cache.rs`).
+    pub async fn find_manifest_for_read(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+    ) -> Result<ManifestRow> {
+        let row = self
+            .manifest_row_cached(repo, reference)
+            .await?
+            .ok_or(RegistryError::ManifestUnknown)?;
+        let mut row = ManifestRow::clone(&row);
+        self.open_body(repo, &mut row).await?;
+        Ok(row)
+    }
+
     /// Decrypts a stored manifest body in place.
     async fn open_body(&self, repo: &RepositoryRow, row: &mut ManifestRow) -> Result<()> {
         row.body = self
@@ -1190,7 +1207,7 @@ impl Registry {
         repo: &RepositoryRow,
         reference: &Reference,
     ) -> Result<ManifestRow> {
-        let row = self.find_manifest(repo, reference).await?;
+        let row = self.find_manifest_for_read(repo, reference).await?;
         self.pulls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
