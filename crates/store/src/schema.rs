@@ -780,7 +780,10 @@ CREATE INDEX uploads_principal ON uploads (principal);";
 /// (added, deleted or re-sealed; not pull times), account flags, pull-through
 /// rules and pull-time exclusions — whichever node, process or code path makes
 /// it. A node's caches are valid only while the counter is the value they were
-/// loaded under. Row triggers on SQLite, statement triggers on PostgreSQL.
+/// loaded under. Row triggers on SQLite (one writer at a time); on PostgreSQL
+/// deferred constraint triggers that increment it once per transaction, at commit:
+/// the row is locked only while a transaction commits, after all its other work,
+/// so concurrent writers queue briefly there and can never deadlock on it.
 macro_rules! v20_table {
     () => {
         "CREATE TABLE cache_epoch (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);
@@ -829,19 +832,19 @@ const V20_SQLITE: &str = concat!(
 );
 const V20_POSTGRES: &str = concat!(
     v20_table!(),
-    "CREATE FUNCTION cache_epoch_bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; RETURN NULL; END $$;\n",
-    "CREATE TRIGGER cache_epoch_accounts AFTER INSERT OR UPDATE OR DELETE ON accounts FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_users AFTER INSERT OR UPDATE OR DELETE ON users FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_access_keys AFTER INSERT OR UPDATE OR DELETE ON access_keys FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_user_policies AFTER INSERT OR UPDATE OR DELETE ON user_policies FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_user_tags AFTER INSERT OR UPDATE OR DELETE ON user_tags FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_repositories AFTER INSERT OR UPDATE OR DELETE ON repositories FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_repository_tags AFTER INSERT OR UPDATE OR DELETE ON repository_tags FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_tags AFTER INSERT OR UPDATE OR DELETE ON tags FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_account_flags AFTER INSERT OR UPDATE OR DELETE ON account_flags FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_pull_through_rules AFTER INSERT OR UPDATE OR DELETE ON pull_through_rules FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_pull_time_exclusions AFTER INSERT OR UPDATE OR DELETE ON pull_time_exclusions FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
-    "CREATE TRIGGER cache_epoch_manifests AFTER INSERT OR DELETE OR UPDATE OF body ON manifests FOR EACH STATEMENT EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE FUNCTION cache_epoch_bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF current_setting('berth.cache_epoch_bumped', true) IS DISTINCT FROM 'y' THEN PERFORM set_config('berth.cache_epoch_bumped', 'y', true); UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END IF; RETURN NULL; END $$;\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_accounts AFTER INSERT OR UPDATE OR DELETE ON accounts DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_users AFTER INSERT OR UPDATE OR DELETE ON users DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_access_keys AFTER INSERT OR UPDATE OR DELETE ON access_keys DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_user_policies AFTER INSERT OR UPDATE OR DELETE ON user_policies DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_user_tags AFTER INSERT OR UPDATE OR DELETE ON user_tags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_repositories AFTER INSERT OR UPDATE OR DELETE ON repositories DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_repository_tags AFTER INSERT OR UPDATE OR DELETE ON repository_tags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_tags AFTER INSERT OR UPDATE OR DELETE ON tags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_account_flags AFTER INSERT OR UPDATE OR DELETE ON account_flags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_pull_through_rules AFTER INSERT OR UPDATE OR DELETE ON pull_through_rules DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_pull_time_exclusions AFTER INSERT OR UPDATE OR DELETE ON pull_time_exclusions DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_manifests AFTER INSERT OR DELETE OR UPDATE OF body ON manifests DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
 );
 
 #[cfg(test)]
@@ -869,7 +872,7 @@ mod tests {
         );
         assert!(pg[5].starts_with("CREATE TRIGGER totals_manifest_insert"));
         // v20: the table and its row, then 36 row triggers on SQLite; on
-        // PostgreSQL one function and 12 statement triggers.
+        // PostgreSQL one function and 12 deferred constraint triggers.
         let sqlite = statements(V20_SQLITE);
         let pg = statements(V20_POSTGRES);
         assert_eq!(sqlite.len(), 2 + 36, "{sqlite:#?}");
