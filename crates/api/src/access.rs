@@ -33,6 +33,18 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether the action changes nothing (its inputs may come from caches).
+    pub fn reads_only(self) -> bool {
+        matches!(
+            self,
+            Action::BatchCheckLayerAvailability
+                | Action::BatchGetImage
+                | Action::DescribeRepositories
+                | Action::GetDownloadUrlForLayer
+                | Action::ListImages
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::BatchCheckLayerAvailability => "ecr:BatchCheckLayerAvailability",
@@ -124,7 +136,7 @@ impl App {
                 return Err(unauthorized(&self.realm(), msg));
             }
         };
-        match identity.principal_exists(&p).await {
+        match self.registry.principal_exists(&p).await {
             Ok(true) => Ok(p),
             Ok(false) => Err(unauthorized(
                 &self.realm(),
@@ -226,7 +238,13 @@ impl App {
         account: &str,
         name: &RepositoryName,
     ) -> Result<Result<RepositoryRow, RegistryError>, OciError> {
-        let found = self.registry.repository(account, name).await;
+        // Reads go through the core's caches (`crates/registry/src/cache.rs`);
+        // anything that writes reads the repository from the store.
+        let found = if action.reads_only() {
+            self.registry.repository_for_read(account, name).await
+        } else {
+            self.registry.repository(account, name).await
+        };
         let repo = found.as_ref().ok();
         self.authorize_oci(caller, action, account, name, repo)
             .await?;

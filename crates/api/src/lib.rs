@@ -204,6 +204,12 @@ pub fn router(app: Arc<App>) -> Router {
             app.clone(),
             request_attrs::middleware,
         ))
+        // Each request reads the core's cache epoch once (`berth_registry::in_request`).
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                berth_registry::in_request(next.run(req))
+            },
+        ))
         .with_state(app)
 }
 

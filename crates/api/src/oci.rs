@@ -302,7 +302,7 @@ async fn get_manifest(call: Call, name: &RepositoryName, r: &Reference) -> Resul
     {
         call.app.registry.pull_manifest(&repo, r).await?
     } else {
-        call.app.registry.find_manifest(&repo, r).await?
+        call.app.registry.find_manifest_for_read(&repo, r).await?
     };
     let len = m.body.len();
     let body = if call.method == Method::HEAD {

@@ -51,7 +51,7 @@ pub async fn fill(
     name: &RepositoryName,
     reference: &Reference,
 ) -> Result<Option<FetchedManifest>, OciError> {
-    let rules = app.registry.pull_through_rules(account).await?;
+    let rules = app.registry.pull_through_rules_for_read(account).await?;
     let Some(rule) = matching_rule(&rules, name.as_str()) else {
         return Ok(None);
     };
@@ -160,7 +160,7 @@ pub async fn blob(
     digest: &Digest,
     headers: &HeaderMap,
 ) -> Result<Option<Response>, OciError> {
-    let rules = app.registry.pull_through_rules(account).await?;
+    let rules = app.registry.pull_through_rules_for_read(account).await?;
     let Some(rule) = matching_rule(&rules, &repo.name) else {
         return Ok(None);
     };

@@ -471,6 +471,7 @@ async fn spawn_periodic(
 }
 
 fn spawn_background(registry: Arc<Registry>, cfg: &crate::config::Config) {
+    registry.enable_caches();
     let r = registry.clone();
     tokio::spawn(async move {
         let mut t = tokio::time::interval(Duration::from_secs(2));

@@ -4,6 +4,8 @@
 //! like the policies themselves (`authz.rs`): a store error refuses the request,
 //! since a missing tag could turn a conditional Deny off.
 
+use std::sync::Arc;
+
 use crate::authz::AuthzError;
 use crate::identity::Principal;
 use crate::{Registry, RegistryError};
@@ -30,19 +32,42 @@ impl Registry {
         account: &str,
         repo: Option<&str>,
     ) -> Result<AttributeInputs, AuthzError> {
+        let epoch = self.cache_epoch().await;
         let principal_tags = match &p.user_name {
             None => Vec::new(),
-            Some(u) => match self.meta.user_tags(&p.account_id, u).await {
-                Ok(t) => t,
-                Err(e) => return Err(self.unreadable("principal tags", &e).await),
-            },
+            Some(u) => {
+                let key = p.arn();
+                match epoch.and_then(|e| self.cache.user_tags.get(&key, e)) {
+                    Some(t) => t.to_vec(),
+                    None => match self.meta.user_tags(&p.account_id, u).await {
+                        Ok(t) => {
+                            if let Some(e) = epoch {
+                                self.cache.user_tags.put(key, e, Arc::new(t.clone()));
+                            }
+                            t
+                        }
+                        Err(e) => return Err(self.unreadable("principal tags", &e).await),
+                    },
+                }
+            }
         };
         let resource_tags = match repo {
             None => Vec::new(),
-            Some(name) => match self.meta.repository_tags_by_name(account, name).await {
-                Ok(t) => t,
-                Err(e) => return Err(self.unreadable("resource tags", &e).await),
-            },
+            Some(name) => {
+                let key = (account.to_string(), name.to_string());
+                match epoch.and_then(|e| self.cache.repository_tags.get(&key, e)) {
+                    Some(t) => t.to_vec(),
+                    None => match self.meta.repository_tags_by_name(account, name).await {
+                        Ok(t) => {
+                            if let Some(e) = epoch {
+                                self.cache.repository_tags.put(key, e, Arc::new(t.clone()));
+                            }
+                            t
+                        }
+                        Err(e) => return Err(self.unreadable("resource tags", &e).await),
+                    },
+                }
+            }
         };
         Ok(AttributeInputs {
             principal_tags,

@@ -9,6 +9,8 @@
 //! server's ([`AuthzError::Unavailable`]).
 
 use berth_iam::policy::{self as iam_policy, PolicyDocument, PolicyKind};
+use std::sync::Arc;
+
 use berth_store::AccountSetting;
 
 use crate::identity::Principal;
@@ -61,9 +63,9 @@ fn not_evaluated(what: &str, error: &dyn std::fmt::Display) -> Denied {
 #[derive(Debug, Default)]
 pub struct PolicyInputs {
     /// The caller's identity policies: (name, document).
-    pub identity: Vec<(String, PolicyDocument)>,
-    pub repository: Option<PolicyDocument>,
-    pub registry: Option<PolicyDocument>,
+    pub identity: crate::cache::IdentityPolicies,
+    pub repository: Option<Arc<PolicyDocument>>,
+    pub registry: Option<Arc<PolicyDocument>>,
 }
 
 impl Registry {
@@ -77,30 +79,14 @@ impl Registry {
         account: &str,
         repo_policy: Option<&str>,
     ) -> Result<PolicyInputs, AuthzError> {
-        let identity = self.identity_policies(p).await?;
+        let epoch = self.cache_epoch().await;
+        let identity = self.identity_policies(p, epoch).await?;
         let repository = match repo_policy {
             None => None,
-            Some(t) => Some(
-                PolicyDocument::parse(t, PolicyKind::EcrRepository)
-                    .map_err(|e| not_evaluated("stored repository policy", &e))?,
-            ),
+            Some(t) => Some(self.parsed_repository_policy(t)?),
         };
         let registry = if p.account_id != account || repository.is_none() {
-            let text = match self
-                .meta
-                .account_setting(account, AccountSetting::RegistryPolicy)
-                .await
-            {
-                Ok(t) => t,
-                Err(e) => return Err(self.unreadable("registry policy", &e).await),
-            };
-            match text {
-                None => None,
-                Some(t) => Some(
-                    PolicyDocument::parse(&t, PolicyKind::EcrRegistry)
-                        .map_err(|e| not_evaluated("stored registry policy", &e))?,
-                ),
-            }
+            self.registry_policy(account, epoch).await?
         } else {
             None
         };
@@ -111,14 +97,68 @@ impl Registry {
         })
     }
 
-    /// The identity policies of a principal (none for an account root).
+    /// A stored repository policy, parsed (cached by its text).
+    fn parsed_repository_policy(&self, text: &str) -> Result<Arc<PolicyDocument>, AuthzError> {
+        // The parse is a function of the text alone: any epoch will do.
+        if let Some(d) = self.cache.parsed_repository_policies.get(text, 0) {
+            return Ok(d);
+        }
+        let d = Arc::new(
+            PolicyDocument::parse(text, PolicyKind::EcrRepository)
+                .map_err(|e| not_evaluated("stored repository policy", &e))?,
+        );
+        self.cache
+            .parsed_repository_policies
+            .put(text.to_string(), 0, d.clone());
+        Ok(d)
+    }
+
+    /// The account's registry policy, parsed (cached under `epoch`).
+    async fn registry_policy(
+        &self,
+        account: &str,
+        epoch: Option<i64>,
+    ) -> Result<Option<Arc<PolicyDocument>>, AuthzError> {
+        if let Some(d) = epoch.and_then(|e| self.cache.registry_policies.get(account, e)) {
+            return Ok(d);
+        }
+        let text = match self
+            .meta
+            .account_setting(account, AccountSetting::RegistryPolicy)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => return Err(self.unreadable("registry policy", &e).await),
+        };
+        let d = match text {
+            None => None,
+            Some(t) => Some(Arc::new(
+                PolicyDocument::parse(&t, PolicyKind::EcrRegistry)
+                    .map_err(|e| not_evaluated("stored registry policy", &e))?,
+            )),
+        };
+        if let Some(e) = epoch {
+            self.cache
+                .registry_policies
+                .put(account.to_string(), e, d.clone());
+        }
+        Ok(d)
+    }
+
+    /// The identity policies of a principal (none for an account root), cached
+    /// under `epoch`.
     async fn identity_policies(
         &self,
         p: &Principal,
-    ) -> Result<Vec<(String, PolicyDocument)>, AuthzError> {
+        epoch: Option<i64>,
+    ) -> Result<crate::cache::IdentityPolicies, AuthzError> {
         let Some(user) = &p.user_name else {
-            return Ok(Vec::new());
+            return Ok(Arc::default());
         };
+        let key = p.arn();
+        if let Some(v) = epoch.and_then(|e| self.cache.identity_policies.get(&key, e)) {
+            return Ok(v);
+        }
         let rows = match self.meta.user_policies(&p.account_id, user).await {
             Ok(rows) => rows,
             Err(e) => return Err(self.unreadable("identity policies", &e).await),
@@ -135,6 +175,10 @@ impl Registry {
             };
             let d = parsed.map_err(|e| not_evaluated(&format!("identity policy {name}"), &e))?;
             out.push((name, d));
+        }
+        let out = Arc::new(out);
+        if let Some(e) = epoch {
+            self.cache.identity_policies.put(key, e, out.clone());
         }
         Ok(out)
     }

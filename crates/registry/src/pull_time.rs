@@ -50,7 +50,7 @@ impl Registry {
     /// Whether a pull by `principal_arn` from `account`'s registry is recorded.
     pub async fn records_pulls_of(&self, account: &str, principal_arn: &str) -> Result<bool> {
         Ok(!self
-            .pull_time_exclusions(account)
+            .pull_time_exclusions_for_read(account)
             .await?
             .iter()
             .any(|(a, _)| a == principal_arn))

@@ -89,6 +89,7 @@ pub struct Registry {
     pulls: StdMutex<HashMap<(i64, String), i64>>,
     pub gc_stats: crate::GcStats,
     pub(crate) keys: Keyring,
+    pub(crate) cache: crate::cache::Caches,
 }
 
 /// A blob to send: its total size and the requested byte range's stream.
@@ -180,6 +181,7 @@ impl Registry {
     ) -> Self {
         let ring = Arc::new(crate::master_ring::MasterRing::new(master));
         Registry {
+            cache: crate::cache::Caches::new(),
             keys: Keyring::new(ring.clone(), meta.clone()),
             identity: crate::identity::Identity::new(meta.clone(), ring),
             meta,
@@ -1126,6 +1128,21 @@ impl Registry {
         Ok(row)
     }
 
+    /// [`Registry::find_manifest`] through the manifest cache (`cache.rs`).
+    pub async fn find_manifest_for_read(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+    ) -> Result<ManifestRow> {
+        let row = self
+            .manifest_row_cached(repo, reference)
+            .await?
+            .ok_or(RegistryError::ManifestUnknown)?;
+        let mut row = ManifestRow::clone(&row);
+        self.open_body(repo, &mut row).await?;
+        Ok(row)
+    }
+
     /// Decrypts a stored manifest body in place.
     async fn open_body(&self, repo: &RepositoryRow, row: &mut ManifestRow) -> Result<()> {
         row.body = self
@@ -1188,7 +1205,7 @@ impl Registry {
         repo: &RepositoryRow,
         reference: &Reference,
     ) -> Result<ManifestRow> {
-        let row = self.find_manifest(repo, reference).await?;
+        let row = self.find_manifest_for_read(repo, reference).await?;
         self.pulls
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -24,6 +24,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (19, V19),
     (23, V23),
     (18, V18),
+    (20, V20_SQLITE),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -44,6 +45,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (19, V19),
     (23, V23),
     (18, V18),
+    (20, V20_POSTGRES),
 ];
 
 macro_rules! v1 {
@@ -813,6 +815,79 @@ CREATE TABLE audit_chain (
 );
 INSERT INTO audit_chain (chain, seq, hash, start_id)
     SELECT 'main', 0, '0000000000000000000000000000000000000000000000000000000000000000', COALESCE(MAX(id), 0) FROM audit_log";
+/// v20: the cache epoch (`crates/registry/src/cache.rs`): one counter that every
+/// change to an input of authorization or of a manifest read increments in the
+/// changing transaction — accounts, users, access keys, identity policies, user
+/// tags, repositories (policies, settings), repository tags, tags, manifests
+/// (added, deleted or re-sealed; not pull times), account flags, pull-through
+/// rules and pull-time exclusions — whichever node, process or code path makes
+/// it. A node's caches are valid only while the counter is the value they were
+/// loaded under. Row triggers on SQLite (one writer at a time); on PostgreSQL
+/// deferred constraint triggers that increment it once per transaction, at commit:
+/// the row is locked only while a transaction commits, after all its other work,
+/// so concurrent writers queue briefly there and can never deadlock on it.
+macro_rules! v20_table {
+    () => {
+        "CREATE TABLE cache_epoch (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);
+INSERT INTO cache_epoch (id, n) VALUES (1, 0);
+"
+    };
+}
+const V20_SQLITE: &str = concat!(
+    v20_table!(),
+    "CREATE TRIGGER cache_epoch_accounts_insert AFTER INSERT ON accounts BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_accounts_update AFTER UPDATE ON accounts BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_accounts_delete AFTER DELETE ON accounts BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_users_insert AFTER INSERT ON users BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_users_update AFTER UPDATE ON users BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_users_delete AFTER DELETE ON users BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_access_keys_insert AFTER INSERT ON access_keys BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_access_keys_update AFTER UPDATE ON access_keys BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_access_keys_delete AFTER DELETE ON access_keys BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_user_policies_insert AFTER INSERT ON user_policies BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_user_policies_update AFTER UPDATE ON user_policies BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_user_policies_delete AFTER DELETE ON user_policies BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_user_tags_insert AFTER INSERT ON user_tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_user_tags_update AFTER UPDATE ON user_tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_user_tags_delete AFTER DELETE ON user_tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_repositories_insert AFTER INSERT ON repositories BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_repositories_update AFTER UPDATE ON repositories BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_repositories_delete AFTER DELETE ON repositories BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_repository_tags_insert AFTER INSERT ON repository_tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_repository_tags_update AFTER UPDATE ON repository_tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_repository_tags_delete AFTER DELETE ON repository_tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_tags_insert AFTER INSERT ON tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_tags_update AFTER UPDATE ON tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_tags_delete AFTER DELETE ON tags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_account_flags_insert AFTER INSERT ON account_flags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_account_flags_update AFTER UPDATE ON account_flags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_account_flags_delete AFTER DELETE ON account_flags BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_pull_through_rules_insert AFTER INSERT ON pull_through_rules BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_pull_through_rules_update AFTER UPDATE ON pull_through_rules BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_pull_through_rules_delete AFTER DELETE ON pull_through_rules BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_pull_time_exclusions_insert AFTER INSERT ON pull_time_exclusions BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_pull_time_exclusions_update AFTER UPDATE ON pull_time_exclusions BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_pull_time_exclusions_delete AFTER DELETE ON pull_time_exclusions BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_manifests_insert AFTER INSERT ON manifests BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_manifests_delete AFTER DELETE ON manifests BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+    "CREATE TRIGGER cache_epoch_manifests_update_body AFTER UPDATE OF body ON manifests BEGIN UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END;\n",
+);
+const V20_POSTGRES: &str = concat!(
+    v20_table!(),
+    "CREATE FUNCTION cache_epoch_bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF current_setting('berth.cache_epoch_bumped', true) IS DISTINCT FROM 'y' THEN PERFORM set_config('berth.cache_epoch_bumped', 'y', true); UPDATE cache_epoch SET n = n + 1 WHERE id = 1; END IF; RETURN NULL; END $$;\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_accounts AFTER INSERT OR UPDATE OR DELETE ON accounts DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_users AFTER INSERT OR UPDATE OR DELETE ON users DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_access_keys AFTER INSERT OR UPDATE OR DELETE ON access_keys DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_user_policies AFTER INSERT OR UPDATE OR DELETE ON user_policies DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_user_tags AFTER INSERT OR UPDATE OR DELETE ON user_tags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_repositories AFTER INSERT OR UPDATE OR DELETE ON repositories DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_repository_tags AFTER INSERT OR UPDATE OR DELETE ON repository_tags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_tags AFTER INSERT OR UPDATE OR DELETE ON tags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_account_flags AFTER INSERT OR UPDATE OR DELETE ON account_flags DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_pull_through_rules AFTER INSERT OR UPDATE OR DELETE ON pull_through_rules DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_pull_time_exclusions AFTER INSERT OR UPDATE OR DELETE ON pull_time_exclusions DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+    "CREATE CONSTRAINT TRIGGER cache_epoch_manifests AFTER INSERT OR DELETE OR UPDATE OF body ON manifests DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
+);
 
 #[cfg(test)]
 mod tests {
@@ -838,8 +913,20 @@ mod tests {
             pg[4].starts_with("CREATE FUNCTION totals_manifest_insert") && pg[4].ends_with("$$")
         );
         assert!(pg[5].starts_with("CREATE TRIGGER totals_manifest_insert"));
+        // v20: the table and its row, then 36 row triggers on SQLite; on
+        // PostgreSQL one function and 12 deferred constraint triggers.
+        let sqlite = statements(V20_SQLITE);
+        let pg = statements(V20_POSTGRES);
+        assert_eq!(sqlite.len(), 2 + 36, "{sqlite:#?}");
+        assert_eq!(pg.len(), 2 + 1 + 12, "{pg:#?}");
+        assert!(sqlite[2..].iter().all(|t| t.ends_with("END")));
+        assert!(pg[2].starts_with("CREATE FUNCTION cache_epoch_bump") && pg[2].ends_with("$$"));
         // Every earlier migration splits exactly as before.
-        for (v, sql) in SQLITE.iter().chain(POSTGRES).filter(|(v, _)| *v != 16) {
+        for (v, sql) in SQLITE
+            .iter()
+            .chain(POSTGRES)
+            .filter(|(v, _)| *v != 16 && *v != 20)
+        {
             let old: Vec<&str> = sql
                 .split(';')
                 .map(str::trim)

@@ -20,6 +20,7 @@ mod account_flags;
 pub use account_flags::{DocTable, TemplateRow};
 mod accounts;
 mod blobs;
+mod cache_epoch;
 pub use accounts::AuditFilter;
 pub use blobs::legacy_object_key;
 mod console;
@@ -52,16 +53,24 @@ pub struct Meta {
     /// SQLite has one writer; serialising write transactions in-process avoids
     /// SQLITE_BUSY upgrade deadlocks between deferred transactions.
     write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Write transactions this process has finished (`cache_epoch.rs`).
+    writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct WriteTx<'a> {
     pub tx: Transaction<'a, Any>,
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+    writes: &'a std::sync::atomic::AtomicU64,
 }
 
 impl WriteTx<'_> {
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
+        let r = self.tx.commit().await;
+        // Counted whatever the outcome: a commit whose answer was lost may still
+        // have happened, and a count too many only costs a cache check.
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        r?;
         Ok(())
     }
 }
@@ -259,6 +268,7 @@ impl Meta {
             pool,
             dialect,
             write_lock: (dialect == Dialect::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            writes: Arc::default(),
         };
         meta.migrate().await?;
         Ok(meta)
@@ -312,7 +322,11 @@ impl Meta {
             None => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            writes: &self.writes,
+        })
     }
 
     /// Cheap liveness query for `/readyz`.
