@@ -4,6 +4,7 @@
 mod admin;
 mod bootstrap;
 mod config;
+mod db_metrics;
 mod peer;
 mod sbom;
 mod serve;

@@ -26,6 +26,7 @@ pub mod kms;
 mod lease;
 mod lifecycle;
 mod mutability;
+pub mod obs;
 mod open;
 mod pull_through;
 pub mod pull_through_jobs;

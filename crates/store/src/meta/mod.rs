@@ -34,6 +34,8 @@ pub use console::{AuditSearch, SessionRow};
 mod sm_secrets;
 pub use sm_secrets::SmSecretRow;
 mod abac;
+mod obs;
+pub use obs::{JobQueueStat, PoolStats};
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,11 +306,13 @@ impl Meta {
 
     /// Begins a write transaction (serialised per process on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        let waited = std::time::Instant::now();
         let guard = match &self.write_lock {
             Some(l) => Some(l.lock().await),
             None => None,
         };
         let tx = self.pool.begin().await?;
+        crate::obs::DB_WRITE_WAIT.observe(waited.elapsed());
         Ok(WriteTx { tx, _guard: guard })
     }
 
