@@ -457,3 +457,82 @@ fn a_refused_console_sign_in_is_counted() {
     ];
     assert_eq!(m1.value("berth_http_requests_total", &route), 1.0, "{text}");
 }
+
+/// The example alert rules and the Grafana dashboard in `docs/observability/`
+/// parse (`promtool check rules`; each dashboard query as a recording rule) and
+/// name only metric families a real berth exposes.
+#[test]
+fn the_dashboard_and_alert_rules_name_real_metrics() {
+    let root = berth_testsupport::server::workspace_root();
+    let alerts = std::fs::read_to_string(root.join("docs/observability/alerts.yml")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/observability/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 16, "{exprs:?}");
+    let berth = Berth::start(Backend::Sqlite);
+    let (m, text) = scrape(&berth);
+    let mut names = Vec::new();
+    for src in exprs.iter().map(String::as_str).chain([alerts.as_str()]) {
+        let mut rest = src;
+        while let Some(i) = rest.find("berth_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    assert!(names.len() > 30, "{names:?}");
+    for n in &names {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| n.strip_suffix(s).filter(|f| m.types.contains_key(*f)))
+            .unwrap_or(n);
+        assert!(
+            m.types.contains_key(family),
+            "{n} is not on /metrics:\n{text}"
+        );
+    }
+    if Command::new("promtool").arg("--version").output().is_err() {
+        eprintln!("promtool not installed (scripts/test installs it): rules not parsed");
+        return;
+    }
+    let check = |path: &std::path::Path| {
+        let out = Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    check(&root.join("docs/observability/alerts.yml"));
+    // Grafana's variables replaced by what Prometheus accepts.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$instance", ".*");
+        rules.push_str(&format!(
+            "      - record: berth:dashboard_{i}\n        expr: {}\n",
+            serde_json::to_string(&e).unwrap()
+        ));
+    }
+    let path = berth.scratch().join("dashboard-rules.yml");
+    std::fs::write(&path, rules).unwrap();
+    check(&path);
+}
