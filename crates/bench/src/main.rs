@@ -129,6 +129,10 @@ struct Cli {
     /// memory or descriptors keep growing.
     #[arg(long, value_name = "MINUTES", conflicts_with_all = ["compare", "replication", "console", "pull_through"])]
     soak: Option<f64>,
+    /// The periodic passes the soak runs every 20 s (`gc`, `lifecycle`; `none`
+    /// for neither) [default: both].
+    #[arg(long, value_delimiter = ',', requires = "soak")]
+    soak_passes: Vec<String>,
 }
 
 impl Cli {
@@ -1386,7 +1390,16 @@ async fn soak_main(cli: &Cli, minutes: f64) -> ExitCode {
         soak::CLIENTS,
         work.display()
     );
-    let outcome = soak::run(&berth_bin, &work, minutes.max(0.01)).await;
+    let passes = &cli.soak_passes;
+    let on = |p: &str| passes.is_empty() || passes.iter().any(|x| x == p);
+    let outcome = soak::run(
+        &berth_bin,
+        &work,
+        minutes.max(0.01),
+        on("gc"),
+        on("lifecycle"),
+    )
+    .await;
     if !cli.keep {
         let _ = std::fs::remove_dir_all(&work);
     }

@@ -36,6 +36,8 @@ const REPOS: usize = 4;
 const KEEP_IMAGES: usize = 20;
 const LAYER: usize = 16 * 1024;
 const BASE_REPO: &str = "soak/base";
+/// An operation not done within this is counted as failed.
+const OP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One sampling interval.
 pub struct Sample {
@@ -49,6 +51,8 @@ pub struct Sample {
 
 pub struct Outcome {
     pub minutes: f64,
+    pub gc: bool,
+    pub lifecycle: bool,
     pub clients: usize,
     pub samples: Vec<Sample>,
     pub ops_by_kind: [u64; 4],
@@ -103,9 +107,11 @@ impl Outcome {
 
     pub fn markdown(&self) -> String {
         let mut md = format!(
-            "## Soak\n\n{:.1} minutes, {} clients (push 30 %, pull 40 %, list 20 %, delete 10 %), lifecycle (keep {KEEP_IMAGES} per repository) and GC every 20 s. {} operations ({}), **{} errors**{}; GC runs {}, blobs reclaimed {}.\n\n",
+            "## Soak\n\n{:.1} minutes, {} clients (push 30 %, pull 40 %, list 20 %, delete 10 %), lifecycle (keep {KEEP_IMAGES} per repository) {} and GC {}. {} operations ({}), **{} errors**{}; GC runs {}, blobs reclaimed {}.\n\n",
             self.minutes,
             self.clients,
+            if self.lifecycle { "every 20 s" } else { "off" },
+            if self.gc { "every 20 s" } else { "off" },
             self.ops_by_kind.iter().sum::<u64>(),
             KINDS
                 .iter()
@@ -185,6 +191,8 @@ impl Outcome {
         json!({
             "minutes": self.minutes,
             "clients": self.clients,
+            "gc": self.gc,
+            "lifecycle": self.lifecycle,
             "errors": self.errors,
             "first_error": self.first_error,
             "ops": KINDS.iter().zip(self.ops_by_kind).map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
@@ -275,13 +283,21 @@ impl Shared {
 }
 
 /// Runs the soak against a fresh berth in `work` for `minutes`.
-pub async fn run(berth_bin: &Path, work: &Path, minutes: f64) -> Result<Outcome> {
+/// `gc` and `lifecycle` say which passes run every 20 s (the others once a day).
+pub async fn run(
+    berth_bin: &Path,
+    work: &Path,
+    minutes: f64,
+    gc: bool,
+    lifecycle: bool,
+) -> Result<Outcome> {
+    let every = |on: bool| if on { "20" } else { "86400" }.to_string();
     let env = vec![
-        ("BERTH_GC_INTERVAL_SECS".to_string(), "20".to_string()),
+        ("BERTH_GC_INTERVAL_SECS".to_string(), every(gc)),
         ("BERTH_GC_GRACE_SECS".to_string(), "5".to_string()),
         (
             "BERTH_LIFECYCLE_INTERVAL_SECS".to_string(),
-            "20".to_string(),
+            every(lifecycle),
         ),
     ];
     let server = Arc::new(
@@ -383,6 +399,8 @@ pub async fn run(berth_bin: &Path, work: &Path, minutes: f64) -> Result<Outcome>
     let fds: Vec<(f64, f64)> = samples.iter().map(|s| (s.at_s, s.fds as f64)).collect();
     Ok(Outcome {
         minutes,
+        gc,
+        lifecycle,
         clients: CLIENTS,
         rss_growth: growth(&rss, 0.0),
         fd_growth: growth(&fds, 8.0),
@@ -432,12 +450,25 @@ async fn client_loop(i: usize, server: Arc<Server>, shared: Arc<Shared>, base: A
             _ => 3,
         };
         let t = Instant::now();
-        let r = match kind {
-            0 => push(&mut c, &repo, &shared, i, &mut mine).await,
-            1 => pull(&mut c, &base).await,
-            2 if k % 2 == 0 => list_ecr(&server, &repo).await,
-            2 => list(&mut c, &repo).await,
-            _ => delete(&mut c, &repo, &mut mine).await,
+        let op = async {
+            match kind {
+                0 => push(&mut c, &repo, &shared, i, &mut mine).await,
+                1 => pull(&mut c, &base).await,
+                2 if k % 2 == 0 => list_ecr(&server, &repo).await,
+                2 => list(&mut c, &repo).await,
+                _ => delete(&mut c, &repo, &mut mine).await,
+            }
+        };
+        // A hung operation is a failure, not a pause in the figures.
+        let r = match tokio::time::timeout(OP_TIMEOUT, op).await {
+            Ok(r) => r,
+            Err(_) => {
+                c = Conn::new(server.addr, server.auth.clone());
+                Err(Error(format!(
+                    "no answer within {} s",
+                    OP_TIMEOUT.as_secs()
+                )))
+            }
         };
         let slot = shared.slot();
         match r {
