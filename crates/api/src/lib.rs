@@ -9,6 +9,7 @@ pub mod access;
 pub mod console;
 pub mod ecr;
 pub mod hardening;
+pub mod metrics;
 pub mod oci;
 pub mod oci_error;
 pub mod oci_path;
@@ -210,6 +211,7 @@ pub fn router(app: Arc<App>) -> Router {
                 berth_registry::in_request(next.run(req))
             },
         ))
+        .layer(axum::middleware::from_fn(metrics::middleware))
         .with_state(app)
 }
 
@@ -277,6 +279,7 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         "# HELP berth_object_bytes_written_total Bytes this process sent to an S3 blob store in object and part bodies.\n# TYPE berth_object_bytes_written_total counter\nberth_object_bytes_written_total {}\n",
         berth_registry::object_bytes_written()
     ));
+    body.push_str(&metrics::render(&app).await);
     (
         [(
             axum::http::header::CONTENT_TYPE,

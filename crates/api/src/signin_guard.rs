@@ -131,6 +131,7 @@ impl crate::App {
     /// Counts and audits a failed sign-in of the current request: `what` is the
     /// reason (never a secret), `key_id` the access key id presented, if any.
     pub(crate) async fn signin_failed(&self, what: &str, key_id: Option<&str>) {
+        crate::metrics::auth_failed(what);
         let Some(a) = crate::request_attrs::current() else {
             return;
         };

@@ -124,9 +124,24 @@ impl Throttle {
             b.tokens -= 1.0;
             Ok(())
         } else {
+            if let Some(i) = ECR_DEFAULT_RATES.iter().position(|(n, _)| *n == op_static) {
+                THROTTLED[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(Duration::from_secs_f64((1.0 - b.tokens) / rate.per_sec))
         }
     }
+}
+
+/// Refusals by operation, in [`ECR_DEFAULT_RATES`] order (`/metrics`).
+static THROTTLED: [std::sync::atomic::AtomicU64; 8] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 8];
+
+/// Requests this process refused for their rate, by operation.
+pub fn throttled_counts() -> impl Iterator<Item = (&'static str, u64)> {
+    ECR_DEFAULT_RATES
+        .iter()
+        .zip(THROTTLED.iter())
+        .map(|((op, _), n)| (*op, n.load(std::sync::atomic::Ordering::Relaxed)))
 }
 
 /// Parses a throttle setting: `off`, `ecr` (ECR's defaults), and/or

@@ -15,6 +15,7 @@ mod replication;
 mod report;
 mod servers;
 mod sink;
+mod soak;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -122,6 +123,16 @@ struct Cli {
     /// Rounds of the pull-through cache scenario.
     #[arg(long)]
     pull_through_rounds: Option<usize>,
+    /// Run only the soak: MINUTES of mixed push/pull/list/delete from 32 clients
+    /// against one berth with GC and lifecycle running, sampling its memory, open
+    /// file descriptors and p99 latency (`soak.rs`); fails on any error or when
+    /// memory or descriptors keep growing.
+    #[arg(long, value_name = "MINUTES", conflicts_with_all = ["compare", "replication", "console", "pull_through"])]
+    soak: Option<f64>,
+    /// The periodic passes the soak runs every 20 s (`gc`, `lifecycle`; `none`
+    /// for neither) [default: both].
+    #[arg(long, value_delimiter = ',', requires = "soak")]
+    soak_passes: Vec<String>,
 }
 
 impl Cli {
@@ -1120,6 +1131,9 @@ async fn main() -> ExitCode {
     if cli.pull_through {
         return pull_through_main(&cli).await;
     }
+    if let Some(minutes) = cli.soak {
+        return soak_main(&cli, minutes).await;
+    }
     let mut plan = match (cli.compare, cli.smoke) {
         (true, _) => Plan::compare(),
         (_, true) => Plan::smoke(),
@@ -1354,6 +1368,60 @@ async fn pull_through_main(cli: &Cli) -> ExitCode {
         if !cli.smoke {
             return ExitCode::FAILURE;
         }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--soak MINUTES`: the scenario of `soak.rs`; writes `soak.md` and `soak.json`,
+/// and fails on any error, or (runs of a minute or more) when berth's memory or
+/// open descriptors do not level off.
+async fn soak_main(cli: &Cli, minutes: f64) -> ExitCode {
+    let berth_bin = berth_bin_of(cli);
+    let missing = servers::check_prerequisites(&berth_bin);
+    if !missing.is_empty() {
+        for m in missing {
+            eprintln!("berth-bench: {m}");
+        }
+        return ExitCode::FAILURE;
+    }
+    let work = scenario_work_dir(cli, "soak");
+    eprintln!(
+        "berth-bench: soak, {minutes} minutes, {} clients, in {}",
+        soak::CLIENTS,
+        work.display()
+    );
+    let passes = &cli.soak_passes;
+    let on = |p: &str| passes.is_empty() || passes.iter().any(|x| x == p);
+    let outcome = soak::run(
+        &berth_bin,
+        &work,
+        minutes.max(0.01),
+        on("gc"),
+        on("lifecycle"),
+    )
+    .await;
+    if !cli.keep {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if write_scenario_report(cli, "soak", &berth_bin, &outcome.markdown(), outcome.json()).is_none()
+    {
+        return ExitCode::FAILURE;
+    }
+    if outcome.errors > 0 {
+        eprintln!("berth-bench: soak: {} failed operations", outcome.errors);
+        return ExitCode::FAILURE;
+    }
+    // Too short a run has no second half to judge.
+    if minutes >= 1.0 && !outcome.passed() {
+        eprintln!("berth-bench: soak: memory or open descriptors keep growing");
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

@@ -5,6 +5,7 @@ mod admin;
 mod bootstrap;
 mod config;
 mod master_key;
+mod db_metrics;
 mod peer;
 mod sbom;
 mod serve;

@@ -37,14 +37,20 @@ pub struct ServeArgs {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if format == "json" {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        b.init();
-    }
+        fmt.with_filter(filter).boxed()
+    };
+    // Statement latencies for /metrics (crate::db_metrics), whatever is logged.
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(crate::db_metrics::layer())
+        .init();
 }
 
 fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, String> {

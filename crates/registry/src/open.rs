@@ -103,7 +103,10 @@ impl Stores {
                          exists only to benchmark the cost of encryption. !!!"
                     );
                 }
-                BlobStore::over(Arc::new(berth_store::counting::Counting(b)), mode)
+                BlobStore::over(
+                    Arc::new(berth_store::counting::Counting(berth_store::obs::Timed(b))),
+                    mode,
+                )
             }),
         }
         .map_err(|e| OpenError::Blobs(e.to_string()))?;

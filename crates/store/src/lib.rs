@@ -13,6 +13,7 @@ pub mod events;
 pub mod kms;
 pub mod meta;
 pub mod object;
+pub mod obs;
 pub mod replication;
 pub mod s3;
 pub mod scans;
@@ -30,7 +31,7 @@ pub use meta::{
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[source] sqlx::Error),
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("configuration error: {0}")]
@@ -51,6 +52,15 @@ pub enum StoreError {
     /// errors, 5xx): the request may succeed later.
     #[error("object store unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Every database error a store method returns passes here and is counted by
+    /// class for `/metrics` ([`obs::db_errors`]).
+    fn from(e: sqlx::Error) -> Self {
+        obs::count_db_error(&e);
+        StoreError::Db(e)
+    }
 }
 
 impl StoreError {

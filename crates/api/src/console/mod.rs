@@ -368,6 +368,7 @@ async fn sign_in(
         }
         Ok(SignIn::Refused) => {
             record_failure(&ip, now);
+            crate::metrics::auth_failed("ConsoleSignIn");
             audit(
                 "InvalidCredentials",
                 app.config.default_account.clone(),

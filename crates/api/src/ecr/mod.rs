@@ -12,7 +12,7 @@ mod input;
 mod kms;
 mod layers;
 mod lifecycle;
-mod ops;
+pub(crate) mod ops;
 mod policies;
 mod pull_through;
 mod pull_time;

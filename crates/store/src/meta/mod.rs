@@ -38,6 +38,8 @@ mod abac;
 pub mod audit_chain;
 mod rekey;
 pub use rekey::{KeyPart, MasterKeyState, SealedColumn, SealedRow};
+mod obs;
+pub use obs::{JobQueueStat, PoolStats};
 mod uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,11 +319,13 @@ impl Meta {
 
     /// Begins a write transaction (serialised per process on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        let waited = std::time::Instant::now();
         let guard = match &self.write_lock {
             Some(l) => Some(l.lock().await),
             None => None,
         };
         let tx = self.pool.begin().await?;
+        crate::obs::DB_WRITE_WAIT.observe(waited.elapsed());
         Ok(WriteTx {
             tx,
             _guard: guard,
