@@ -13,6 +13,7 @@ pub mod digest;
 pub mod manifest;
 pub mod media;
 pub mod name;
+pub mod sha256_state;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};

@@ -95,6 +95,13 @@ pub enum Staging {
         tail: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pieces: Vec<Piece>,
+        /// The running SHA-256 of the plaintext so far (`Hasher::export_state`),
+        /// written with each append, so that any node continues or completes
+        /// the upload without reading its bytes back. Absent in rows written
+        /// before it (or by an append that had no hash): the commit then reads
+        /// the completed object back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hash: Option<String>,
     },
 }
 
@@ -294,6 +301,7 @@ impl BlobStore {
             parts_len: 0,
             tail: None,
             pieces: Vec::new(),
+            hash: Hasher::new(berth_oci::Algorithm::Sha256).export_state(),
         })
     }
 
@@ -1189,6 +1197,21 @@ fn read_ahead(mut s: ByteStream) -> ByteStream {
     Box::pin(tokio_stream_from(rx))
 }
 
+/// The running hash recorded with a parts-staged upload, when it covers exactly
+/// the upload's first `size` bytes (the row's size is the truth).
+fn recorded_hash(staging: &Staging, size: u64) -> Option<Hasher> {
+    let Staging::Parts {
+        hash: Some(text), ..
+    } = staging
+    else {
+        return None;
+    };
+    match Hasher::resume(text) {
+        Some((h, len)) if len == size => Some(h),
+        _ => None,
+    }
+}
+
 fn one_chunk(b: Bytes) -> ByteStream {
     Box::pin(futures_util::stream::iter([Ok(b)]))
 }
@@ -1314,6 +1337,7 @@ impl BlobStore {
         else {
             return Err(StoreError::Config("not a parts-staged upload".into()));
         };
+        let hasher = hasher.or_else(|| recorded_hash(staging, offset));
         let mut mp = multipart.clone();
         let mut parts_len = *parts_len;
         let encrypted = self.mode == BlobMode::Encrypted;
@@ -1452,6 +1476,7 @@ impl BlobStore {
             self.tails.put(&k, bytes);
             pieces.push(Piece { key: k, len });
         }
+        let hash = hasher.as_ref().and_then(Hasher::export_state);
         Ok((
             Appended {
                 size,
@@ -1463,6 +1488,7 @@ impl BlobStore {
                     parts_len,
                     tail: None,
                     pieces,
+                    hash,
                 }),
             },
             pending,
@@ -1492,7 +1518,7 @@ impl BlobStore {
         else {
             return Err(StoreError::Config("not a parts-staged upload".into()));
         };
-        let covered = match hasher {
+        let covered = match hasher.or_else(|| recorded_hash(staging, size)) {
             Some(h) if h.algorithm() == digest.algorithm() => {
                 if h.finish() != *digest {
                     return Err(StoreError::DigestMismatch);
