@@ -44,6 +44,7 @@ use tokio::sync::mpsc;
 
 use crate::crypt::{self, DataKey, SegmentWriter};
 use crate::object::{FsBackend, Multipart, ObjectBackend, ObjectInfo};
+use crate::ranged;
 use crate::StoreError;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -632,7 +633,8 @@ impl BlobStore {
     }
 
     /// A ranged read through the backend: only the segments the range touches are
-    /// fetched (one ranged `GET`), opened as they arrive by the stream the response
+    /// fetched (one ranged `GET`, or for large reads concurrent ranged `GET`s of
+    /// 8 MiB windows, `crate::ranged`), opened as they arrive by the stream the response
     /// body polls ([`OpenStream`]).
     async fn get_object(
         &self,
@@ -644,6 +646,10 @@ impl BlobStore {
             let end = offset
                 .checked_add(len)
                 .ok_or_else(|| StoreError::Tampered("range overflows".into()))?;
+            if len >= ranged::PARALLEL_FROM {
+                let b = self.backend.clone();
+                return ranged::get(b, &blob.object_key, offset..end, false).await;
+            }
             return self.backend.get(&blob.object_key, offset..end).await;
         }
         if len == 0 {
@@ -655,9 +661,15 @@ impl BlobStore {
         // A read of the whole blob asks for the whole object (no `Range`: S3
         // stores such as Garage serve it with less work before the first byte);
         // the opener still checks its length.
-        let whole = range.start == 0 && offset == 0 && len == blob.size;
-        let fetch = if whole { 0..u64::MAX } else { range };
-        let sealed = read_ahead(self.backend.get(&blob.object_key, fetch).await?);
+        let sealed = if want >= ranged::PARALLEL_FROM {
+            // Large reads: several concurrent ranged GETs, in order, bounded
+            // (`crate::ranged`).
+            ranged::get(self.backend.clone(), &blob.object_key, range, true).await?
+        } else {
+            let whole = range.start == 0 && offset == 0 && len == blob.size;
+            let fetch = if whole { 0..u64::MAX } else { range };
+            read_ahead(self.backend.get(&blob.object_key, fetch).await?)
+        };
         Ok(Box::pin(OpenStream {
             sealed,
             opener,

@@ -13,6 +13,7 @@ pub mod events;
 pub mod kms;
 pub mod meta;
 pub mod object;
+pub mod ranged;
 pub mod replication;
 pub mod s3;
 pub mod scans;
