@@ -137,8 +137,9 @@ async fn keys(b: &dyn ObjectBackend, prefix: &str) -> Vec<String> {
 
 /// A chunked upload larger than two parts, its staging state recorded (JSON)
 /// after every append and continued by a fresh pipeline over a second backend
-/// instance, as another node would; then verified without a running hash (read
-/// back), published without moving anything, and read by ranges.
+/// instance, as another node would; then verified without a hasher in memory
+/// (from the running hash recorded in the state), published without moving
+/// anything, and read by ranges.
 async fn parts_staging_round_trip(s: Subject) {
     let key = DataKey::generate().unwrap();
     let n = 2 * PART_SIZE + 3 * SEGMENT + 4321;
