@@ -210,6 +210,86 @@ fn one_upload_alternates_between_nodes() {
     assert_blob(&hb, "multi/ecr", &big);
 }
 
+/// `berth_object_bytes_read_total` of a node: bytes it received in S3 `GET` bodies.
+fn object_bytes_read(http: &Http) -> u64 {
+    http.get("/metrics")
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_object_bytes_read_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("berth_object_bytes_read_total on /metrics")
+}
+
+/// The running hash is stored with the upload after each append: a commit on
+/// another node than the one that appended last, or after a restart, verifies
+/// the digest from it and does not read the upload back from S3 (it reads only
+/// the staged pieces not yet in a part, at most one part's worth).
+#[test]
+fn a_commit_elsewhere_or_after_a_restart_does_not_read_the_upload_back() {
+    let Some((mut a, b)) = two_nodes(&[], &[]) else {
+        return;
+    };
+    let (ha, hb) = (a.http(), b.http());
+    let data = pseudo_random(84, 21 * MIB + 4321);
+    let d = sha256_digest(&data);
+    let r = ha.send("POST", "/v2/multi/hash/blobs/uploads/", &[], "");
+    r.expect_status(202);
+    let mut loc = r.location();
+    let cuts = [MIB + 3, 8 * MIB + 100, 17 * MIB, data.len()];
+    let mut start = 0;
+    for (i, &end) in cuts.iter().enumerate() {
+        let node = if i % 2 == 0 { &ha } else { &hb };
+        loc = patch(node, &loc, start, &data[start..end]);
+        start = end;
+    }
+    // B appended last: A completes it.
+    let before = object_bytes_read(&ha);
+    ha.send("PUT", &with_digest(&loc, &d), &[], "")
+        .expect_status(201);
+    let read = object_bytes_read(&ha) - before;
+    eprintln!(
+        "commit on the other node read {read} bytes of a {}-byte upload",
+        data.len()
+    );
+    assert!(
+        read < 9 * MIB as u64,
+        "the commit read {read} bytes: the upload was read back"
+    );
+    // The counter counts: a pull of the blob on A reads all of it.
+    let before = object_bytes_read(&ha);
+    assert_blob(&ha, "multi/hash", &data);
+    assert!(object_bytes_read(&ha) - before >= data.len() as u64);
+
+    // After a restart the node has no memory of the upload, nor copies of its
+    // pieces: the commit reads the pieces only.
+    let data = pseudo_random(85, 19 * MIB + 17);
+    let d = sha256_digest(&data);
+    let r = ha.send("POST", "/v2/multi/hash/blobs/uploads/", &[], "");
+    r.expect_status(202);
+    let loc = patch(&ha, &r.location(), 0, &data[..10 * MIB]);
+    a.kill9();
+    a.restart();
+    let ha = a.http();
+    let loc = patch(&ha, &loc, 10 * MIB, &data[10 * MIB..]);
+    a.kill9();
+    a.restart();
+    let ha = a.http();
+    let before = object_bytes_read(&ha);
+    ha.send("PUT", &with_digest(&loc, &d), &[], "")
+        .expect_status(201);
+    let read = object_bytes_read(&ha) - before;
+    eprintln!(
+        "commit after a restart read {read} bytes of a {}-byte upload",
+        data.len()
+    );
+    assert!(
+        read < 9 * MIB as u64,
+        "the commit read {read} bytes: the upload was read back"
+    );
+    assert_blob(&hb, "multi/hash", &data);
+    assert_blob(&ha, "multi/hash", &data);
+}
+
 #[test]
 fn a_node_killed_mid_push_loses_nothing_and_the_client_finishes_on_the_other() {
     let Some((mut a, b)) = two_nodes(&[], &[]) else {

@@ -86,11 +86,12 @@ fn two_gib_blob_streams_with_bounded_memory() {
 }
 
 /// 2 GiB through S3 (Garage) on a two-node registry: streamed on node A in one
-/// PATCH (8 MiB multipart parts), finished on node B, which has no running hash
-/// and reads the object back to verify it (docs/architecture.md "Several nodes");
-/// neither node's peak memory grows by more than 48 MiB (measured: about 31 MiB on
-/// the writing node — the 8 MiB part being filled, the one in flight and the S3
-/// client's buffers — and 3 MiB on the verifying one). Slow (~30 s on 2 cores).
+/// PATCH (8 MiB multipart parts), finished on node B, which resumes the running
+/// hash recorded with the upload (docs/architecture.md "Several nodes"; before it
+/// was recorded, B read the object back to verify it); neither node's peak memory
+/// grows by more than 48 MiB (measured: about 31 MiB on the writing node — the
+/// 8 MiB part being filled, the one in flight and the S3 client's buffers — and
+/// 3 MiB on the verifying one). Slow (~30 s on 2 cores).
 #[test]
 fn two_gib_blob_streams_through_s3_with_bounded_memory() {
     if !Backend::postgres_s3_available() {
@@ -126,7 +127,7 @@ fn two_gib_blob_streams_through_s3_with_bounded_memory() {
     let committed = t.elapsed();
     let (a1, b1) = (a.proc_status_kib("VmHWM"), b.proc_status_kib("VmHWM"));
     eprintln!(
-        "2 GiB PATCH on A took {pushed:?}, PUT (read back and verified) on B {committed:?}; \
+        "2 GiB PATCH on A took {pushed:?}, PUT (verified) on B {committed:?}; \
          VmHWM A {a0} -> {a1} kB, B {b0} -> {b1} kB"
     );
     for (node, before, after) in [("A", a0, a1), ("B", b0, b1)] {

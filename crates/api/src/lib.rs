@@ -280,6 +280,10 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         berth_registry::object_bytes_written()
     ));
     body.push_str(&metrics::render(&app).await);
+    body.push_str(&format!(
+        "# HELP berth_object_bytes_read_total Bytes this process received from an S3 blob store in GET bodies.\n# TYPE berth_object_bytes_read_total counter\nberth_object_bytes_read_total {}\n",
+        berth_registry::object_bytes_read()
+    ));
     (
         [(
             axum::http::header::CONTENT_TYPE,

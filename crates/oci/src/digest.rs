@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::sha256_state::Sha256State;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
     Sha256,
@@ -139,19 +141,28 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// Incremental hasher. Cloneable, so an upload can snapshot its state.
+/// Incremental hasher. Cloneable, so an upload can snapshot its state; a SHA-256
+/// state can also be saved as text and resumed elsewhere ([`Hasher::export_state`],
+/// [`Hasher::resume`]).
 #[derive(Clone)]
 pub struct Hasher {
-    ctx: ring::digest::Context,
+    ctx: Ctx,
     algorithm: Algorithm,
+}
+
+#[derive(Clone)]
+enum Ctx {
+    Sha256(Sha256State),
+    Ring(ring::digest::Context),
 }
 
 impl Hasher {
     pub fn new(algorithm: Algorithm) -> Self {
-        Hasher {
-            ctx: ring::digest::Context::new(algorithm.ring()),
-            algorithm,
-        }
+        let ctx = match algorithm {
+            Algorithm::Sha256 => Ctx::Sha256(Sha256State::new()),
+            Algorithm::Sha512 => Ctx::Ring(ring::digest::Context::new(algorithm.ring())),
+        };
+        Hasher { ctx, algorithm }
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -159,15 +170,44 @@ impl Hasher {
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
-        self.ctx.update(bytes)
+        match &mut self.ctx {
+            Ctx::Sha256(s) => s.update(bytes),
+            Ctx::Ring(c) => c.update(bytes),
+        }
     }
 
     pub fn finish(self) -> Digest {
-        let out = self.ctx.finish();
+        let hex = match self.ctx {
+            Ctx::Sha256(s) => hex::encode(s.finish()),
+            Ctx::Ring(c) => hex::encode(c.finish().as_ref()),
+        };
         Digest {
-            text: format!("{}:{}", self.algorithm.as_str(), hex::encode(out.as_ref())),
+            text: format!("{}:{}", self.algorithm.as_str(), hex),
             algorithm: self.algorithm,
         }
+    }
+
+    /// The state as text, for [`Hasher::resume`] in another process (SHA-256
+    /// only; None for SHA-512).
+    pub fn export_state(&self) -> Option<String> {
+        match &self.ctx {
+            Ctx::Sha256(s) => Some(s.export()),
+            Ctx::Ring(_) => None,
+        }
+    }
+
+    /// A hasher resumed from [`Hasher::export_state`]'s text, and how many bytes
+    /// it has hashed; None when the text is not a state.
+    pub fn resume(state: &str) -> Option<(Hasher, u64)> {
+        let s = Sha256State::import(state)?;
+        let len = s.len();
+        Some((
+            Hasher {
+                ctx: Ctx::Sha256(s),
+                algorithm: Algorithm::Sha256,
+            },
+            len,
+        ))
     }
 }
 

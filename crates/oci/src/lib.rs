@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod media;
 pub mod name;
 pub mod range;
+pub mod sha256_state;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};

@@ -23,6 +23,11 @@ pub fn object_bytes_written() -> u64 {
     berth_store::counting::object_bytes_written()
 }
 
+/// Bytes this process received from an S3 blob store in `GET` bodies.
+pub fn object_bytes_read() -> u64 {
+    berth_store::counting::object_bytes_read()
+}
+
 use crate::{Clock, Registry, RegistryConfig, RegistryError};
 
 /// BENCHMARK ONLY: with this environment variable set to `1`, blobs are stored as

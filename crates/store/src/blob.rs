@@ -44,6 +44,7 @@ use tokio::sync::mpsc;
 
 use crate::crypt::{self, DataKey, SegmentWriter};
 use crate::object::{FsBackend, Multipart, ObjectBackend, ObjectInfo};
+use crate::ranged;
 use crate::StoreError;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -95,6 +96,13 @@ pub enum Staging {
         tail: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pieces: Vec<Piece>,
+        /// The running SHA-256 of the plaintext so far (`Hasher::export_state`),
+        /// written with each append, so that any node continues or completes
+        /// the upload without reading its bytes back. Absent in rows written
+        /// before it (or by an append that had no hash): the commit then reads
+        /// the completed object back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hash: Option<String>,
     },
 }
 
@@ -294,6 +302,7 @@ impl BlobStore {
             parts_len: 0,
             tail: None,
             pieces: Vec::new(),
+            hash: Hasher::new(berth_oci::Algorithm::Sha256).export_state(),
         })
     }
 
@@ -624,7 +633,8 @@ impl BlobStore {
     }
 
     /// A ranged read through the backend: only the segments the range touches are
-    /// fetched (one ranged `GET`), opened as they arrive by the stream the response
+    /// fetched (one ranged `GET`, or for large reads concurrent ranged `GET`s of
+    /// 8 MiB windows, `crate::ranged`), opened as they arrive by the stream the response
     /// body polls ([`OpenStream`]).
     async fn get_object(
         &self,
@@ -636,6 +646,10 @@ impl BlobStore {
             let end = offset
                 .checked_add(len)
                 .ok_or_else(|| StoreError::Tampered("range overflows".into()))?;
+            if len >= ranged::PARALLEL_FROM {
+                let b = self.backend.clone();
+                return ranged::get(b, &blob.object_key, offset..end, false).await;
+            }
             return self.backend.get(&blob.object_key, offset..end).await;
         }
         if len == 0 {
@@ -647,9 +661,15 @@ impl BlobStore {
         // A read of the whole blob asks for the whole object (no `Range`: S3
         // stores such as Garage serve it with less work before the first byte);
         // the opener still checks its length.
-        let whole = range.start == 0 && offset == 0 && len == blob.size;
-        let fetch = if whole { 0..u64::MAX } else { range };
-        let sealed = read_ahead(self.backend.get(&blob.object_key, fetch).await?);
+        let sealed = if want >= ranged::PARALLEL_FROM {
+            // Large reads: several concurrent ranged GETs, in order, bounded
+            // (`crate::ranged`).
+            ranged::get(self.backend.clone(), &blob.object_key, range, true).await?
+        } else {
+            let whole = range.start == 0 && offset == 0 && len == blob.size;
+            let fetch = if whole { 0..u64::MAX } else { range };
+            read_ahead(self.backend.get(&blob.object_key, fetch).await?)
+        };
         Ok(Box::pin(OpenStream {
             sealed,
             opener,
@@ -1189,6 +1209,21 @@ fn read_ahead(mut s: ByteStream) -> ByteStream {
     Box::pin(tokio_stream_from(rx))
 }
 
+/// The running hash recorded with a parts-staged upload, when it covers exactly
+/// the upload's first `size` bytes (the row's size is the truth).
+fn recorded_hash(staging: &Staging, size: u64) -> Option<Hasher> {
+    let Staging::Parts {
+        hash: Some(text), ..
+    } = staging
+    else {
+        return None;
+    };
+    match Hasher::resume(text) {
+        Some((h, len)) if len == size => Some(h),
+        _ => None,
+    }
+}
+
 fn one_chunk(b: Bytes) -> ByteStream {
     Box::pin(futures_util::stream::iter([Ok(b)]))
 }
@@ -1314,6 +1349,7 @@ impl BlobStore {
         else {
             return Err(StoreError::Config("not a parts-staged upload".into()));
         };
+        let hasher = hasher.or_else(|| recorded_hash(staging, offset));
         let mut mp = multipart.clone();
         let mut parts_len = *parts_len;
         let encrypted = self.mode == BlobMode::Encrypted;
@@ -1452,6 +1488,7 @@ impl BlobStore {
             self.tails.put(&k, bytes);
             pieces.push(Piece { key: k, len });
         }
+        let hash = hasher.as_ref().and_then(Hasher::export_state);
         Ok((
             Appended {
                 size,
@@ -1463,6 +1500,7 @@ impl BlobStore {
                     parts_len,
                     tail: None,
                     pieces,
+                    hash,
                 }),
             },
             pending,
@@ -1492,7 +1530,7 @@ impl BlobStore {
         else {
             return Err(StoreError::Config("not a parts-staged upload".into()));
         };
-        let covered = match hasher {
+        let covered = match hasher.or_else(|| recorded_hash(staging, size)) {
             Some(h) if h.algorithm() == digest.algorithm() => {
                 if h.finish() != *digest {
                     return Err(StoreError::DigestMismatch);

@@ -39,6 +39,15 @@ pub fn object_bytes_written() -> u64 {
     WRITTEN.load(Ordering::Relaxed)
 }
 
+/// Bytes received in `get` bodies.
+static READ: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes every [`Counting`] backend of this process received in `get` bodies so
+/// far (a commit that reads an upload back to hash it shows here).
+pub fn object_bytes_read() -> u64 {
+    READ.load(Ordering::Relaxed)
+}
+
 fn count(op: usize) {
     COUNTS[op].fetch_add(1, Ordering::Relaxed);
 }
@@ -100,7 +109,12 @@ impl<B: ObjectBackend> ObjectBackend for Counting<B> {
         range: Range<u64>,
     ) -> BoxFut<'a, Result<ByteStream, StoreError>> {
         count(5);
-        self.0.get(key, range)
+        Box::pin(async move {
+            let body = self.0.get(key, range).await?;
+            Ok(Box::pin(futures_util::TryStreamExt::inspect_ok(body, |b| {
+                READ.fetch_add(b.len() as u64, Ordering::Relaxed);
+            })) as ByteStream)
+        })
     }
 
     fn stat<'a>(&'a self, key: &'a str) -> BoxFut<'a, Result<Option<ObjectInfo>, StoreError>> {

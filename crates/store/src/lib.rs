@@ -14,6 +14,7 @@ pub mod kms;
 pub mod meta;
 pub mod object;
 pub mod obs;
+pub mod ranged;
 pub mod replication;
 pub mod s3;
 pub mod scans;

@@ -137,8 +137,9 @@ async fn keys(b: &dyn ObjectBackend, prefix: &str) -> Vec<String> {
 
 /// A chunked upload larger than two parts, its staging state recorded (JSON)
 /// after every append and continued by a fresh pipeline over a second backend
-/// instance, as another node would; then verified without a running hash (read
-/// back), published without moving anything, and read by ranges.
+/// instance, as another node would; then verified without a hasher in memory
+/// (from the running hash recorded in the state), published without moving
+/// anything, and read by ranges.
 async fn parts_staging_round_trip(s: Subject) {
     let key = DataKey::generate().unwrap();
     let n = 2 * PART_SIZE + 3 * SEGMENT + 4321;
@@ -551,13 +552,91 @@ async fn abort_reclaims_parts(s: Subject) {
     assert_eq!(keys(&*s.backend, "blobs/").await, Vec::<String>::new());
 }
 
+/// Reads of at least two windows (`berth_store::ranged`) go out as concurrent
+/// ranged reads of 8 MiB windows on the sealed segment layout, handed on in
+/// order: the whole blob, ranges that start and end inside windows or on their
+/// boundaries (plaintext offsets), and, below two windows, one plain read. A
+/// missing object is `NotFound` before any byte.
+async fn large_reads_in_windows(s: Subject) {
+    use berth_store::ranged::{PARALLEL_FROM, WINDOW_SEGMENTS};
+    let key = DataKey::generate().unwrap();
+    let n = 3 * PART_SIZE + 5 * SEGMENT + 999;
+    let data = pattern(n, 11);
+    let digest = digest_of(&data);
+    let store = BlobStore::over(s.backend.clone(), BlobMode::Encrypted);
+    let st = store.upload_create("w1").await.unwrap();
+    let a = append(&store, &st, 0, None, &data, 300_001, false, &key)
+        .await
+        .unwrap();
+    let st = a.staging.unwrap();
+    store
+        .upload_finish(&st, &digest, None, n as u64, key.clone())
+        .await
+        .unwrap();
+    let blob = BlobRef {
+        object_key: st.object_key().to_string(),
+        size: n as u64,
+        key: key.clone(),
+    };
+    let window = WINDOW_SEGMENTS as usize * SEGMENT;
+    assert!(read(&store, &blob, 0, n as u64).await == data, "whole blob");
+    for (a, b) in [
+        (1, n - 1),
+        (window - 1, 3 * window + 1),
+        (window, 3 * window),
+        (SEGMENT + 7, 2 * window + SEGMENT + 8),
+        (n - 2 * window - 5, n),
+        (window - 10, window + 10),
+        (n - 1, n),
+    ] {
+        let got = read(&store, &blob, a as u64, (b - a) as u64).await;
+        assert!(got == data[a..b], "range {a}..{b}");
+    }
+    assert!(
+        PARALLEL_FROM > window as u64,
+        "a small read is one plain read"
+    );
+    // Through a fresh pipeline over another backend instance, as another node.
+    let other = BlobStore::over((s.again)(), BlobMode::Encrypted);
+    assert!(read(&other, &blob, 0, n as u64).await == data);
+    let missing = BlobRef {
+        object_key: "blobs/objects/missing".into(),
+        size: n as u64,
+        key,
+    };
+    assert!(matches!(
+        other.get(&missing, 0, n as u64).await.err(),
+        Some(StoreError::NotFound)
+    ));
+    // A plaintext store (the benchmark mode) reads its windows the same way.
+    let plain = BlobStore::over(s.backend.clone(), BlobMode::PlaintextForBenchmarks);
+    let st = plain.upload_create("w2").await.unwrap();
+    let k2 = DataKey::generate().unwrap();
+    let a = append(&plain, &st, 0, None, &data, 300_001, false, &k2)
+        .await
+        .unwrap();
+    let st = a.staging.unwrap();
+    plain
+        .upload_finish(&st, &digest, None, n as u64, k2.clone())
+        .await
+        .unwrap();
+    let blob = BlobRef {
+        object_key: st.object_key().to_string(),
+        size: n as u64,
+        key: k2,
+    };
+    assert!(read(&plain, &blob, 0, n as u64).await == data);
+    let (a, b) = (window - 3, n - 4);
+    assert!(read(&plain, &blob, a as u64, (b - a) as u64).await == data[a..b]);
+}
+
 macro_rules! pipeline {
     ($module:ident, $subject:path) => {
         mod $module {
             use super::*;
             pipeline!(@tests $subject; parts_staging_round_trip,
                 small_empty_mismatch_and_plaintext, abort_reclaims_parts,
-                pieces_and_one_request_finish);
+                pieces_and_one_request_finish, large_reads_in_windows);
         }
     };
     (@tests $subject:path; $($name:ident),*) => {
