@@ -4,8 +4,8 @@
 mod admin;
 mod bootstrap;
 mod config;
-mod master_key;
 mod db_metrics;
+mod master_key;
 mod peer;
 mod sbom;
 mod serve;
