@@ -404,6 +404,7 @@ pub fn worker_id() -> String {
 pub fn worker_config(cfg: &crate::config::Config) -> WorkerConfig {
     WorkerConfig {
         shutdown_grace: Duration::from_secs(cfg.job_shutdown_secs),
+        lease: Duration::from_secs(cfg.job_lease_secs),
         ..WorkerConfig::default()
     }
 }
