@@ -223,3 +223,88 @@ both_backends! {
         }
     }
 }
+
+/// A collection pass holds the metadata store's write transaction (on SQLite, the
+/// process's one write lock) while its worker renews the job's lease. With a lease
+/// of a second, renewals fall inside a busy pass again and again; every request of
+/// the pushing and deleting clients is still answered, passes keep finishing, and
+/// SIGTERM stops the process within its bound. (A renewal awaited while the pass
+/// was suspended once deadlocked every writer of a SQLite berth.)
+#[test]
+fn lease_renewals_during_busy_collections_stall_no_writer() {
+    use std::time::{Duration, Instant};
+    let mut berth = Berth::start_with(
+        berth_testsupport::Backend::Sqlite,
+        &[
+            ("BERTH_GC_INTERVAL_SECS", "1"),
+            ("BERTH_GC_GRACE_SECS", "0"),
+            ("BERTH_LIFECYCLE_INTERVAL_SECS", "1"),
+            ("BERTH_JOB_LEASE_SECS", "1"),
+            ("BERTH_JOB_SHUTDOWN_SECS", "2"),
+        ],
+    );
+    let gc_runs = |berth: &Berth| -> u64 {
+        let m = berth.http().get("/metrics");
+        m.expect_status(200);
+        m.text()
+            .lines()
+            .find_map(|l| l.strip_prefix("berth_gc_runs_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let pushed = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for w in 0..8 {
+            let berth = &berth;
+            let pushed = &pushed;
+            s.spawn(move || {
+                let http = berth.http();
+                let repo = format!("busy/r{}", w % 4);
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    let img = image(
+                        vec![
+                            layer(&format!("w{w} i{i} a")),
+                            layer(&format!("w{w} i{i} b")),
+                        ],
+                        "amd64",
+                        false,
+                    );
+                    let started = Instant::now();
+                    assert!(
+                        push_like_a_client(&http, &repo, &img, &format!("w{w}-{i}")),
+                        "a push failed"
+                    );
+                    // Every image goes again: the collector always has work.
+                    http.delete(&format!("/v2/{repo}/manifests/{}", img.digest()))
+                        .expect_status(202);
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "a push and delete took {:?}",
+                        started.elapsed()
+                    );
+                    pushed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    i += 1;
+                }
+            });
+        }
+    });
+    let pushed = pushed.into_inner();
+    assert!(pushed > 20, "only {pushed} images were pushed");
+    // Passes still finish after the load.
+    let before = gc_runs(&berth);
+    let waited = Instant::now();
+    while gc_runs(&berth) < before + 2 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "no collection finished after the load"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stopping = Instant::now();
+    berth.sigterm();
+    let status = berth.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    assert!(stopping.elapsed() < Duration::from_secs(30));
+}

@@ -1384,43 +1384,82 @@ async fn soak_main(cli: &Cli, minutes: f64) -> ExitCode {
         }
         return ExitCode::FAILURE;
     }
-    let work = scenario_work_dir(cli, "soak");
-    eprintln!(
-        "berth-bench: soak, {minutes} minutes, {} clients, in {}",
-        soak::CLIENTS,
-        work.display()
-    );
-    let passes = &cli.soak_passes;
-    let on = |p: &str| passes.is_empty() || passes.iter().any(|x| x == p);
-    let outcome = soak::run(
-        &berth_bin,
-        &work,
-        minutes.max(0.01),
-        on("gc"),
-        on("lifecycle"),
-    )
-    .await;
-    if !cli.keep {
-        let _ = std::fs::remove_dir_all(&work);
+    // On SQLite, then (with --with-postgres) on a fresh PostgreSQL database.
+    let mut backends = vec![("soak", "SQLite", Vec::new())];
+    let mut databases = None;
+    if cli.with_postgres {
+        let admin = match extra_stores(cli, 0) {
+            Ok(e) => e.postgres_url.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("berth-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let dbs = databases.insert(servers::Databases::new(&admin));
+        let db = format!("berth_bench_soak_{}", std::process::id());
+        match dbs.create(&db) {
+            Ok(url) => backends.push((
+                "soak-postgres",
+                "PostgreSQL",
+                vec![("BERTH_DATABASE_URL".to_string(), url)],
+            )),
+            Err(e) => {
+                eprintln!("berth-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("berth-bench: {e}");
+    let mut failed = false;
+    for (name, backend, store_env) in backends {
+        let work = scenario_work_dir(cli, name);
+        eprintln!(
+            "berth-bench: soak on {backend}, {minutes} minutes, {} clients, in {}",
+            soak::CLIENTS,
+            work.display()
+        );
+        let passes = &cli.soak_passes;
+        let on = |p: &str| passes.is_empty() || passes.iter().any(|x| x == p);
+        let outcome = soak::run(
+            &berth_bin,
+            &work,
+            minutes.max(0.01),
+            on("gc"),
+            on("lifecycle"),
+            store_env,
+        )
+        .await;
+        if !cli.keep {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("berth-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let markdown =
+            outcome
+                .markdown()
+                .replacen("## Soak\n", &format!("## Soak ({backend})\n"), 1);
+        if write_scenario_report(cli, name, &berth_bin, &markdown, outcome.json()).is_none() {
             return ExitCode::FAILURE;
         }
-    };
-    if write_scenario_report(cli, "soak", &berth_bin, &outcome.markdown(), outcome.json()).is_none()
-    {
-        return ExitCode::FAILURE;
+        if outcome.errors > 0 {
+            eprintln!(
+                "berth-bench: soak on {backend}: {} failed operations",
+                outcome.errors
+            );
+            failed = true;
+        }
+        // Too short a run has no second half to judge.
+        if minutes >= 1.0 && !outcome.passed() {
+            eprintln!("berth-bench: soak on {backend}: memory or open descriptors keep growing");
+            failed = true;
+        }
     }
-    if outcome.errors > 0 {
-        eprintln!("berth-bench: soak: {} failed operations", outcome.errors);
-        return ExitCode::FAILURE;
-    }
-    // Too short a run has no second half to judge.
-    if minutes >= 1.0 && !outcome.passed() {
-        eprintln!("berth-bench: soak: memory or open descriptors keep growing");
+    drop(databases);
+    if failed {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

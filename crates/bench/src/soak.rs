@@ -283,23 +283,26 @@ impl Shared {
 }
 
 /// Runs the soak against a fresh berth in `work` for `minutes`.
-/// `gc` and `lifecycle` say which passes run every 20 s (the others once a day).
+/// `gc` and `lifecycle` say which passes run every 20 s (the others once a day);
+/// `store_env` names another metadata store (`BERTH_DATABASE_URL`), if any.
 pub async fn run(
     berth_bin: &Path,
     work: &Path,
     minutes: f64,
     gc: bool,
     lifecycle: bool,
+    store_env: Vec<(String, String)>,
 ) -> Result<Outcome> {
     let every = |on: bool| if on { "20" } else { "86400" }.to_string();
-    let env = vec![
+    let mut env = store_env;
+    env.extend([
         ("BERTH_GC_INTERVAL_SECS".to_string(), every(gc)),
         ("BERTH_GC_GRACE_SECS".to_string(), "5".to_string()),
         (
             "BERTH_LIFECYCLE_INTERVAL_SECS".to_string(),
             every(lifecycle),
         ),
-    ];
+    ]);
     let server = Arc::new(
         Server::start_berth_with(berth_bin, work.join("berth"), false, "berth", env).await?,
     );

@@ -44,6 +44,10 @@ pub struct Config {
     /// On shutdown, seconds a background job in hand may still run before its
     /// claim is released for another process to take.
     pub job_shutdown_secs: u64,
+    /// Seconds a background job's claim lasts unless renewed (renewed every
+    /// third of it while the job runs); a crashed process's job is taken over
+    /// after this long.
+    pub job_lease_secs: u64,
     /// Seconds a request waits for a database connection; while the database is
     /// unreachable, requests fail after this long with 503 and `Retry-After`.
     pub database_timeout_secs: u64,
@@ -243,6 +247,7 @@ impl Default for Config {
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
             job_shutdown_secs: 10,
+            job_lease_secs: 60,
             database_timeout_secs: 10,
             vulndb_url: berth_registry::feeds::feed_base(None),
             vulndb_sync_interval_secs: 6 * 3600,
@@ -375,6 +380,12 @@ impl Config {
         }
         if let Some(v) = parse_env("BERTH_JOB_SHUTDOWN_SECS")? {
             c.job_shutdown_secs = v;
+        }
+        if let Some(v) = parse_env::<u64>("BERTH_JOB_LEASE_SECS")? {
+            if v == 0 {
+                return Err(ConfigError::Env("BERTH_JOB_LEASE_SECS", v.to_string()));
+            }
+            c.job_lease_secs = v;
         }
         if let Some(v) = parse_env("BERTH_DATABASE_TIMEOUT_SECS")? {
             c.database_timeout_secs = v;

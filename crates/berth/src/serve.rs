@@ -321,6 +321,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     };
     let workers_bound = Duration::from_secs(cfg.job_shutdown_secs + 15);
     let workers_done = async {
+        let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
         let all = async {
             for w in workers {
                 if let Err(e) = w.await {
@@ -332,11 +333,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             tracing::warn!(
                 "job workers did not stop within {workers_bound:?}; their leases will expire"
             );
+            // Dropped, with whatever they hold (a transaction, the write lock).
+            for a in aborts {
+                a.abort();
+            }
         }
     };
     tokio::join!(drain, workers_done);
-    if let Err(e) = registry.flush_pulls().await {
-        tracing::warn!(error = %e, "could not record pull times");
+    // Bounded too: the process stops even if the store no longer takes writes.
+    match tokio::time::timeout(Duration::from_secs(10), registry.flush_pulls()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not record pull times"),
+        Err(_) => tracing::warn!("could not record pull times within 10 s"),
     }
     tracing::info!("stopped");
     Ok(())
@@ -426,6 +434,7 @@ pub fn worker_id() -> String {
 pub fn worker_config(cfg: &crate::config::Config) -> WorkerConfig {
     WorkerConfig {
         shutdown_grace: Duration::from_secs(cfg.job_shutdown_secs),
+        lease: Duration::from_secs(cfg.job_lease_secs),
         ..WorkerConfig::default()
     }
 }

@@ -120,6 +120,15 @@ pub enum Ran {
     Released,
 }
 
+/// How the run of a claimed job ended in [`Worker::run_one`].
+enum Ended {
+    Ran(std::result::Result<Finished, String>),
+    /// Another worker holds the claim now.
+    Lost,
+    /// Shutting down and the grace period is over.
+    Stopping,
+}
+
 impl Worker {
     /// A worker named `id` (shown as the claim holder in `berth admin jobs list`).
     pub fn new(
@@ -189,38 +198,44 @@ impl Worker {
             self.failed(handler.as_ref(), &job, &error, &policy).await?;
             return Ok(Ran::Job);
         }
-        let run = handler.run(&self.reg, &job);
-        tokio::pin!(run);
-        let mut beat = tokio::time::interval(self.config.lease / 3);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        beat.tick().await;
+        // The run and the lease's renewal are polled side by side, each as a future
+        // of its own: a renewal must never be awaited while the run is suspended,
+        // because the run may hold the metadata store's write transaction (on
+        // SQLite, the process's one write lock, `Meta::begin_write`) and the
+        // renewal needs that lock too — awaiting one inside the other's `select!`
+        // arm deadlocks every writer of the process.
+        let mut run = handler.run(&self.reg, &job);
+        let mut renew: BoxFuture<'_, ()> = Box::pin(self.renew_claim(&job, lease_ms));
         let mut stopping = *stop.borrow();
         let grace = tokio::time::sleep(self.config.shutdown_grace);
         tokio::pin!(grace);
-        let result = loop {
+        let ended = loop {
             tokio::select! {
-                r = &mut run => break r,
-                _ = beat.tick() => {
-                    match self.reg.meta.extend_claim(&job, lease_ms).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(job = job.job_id, kind = %job.kind, "lost the claim of a running job; abandoning it");
-                            return Ok(Ran::Job);
-                        }
-                        Err(e) => tracing::warn!(job = job.job_id, error = %e, "could not renew a job's lease"),
-                    }
-                }
+                r = &mut run => break Ended::Ran(r),
+                () = &mut renew => break Ended::Lost,
                 changed = stop.changed(), if !stopping => {
                     if changed.is_err() || *stop.borrow() {
                         stopping = true;
                         grace.as_mut().reset(tokio::time::Instant::now() + self.config.shutdown_grace);
                     }
                 }
-                _ = &mut grace, if stopping => {
-                    tracing::info!(job = job.job_id, kind = %job.kind, "stopping: releasing the job in hand");
-                    self.reg.meta.release_job(&job).await?;
-                    return Ok(Ran::Released);
-                }
+                _ = &mut grace, if stopping => break Ended::Stopping,
+            }
+        };
+        // Whatever either still holds (a transaction, the write lock) goes before
+        // the claim is touched again.
+        drop(renew);
+        drop(run);
+        let result = match ended {
+            Ended::Ran(r) => r,
+            Ended::Lost => {
+                tracing::warn!(job = job.job_id, kind = %job.kind, "lost the claim of a running job; abandoning it");
+                return Ok(Ran::Job);
+            }
+            Ended::Stopping => {
+                tracing::info!(job = job.job_id, kind = %job.kind, "stopping: releasing the job in hand");
+                self.reg.meta.release_job(&job).await?;
+                return Ok(Ran::Released);
             }
         };
         match result {
@@ -237,6 +252,24 @@ impl Worker {
             Err(e) => self.failed(handler.as_ref(), &job, &e, &policy).await?,
         }
         Ok(Ran::Job)
+    }
+
+    /// Renews `job`'s claim every third of the lease; ends only when the claim
+    /// was lost (another worker took the job over).
+    async fn renew_claim(&self, job: &ClaimedJob, lease_ms: i64) {
+        let mut beat = tokio::time::interval(self.config.lease / 3);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await;
+        loop {
+            beat.tick().await;
+            match self.reg.meta.extend_claim(job, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(job = job.job_id, error = %e, "could not renew a job's lease")
+                }
+            }
+        }
     }
 
     async fn failed(

@@ -19,6 +19,8 @@ use tokio::sync::{watch, Notify};
 /// The registries a test runs on, and the PostgreSQL database to drop after it.
 struct Stores {
     list: Vec<Arc<Registry>>,
+    /// Each registry's metadata store (a clone: the same pool and write lock).
+    metas: Vec<Meta>,
     pg: Option<(String, String)>,
 }
 
@@ -59,8 +61,10 @@ async fn registries() -> Stores {
         }
     }
     let mut list = Vec::new();
+    let mut metas = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let meta = Meta::connect(url).await.unwrap();
+        metas.push(meta.clone());
         let blobs = BlobStore::open(&dir.join(format!("blobs-{i}"))).unwrap();
         list.push(Arc::new(Registry::new(
             meta,
@@ -70,7 +74,7 @@ async fn registries() -> Stores {
             [7u8; 32],
         )));
     }
-    Stores { list, pg }
+    Stores { list, metas, pg }
 }
 
 fn config(grace_ms: u64) -> WorkerConfig {
@@ -201,6 +205,130 @@ async fn a_stopping_worker_finishes_a_job_that_ends_within_the_bound() {
             .await
             .unwrap()
             .is_empty());
+    }
+    stores.done().await;
+}
+
+/// Holds a write transaction of the metadata store across awaits — as a garbage
+/// collection or lifecycle pass does — for `hold`, or until dropped when `hold` is
+/// `None`.
+struct Writing {
+    meta: Meta,
+    hold: Option<Duration>,
+    started: Notify,
+}
+
+impl Handler for Writing {
+    fn kind(&self) -> &'static str {
+        "writing"
+    }
+
+    fn run<'a>(
+        &'a self,
+        _reg: &'a Registry,
+        _job: &'a ClaimedJob,
+    ) -> BoxFuture<'a, Result<Finished, String>> {
+        Box::pin(async move {
+            let mut tx = self.meta.begin_write().await.map_err(|e| e.to_string())?;
+            self.started.notify_one();
+            let until = tokio::time::Instant::now() + self.hold.unwrap_or(Duration::MAX / 4);
+            // Several short awaits inside the transaction, each a chance for the
+            // worker to renew its lease meanwhile.
+            while tokio::time::Instant::now() < until {
+                sqlx::query("SELECT 1")
+                    .execute(&mut *tx.tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok(Finished::done())
+        })
+    }
+}
+
+/// The worker renews its lease while the job runs; the run may be inside a write
+/// transaction then (on SQLite the process's one write lock). Renewing must not
+/// stop the run from finishing its transaction: awaiting the renewal while the run
+/// was suspended deadlocked every writer of the process (a GC pass beside pushes).
+#[tokio::test]
+async fn renewing_the_lease_while_the_job_holds_a_write_transaction() {
+    let stores = registries().await;
+    for (reg, meta) in stores.list.clone().into_iter().zip(stores.metas.clone()) {
+        reg.enqueue_job(&NewJob::now("writing", "{}".into()))
+            .await
+            .unwrap();
+        let h = Arc::new(Writing {
+            meta,
+            hold: Some(Duration::from_millis(800)),
+            started: Notify::new(),
+        });
+        // Renewed every 100 ms: several renewals fall inside the transaction.
+        let w = Worker::new(
+            reg.clone(),
+            "a",
+            vec![h.clone() as Arc<dyn Handler>],
+            WorkerConfig {
+                lease: Duration::from_millis(300),
+                ..config(50)
+            },
+        );
+        let (_keep, mut never) = watch::channel(false);
+        let ran = tokio::time::timeout(Duration::from_secs(20), w.run_one(&mut never))
+            .await
+            .expect("the job and the renewals of its lease finish (no deadlock)")
+            .unwrap();
+        assert_eq!(ran, Ran::Job);
+        assert!(reg
+            .list_jobs(None, Some("writing"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // And the store still takes writes.
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            reg.enqueue_job(&NewJob::now("other", "{}".into())),
+        )
+        .await
+        .expect("a write after the job")
+        .unwrap();
+    }
+    stores.done().await;
+}
+
+/// A stopping worker whose job never leaves its write transaction still releases
+/// the claim within its bound: the run is dropped (its transaction rolled back)
+/// before the claim is written.
+#[tokio::test]
+async fn a_stopping_worker_releases_a_job_stuck_in_a_write_transaction() {
+    let stores = registries().await;
+    for (reg, meta) in stores.list.clone().into_iter().zip(stores.metas.clone()) {
+        reg.enqueue_job(&NewJob::now("writing", "{}".into()))
+            .await
+            .unwrap();
+        let h = Arc::new(Writing {
+            meta,
+            hold: None,
+            started: Notify::new(),
+        });
+        let w = Worker::new(
+            reg.clone(),
+            "a",
+            vec![h.clone() as Arc<dyn Handler>],
+            config(100),
+        );
+        let (stop, stopping) = watch::channel(false);
+        let task = tokio::spawn(w.run(stopping));
+        h.started.notified().await;
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the worker stops within its bound")
+            .unwrap();
+        let rows = reg.list_jobs(None, Some("writing"), 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, "queued");
+        assert_eq!(rows[0].claimed_by, None);
     }
     stores.done().await;
 }
