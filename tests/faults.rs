@@ -416,6 +416,15 @@ impl FlakyProxy {
                                     return;
                                 }
                                 Ok(n) => {
+                                    // Bytes read now were sent after any take-down
+                                    // that happened while this read waited: look
+                                    // again before passing them on.
+                                    if d.load(Ordering::SeqCst) || g.load(Ordering::SeqCst) != born
+                                    {
+                                        let _ = from.shutdown(std::net::Shutdown::Both);
+                                        let _ = to.shutdown(std::net::Shutdown::Both);
+                                        return;
+                                    }
                                     if to.write_all(&buf[..n]).is_err() {
                                         return;
                                     }
