@@ -102,18 +102,7 @@ impl Meta {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    ts: r.try_get(0)?,
-                    account_id: r.try_get(1)?,
-                    principal: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    resource: r.try_get(4)?,
-                    source: r.try_get(5)?,
-                    outcome: r.try_get(6)?,
-                    detail: r.try_get(7)?,
-                })
-            })
+            .map(super::audit_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }

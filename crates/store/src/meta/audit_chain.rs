@@ -110,16 +110,7 @@ fn chained_from_row(r: &AnyRow) -> Result<ChainedAuditRow, sqlx::Error> {
         chain_seq: r.try_get("chain_seq")?,
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
-        row: AuditRow {
-            ts: r.try_get("ts")?,
-            account_id: r.try_get("account_id")?,
-            principal: r.try_get("principal")?,
-            action: r.try_get("action")?,
-            resource: r.try_get("resource")?,
-            source: r.try_get("source")?,
-            outcome: r.try_get("outcome")?,
-            detail: r.try_get("detail")?,
-        },
+        row: super::audit_from_row(r)?,
     })
 }
 

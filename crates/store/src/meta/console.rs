@@ -156,21 +156,7 @@ impl Meta {
         }
         let rows = q.bind(limit).fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    AuditRow {
-                        ts: r.try_get(1)?,
-                        account_id: r.try_get(2)?,
-                        principal: r.try_get(3)?,
-                        action: r.try_get(4)?,
-                        resource: r.try_get(5)?,
-                        source: r.try_get(6)?,
-                        outcome: r.try_get(7)?,
-                        detail: r.try_get(8)?,
-                    },
-                ))
-            })
+            .map(|r| Ok((r.try_get("id")?, super::audit_from_row(r)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }

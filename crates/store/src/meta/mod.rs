@@ -352,6 +352,20 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
+/// An audit record from a row that selects `audit_log`'s columns by name.
+pub(crate) fn audit_from_row(r: &AnyRow) -> Result<AuditRow, sqlx::Error> {
+    Ok(AuditRow {
+        ts: r.try_get("ts")?,
+        account_id: r.try_get("account_id")?,
+        principal: r.try_get("principal")?,
+        action: r.try_get("action")?,
+        resource: r.try_get("resource")?,
+        source: r.try_get("source")?,
+        outcome: r.try_get("outcome")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub account_id: String,
