@@ -1206,15 +1206,8 @@ async fn replication_main(cli: &Cli) -> ExitCode {
         work.display()
     );
     let outcome = replication::run(&berth_bin, &work, images, mib).await;
-    if !cli.keep {
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("berth-bench: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(outcome) = scenario_outcome(cli, &work, outcome) else {
+        return ExitCode::FAILURE;
     };
     let Some(out) = write_scenario_report(
         cli,
@@ -1280,15 +1273,8 @@ async fn console_main(cli: &Cli) -> ExitCode {
     let fetches = if cli.smoke { 5 } else { 30 };
     let work = scenario_work_dir(cli, "console");
     let outcome = console::run(&berth_bin, &work, &sizes, fetches).await;
-    if !cli.keep {
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("berth-bench: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(outcome) = scenario_outcome(cli, &work, outcome) else {
+        return ExitCode::FAILURE;
     };
     let Some(out) = write_scenario_report(
         cli,
@@ -1335,15 +1321,8 @@ async fn pull_through_main(cli: &Cli) -> ExitCode {
         work.display()
     );
     let outcome = pull_through::run(&berth_bin, &work, rounds, layers, mib).await;
-    if !cli.keep {
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("berth-bench: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(outcome) = scenario_outcome(cli, &work, outcome) else {
+        return ExitCode::FAILURE;
     };
     if write_scenario_report(
         cli,
@@ -1428,15 +1407,8 @@ async fn soak_main(cli: &Cli, minutes: f64) -> ExitCode {
             store_env,
         )
         .await;
-        if !cli.keep {
-            let _ = std::fs::remove_dir_all(&work);
-        }
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("berth-bench: {e}");
-                return ExitCode::FAILURE;
-            }
+        let Some(outcome) = scenario_outcome(cli, &work, outcome) else {
+            return ExitCode::FAILURE;
         };
         let markdown =
             outcome
@@ -1476,6 +1448,21 @@ fn scenario_work_dir(cli: &Cli, name: &str) -> PathBuf {
             std::process::id(),
             unix_now()
         ))
+}
+
+/// A scenario's run is over: its work directory goes (unless `--keep`), and its
+/// outcome is handed back, or None, having said why, when it failed.
+fn scenario_outcome<T>(cli: &Cli, work: &Path, outcome: Result<T>) -> Option<T> {
+    if !cli.keep {
+        let _ = std::fs::remove_dir_all(work);
+    }
+    match outcome {
+        Ok(o) => Some(o),
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            None
+        }
+    }
 }
 
 /// Writes a scenario's `<stem>.md` and `<stem>.json` (with the date and the berth
