@@ -220,7 +220,7 @@ struct Recent {
 }
 const RECENT_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 /// [`RECENT_TTL`] in milliseconds: how long the database keeps a fetched tree.
-const RECENT_MS: i64 = 120_000;
+const RECENT_MS: i64 = RECENT_TTL.as_millis() as i64;
 
 fn recent() -> &'static StdMutex<HashMap<(i64, String), Recent>> {
     static R: OnceLock<StdMutex<HashMap<(i64, String), Recent>>> = OnceLock::new();
