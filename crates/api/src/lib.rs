@@ -14,6 +14,7 @@ pub mod oci;
 pub mod oci_error;
 pub mod oci_path;
 pub mod oci_pull_through;
+pub mod otel;
 pub mod policy;
 pub mod request_attrs;
 pub mod signin_guard;
@@ -190,7 +191,7 @@ const LAYER_URL_TTL_SECS: i64 = 3600;
 
 /// The complete HTTP router.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -211,8 +212,15 @@ pub fn router(app: Arc<App>) -> Router {
                 berth_registry::in_request(next.run(req))
             },
         ))
-        .layer(axum::middleware::from_fn(metrics::middleware))
-        .with_state(app)
+        .layer(axum::middleware::from_fn(metrics::middleware));
+    // Request spans only when traces are exported (`otel.rs`): nothing per
+    // request otherwise.
+    let router = if otel::enabled() {
+        router.layer(axum::middleware::from_fn(otel::middleware))
+    } else {
+        router
+    };
+    router.with_state(app)
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -280,6 +288,7 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         berth_registry::object_bytes_written()
     ));
     body.push_str(&metrics::render(&app).await);
+    otel::render(&mut body);
     body.push_str(&format!(
         "# HELP berth_object_bytes_read_total Bytes this process received from an S3 blob store in GET bodies.\n# TYPE berth_object_bytes_read_total counter\nberth_object_bytes_read_total {}\n",
         berth_registry::object_bytes_read()

@@ -109,7 +109,7 @@ fn series(key: Key) -> Arc<Series> {
         .clone()
 }
 
-fn method_label(m: &axum::http::Method) -> &'static str {
+pub(crate) fn method_label(m: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     match *m {
         Method::GET => "GET",
@@ -139,7 +139,7 @@ fn v2_route(path: &str) -> &'static str {
 }
 
 /// The API (index into [`APIS`]) and route of a request.
-fn classify(req: &Request) -> (usize, &'static str) {
+pub(crate) fn classify(req: &Request) -> (usize, &'static str) {
     let path = req.uri().path();
     if path == "/v2" || path.starts_with("/v2/") {
         return (0, v2_route(path));

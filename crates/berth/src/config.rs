@@ -89,6 +89,17 @@ pub struct Config {
     /// Trusted proxies, throttling and request limits (`[limits]`,
     /// `crates/api/src/hardening.rs`).
     pub limits: berth_api::hardening::LimitsConfig,
+    /// OTLP/HTTP collector for traces (`http://host:4318` or a full
+    /// `…/v1/traces` URL); none turns traces off (`crate::otlp`).
+    pub otlp_endpoint: Option<String>,
+    /// Headers sent with each export, `key=value,…` (e.g. a collector's API key).
+    pub otlp_headers: Option<String>,
+    /// Share of new traces recorded, 0–1 (a client's `traceparent` decides for its
+    /// own).
+    pub otlp_sample_ratio: f64,
+    /// Longest wait of a finished span before it is sent, in milliseconds.
+    pub otlp_flush_ms: u64,
+    pub otlp_service_name: String,
 }
 
 /// One `[[webhook]]` of the config file.
@@ -266,6 +277,11 @@ impl Default for Config {
             s3_path_style: None,
             single_node: false,
             limits: Default::default(),
+            otlp_endpoint: None,
+            otlp_headers: None,
+            otlp_sample_ratio: 1.0,
+            otlp_flush_ms: 1000,
+            otlp_service_name: "berth".into(),
         }
     }
 }
@@ -355,6 +371,28 @@ impl Config {
         if let Some(v) = env("BERTH_LOG_FORMAT") {
             c.log_format = v;
         }
+        // Traces: berth's own names first, then OpenTelemetry's standard ones.
+        if let Some(v) = env("BERTH_OTLP_ENDPOINT")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        {
+            c.otlp_endpoint = Some(v);
+        }
+        if let Some(v) = env("BERTH_OTLP_HEADERS")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_HEADERS"))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_HEADERS"))
+        {
+            c.otlp_headers = Some(v);
+        }
+        if let Some(v) = parse_env("BERTH_OTLP_SAMPLE_RATIO")? {
+            c.otlp_sample_ratio = v;
+        }
+        if let Some(v) = parse_env("BERTH_OTLP_FLUSH_MS")? {
+            c.otlp_flush_ms = v;
+        }
+        if let Some(v) = env("BERTH_OTLP_SERVICE_NAME").or_else(|| env("OTEL_SERVICE_NAME")) {
+            c.otlp_service_name = v;
+        }
         if let Some(v) = parse_env("BERTH_LIFECYCLE_INTERVAL_SECS")? {
             c.lifecycle_interval_secs = v;
         }
@@ -434,6 +472,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.limits.build().map_err(ConfigError::Invalid)?;
+        self.otlp().map_err(ConfigError::Invalid)?;
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ConfigError::Invalid(format!(
                 "account_id must be 12 digits, got {:?}",
@@ -582,6 +621,29 @@ impl Config {
                 self.data_dir.join("meta.db").display()
             )
         })
+    }
+}
+
+impl Config {
+    /// The trace exporter's settings; `None` when traces are off.
+    pub fn otlp(&self) -> Result<Option<crate::otlp::OtlpConfig>, String> {
+        let Some(e) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        let mut o = crate::otlp::OtlpConfig::new(e)?;
+        if let Some(h) = &self.otlp_headers {
+            o.headers = crate::otlp::parse_headers(h)?;
+        }
+        if !(0.0..=1.0).contains(&self.otlp_sample_ratio) {
+            return Err(format!(
+                "otlp_sample_ratio must be between 0 and 1, got {}",
+                self.otlp_sample_ratio
+            ));
+        }
+        o.sample_ratio = self.otlp_sample_ratio;
+        o.flush = std::time::Duration::from_millis(self.otlp_flush_ms.clamp(10, 60_000));
+        o.service_name = self.otlp_service_name.clone();
+        Ok(Some(o))
     }
 }
 

@@ -6,6 +6,7 @@ mod bootstrap;
 mod config;
 mod db_metrics;
 mod master_key;
+mod otlp;
 mod peer;
 mod sbom;
 mod serve;

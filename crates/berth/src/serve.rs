@@ -34,7 +34,10 @@ pub struct ServeArgs {
     single_node: bool,
 }
 
-fn init_logging(format: &str) {
+fn init_logging(
+    format: &str,
+    otlp: Option<crate::otlp::OtlpConfig>,
+) -> Option<crate::otlp::Exporter> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     use tracing_subscriber::layer::SubscriberExt;
@@ -46,11 +49,22 @@ fn init_logging(format: &str) {
     } else {
         fmt.with_filter(filter).boxed()
     };
+    // Traces (crate::otlp) when an OTLP endpoint is configured.
+    let (otlp, exporter) = match otlp {
+        Some(cfg) => {
+            let (layer, exporter) = crate::otlp::layer(cfg);
+            berth_api::otel::enable();
+            (Some(layer), Some(exporter))
+        }
+        None => (None, None),
+    };
     // Statement latencies for /metrics (crate::db_metrics), whatever is logged.
     tracing_subscriber::registry()
         .with(fmt)
         .with(crate::db_metrics::layer())
+        .with(otlp)
         .init();
+    exporter
 }
 
 fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, String> {
@@ -149,7 +163,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     cfg.validate().map_err(|e| e.to_string())?;
     cfg.validate_serve().map_err(|e| e.to_string())?;
-    init_logging(&cfg.log_format);
+    let otlp = init_logging(&cfg.log_format, cfg.otlp()?);
 
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         format!(
@@ -345,6 +359,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "could not record pull times"),
         Err(_) => tracing::warn!("could not record pull times within 10 s"),
+    }
+    if let Some(e) = otlp {
+        e.shutdown(Duration::from_secs(3)).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -205,6 +205,12 @@ impl Registry {
 
     // ---- repositories --------------------------------------------------------------
 
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.repository",
+        skip_all
+    )]
     pub async fn repository(&self, account: &str, name: &RepositoryName) -> Result<RepositoryRow> {
         self.meta
             .get_repository(account, name.as_str())
@@ -215,6 +221,12 @@ impl Registry {
             })
     }
 
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.create_repository",
+        skip_all
+    )]
     pub async fn create_repository(
         &self,
         account: &str,
@@ -244,6 +256,12 @@ impl Registry {
     /// The repository a push goes to, created when a push creates it
     /// (`creates_on_push`: a matching `CREATE_ON_PUSH` creation template, or the
     /// deployment's default), with the template's settings.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.repository_for_push",
+        skip_all
+    )]
     pub async fn repository_for_push(
         &self,
         account: &str,
@@ -266,6 +284,12 @@ impl Registry {
         }
     }
 
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.delete_repository",
+        skip_all
+    )]
     pub async fn delete_repository(&self, repo: &RepositoryRow, force: bool) -> Result<()> {
         if !force && self.meta.count_images(repo.repo_id).await? > 0 {
             return Err(RegistryError::RepositoryNotEmpty {
@@ -280,6 +304,12 @@ impl Registry {
     }
 
     /// Repository names for `/v2/_catalog`.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.catalog",
+        skip_all
+    )]
     pub async fn catalog(&self, account: &str, last: Option<&str>, n: i64) -> Result<Vec<String>> {
         Ok(self
             .meta
@@ -293,6 +323,12 @@ impl Registry {
     // ---- blobs ---------------------------------------------------------------------
 
     /// Size of a blob readable in `repo`.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.stat_blob",
+        skip_all
+    )]
     pub async fn stat_blob(&self, repo: &RepositoryRow, digest: &Digest) -> Result<u64> {
         match self
             .meta
@@ -306,6 +342,12 @@ impl Registry {
 
     /// Opens a blob for reading; `range` is an inclusive byte range already clamped
     /// by the caller against the size.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.read_blob",
+        skip_all
+    )]
     pub async fn read_blob(
         &self,
         repo: &RepositoryRow,
@@ -358,6 +400,12 @@ impl Registry {
 
     // ---- uploads -------------------------------------------------------------------
 
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.start_upload",
+        skip_all
+    )]
     pub async fn start_upload(&self, repo: &RepositoryRow) -> Result<UploadState> {
         // A repository whose KMS key is unusable takes no pushes.
         self.keys.repo_key(repo).await?;
@@ -416,6 +464,12 @@ impl Registry {
     /// Appends a body to an upload. `start` is the first byte the client says it is
     /// sending (from Content-Range); it must equal the current size. `len` is the
     /// length the client announced, checked against what arrived.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.append_upload",
+        skip_all
+    )]
     pub async fn append_upload<S>(
         &self,
         repo: &RepositoryRow,
@@ -433,6 +487,12 @@ impl Registry {
     /// [`Self::append_upload`] of one ECR layer part, noted in the upload row under
     /// the write lease: a part following one shorter than `min_part` marks the
     /// upload (see [`Self::layer_part_too_small`]).
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.append_layer_part",
+        skip_all
+    )]
     pub async fn append_layer_part<S>(
         &self,
         repo: &RepositoryRow,
@@ -614,6 +674,12 @@ impl Registry {
     /// A body that ends early leaves the upload as it was (the client may
     /// retry); a digest or length mismatch, or a store failure, discards it, as
     /// [`Self::complete_upload`] does.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.append_and_complete",
+        skip_all
+    )]
     pub async fn append_and_complete<S>(
         &self,
         repo: &RepositoryRow,
@@ -712,6 +778,12 @@ impl Registry {
     }
 
     /// Finishes an upload: verifies `digest`, commits the blob and links it.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.complete_upload",
+        skip_all
+    )]
     pub async fn complete_upload(
         &self,
         repo: &RepositoryRow,
@@ -884,6 +956,12 @@ impl Registry {
     /// Cross-repository mount: links `digest` from `from` into `repo` when the blob is
     /// readable there (the caller has already checked the caller may read `from`);
     /// otherwise opens an ordinary upload session.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.mount_blob",
+        skip_all
+    )]
     pub async fn mount_blob(
         &self,
         repo: &RepositoryRow,
@@ -947,6 +1025,12 @@ impl Registry {
     }
 
     /// Stores a manifest under a tag or digest reference.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.put_manifest",
+        skip_all
+    )]
     pub async fn put_manifest(
         &self,
         repo: &RepositoryRow,
@@ -1129,6 +1213,12 @@ impl Registry {
     }
 
     /// [`Registry::find_manifest`] through the manifest cache (`cache.rs`).
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.find_manifest_for_read",
+        skip_all
+    )]
     pub async fn find_manifest_for_read(
         &self,
         repo: &RepositoryRow,
@@ -1200,6 +1290,12 @@ impl Registry {
     }
 
     /// Fetches a manifest for a pull and records the pull time (batched).
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.pull_manifest",
+        skip_all
+    )]
     pub async fn pull_manifest(
         &self,
         repo: &RepositoryRow,
@@ -1224,6 +1320,12 @@ impl Registry {
     }
 
     /// DELETE by digest removes the manifest and its tags; by tag removes the tag.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.delete_manifest",
+        skip_all
+    )]
     pub async fn delete_manifest(
         &self,
         repo: &RepositoryRow,
@@ -1279,6 +1381,12 @@ impl Registry {
         }
     }
 
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.list_tags",
+        skip_all
+    )]
     pub async fn list_tags(
         &self,
         repo: &RepositoryRow,
@@ -1290,6 +1398,12 @@ impl Registry {
 
     /// The referrers of `subject` as an OCI image index, optionally filtered by
     /// artifact type (Distribution Spec v1.1, "Listing Referrers").
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.referrers",
+        skip_all
+    )]
     pub async fn referrers(
         &self,
         repo: &RepositoryRow,

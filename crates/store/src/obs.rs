@@ -174,12 +174,20 @@ pub fn object_errors() -> impl Iterator<Item = (&'static str, u64)> {
 }
 
 fn record<T>(op: usize, start: Instant, r: &Result<T, StoreError>) {
-    OBJECT_LATENCY[op].observe(start.elapsed());
-    if let Err(e) = r {
-        if !matches!(e, StoreError::NotFound) {
-            OBJECT_ERRORS[op].fetch_add(1, Relaxed);
-        }
+    let elapsed = start.elapsed();
+    OBJECT_LATENCY[op].observe(elapsed);
+    let failed = matches!(r, Err(e) if !matches!(e, StoreError::NotFound));
+    if failed {
+        OBJECT_ERRORS[op].fetch_add(1, Relaxed);
     }
+    // One client span of the request's trace when traces are exported
+    // (`crates/berth/src/otlp.rs`); a disabled callsite costs nothing more.
+    tracing::trace!(
+        target: "berth_otel::object",
+        op = OBJECT_OPS[op],
+        elapsed_ns = elapsed.as_nanos().min(u64::MAX as u128) as u64,
+        failed,
+    );
 }
 
 /// An [`ObjectBackend`] that times each call and counts its failures into the
