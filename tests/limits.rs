@@ -392,3 +392,67 @@ fn json_api_bodies_are_limited_per_operation() {
         )
         .expect_status(200);
 }
+
+/// The value of an unlabelled series in `/metrics` (read without credentials:
+/// fetching a registry token would spend one of the throttled calls).
+fn metric(berth: &Berth, name: &str) -> f64 {
+    let text = berth_testsupport::http::Http::new(berth.addr())
+        .get("/metrics")
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn wait_for_nodes(berth: &Berth, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(berth, "berth_nodes_live") != n {
+        assert!(Instant::now() < deadline, "never saw {n} live nodes");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Calls `op` `n` times and returns how many were not throttled.
+fn accepted(berth: &Berth, op: &str, body: &serde_json::Value, n: usize) -> usize {
+    (0..n)
+        .filter(|_| {
+            let r = berth.ecr(op, body);
+            if r.status == 400 && r.json()["__type"] == "ThrottlingException" {
+                return false;
+            }
+            assert!(r.status < 500, "{}", r.describe());
+            true
+        })
+        .count()
+}
+
+berth_testsupport::both_backends! {
+    fn several_nodes_share_an_accounts_rate(backend) {
+        // 0.5/s with a burst of 6 for the whole deployment.
+        let a = Berth::options(backend)
+            .env("BERTH_THROTTLE", "GetAuthorizationToken=0.5/6,BatchGetImage=0.5/6")
+            .start();
+        let mut b = a.peer().start();
+        wait_for_nodes(&a, 2.0);
+        wait_for_nodes(&b, 2.0);
+        // Each node allows its share of the burst: 3 + 3, not 6 + 6.
+        let on_a = accepted(&a, "GetAuthorizationToken", &json!({}), 6);
+        let on_b = accepted(&b, "GetAuthorizationToken", &json!({}), 6);
+        assert_eq!((on_a, on_b), (3, 3), "each node's share of a burst of 6");
+
+        // B stops: A counts one node again at its next heartbeat and allows the
+        // whole rate (a bucket of its own for another operation, untouched so far).
+        assert!(b.stop_gracefully().success());
+        wait_for_nodes(&a, 1.0);
+        let body = json!({"repositoryName": "none", "imageIds": [{"imageTag": "x"}]});
+        assert_eq!(accepted(&a, "BatchGetImage", &body, 8), 6, "one node, the whole burst");
+        // Killed without a word, a node stops counting once its heartbeats stop.
+        let mut c = a.peer().start();
+        wait_for_nodes(&a, 2.0);
+        c.kill9();
+        wait_for_nodes(&a, 1.0);
+        drop(a);
+    }
+}

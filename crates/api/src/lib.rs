@@ -290,6 +290,10 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     body.push_str(&metrics::render(&app).await);
     otel::render(&mut body);
     body.push_str(&format!(
+        "# HELP berth_nodes_live Live berth nodes sharing this registry, from their heartbeats.\n# TYPE berth_nodes_live gauge\nberth_nodes_live {}\n",
+        app.hardening().throttle.nodes()
+    ));
+    body.push_str(&format!(
         "# HELP berth_object_bytes_read_total Bytes this process received from an S3 blob store in GET bodies.\n# TYPE berth_object_bytes_read_total counter\nberth_object_bytes_read_total {}\n",
         berth_registry::object_bytes_read()
     ));

@@ -8,6 +8,7 @@
 //! on `/v2/`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,11 +57,16 @@ struct Bucket {
     last: Instant,
 }
 
-/// The throttle of one node.
+/// The throttle of one node. With several nodes behind a load balancer, each
+/// applies its share of every rate and burst (divided by the number of live
+/// nodes, [`Throttle::set_nodes`]), so the deployment as a whole allows about the
+/// configured rate whichever node a request reaches.
 #[derive(Default)]
 pub struct Throttle {
     rates: HashMap<String, Rate>,
     buckets: Mutex<HashMap<(String, &'static str), Bucket>>,
+    /// Live nodes sharing the rates (0 is taken as 1).
+    nodes: AtomicU64,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -80,7 +86,18 @@ impl Throttle {
         Throttle {
             rates,
             buckets: Mutex::new(HashMap::new()),
+            nodes: AtomicU64::new(1),
         }
+    }
+
+    /// How many live nodes share the rates (from the nodes' heartbeats).
+    pub fn set_nodes(&self, n: u64) {
+        self.nodes.store(n.max(1), Relaxed);
+    }
+
+    /// The number of nodes the rates are divided among.
+    pub fn nodes(&self) -> u64 {
+        self.nodes.load(Relaxed).max(1)
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -96,6 +113,12 @@ impl Throttle {
     fn check_at(&self, account: &str, op: &str, now: Instant) -> Result<(), Duration> {
         let Some((name, rate)) = self.rates.get_key_value(op) else {
             return Ok(());
+        };
+        // This node's share; a burst of at least one request.
+        let share = self.nodes() as f64;
+        let rate = Rate {
+            per_sec: rate.per_sec / share,
+            burst: (rate.burst / share).max(1.0),
         };
         let Some(op_static) = ECR_DEFAULT_RATES
             .iter()
@@ -245,5 +268,31 @@ mod tests {
             assert!(t.check_at("a", "PutImage", t2).is_ok());
         }
         assert!(t.check_at("a", "PutImage", t2).is_err());
+    }
+
+    #[test]
+    fn several_nodes_share_each_rate() {
+        let t = Throttle::new(parse_setting("PutImage=4/8").unwrap());
+        t.set_nodes(2);
+        let t0 = Instant::now();
+        // Half the burst here…
+        for _ in 0..4 {
+            assert!(t.check_at("a", "PutImage", t0).is_ok());
+        }
+        // …and half the rate: 2 per second, so the next token in 0.5 s.
+        let wait = t.check_at("a", "PutImage", t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
+        // A burst never goes below one request, however many nodes.
+        t.set_nodes(100);
+        assert!(t.check_at("b", "PutImage", t0).is_ok());
+        assert!(t.check_at("b", "PutImage", t0).is_err());
+        // Back to one node: the whole rate again (the bucket refills to 8).
+        t.set_nodes(0);
+        assert_eq!(t.nodes(), 1);
+        let t1 = t0 + Duration::from_secs(60);
+        for _ in 0..8 {
+            assert!(t.check_at("a", "PutImage", t1).is_ok());
+        }
+        assert!(t.check_at("a", "PutImage", t1).is_err());
     }
 }

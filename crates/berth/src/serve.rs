@@ -196,6 +196,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         )
         .with_hardening(cfg.limits.build()?),
     );
+    let node_id = format!(
+        "{}-{}",
+        worker_id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    spawn_node_heartbeat(registry.clone(), app.clone(), node_id.clone());
     let router = berth_api::router(app);
 
     let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
@@ -354,6 +362,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         }
     };
     tokio::join!(drain, workers_done);
+    // The other nodes stop counting this one at their next heartbeat.
+    match tokio::time::timeout(Duration::from_secs(5), registry.node_leave(&node_id)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not remove this node's row"),
+        Err(_) => tracing::warn!("could not remove this node's row within 5 s"),
+    }
     // Bounded too: the process stops even if the store no longer takes writes.
     match tokio::time::timeout(Duration::from_secs(10), registry.flush_pulls()).await {
         Ok(Ok(())) => {}
@@ -415,6 +429,30 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
 
 /// Applies the shared master-key state every few seconds, so a running node learns
 /// a rotation's new key, switches to it and forgets the old one without a restart.
+/// Renews this node's row every few seconds and hands the number of live nodes
+/// to the throttle, which divides the account rates among them
+/// (`crates/registry/src/nodes.rs`, `crates/api/src/throttle.rs`).
+fn spawn_node_heartbeat(registry: Arc<Registry>, app: Arc<App>, node_id: String) {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(berth_registry::nodes::HEARTBEAT);
+        let mut last = 1;
+        loop {
+            t.tick().await;
+            match registry.node_heartbeat(&node_id).await {
+                Ok(n) => {
+                    if n != last {
+                        tracing::info!(nodes = n, "live nodes of this registry changed");
+                        last = n;
+                    }
+                    app.hardening().throttle.set_nodes(n);
+                }
+                // Keep the last count: the database is away, and so are writes.
+                Err(e) => tracing::warn!(error = %e, "could not renew this node's heartbeat"),
+            }
+        }
+    });
+}
+
 fn spawn_keyring_refresh(registry: Arc<Registry>) {
     tokio::spawn(async move {
         let mut t = tokio::time::interval(berth_registry::rotation::REFRESH);

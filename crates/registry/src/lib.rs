@@ -29,6 +29,7 @@ mod lease;
 mod lifecycle;
 pub mod master_ring;
 mod mutability;
+pub mod nodes;
 pub mod obs;
 mod open;
 mod pull_through;

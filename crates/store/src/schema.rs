@@ -25,6 +25,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (23, V23),
     (18, V18),
     (20, V20_SQLITE),
+    (28, V28),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -46,6 +47,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (23, V23),
     (18, V18),
     (20, V20_POSTGRES),
+    (28, V28),
 ];
 
 macro_rules! v1 {
@@ -781,6 +783,14 @@ CREATE INDEX uploads_principal ON uploads (principal);";
 /// stored yet (their blobs are still being fetched), by the import's lease name:
 /// another node that waited on the lease serves them instead of asking the
 /// upstream again.
+/// v28: the nodes of a deployment (`crates/store/src/meta/nodes.rs`): each
+/// running `berth serve` renews its row every few seconds, so every node knows
+/// how many share the registry (the throttle divides an account's rates among
+/// them).
+const V28: &str = "CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    seen_at BIGINT NOT NULL
+)";
 const V23: &str = "CREATE TABLE pull_through_fetched (
     name TEXT PRIMARY KEY,
     fetched_at BIGINT NOT NULL,

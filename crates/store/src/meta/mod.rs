@@ -38,6 +38,7 @@ mod abac;
 pub mod audit_chain;
 mod rekey;
 pub use rekey::{KeyPart, MasterKeyState, SealedColumn, SealedRow};
+mod nodes;
 mod obs;
 pub use obs::{JobQueueStat, PoolStats};
 mod uploads;
