@@ -277,20 +277,17 @@ fn sampling_follows_the_ratio_and_the_clients_flag_and_a_dead_collector_costs_no
     // …but a client's sampled trace is, and its unsampled one is not.
     let sampled = "11111111111111111111111111111111";
     let unsampled = "22222222222222222222222222222222";
-    http.send(
-        "GET",
-        "/v2/_catalog",
-        &[("traceparent", &format!("00-{unsampled}-{PARENT}-00"))],
-        Vec::new(),
-    )
-    .expect_status(200);
-    http.send(
-        "GET",
-        "/v2/_catalog",
-        &[("traceparent", &format!("00-{sampled}-{PARENT}-01"))],
-        Vec::new(),
-    )
-    .expect_status(200);
+    let traced = |trace: &str, flags: &str| {
+        http.send(
+            "GET",
+            "/v2/_catalog",
+            &[("traceparent", &format!("00-{trace}-{PARENT}-{flags}"))],
+            Vec::new(),
+        )
+        .expect_status(200);
+    };
+    traced(unsampled, "00");
+    traced(sampled, "01");
     let all = wait_spans(&receiver, "the sampled request", |s| {
         s.iter().any(|s| s.trace == sampled && s.kind == 2)
     });
@@ -309,13 +306,7 @@ fn sampling_follows_the_ratio_and_the_clients_flag_and_a_dead_collector_costs_no
     // The collector goes away: requests are unaffected, failures are counted.
     receiver.down();
     for _ in 0..3 {
-        http.send(
-            "GET",
-            "/v2/_catalog",
-            &[("traceparent", &format!("00-{sampled}-{PARENT}-01"))],
-            Vec::new(),
-        )
-        .expect_status(200);
+        traced(sampled, "01");
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
