@@ -156,3 +156,55 @@ both_backends! {
         assert_eq!(r.json()["__type"], "LifecyclePolicyNotFoundException");
     }
 }
+
+both_backends! {
+    fn expiry_in_batches_takes_referrers_and_keeps_what_an_index_lists(backend) {
+        use berth_testsupport::layout::{artifact, put_manifest, Blob, OCI_INDEX, SBOM_ARTIFACT_TYPE};
+        let berth = Berth::start(backend);
+        berth.ecr("CreateRepository", &json!({"repositoryName": "app"})).expect_status(200);
+        let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+        berth
+            .ecr("PutLifecyclePolicy", &json!({"repositoryName": "app", "lifecyclePolicyText": policy}))
+            .expect_status(200);
+        let http = berth.http();
+        // More untagged images than one deletion batch holds (64).
+        let imgs: Vec<Image> = (0..70).map(|i| distinct_image(&format!("old {i}"))).collect();
+        for img in &imgs {
+            img.push(&http, "app", img.digest()).expect_status(201);
+        }
+        // The oldest has a signature-like referrer; the next is listed by a tagged index.
+        let sbom = artifact(SBOM_ARTIFACT_TYPE, b"sbom".to_vec(), &imgs[0].manifest);
+        sbom.push(&http, "app", sbom.digest()).expect_status(201);
+        let index = Blob::json(
+            OCI_INDEX,
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [imgs[1].manifest.descriptor()]}),
+        );
+        put_manifest(&http, "app", "multi", &index).expect_status(201);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let newest = distinct_image("newest");
+        newest.push(&http, "app", newest.digest()).expect_status(201);
+
+        let out = berth.admin(&["lifecycle", "run", "--repository", "app"]);
+        let expired: usize = out
+            .split_whitespace()
+            .zip(out.split_whitespace().skip(1))
+            .find_map(|(n, w)| (w == "image(s)").then(|| n.parse().ok()).flatten())
+            .unwrap_or_else(|| panic!("no count in {out:?}"));
+        // Every untagged image but the newest and the one the index lists.
+        assert_eq!(expired, 69, "{out}");
+        let get = |d: &str| http.get(&format!("/v2/app/manifests/{d}")).status;
+        assert_eq!(get(imgs[0].digest()), 404, "the oldest expired");
+        assert_eq!(get(sbom.digest()), 404, "its referrer went with it");
+        assert_eq!(get(imgs[1].digest()), 200, "an index still lists it");
+        assert_eq!(get("multi"), 200);
+        assert_eq!(get(newest.digest()), 200);
+        for img in &imgs[2..] {
+            assert_eq!(get(img.digest()), 404, "{} should have expired", img.digest());
+        }
+        // One audit record per expired image, chained like every record.
+        let audit = berth.admin(&["audit", "--limit", "500"]);
+        assert_eq!(audit.matches("ecr:LifecycleExpireImage").count(), 69, "{audit}");
+        let verify = berth.admin(&["audit", "verify"]);
+        assert!(verify.contains("OK"), "{verify}");
+    }
+}

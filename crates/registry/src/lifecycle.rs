@@ -8,12 +8,15 @@
 use std::collections::{HashMap, HashSet};
 
 use berth_lifecycle::{evaluate, preview, LifecycleImage, LifecyclePolicy, LifecyclePolicyPreview};
-use berth_oci::{Digest, Reference};
-use berth_store::RepositoryRow;
+use berth_oci::Digest;
+use berth_store::{DeleteManifestOutcome, RepositoryRow};
 
 use crate::{Registry, RegistryError};
 
 type Result<T> = std::result::Result<T, RegistryError>;
+
+/// Expired images deleted per write transaction.
+const LIFECYCLE_BATCH: usize = 64;
 
 /// One expired image.
 #[derive(Debug, Clone)]
@@ -99,69 +102,93 @@ impl Registry {
         let now = self.now();
         let (images, referrers) = self.lifecycle_images(repo).await?;
         let mut out = Vec::new();
-        for e in evaluate(&policy, &images, now) {
-            let Some(img) = images.get(e.position) else {
-                continue;
-            };
-            let mut gone = ExpiredImage {
-                digest: img.digest.clone(),
-                tags: img.tags.clone(),
-                pushed_at: img.pushed_at,
-                rule_priority: e.rule_priority,
-                referrers: Vec::new(),
-            };
-            if !dry_run {
-                // Referrers first (recursively: a signature of an SBOM goes too).
+        let expired: Vec<ExpiredImage> = evaluate(&policy, &images, now)
+            .into_iter()
+            .filter_map(|e| {
+                let img = images.get(e.position)?;
+                Some(ExpiredImage {
+                    digest: img.digest.clone(),
+                    tags: img.tags.clone(),
+                    pushed_at: img.pushed_at,
+                    rule_priority: e.rule_priority,
+                    referrers: Vec::new(),
+                })
+            })
+            .collect();
+        if dry_run {
+            return Ok(expired);
+        }
+        // Deleted in batches, one write transaction each (`Meta::delete_manifests`):
+        // on SQLite every write waits for the process's one writer, and a
+        // transaction per image fell behind a busy registry's pushes.
+        let replication = self.deletion_replication(repo, None).await?;
+        let jobs = |digest: &str| match &replication {
+            Some(r) => r.jobs(digest),
+            None => Ok(Vec::new()),
+        };
+        for chunk in expired.chunks(LIFECYCLE_BATCH) {
+            // Per image: its referrers first (recursively: a signature of an SBOM
+            // goes too), then the image with its audit record.
+            let mut items: Vec<(String, Option<berth_store::AuditRow>)> = Vec::new();
+            let mut owner: Vec<(usize, bool)> = Vec::new();
+            for (i, gone) in chunk.iter().enumerate() {
                 let mut stack: Vec<String> =
-                    referrers.get(&img.digest).cloned().unwrap_or_default();
+                    referrers.get(&gone.digest).cloned().unwrap_or_default();
                 while let Some(r) = stack.pop() {
                     stack.extend(referrers.get(&r).cloned().unwrap_or_default());
-                    if let Ok(d) = Digest::parse(&r) {
-                        match self.delete_manifest(repo, &Reference::Digest(d)).await {
-                            Ok(_) | Err(RegistryError::ManifestUnknown) => gone.referrers.push(r),
-                            Err(RegistryError::ReferencedByIndex(_)) => {}
-                            Err(e) => return Err(e),
-                        }
+                    if Digest::parse(&r).is_ok() {
+                        items.push((r, None));
+                        owner.push((i, false));
                     }
                 }
-                let Ok(d) = Digest::parse(&img.digest) else {
+                if Digest::parse(&gone.digest).is_err() {
                     continue;
-                };
-                match self.delete_manifest(repo, &Reference::Digest(d)).await {
-                    Ok(_) => {}
-                    // Pushed or deleted concurrently: nothing to expire any more.
-                    Err(RegistryError::ManifestUnknown)
-                    | Err(RegistryError::ReferencedByIndex(_)) => continue,
-                    Err(e) => return Err(e),
                 }
                 let detail = format!(
                     "expired by lifecycle rule {} (tags: {})",
-                    e.rule_priority,
-                    if img.tags.is_empty() {
+                    gone.rule_priority,
+                    if gone.tags.is_empty() {
                         "none".to_string()
                     } else {
-                        img.tags.join(",")
+                        gone.tags.join(",")
                     }
                 );
-                let resource = format!("{}@{}", repo.name, img.digest);
-                if let Err(err) = self
-                    .meta
-                    .append_audit(
-                        now,
-                        &repo.account_id,
-                        "berth:lifecycle",
-                        "ecr:LifecycleExpireImage",
-                        Some(&resource),
-                        "lifecycle",
-                        &detail,
-                        None,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %err, "could not write the audit log");
+                items.push((
+                    gone.digest.clone(),
+                    Some(berth_store::AuditRow {
+                        ts: now,
+                        account_id: Some(repo.account_id.clone()),
+                        principal: Some("berth:lifecycle".into()),
+                        action: "ecr:LifecycleExpireImage".into(),
+                        resource: Some(format!("{}@{}", repo.name, gone.digest)),
+                        source: Some("lifecycle".into()),
+                        outcome: detail,
+                        detail: None,
+                    }),
+                ));
+                owner.push((i, true));
+            }
+            let outcomes = self
+                .meta
+                .delete_manifests(repo.repo_id, &items, now, &jobs)
+                .await?;
+            let mut done: Vec<ExpiredImage> = chunk.to_vec();
+            let mut kept = vec![false; chunk.len()];
+            for (((digest, _), (i, subject)), o) in items.iter().zip(&owner).zip(outcomes) {
+                let deleted = matches!(o, DeleteManifestOutcome::Deleted { .. });
+                if *subject {
+                    // Pushed or deleted concurrently, or listed by an index:
+                    // nothing to expire any more.
+                    kept[*i] = deleted;
+                } else if !matches!(o, DeleteManifestOutcome::ReferencedBy(_)) {
+                    done[*i].referrers.push(digest.clone());
                 }
             }
-            out.push(gone);
+            out.extend(
+                done.into_iter()
+                    .zip(kept)
+                    .filter_map(|(g, k)| k.then_some(g)),
+            );
         }
         if !dry_run {
             self.meta

@@ -206,65 +206,126 @@ impl Meta {
         jobs: &DeletionJobs<'_>,
     ) -> Result<DeleteManifestOutcome, StoreError> {
         let mut g = self.begin_write().await?;
-        // The write comes first: on SQLite it takes the write lock at once (waiting
-        // for another process's writer), where a read first would make the later
-        // write fail with "database is locked" if another process committed
-        // in between. Refused below, the deletion rolls back with the transaction.
-        let n = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
-            .bind(repo_id)
-            .bind(digest)
-            .execute(&mut *g.tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Ok(DeleteManifestOutcome::NotFound);
+        let out = delete_manifest_tx(&mut g.tx, repo_id, digest, now, jobs).await?;
+        // Refused or not found: the transaction rolls back when dropped.
+        if matches!(out, DeleteManifestOutcome::Deleted { .. }) {
+            g.commit().await?;
         }
-        let parent: Option<String> = sqlx::query_scalar(
-            "SELECT r.digest FROM manifest_refs r WHERE r.repo_id = $1 AND r.child = $2 AND r.kind = 'manifest' LIMIT 1",
-        )
-        .bind(repo_id)
-        .bind(digest)
-        .fetch_optional(&mut *g.tx)
-        .await?;
-        if let Some(parent) = parent {
-            return Ok(DeleteManifestOutcome::ReferencedBy(parent));
-        }
-        let tags: Vec<String> =
-            sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING tag")
-                .bind(repo_id)
-                .bind(digest)
-                .fetch_all(&mut *g.tx)
-                .await?;
-        // Its blobs may now be unreferenced in this repository.
-        sqlx::query("INSERT INTO gc_candidates (repo_id, digest, since) SELECT repo_id, child, $3 FROM manifest_refs WHERE repo_id = $1 AND digest = $2 AND kind = 'blob' ON CONFLICT (repo_id, digest) DO UPDATE SET since = excluded.since")
-            .bind(repo_id)
-            .bind(digest)
-            .bind(now)
-            .execute(&mut *g.tx)
-            .await?;
-        sqlx::query("DELETE FROM manifest_refs WHERE repo_id = $1 AND digest = $2")
-            .bind(repo_id)
-            .bind(digest)
-            .execute(&mut *g.tx)
-            .await?;
-        // One DELETE event per tag it had (one untagged when none), in this
-        // transaction.
-        let (_, name) = crate::events::stream_of_tx(&mut g.tx, repo_id).await?;
-        let mut events: Vec<_> = tags
-            .iter()
-            .map(|t| crate::events::image_delete(&name, digest, Some(t)))
-            .collect();
-        if events.is_empty() {
-            events.push(crate::events::image_delete(&name, digest, None));
-        }
-        crate::events::record_tx(&mut g.tx, repo_id, &events, now).await?;
-        for job in jobs(digest)? {
-            super::jobs::enqueue_tx(&mut g.tx, &job).await?;
-        }
-        g.commit().await?;
-        Ok(DeleteManifestOutcome::Deleted { tags })
+        Ok(out)
     }
 
+    /// Deletes several manifests of one repository by digest in one write
+    /// transaction — each exactly as [`Meta::delete_manifest`] does (tags, GC
+    /// candidates, events, `jobs`), in a savepoint of its own so that one an index
+    /// still lists is left alone — and writes each deletion's audit record, if it
+    /// has one, in the same transaction. Lifecycle expiry uses it: on SQLite every write waits for
+    /// the one writer, so a transaction per image could not keep up with pushes.
+    /// Returns each digest's outcome, in order.
+    pub async fn delete_manifests(
+        &self,
+        repo_id: i64,
+        items: &[(String, Option<AuditRow>)],
+        now: i64,
+        jobs: &DeletionJobs<'_>,
+    ) -> Result<Vec<DeleteManifestOutcome>, StoreError> {
+        let mut g = self.begin_write().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for (digest, audit) in items {
+            sqlx::query("SAVEPOINT berth_batch_delete")
+                .execute(&mut *g.tx)
+                .await?;
+            let o = delete_manifest_tx(&mut g.tx, repo_id, digest, now, jobs).await?;
+            match &o {
+                DeleteManifestOutcome::Deleted { .. } => {
+                    if let Some(a) = audit {
+                        super::audit_chain::insert_audit_tx(&mut g.tx, a).await?;
+                    }
+                }
+                DeleteManifestOutcome::ReferencedBy(_) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT berth_batch_delete")
+                        .execute(&mut *g.tx)
+                        .await?;
+                }
+                DeleteManifestOutcome::NotFound => {}
+            }
+            sqlx::query("RELEASE SAVEPOINT berth_batch_delete")
+                .execute(&mut *g.tx)
+                .await?;
+            out.push(o);
+        }
+        g.commit().await?;
+        Ok(out)
+    }
+}
+
+/// The body of [`Meta::delete_manifest`] inside the caller's write transaction;
+/// the caller commits a `Deleted` outcome and rolls back a `ReferencedBy` one.
+async fn delete_manifest_tx(
+    tx: &mut Transaction<'_, Any>,
+    repo_id: i64,
+    digest: &str,
+    now: i64,
+    jobs: &DeletionJobs<'_>,
+) -> Result<DeleteManifestOutcome, StoreError> {
+    // The write comes first: on SQLite it takes the write lock at once (waiting
+    // for another process's writer), where a read first would make the later
+    // write fail with "database is locked" if another process committed
+    // in between. Refused below, the deletion rolls back with the transaction.
+    let n = sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+        .bind(repo_id)
+        .bind(digest)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Ok(DeleteManifestOutcome::NotFound);
+    }
+    let parent: Option<String> = sqlx::query_scalar(
+        "SELECT r.digest FROM manifest_refs r WHERE r.repo_id = $1 AND r.child = $2 AND r.kind = 'manifest' LIMIT 1",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(parent) = parent {
+        return Ok(DeleteManifestOutcome::ReferencedBy(parent));
+    }
+    let tags: Vec<String> =
+        sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING tag")
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_all(&mut **tx)
+            .await?;
+    // Its blobs may now be unreferenced in this repository.
+    sqlx::query("INSERT INTO gc_candidates (repo_id, digest, since) SELECT repo_id, child, $3 FROM manifest_refs WHERE repo_id = $1 AND digest = $2 AND kind = 'blob' ON CONFLICT (repo_id, digest) DO UPDATE SET since = excluded.since")
+        .bind(repo_id)
+        .bind(digest)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM manifest_refs WHERE repo_id = $1 AND digest = $2")
+        .bind(repo_id)
+        .bind(digest)
+        .execute(&mut **tx)
+        .await?;
+    // One DELETE event per tag it had (one untagged when none), in this
+    // transaction.
+    let (_, name) = crate::events::stream_of_tx(tx, repo_id).await?;
+    let mut events: Vec<_> = tags
+        .iter()
+        .map(|t| crate::events::image_delete(&name, digest, Some(t)))
+        .collect();
+    if events.is_empty() {
+        events.push(crate::events::image_delete(&name, digest, None));
+    }
+    crate::events::record_tx(tx, repo_id, &events, now).await?;
+    for job in jobs(digest)? {
+        super::jobs::enqueue_tx(tx, &job).await?;
+    }
+    Ok(DeleteManifestOutcome::Deleted { tags })
+}
+
+impl Meta {
     /// Removes a tag; returns the digest it pointed at. `jobs` of that digest are
     /// enqueued in the same transaction (see [`Meta::delete_manifest`]).
     pub async fn delete_tag(
