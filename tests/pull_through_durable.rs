@@ -227,3 +227,32 @@ fn pull_through_cached_image_is_served_by_another_node() {
     let c = a.peer().start();
     pull_all(&c, &layout, "anon/library/multi", &tmp.join("from-c"));
 }
+
+both_backends! {
+    fn pull_through_store_that_falls_behind_is_completed_by_the_job(backend) {
+        // No memory for a store behind its client: every blob a client reads is
+        // streamed to it in full while its store gives up at the first chunk; the
+        // image's completion job then fetches those blobs again and stores the
+        // image. The client never waits for the store.
+        let tmp = TempDir::new("ptcbehind");
+        let layout = Layout::build(&tmp.join("layout"));
+        let mut up = Upstream::start(None);
+        up.push(&layout.oci_ref("multi"), "library/multi:v1");
+        let berth = Berth::start_with(backend, &[("BERTH_PULL_THROUGH_STORE_BUFFER_MIB", "0")]);
+        ok(berth.ecr("CreatePullThroughCacheRule", &json!({"ecrRepositoryPrefix": "anon", "upstreamRegistryUrl": up.url()})));
+
+        pull_amd64(&berth, &layout, "anon/library/multi");
+        wait_cached(&berth, "anon/library/multi", "v1", Duration::from_secs(90));
+        let (amd64, arm64) = (&layout.index_images[0], &layout.index_images[1]);
+        for b in amd64.blobs() {
+            assert_eq!(up.blob_gets("library/multi", &b.digest), 2, "blob {}: streamed to the client, then fetched by the job", b.digest);
+        }
+        for b in arm64.blobs().filter(|b| amd64.blobs().all(|a| a.digest != b.digest)) {
+            assert_eq!(up.blob_gets("library/multi", &b.digest), 1, "blob {} fetched once, by the job", b.digest);
+        }
+
+        // Stored whole: with the upstream gone, the image pulls from berth.
+        up.stop();
+        pull_all(&berth, &layout, "anon/library/multi", &tmp.join("pulled"));
+    }
+}

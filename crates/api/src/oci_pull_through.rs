@@ -29,6 +29,20 @@ const IMPORT: &str = "ecr:BatchImportUpstreamImage";
 const LEASE_RENEW: Duration =
     Duration::from_millis(berth_registry::PULL_THROUGH_LEASE_RENEW_MS as u64);
 
+/// The budget, in KiB, of what the stores of blobs streamed from upstreams may
+/// hold in memory while they are behind their clients: one for the process
+/// (`RegistryConfig::pull_through_store_buffer_kib`).
+fn store_buffer(app: &App) -> Arc<tokio::sync::Semaphore> {
+    static S: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let kib = app.registry.config.pull_through_store_buffer_kib;
+        Arc::new(tokio::sync::Semaphore::new(
+            kib.min(tokio::sync::Semaphore::MAX_PERMITS),
+        ))
+    })
+    .clone()
+}
+
 fn upstream_error(e: PullThroughError) -> OciError {
     match e {
         PullThroughError::Upstream(UpstreamError::NotFound(what)) => OciError::new(
@@ -210,11 +224,22 @@ pub async fn blob(
         r.map_err(upstream_error)?;
         return Ok(None);
     }
-    // The store side reads what the client side forwards, through a short queue:
-    // the slower of the two paces both, and nothing is buffered whole. It opens
-    // its upload session itself, so the client's bytes do not wait for that.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, String>>(8);
-    let store_stream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    // The store side reads what the client side forwards, through a queue the
+    // client side never waits on: what the store has not taken yet is held in
+    // memory within one budget for the whole process ([`store_buffer`]). When a
+    // chunk does not fit (the store fell that far behind), the store side is
+    // given up for this blob — its upload is cancelled, the lease released — and
+    // the image's completion job fetches the blob again; the client goes on at
+    // the upstream's pace either way. The store opens its upload session itself,
+    // so the client's bytes do not wait for that either.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+        std::result::Result<Bytes, String>,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    )>();
+    // A permit is given back as the store takes its chunk.
+    let store_stream = Box::pin(futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(|(chunk, _permit)| chunk))
+    }));
     {
         let app = app.clone();
         let repo = repo.clone();
@@ -223,7 +248,7 @@ pub async fn blob(
         tokio::spawn(async move {
             if let Err(e) = app
                 .registry
-                .store_upstream_blob(&repo, &digest, store_stream)
+                .store_verified_upstream_blob(&repo, &digest, store_stream)
                 .await
             {
                 tracing::warn!(repository = %repo.name, digest = %digest, error = %e, "pull-through cache: a blob read from the upstream was not stored");
@@ -238,10 +263,12 @@ pub async fn blob(
     let (client_tx, mut client_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     let want = digest.clone();
     let (app2, repo2) = (app.clone(), repo.clone());
+    let budget = store_buffer(app);
     tokio::spawn(async move {
         let mut renewed = Instant::now();
         let mut hasher = Hasher::new(want.algorithm());
         let mut client = Some(client_tx);
+        let mut store = Some(tx);
         // The client gets each chunk when the next one arrives, and the last one
         // only once the digest is verified: a wrong blob never reaches it whole.
         let mut held: Option<Bytes> = None;
@@ -256,7 +283,20 @@ pub async fn blob(
                             .renew_upstream_blob(&repo2, &want, &holder)
                             .await;
                     }
-                    let _ = tx.send(Ok(b.clone())).await;
+                    if let Some(s) = &store {
+                        let kib = u32::try_from(b.len().div_ceil(1024)).unwrap_or(u32::MAX);
+                        let fed = match budget.clone().try_acquire_many_owned(kib) {
+                            Ok(permit) => s.send((Ok(b.clone()), Some(permit))).is_ok(),
+                            Err(_) => {
+                                tracing::info!(repository = %repo2.name, digest = %want, "pull-through cache: storing fell behind the client; the image's completion job fetches this blob again");
+                                let _ = s.send((Err("the store fell behind".into()), None));
+                                false
+                            }
+                        };
+                        if !fed {
+                            store = None;
+                        }
+                    }
                     if let (Some(c), Some(prev)) = (&client, held.replace(b)) {
                         if c.send(Ok(prev)).await.is_err() {
                             client = None;
@@ -264,7 +304,9 @@ pub async fn blob(
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e.clone())).await;
+                    if let Some(s) = &store {
+                        let _ = s.send((Err(e.clone()), None));
+                    }
                     if let Some(c) = &client {
                         let _ = c.send(Err(std::io::Error::other(e))).await;
                     }
@@ -273,6 +315,13 @@ pub async fn blob(
             }
         }
         let got = hasher.finish();
+        // The store takes the bytes as verified by this hash (it does not hash
+        // them again): the stream ends cleanly only when they are the blob.
+        if let Some(s) = store.take() {
+            if got != want {
+                let _ = s.send((Err(format!("the upstream sent {got} for {want}")), None));
+            }
+        }
         if let Some(c) = &client {
             let last = if got == want {
                 held.map(Ok)

@@ -152,28 +152,79 @@ impl Image {
 
     /// A client's pull of `repo:v1` from `s`: the manifest (checked byte for byte),
     /// then the config and every layer at once, each on its own connection, hashed.
-    /// Returns the time it took.
-    async fn pull(&self, s: &Server, repo: &str) -> Result<f64> {
+    /// Returns the time it took, with when (from the start) the manifest and each
+    /// blob (layers in order, then the config) were in.
+    async fn pull(&self, s: &Server, repo: &str) -> Result<(f64, Vec<f64>)> {
         let t = Instant::now();
         let mut c = Conn::new(s.addr, s.auth.clone());
         let m = client::get_manifest(&mut c, repo, "v1").await?;
         if m != self.manifest {
             bail!("{repo}:v1 from {}: the manifest differs", s.name);
         }
+        let mut parts = vec![t.elapsed().as_secs_f64()];
         let mut tasks = tokio::task::JoinSet::new();
-        for b in self.layers.iter().chain(std::iter::once(&self.config)) {
+        for (i, b) in self
+            .layers
+            .iter()
+            .chain(std::iter::once(&self.config))
+            .enumerate()
+        {
             let (addr, auth, repo) = (s.addr, s.auth.clone(), repo.to_string());
             let (digest, len) = b.desc();
             tasks.spawn(async move {
                 let mut c = Conn::new(addr, auth);
-                client::get_blob_verified(&mut c, &repo, &digest, len).await
+                client::get_blob_verified(&mut c, &repo, &digest, len).await?;
+                Ok::<_, Error>((i, t.elapsed().as_secs_f64()))
             });
         }
+        parts.resize(self.layers.len() + 2, 0.0);
         while let Some(r) = tasks.join_next().await {
-            r.map_err(|e| Error(format!("a blob pull task: {e}")))??;
+            let (i, done) = r.map_err(|e| Error(format!("a blob pull task: {e}")))??;
+            parts[i + 1] = done;
         }
-        Ok(t.elapsed().as_secs_f64())
+        Ok((t.elapsed().as_secs_f64(), parts))
     }
+}
+
+/// CPU seconds of berth, the upstream and the harness (in that order) so far.
+fn cpu(berth: &Server, upstream: &Server) -> [f64; 3] {
+    let c = |pid: Option<u32>| crate::procfs::cpu_seconds(pid).unwrap_or(f64::NAN);
+    [c(berth.pid()), c(upstream.pid()), c(None)]
+}
+
+/// `img`'s pull of `repo` from `from`, with the CPU seconds berth, the upstream
+/// and the harness spent meanwhile.
+async fn pull_cpu(
+    img: &Image,
+    from: &Server,
+    repo: &str,
+    berth: &Server,
+    upstream: &Server,
+) -> Result<(f64, Vec<f64>, [f64; 3])> {
+    let before = cpu(berth, upstream);
+    let (t, p) = img.pull(from, repo).await?;
+    let after = cpu(berth, upstream);
+    Ok((t, p, [0, 1, 2].map(|i| after[i] - before[i])))
+}
+
+fn cpus(c: &[f64; 3]) -> String {
+    format!(
+        "CPU berth {:.2} s, upstream {:.2} s, harness {:.2} s",
+        c[0], c[1], c[2]
+    )
+}
+
+/// When each part of a pull was in: "manifest 0.012, layers 0.20 0.21 …, config 0.03".
+fn parts(p: &[f64]) -> String {
+    let Some((config, rest)) = p.split_last() else {
+        return String::new();
+    };
+    let layers: Vec<String> = rest[1..].iter().map(|x| format!("{x:.3}")).collect();
+    format!(
+        "manifest {:.3}, layers {}, config {config:.3}",
+        rest[0],
+        layers.join(" ")
+    )
 }
 
 /// Runs the scenario in fresh directories under `work`.
@@ -221,12 +272,14 @@ pub async fn run(
         settle().await;
 
         // (a) The first pull through berth against a direct pull from the upstream.
-        let (up, first) = if r % 2 == 0 {
-            let up = img.pull(&upstream, &up_repo).await?;
-            (up, img.pull(&berth, &ptc_repo).await?)
+        let pull_up = || pull_cpu(&img, &upstream, &up_repo, &berth, &upstream);
+        let pull_first = || pull_cpu(&img, &berth, &ptc_repo, &berth, &upstream);
+        let ((up, up_parts, up_cpu), (first, first_parts, first_cpu)) = if r % 2 == 0 {
+            let up = pull_up().await?;
+            (up, pull_first().await?)
         } else {
-            let first = img.pull(&berth, &ptc_repo).await?;
-            (img.pull(&upstream, &up_repo).await?, first)
+            let first = pull_first().await?;
+            (pull_up().await?, first)
         };
         out.upstream_secs.push(up);
         out.first_secs.push(first);
@@ -234,7 +287,7 @@ pub async fn run(
         // (b) Once stored, the cached pull against a direct pull from berth.
         wait_cached(&berth, &ptc_repo).await?;
         settle().await;
-        let (cached, direct) = if r % 2 == 0 {
+        let ((cached, _), (direct, _)) = if r % 2 == 0 {
             let cached = img.pull(&berth, &ptc_repo).await?;
             (cached, own.pull(&berth, &direct_repo).await?)
         } else {
@@ -244,7 +297,11 @@ pub async fn run(
         out.cached_secs.push(cached);
         out.direct_secs.push(direct);
         eprintln!(
-            "round {r}: upstream {up:.3} s, first through berth {first:.3} s, cached {cached:.3} s, direct from berth {direct:.3} s"
+            "round {r}: upstream {up:.3} s, first through berth {first:.3} s, cached {cached:.3} s, direct from berth {direct:.3} s\n  upstream: {}; {}\n  first through berth: {}; {}",
+            parts(&up_parts),
+            cpus(&up_cpu),
+            parts(&first_parts),
+            cpus(&first_cpu)
         );
     }
     Ok(out)

@@ -35,6 +35,10 @@ pub struct Config {
     /// A cached tag of a pull-through cache repository is re-checked upstream at
     /// most once per this many seconds (ECR: 24 hours).
     pub pull_through_refresh_secs: u64,
+    /// MiB that the stores of blobs streamed from pull-through upstreams may hold
+    /// in memory while they are behind their clients (a client never waits for
+    /// the store; past this, the completion job fetches the blob again).
+    pub pull_through_store_buffer_mib: usize,
     /// Seconds between background lifecycle-policy runs (0 turns them off).
     pub lifecycle_interval_secs: u64,
     /// Seconds between background garbage collections (0 turns them off).
@@ -254,6 +258,7 @@ impl Default for Config {
             log_format: "text".into(),
             clock_offset_secs: 0,
             pull_through_refresh_secs: 24 * 3600,
+            pull_through_store_buffer_mib: 64,
             lifecycle_interval_secs: 3600,
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
@@ -442,6 +447,9 @@ impl Config {
         }
         if let Some(v) = parse_env("BERTH_PULL_THROUGH_REFRESH_SECS")? {
             c.pull_through_refresh_secs = v;
+        }
+        if let Some(v) = parse_env("BERTH_PULL_THROUGH_STORE_BUFFER_MIB")? {
+            c.pull_through_store_buffer_mib = v;
         }
         if let Some(v) = env("BERTH_BLOB_STORE") {
             c.blob_store = Some(v);

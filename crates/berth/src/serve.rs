@@ -415,6 +415,7 @@ pub async fn open_registry(cfg: &crate::config::Config) -> Result<Registry, Stri
             upload_ttl_ms: cfg.upload_ttl_secs as i64 * 1000,
             region: cfg.region.clone(),
             pull_through_refresh_ms: cfg.pull_through_refresh_secs as i64 * 1000,
+            pull_through_store_buffer_kib: cfg.pull_through_store_buffer_mib * 1024,
         },
         master,
     );

@@ -752,13 +752,43 @@ impl Registry {
     where
         S: futures_util::Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
     {
+        self.store_upstream_blob_as(repo, digest, stream, false)
+            .await
+    }
+
+    /// [`Registry::store_upstream_blob`] of a stream whose feeder hashes every
+    /// byte it sends and ends the stream with an error unless they are `digest`'s
+    /// content: the store does not hash them a second time.
+    pub async fn store_verified_upstream_blob<S>(
+        &self,
+        repo: &RepositoryRow,
+        digest: &Digest,
+        stream: S,
+    ) -> std::result::Result<(), PullThroughError>
+    where
+        S: futures_util::Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        self.store_upstream_blob_as(repo, digest, stream, true)
+            .await
+    }
+
+    async fn store_upstream_blob_as<S>(
+        &self,
+        repo: &RepositoryRow,
+        digest: &Digest,
+        stream: S,
+        verified: bool,
+    ) -> std::result::Result<(), PullThroughError>
+    where
+        S: futures_util::Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
         let upload = self.start_upload(repo).await?;
         let upload_id = upload.id.as_str();
         // One request's worth (as a monolithic push): the bytes go straight into
         // the blob's object, under one write lease and one commit — not staged,
         // recorded and then completed.
         let stored = self
-            .append_and_complete(repo, upload_id, None, None, stream, digest)
+            .append_and_complete_as(repo, upload_id, None, None, stream, digest, verified)
             .await;
         if let Err(e) = stored {
             let _ = self.cancel_upload(repo, upload_id).await;

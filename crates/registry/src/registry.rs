@@ -33,6 +33,10 @@ pub struct RegistryConfig {
     /// A cached tag of a pull-through cache repository is checked upstream again
     /// once it was last checked longer ago than this.
     pub pull_through_refresh_ms: i64,
+    /// What the stores of blobs streamed from pull-through upstreams may hold in
+    /// memory, in all, while they are behind their clients (KiB): past it, a blob's
+    /// store gives up and the image's completion job fetches the blob again.
+    pub pull_through_store_buffer_kib: usize,
 }
 
 impl Default for RegistryConfig {
@@ -42,6 +46,7 @@ impl Default for RegistryConfig {
             upload_ttl_ms: 24 * 3600 * 1000,
             region: "us-east-1".into(),
             pull_through_refresh_ms: 24 * 3600 * 1000,
+            pull_through_store_buffer_kib: 64 * 1024,
         }
     }
 }
@@ -686,8 +691,31 @@ impl Registry {
         id: &str,
         start: Option<u64>,
         len: Option<u64>,
+        body: S,
+        digest: &Digest,
+    ) -> Result<Completed>
+    where
+        S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
+    {
+        self.append_and_complete_as(repo, id, start, len, body, digest, false)
+            .await
+    }
+
+    /// [`Self::append_and_complete`]; with `verified`, the caller hashes the
+    /// whole blob as it feeds it and ends `body` with an error unless it is
+    /// `digest`'s content, so the store does not hash it again
+    /// (`BlobStore::upload_append_finish_verified`; only for an upload that holds
+    /// nothing yet).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn append_and_complete_as<S>(
+        &self,
+        repo: &RepositoryRow,
+        id: &str,
+        start: Option<u64>,
+        len: Option<u64>,
         mut body: S,
         digest: &Digest,
+        verified: bool,
     ) -> Result<Completed>
     where
         S: Stream<Item = std::result::Result<Bytes, String>> + Send + Unpin,
@@ -723,9 +751,17 @@ impl Registry {
         let staging = Self::staging(&u)?;
         let repo_key = self.keys.repo_key(repo).await?;
         let (tx, rx) = mpsc::channel::<Chunk>(1);
-        let writer =
-            self.blobs
-                .upload_append_finish(&staging, size, hasher, rx, key.clone(), digest);
+        let writer = async {
+            if verified && size == 0 {
+                self.blobs
+                    .upload_append_finish_verified(&staging, rx, key.clone(), digest)
+                    .await
+            } else {
+                self.blobs
+                    .upload_append_finish(&staging, size, hasher, rx, key.clone(), digest)
+                    .await
+            }
+        };
         let (finished, ()) = tokio::join!(writer, feed(&mut body, tx));
         let total = match finished {
             Ok(t) => t,

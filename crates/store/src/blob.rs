@@ -380,45 +380,86 @@ impl BlobStore {
         key: DataKey,
     ) -> Result<u64, StoreError> {
         match staging {
-            Staging::File { key: k } => {
-                let path = self.local_path(k)?;
-                let digest = digest.clone();
-                let mode = self.mode;
-                blocking(move || {
-                    let mut f = open_staged(&path)?;
-                    let computed = match hasher {
-                        Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
-                        _ => {
-                            let mut h = Hasher::new(digest.algorithm());
-                            if size > 0 && mode == BlobMode::PlaintextForBenchmarks {
-                                let mut buf = Vec::new();
-                                read_plain(&mut f, 0, size, &mut buf, |b| {
-                                    h.update(b);
-                                    Ok(())
-                                })?;
-                            } else if size > 0 {
-                                crypt::read_range(&mut f, &key, 0, size, false, |b| {
-                                    h.update(b);
-                                    Ok(())
-                                })
-                                .map_err(crypt_err)?;
-                            }
-                            h.finish()
-                        }
-                    };
-                    if computed != digest {
-                        return Err(StoreError::DigestMismatch);
-                    }
-                    if mode == BlobMode::Encrypted {
-                        crypt::seal_final(&mut f, &key, size).map_err(crypt_err)?;
-                    }
-                    f.sync_all()?;
-                    Ok(size)
-                })
-                .await
-            }
+            Staging::File { key: k } => self.finish_file(k, digest, hasher, false, size, key).await,
             Staging::Parts { .. } => {
                 self.finish_parts(staging, digest, hasher, size, key, None)
+                    .await
+            }
+        }
+    }
+
+    /// The fast path's [`Self::upload_finish`]: verifies the staged file against
+    /// `digest` (by `hasher`, else by reading it back; not at all when the caller
+    /// `verified` the bytes it fed), seals its last segment as final, fsyncs it.
+    async fn finish_file(
+        &self,
+        k: &str,
+        digest: &Digest,
+        hasher: Option<Hasher>,
+        verified: bool,
+        size: u64,
+        key: DataKey,
+    ) -> Result<u64, StoreError> {
+        let path = self.local_path(k)?;
+        let digest = digest.clone();
+        let mode = self.mode;
+        blocking(move || {
+            let mut f = open_staged(&path)?;
+            let computed = match hasher {
+                _ if verified => digest.clone(),
+                Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
+                _ => {
+                    let mut h = Hasher::new(digest.algorithm());
+                    if size > 0 && mode == BlobMode::PlaintextForBenchmarks {
+                        let mut buf = Vec::new();
+                        read_plain(&mut f, 0, size, &mut buf, |b| {
+                            h.update(b);
+                            Ok(())
+                        })?;
+                    } else if size > 0 {
+                        crypt::read_range(&mut f, &key, 0, size, false, |b| {
+                            h.update(b);
+                            Ok(())
+                        })
+                        .map_err(crypt_err)?;
+                    }
+                    h.finish()
+                }
+            };
+            if computed != digest {
+                return Err(StoreError::DigestMismatch);
+            }
+            if mode == BlobMode::Encrypted {
+                crypt::seal_final(&mut f, &key, size).map_err(crypt_err)?;
+            }
+            f.sync_all()?;
+            Ok(size)
+        })
+        .await
+    }
+
+    /// [`Self::upload_append_finish`] of a fresh upload (nothing staged before)
+    /// whose bytes the caller hashes itself as it feeds them: the feed ends
+    /// without an error only when what it sent is `digest`'s content (otherwise
+    /// nothing is stored), so the fast path does not hash them a second time.
+    /// Parts staging hashes them as usual.
+    pub async fn upload_append_finish_verified(
+        &self,
+        staging: &Staging,
+        rx: mpsc::Receiver<Chunk>,
+        key: DataKey,
+        digest: &Digest,
+    ) -> Result<u64, StoreError> {
+        match staging {
+            Staging::File { key: k } => {
+                let a = self
+                    .upload_append(staging, 0, None, rx, key.clone())
+                    .await?;
+                self.finish_file(k, digest, None, true, a.size, key).await
+            }
+            Staging::Parts { .. } => {
+                let hasher = Some(Hasher::new(digest.algorithm()));
+                self.upload_append_finish(staging, 0, hasher, rx, key, digest)
                     .await
             }
         }

@@ -284,7 +284,7 @@ impl Meta {
         for k in kinds {
             q = q.bind(*k);
         }
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_write_short_lived().await?;
         let row = q.fetch_optional(&mut *g.tx).await?;
         g.commit().await?;
         Ok(row
@@ -305,7 +305,7 @@ impl Meta {
     /// Extends a claim's lease (a worker heartbeat). False when the claim is lost.
     pub async fn extend_claim(&self, job: &ClaimedJob, lease_ms: i64) -> Result<bool, StoreError> {
         let now = crate::now_millis();
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_write_short_lived().await?;
         let n = sqlx::query(&format!(
             "UPDATE jobs SET claimed_until = $4, updated_at = $5 WHERE {FENCE}"
         ))
@@ -417,7 +417,7 @@ impl Meta {
     /// Gives a claim back unfinished (a worker stopping): the job is runnable by any
     /// worker at once, and this claim does not count as an attempt.
     pub async fn release_job(&self, job: &ClaimedJob) -> Result<bool, StoreError> {
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_write_short_lived().await?;
         let n = sqlx::query(&format!(
             "UPDATE jobs SET state = 'queued', claimed_by = NULL, claimed_until = 0, attempts = attempts - 1, updated_at = $4 \
              WHERE {FENCE}"

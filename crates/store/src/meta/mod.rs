@@ -58,6 +58,9 @@ pub struct Meta {
     write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Write transactions this process has finished (`cache_epoch.rs`).
     writes: Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite: one connection with `synchronous=NORMAL`, for the writes of
+    /// short-lived rows ([`Meta::begin_write_short_lived`]).
+    short_lived: Option<AnyPool>,
 }
 
 pub struct WriteTx<'a> {
@@ -247,6 +250,29 @@ impl Meta {
             )));
         };
         let opts = AnyPoolOptions::new().acquire_timeout(timeout);
+        // Writes of short-lived rows go through their own connection, whose
+        // commits do not wait for an fsync (`Meta::begin_write_short_lived`). An
+        // in-memory database would be another database on another connection.
+        let short_lived = (dialect == Dialect::Sqlite
+            && !url.contains(":memory:")
+            && !url.contains("mode=memory"))
+        .then(|| {
+            AnyPoolOptions::new()
+                .acquire_timeout(timeout)
+                .max_connections(1)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                             PRAGMA busy_timeout=10000; PRAGMA foreign_keys=OFF;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy(url)
+        })
+        .transpose()?;
         let pool = match dialect {
             Dialect::Sqlite => {
                 opts.max_connections(8)
@@ -272,6 +298,7 @@ impl Meta {
             dialect,
             write_lock: (dialect == Dialect::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
             writes: Arc::default(),
+            short_lived,
         };
         meta.migrate().await?;
         Ok(meta)
@@ -326,6 +353,34 @@ impl Meta {
             None => None,
         };
         let tx = self.pool.begin().await?;
+        crate::obs::DB_WRITE_WAIT.observe(waited.elapsed());
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            writes: &self.writes,
+        })
+    }
+
+    /// Begins a write transaction of rows that live for seconds and that nothing
+    /// depends on surviving an operating-system crash: leases (whose loss only
+    /// lets another holder in early, after a crash that ended every holder) and
+    /// records that are re-derived when missing (docs/architecture.md, "What is
+    /// durable when a client gets its answer"). On SQLite the commit does not
+    /// wait for an fsync (`synchronous=NORMAL` under WAL): it is durable against
+    /// a crash of the process, and the next ordinary commit makes it durable
+    /// against power loss too (the WAL is written in order), but an OS crash or
+    /// power loss before that may lose it. On PostgreSQL it is
+    /// [`Meta::begin_write`].
+    pub async fn begin_write_short_lived(&self) -> Result<WriteTx<'_>, StoreError> {
+        let Some(pool) = &self.short_lived else {
+            return self.begin_write().await;
+        };
+        let waited = std::time::Instant::now();
+        let guard = match &self.write_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let tx = pool.begin().await?;
         crate::obs::DB_WRITE_WAIT.observe(waited.elapsed());
         Ok(WriteTx {
             tx,

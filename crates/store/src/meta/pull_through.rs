@@ -48,7 +48,7 @@ impl Meta {
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_write_short_lived().await?;
         let n = sqlx::query(
             "INSERT INTO pull_through_leases (name, holder, until) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
@@ -81,7 +81,7 @@ impl Meta {
         name: &str,
         holder: &str,
     ) -> Result<(), StoreError> {
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_write_short_lived().await?;
         sqlx::query("DELETE FROM pull_through_leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
@@ -99,7 +99,7 @@ impl Meta {
         tree: &str,
         forget_before: i64,
     ) -> Result<(), StoreError> {
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_write_short_lived().await?;
         sqlx::query("DELETE FROM pull_through_fetched WHERE fetched_at < $1")
             .bind(forget_before)
             .execute(&mut *g.tx)

@@ -99,7 +99,7 @@ impl Meta {
         now: i64,
         until: i64,
     ) -> Result<Option<UploadRow>, StoreError> {
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_write_short_lived().await?;
         let row = sqlx::query(
             "UPDATE uploads SET lease_owner = $1, lease_until = $2 WHERE upload_id = $3 AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until IS NULL OR lease_until < $4) RETURNING upload_id, repo_id, size, created_at, updated_at, data_key, object_key, staging",
         )
@@ -120,7 +120,7 @@ impl Meta {
         upload_id: &str,
         owner: &str,
     ) -> Result<(), StoreError> {
-        let mut g = self.begin_write().await?;
+        let mut g = self.begin_write_short_lived().await?;
         sqlx::query(
             "UPDATE uploads SET lease_owner = NULL, lease_until = NULL WHERE upload_id = $1 AND lease_owner = $2",
         )
