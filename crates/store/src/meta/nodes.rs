@@ -18,7 +18,9 @@ impl Meta {
         now: i64,
         live_since: i64,
     ) -> Result<i64, StoreError> {
-        let mut g = self.begin_write().await?;
+        // A heartbeat lost to an OS crash only makes the others count one node
+        // fewer until the next one: no fsync needed.
+        let mut g = self.begin_write_short_lived().await?;
         sqlx::query(
             "INSERT INTO nodes (node_id, seen_at) VALUES ($1, $2)
              ON CONFLICT (node_id) DO UPDATE SET seen_at = excluded.seen_at",
