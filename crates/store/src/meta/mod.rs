@@ -21,6 +21,7 @@ pub use account_flags::{DocTable, TemplateRow};
 mod accounts;
 mod blobs;
 mod cache_epoch;
+mod epoch_reader;
 pub use accounts::AuditFilter;
 pub use blobs::legacy_object_key;
 mod console;
@@ -57,6 +58,9 @@ pub struct Meta {
     write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Write transactions this process has finished (`cache_epoch.rs`).
     writes: Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite file databases: the cache epoch read on the caller's thread
+    /// (`epoch_reader.rs`).
+    epoch_reader: Option<Arc<epoch_reader::EpochReader>>,
 }
 
 pub struct WriteTx<'a> {
@@ -271,9 +275,18 @@ impl Meta {
             dialect,
             write_lock: (dialect == Dialect::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
             writes: Arc::default(),
+            epoch_reader: None,
         };
         meta.migrate().await?;
-        Ok(meta)
+        // After the migration: the reader's statement needs the `cache_epoch` table.
+        let epoch_reader = match dialect {
+            Dialect::Sqlite => epoch_reader::EpochReader::for_url(url).map(Arc::new),
+            Dialect::Postgres => None,
+        };
+        Ok(Meta {
+            epoch_reader,
+            ..meta
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
