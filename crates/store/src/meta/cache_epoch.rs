@@ -10,6 +10,9 @@ use super::*;
 impl Meta {
     /// The stored cache epoch.
     pub async fn cache_epoch(&self) -> Result<i64, StoreError> {
+        if let Some(n) = self.epoch_reader.as_ref().and_then(|r| r.read()) {
+            return Ok(n);
+        }
         Ok(
             sqlx::query_scalar::<_, i64>("SELECT n FROM cache_epoch WHERE id = 1")
                 .fetch_one(&self.pool)

@@ -21,6 +21,7 @@ pub use account_flags::{DocTable, TemplateRow};
 mod accounts;
 mod blobs;
 mod cache_epoch;
+mod epoch_reader;
 pub use accounts::AuditFilter;
 pub use blobs::legacy_object_key;
 mod console;
@@ -61,6 +62,9 @@ pub struct Meta {
     /// SQLite: one connection with `synchronous=NORMAL`, for the writes of
     /// short-lived rows ([`Meta::begin_write_short_lived`]).
     short_lived: Option<AnyPool>,
+    /// SQLite file databases: the cache epoch read on the caller's thread
+    /// (`epoch_reader.rs`).
+    epoch_reader: Option<Arc<epoch_reader::EpochReader>>,
 }
 
 pub struct WriteTx<'a> {
@@ -299,9 +303,18 @@ impl Meta {
             write_lock: (dialect == Dialect::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
             writes: Arc::default(),
             short_lived,
+            epoch_reader: None,
         };
         meta.migrate().await?;
-        Ok(meta)
+        // After the migration: the reader's statement needs the `cache_epoch` table.
+        let epoch_reader = match dialect {
+            Dialect::Sqlite => epoch_reader::EpochReader::for_url(url).map(Arc::new),
+            Dialect::Postgres => None,
+        };
+        Ok(Meta {
+            epoch_reader,
+            ..meta
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
