@@ -203,7 +203,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    spawn_node_heartbeat(registry.clone(), app.clone(), node_id.clone());
+    // Several nodes need PostgreSQL; on SQLite a heartbeat would be one more
+    // writer queuing for the one write lock every few seconds, for nothing.
+    let shared_metadata = cfg.database_url().starts_with("postgres");
+    if shared_metadata {
+        spawn_node_heartbeat(registry.clone(), app.clone(), node_id.clone());
+    }
     let router = berth_api::router(app);
 
     let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
@@ -363,10 +368,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     };
     tokio::join!(drain, workers_done);
     // The other nodes stop counting this one at their next heartbeat.
-    match tokio::time::timeout(Duration::from_secs(5), registry.node_leave(&node_id)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not remove this node's row"),
-        Err(_) => tracing::warn!("could not remove this node's row within 5 s"),
+    if shared_metadata {
+        match tokio::time::timeout(Duration::from_secs(5), registry.node_leave(&node_id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not remove this node's row"),
+            Err(_) => tracing::warn!("could not remove this node's row within 5 s"),
+        }
     }
     // Bounded too: the process stops even if the store no longer takes writes.
     match tokio::time::timeout(Duration::from_secs(10), registry.flush_pulls()).await {
