@@ -13,6 +13,7 @@ mod procfs;
 mod pull_through;
 mod replication;
 mod report;
+mod scale;
 mod servers;
 mod sink;
 mod soak;
@@ -133,6 +134,15 @@ struct Cli {
     /// for neither) [default: both].
     #[arg(long, value_delimiter = ',', requires = "soak")]
     soak_passes: Vec<String>,
+    /// Run only the scale scenario (`scale.rs`): registries of each size filled
+    /// through the core (`berth admin bench-fill`), page latencies of the list
+    /// APIs, manifest GET, lifecycle evaluation and GC after deleting a tenth of
+    /// the images (sizes 1,000, 10,000, 100,000; 200 and 1,000 with --smoke).
+    #[arg(long, conflicts_with_all = ["compare", "replication", "console", "pull_through", "soak"])]
+    scale: bool,
+    /// Image counts of the scale scenario, comma-separated (e.g. 1000,10000,100000,1000000).
+    #[arg(long, value_delimiter = ',', requires = "scale")]
+    scale_sizes: Vec<usize>,
 }
 
 impl Cli {
@@ -1128,6 +1138,9 @@ async fn main() -> ExitCode {
     if cli.console {
         return console_main(&cli).await;
     }
+    if cli.scale {
+        return scale_main(&cli).await;
+    }
     if cli.pull_through {
         return pull_through_main(&cli).await;
     }
@@ -1231,6 +1244,61 @@ async fn replication_main(cli: &Cli) -> ExitCode {
         );
         // The smoke run (CI) checks that the scenario works, never performance:
         // 4 tiny images time process and job start-up, not copying.
+        if !cli.smoke {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--scale`: the scenario of `scale.rs`; writes `scale.md` and `scale.json`, and
+/// (except with `--smoke`) fails when a page's p99 misses [`scale::PAGE_P99_MS`].
+async fn scale_main(cli: &Cli) -> ExitCode {
+    let berth_bin = berth_bin_of(cli);
+    if !berth_bin.is_file() {
+        eprintln!(
+            "berth-bench: berth binary {} not found: run `cargo build --release -p berth` (or pass --berth-bin / BERTH_BIN)",
+            berth_bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let sizes = if !cli.scale_sizes.is_empty() {
+        cli.scale_sizes.clone()
+    } else if cli.smoke {
+        vec![200, 1_000]
+    } else {
+        vec![1_000, 10_000, 100_000]
+    };
+    let postgres = if cli.with_postgres {
+        match std::env::var("BERTH_TEST_POSTGRES_URL") {
+            Ok(u) if !u.is_empty() => Some(u),
+            _ => {
+                eprintln!("berth-bench: --with-postgres needs BERTH_TEST_POSTGRES_URL");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let samples = if cli.smoke { 5 } else { 100 };
+    let work = scenario_work_dir(cli, "scale");
+    let outcome = scale::run(&berth_bin, &work, &sizes, postgres.as_deref(), samples).await;
+    let Some(outcome) = scenario_outcome(cli, &work, outcome) else {
+        return ExitCode::FAILURE;
+    };
+    let md = outcome.markdown();
+    let Some(out) = write_scenario_report(cli, "scale", &berth_bin, &md, outcome.json()) else {
+        return ExitCode::FAILURE;
+    };
+    eprintln!("wrote {}", out.join("scale.md").display());
+    let misses = outcome.misses();
+    if !misses.is_empty() {
+        eprintln!(
+            "berth-bench: scale pages over p99 {} ms: {misses:?}",
+            scale::PAGE_P99_MS
+        );
+        // The smoke run (CI, a debug build) checks that the scenario works, never
+        // performance.
         if !cli.smoke {
             return ExitCode::FAILURE;
         }

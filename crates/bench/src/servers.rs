@@ -574,6 +574,32 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
         }
     }
 
+    /// Runs `berth admin ARGS` on this berth's data and configuration (while it
+    /// serves); its standard output, or an error with its standard error.
+    pub async fn admin(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(&self.berth_bin);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("BERTH_ROOT_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("BERTH_ROOT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .stdin(Stdio::null());
+        let what = format!("berth admin {args:?}");
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .map_err(|e| Error(format!("{what}: {e}")))?
+            .map_err(|e| Error(format!("{what}: {e}")))?;
+        if !out.status.success() {
+            bail!(
+                "berth admin {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Restarts on the same data; returns the time to the first served request.
     pub async fn restart(&mut self) -> Result<Duration> {
         self.stop();

@@ -57,6 +57,10 @@ enum AdminCommand {
     /// Rotate the master key (no downtime) and show the keyring.
     #[command(subcommand, name = "master-key")]
     MasterKey(crate::master_key::MasterKeyCmd),
+    /// Fill the registry with synthetic images through the core, in batched
+    /// transactions (for the scale benchmark, `berth-bench --scale`).
+    #[command(name = "bench-fill")]
+    BenchFill(crate::bench_fill::FillArgs),
     /// Print the newest audit-log records (or `audit verify`: check its hash chain).
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -545,6 +549,11 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Kms(cmd) => kms(&cfg, &registry, cmd).await?,
         AdminCommand::Jobs(cmd) => jobs(&registry, cmd).await?,
         AdminCommand::Webhook(cmd) => crate::webhooks::admin(&cfg, &registry, cmd).await?,
+        AdminCommand::BenchFill(a) => {
+            let account = acct(None)?;
+            identity.ensure_account(&account, now).await.map_err(e)?;
+            crate::bench_fill::run(&registry, &account, a).await?;
+        }
         AdminCommand::Gc {
             dry_run,
             grace_secs,

@@ -2,6 +2,7 @@
 //! (`berth serve`, `berth admin …`).
 
 mod admin;
+mod bench_fill;
 mod bootstrap;
 mod config;
 mod db_metrics;

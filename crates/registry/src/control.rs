@@ -128,6 +128,21 @@ impl Registry {
         Ok(self.meta.all_tags(repo.repo_id).await?)
     }
 
+    /// A keyset page of the repository's image ids (`ListImages`), in (digest, tag)
+    /// order after `after`; one bounded query whatever the repository's size.
+    pub async fn image_ids_page(
+        &self,
+        repo: &RepositoryRow,
+        after: Option<(&str, &str)>,
+        tag_status: &str,
+        limit: i64,
+    ) -> Result<Vec<berth_store::meta::ImageIdRow>> {
+        Ok(self
+            .meta
+            .image_ids_page(repo.repo_id, after, tag_status, limit)
+            .await?)
+    }
+
     /// The tags pointing at `digest`.
     pub async fn tags_of(&self, repo: &RepositoryRow, digest: &str) -> Result<Vec<String>> {
         Ok(self.meta.tags_of(repo.repo_id, digest).await?)

@@ -13,6 +13,7 @@ mod abac;
 mod account_flags;
 pub mod audit_verify;
 mod authz;
+mod bulk;
 mod cache;
 mod clock;
 pub mod console;

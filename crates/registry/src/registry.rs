@@ -1106,7 +1106,11 @@ impl Registry {
             .await
     }
 
-    async fn put_manifest_inner(
+    /// Checks and seals one manifest push into the store's write: its digest,
+    /// references, size, tag (with its immutability), the jobs it causes (scan on
+    /// push, replication) and its events. Shared by [`Registry::put_manifest`] and
+    /// the bulk import (`bulk.rs`).
+    pub(crate) async fn manifest_write(
         &self,
         repo: &RepositoryRow,
         reference: &Reference,
@@ -1114,7 +1118,7 @@ impl Registry {
         body: Bytes,
         replicated: bool,
         scan: bool,
-    ) -> Result<ManifestPut> {
+    ) -> Result<(ManifestWrite, Digest, Manifest)> {
         if body.len() > berth_oci::manifest::MAX_MANIFEST_BYTES {
             return Err(RegistryError::ManifestTooLarge);
         }
@@ -1205,6 +1209,21 @@ impl Registry {
             jobs,
             events,
         };
+        Ok((w, digest, m))
+    }
+
+    async fn put_manifest_inner(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        replicated: bool,
+        scan: bool,
+    ) -> Result<ManifestPut> {
+        let (w, digest, m) = self
+            .manifest_write(repo, reference, content_type, body, replicated, scan)
+            .await?;
         let outcome = match self.meta.put_manifest(&w).await? {
             PutManifestOutcome::Stored { .. } => ImageOutcome::Created,
             PutManifestOutcome::Unchanged => ImageOutcome::Unchanged,

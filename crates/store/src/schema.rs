@@ -26,6 +26,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (18, V18),
     (20, V20_SQLITE),
     (28, V28),
+    (26, V26),
 ];
 /// (version, statements) for PostgreSQL.
 pub const POSTGRES: &[(i64, &str)] = &[
@@ -48,6 +49,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (18, V18),
     (20, V20_POSTGRES),
     (28, V28),
+    (26, V26),
 ];
 
 macro_rules! v1 {
@@ -898,6 +900,13 @@ const V20_POSTGRES: &str = concat!(
     "CREATE CONSTRAINT TRIGGER cache_epoch_pull_time_exclusions AFTER INSERT OR UPDATE OR DELETE ON pull_time_exclusions DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
     "CREATE CONSTRAINT TRIGGER cache_epoch_manifests AFTER INSERT OR DELETE OR UPDATE OF body ON manifests DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cache_epoch_bump();\n",
 );
+
+/// v26: keyset pages of `ListImages` in (digest, tag) order
+/// (`crates/store/src/meta/paging.rs`): the index that matches that ORDER BY. It
+/// replaces `tags_digest (repo_id, digest)`, a prefix of it that served the same
+/// lookups.
+const V26: &str = "CREATE INDEX tags_digest_tag ON tags (repo_id, digest, tag);
+DROP INDEX tags_digest";
 
 #[cfg(test)]
 mod tests {

@@ -259,39 +259,33 @@ pub async fn list_images(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     }
     let max = input.max_results(1000, 100)?;
     let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
-    let tags = ctx.app.registry.all_tags(&repo).await?;
-    let manifests = ctx.app.registry.list_manifests(&repo).await?;
-    // One entry per tag, plus one per untagged image; keyed for stable paging.
-    let mut ids: Vec<(String, Value)> = Vec::new();
-    if status != "UNTAGGED" {
-        for (t, d) in &tags {
-            ids.push((
-                format!("{d}\u{0}{t}"),
-                json!({ "imageDigest": d, "imageTag": t }),
-            ));
-        }
-    }
-    if status != "TAGGED" {
-        let tagged: std::collections::HashSet<&str> =
-            tags.iter().map(|(_, d)| d.as_str()).collect();
-        for m in &manifests {
-            if !tagged.contains(m.digest.as_str()) {
-                ids.push((m.digest.clone(), json!({ "imageDigest": m.digest })));
-            }
-        }
-    }
-    ids.sort_by(|a, b| a.0.cmp(&b.0));
-    let page: Vec<&(String, Value)> = ids
+    // A keyset page in (digest, tag) order; the token is the last entry's key,
+    // "digest\0tag" (or the digest of an untagged image), as before.
+    let cursor = after
+        .as_deref()
+        .map(|k| k.split_once('\u{0}').unwrap_or((k, "")));
+    let rows = ctx
+        .app
+        .registry
+        .image_ids_page(&repo, cursor, status, max + 1)
+        .await?;
+    let more = rows.len() as i64 > max;
+    let page = &rows[..rows.len().min(max as usize)];
+    let ids: Vec<Value> = page
         .iter()
-        .filter(|(k, _)| after.as_deref().is_none_or(|a| k.as_str() > a))
-        .take(max as usize + 1)
+        .map(|r| match &r.tag {
+            Some(t) => json!({ "imageDigest": r.digest, "imageTag": t }),
+            None => json!({ "imageDigest": r.digest }),
+        })
         .collect();
-    let more = page.len() as i64 > max;
-    let page = &page[..page.len().min(max as usize)];
-    let mut v = json!({ "imageIds": page.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>() });
+    let mut v = json!({ "imageIds": ids });
     if more {
-        if let Some((k, _)) = page.last() {
-            v["nextToken"] = json!(encode_token(k));
+        if let Some(r) = page.last() {
+            let key = match &r.tag {
+                Some(t) => format!("{}\u{0}{t}", r.digest),
+                None => r.digest.clone(),
+            };
+            v["nextToken"] = json!(encode_token(&key));
         }
     }
     Ok(v)

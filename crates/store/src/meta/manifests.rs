@@ -17,15 +17,46 @@ impl Meta {
     /// the tag's immutability inside the transaction.
     pub async fn put_manifest(&self, w: &ManifestWrite) -> Result<PutManifestOutcome, StoreError> {
         let mut g = self.begin_write().await?;
+        let out = self.put_manifest_tx(&mut g.tx, w).await?;
+        // Anything but a stored manifest wrote nothing worth keeping: rolled back.
+        if matches!(out, PutManifestOutcome::Stored { .. }) {
+            g.commit().await?;
+        }
+        Ok(out)
+    }
+
+    /// Stores many manifests in one transaction (a bulk import, `crates/registry/src/bulk.rs`),
+    /// each exactly as [`Meta::put_manifest`] would. All or nothing: the first
+    /// manifest that is not stored (a missing blob or child, an immutable tag)
+    /// rolls the whole batch back and is returned with its index.
+    pub async fn put_manifests(
+        &self,
+        writes: &[ManifestWrite],
+    ) -> Result<Result<(), (usize, PutManifestOutcome)>, StoreError> {
+        let mut g = self.begin_write().await?;
+        for (i, w) in writes.iter().enumerate() {
+            match self.put_manifest_tx(&mut g.tx, w).await? {
+                PutManifestOutcome::Stored { .. } | PutManifestOutcome::Unchanged => {}
+                other => return Ok(Err((i, other))),
+            }
+        }
+        g.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn put_manifest_tx(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        w: &ManifestWrite,
+    ) -> Result<PutManifestOutcome, StoreError> {
         // Hold the blobs' locks (shared) so the collector cannot unlink one between
         // the check below and the commit.
         let mut sorted: Vec<&String> = w.blobs.iter().collect();
         sorted.sort();
         sorted.dedup();
         for b in sorted {
-            lock_digest(self.dialect, &mut g.tx, b, false).await?;
+            lock_digest(self.dialect, tx, b, false).await?;
         }
-        let tx = &mut g.tx;
         let mut missing = Vec::new();
         for b in &w.blobs {
             let found: Option<i64> =
@@ -153,8 +184,7 @@ impl Meta {
         } else if !inserted {
             return Ok(PutManifestOutcome::Unchanged);
         }
-        crate::events::record_tx(&mut g.tx, w.repo_id, &w.events, w.pushed_at).await?;
-        g.commit().await?;
+        crate::events::record_tx(tx, w.repo_id, &w.events, w.pushed_at).await?;
         Ok(PutManifestOutcome::Stored {
             manifest_existed: !inserted,
             previous_tag_digest: previous,

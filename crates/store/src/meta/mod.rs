@@ -30,6 +30,8 @@ mod identity;
 pub mod jobs;
 mod manifests;
 pub use manifests::{no_jobs, DeletionJobs};
+mod paging;
+pub use paging::ImageIdRow;
 mod pull_through;
 mod repositories;
 pub use console::{AuditSearch, SessionRow};
