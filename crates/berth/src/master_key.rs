@@ -41,6 +41,9 @@ pub async fn admin(registry: &Registry, cmd: MasterKeyCmd) -> Result<(), String>
             if let Some(o) = s.other_id {
                 println!("other key\t{o}");
             }
+            if let Some((id, until)) = s.token_grace {
+                println!("retired key\t{id}\tverifies registry tokens it minted until {until} (ms since the epoch)");
+            }
         }
         MasterKeyCmd::Rotate {
             new_key_file,

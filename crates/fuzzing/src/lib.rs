@@ -5,11 +5,13 @@
 //! itself). `docs/fuzzing.md` says how to run them and what they found.
 //!
 //! Pure on purpose: the targets call only the I/O-free crates (`oci`, `iam`,
-//! `lifecycle`, `scan`).
+//! `lifecycle`, `scan`, `ecr-input`).
 
+mod ecr;
 pub mod mutate;
 mod targets;
 
+pub use ecr::*;
 pub use targets::*;
 
 /// A fuzz target: a name (also its corpus directory under `fuzz/corpus/`) and the
@@ -60,6 +62,30 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "scan_inventories",
         run: scan_inventories,
+    },
+    Target {
+        name: "ecr_input",
+        run: ecr_input,
+    },
+    Target {
+        name: "ecr_registry_config",
+        run: ecr_registry_config,
+    },
+    Target {
+        name: "ecr_pull_through",
+        run: ecr_pull_through,
+    },
+    Target {
+        name: "ecr_templates",
+        run: ecr_templates,
+    },
+    Target {
+        name: "secrets_manager",
+        run: secrets_manager,
+    },
+    Target {
+        name: "kms_inputs",
+        run: kms_inputs,
     },
 ];
 

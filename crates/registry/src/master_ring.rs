@@ -78,6 +78,10 @@ impl Generation {
 pub struct RingKeys {
     pub primary: Arc<Generation>,
     pub others: Vec<Arc<Generation>>,
+    /// A retired key kept only to verify the registry tokens it minted until the
+    /// longest of them has expired (`crate::rotation`, "token grace"); it opens
+    /// and seals nothing.
+    pub token_only: Vec<Arc<Generation>>,
 }
 
 impl RingKeys {
@@ -122,6 +126,7 @@ impl MasterRing {
             keys: RwLock::new(RingKeys {
                 primary: g.clone(),
                 others: Vec::new(),
+                token_only: Vec::new(),
             }),
             configured: g,
             rng: ring::rand::SystemRandom::new(),
@@ -199,7 +204,11 @@ impl MasterRing {
 
     /// The registry-token keys: the primary first (minting), all (verifying).
     pub fn token_keys(&self) -> Vec<[u8; 32]> {
-        self.keys().all().map(|g| g.token_key).collect()
+        let keys = self.keys();
+        keys.all()
+            .chain(keys.token_only.iter())
+            .map(|g| g.token_key)
+            .collect()
     }
 
     /// A purpose key of the primary, and of every key (for verifying MACs made by
@@ -231,6 +240,7 @@ mod tests {
         ring.set_keys(RingKeys {
             primary: new.clone(),
             others: vec![ring.configured().clone()],
+            token_only: Vec::new(),
         });
         assert!(!ring.sealed_by_primary(&old));
         assert_eq!(ring.open("ctx", &old).unwrap(), b"secret");
@@ -242,6 +252,7 @@ mod tests {
         ring.set_keys(RingKeys {
             primary: new,
             others: vec![],
+            token_only: Vec::new(),
         });
         assert_eq!(ring.open("ctx", &again).unwrap(), b"secret");
         assert!(ring.open("ctx", &old).is_err());

@@ -18,6 +18,21 @@
 //! Each step is idempotent and every value stays readable by the ring of either
 //! phase, so a crash at any point leaves everything readable and running the
 //! rotation again finishes it.
+//!
+//! **Token grace.** Registry tokens (`GetAuthorizationToken`, `docker login`) are
+//! MACs under a key derived from the master key that minted them, and a client
+//! keeps using one until it expires ([`DEFAULT_TOKEN_TTL_SECS`]). So the `steady`
+//! state written at retirement keeps the old key (sealed under the new one, as
+//! during the rotation) for [`TOKEN_GRACE_MS`] after it: every node verifies
+//! tokens with it meanwhile — and does nothing else with it: it seals, opens and
+//! wraps nothing, and a process configured with it still refuses to start. After
+//! the grace the key is ignored and the next rotation drops it (a second rotation
+//! within the grace ends the first one's early: tokens from two keys back must be
+//! fetched again).
+//!
+//! Every phase change is written to the audit log (hash-chained like every
+//! record): action `berth:RotateMasterKey`, the phase and both key ids (never a
+//! key).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +40,18 @@ use std::time::Duration;
 use berth_store::meta::{KeyPart, MasterKeyState, SealedColumn};
 use berth_store::StoreError;
 
+use berth_iam::token::DEFAULT_TOKEN_TTL_SECS;
+
 use crate::keys::Keyring;
 use crate::master_ring::{key_id, Generation, RingKeys};
 use crate::{Registry, RegistryError};
 
 /// How often a running node applies the shared state.
 pub const REFRESH: Duration = Duration::from_secs(2);
+
+/// How long after retirement the old key still verifies the registry tokens it
+/// minted: their longest lifetime.
+pub const TOKEN_GRACE_MS: i64 = DEFAULT_TOKEN_TTL_SECS * 1000;
 
 const STEADY: &str = "steady";
 const INTRODUCE: &str = "introduce";
@@ -65,6 +86,9 @@ pub struct KeyringStatus {
     pub sealing_id: String,
     /// The other key during a rotation.
     pub other_id: Option<String>,
+    /// After a rotation: the retired key that still verifies registry tokens, and
+    /// until when (milliseconds since the epoch).
+    pub token_grace: Option<(String, i64)>,
 }
 
 /// What one re-sealing pass changed, per kind of value.
@@ -113,6 +137,10 @@ impl Registry {
             phase: state.phase.clone(),
             sealing_id: keys.primary.id_hex(),
             other_id: keys.others.first().map(|g| g.id_hex()),
+            token_grace: keys
+                .token_only
+                .first()
+                .map(|g| (g.id_hex(), state.updated_at + TOKEN_GRACE_MS)),
         };
         self.ring().set_keys(keys);
         Ok(status)
@@ -126,10 +154,14 @@ impl Registry {
         let find = |id: &str| known.iter().find(|g| g.id_hex() == id).cloned();
         match state.phase.as_str() {
             STEADY => match find(&state.active_id) {
-                Some(g) => Ok(RingKeys {
-                    primary: g,
-                    others: Vec::new(),
-                }),
+                Some(g) => {
+                    let token_only = self.token_grace_key(state, &g)?.into_iter().collect();
+                    Ok(RingKeys {
+                        primary: g,
+                        others: Vec::new(),
+                        token_only,
+                    })
+                }
                 None => Err(RotationError::WrongKey {
                     configured: ring.configured().id_hex(),
                     active: state.active_id.clone(),
@@ -178,15 +210,62 @@ impl Registry {
                     RingKeys {
                         primary: old,
                         others: vec![new],
+                        token_only: Vec::new(),
                     }
                 } else {
                     RingKeys {
                         primary: new,
                         others: vec![old],
+                        token_only: Vec::new(),
                     }
                 })
             }
             other => Err(RotationError::Corrupt(format!("unknown phase {other:?}"))),
+        }
+    }
+
+    /// In `steady` after a rotation, within [`TOKEN_GRACE_MS`] of it: the retired
+    /// key, opened with the active one.
+    fn token_grace_key(
+        &self,
+        state: &MasterKeyState,
+        active: &Generation,
+    ) -> Result<Option<Arc<Generation>>, RotationError> {
+        let (Some(old_id), Some(sealed)) = (&state.old_id, &state.old_under_new) else {
+            return Ok(None);
+        };
+        if self.now() >= state.updated_at + TOKEN_GRACE_MS {
+            return Ok(None);
+        }
+        let raw = hex::decode(sealed)
+            .ok()
+            .and_then(|s| active.master.open(OLD_CONTEXT, &s).ok())
+            .ok_or_else(|| RotationError::Corrupt("the retired key does not open".into()))?;
+        let old = Generation::new(raw_of(raw)?);
+        if old.id_hex() != *old_id {
+            return Err(RotationError::Corrupt(
+                "the retired key has another id".into(),
+            ));
+        }
+        Ok(Some(Arc::new(old)))
+    }
+
+    /// Appends the audit record of a rotation's phase change.
+    async fn audit_rotation(&self, phase: &str, old_id: &str, new_id: &str) {
+        let resource = format!("master-key/{new_id}");
+        let outcome = format!("{phase}: old key {old_id}, new key {new_id}");
+        let r = self
+            .audit(&crate::AuditRecord {
+                account: "",
+                principal: "berth:admin",
+                action: "berth:RotateMasterKey",
+                resource: Some(&resource),
+                source: "berth admin master-key rotate",
+                outcome: &outcome,
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, phase, "could not audit a master-key rotation step");
         }
     }
 
@@ -257,6 +336,8 @@ impl Registry {
                 "the master-key state changed meanwhile; run the rotation again".into(),
             ));
         }
+        self.audit_rotation(INTRODUCE, &old.id_hex(), &new_gen.id_hex())
+            .await;
         self.apply_master_key_state().await?;
         Ok(())
     }
@@ -276,9 +357,18 @@ impl Registry {
             updated_at: self.now(),
             ..state.clone()
         };
-        self.meta
+        if self
+            .meta
             .replace_master_key_state(INTRODUCE, &state.active_id, &next)
-            .await?;
+            .await?
+        {
+            self.audit_rotation(
+                SWITCH,
+                state.old_id.as_deref().unwrap_or_default(),
+                &next.active_id,
+            )
+            .await;
+        }
         self.apply_master_key_state().await?;
         Ok(())
     }
@@ -298,18 +388,28 @@ impl Registry {
                 pass.total()
             )));
         }
+        // The old key stays (sealed under the new one) for the token grace.
         let next = MasterKeyState {
             active_id: state.active_id.clone(),
             phase: STEADY.into(),
-            old_id: None,
+            old_id: state.old_id.clone(),
             new_id: None,
             new_under_old: None,
-            old_under_new: None,
+            old_under_new: state.old_under_new.clone(),
             updated_at: self.now(),
         };
-        self.meta
+        if self
+            .meta
             .replace_master_key_state(SWITCH, &state.active_id, &next)
-            .await?;
+            .await?
+        {
+            self.audit_rotation(
+                "retire",
+                state.old_id.as_deref().unwrap_or_default(),
+                &state.active_id,
+            )
+            .await;
+        }
         self.apply_master_key_state().await?;
         Ok(())
     }

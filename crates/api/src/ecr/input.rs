@@ -1,150 +1,24 @@
-//! Typed access to a JSON 1.1 request body with the server-side checks botocore
-//! leaves to the service (maximum lengths, patterns, enums, ranges).
+//! Typed access to a JSON 1.1 request body: the pure half lives in
+//! `crates/ecr-input` (so the fuzz targets reach it without a server); here, its
+//! errors become the exceptions the front end answers with.
 
-use berth_oci::{Digest, RepositoryName};
-use serde_json::{Map, Value};
+use berth_ecr_input::InputErrorKind;
+pub use berth_ecr_input::{
+    check_len, decode_token, encode_token, parse_digest, parse_repository_name, Input, InputError,
+};
 
 use super::{EcrError, EcrException};
 
-pub struct Input(Value);
-
-fn wrong_type(name: &str, want: &str) -> EcrError {
-    EcrError::new(
-        EcrException::Serialization,
-        format!("Member '{name}' must be {want}"),
-    )
-}
-
-impl Input {
-    pub fn new(v: Value) -> Self {
-        Input(v)
+impl From<InputError> for EcrError {
+    fn from(e: InputError) -> Self {
+        let exception = match e.kind {
+            InputErrorKind::InvalidParameter => EcrException::InvalidParameter,
+            InputErrorKind::Validation => EcrException::Validation,
+            InputErrorKind::Serialization => EcrException::Serialization,
+            InputErrorKind::InvalidTagParameter => EcrException::InvalidTagParameter,
+            InputErrorKind::TooManyTags => EcrException::TooManyTags,
+            InputErrorKind::Tag => EcrException::Tag,
+        };
+        EcrError::new(exception, e.message)
     }
-
-    pub fn raw(&self) -> &Value {
-        &self.0
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|v| !v.is_null())
-    }
-
-    pub fn opt_str(&self, name: &str) -> Result<Option<&str>, EcrError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(wrong_type(name, "a string")),
-        }
-    }
-
-    pub fn req_str(&self, name: &str) -> Result<&str, EcrError> {
-        self.opt_str(name)?
-            .ok_or_else(|| EcrError::invalid(format!("Missing required parameter '{name}'")))
-    }
-
-    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, EcrError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(wrong_type(name, "a boolean")),
-        }
-    }
-
-    pub fn opt_i64(&self, name: &str) -> Result<Option<i64>, EcrError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| wrong_type(name, "an integer")),
-        }
-    }
-
-    pub fn opt_array(&self, name: &str) -> Result<Option<&Vec<Value>>, EcrError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Array(a)) => Ok(Some(a)),
-            Some(_) => Err(wrong_type(name, "a list")),
-        }
-    }
-
-    pub fn opt_object(&self, name: &str) -> Result<Option<&Map<String, Value>>, EcrError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Object(o)) => Ok(Some(o)),
-            Some(_) => Err(wrong_type(name, "a structure")),
-        }
-    }
-
-    /// `repositoryName`, validated against the model's length and pattern.
-    pub fn repository_name(&self) -> Result<RepositoryName, EcrError> {
-        let s = self.req_str("repositoryName")?;
-        parse_repository_name(s, "repositoryName")
-    }
-
-    /// A string whose length must be within `min..=max`.
-    pub fn opt_len(&self, name: &str, min: usize, max: usize) -> Result<Option<&str>, EcrError> {
-        let v = self.opt_str(name)?;
-        if let Some(s) = v {
-            check_len(name, s, min, max)?;
-        }
-        Ok(v)
-    }
-
-    /// `maxResults` within `1..=max` (default `default`).
-    pub fn max_results(&self, max: i64, default: i64) -> Result<i64, EcrError> {
-        match self.opt_i64("maxResults")? {
-            None => Ok(default),
-            Some(n) if (1..=max).contains(&n) => Ok(n),
-            Some(n) => Err(EcrError::invalid(format!(
-                "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and {max}' (got {n})"
-            ))),
-        }
-    }
-}
-
-pub fn check_len(name: &str, s: &str, min: usize, max: usize) -> Result<(), EcrError> {
-    let n = s.chars().count();
-    if n < min {
-        return Err(EcrError::invalid(format!(
-            "Invalid parameter at '{name}' failed to satisfy constraint: 'Member must have length greater than or equal to {min}'"
-        )));
-    }
-    if n > max {
-        return Err(EcrError::invalid(format!(
-            "Invalid parameter at '{name}' failed to satisfy constraint: 'Member must have length less than or equal to {max}'"
-        )));
-    }
-    Ok(())
-}
-
-pub fn parse_repository_name(s: &str, field: &str) -> Result<RepositoryName, EcrError> {
-    check_len(field, s, 2, 256)?;
-    RepositoryName::parse(s).map_err(|_| {
-        EcrError::invalid(format!(
-            "Invalid parameter at '{field}' failed to satisfy constraint: 'must satisfy regular expression '[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(\\/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*''"
-        ))
-    })
-}
-
-pub fn parse_digest(s: &str, field: &str) -> Result<Digest, EcrError> {
-    Digest::parse(s).map_err(|_| {
-        EcrError::invalid(format!(
-            "Invalid parameter at '{field}' failed to satisfy constraint: 'must be a valid image digest' (got '{s}')"
-        ))
-    })
-}
-
-/// Opaque pagination tokens: the last key of the previous page, base64url-encoded.
-pub fn encode_token(last: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
-}
-
-pub fn decode_token(tok: &str) -> Result<String, EcrError> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(tok.as_bytes())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| EcrError::invalid("Invalid parameter at 'nextToken' failed to satisfy constraint: 'the token is not valid'"))
 }

@@ -11,6 +11,7 @@ use berth_registry::KmsKeyRow;
 use serde_json::{json, Value};
 
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
+use berth_ecr_input::kms::{alias_name, tags_in};
 
 fn not_found(id: &str) -> EcrError {
     EcrError::new(EcrException::NotFound, format!("Key '{id}' does not exist"))
@@ -80,23 +81,6 @@ async fn key(ctx: &Ctx, account: &str, input: &Input) -> Result<KmsKeyRow, EcrEr
         .ok_or_else(|| not_found(id))
 }
 
-fn tags_in(input: &Input) -> Result<Vec<(String, String)>, EcrError> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for t in input.opt_array("Tags")?.cloned().unwrap_or_default() {
-        let k = t.get("TagKey").and_then(Value::as_str).unwrap_or("");
-        let v = t.get("TagValue").and_then(Value::as_str).unwrap_or("");
-        if k.is_empty() || k.len() > 128 || v.len() > 256 {
-            return Err(EcrError::new(
-                EcrException::Tag,
-                "Tag keys must be 1-128 and values 0-256 characters",
-            ));
-        }
-        out.retain(|(x, _)| x != k);
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
-}
-
 fn tags_json(tags: &[(String, String)]) -> String {
     json!(tags
         .iter()
@@ -116,22 +100,6 @@ fn stored_tags(k: &KmsKeyRow) -> Vec<(String, String)> {
             ))
         })
         .collect()
-}
-
-fn alias_name(input: &Input) -> Result<String, EcrError> {
-    let a = input.req_str("AliasName")?;
-    let ok = a.starts_with("alias/")
-        && !a.starts_with("alias/aws/")
-        && (7..=256).contains(&a.len())
-        && a[6..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b));
-    if !ok {
-        return Err(EcrError::validation(format!(
-            "1 validation error detected: Value '{a}' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$ (and must not begin with alias/aws/)"
-        )));
-    }
-    Ok(a.to_string())
 }
 
 /// Serves the KMS operation `ctx.op` (every KMS row of the operation table, and

@@ -198,21 +198,9 @@ async fn json_call(
             );
         }
     }
-    let input: Value = if body.is_empty() {
-        Value::Object(Default::default())
-    } else {
-        match serde_json::from_slice(body) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                return error_response(
-                    &EcrError::new(
-                        EcrException::Serialization,
-                        "the request body is not a JSON object",
-                    ),
-                    &request_id,
-                )
-            }
-        }
+    let input = match Input::from_body(body) {
+        Ok(i) => i,
+        Err(e) => return error_response(&e.into(), &request_id),
     };
     let row = ops::find(service, op);
     let ctx = Ctx {
@@ -228,7 +216,6 @@ async fn json_call(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     };
-    let input = Input::new(input);
     let result = match row {
         Some(r) => (r.handler)(&ctx, &input).await,
         None => ops::unknown(&ctx, service, &input).await,

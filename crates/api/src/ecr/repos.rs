@@ -11,9 +11,7 @@ use crate::policy::RequestKeys;
 
 use super::input::{check_len, decode_token, encode_token, parse_repository_name};
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
-
-/// ECR's limit: "The maximum number of tags that can be applied to a repository is 50."
-const MAX_TAGS: usize = 50;
+use berth_ecr_input::tags::{parse_tags, MAX_TAGS};
 
 /// The `Repository` shape.
 pub fn repository_json(ctx: &Ctx, r: &RepositoryRow) -> Value {
@@ -83,44 +81,6 @@ async fn authorized_repo_with(
         }
         .into()
     })
-}
-
-pub(super) fn parse_tags(v: Option<&Vec<Value>>) -> Result<Vec<(String, String)>, EcrError> {
-    let Some(list) = v else {
-        return Ok(Vec::new());
-    };
-    if list.len() > MAX_TAGS {
-        return Err(EcrError::new(
-            EcrException::TooManyTags,
-            format!("A repository can have at most {MAX_TAGS} tags"),
-        ));
-    }
-    let mut out: Vec<(String, String)> = Vec::with_capacity(list.len());
-    for t in list {
-        let key = t.get("Key").and_then(Value::as_str);
-        let value = t.get("Value").and_then(Value::as_str).unwrap_or("");
-        let Some(key) = key else {
-            return Err(EcrError::new(
-                EcrException::InvalidTagParameter,
-                "Each tag needs a Key",
-            ));
-        };
-        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
-            return Err(EcrError::new(
-                EcrException::InvalidTagParameter,
-                "Tag keys must be 1-128 characters and values at most 256 characters",
-            ));
-        }
-        if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(EcrError::new(
-                EcrException::InvalidTagParameter,
-                "Tag keys starting with 'aws:' are reserved for AWS use",
-            ));
-        }
-        out.retain(|(k, _)| k != key);
-        out.push((key.to_string(), value.to_string()));
-    }
-    Ok(out)
 }
 
 pub(super) fn parse_mutability(

@@ -13,6 +13,34 @@ use berth_registry::secrets_manager::{NewSecret, Secret, SecretValue, SecretsErr
 use serde_json::{json, Map, Value};
 
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
+use berth_ecr_input::secrets::{
+    self as input_checks, filters_in, secret_id, secret_name, SecretValueIn,
+};
+
+fn invalid(msg: impl Into<String>) -> EcrError {
+    input_checks::invalid(msg).into()
+}
+
+fn validation(field: &str, constraint: &str) -> EcrError {
+    input_checks::validation(field, constraint).into()
+}
+
+/// `ClientRequestToken` (32–64 characters), or a fresh version id.
+fn version_token(input: &Input) -> Result<String, EcrError> {
+    Ok(input_checks::client_token(input)?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()))
+}
+
+/// `SecretString` or `SecretBinary` (base64 on the wire), at most one, ≤ 64 KiB.
+fn value_in(input: &Input) -> Result<Option<SecretValue>, EcrError> {
+    Ok(input_checks::value_in(input)?.map(|v| match v {
+        SecretValueIn::Text(t) => SecretValue::Text(t),
+        SecretValueIn::Binary(b) => SecretValue::Binary(b),
+    }))
+}
+
+fn tags_in(list: &[Value]) -> Result<Vec<(String, String)>, EcrError> {
+    Ok(input_checks::tags_in(list)?)
+}
 
 impl From<SecretsError> for EcrError {
     fn from(e: SecretsError) -> Self {
@@ -29,112 +57,6 @@ impl From<SecretsError> for EcrError {
             SecretsError::Registry(r) => r.into(),
         }
     }
-}
-
-fn invalid(msg: impl Into<String>) -> EcrError {
-    EcrError::new(EcrException::InvalidParameter, msg)
-}
-
-fn validation(field: &str, constraint: &str) -> EcrError {
-    EcrError::validation(format!(
-        "1 validation error detected: Value at '{field}' failed to satisfy constraint: {constraint}"
-    ))
-}
-
-fn secret_name(input: &Input, field: &str) -> Result<String, EcrError> {
-    let n = input.req_str(field)?;
-    if n.is_empty() || n.chars().count() > 512 {
-        return Err(validation(
-            field,
-            "Member must have length between 1 and 512",
-        ));
-    }
-    if !n
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
-    {
-        return Err(invalid(
-            "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!",
-        ));
-    }
-    Ok(n.to_string())
-}
-
-fn secret_id(input: &Input) -> Result<&str, EcrError> {
-    let id = input.req_str("SecretId")?;
-    if id.is_empty() || id.chars().count() > 2048 {
-        return Err(validation(
-            "secretId",
-            "Member must have length between 1 and 2048",
-        ));
-    }
-    Ok(id)
-}
-
-/// `ClientRequestToken` (32–64 characters), or a fresh version id.
-fn version_token(input: &Input) -> Result<String, EcrError> {
-    match input.opt_str("ClientRequestToken")? {
-        Some(t) if (32..=64).contains(&t.chars().count()) => Ok(t.to_string()),
-        Some(_) => Err(validation(
-            "clientRequestToken",
-            "Member must have length between 32 and 64",
-        )),
-        None => Ok(uuid::Uuid::new_v4().to_string()),
-    }
-}
-
-/// `SecretString` or `SecretBinary` (base64 on the wire), at most one, ≤ 64 KiB.
-fn value_in(input: &Input) -> Result<Option<SecretValue>, EcrError> {
-    let text = input.opt_str("SecretString")?;
-    let binary = input.opt_str("SecretBinary")?;
-    let v = match (text, binary) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "You can't specify both a binary secret value and a string secret value in the same secret.",
-            ))
-        }
-        (Some(t), None) => SecretValue::Text(t.to_string()),
-        (None, Some(b)) => SecretValue::Binary(
-            base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|_| invalid("SecretBinary is not valid base64"))?,
-        ),
-        (None, None) => return Ok(None),
-    };
-    let len = match &v {
-        SecretValue::Text(t) => t.len(),
-        SecretValue::Binary(b) => b.len(),
-    };
-    if len > 65536 {
-        return Err(validation(
-            "secretString",
-            "Member must have length less than or equal to 65536",
-        ));
-    }
-    Ok(Some(v))
-}
-
-fn tags_in(list: &[Value]) -> Result<Vec<(String, String)>, EcrError> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for t in list {
-        let k = t.get("Key").and_then(Value::as_str).unwrap_or("");
-        let v = t.get("Value").and_then(Value::as_str).unwrap_or("");
-        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-            return Err(validation(
-                "tags",
-                "tag keys must have 1-128 characters and values 0-256",
-            ));
-        }
-        if k.starts_with("aws:") {
-            return Err(invalid("Tag keys may not start with aws:"));
-        }
-        out.retain(|(x, _)| x != k);
-        out.push((k.to_string(), v.to_string()));
-    }
-    if out.len() > 50 {
-        return Err(invalid("A secret can have at most 50 tags"));
-    }
-    Ok(out)
 }
 
 fn tags_json(tags: &[(String, String)]) -> Value {
@@ -230,31 +152,6 @@ fn filters_match(s: &Secret, filters: &[(String, Vec<String>)]) -> bool {
             m != negate
         })
     })
-}
-
-fn filters_in(input: &Input) -> Result<Vec<(String, Vec<String>)>, EcrError> {
-    let mut out = Vec::new();
-    for f in input.opt_array("Filters")?.cloned().unwrap_or_default() {
-        let key = f.get("Key").and_then(Value::as_str).unwrap_or("");
-        if !["description", "name", "tag-key", "tag-value", "all"].contains(&key) {
-            return Err(validation(
-                "filters.member.key",
-                "Member must satisfy enum value set: [description, name, tag-key, tag-value, primary-region, owning-service, all]",
-            ));
-        }
-        let values: Vec<String> = f
-            .get("Values")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((key.to_string(), values));
-    }
-    Ok(out)
 }
 
 /// Serves the Secrets Manager operation `ctx.op` (every row of the operation table

@@ -3,72 +3,14 @@
 //! encryption — resolving a KMS key to its ARN —, tags, mutability, both policies)
 //! and the core stores and applies it (`crates/registry/src/templates.rs`).
 
-use berth_iam::policy::{PolicyDocument, PolicyKind};
-use berth_lifecycle::{check_policy_text_length, LifecyclePolicy};
-use berth_registry::{CreationPurpose, CreationTemplate, TagMutability, TEMPLATE_ROOT};
+use berth_registry::{CreationPurpose, CreationTemplate, TagMutability};
 use serde_json::{json, Value};
 
 use super::input::{check_len, decode_token, encode_token};
-use super::repos::{parse_mutability, parse_tags};
+use super::repos::parse_mutability;
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
-
-/// ECR's repository-name component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    if b.is_empty() || !b[0].is_ascii_lowercase() && !b[0].is_ascii_digit() {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // A separator: '.', '_', '__' or a run of '-', followed by an alphanumeric.
-        let start = i;
-        match b[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < b.len() && b[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < b.len() && b[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-        if i == start || i >= b.len() || !alnum(b[i]) {
-            return false;
-        }
-    }
-    true
-}
-
-/// A template (or pull-through cache) prefix: `ROOT`, or repository-name
-/// components separated by '/', optionally ending in '/'.
-pub(super) fn valid_prefix(p: &str) -> bool {
-    if p == TEMPLATE_ROOT {
-        return true;
-    }
-    let body = p.strip_suffix('/').unwrap_or(p);
-    !body.is_empty() && body.split('/').all(valid_component)
-}
-
-fn prefix(input: &Input) -> Result<String, EcrError> {
-    let p = input.req_str("prefix")?;
-    check_len("prefix", p, 1, 256)?;
-    if !valid_prefix(p) {
-        return Err(EcrError::invalid(format!(
-            "Invalid parameter at 'prefix' failed to satisfy constraint: 'must satisfy regular expression '^([a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(\\/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*\\/?|ROOT)$'' (got '{p}')"
-        )));
-    }
-    Ok(p.to_string())
-}
+use berth_ecr_input::tags::parse_tags;
+use berth_ecr_input::templates::{lifecycle_policy, prefix, repository_policy, valid_prefix};
 
 fn applied_for(input: &Input) -> Result<Option<Vec<String>>, EcrError> {
     let Some(list) = input.opt_array("appliedFor")? else {
@@ -136,36 +78,6 @@ async fn encryption(
             "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]' (got '{other}')"
         ))),
     }
-}
-
-fn repository_policy(input: &Input) -> Result<Option<Option<String>>, EcrError> {
-    let Some(text) = input.opt_str("repositoryPolicy")? else {
-        return Ok(None);
-    };
-    check_len("repositoryPolicy", text, 0, 10240)?;
-    if text.is_empty() {
-        return Ok(Some(None));
-    }
-    PolicyDocument::parse(text, PolicyKind::EcrRepository).map_err(|e| {
-        EcrError::invalid(format!(
-            "Invalid parameter at 'repositoryPolicy' failed to satisfy constraint: 'Invalid repository policy provided': {e}"
-        ))
-    })?;
-    Ok(Some(Some(text.to_string())))
-}
-
-fn lifecycle_policy(input: &Input) -> Result<Option<Option<String>>, EcrError> {
-    let Some(text) = input.opt_str("lifecyclePolicy")? else {
-        return Ok(None);
-    };
-    check_len("lifecyclePolicy", text, 0, 30720)?;
-    if text.is_empty() {
-        return Ok(Some(None));
-    }
-    check_policy_text_length(text)
-        .and_then(|_| LifecyclePolicy::parse(text))
-        .map_err(|e| EcrError::invalid(e.to_string()))?;
-    Ok(Some(Some(text.to_string())))
 }
 
 /// Applies every field `input` carries to `t`.
@@ -401,5 +313,16 @@ mod tests {
         ] {
             assert!(!valid_prefix(bad), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod root_tests {
+    #[test]
+    fn the_pure_template_root_is_the_cores() {
+        assert_eq!(
+            berth_ecr_input::templates::TEMPLATE_ROOT,
+            berth_registry::TEMPLATE_ROOT
+        );
     }
 }

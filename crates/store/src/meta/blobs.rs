@@ -113,6 +113,17 @@ impl Meta {
         Ok(g)
     }
 
+    /// Inside a [`Self::begin_digest_tx`] transaction: also takes the exclusive
+    /// lock of `digest`, for a collector deciding several digests in one
+    /// transaction.
+    pub async fn lock_digest_in(
+        tx: &mut WriteTx<'_>,
+        dialect: Dialect,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        lock_digest(dialect, &mut tx.tx, digest, true).await
+    }
+
     /// Inside a [`Self::begin_digest_tx`] transaction: records a committed blob
     /// stored under the digest-derived key (`blobs/<alg>/<2 hex>/<hex>`), links it
     /// into the repository, and marks the link as a collection candidate (in case
