@@ -1291,19 +1291,26 @@ async fn scale_main(cli: &Cli) -> ExitCode {
         return ExitCode::FAILURE;
     };
     eprintln!("wrote {}", out.join("scale.md").display());
-    let misses = outcome.misses();
-    if !misses.is_empty() {
-        eprintln!(
-            "berth-bench: scale pages over p99 {} ms: {misses:?}",
-            scale::PAGE_P99_MS
-        );
-        // The smoke run (CI, a debug build) checks that the scenario works, never
-        // performance.
-        if !cli.smoke {
-            return ExitCode::FAILURE;
-        }
+    targets_verdict(
+        cli,
+        &format!("scale pages over p99 {} ms", scale::PAGE_P99_MS),
+        &outcome.misses(),
+    )
+}
+
+/// The exit code of a scenario with targets: failure when `misses` is not empty,
+/// except in a smoke run (CI, a debug build), which checks that the scenario
+/// works, never performance.
+fn targets_verdict<T: std::fmt::Debug>(cli: &Cli, what: &str, misses: &[T]) -> ExitCode {
+    if misses.is_empty() {
+        return ExitCode::SUCCESS;
     }
-    ExitCode::SUCCESS
+    eprintln!("berth-bench: {what}: {misses:?}");
+    if cli.smoke {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `--console`: the scenario of `console.rs`; writes `console.md` and
@@ -1354,19 +1361,11 @@ async fn console_main(cli: &Cli) -> ExitCode {
         return ExitCode::FAILURE;
     };
     eprintln!("wrote {}", out.join("console.md").display());
-    let misses = outcome.misses();
-    if !misses.is_empty() {
-        eprintln!(
-            "berth-bench: console pages over {} ms: {misses:?}",
-            console::TARGET_MS
-        );
-        // The smoke run (CI, a debug build) checks that the scenario works, never
-        // performance.
-        if !cli.smoke {
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
+    targets_verdict(
+        cli,
+        &format!("console pages over {} ms", console::TARGET_MS),
+        &outcome.misses(),
+    )
 }
 
 /// `--pull-through`: the scenario of `pull_through.rs`; writes `pull-through.md`
