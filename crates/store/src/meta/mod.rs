@@ -362,12 +362,17 @@ impl Meta {
 
     /// Begins a write transaction (serialised per process on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        self.begin_write_on(&self.pool).await
+    }
+
+    /// A write transaction on `pool`, after this process's write lock (SQLite).
+    async fn begin_write_on<'a>(&'a self, pool: &'a AnyPool) -> Result<WriteTx<'a>, StoreError> {
         let waited = std::time::Instant::now();
         let guard = match &self.write_lock {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
+        let tx = pool.begin().await?;
         crate::obs::DB_WRITE_WAIT.observe(waited.elapsed());
         Ok(WriteTx {
             tx,
@@ -387,21 +392,8 @@ impl Meta {
     /// power loss before that may lose it. On PostgreSQL it is
     /// [`Meta::begin_write`].
     pub async fn begin_write_short_lived(&self) -> Result<WriteTx<'_>, StoreError> {
-        let Some(pool) = &self.short_lived else {
-            return self.begin_write().await;
-        };
-        let waited = std::time::Instant::now();
-        let guard = match &self.write_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
-        let tx = pool.begin().await?;
-        crate::obs::DB_WRITE_WAIT.observe(waited.elapsed());
-        Ok(WriteTx {
-            tx,
-            _guard: guard,
-            writes: &self.writes,
-        })
+        self.begin_write_on(self.short_lived.as_ref().unwrap_or(&self.pool))
+            .await
     }
 
     /// Cheap liveness query for `/readyz`.
