@@ -14,39 +14,10 @@ use serde_json::{json, Value};
 
 const ACCOUNT: &str = "123456789012";
 
-fn key(out: String) -> Credentials {
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .expect("key line")
-    };
-    Credentials {
-        access_key_id: get("aws_access_key_id = "),
-        secret_access_key: get("aws_secret_access_key = "),
-    }
-}
-
 /// Creates user `name` with an access key.
 fn user(berth: &Berth, name: &str) -> Credentials {
     berth.admin(&["user", "create", name]);
-    key(berth.admin(&["access-key", "create", "--user", name]))
-}
-
-/// Replaces the user's inline policy `p` with `doc`.
-fn set_policy(berth: &Berth, user: &str, doc: &Value) {
-    let file = berth.scratch().join(format!("policy-{user}.json"));
-    std::fs::write(&file, doc.to_string()).unwrap();
-    berth.admin(&[
-        "policy",
-        "attach",
-        "--user",
-        user,
-        "--name",
-        "p",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
+    berth.access_key(&["--user", name])
 }
 
 fn allow(actions: &[&str], condition: Value) -> Value {
@@ -158,7 +129,7 @@ both_backends! {
         let berth = Berth::start(backend);
         setup_repos(&berth);
         let dev = user(&berth, "dev");
-        set_policy(&berth, "dev", &allow(
+        berth.attach_policy_doc("dev", "p", &allow(
             &["ecr:DescribeRepositories", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
             json!({"StringEquals": {"aws:ResourceTag/team": "a"}}),
         ));
@@ -188,7 +159,7 @@ both_backends! {
         doc["Statement"].as_array_mut().unwrap().push(json!(
             {"Effect": "Deny", "Action": "ecr:*", "Resource": "*",
              "Condition": {"StringEquals": {"ecr:ResourceTag/env": "prod"}}}));
-        set_policy(&berth, "dev", &doc);
+        berth.attach_policy_doc("dev", "p", &doc);
         let arn = format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/team-a/app");
         allowed(&berth, &berth.root_credentials(), "TagResource", json!({"resourceArn": arn, "tags": [{"Key": "env", "Value": "prod"}]}));
         denied(&berth, &dev, "DescribeRepositories", describe("team-a/app"));
@@ -206,7 +177,7 @@ both_backends! {
     fn request_tags_and_tag_keys(backend) {
         let berth = Berth::start(backend);
         let t = user(&berth, "tagger");
-        set_policy(&berth, "tagger", &json!({"Version": "2012-10-17", "Statement": [
+        berth.attach_policy_doc("tagger", "p", &json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": ["ecr:CreateRepository", "ecr:TagResource"], "Resource": "*",
              "Condition": {"StringEquals": {"aws:RequestTag/team": "a"},
                            "ForAllValues:StringEquals": {"aws:TagKeys": ["team", "env"]}}},
@@ -227,7 +198,7 @@ both_backends! {
         allowed(&berth, &t, "TagResource", json!({"resourceArn": arn("a1"), "tags": tags(&[("team", "a"), ("env", "prod")])}));
         denied(&berth, &t, "TagResource", json!({"resourceArn": arn("a1"), "tags": tags(&[("env", "prod")])}));
         // ForAnyValue:StringLike in a Deny: one matching key is enough.
-        set_policy(&berth, "tagger", &json!({"Version": "2012-10-17", "Statement": [
+        berth.attach_policy_doc("tagger", "p", &json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": ["ecr:TagResource", "ecr:UntagResource"], "Resource": "*"},
             {"Effect": "Deny", "Action": ["ecr:TagResource", "ecr:UntagResource"], "Resource": "*",
              "Condition": {"ForAnyValue:StringLike": {"aws:TagKeys": ["owner*"]}}}
@@ -300,10 +271,10 @@ both_backends! {
             Row { condition: json!({"StringLike": {"aws:UserAgent": "berth-e2e*"}}), ecr: true, v2: true },
             Row { condition: json!({"StringLike": {"aws:UserAgent": "*Boto3*"}}), ecr: false, v2: false },
         ];
-        set_policy(&berth, "dev", &allow(&["ecr:BatchGetImage"], rows[0].condition.clone()));
+        berth.attach_policy_doc("dev", "p", &allow(&["ecr:BatchGetImage"], rows[0].condition.clone()));
         let reg = registry_as(&berth, &dev);
         for (i, row) in rows.iter().enumerate() {
-            set_policy(&berth, "dev", &allow(&["ecr:DescribeRepositories", "ecr:BatchGetImage"], row.condition.clone()));
+            berth.attach_policy_doc("dev", "p", &allow(&["ecr:DescribeRepositories", "ecr:BatchGetImage"], row.condition.clone()));
             let (s, v) = ecr_status(&berth, &dev, "DescribeRepositories", describe("team-a/app"));
             assert_eq!(s == 200, row.ecr, "row {i} {}: ECR answered {s} {v}", row.condition);
             let r = reg.get("/v2/team-a/app/manifests/v1");
@@ -313,11 +284,11 @@ both_backends! {
             }
         }
         // A user-agent condition seen by boto3 (it always sends one).
-        set_policy(&berth, "dev", &allow(&["ecr:DescribeRepositories"], json!({"StringLike": {"aws:UserAgent": "*Boto3*"}})));
+        berth.attach_policy_doc("dev", "p", &allow(&["ecr:DescribeRepositories"], json!({"StringLike": {"aws:UserAgent": "*Boto3*"}})));
         let names = boto3(&berth, &dev, "print(len(ecr.describe_repositories(repositoryNames=['team-a/app'])['repositories']))");
         assert_eq!(names.trim(), "1");
         // Tags of a principal can be removed; the policy sees it at once.
-        set_policy(&berth, "dev", &allow(&["ecr:DescribeRepositories"], json!({"StringEquals": {"aws:PrincipalTag/team": "a"}})));
+        berth.attach_policy_doc("dev", "p", &allow(&["ecr:DescribeRepositories"], json!({"StringEquals": {"aws:PrincipalTag/team": "a"}})));
         allowed(&berth, &dev, "DescribeRepositories", describe("team-a/app"));
         berth.admin(&["user", "untag", "dev", "team"]);
         denied(&berth, &dev, "DescribeRepositories", describe("team-a/app"));
@@ -336,9 +307,9 @@ fn forwarded_source_ip_only_from_trusted_proxies() {
         let berth = opts.start();
         setup_repos(&berth);
         let dev = user(&berth, "dev");
-        set_policy(
-            &berth,
+        berth.attach_policy_doc(
             "dev",
+            "p",
             &allow(
                 &["ecr:BatchGetImage"],
                 json!({"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}, "Bool": {"aws:SecureTransport": "true"}}),
@@ -378,7 +349,7 @@ both_backends! {
         let create = |name: &str| json!({"repositoryName": name, "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": "alias/team"}});
         let ecr_only = json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]});
-        set_policy(&berth, "dev", &ecr_only);
+        berth.attach_policy_doc("dev", "p", &ecr_only);
         let (s, v) = ecr_status(&berth, &dev, "CreateRepository", create("k1"));
         assert_eq!((s, v["__type"].as_str()), (400, Some("AccessDeniedException")), "{v}");
         assert!(v["message"].as_str().unwrap().contains("kms:DescribeKey"), "{v}");
@@ -386,7 +357,7 @@ both_backends! {
         via["Statement"].as_array_mut().unwrap().push(json!(
             {"Effect": "Allow", "Action": ["kms:DescribeKey", "kms:CreateGrant"], "Resource": key_arn,
              "Condition": {"StringEquals": {"kms:ViaService": "ecr.us-east-1.amazonaws.com"}}}));
-        set_policy(&berth, "dev", &via);
+        berth.attach_policy_doc("dev", "p", &via);
         let v = allowed(&berth, &dev, "CreateRepository", create("k1"));
         assert_eq!(v["repository"]["encryptionConfiguration"]["kmsKey"], key_arn.as_str());
         // Directly through KMS there is no kms:ViaService: refused.
@@ -403,10 +374,10 @@ both_backends! {
         assert_eq!(r.json()["__type"], "AccessDeniedException");
         // A ViaService naming another service does not match.
         via["Statement"][1]["Condition"]["StringEquals"]["kms:ViaService"] = json!("s3.us-east-1.amazonaws.com");
-        set_policy(&berth, "dev", &via);
+        berth.attach_policy_doc("dev", "p", &via);
         denied(&berth, &dev, "CreateRepository", create("k2"));
         // The account's default aws/ecr key needs no KMS permission (AWS managed).
-        set_policy(&berth, "dev", &ecr_only);
+        berth.attach_policy_doc("dev", "p", &ecr_only);
         allowed(&berth, &dev, "CreateRepository", json!({"repositoryName": "k3", "encryptionConfiguration": {"encryptionType": "KMS"}}));
     }
 }

@@ -2,7 +2,6 @@
 //! effects: `BLOB_MOUNTING` on cross-repository mounts, `REGISTRY_POLICY_SCOPE` on
 //! which actions the registry policy governs.
 
-use berth_testsupport::ecr::Credentials;
 use berth_testsupport::layout::{pseudo_random, push_blob};
 use berth_testsupport::{both_backends, Berth, Blob};
 use serde_json::json;
@@ -51,29 +50,16 @@ both_backends! {
 
         // Each account has its own settings, and reading them is authorized.
         berth.admin(&["account", "create", "210987654321"]);
-        let other = key(berth.admin(&["access-key", "create", "--account", "210987654321"]));
+        let other = berth.access_key(&["--account", "210987654321"]);
         let r = berth.ecr_as(&other, "GetAccountSetting", &json!({"name": "REGISTRY_POLICY_SCOPE"}));
         assert_eq!(r.json()["value"], "V2", "{}", r.describe());
         berth.admin(&["user", "create", "nobody"]);
-        let nobody = key(berth.admin(&["access-key", "create", "--user", "nobody"]));
+        let nobody = berth.access_key(&["--user", "nobody"]);
         aws_error(
             &berth.ecr_as(&nobody, "PutAccountSetting", &json!({"name": "BLOB_MOUNTING", "value": "DISABLED"})),
             400,
             "AccessDeniedException",
         );
-    }
-}
-
-fn key(out: String) -> Credentials {
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .expect("key line")
-    };
-    Credentials {
-        access_key_id: get("aws_access_key_id = "),
-        secret_access_key: get("aws_secret_access_key = "),
     }
 }
 
@@ -111,7 +97,7 @@ both_backends! {
         let berth = Berth::start(backend);
         berth.ecr("CreateRepository", &json!({"repositoryName": "scoped/app"})).expect_status(200);
         berth.admin(&["account", "create", "210987654321"]);
-        let other = key(berth.admin(&["access-key", "create", "--account", "210987654321"]));
+        let other = berth.access_key(&["--account", "210987654321"]);
         let policy = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Other", "Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
             "Action": ["ecr:DescribeImages"],
@@ -148,7 +134,7 @@ both_backends! {
         berth.skopeo().copy(&layout.oci_ref("single"), &berth.docker_ref("pt/app:v1"), &[]);
         berth.admin(&["user", "create", "scanner"]);
         berth.admin(&["policy", "attach", "--user", "scanner", "ReadOnly"]);
-        let scanner = key(berth.admin(&["access-key", "create", "--user", "scanner"]));
+        let scanner = berth.access_key(&["--user", "scanner"]);
         let v = berth.ecr_as(&scanner, "GetAuthorizationToken", &json!({})).json();
         let token = v["authorizationData"][0]["authorizationToken"].as_str().expect("token").to_string();
         let raw = base64::engine::general_purpose::STANDARD.decode(token).expect("base64");

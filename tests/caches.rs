@@ -10,7 +10,7 @@ use berth_testsupport::ecr::Credentials;
 use berth_testsupport::http::Http;
 use berth_testsupport::layout::{image, tar_gz_layer, OCI_LAYER_GZIP};
 use berth_testsupport::{both_backends, Berth, Image};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const REPO: &str = "cache/app";
 
@@ -23,34 +23,6 @@ fn img(seed: &str) -> Image {
         "amd64",
         false,
     )
-}
-
-fn key(out: String) -> Credentials {
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .expect("key line")
-    };
-    Credentials {
-        access_key_id: get("aws_access_key_id = "),
-        secret_access_key: get("aws_secret_access_key = "),
-    }
-}
-
-fn set_policy(berth: &Berth, user: &str, doc: &Value) {
-    let file = berth.scratch().join(format!("policy-{user}.json"));
-    std::fs::write(&file, doc.to_string()).unwrap();
-    berth.admin(&[
-        "policy",
-        "attach",
-        "--user",
-        user,
-        "--name",
-        "p",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
 }
 
 /// A registry client of `node` with a token `creds` got from `issuer`.
@@ -166,8 +138,8 @@ both_backends! {
 
         // A user allowed to pull only repositories tagged team=a (ABAC).
         a.admin(&["user", "create", "dev"]);
-        let dev = key(a.admin(&["access-key", "create", "--user", "dev"]));
-        set_policy(&a, "dev", &json!({"Version": "2012-10-17", "Statement": [
+        let dev = a.access_key(&["--user", "dev"]);
+        a.attach_policy_doc("dev", "p", &json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
             {"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:DescribeRepositories"], "Resource": "*",
              "Condition": {"StringEquals": {"aws:ResourceTag/team": "a"}}}
@@ -186,12 +158,12 @@ both_backends! {
 
         // The identity policy replaced by `berth admin` (a third process): B
         // follows at once, both ways.
-        set_policy(&a, "dev", &json!({"Version": "2012-10-17", "Statement": [
+        a.attach_policy_doc("dev", "p", &json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
             {"Effect": "Allow", "Action": "ecr:DescribeRepositories", "Resource": "*"}
         ]}));
         hb.get(&format!("/v2/{REPO}/manifests/v1")).expect_oci_error(403, "DENIED");
-        set_policy(&a, "dev", &json!({"Version": "2012-10-17", "Statement": [
+        a.attach_policy_doc("dev", "p", &json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:DescribeRepositories"], "Resource": "*"}
         ]}));
         serves(&hb, "v1", v1.digest());

@@ -135,19 +135,6 @@ fn sign_in(http: Http, creds: &Credentials) -> Console {
     c
 }
 
-fn key_of(out: &str) -> Credentials {
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .expect("key line")
-    };
-    Credentials {
-        access_key_id: get("aws_access_key_id = "),
-        secret_access_key: get("aws_secret_access_key = "),
-    }
-}
-
 both_backends! {
     fn console_repositories_and_security(backend) {
         let berth = Berth::start(backend);
@@ -285,7 +272,7 @@ both_backends! {
         // A ReadOnly user sees Delete disabled, and the server refuses anyway.
         berth.admin(&["user", "create", "reader"]);
         berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
-        let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+        let reader = berth.access_key(&["--user", "reader"]);
         let rc = sign_in(Http::new(berth.addr()), &reader);
         let list = rc.get("/console/repositories?q=team").text();
         assert!(list.contains("aria-label=\"Delete team/app\" disabled"), "{list}");
@@ -563,7 +550,7 @@ fn console_in_a_browser() {
         .expect_status(201);
     berth.admin(&["user", "create", "reader"]);
     berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
-    let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+    let reader = berth.access_key(&["--user", "reader"]);
     let tmp = TempDir::new("console-browser");
     let layout = Layout::build(&tmp.join("layout"));
     let shots = std::env::var("BERTH_CONSOLE_SCREENSHOTS")
@@ -695,7 +682,7 @@ both_backends! {
         // A ReadOnly user sees Delete disabled on Tags, and the server refuses.
         berth.admin(&["user", "create", "reader"]);
         berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
-        let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+        let reader = berth.access_key(&["--user", "reader"]);
         let rc = sign_in(Http::new(berth.addr()), &reader);
         let t = rc.get("/console/tags?name=web%2Fapp").text();
         assert!(t.contains("aria-label=\"Delete tag v1\" disabled"), "{t}");
@@ -744,7 +731,7 @@ both_backends! {
         // sees Create disabled, and is refused anyway.
         berth.admin(&["user", "create", "reader"]);
         berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
-        let reader = key_of(&berth.admin(&["access-key", "create", "--user", "reader"]));
+        let reader = berth.access_key(&["--user", "reader"]);
         let rc = sign_in(Http::new(berth.addr()), &reader);
         let t = rc.get("/console/settings").text();
         assert!(t.contains("not authorized to perform: ecr:DescribePullThroughCacheRules"), "{t}");
@@ -1000,7 +987,7 @@ fn console_settings_in_a_browser() {
         "--file",
         doc.to_str().unwrap(),
     ]);
-    let viewer = key_of(&berth.admin(&["access-key", "create", "--user", "viewer"]));
+    let viewer = berth.access_key(&["--user", "viewer"]);
     let shots = std::env::var("BERTH_CONSOLE_SCREENSHOTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| tmp.join("shots"));

@@ -124,18 +124,14 @@ both_backends! {
         let berth = Berth::start(backend);
         let root = berth.root_credentials();
         aws_ok(&berth, &root, &["ecr", "create-repository", "--repository-name", "team/app"]);
-        let key = |out: String| -> Credentials {
-            let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
-            Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") }
-        };
         berth.admin(&["user", "create", "reader"]);
         berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
-        let reader = key(berth.admin(&["access-key", "create", "--user", "reader"]));
+        let reader = berth.access_key(&["--user", "reader"]);
         berth.admin(&["user", "create", "pusher"]);
         berth.admin(&["policy", "attach", "--user", "pusher", "PowerUser"]);
-        let pusher = key(berth.admin(&["access-key", "create", "--user", "pusher"]));
+        let pusher = berth.access_key(&["--user", "pusher"]);
         berth.admin(&["account", "create", "210987654321"]);
-        let other = key(berth.admin(&["access-key", "create", "--account", "210987654321"]));
+        let other = berth.access_key(&["--account", "210987654321"]);
 
         let tmp = TempDir::new("authz");
         let layout = Layout::build(&tmp.join("layout"));
@@ -460,9 +456,7 @@ both_backends! {
     fn accounts_have_their_own_registry_by_host(backend) {
         let berth = Berth::start(backend);
         berth.admin(&["account", "create", "210987654321"]);
-        let out = berth.admin(&["access-key", "create", "--account", "210987654321"]);
-        let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
-        let other = Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") };
+        let other = berth.access_key(&["--account", "210987654321"]);
         let root = berth.root_credentials();
         // The same name in two accounts does not collide.
         aws_ok(&berth, &root, &["ecr", "create-repository", "--repository-name", "shared-name"]);

@@ -304,17 +304,7 @@ fn open_upload_sessions_per_principal_are_limited() {
     // Another principal has its own allowance.
     berth.admin(&["user", "create", "other"]);
     berth.admin(&["policy", "attach", "--user", "other", "PowerUser"]);
-    let out = berth.admin(&["access-key", "create", "--user", "other"]);
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .unwrap()
-    };
-    let other = Credentials {
-        access_key_id: get("aws_access_key_id = "),
-        secret_access_key: get("aws_secret_access_key = "),
-    };
+    let other = berth.access_key(&["--user", "other"]);
     let r = berth.ecr_as(
         &other,
         "InitiateLayerUpload",

@@ -61,20 +61,6 @@ fn fresh_http(berth: &Berth) -> Http {
     Http::new(berth.addr()).basic_auth(u, p)
 }
 
-fn parse_key(out: &str) -> Credentials {
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k} = ")))
-            .unwrap_or_else(|| panic!("no {k} in {out}"))
-            .trim()
-            .to_string()
-    };
-    Credentials {
-        access_key_id: get("aws_access_key_id"),
-        secret_access_key: get("aws_secret_access_key"),
-    }
-}
-
 #[track_caller]
 fn pulls_whole(http: &Http, repo: &str, img: &Image) {
     let r = http.get(&format!("/v2/{repo}/manifests/v1"));
@@ -117,7 +103,7 @@ all_backends! {
         // Secrets of every kind: access keys (the root's and a user's), KMS key
         // material, a webhook secret, pull-through credentials in Secrets Manager.
         berth.admin(&["user", "create", "alice"]);
-        let alice = parse_key(&berth.admin(&["access-key", "create", "--user", "alice"]));
+        let alice = berth.access_key(&["--user", "alice"]);
         berth.admin(&["policy", "attach", "--user", "alice", "ReadOnly"]);
         berth.admin(&["kms", "create", "--alias", "rot"]);
         berth.admin_with(
@@ -324,7 +310,7 @@ both_backends! {
         let alice = {
             berth.admin(&["user", "create", "alice"]);
             berth.admin(&["policy", "attach", "--user", "alice", "ReadOnly"]);
-            parse_key(&berth.admin(&["access-key", "create", "--user", "alice"]))
+            berth.access_key(&["--user", "alice"])
         };
         let http = fresh_http(&berth);
         let a = small_image(11);

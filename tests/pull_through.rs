@@ -370,19 +370,6 @@ fn registry_login(berth: &Berth, creds: &Credentials) -> Http {
     Http::new(berth.addr()).basic_auth(u, p)
 }
 
-fn access_key(out: String) -> Credentials {
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .expect("key line")
-    };
-    Credentials {
-        access_key_id: get("aws_access_key_id = "),
-        secret_access_key: get("aws_secret_access_key = "),
-    }
-}
-
 both_backends! {
     fn pull_through_anonymous_upstream_another_berth_and_permissions(backend) {
         use berth_testsupport::{sha256_digest, Layout};
@@ -410,7 +397,7 @@ both_backends! {
         // ecr:BatchImportUpstreamImage)...
         berth.admin(&["user", "create", "reader"]);
         berth.admin(&["policy", "attach", "--user", "reader", "ReadOnly"]);
-        let reader = registry_login(&berth, &access_key(berth.admin(&["access-key", "create", "--user", "reader"])));
+        let reader = registry_login(&berth, &berth.access_key(&["--user", "reader"]));
         let r = reader.get("/v2/hub/library/app/manifests/v1");
         r.expect_status(403);
         assert!(r.text().contains("DENIED"), "{}", r.describe());

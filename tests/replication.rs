@@ -448,9 +448,7 @@ both_backends! {
         )).unwrap();
         let berth = Berth::options(backend).env("BERTH_CONFIG", cfg.to_str().unwrap()).start();
         berth.admin(&["account", "create", PARTNER]);
-        let out = berth.admin(&["access-key", "create", "--account", PARTNER]);
-        let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
-        let partner = Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") };
+        let partner = berth.access_key(&["--account", PARTNER]);
         let layout = Layout::build(&tmp.join("layout"));
         let http = berth.http();
         let b_http = partner_http(&berth, &partner);
@@ -899,9 +897,7 @@ both_backends! {
         let tmp = TempDir::new("berth-repl-xregion-xacct");
         let b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
         b.admin(&["account", "create", PARTNER]);
-        let out = b.admin(&["access-key", "create", "--account", PARTNER]);
-        let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).expect("key line");
-        let partner = Credentials { access_key_id: get("aws_access_key_id = "), secret_access_key: get("aws_secret_access_key = ") };
+        let partner = b.access_key(&["--account", PARTNER]);
         // A reaches B as a principal of the destination account.
         let a_cfg = tmp.join("a.toml");
         std::fs::write(
@@ -1065,21 +1061,6 @@ fn private_ca_and_leaf(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, s
     (ca_pem.into(), cert.into(), key.into())
 }
 
-/// Credentials from the `aws_access_key_id = …` lines `berth admin access-key
-/// create` prints.
-fn printed_key(out: &str) -> Credentials {
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .expect("key line")
-    };
-    Credentials {
-        access_key_id: get("aws_access_key_id = "),
-        secret_access_key: get("aws_secret_access_key = "),
-    }
-}
-
 /// `/v2/` as `creds` (their own registry token), addressing `account`'s registry.
 fn http_as(berth: &Berth, creds: &Credentials, account: Option<&str>) -> Http {
     let r = berth.ecr_as(creds, "GetAuthorizationToken", &json!({}));
@@ -1146,7 +1127,7 @@ both_backends! {
         berth.admin(&["user", "create", "pusher"]);
         berth.admin(&["policy", "attach", "--user", "pusher", "PowerUser"]);
         allow(&berth, tmp.path(), "pusher", "create", &["ecr:CreateRepository"]);
-        let pusher = printed_key(&berth.admin(&["access-key", "create", "--user", "pusher"]));
+        let pusher = berth.access_key(&["--user", "pusher"]);
         let origin = format!("us-west-2/{SOURCE}");
         let missing = |name: &str| {
             let r = berth.ecr("DescribeRepositories", &json!({ "repositoryNames": [name] }));
@@ -1199,7 +1180,7 @@ both_backends! {
         berth.admin(&["user", "create", "deleter"]);
         berth.admin(&["policy", "attach", "--user", "deleter", "PowerUser"]);
         allow(&berth, tmp.path(), "deleter", "delete", &["ecr:BatchDeleteImage"]);
-        let deleter = printed_key(&berth.admin(&["access-key", "create", "--user", "deleter"]));
+        let deleter = berth.access_key(&["--user", "deleter"]);
         let del = http_as(&berth, &deleter, None);
         let claimed_delete = del.send(
             "DELETE",
@@ -1278,7 +1259,7 @@ both_backends! {
         let tmp = TempDir::new("berth-repl-tokens");
         let b = Berth::options(backend).env("BERTH_REGION", "us-west-2").start();
         b.admin(&["account", "create", PARTNER]);
-        let partner = printed_key(&b.admin(&["access-key", "create", "--account", PARTNER]));
+        let partner = b.access_key(&["--account", PARTNER]);
         // The partner lets the source account replicate into it.
         let policy = json!({
             "Version": "2012-10-17",

@@ -35,19 +35,6 @@ fn aws_error(r: &Response, ty: &str) {
     assert_eq!(r.json()["__type"], ty, "{}", r.describe());
 }
 
-fn key(out: String) -> Credentials {
-    let get = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .expect("key line")
-    };
-    Credentials {
-        access_key_id: get("aws_access_key_id = "),
-        secret_access_key: get("aws_secret_access_key = "),
-    }
-}
-
 /// Whether any file under `dir` contains `needle`.
 fn found_in_files(dir: &Path, needle: &[u8]) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -174,7 +161,7 @@ both_backends! {
 
         // A user without a policy is denied every call, and learns nothing.
         berth.admin(&["user", "create", "nobody"]);
-        let nobody = key(berth.admin(&["access-key", "create", "--user", "nobody"]));
+        let nobody = berth.access_key(&["--user", "nobody"]);
         for (op, body) in [
             ("GetSecretValue", json!({"SecretId": arn})),
             ("GetSecretValue", json!({"SecretId": "missing"})),
@@ -188,13 +175,13 @@ both_backends! {
         // ECR permissions do not reach Secrets Manager.
         berth.admin(&["user", "create", "pusher"]);
         berth.admin(&["policy", "attach", "--user", "pusher", "PowerUser"]);
-        let pusher = key(berth.admin(&["access-key", "create", "--user", "pusher"]));
+        let pusher = berth.access_key(&["--user", "pusher"]);
         aws_error(&call(&berth, &pusher, "GetSecretValue", &json!({"SecretId": arn})), "AccessDeniedException");
 
         // Another account sees its own secrets only; an ARN of this account is not
         // found there.
         berth.admin(&["account", "create", "210987654321"]);
-        let other = key(berth.admin(&["access-key", "create", "--account", "210987654321"]));
+        let other = berth.access_key(&["--account", "210987654321"]);
         aws_error(&call(&berth, &other, "GetSecretValue", &json!({"SecretId": arn})), "ResourceNotFoundException");
         aws_error(&call(&berth, &other, "GetSecretValue", &json!({"SecretId": "ecr-pullthroughcache/q"})), "ResourceNotFoundException");
         assert_eq!(ok(call(&berth, &other, "ListSecrets", &json!({})))["SecretList"], json!([]));

@@ -20,6 +20,24 @@ pub struct Credentials {
     pub secret_access_key: String,
 }
 
+impl Credentials {
+    /// The key printed by `berth admin access-key create` (its
+    /// `aws_access_key_id = …` and `aws_secret_access_key = …` lines).
+    #[track_caller]
+    pub fn from_admin_output(out: &str) -> Self {
+        let get = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(k)?.trim_start().strip_prefix('='))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("no {k} in {out}"))
+        };
+        Credentials {
+            access_key_id: get("aws_access_key_id"),
+            secret_access_key: get("aws_secret_access_key"),
+        }
+    }
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, b))
 }

@@ -501,6 +501,31 @@ impl Berth {
         self.admin_with(&[], args)
     }
 
+    /// A new access key from `berth admin access-key create ARGS` (e.g.
+    /// `["--user", "dev"]` or `["--account", "210987654321"]`).
+    pub fn access_key(&self, args: &[&str]) -> Credentials {
+        let mut all = vec!["access-key", "create"];
+        all.extend_from_slice(args);
+        Credentials::from_admin_output(&self.admin(&all))
+    }
+
+    /// Attaches the inline policy `doc` as `name` to `user` (replacing one of the
+    /// same name), through `berth admin policy attach --file`.
+    pub fn attach_policy_doc(&self, user: &str, name: &str, doc: &serde_json::Value) {
+        let file = self.scratch().join(format!("policy-{user}-{name}.json"));
+        std::fs::write(&file, doc.to_string()).unwrap();
+        self.admin(&[
+            "policy",
+            "attach",
+            "--user",
+            user,
+            "--name",
+            name,
+            "--file",
+            file.to_str().unwrap(),
+        ]);
+    }
+
     /// [`Self::admin`] with extra environment (e.g. `BERTH_CLOCK_OFFSET_SECS` to run
     /// lifecycle policies "days later").
     pub fn admin_with(&self, env: &[(&str, &str)], args: &[&str]) -> String {
