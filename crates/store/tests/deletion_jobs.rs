@@ -370,6 +370,18 @@ async fn an_image_is_in_progress_while_any_of_its_copies_is_to_run() {
             }
         }
         assert_eq!(done, 3);
+        // Deleting the image deletes its statuses: none is left to count in
+        // `/metrics` or to speak for a later push of the same digest.
+        assert!(matches!(
+            m.delete_manifest(r.repo_id, "sha256:m1", 9, &no_jobs)
+                .await
+                .unwrap(),
+            DeleteManifestOutcome::Deleted { .. }
+        ));
+        assert_eq!(
+            statuses_and_counts(m, r.repo_id, "sha256:m1").await,
+            (vec![], vec![])
+        );
     }
     stores.done().await;
 }
@@ -579,6 +591,12 @@ async fn a_later_failure_is_never_overwritten_by_an_earlier_copy() {
         assert!(m.complete_job(&cd, &Completion::Done, None).await.unwrap());
         let (s, _) = statuses_and_counts(m, r.repo_id, "sha256:m1").await;
         assert_eq!(s, st("COMPLETE", None));
+        // Deleting the repository deletes its images' statuses.
+        m.delete_repository(r.repo_id, 15).await.unwrap();
+        assert_eq!(
+            statuses_and_counts(m, r.repo_id, "sha256:m1").await,
+            (vec![], vec![])
+        );
     }
     stores.done().await;
 }

@@ -338,6 +338,13 @@ async fn delete_manifest_tx(
         .bind(digest)
         .execute(&mut **tx)
         .await?;
+    // Its replication statuses go with it (they would count in `/metrics` and
+    // speak for a later push of the same digest).
+    sqlx::query("DELETE FROM replication_status WHERE repo_id = $1 AND digest = $2")
+        .bind(repo_id)
+        .bind(digest)
+        .execute(&mut **tx)
+        .await?;
     // One DELETE event per tag it had (one untagged when none), in this
     // transaction.
     let (_, name) = crate::events::stream_of_tx(tx, repo_id).await?;

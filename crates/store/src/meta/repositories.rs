@@ -103,6 +103,7 @@ impl Meta {
             "repo_blobs",
             "repository_tags",
             "uploads",
+            "replication_status",
             "repositories",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE repo_id = $1"))
