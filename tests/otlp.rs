@@ -259,7 +259,8 @@ berth_testsupport::all_backends! {
 }
 
 #[test]
-fn sampling_follows_the_ratio_and_the_clients_flag_and_a_dead_collector_costs_nothing() {
+fn sampling_follows_the_ratio_and_the_clients_flag_and_a_dead_collector_costs_nothing_and_is_retried(
+) {
     let mut receiver = Receiver::start();
     let berth = Berth::options(Backend::Sqlite)
         .env(
@@ -305,6 +306,8 @@ fn sampling_follows_the_ratio_and_the_clients_flag_and_a_dead_collector_costs_no
 
     // The collector goes away: requests are unaffected, failures are counted.
     receiver.down();
+    let while_down = "33333333333333333333333333333333";
+    traced(while_down, "01");
     for _ in 0..3 {
         traced(sampled, "01");
     }
@@ -326,6 +329,16 @@ fn sampling_follows_the_ratio_and_the_clients_flag_and_a_dead_collector_costs_no
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The collector comes back a second later, within the retries (a batch is
+    // sent every 100 ms, so the request's spans have failed once by then): the
+    // batch is sent again and arrives.
+    std::thread::sleep(Duration::from_secs(1));
+    receiver.resume();
+    wait_spans(
+        &receiver,
+        "the request made while the collector was down",
+        |s| s.iter().any(|s| s.trace == while_down && s.kind == 2),
+    );
 }
 
 #[test]

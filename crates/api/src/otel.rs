@@ -81,12 +81,12 @@ pub fn render(out: &mut String) {
         ),
         (
             "berth_otlp_spans_dropped_total",
-            "Spans dropped because the exporter's queue was full.",
+            "Spans dropped because the exporter's queue was full or their batch could not be exported.",
             &SPANS_DROPPED,
         ),
         (
             "berth_otlp_export_failures_total",
-            "Export requests the OTLP collector failed or refused.",
+            "Export attempts the OTLP collector failed or refused (each retry counts).",
             &EXPORT_FAILURES,
         ),
     ] {

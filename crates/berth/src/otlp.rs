@@ -528,8 +528,48 @@ async fn export_loop(
     }
 }
 
+/// Attempts of one batch: the first and up to five retries, after 0.25, 0.5, 1, 2
+/// and 4 s (or the collector's `Retry-After`, at most [`MAX_RETRY_AFTER`]), as
+/// OTLP/HTTP asks of a retryable failure (a connection error, a timeout, or HTTP
+/// 429, 502, 503 or 504). A batch still failing is dropped and its spans counted
+/// as dropped; meanwhile new spans wait in the bounded queue.
+const ATTEMPTS: u32 = 6;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// What one export attempt came to.
+enum Sent {
+    Done,
+    /// Worth another try, after the collector's `Retry-After` if it gave one.
+    Retry(Option<Duration>),
+    GiveUp,
+}
+
 async fn post(client: &reqwest::Client, cfg: &OtlpConfig, spans: &[SpanData]) {
-    let body = encode(&cfg.service_name, spans);
+    let body = bytes::Bytes::from(encode(&cfg.service_name, spans));
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        match post_once(client, cfg, spans.len(), body.clone()).await {
+            Sent::Done => {
+                SPANS_EXPORTED.fetch_add(spans.len() as u64, Relaxed);
+                return;
+            }
+            Sent::Retry(after) if attempt < ATTEMPTS => {
+                tokio::time::sleep(after.unwrap_or(backoff).min(MAX_RETRY_AFTER)).await;
+                backoff *= 2;
+            }
+            Sent::Retry(_) | Sent::GiveUp => break,
+        }
+    }
+    SPANS_DROPPED.fetch_add(spans.len() as u64, Relaxed);
+}
+
+async fn post_once(
+    client: &reqwest::Client,
+    cfg: &OtlpConfig,
+    n: usize,
+    body: bytes::Bytes,
+) -> Sent {
     let mut req = client
         .post(&cfg.url)
         .header("content-type", "application/json")
@@ -538,23 +578,31 @@ async fn post(client: &reqwest::Client, cfg: &OtlpConfig, spans: &[SpanData]) {
         req = req.header(k.as_str(), v.as_str());
     }
     match req.send().await {
-        Ok(r) if r.status().is_success() => {
-            SPANS_EXPORTED.fetch_add(spans.len() as u64, Relaxed);
-        }
+        Ok(r) if r.status().is_success() => Sent::Done,
         Ok(r) => {
             EXPORT_FAILURES.fetch_add(1, Relaxed);
-            tracing::warn!(
-                "OTLP export of {} spans refused: HTTP {}",
-                spans.len(),
-                r.status().as_u16()
-            );
+            let status = r.status().as_u16();
+            tracing::warn!("OTLP export of {n} spans refused: HTTP {status}");
+            if matches!(status, 429 | 502 | 503 | 504) {
+                Sent::Retry(retry_after(r.headers()))
+            } else {
+                Sent::GiveUp
+            }
         }
         Err(e) => {
             EXPORT_FAILURES.fetch_add(1, Relaxed);
             // The error's text names the URL, never the headers.
-            tracing::warn!("OTLP export of {} spans failed: {e}", spans.len());
+            tracing::warn!("OTLP export of {n} spans failed: {e}");
+            Sent::Retry(None)
         }
     }
+}
+
+/// A `Retry-After` of delay-seconds (the HTTP-date form is not used by OTLP
+/// collectors and reads as absent).
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let s = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    s.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// An `ExportTraceServiceRequest` in OTLP's JSON encoding.
@@ -626,6 +674,19 @@ mod tests {
             parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn retry_after_is_delay_seconds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, " 3 ".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]
