@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use berth_testsupport::layout::{pseudo_random, push_blob};
-use berth_testsupport::tools::terraform;
+use berth_testsupport::tools::Terraform;
 use berth_testsupport::{both_backends, Berth, Blob, Response, TempDir};
 use serde_json::{json, Value};
 
@@ -169,17 +169,9 @@ both_backends! {
         std::fs::create_dir_all(&dir).expect("mkdir");
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/terraform-registry");
         std::fs::copy(fixtures.join("main.tf"), dir.join("main.tf")).expect("copy");
-        let url = berth.url();
-        let run = |args: &[&str]| {
-            let o = terraform(&dir, args, &url, &root);
-            (o.status.code(), format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-        };
-        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "init:\n{log}");
-        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
-        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+        let tf = Terraform::new(&dir, &berth, &root);
+        tf.init_apply(&berth);
+        tf.assert_converged();
 
         let v = ok(berth.ecr("GetAccountSetting", &json!({"name": "REGISTRY_POLICY_SCOPE"})));
         assert_eq!(v["value"], "V1");
@@ -199,8 +191,7 @@ both_backends! {
         let v = ok(berth.ecr("ListTagsForResource", &json!({"resourceArn": arn})));
         assert_eq!(v["tags"], json!([{"Key": "owner", "Value": "team"}]));
 
-        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        tf.destroy();
         let v = ok(berth.ecr("DescribeRepositoryCreationTemplates", &json!({})));
         assert_eq!(v["repositoryCreationTemplates"], json!([]));
     }

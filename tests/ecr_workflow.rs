@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use berth_testsupport::ecr::Credentials;
-use berth_testsupport::tools::{require, terraform};
+use berth_testsupport::tools::{require, Terraform};
 use berth_testsupport::{both_backends, Berth, Layout, TempDir};
 use serde_json::{json, Value};
 
@@ -258,22 +258,14 @@ provider "aws" {
   }
 }
 "#).expect("provider.tf");
-        let url = berth.url();
-        let run = |args: &[&str]| {
-            let o = terraform(&dir, args, &url, &root);
-            (o.status.code(), format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-        };
-        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "init:\n{log}");
-        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
-        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
-        let (rc, uri) = run(&["output", "-raw", "ecr_repository_uri"]);
+        let tf = Terraform::new(&dir, &berth, &root);
+        tf.init_apply(&berth);
+        tf.assert_converged();
+        let (rc, uri) = tf.run(&["output", "-raw", "ecr_repository_uri"]);
         assert_eq!(rc, Some(0));
         let uri = uri.lines().next().unwrap_or("").trim().to_string();
         assert_eq!(uri, format!("{}/my-private-app-repo", berth.host()));
-        let (_, login) = run(&["output", "-raw", "ecr_login_info"]);
+        let (_, login) = tf.run(&["output", "-raw", "ecr_login_info"]);
         assert!(login.starts_with("123456789012.dkr.ecr.us-east-1.amazonaws.com"), "{login}");
 
         // The repository Terraform made takes a real push at the output URI.
@@ -293,8 +285,7 @@ provider "aws" {
         // empty it first as a user would.
         let r = berth.ecr("BatchDeleteImage", &json!({"repositoryName": "my-private-app-repo", "imageIds": [{"imageTag": "prod-1"}]}));
         r.expect_status(200);
-        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        tf.destroy();
         berth.ecr("DescribeRepositories", &json!({"repositoryNames": ["my-private-app-repo"]})).expect_status(400);
     }
 }
@@ -308,17 +299,9 @@ both_backends! {
         std::fs::create_dir_all(&dir).expect("mkdir");
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/terraform-kms");
         std::fs::copy(fixtures.join("main.tf"), dir.join("main.tf")).expect("copy");
-        let url = berth.url();
-        let run = |args: &[&str]| {
-            let o = terraform(&dir, args, &url, &root);
-            (o.status.code(), format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-        };
-        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "init:\n{log}");
-        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
-        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+        let tf = Terraform::new(&dir, &berth, &root);
+        tf.init_apply(&berth);
+        tf.assert_converged();
 
         // Control-plane calls are audited under their own service.
         let audit = berth.admin(&["audit", "--limit", "500"]);
@@ -348,8 +331,7 @@ both_backends! {
         assert_eq!(v["KeyRotationEnabled"], true);
 
         berth.ecr("BatchDeleteImage", &json!({"repositoryName": "team-a/app", "imageIds": [{"imageTag": "v1"}]})).expect_status(200);
-        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        tf.destroy();
         let v = aws_ok(&berth, &root, &["kms", "describe-key", "--key-id", &key_arn]);
         assert_eq!(v["KeyMetadata"]["KeyState"], "PendingDeletion");
     }

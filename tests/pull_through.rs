@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_testsupport::ecr::{self, Credentials};
-use berth_testsupport::tools::terraform;
+use berth_testsupport::tools::Terraform;
 use berth_testsupport::upstream::Upstream;
 use berth_testsupport::{both_backends, Berth, Http, Response, TempDir};
 use serde_json::{json, Value};
@@ -101,17 +101,9 @@ both_backends! {
         std::fs::create_dir_all(&dir).expect("mkdir");
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/terraform-ptc");
         std::fs::copy(fixtures.join("main.tf"), dir.join("main.tf")).expect("copy");
-        let url = berth.url();
-        let run = |args: &[&str]| {
-            let o = terraform(&dir, args, &url, &root);
-            (o.status.code(), format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
-        };
-        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "init:\n{log}");
-        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
-        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+        let tf = Terraform::new(&dir, &berth, &root);
+        tf.init_apply(&berth);
+        tf.assert_converged();
         let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({"ecrRepositoryPrefixes": ["hub"]})));
         let r = &v["pullThroughCacheRules"][0];
         assert_eq!(r["upstreamRegistry"], "docker-hub");
@@ -124,8 +116,7 @@ both_backends! {
         assert_eq!(v["SecretString"], r#"{"accessToken":"tf-token-1","username":"puller"}"#);
         let v = ok(secrets(&berth, "DescribeSecret", &json!({"SecretId": "ecr-pullthroughcache/hub"})));
         assert_eq!(v["Tags"], json!([{"Key": "team", "Value": "platform"}]));
-        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        tf.destroy();
         let v = ok(berth.ecr("DescribePullThroughCacheRules", &json!({})));
         assert_eq!(v["pullThroughCacheRules"], json!([]));
         // Destroyed with Terraform's default recovery window: marked for deletion.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use berth_testsupport::ecr::Credentials;
 use berth_testsupport::layout::put_manifest;
 use berth_testsupport::server::berth_bin;
-use berth_testsupport::tools::require;
+use berth_testsupport::tools::{require, Terraform};
 use berth_testsupport::webhook::EventSink;
 use berth_testsupport::{both_backends, Berth, Http, Image, Layout, Response, TempDir};
 use serde_json::{json, Value};
@@ -226,24 +226,6 @@ fn bad_peer_config_is_refused() {
     }
 }
 
-/// [`berth_testsupport::tools::terraform`], as its exit code and output.
-fn terraform(
-    dir: &Path,
-    args: &[&str],
-    endpoint: &str,
-    creds: &Credentials,
-) -> (Option<i32>, String) {
-    let o = berth_testsupport::tools::terraform(dir, args, endpoint, creds);
-    (
-        o.status.code(),
-        format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
-
 const TERRAFORM_REPLICATION: &str = r#"
 variable "endpoint" {
   type = string
@@ -313,12 +295,8 @@ both_backends! {
         let dir = tmp.join("tf");
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join("main.tf"), TERRAFORM_REPLICATION).expect("main.tf");
-        let url = berth.url();
-        let run = |args: &[&str]| terraform(&dir, args, &url, &root);
-        let (rc, log) = run(&["init", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "init:\n{log}");
-        let (rc, log) = run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
+        let tf = Terraform::new(&dir, &berth, &root);
+        tf.init_apply(&berth);
 
         let r = berth.ecr("DescribeRegistry", &json!({}));
         r.expect_status(200);
@@ -341,11 +319,9 @@ both_backends! {
         );
         berth.ecr("GetRegistryPolicy", &json!({})).expect_status(200);
 
-        let (rc, log) = run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "the second plan must report no changes:\n{log}");
+        tf.assert_converged();
 
-        let (rc, log) = run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(rc, Some(0), "destroy:\n{log}");
+        tf.destroy();
         let r = berth.ecr("DescribeRegistry", &json!({}));
         assert_eq!(r.json()["replicationConfiguration"], json!({ "rules": [] }));
         berth.ecr("GetRegistryPolicy", &json!({})).expect_status(400);

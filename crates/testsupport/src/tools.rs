@@ -343,6 +343,65 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (cert, key, ca_dir)
 }
 
+/// Terraform in one working directory against one berth, as one principal.
+pub struct Terraform {
+    dir: PathBuf,
+    endpoint: String,
+    creds: crate::ecr::Credentials,
+}
+
+impl Terraform {
+    pub fn new(dir: &Path, berth: &Berth, creds: &crate::ecr::Credentials) -> Terraform {
+        Terraform {
+            dir: dir.to_path_buf(),
+            endpoint: berth.url(),
+            creds: creds.clone(),
+        }
+    }
+
+    /// `terraform ARGS`: its exit code and its stdout and stderr.
+    pub fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        let o = terraform(&self.dir, args, &self.endpoint, &self.creds);
+        (
+            o.status.code(),
+            format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    }
+
+    /// `init` and `apply`, each of which must succeed (a failed apply shows the
+    /// end of `berth`'s log too).
+    #[track_caller]
+    pub fn init_apply(&self, berth: &Berth) {
+        let (rc, log) = self.run(&["init", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "init:\n{log}");
+        let (rc, log) = self.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "apply:\n{log}\n{}", berth.stderr_tail(30));
+    }
+
+    /// A second `plan` must report no changes: what berth returns reads back as
+    /// what was applied.
+    #[track_caller]
+    pub fn assert_converged(&self) {
+        let (rc, log) = self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"]);
+        assert_eq!(
+            rc,
+            Some(0),
+            "the second plan must report no changes:\n{log}"
+        );
+    }
+
+    /// `destroy`, which must succeed.
+    #[track_caller]
+    pub fn destroy(&self) {
+        let (rc, log) = self.run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(rc, Some(0), "destroy:\n{log}");
+    }
+}
+
 /// Terraform with the hashicorp/aws provider from the machine's offline mirror
 /// (`BERTH_TF_PLUGIN_DIR`, default `/opt/tf-plugins`), pointed at berth through
 /// `TF_VAR_endpoint` and signing as `creds`; never the user's AWS configuration.
