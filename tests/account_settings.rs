@@ -151,6 +151,22 @@ both_backends! {
         aws_error(&berth.ecr("DeregisterPullTimeUpdateExclusion", &json!({"principalArn": "arn:aws:iam::123456789012:user/nobody"})), 400, "ExclusionNotFoundException");
         let r = berth.ecr("ListPullTimeUpdateExclusions", &json!({}));
         assert_eq!(r.json(), json!({"pullTimeUpdateExclusions": [arn]}));
+        // Pages in ARN order.
+        for n in ["a", "b"] {
+            let other = format!("arn:aws:iam::123456789012:user/other-{n}");
+            berth.ecr("RegisterPullTimeUpdateExclusion", &json!({"principalArn": other})).expect_status(200);
+        }
+        let r = berth.ecr("ListPullTimeUpdateExclusions", &json!({"maxResults": 2}));
+        let first_page = r.json();
+        assert_eq!(first_page["pullTimeUpdateExclusions"], json!(["arn:aws:iam::123456789012:user/other-a", "arn:aws:iam::123456789012:user/other-b"]), "{first_page}");
+        let next = first_page["nextToken"].as_str().expect("nextToken").to_string();
+        let r = berth.ecr("ListPullTimeUpdateExclusions", &json!({"maxResults": 2, "nextToken": next}));
+        assert_eq!(r.json(), json!({"pullTimeUpdateExclusions": [arn]}));
+        aws_error(&berth.ecr("ListPullTimeUpdateExclusions", &json!({"maxResults": 0})), 400, "InvalidParameterException");
+        for n in ["a", "b"] {
+            let other = format!("arn:aws:iam::123456789012:user/other-{n}");
+            berth.ecr("DeregisterPullTimeUpdateExclusion", &json!({"principalArn": other})).expect_status(200);
+        }
         aws_error(&berth.ecr_as(&scanner, "RegisterPullTimeUpdateExclusion", &json!({"principalArn": arn})), 400, "AccessDeniedException");
 
         let pull_time = || {

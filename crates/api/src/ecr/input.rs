@@ -22,3 +22,30 @@ impl From<InputError> for EcrError {
         EcrError::new(exception, e.message)
     }
 }
+
+/// One page of `all` (in ascending order of `key`): the items after the request's
+/// `nextToken`, at most its `maxResults` of them (`default` when absent, at most
+/// `max`), each kept only when `keep` says so; with the `nextToken` of the next
+/// page when there is one. The lists of prefixes and principals use it.
+pub fn page_after<'a, T: 'a>(
+    input: &Input,
+    all: impl IntoIterator<Item = &'a T>,
+    key: impl Fn(&T) -> &str,
+    keep: impl Fn(&T) -> bool,
+    max: i64,
+    default: i64,
+) -> Result<(Vec<&'a T>, Option<String>), EcrError> {
+    let n = input.max_results(max, default)? as usize;
+    let after = input.opt_str("nextToken")?.map(decode_token).transpose()?;
+    let mut page: Vec<&T> = all
+        .into_iter()
+        .filter(|t| keep(t))
+        .filter(|t| after.as_deref().is_none_or(|a| key(t) > a))
+        .take(n + 1)
+        .collect();
+    let next = (page.len() > n).then(|| {
+        page.truncate(n);
+        encode_token(key(page[n - 1]))
+    });
+    Ok((page, next))
+}

@@ -8,7 +8,7 @@
 use berth_registry::{PullThroughRule, TEMPLATE_ROOT};
 use serde_json::{json, Value};
 
-use super::input::{check_len, decode_token, encode_token};
+use super::input::{check_len, page_after};
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 use berth_ecr_input::pull_through::{
     credential_arn, ecr_prefix, infer_kind, prefix_field, role_arn, valid_url, UPSTREAM_KINDS,
@@ -144,25 +144,14 @@ pub async fn describe_pull_through_cache_rules(
             Some(out)
         }
     };
-    let max = input.max_results(1000, 100)? as usize;
-    let after = match input.opt_str("nextToken")? {
-        Some(t) => Some(decode_token(t)?),
-        None => None,
-    };
-    let mut page: Vec<&PullThroughRule> = all
-        .iter()
-        .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(&r.ecr_prefix)))
-        .filter(|r| {
-            after
-                .as_ref()
-                .is_none_or(|a| r.ecr_prefix.as_str() > a.as_str())
-        })
-        .take(max + 1)
-        .collect();
-    let next = (page.len() > max).then(|| {
-        page.truncate(max);
-        encode_token(&page[max - 1].ecr_prefix)
-    });
+    let (page, next) = page_after(
+        input,
+        &all,
+        |r: &PullThroughRule| &r.ecr_prefix,
+        |r| wanted.as_ref().is_none_or(|w| w.contains(&r.ecr_prefix)),
+        1000,
+        100,
+    )?;
     let mut v = json!({
         "pullThroughCacheRules": page.iter().map(|r| rule_json(&account, r)).collect::<Vec<_>>(),
     });

@@ -6,7 +6,7 @@
 use berth_registry::MAX_PULL_TIME_EXCLUSIONS;
 use serde_json::{json, Value};
 
-use super::input::{decode_token, encode_token};
+use super::input::page_after;
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 
 /// `^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[\w+=,.@-]+(/[\w+=,.@-]+)*$`, ≤ 200.
@@ -107,25 +107,15 @@ pub async fn deregister_pull_time_update_exclusion(
 
 pub async fn list_pull_time_update_exclusions(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {
     let account = authorize(ctx).await?;
-    let max = input.max_results(1000, 100)? as usize;
-    let after = match input.opt_str("nextToken")? {
-        Some(t) => Some(decode_token(t)?),
-        None => None,
-    };
-    let mut page: Vec<String> = ctx
+    let all: Vec<String> = ctx
         .app
         .registry
         .pull_time_exclusions(&account)
         .await?
         .into_iter()
         .map(|(a, _)| a)
-        .filter(|a| after.as_ref().is_none_or(|x| a.as_str() > x.as_str()))
-        .take(max + 1)
         .collect();
-    let next = (page.len() > max).then(|| {
-        page.truncate(max);
-        encode_token(&page[max - 1])
-    });
+    let (page, next) = page_after(input, &all, |a: &String| a, |_| true, 1000, 100)?;
     let mut v = json!({ "pullTimeUpdateExclusions": page });
     if let Some(n) = next {
         v["nextToken"] = json!(n);

@@ -6,7 +6,7 @@
 use berth_registry::{CreationPurpose, CreationTemplate, TagMutability};
 use serde_json::{json, Value};
 
-use super::input::{check_len, decode_token, encode_token};
+use super::input::{check_len, page_after};
 use super::repos::parse_mutability;
 use super::{epoch_secs, Ctx, EcrError, EcrException, Input};
 use berth_ecr_input::tags::parse_tags;
@@ -262,26 +262,15 @@ pub async fn describe_repository_creation_templates(
             Some(out)
         }
     };
-    let max = input.max_results(1000, 1000)? as usize;
-    let after = match input.opt_str("nextToken")? {
-        Some(t) => Some(decode_token(t)?),
-        None => None,
-    };
     let all = ctx.app.registry.creation_templates(&account).await?;
-    let mut page: Vec<&CreationTemplate> = all
-        .iter()
-        .filter(|t| wanted.as_ref().is_none_or(|w| w.contains(&t.prefix)))
-        .filter(|t| {
-            after
-                .as_ref()
-                .is_none_or(|a| t.prefix.as_str() > a.as_str())
-        })
-        .take(max + 1)
-        .collect();
-    let next = (page.len() > max).then(|| {
-        page.truncate(max);
-        encode_token(&page[max - 1].prefix)
-    });
+    let (page, next) = page_after(
+        input,
+        &all,
+        |t: &CreationTemplate| &t.prefix,
+        |t| wanted.as_ref().is_none_or(|w| w.contains(&t.prefix)),
+        1000,
+        1000,
+    )?;
     let mut v = json!({
         "registryId": account,
         "repositoryCreationTemplates": page.iter().map(|t| template_json(t)).collect::<Vec<_>>(),
