@@ -316,6 +316,66 @@ pub async fn head_blob(c: &mut Conn, repo: &str, digest: &str) -> Result<()> {
 /// `GET /v2/<repo>/blobs/<digest>`, hashing the body; fails on a digest or length
 /// mismatch. Follows one same-host redirect.
 pub async fn get_blob_verified(c: &mut Conn, repo: &str, digest: &str, len: u64) -> Result<u64> {
+    get_blob_checked(c, repo, digest, len, false).await
+}
+
+/// `GET` a blob, its SHA-256 computed on a blocking thread while the body is
+/// still being read (so the connection's reader never waits for the hash, and
+/// parallel pulls hash on every core): the client of the parallel-pull scenario,
+/// which must not be the bottleneck.
+pub async fn get_blob_verified_offloaded(
+    c: &mut Conn,
+    repo: &str,
+    digest: &str,
+    len: u64,
+) -> Result<u64> {
+    get_blob_checked(c, repo, digest, len, true).await
+}
+
+/// Hashes the body on a blocking thread fed through a bounded channel (at most
+/// 64 frames in flight); returns its length and `sha256:<hex>`.
+pub async fn hash_body_offloaded(resp: Response<Incoming>) -> Result<(u64, String)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(64);
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut len = 0u64;
+        for data in rx {
+            len += data.len() as u64;
+            ctx.update(&data);
+        }
+        (len, format!("sha256:{}", hex::encode(ctx.finish())))
+    });
+    let mut body = resp.into_body();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            // A full channel blocks this worker only while the hasher is behind:
+            // block_in_place keeps the runtime's other connections going.
+            match tx.try_send(data) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(data)) => {
+                    if tokio::task::block_in_place(|| tx.send(data)).is_err() {
+                        bail!("blob GET: the hashing thread stopped");
+                    }
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    bail!("blob GET: the hashing thread stopped")
+                }
+            }
+        }
+    }
+    drop(tx);
+    hasher
+        .await
+        .map_err(|e| Error(format!("hashing thread: {e}")))
+}
+
+async fn get_blob_checked(
+    c: &mut Conn,
+    repo: &str,
+    digest: &str,
+    len: u64,
+    offload: bool,
+) -> Result<u64> {
     let mut path = format!("/v2/{repo}/blobs/{digest}");
     for _ in 0..2 {
         let resp = c.send(Method::GET, &path, &[], SliceBody::empty()).await?;
@@ -331,7 +391,11 @@ pub async fn get_blob_verified(c: &mut Conn, repo: &str, digest: &str, len: u64)
             }
         }
         let resp = expect(resp, StatusCode::OK, "blob GET").await?;
-        let (got_len, got) = hash_body(resp).await?;
+        let (got_len, got) = if offload {
+            hash_body_offloaded(resp).await?
+        } else {
+            hash_body(resp).await?
+        };
         if got != digest || got_len != len {
             bail!("blob GET {digest}: DIGEST MISMATCH (got {got}, {got_len} bytes, want {len})");
         }

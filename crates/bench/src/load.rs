@@ -45,6 +45,8 @@ pub struct DataSet {
     pub chunked: Vec<Blob>,
     pub chunk_size: usize,
     pub stream: Vec<Blob>,
+    /// The large blobs of the parallel-pull scenario.
+    pub par: Vec<Blob>,
     /// Mixed workload: base image layer/config, and a template for new layers.
     pub mixed_config: Blob,
     pub mixed_layer: Blob,
@@ -56,6 +58,7 @@ pub const REPO_MONO: &str = "bench/mono";
 pub const REPO_CHUNKED: &str = "bench/chunked";
 pub const REPO_STREAM: &str = "bench/stream";
 pub const REPO_MIXED: &str = "bench/mixed";
+pub const REPO_PAR: &str = "bench/par";
 
 /// What each operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,11 @@ pub enum Task {
     PullMono,
     PullChunked,
     PullStream,
+    /// Monolithic pushes of the parallel-pull blobs.
+    PushPar,
+    /// Pulls of large blobs on many connections, each digest verified on a
+    /// blocking thread so that the client is not the bottleneck.
+    PullPar,
     /// 80 % pull (manifest GET + 1 MiB layer GET, verified) / 20 % push (new
     /// 1 MiB layer + manifest).
     Mixed,
@@ -149,6 +157,14 @@ async fn execute(c: &mut Conn, task: Task, i: usize, d: &DataSet) -> Result<u64>
         Task::PushStream => {
             let b = pick(&d.stream)?;
             client::push_streamed(c, REPO_STREAM, b.data, &b.digest).await
+        }
+        Task::PushPar => {
+            let b = pick(&d.par)?;
+            client::push_monolithic(c, REPO_PAR, b.data, &b.digest).await
+        }
+        Task::PullPar => {
+            let b = pick(&d.par)?;
+            client::get_blob_verified_offloaded(c, REPO_PAR, &b.digest, b.data.len() as u64).await
         }
         Task::PullMono | Task::PullChunked | Task::PullStream => {
             let (repo, set) = match task {

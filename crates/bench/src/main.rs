@@ -161,6 +161,8 @@ struct Plan {
     chunked: (usize, usize, usize), // count, size, concurrency
     chunk: usize,
     stream: (usize, usize), // count, size (sequential)
+    /// The parallel pulls: count, size, connections, pulls of each blob.
+    par: (usize, usize, usize, usize),
     mixed_time: Duration,
     mixed_clients: usize,
     cold_starts: usize,
@@ -183,6 +185,7 @@ impl Plan {
             chunked: (20, 10 * MIB, 4),
             chunk: MIB,
             stream: (2, 256 * MIB),
+            par: (8, 64 * MIB, 8, 4),
             mixed_time: Duration::from_secs(8),
             mixed_clients: 32,
             cold_starts: 5,
@@ -203,6 +206,7 @@ impl Plan {
             chunked: (2, 3 * MIB, 2),
             chunk: MIB,
             stream: (1, 4 * MIB),
+            par: (2, 4 * MIB, 2, 2),
             mixed_time: Duration::from_millis(400),
             mixed_clients: 32,
             cold_starts: 1,
@@ -248,6 +252,9 @@ fn push_blobs(plan: &Plan, task: Task, template: &[u8], nonce: u64) -> Vec<Blob>
         Task::PushStream => (0..plan.stream.0)
             .map(|i| random_blob(plan.stream.1, 2000 + i as u64, nonce))
             .collect(),
+        Task::PushPar => (0..plan.par.0)
+            .map(|i| random_blob(plan.par.1, 4000 + i as u64, nonce))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -261,6 +268,7 @@ fn build_data(plan: &Plan, nonce: u64) -> DataSet {
     let mono = push_blobs(plan, Task::PushMono, &template, nonce);
     let chunked = push_blobs(plan, Task::PushChunked, &template, nonce);
     let stream = push_blobs(plan, Task::PushStream, &template, nonce);
+    let par = push_blobs(plan, Task::PushPar, &template, nonce);
     let mixed_layer = blob(MIB, 3000);
     let mixed_config =
         Blob::new(client::image_config(std::slice::from_ref(&mixed_layer.digest), nonce).to_vec());
@@ -272,6 +280,7 @@ fn build_data(plan: &Plan, nonce: u64) -> DataSet {
         chunked,
         chunk_size: plan.chunk,
         stream,
+        par,
         mixed_config,
         mixed_layer,
         mixed_template: bytes::Bytes::from(template),
@@ -435,6 +444,7 @@ fn fresh_push_data(data: &DataSet, plan: &Plan, task: Task, round: u64) -> DataS
         Task::PushMono => d.mono = fresh,
         Task::PushChunked => d.chunked = fresh,
         Task::PushStream => d.stream = fresh,
+        Task::PushPar => d.par = fresh,
         // New layers and new tags come from the nonce.
         Task::PushImage => d.nonce = nonce,
         _ => {}
@@ -453,7 +463,7 @@ async fn measure_row(
     };
     if matches!(
         s.task,
-        Task::PushMono | Task::PushChunked | Task::PushStream | Task::PushImage
+        Task::PushMono | Task::PushChunked | Task::PushStream | Task::PushPar | Task::PushImage
     ) {
         // Untimed: write back every dirty page first, so no push pays for the
         // writeback of whatever ran before it (another server's push included),
@@ -501,6 +511,41 @@ async fn measure_row(
     Ok((row, out.first_error, method))
 }
 
+/// The read limit of a pull scenario: `berth-sendfile-server` serving the same
+/// blobs from the page cache to the same client, as many rounds as the A/B pairs
+/// (median recorded).
+async fn measure_read_limit(
+    run: &mut Run,
+    base: &Path,
+    auth: &str,
+    sc: &Scenario,
+    data: &Arc<DataSet>,
+    plan: &Plan,
+) -> Result<()> {
+    let bin = sibling_bin("berth-sendfile-server")?;
+    let server =
+        Server::start_sendfile(&bin, base.join("read-limit"), auth, data.par.clone()).await?;
+    let mut rows = Vec::new();
+    for _ in 0..plan.ab_rounds.max(1) {
+        match measure_row(&server, sc, data, plan.push_settle).await {
+            Ok((row, first_error, _)) => rows.push((row, first_error)),
+            Err(e) => return Err(Error(e)),
+        }
+    }
+    let values: Vec<f64> = rows.iter().map(|(r, _)| r.value).collect();
+    let mut sorted = values.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let errors: u64 = rows.iter().map(|(r, _)| r.errors).sum();
+    let first_error = rows.iter().find_map(|(_, e)| e.clone());
+    if let Some((mut row, _)) = rows.into_iter().find(|(r, _)| r.value == median) {
+        row.errors = errors;
+        row.rounds = values;
+        run.record(row, first_error);
+    }
+    Ok(())
+}
+
 /// Which extra servers a scenario also runs against.
 #[derive(Debug, Clone, Copy)]
 struct Also {
@@ -524,6 +569,12 @@ const RATE: Also = Also {
 };
 const BLOB: Also = Also {
     noauth: false,
+    null: false,
+    plaintext: true,
+};
+/// The parallel pulls: also the reference without auth (the comparison asked for).
+const PAR: Also = Also {
+    noauth: true,
     null: false,
     plaintext: true,
 };
@@ -610,6 +661,36 @@ fn scenarios(plan: &Plan) -> Vec<(Scenario, Also)> {
             BLOB,
         ));
     }
+    // Parallel pulls of large blobs, digests verified on blocking threads: the
+    // client is not the bottleneck; measured against the read limit (a sendfile
+    // server, `sendfile_server.rs`) and the reference without auth.
+    let (n, sz, conc, repeat) = plan.par;
+    let key = format!("par-{}m", sz / MIB);
+    v.push((
+        Scenario {
+            key: format!("push-{key}"),
+            title: format!("push {n}× {} monolithic, {conc} conns", size(sz)),
+            conns: conc,
+            task: Task::PushPar,
+            stop: Stop::Count(n),
+            unit: "MiB/s",
+        },
+        PAR,
+    ));
+    v.push((
+        Scenario {
+            key: format!("pull-{key}"),
+            title: format!(
+                "pull {n}× {} ×{repeat} parallel, hashed off-thread, {conc} conns",
+                size(sz)
+            ),
+            conns: conc,
+            task: Task::PullPar,
+            stop: Stop::Count(n * repeat),
+            unit: "MiB/s",
+        },
+        PAR,
+    ));
     v.push((
         Scenario {
             key: "mixed-80-20-c32".into(),
@@ -671,8 +752,13 @@ fn reference_version() -> String {
 /// `berth-null-server`, built beside this harness (`cargo build --release -p
 /// berth-bench` builds both).
 fn null_server_bin() -> Result<PathBuf> {
+    sibling_bin("berth-null-server")
+}
+
+/// A binary built beside this harness (`cargo build --release -p berth-bench`).
+fn sibling_bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Error(format!("own path: {e}")))?;
-    let bin = exe.with_file_name("berth-null-server");
+    let bin = exe.with_file_name(name);
     if bin.is_file() {
         Ok(bin)
     } else {
@@ -898,11 +984,19 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
                 measure(&mut run, s, &sc, &data, plan).await;
             }
         }
+        if sc.task == Task::PullPar {
+            // The read limit in the same minutes: the same client and blobs
+            // against a server that only sendfile()s them from the page cache.
+            if let Err(e) = measure_read_limit(&mut run, &base, &auth, &sc, &data, plan).await {
+                run.failures.push(format!("read limit: {e}"));
+            }
+        }
         for s in servers.iter().filter(|s| runs_on(s)) {
             let tagged = match sc.task {
                 Task::PushMono => tag_pushed(s, load::REPO_MONO, &data.mono, &data).await,
                 Task::PushChunked => tag_pushed(s, load::REPO_CHUNKED, &data.chunked, &data).await,
                 Task::PushStream => tag_pushed(s, load::REPO_STREAM, &data.stream, &data).await,
+                Task::PushPar => tag_pushed(s, load::REPO_PAR, &data.par, &data).await,
                 _ => Ok(()),
             };
             if let Err(e) = tagged {
@@ -915,10 +1009,18 @@ async fn bench(cli: &Cli, plan: &Plan) -> Result<(Run, serde_json::Value)> {
     }
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let read_limits: std::collections::HashMap<String, f64> = run
+        .rows
+        .iter()
+        .filter(|r| r.server == report::READ_LIMIT)
+        .map(|r| (r.key.clone(), r.value))
+        .collect();
     for r in run.rows.iter_mut() {
         if r.unit == "MiB/s" && r.server != report::MACHINE {
             let conns = conns_of.get(&r.key).copied().unwrap_or(1);
-            let limit = if r.key.starts_with("push-") {
+            let limit = if let Some(&l) = read_limits.get(&r.key) {
+                l
+            } else if r.key.starts_with("push-") {
                 lim.push(conns, cpus)
             } else {
                 lim.pull(conns, cpus)

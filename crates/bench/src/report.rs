@@ -22,6 +22,8 @@ pub const BERTH_PG_S3: &str = "berth (PostgreSQL + S3)";
 pub const REFERENCE_S3: &str = "reference (S3)";
 /// `berth-null-server`: berth's HTTP stack answering manifests from memory.
 pub const NULL_SERVER: &str = "null server";
+/// `berth-sendfile-server`: the read limit of the parallel-pull scenario.
+pub const READ_LIMIT: &str = "read limit (sendfile)";
 
 /// One measurement: a scenario against one server (or a machine limit).
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +116,9 @@ pub fn ratios_of(
 pub const LARGE_PUSH: &str = "push-stream-256m";
 pub const LARGE_PULL: &str = "pull-stream-256m";
 
+/// Key prefix of the parallel-pull scenario (`pull-par-<size>m`).
+pub const PARALLEL_PULL_PREFIX: &str = "pull-par-";
+
 /// Scenarios whose encrypted ÷ plaintext throughput must stay ≥ 0.9: every
 /// blob push and pull.
 pub const ENCRYPTION_KEYS: [&str; 6] = [
@@ -194,6 +199,35 @@ pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
                 pass: None,
             },
         });
+    }
+    // Parallel pulls (client not the bottleneck): against the reference without
+    // auth and the read limit measured in the same run (the sendfile server).
+    let par: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.server == BERTH && r.key.starts_with(PARALLEL_PULL_PREFIX))
+        .collect();
+    for b in par {
+        let name = format!(
+            "{}: ≥ 1.2× reference (no auth) and ≥ 80% of the read limit",
+            b.key
+        );
+        out.push(
+            match (ratios(rows, &b.key, REFERENCE_NOAUTH), b.limit_fraction) {
+                (Some((thr, _, _)), Some(f)) => Target {
+                    name,
+                    measured: format!(
+                        "{thr:.2}× reference (no auth), {:.0}% of the read limit",
+                        f * 100.0
+                    ),
+                    pass: Some(thr >= 1.2 && f >= 0.8),
+                },
+                _ => Target {
+                    name,
+                    measured: "n/a".into(),
+                    pass: None,
+                },
+            },
+        );
     }
     // Peak memory in every scenario both servers ran.
     let mut worst: Option<(f64, String)> = None;
@@ -321,9 +355,9 @@ pub fn evaluate_targets(rows: &[Row]) -> Vec<Target> {
     }
     let idle = find(rows, "idle-memory", BERTH).map(|r| r.value);
     out.push(Target {
-        name: "idle memory < 20 MiB".into(),
+        name: "idle memory < 12 MiB".into(),
         measured: idle.map_or("n/a".into(), |v| format!("{v:.1} MiB")),
-        pass: idle.map(|v| v < 20.0),
+        pass: idle.map(|v| v < 12.0),
     });
     let cold = find(rows, "cold-start", BERTH).map(|r| r.value);
     out.push(Target {
@@ -500,7 +534,7 @@ mod tests {
             row(LARGE_PUSH, REFERENCE, 200.0, "MiB/s", 900.0, 15_000),
             pull_b,
             row(LARGE_PULL, REFERENCE, 200.0, "MiB/s", 900.0, 40_000),
-            row("idle-memory", BERTH, 12.5, "MiB", 0.0, 12_800),
+            row("idle-memory", BERTH, 11.5, "MiB", 0.0, 11_800),
             row("cold-start", BERTH, 150.0, "ms", 0.0, 12_800),
             row(LARGE_PUSH, BERTH_PLAINTEXT, 320.0, "MiB/s", 700.0, 9_000),
             row(LARGE_PULL, BERTH_PLAINTEXT, 400.0, "MiB/s", 700.0, 9_000),
@@ -515,6 +549,27 @@ mod tests {
         assert_eq!(p99, Some(0.5));
         assert_eq!(rss, Some(0.25));
         assert!(ratios(&rows, "manifest-get-c64", REFERENCE_NOAUTH).is_none());
+    }
+
+    #[test]
+    fn parallel_pull_against_reference_noauth_and_read_limit() {
+        let key = "pull-par-64m";
+        let with = |berth: f64, frac: f64| {
+            let mut b = row(key, BERTH, berth, "MiB/s", 100.0, 20_000);
+            b.limit_fraction = Some(frac);
+            let r = row(key, REFERENCE_NOAUTH, 1000.0, "MiB/s", 100.0, 50_000);
+            let t = evaluate_targets(&[b, r]);
+            t.into_iter()
+                .find(|x| x.name.starts_with(key))
+                .expect("parallel-pull target present")
+                .pass
+        };
+        assert_eq!(with(1300.0, 0.85), Some(true));
+        assert_eq!(with(1100.0, 0.85), Some(false)); // 1.1× the reference
+        assert_eq!(with(1300.0, 0.75), Some(false)); // 75% of the read limit
+        assert!(evaluate_targets(&sample())
+            .iter()
+            .all(|t| !t.name.starts_with(key)));
     }
 
     #[test]

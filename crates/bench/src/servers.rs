@@ -32,6 +32,9 @@ pub enum Kind {
     /// `berth-null-server`: berth's HTTP stack answering manifests from memory
     /// (the request-rate limit of the manifest scenarios).
     Null,
+    /// `berth-sendfile-server`: blob files copied to the socket by `sendfile(2)`
+    /// (the read limit of the parallel-pull scenario).
+    ReadLimit,
     /// berth or the reference on another store configuration (PostgreSQL, S3 on
     /// Garage): measured beside the others, compared with each other in
     /// docs/benchmarks.md "Several nodes: PostgreSQL + S3".
@@ -361,6 +364,40 @@ impl Server {
         Ok(s)
     }
 
+    /// Starts `berth-sendfile-server` (`bin`) serving `blobs` (written to
+    /// `dir/blobs`, each file named by its SHA-256 in hex), checking `auth` as
+    /// berth does.
+    pub async fn start_sendfile(
+        bin: &Path,
+        dir: PathBuf,
+        auth: &str,
+        blobs: Vec<crate::load::Blob>,
+    ) -> Result<Server> {
+        let files = dir.join("blobs");
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&files)?;
+            for b in blobs {
+                let hex = b.digest.trim_start_matches("sha256:");
+                std::fs::write(files.join(hex), &b.data)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error(format!("join: {e}")))??;
+        let mut s = Server {
+            name: crate::report::READ_LIMIT,
+            kind: Kind::ReadLimit,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth: Some(auth.to_owned()),
+            dir,
+            child: None,
+            berth_bin: bin.to_path_buf(),
+            env: vec![("BERTH_NULL_AUTH".to_string(), auth.to_owned())],
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
     /// Starts the reference registry in `dir` (created fresh).
     pub async fn start_reference(dir: PathBuf, auth: Option<&str>) -> Result<Server> {
         let storage = format!(
@@ -431,7 +468,7 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
         let t0 = Instant::now();
         let berth = match self.kind {
             Kind::Berth { plaintext } => Some(plaintext),
-            Kind::Null => Some(false),
+            Kind::Null | Kind::ReadLimit => Some(false),
             Kind::Other if self.berth_bin.as_os_str().is_empty() => None,
             Kind::Other => Some(false),
             Kind::Reference { .. } => None,
@@ -445,10 +482,16 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
                     cmd.env_remove(PLAINTEXT_ENV);
                 }
                 cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-                if self.kind != Kind::Null {
-                    cmd.arg("serve")
-                        .arg("--data-dir")
-                        .arg(self.dir.join("data"));
+                match self.kind {
+                    Kind::Null => {}
+                    Kind::ReadLimit => {
+                        cmd.arg("--dir").arg(self.dir.join("blobs"));
+                    }
+                    _ => {
+                        cmd.arg("serve")
+                            .arg("--data-dir")
+                            .arg(self.dir.join("data"));
+                    }
                 }
                 let mut child = cmd
                     .args(["--listen", "127.0.0.1:0"])
@@ -481,6 +524,10 @@ health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 
                     .trim()
                     .strip_prefix("berth listening on http://")
                     .or_else(|| line.trim().strip_prefix("null server listening on http://"))
+                    .or_else(|| {
+                        line.trim()
+                            .strip_prefix("sendfile server listening on http://")
+                    })
                     .ok_or_else(|| {
                         Error(format!(
                             "berth did not announce its address (first stdout line {line:?}); see {}",

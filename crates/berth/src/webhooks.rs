@@ -166,15 +166,18 @@ pub fn client() -> Result<reqwest::Client, String> {
 }
 
 pub struct WebhookHandler {
-    client: reqwest::Client,
+    /// Built on the first delivery: a registry without webhooks never loads TLS
+    /// roots or touches the HTTP client's code (idle memory, docs/benchmarks.md
+    /// "Memory: idle and peak RSS").
+    client: std::sync::OnceLock<reqwest::Client>,
     region: String,
     policy: RetryPolicy,
 }
 
 impl WebhookHandler {
-    pub fn new(client: reqwest::Client, region: String, max_attempts: i64) -> Self {
+    pub fn new(region: String, max_attempts: i64) -> Self {
         WebhookHandler {
-            client,
+            client: std::sync::OnceLock::new(),
             region,
             policy: RetryPolicy {
                 max_attempts: max_attempts.max(1),
@@ -182,6 +185,14 @@ impl WebhookHandler {
                 max_delay_ms: 60_000,
             },
         }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let built = client()?;
+        Ok(self.client.get_or_init(|| built))
     }
 
     async fn drain(&self, reg: &Registry, job: &ClaimedJob) -> Result<Finished, String> {
@@ -204,7 +215,7 @@ impl WebhookHandler {
             }
             for e in &events {
                 if hook.wants(e) {
-                    send(&self.client, &hook, e, &self.region).await?;
+                    send(self.client()?, &hook, e, &self.region).await?;
                     DELIVERY.delivered.fetch_add(1, Ordering::Relaxed);
                     DELIVERY.observe_latency(reg.now().saturating_sub(e.created_at));
                 }
@@ -284,7 +295,6 @@ pub async fn spawn(
             .map_err(|e| format!("cannot load webhook {}: {e}", spec.name))?;
     }
     let handler: Arc<dyn Handler> = Arc::new(WebhookHandler::new(
-        client()?,
         cfg.region.clone(),
         cfg.webhook_max_attempts,
     ));
