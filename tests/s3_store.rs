@@ -360,6 +360,34 @@ fn s3_round_trips_per_push_and_pull() {
             .expect_status(201);
         },
     );
+    // 256 MiB: streamed in one PATCH then committed by an empty PUT (how the
+    // benchmark's streamed push goes), in one request (`POST ?digest=`), and pulled.
+    let mut huge = pseudo_random(65, 256 * 1024 * 1024);
+    let huge_d = sha256_digest(&huge);
+    step("chunked push, 256 MiB in one PATCH", &|| {
+        let r = http.send("POST", "/v2/rt/app/blobs/uploads/", &[], "");
+        r.expect_status(202);
+        let loc = patch(&http, &r.location(), 0, &huge);
+        http.send("PUT", &with_digest(&loc, &huge_d), &[], "")
+            .expect_status(201);
+    });
+    step("pull, 256 MiB", &|| {
+        let r = http.get(&format!("/v2/rt/app/blobs/{huge_d}"));
+        r.expect_status(200);
+        assert!(sha256_digest(&r.body) == huge_d, "pulled blob differs");
+    });
+    huge[0] ^= 1;
+    let huge2_d = sha256_digest(&huge);
+    step("monolithic push, 256 MiB", &|| {
+        http.send(
+            "POST",
+            &format!("/v2/rt/app/blobs/uploads/?digest={huge2_d}"),
+            &[],
+            huge.clone(),
+        )
+        .expect_status(201);
+    });
+    drop(huge);
     for ((what, n, text), bytes) in measured.iter().zip(&written) {
         let ops: Vec<&str> = text
             .lines()
@@ -400,6 +428,18 @@ fn s3_round_trips_per_push_and_pull() {
     assert_eq!(n(3), 1, "{}", measured[3].2);
     assert_eq!(n(4), 3, "{}", measured[4].2);
     assert_eq!(n(5), 0, "{}", measured[5].2);
+    // 256 MiB in 8 MiB parts: a streamed PATCH is one create, 31 part puts and
+    // its piece (the ~6 MiB past the last whole part); the commit the last
+    // part, complete and the piece's delete — 36. In one request: create, 32
+    // parts, complete — 34. The pull: one ranged GET per 8 MiB window, 32.
+    assert_eq!(n(7), 36, "{}", measured[7].2);
+    assert_eq!(n(8), 32, "{}", measured[8].2);
+    assert_eq!(n(9), 34, "{}", measured[9].2);
+    assert!(
+        written[9] < 256 * MIB + 256 * MIB / 1000,
+        "{} bytes",
+        written[9]
+    );
 }
 
 /// `GET` requests a server made to its S3 store so far.

@@ -297,6 +297,10 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         "# HELP berth_object_bytes_read_total Bytes this process received from an S3 blob store in GET bodies.\n# TYPE berth_object_bytes_read_total counter\nberth_object_bytes_read_total {}\n",
         berth_registry::object_bytes_read()
     ));
+    body.push_str(&format!(
+        "# HELP berth_upload_rehashed_bytes_total Bytes of finished uploads read back and hashed because no running hash covered them.\n# TYPE berth_upload_rehashed_bytes_total counter\nberth_upload_rehashed_bytes_total {}\n",
+        berth_registry::upload_rehashed_bytes()
+    ));
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -56,7 +56,7 @@ pub use error::RegistryError;
 pub use gc::{GcReport, GcStats};
 pub use lifecycle::ExpiredImage;
 pub use mutability::{tag_is_immutable, ExclusionFilter, TagMutability};
-pub use open::{object_bytes_read, object_bytes_written, object_requests};
+pub use open::{object_bytes_read, object_bytes_written, object_requests, upload_rehashed_bytes};
 pub use open::{BlobLocation, OpenError, S3Config, StoreSettings, Stores, PLAINTEXT_BLOBS_ENV};
 pub use pull_through::{
     matching_rule, FetchedManifest, PullThroughError, PullThroughRule,

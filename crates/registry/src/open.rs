@@ -28,6 +28,12 @@ pub fn object_bytes_read() -> u64 {
     berth_store::counting::object_bytes_read()
 }
 
+/// Bytes this process read back and hashed to verify finished uploads that no
+/// running hash covered (`crates/store/src/blob.rs`).
+pub fn upload_rehashed_bytes() -> u64 {
+    berth_store::blob::upload_rehashed_bytes()
+}
+
 use crate::{Clock, Registry, RegistryConfig, RegistryError};
 
 /// BENCHMARK ONLY: with this environment variable set to `1`, blobs are stored as

@@ -76,7 +76,8 @@ impl Default for RepoSettings {
 }
 
 /// In-memory state of an upload on this node: the running hash over the bytes
-/// received so far. Losing it (restart, another node) only costs a re-read at commit.
+/// received so far. Losing it (restart, another node) costs nothing: the upload
+/// row records the same state with each append (`Staging`'s `hash`).
 struct UploadMemo {
     size: u64,
     hasher: Hasher,

@@ -64,6 +64,16 @@ pub struct Appended {
     pub staging: Option<Staging>,
 }
 
+/// Bytes of finished uploads read back and hashed because no running hash
+/// covered them (a row written before the hash was recorded in it).
+static REHASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes this process read back and hashed to verify finished uploads (no
+/// running hash covered them): `berth_upload_rehashed_bytes_total`.
+pub fn upload_rehashed_bytes() -> u64 {
+    REHASHED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Bytes a staged upload hands to its multipart upload per part (at least the
 /// backend's minimum; S3's is 5 MiB). Bounds the memory an append holds.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -83,7 +93,16 @@ pub struct BlobRef {
 pub enum Staging {
     /// The filesystem fast path: a file at `key` (under the backend's local root)
     /// written in place.
-    File { key: String },
+    File {
+        key: String,
+        /// The running SHA-256 of the plaintext so far, as for `Parts`: written
+        /// with each append, so that the upload continues or completes after a
+        /// restart, or on another node sharing the file store, without reading
+        /// its bytes back. Absent in rows written before it: the commit then
+        /// reads the file back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hash: Option<String>,
+    },
     /// Any backend: the sealed stream's first `parts_len` bytes in `multipart`
     /// (started with the first part), the rest staged in `pieces` (and, in a
     /// state recorded before pieces, in the whole object `tail`, which comes
@@ -143,6 +162,7 @@ impl Staging {
             Some(json) => serde_json::from_str(json)
                 .map_err(|e| StoreError::Tampered(format!("upload staging state: {e}"))),
             None => Ok(Staging::File {
+                hash: None,
                 key: object_key
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("uploads/{upload_id}")),
@@ -157,7 +177,7 @@ impl Staging {
     /// The key of the staged object (the blob's, for `Parts`).
     pub fn object_key(&self) -> &str {
         match self {
-            Staging::File { key } | Staging::Parts { key, .. } => key,
+            Staging::File { key, .. } | Staging::Parts { key, .. } => key,
         }
     }
 }
@@ -293,7 +313,10 @@ impl BlobStore {
                 Ok(())
             })
             .await?;
-            return Ok(Staging::File { key });
+            return Ok(Staging::File {
+                key,
+                hash: Hasher::new(berth_oci::Algorithm::Sha256).export_state(),
+            });
         }
         Ok(Staging::Parts {
             key: format!("blobs/objects/{id}"),
@@ -318,18 +341,25 @@ impl BlobStore {
         key: DataKey,
     ) -> Result<Appended, StoreError> {
         match staging {
-            Staging::File { key: k } => {
+            Staging::File { key: k, .. } => {
                 let path = self.local_path(k)?;
-                match self.mode {
-                    BlobMode::Encrypted => append_sealed(path, offset, hasher, rx, key).await,
+                let hasher = hasher.or_else(|| recorded_hash(staging, offset));
+                let mut a = match self.mode {
+                    BlobMode::Encrypted => append_sealed(path, offset, hasher, rx, key).await?,
                     BlobMode::PlaintextForBenchmarks => {
                         blocking(move || {
                             let f = open_staged(&path)?;
                             append_plain(PlainWriter::open(f, offset)?, hasher, rx)
                         })
-                        .await
+                        .await?
                     }
-                }
+                };
+                // The new running hash goes into the row with the new size.
+                a.staging = Some(Staging::File {
+                    key: k.clone(),
+                    hash: a.hasher.as_ref().and_then(Hasher::export_state),
+                });
+                Ok(a)
             }
             Staging::Parts { .. } => Ok(self
                 .append_parts(staging, offset, hasher, rx, key, true)
@@ -380,9 +410,12 @@ impl BlobStore {
         key: DataKey,
     ) -> Result<u64, StoreError> {
         match staging {
-            Staging::File { key: k } => self.finish_file(k, digest, hasher, false, size, key).await,
+            Staging::File { key: k, .. } => {
+                let hasher = hasher.or_else(|| recorded_hash(staging, size));
+                self.finish_file(k, digest, hasher, false, size, key).await
+            }
             Staging::Parts { .. } => {
-                self.finish_parts(staging, digest, hasher, size, key, None)
+                self.finish_parts(staging, digest, hasher, size, key, None, false)
                     .await
             }
         }
@@ -409,6 +442,7 @@ impl BlobStore {
                 _ if verified => digest.clone(),
                 Some(h) if h.algorithm() == digest.algorithm() => h.finish(),
                 _ => {
+                    REHASHED.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
                     let mut h = Hasher::new(digest.algorithm());
                     if size > 0 && mode == BlobMode::PlaintextForBenchmarks {
                         let mut buf = Vec::new();
@@ -441,8 +475,8 @@ impl BlobStore {
     /// [`Self::upload_append_finish`] of a fresh upload (nothing staged before)
     /// whose bytes the caller hashes itself as it feeds them: the feed ends
     /// without an error only when what it sent is `digest`'s content (otherwise
-    /// nothing is stored), so the fast path does not hash them a second time.
-    /// Parts staging hashes them as usual.
+    /// nothing is stored), so the store does not hash them a second time, on
+    /// either staging.
     pub async fn upload_append_finish_verified(
         &self,
         staging: &Staging,
@@ -451,15 +485,25 @@ impl BlobStore {
         digest: &Digest,
     ) -> Result<u64, StoreError> {
         match staging {
-            Staging::File { key: k } => {
+            Staging::File { key: k, .. } => {
+                // No running hash (not even the one the row records).
+                let unhashed = Staging::File {
+                    key: k.clone(),
+                    hash: None,
+                };
                 let a = self
-                    .upload_append(staging, 0, None, rx, key.clone())
+                    .upload_append(&unhashed, 0, None, rx, key.clone())
                     .await?;
                 self.finish_file(k, digest, None, true, a.size, key).await
             }
             Staging::Parts { .. } => {
-                let hasher = Some(Hasher::new(digest.algorithm()));
-                self.upload_append_finish(staging, 0, hasher, rx, key, digest)
+                // No running hash: neither the one the row records (the empty
+                // state of a fresh upload) nor a new one.
+                let mut unhashed = staging.clone();
+                if let Staging::Parts { hash, .. } = &mut unhashed {
+                    *hash = None;
+                }
+                self.append_finish_parts(&unhashed, 0, None, rx, key, digest, true)
                     .await
             }
         }
@@ -493,12 +537,37 @@ impl BlobStore {
                 .upload_finish(staging, digest, a.hasher, a.size, key)
                 .await;
         }
+        self.append_finish_parts(staging, offset, hasher, rx, key, digest, false)
+            .await
+    }
+
+    /// [`Self::upload_append_finish`] on parts staging; `verified` as in
+    /// [`Self::upload_append_finish_verified`] (the bytes are not hashed here).
+    #[allow(clippy::too_many_arguments)]
+    async fn append_finish_parts(
+        &self,
+        staging: &Staging,
+        offset: u64,
+        hasher: Option<Hasher>,
+        rx: mpsc::Receiver<Chunk>,
+        key: DataKey,
+        digest: &Digest,
+        verified: bool,
+    ) -> Result<u64, StoreError> {
         let (a, rest) = self
             .append_parts(staging, offset, hasher, rx, key.clone(), false)
             .await?;
         let appended = a.staging.unwrap_or_else(|| staging.clone());
         let res = self
-            .finish_parts(&appended, digest, a.hasher, a.size, key, Some(rest))
+            .finish_parts(
+                &appended,
+                digest,
+                a.hasher,
+                a.size,
+                key,
+                Some(rest),
+                verified,
+            )
             .await;
         if res.is_err() {
             if let (
@@ -530,7 +599,7 @@ impl BlobStore {
     ) -> Result<String, StoreError> {
         match staging {
             Staging::Parts { key, .. } => Ok(key.clone()),
-            Staging::File { key } => {
+            Staging::File { key, .. } => {
                 let src = self.local_path(key)?;
                 let object_key = crate::meta::legacy_object_key(digest.as_str());
                 let dst = self.local_path(&object_key)?;
@@ -556,7 +625,7 @@ impl BlobStore {
     /// recorded (idempotent).
     pub async fn upload_abort(&self, staging: &Staging) -> Result<(), StoreError> {
         match staging {
-            Staging::File { key } => {
+            Staging::File { key, .. } => {
                 let path = self.local_path(key)?;
                 blocking(move || remove_missing_ok(&path)).await
             }
@@ -687,7 +756,7 @@ impl BlobStore {
             let end = offset
                 .checked_add(len)
                 .ok_or_else(|| StoreError::Tampered("range overflows".into()))?;
-            if len >= ranged::PARALLEL_FROM {
+            if len >= ranged::parallel_from() {
                 let b = self.backend.clone();
                 return ranged::get(b, &blob.object_key, offset..end, false).await;
             }
@@ -702,7 +771,7 @@ impl BlobStore {
         // A read of the whole blob asks for the whole object (no `Range`: S3
         // stores such as Garage serve it with less work before the first byte);
         // the opener still checks its length.
-        let sealed = if want >= ranged::PARALLEL_FROM {
+        let sealed = if want >= ranged::parallel_from() {
             // Large reads: several concurrent ranged GETs, in order, bounded
             // (`crate::ranged`).
             ranged::get(self.backend.clone(), &blob.object_key, range, true).await?
@@ -1250,12 +1319,15 @@ fn read_ahead(mut s: ByteStream) -> ByteStream {
     Box::pin(tokio_stream_from(rx))
 }
 
-/// The running hash recorded with a parts-staged upload, when it covers exactly
-/// the upload's first `size` bytes (the row's size is the truth).
+/// The running hash recorded with an upload, when it covers exactly the
+/// upload's first `size` bytes (the row's size is the truth).
 fn recorded_hash(staging: &Staging, size: u64) -> Option<Hasher> {
-    let Staging::Parts {
+    let (Staging::Parts {
         hash: Some(text), ..
-    } = staging
+    }
+    | Staging::File {
+        hash: Some(text), ..
+    }) = staging
     else {
         return None;
     };
@@ -1552,7 +1624,9 @@ impl BlobStore {
     /// and goes out as the last part (or, with no parts yet, the whole object in
     /// one put), and the multipart upload is completed. Without a running hash
     /// covering the upload, the completed object is read back and hashed (the
-    /// parts cannot be read before completion); a mismatch deletes it.
+    /// parts cannot be read before completion); a mismatch deletes it. With
+    /// `verified`, the caller has checked the bytes against `digest` itself.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_parts(
         &self,
         staging: &Staging,
@@ -1561,6 +1635,7 @@ impl BlobStore {
         size: u64,
         key: DataKey,
         inline_tail: Option<Vec<u8>>,
+        verified: bool,
     ) -> Result<u64, StoreError> {
         let Staging::Parts {
             key: object_key,
@@ -1572,6 +1647,7 @@ impl BlobStore {
             return Err(StoreError::Config("not a parts-staged upload".into()));
         };
         let covered = match hasher.or_else(|| recorded_hash(staging, size)) {
+            _ if verified => true,
             Some(h) if h.algorithm() == digest.algorithm() => {
                 if h.finish() != *digest {
                     return Err(StoreError::DigestMismatch);
@@ -1630,6 +1706,7 @@ impl BlobStore {
             }
         }
         if !covered {
+            REHASHED.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
             let blob = BlobRef {
                 object_key: object_key.clone(),
                 size,

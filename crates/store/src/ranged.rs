@@ -6,19 +6,28 @@
 //! connection: the pull waits on that stream. Here the range is cut into
 //! *windows* of [`WINDOW_SEGMENTS`] sealed segments (8 MiB of plaintext, each
 //! window starting on a segment boundary of the sealed layout, `crate::crypt`),
-//! fetched by up to [`IN_FLIGHT`] tasks at once, each window read into memory and
-//! handed on in order. Memory per download stays bounded: at most [`IN_FLIGHT`]
-//! windows are held or being fetched (≈ 32 MiB), and a window is fetched only
-//! once the consumer has taken the one [`IN_FLIGHT`] places before it. Dropping
-//! the stream (the client went away) aborts the fetches still running.
+//! fetched by up to [`IN_FLIGHT`] tasks at once and handed on in order. Each
+//! window's bytes are handed on **as they arrive** (the consumer never waits for
+//! a whole window): the window being consumed streams through, the ones after
+//! it fill their queues meanwhile. Memory per download stays bounded: a task
+//! fetches one window and no more, at most [`IN_FLIGHT`] windows are held or
+//! being fetched (≈ 32 MiB), and a window is fetched only once the consumer has
+//! finished the one [`IN_FLIGHT`] places before it. Dropping the stream (the
+//! client went away) aborts the fetches still running.
+//!
+//! Benchmark-only knobs (read once, for tuning runs; `docs/benchmarks.md`,
+//! "Large pulls from S3: windows that stream"): [`IN_FLIGHT_ENV`] and
+//! [`WINDOW_SEGMENTS_ENV`]; `0` windows in flight reads every range with one `GET`.
 
 use std::collections::VecDeque;
 use std::io;
 use std::ops::Range;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -41,17 +50,60 @@ pub const WINDOW_BYTES: u64 = WINDOW_SEGMENTS * (crypt::SEGMENT + crypt::OVERHEA
 /// request costs more than it brings.
 pub const PARALLEL_FROM: u64 = 2 * WINDOW_BYTES;
 
+/// BENCHMARK ONLY: overrides [`IN_FLIGHT`] (`0`: no windows, one `GET`).
+pub const IN_FLIGHT_ENV: &str = "BERTH_BENCH_S3_READ_IN_FLIGHT";
+/// BENCHMARK ONLY: overrides [`WINDOW_SEGMENTS`].
+pub const WINDOW_SEGMENTS_ENV: &str = "BERTH_BENCH_S3_READ_WINDOW_SEGMENTS";
+
+struct Tuning {
+    in_flight: usize,
+    window_segments: u64,
+}
+
+fn tuning() -> &'static Tuning {
+    static T: OnceLock<Tuning> = OnceLock::new();
+    T.get_or_init(|| {
+        let num = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Tuning {
+            in_flight: num(IN_FLIGHT_ENV).map_or(IN_FLIGHT, |n| n.min(64) as usize),
+            window_segments: num(WINDOW_SEGMENTS_ENV)
+                .filter(|&n| n > 0)
+                .unwrap_or(WINDOW_SEGMENTS),
+        }
+    })
+}
+
+fn window_bytes() -> u64 {
+    tuning().window_segments * (crypt::SEGMENT + crypt::OVERHEAD) as u64
+}
+
+/// The length from which a read goes out in windows ([`PARALLEL_FROM`] unless
+/// tuned; never with no windows in flight).
+pub fn parallel_from() -> u64 {
+    if tuning().in_flight == 0 {
+        u64::MAX
+    } else {
+        2 * window_bytes()
+    }
+}
+
 /// Cuts `range` (of a sealed object) at the window boundaries of the sealed
 /// layout: `crypt::segment_offset(k × WINDOW_SEGMENTS)` for every `k`, so each
 /// window but the first and last holds exactly [`WINDOW_SEGMENTS`] whole segments.
 /// With `sealed == false` (plaintext objects) the boundaries are multiples of
 /// [`WINDOW_BYTES`].
 pub fn windows(range: Range<u64>, sealed: bool) -> Vec<Range<u64>> {
+    let segs = tuning().window_segments;
+    let bytes = window_bytes();
     let boundary = |k: u64| {
         if sealed {
-            crypt::segment_offset(k * WINDOW_SEGMENTS)
+            crypt::segment_offset(k * segs)
         } else {
-            k * WINDOW_BYTES
+            k * bytes
         }
     };
     let mut out = Vec::new();
@@ -60,9 +112,9 @@ pub fn windows(range: Range<u64>, sealed: bool) -> Vec<Range<u64>> {
     }
     // The first boundary after `range.start`.
     let mut k = if sealed {
-        range.start.saturating_sub(crypt::HEADER) / WINDOW_BYTES + 1
+        range.start.saturating_sub(crypt::HEADER) / bytes + 1
     } else {
-        range.start / WINDOW_BYTES + 1
+        range.start / bytes + 1
     };
     let mut start = range.start;
     while start < range.end {
@@ -76,39 +128,142 @@ pub fn windows(range: Range<u64>, sealed: bool) -> Vec<Range<u64>> {
     out
 }
 
-/// Aborts the fetches still running when the download ends early.
-struct Fetches(VecDeque<JoinHandle<io::Result<Vec<Bytes>>>>);
+/// One window being fetched: its task sends the pieces of the response as
+/// they arrive (at most the window's bytes, so the queue needs no other bound).
+struct Window {
+    task: JoinHandle<()>,
+    rx: mpsc::UnboundedReceiver<io::Result<Bytes>>,
+    want: u64,
+    got: u64,
+}
 
-impl Drop for Fetches {
+fn store_io(e: StoreError) -> io::Error {
+    match e {
+        StoreError::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// Reads `s` (the response for one window) on a task of its own into a queue.
+fn drain(mut s: ByteStream, want: u64) -> Window {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Some(piece) = s.next().await {
+            let failed = piece.is_err();
+            if tx.send(piece).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Window {
+        task,
+        rx,
+        want,
+        got: 0,
+    }
+}
+
+fn fetch(backend: &Arc<dyn ObjectBackend>, key: &Arc<str>, range: Range<u64>) -> Window {
+    let backend = backend.clone();
+    let key = key.clone();
+    let want = range.end - range.start;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut s = match backend.get(&key, range).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(store_io(e)));
+                return;
+            }
+        };
+        while let Some(piece) = s.next().await {
+            let failed = piece.is_err();
+            if tx.send(piece).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Window {
+        task,
+        rx,
+        want,
+        got: 0,
+    }
+}
+
+/// The windows of one download, consumed in order.
+struct Windows {
+    backend: Arc<dyn ObjectBackend>,
+    key: Arc<str>,
+    todo: VecDeque<Range<u64>>,
+    running: VecDeque<Window>,
+    in_flight: usize,
+    failed: bool,
+}
+
+impl Drop for Windows {
     fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
+        for w in &self.running {
+            w.task.abort();
         }
     }
 }
 
-fn fetch(
-    backend: &Arc<dyn ObjectBackend>,
-    key: &Arc<str>,
-    range: Range<u64>,
-) -> JoinHandle<io::Result<Vec<Bytes>>> {
-    let backend = backend.clone();
-    let key = key.clone();
-    tokio::spawn(async move {
-        let want = range.end - range.start;
-        let s = backend.get(&key, range).await.map_err(|e| match e {
-            StoreError::Io(e) => e,
-            other => io::Error::other(other.to_string()),
-        })?;
-        let pieces: Vec<Bytes> = s.try_collect().await?;
-        let got: u64 = pieces.iter().map(|p| p.len() as u64).sum();
-        if got != want {
-            return Err(io::Error::other(format!(
-                "object store returned {got} bytes of a {want}-byte range"
-            )));
+impl Windows {
+    fn refill(&mut self) {
+        while self.running.len() < self.in_flight {
+            let Some(r) = self.todo.pop_front() else {
+                break;
+            };
+            let w = fetch(&self.backend, &self.key, r);
+            self.running.push_back(w);
         }
-        Ok(pieces)
-    })
+    }
+}
+
+impl Stream for Windows {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.failed {
+                return Poll::Ready(None);
+            }
+            let Some(w) = this.running.front_mut() else {
+                return Poll::Ready(None);
+            };
+            match w.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(piece))) => {
+                    w.got += piece.len() as u64;
+                    if w.got > w.want {
+                        this.failed = true;
+                        return Poll::Ready(Some(Err(io::Error::other(
+                            "object store returned more than the range asked",
+                        ))));
+                    }
+                    return Poll::Ready(Some(Ok(piece)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.failed = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    if w.got != w.want {
+                        let msg = format!(
+                            "object store returned {} bytes of a {}-byte range",
+                            w.got, w.want
+                        );
+                        this.failed = true;
+                        return Poll::Ready(Some(Err(io::Error::other(msg))));
+                    }
+                    this.running.pop_front();
+                    this.refill();
+                }
+            }
+        }
+    }
 }
 
 /// Streams `range` of `key` in order through concurrent ranged `GET`s of the
@@ -128,58 +283,17 @@ pub async fn get(
     // that is down is the caller's error, not a stream cut short.
     let first_want = first.end - first.start;
     let first_stream = backend.get(key, first).await?;
-    let key: Arc<str> = Arc::from(key);
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
-    tokio::spawn(async move {
-        let mut running = Fetches(VecDeque::new());
-        while running.0.len() + 1 < IN_FLIGHT {
-            let Some(r) = todo.pop_front() else { break };
-            running.0.push_back(fetch(&backend, &key, r));
-        }
-        // The first window streams straight through while the others fetch.
-        let mut got = 0u64;
-        let mut s = first_stream;
-        while let Some(piece) = s.next().await {
-            let failed = piece.is_err();
-            if let Ok(p) = &piece {
-                got += p.len() as u64;
-            }
-            if tx.send(piece).await.is_err() || failed {
-                return;
-            }
-        }
-        if got != first_want {
-            let _ = tx
-                .send(Err(io::Error::other("object store range cut short")))
-                .await;
-            return;
-        }
-        while let Some(t) = running.0.pop_front() {
-            if let Some(r) = todo.pop_front() {
-                running.0.push_back(fetch(&backend, &key, r));
-            }
-            let pieces = match t.await {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            };
-            for p in pieces {
-                if tx.send(Ok(p)).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let mut rx = rx;
-    Ok(Box::pin(futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-    })))
+    let mut w = Windows {
+        backend,
+        key: Arc::from(key),
+        todo,
+        running: VecDeque::new(),
+        in_flight: tuning().in_flight.max(1),
+        failed: false,
+    };
+    w.running.push_back(drain(first_stream, first_want));
+    w.refill();
+    Ok(Box::pin(w))
 }
 
 #[cfg(test)]

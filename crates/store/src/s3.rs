@@ -147,6 +147,20 @@ impl S3Backend {
         if let (Some(k), Some(s)) = (&cfg.access_key_id, &cfg.secret_access_key) {
             b = b.with_access_key_id(k).with_secret_access_key(s);
         }
+        // SigV4 with a signed payload SHA-256s every body before sending it: a
+        // second pass over each part, beside the blob's own digest. Over TLS
+        // (AWS, or an `https://` endpoint) the body's integrity is TLS's, so the
+        // payload goes unsigned (`UNSIGNED-PAYLOAD`, as the AWS SDKs do over
+        // HTTPS); over plain HTTP it stays signed unless `AWS_UNSIGNED_PAYLOAD`
+        // says otherwise (`docs/benchmarks.md`, "Large pulls from S3: windows
+        // that stream").
+        if cfg
+            .endpoint
+            .as_deref()
+            .is_none_or(|e| e.to_ascii_lowercase().starts_with("https://"))
+        {
+            b = b.with_unsigned_payload(true);
+        }
         let path_style = cfg.path_style.unwrap_or(cfg.endpoint.is_some());
         b = b.with_virtual_hosted_style_request(!path_style);
         let store = b
