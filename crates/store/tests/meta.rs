@@ -144,3 +144,42 @@ async fn repositories_blobs_manifests_tags() {
             .is_none());
     }
 }
+
+/// Two processes on one SQLite file (two `Meta`s, each with its own in-process
+/// write lock): a write transaction that reads before it writes is not failed by
+/// the other process's commit in between — the other writer waits for it instead,
+/// and both commit.
+#[tokio::test]
+async fn a_write_transaction_that_reads_first_is_not_failed_by_another_process() {
+    let dir = std::env::temp_dir().join(format!("berth-meta-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/meta.db?mode=rwc", dir.display());
+    let a = Meta::connect(&url).await.unwrap();
+    let b = Meta::connect(&url).await.unwrap();
+    let mut g = a.begin_write().await.unwrap();
+    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repositories")
+        .fetch_one(&mut *g.tx)
+        .await
+        .unwrap();
+    let other = tokio::spawn(async move { b.create_repository(&repo("other")).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !other.is_finished(),
+        "the other process's write waits for the open write transaction"
+    );
+    sqlx::query(
+        "INSERT INTO repositories (account_id, name, created_at, tag_mutability, mutability_exclusions, scan_on_push, encryption_type) \
+         VALUES ('123456789012', 'first', 1, 'MUTABLE', '[]', 0, 'AES256')",
+    )
+    .execute(&mut *g.tx)
+    .await
+    .expect("the write after a read succeeds");
+    g.commit().await.unwrap();
+    other.await.unwrap().unwrap().unwrap();
+    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repositories")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(after, before + 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

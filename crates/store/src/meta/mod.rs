@@ -372,7 +372,15 @@ impl Meta {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        let tx = pool.begin().await?;
+        // On SQLite the write lock is taken at BEGIN (waiting up to the busy
+        // timeout for another process's writer). A deferred transaction that reads
+        // first would take a read snapshot and fail at its first write, at once
+        // and without waiting ("database is locked"), whenever another process —
+        // `berth admin`, a second node on the same file — committed in between.
+        let tx = match self.dialect {
+            Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+            _ => pool.begin().await?,
+        };
         crate::obs::DB_WRITE_WAIT.observe(waited.elapsed());
         Ok(WriteTx {
             tx,
