@@ -186,3 +186,74 @@ both_backends! {
         assert_eq!(r.status, 401, "a deleted user's token was accepted: {}", r.describe());
     }
 }
+
+both_backends! {
+    /// The opened-manifest cache (`Registry::manifest_for_serving`): a manifest
+    /// sealed under the registry's keys is served from memory with the same bytes
+    /// and headers as the first, uncached answer, on GET and HEAD, by tag and by
+    /// digest; a manifest under a KMS key is opened on every request, so disabling
+    /// the key (`berth admin`, a third process) refuses the next pull on both nodes
+    /// after both had served it, and enabling it serves it again.
+    fn served_manifests_keep_bytes_headers_and_kms_state(backend) {
+        let a = Berth::start(backend);
+        let b = a.peer().start();
+        let (ha, hb) = (a.http(), b.http());
+        let v1 = img("served");
+        v1.push(&ha, REPO, "v1").expect_status(201);
+        for h in [&ha, &hb] {
+            for reference in ["v1", v1.digest()] {
+                let path = format!("/v2/{REPO}/manifests/{reference}");
+                let first = h.get(&path);
+                first.expect_status(200);
+                let body = first.body.clone();
+                assert_eq!(berth_testsupport::layout::sha256_digest(&body), v1.digest());
+                for _ in 0..3 {
+                    let r = h.get(&path);
+                    r.expect_status(200);
+                    assert_eq!(r.body, body, "GET {reference}: the cached bytes");
+                    for name in ["content-type", "content-length", "docker-content-digest", "etag"] {
+                        assert_eq!(r.header(name), first.header(name), "GET {reference}: {name}");
+                    }
+                    let r = h.head(&path);
+                    r.expect_status(200);
+                    assert!(r.body.is_empty(), "HEAD has no body");
+                    for name in ["content-type", "content-length", "docker-content-digest", "etag"] {
+                        assert_eq!(r.header(name), first.header(name), "HEAD {reference}: {name}");
+                    }
+                }
+                assert_eq!(first.header("content-length"), Some(body.len().to_string().as_str()));
+                assert_eq!(first.header("etag"), Some(format!("\"{}\"", v1.digest()).as_str()));
+            }
+        }
+
+        // A repository under a KMS key.
+        a.admin(&["kms", "create", "--alias", "served"]);
+        a.ecr(
+            "CreateRepository",
+            &json!({"repositoryName": "cache/kms", "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": "alias/served"}}),
+        )
+        .expect_status(200);
+        let k1 = img("kms");
+        k1.push(&ha, "cache/kms", "v1").expect_status(201);
+        let get = |h: &Http| h.get("/v2/cache/kms/manifests/v1");
+        for h in [&ha, &hb] {
+            for _ in 0..3 {
+                get(h).expect_status(200);
+                h.head("/v2/cache/kms/manifests/v1").expect_status(200);
+            }
+        }
+        a.admin(&["kms", "disable", "alias/served"]);
+        for h in [&ha, &hb] {
+            let r = get(h);
+            assert!(r.status >= 400, "a disabled key must refuse the pull: {}", r.describe());
+            let r = h.head("/v2/cache/kms/manifests/v1");
+            assert!(r.status >= 400, "a disabled key must refuse the HEAD: {}", r.describe());
+        }
+        a.admin(&["kms", "enable", "alias/served"]);
+        for h in [&ha, &hb] {
+            let r = get(h);
+            r.expect_status(200);
+            assert_eq!(berth_testsupport::layout::sha256_digest(&r.body), k1.digest());
+        }
+    }
+}

@@ -297,26 +297,36 @@ async fn get_manifest(call: Call, name: &RepositoryName, r: &Reference) -> Resul
     let m = if call
         .app
         .registry
-        .records_pulls_of(&call.account, &call.caller.arn())
+        .records_pulls_by(&call.account, &call.caller)
         .await?
     {
-        call.app.registry.pull_manifest(&repo, r).await?
+        call.app.registry.pull_served(&repo, r).await?
     } else {
-        call.app.registry.find_manifest_for_read(&repo, r).await?
+        call.app.registry.manifest_for_serving(&repo, r).await?
     };
-    let len = m.body.len();
+    // The body and header values are shared with the cache (reference counts).
     let body = if call.method == Method::HEAD {
         Body::empty()
     } else {
-        Body::from(m.body)
+        Body::from(m.body.clone())
     };
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    set(h, header::CONTENT_TYPE, &m.media_type);
-    set(h, header::CONTENT_LENGTH, &len.to_string());
-    set(h, "docker-content-digest", &m.digest);
-    set(h, header::ETAG, &format!("\"{}\"", m.digest));
+    set_shared(h, header::CONTENT_TYPE, &m.media_type);
+    set_shared(h, header::CONTENT_LENGTH, &m.content_length);
+    set_shared(h, DOCKER_CONTENT_DIGEST, &m.digest);
+    set_shared(h, header::ETAG, &m.etag);
     Ok(resp)
+}
+
+const DOCKER_CONTENT_DIGEST: header::HeaderName =
+    header::HeaderName::from_static("docker-content-digest");
+
+/// [`set`] for a value prepared as `Bytes` (no copy).
+fn set_shared(h: &mut HeaderMap, k: header::HeaderName, v: &bytes::Bytes) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(v.clone()) {
+        h.insert(k, v);
+    }
 }
 
 async fn put_manifest(

@@ -2,7 +2,9 @@
 //! core, which fails closed when it cannot read them) with `berth-iam`'s AWS
 //! semantics (`docs/architecture.md`, "The request path").
 
-use berth_iam::policy::{evaluate, PolicyRef, PolicySource, RequestContext};
+use berth_iam::policy::{
+    evaluate, needs_condition_keys, PolicyRef, PolicySource, PrincipalKind, RequestContext,
+};
 use berth_registry::identity::Principal;
 use berth_registry::{AuthzError, Denied};
 
@@ -69,7 +71,7 @@ async fn context(
         ctx = ctx
             .with_key("aws:SourceIp", a.source_ip.to_string())
             .with_secure_transport(a.secure_transport);
-        if let Some(ua) = a.user_agent {
+        if let Some(ua) = a.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
             ctx = ctx.with_key("aws:UserAgent", ua);
         }
     }
@@ -106,10 +108,19 @@ pub async fn authorize_with(
     repo_policy: Option<&str>,
     keys: &RequestKeys<'_>,
 ) -> Result<(), AuthzError> {
-    let Some(principal) = berth_iam::policy::Principal::from_arn(&p.arn()) else {
+    // The caller as `berth-iam` sees it, built from its parts (the ARN is not
+    // parsed back on every request).
+    if !berth_iam::arn::is_account_id(&p.account_id) {
         return Err(Denied(format!("unknown principal {}", p.arn())).into());
+    }
+    let principal = berth_iam::policy::Principal {
+        arn: p.arn(),
+        account: p.account_id.clone(),
+        kind: match p.user_name {
+            None => PrincipalKind::Root,
+            Some(_) => PrincipalKind::User,
+        },
     };
-    let ctx = context(app, p, principal, action, account, resource, keys).await?;
     let inputs = app.registry.policy_inputs(p, account, repo_policy).await?;
     let mut refs: Vec<PolicyRef<'_>> = inputs
         .identity
@@ -148,6 +159,15 @@ pub async fn authorize_with(
             document: d,
         });
     }
+    // The condition keys (the time, the caller's keys and tags, the resource's
+    // tags, the request's own keys) are computed — and the tags read, failing
+    // closed — only when a policy that applies can consult them; otherwise the
+    // decision cannot depend on them and the context carries none.
+    let ctx = if needs_condition_keys(&refs) {
+        context(app, p, principal, action, account, resource, keys).await?
+    } else {
+        RequestContext::without_keys(principal, action, resource, account)
+    };
     let eval = evaluate(&ctx, &refs);
     if eval.is_allowed() {
         Ok(())

@@ -29,8 +29,9 @@ pub struct RequestAttrs {
     pub source_ip: IpAddr,
     /// Whether the client's connection is TLS (to berth, or to a trusted proxy).
     pub secure_transport: bool,
-    /// `User-Agent`, when sent.
-    pub user_agent: Option<String>,
+    /// `User-Agent`, when sent (and visible ASCII); shared with the request's
+    /// headers, not copied.
+    pub user_agent: Option<axum::http::HeaderValue>,
 }
 
 tokio::task_local! {
@@ -97,9 +98,23 @@ pub fn resolve(
         secure_transport,
         user_agent: headers
             .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+            .filter(|v| v.to_str().is_ok())
+            .cloned(),
     }
+}
+
+/// The length of `v`'s `Display` text, without building it.
+fn display_len(v: &dyn std::fmt::Display) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = std::fmt::write(&mut c, format_args!("{v}"));
+    c.0
 }
 
 /// The middleware: resolves the attributes and serves the request in their scope.
@@ -110,7 +125,7 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
         .map(|c| c.0.ip());
     let limit = app.hardening().max_header_bytes;
     if limit > 0 {
-        let size = req.uri().to_string().len()
+        let size = display_len(req.uri())
             + req
                 .headers()
                 .iter()
@@ -184,5 +199,21 @@ mod tests {
         let a = resolve("10.0.0.1".parse().unwrap(), false, &bad, &trusted);
         assert_eq!(a.source_ip, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert!(parse_proxies(&["10.0.0.0/99".into()]).is_err());
+    }
+
+    #[test]
+    fn display_len_is_the_length_of_the_text() {
+        let uri: axum::http::Uri = "/v2/team/app/manifests/v1?n=10&last=a%2Fb".parse().unwrap();
+        assert_eq!(display_len(&uri), uri.to_string().len());
+        let a = resolve(
+            "10.0.0.1".parse().unwrap(),
+            false,
+            &headers(&[("user-agent", "containerd/1.7")]),
+            &[],
+        );
+        assert_eq!(
+            a.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            Some("containerd/1.7")
+        );
     }
 }

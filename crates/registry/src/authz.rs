@@ -155,10 +155,11 @@ impl Registry {
         let Some(user) = &p.user_name else {
             return Ok(Arc::default());
         };
-        let key = p.arn();
-        if let Some(v) = epoch.and_then(|e| self.cache.identity_policies.get(&key, e)) {
+        let lookup: &dyn crate::cache::StrPair = &(p.account_id.as_str(), user.as_str());
+        if let Some(v) = epoch.and_then(|e| self.cache.identity_policies.get(lookup, e)) {
             return Ok(v);
         }
+        let key = (p.account_id.clone(), user.clone());
         let rows = match self.meta.user_policies(&p.account_id, user).await {
             Ok(rows) => rows,
             Err(e) => return Err(self.unreadable("identity policies", &e).await),

@@ -84,6 +84,122 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
     }
 }
 
+/// A key of two strings looked up without building one: `(String, String)` keys
+/// are found by `&(a, b)` of `&str`s (the same hash: a tuple hashes its fields in
+/// order, and `String` hashes as `str`).
+pub(crate) trait StrPair {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl StrPair for (String, String) {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl StrPair for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> Borrow<dyn StrPair + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn StrPair + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn StrPair + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h)
+    }
+}
+
+impl PartialEq for dyn StrPair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn StrPair + '_ {}
+
+/// [`StrPair`] for `(i64, String)` keys (a repository id and a reference).
+pub(crate) trait IdStr {
+    fn parts(&self) -> (i64, &str);
+}
+
+impl IdStr for (i64, String) {
+    fn parts(&self) -> (i64, &str) {
+        (self.0, &self.1)
+    }
+}
+
+impl IdStr for (i64, &str) {
+    fn parts(&self) -> (i64, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> Borrow<dyn IdStr + 'a> for (i64, String) {
+    fn borrow(&self) -> &(dyn IdStr + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn IdStr + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h)
+    }
+}
+
+impl PartialEq for dyn IdStr + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn IdStr + '_ {}
+
+/// The text of a reference (a tag or a digest), as `Display` writes it.
+fn reference_str(r: &berth_oci::Reference) -> &str {
+    match r {
+        berth_oci::Reference::Tag(t) => t.as_str(),
+        berth_oci::Reference::Digest(d) => d.as_str(),
+    }
+}
+
+/// A manifest ready to serve: its body opened, its header values prepared once
+/// when it is loaded, so a cache hit costs reference counts, not a decryption,
+/// copies and formatting.
+#[derive(Debug, Clone)]
+pub struct ServedManifest {
+    /// `sha256:…`.
+    pub digest: bytes::Bytes,
+    pub media_type: bytes::Bytes,
+    /// The body's length in decimal (`Content-Length`, also for `HEAD`).
+    pub content_length: bytes::Bytes,
+    /// The digest in double quotes (`ETag`).
+    pub etag: bytes::Bytes,
+    pub body: bytes::Bytes,
+}
+
+impl ServedManifest {
+    fn new(row: &ManifestRow, body: Vec<u8>) -> Self {
+        ServedManifest {
+            digest: bytes::Bytes::copy_from_slice(row.digest.as_bytes()),
+            media_type: bytes::Bytes::copy_from_slice(row.media_type.as_bytes()),
+            content_length: bytes::Bytes::from(body.len().to_string()),
+            etag: bytes::Bytes::from(format!("\"{}\"", row.digest)),
+            body: bytes::Bytes::from(body),
+        }
+    }
+
+    /// The digest as text.
+    pub fn digest_str(&self) -> &str {
+        std::str::from_utf8(&self.digest).unwrap_or_default()
+    }
+}
+
 /// Identity policies of a principal: (name, parsed document).
 pub type IdentityPolicies = Arc<Vec<(String, PolicyDocument)>>;
 /// Tags as (key, value) pairs.
@@ -94,8 +210,10 @@ pub(crate) struct Caches {
     enabled: std::sync::atomic::AtomicBool,
     /// The highest epoch read; -1: unknown.
     state: StdMutex<i64>,
-    pub(crate) principals: Memo<String, bool>,
-    pub(crate) identity_policies: Memo<String, IdentityPolicies>,
+    /// By (account, user name; empty for the root).
+    pub(crate) principals: Memo<(String, String), bool>,
+    /// By (account, user name).
+    pub(crate) identity_policies: Memo<(String, String), IdentityPolicies>,
     pub(crate) user_tags: Memo<String, Tags>,
     pub(crate) repositories: Memo<(String, String), Option<RepositoryRow>>,
     pub(crate) repository_tags: Memo<(String, String), Tags>,
@@ -103,6 +221,11 @@ pub(crate) struct Caches {
     pub(crate) pull_through_rules: Memo<String, Arc<Vec<PullThroughRule>>>,
     pub(crate) pull_time_exclusions: Memo<String, Arc<Vec<(String, i64)>>>,
     pub(crate) manifests: Memo<(i64, String), Arc<ManifestRow>>,
+    /// Opened manifests by (repository, reference), only those sealed under the
+    /// registry's own keys: their plaintext is a function of the sealed row
+    /// (re-sealing bumps the epoch). Manifests under a KMS key are opened per
+    /// request, so the key's state is checked every time.
+    pub(crate) served_manifests: Memo<(i64, String), Arc<ServedManifest>>,
     /// Repository policy text → parsed document (a pure function of the text).
     pub(crate) parsed_repository_policies: Memo<String, Arc<PolicyDocument>>,
 }
@@ -121,6 +244,7 @@ impl Caches {
             pull_through_rules: Memo::new(),
             pull_time_exclusions: Memo::new(),
             manifests: Memo::new(),
+            served_manifests: Memo::new(),
             parsed_repository_policies: Memo::new(),
         }
     }
@@ -135,6 +259,7 @@ impl Caches {
         self.pull_through_rules.clear();
         self.pull_time_exclusions.clear();
         self.manifests.clear();
+        self.served_manifests.clear();
     }
 }
 
@@ -201,12 +326,14 @@ impl crate::Registry {
         p: &crate::identity::Principal,
     ) -> std::result::Result<bool, crate::identity::IdentityError> {
         let epoch = self.cache_epoch().await;
-        let key = p.arn();
-        if let Some(v) = epoch.and_then(|e| self.cache.principals.get(&key, e)) {
+        let user = p.user_name.as_deref().unwrap_or("");
+        let key: &dyn StrPair = &(p.account_id.as_str(), user);
+        if let Some(v) = epoch.and_then(|e| self.cache.principals.get(key, e)) {
             return Ok(v);
         }
         let v = self.identity().principal_exists(p).await?;
         if let Some(e) = epoch {
+            let key = (p.account_id.clone(), user.to_string());
             self.cache.principals.put(key, e, v);
         }
         Ok(v)
@@ -220,12 +347,13 @@ impl crate::Registry {
         name: &berth_oci::RepositoryName,
     ) -> Result<RepositoryRow> {
         let epoch = self.cache_epoch().await;
-        let key = (account.to_string(), name.as_str().to_string());
-        let row = match epoch.and_then(|e| self.cache.repositories.get(&key, e)) {
+        let key: &dyn StrPair = &(account, name.as_str());
+        let row = match epoch.and_then(|e| self.cache.repositories.get(key, e)) {
             Some(row) => row,
             None => {
                 let row = self.meta.get_repository(account, name.as_str()).await?;
                 if let Some(e) = epoch {
+                    let key = (account.to_string(), name.as_str().to_string());
                     self.cache.repositories.put(key, e, row.clone());
                 }
                 row
@@ -244,10 +372,11 @@ impl crate::Registry {
         reference: &berth_oci::Reference,
     ) -> Result<Option<Arc<ManifestRow>>> {
         let epoch = self.cache_epoch().await;
-        let key = (repo.repo_id, reference.to_string());
-        if let Some(m) = epoch.and_then(|e| self.cache.manifests.get(&key, e)) {
+        let lookup: &dyn IdStr = &(repo.repo_id, reference_str(reference));
+        if let Some(m) = epoch.and_then(|e| self.cache.manifests.get(lookup, e)) {
             return Ok(Some(m));
         }
+        let key = (repo.repo_id, reference.to_string());
         let row = match reference {
             berth_oci::Reference::Tag(t) => {
                 self.meta
@@ -266,6 +395,41 @@ impl crate::Registry {
             }
         }
         Ok(Some(row))
+    }
+
+    /// A manifest to serve by tag or digest (cached opened when it is sealed
+    /// under the registry's keys; see [`Caches::served_manifests`]).
+    pub async fn manifest_for_serving(
+        &self,
+        repo: &RepositoryRow,
+        reference: &berth_oci::Reference,
+    ) -> Result<Arc<ServedManifest>> {
+        let epoch = self.cache_epoch().await;
+        let lookup: &dyn IdStr = &(repo.repo_id, reference_str(reference));
+        if let Some(m) = epoch.and_then(|e| self.cache.served_manifests.get(lookup, e)) {
+            return Ok(m);
+        }
+        let row = self
+            .manifest_row_cached(repo, reference)
+            .await?
+            .ok_or(crate::RegistryError::ManifestUnknown)?;
+        let by_registry_key = crate::keys::sealed_by_registry_key(&row.body);
+        let body = self
+            .keys
+            .open_for(
+                repo,
+                &row.body,
+                &crate::keys::Keyring::manifest_aad(repo, &row.digest),
+            )
+            .await?;
+        let served = Arc::new(ServedManifest::new(&row, body));
+        if let (Some(e), true) = (epoch, by_registry_key) {
+            if served.body.len() <= MAX_CACHED_MANIFEST {
+                let key = (repo.repo_id, reference.to_string());
+                self.cache.served_manifests.put(key, e, served.clone());
+            }
+        }
+        Ok(served)
     }
 
     /// The account's pull-through cache rules (cached), for the read path.

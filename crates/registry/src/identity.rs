@@ -41,6 +41,21 @@ impl Principal {
         }
     }
 
+    /// Whether `arn` is this principal's ARN (`self.arn() == arn`, without
+    /// building it).
+    pub fn has_arn(&self, arn: &str) -> bool {
+        let Some(rest) = arn
+            .strip_prefix("arn:aws:iam::")
+            .and_then(|r| r.strip_prefix(self.account_id.as_str()))
+        else {
+            return false;
+        };
+        match &self.user_name {
+            None => rest == ":root",
+            Some(u) => rest.strip_prefix(":user/") == Some(u.as_str()),
+        }
+    }
+
     /// Parses an ARN produced by [`Principal::arn`].
     pub fn from_arn(arn: &str) -> Option<Self> {
         let rest = arn.strip_prefix("arn:aws:iam::")?;

@@ -25,6 +25,11 @@ use crate::RegistryError;
 type Result<T> = std::result::Result<T, RegistryError>;
 
 const SCHEME_REGISTRY: u8 = 1;
+
+/// Whether `sealed` is sealed under the registry's own keys (not a KMS key).
+pub(crate) fn sealed_by_registry_key(sealed: &[u8]) -> bool {
+    sealed.first() == Some(&SCHEME_REGISTRY)
+}
 const SCHEME_KMS: u8 = 2;
 
 fn kms_err(msg: impl Into<String>) -> RegistryError {

@@ -49,7 +49,7 @@ pub mod upstream;
 pub use abac::{AttributeInputs, MAX_USER_TAGS};
 pub use account_flags::{AccountFlag, V1_REGISTRY_POLICY_ACTIONS};
 pub use authz::{AuthzError, Denied, PolicyInputs, NOT_EVALUATED};
-pub use cache::in_request;
+pub use cache::{in_request, ServedManifest};
 pub use clock::Clock;
 pub use control::{AuditRecord, StoreHealth, VulndbStatus};
 pub use error::RegistryError;

@@ -47,6 +47,19 @@ impl Registry {
             .is_some())
     }
 
+    /// [`Registry::records_pulls_of`] for a principal (its ARN not built).
+    pub async fn records_pulls_by(
+        &self,
+        account: &str,
+        p: &crate::identity::Principal,
+    ) -> Result<bool> {
+        Ok(!self
+            .pull_time_exclusions_for_read(account)
+            .await?
+            .iter()
+            .any(|(a, _)| p.has_arn(a)))
+    }
+
     /// Whether a pull by `principal_arn` from `account`'s registry is recorded.
     pub async fn records_pulls_of(&self, account: &str, principal_arn: &str) -> Result<bool> {
         Ok(!self

@@ -92,7 +92,9 @@ pub struct Registry {
     pub clock: Clock,
     pub config: RegistryConfig,
     uploads: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<Option<UploadMemo>>>>>,
-    pulls: StdMutex<HashMap<(i64, String), i64>>,
+    /// Pull times to record, by repository id then digest (two levels, so a
+    /// repeated pull finds its entry without building a key).
+    pulls: StdMutex<HashMap<i64, HashMap<String, i64>>>,
     pub gc_stats: crate::GcStats,
     pub(crate) keys: Keyring,
     pub(crate) cache: crate::cache::Caches,
@@ -1358,18 +1360,42 @@ impl Registry {
         reference: &Reference,
     ) -> Result<ManifestRow> {
         let row = self.find_manifest_for_read(repo, reference).await?;
-        self.pulls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((repo.repo_id, row.digest.clone()), self.now());
+        self.note_pull(repo.repo_id, &row.digest);
         Ok(row)
+    }
+
+    /// [`Registry::manifest_for_serving`] for a pull: records the pull time
+    /// (batched), as [`Registry::pull_manifest`] does.
+    pub async fn pull_served(
+        &self,
+        repo: &RepositoryRow,
+        reference: &Reference,
+    ) -> Result<Arc<crate::ServedManifest>> {
+        let m = self.manifest_for_serving(repo, reference).await?;
+        self.note_pull(repo.repo_id, m.digest_str());
+        Ok(m)
+    }
+
+    /// Buffers a pull time for [`Registry::flush_pulls`].
+    fn note_pull(&self, repo_id: i64, digest: &str) {
+        let now = self.now();
+        let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+        let of_repo = pulls.entry(repo_id).or_default();
+        match of_repo.get_mut(digest) {
+            Some(t) => *t = now,
+            None => {
+                of_repo.insert(digest.to_string(), now);
+            }
+        }
     }
 
     /// Writes buffered pull times; called periodically and at shutdown.
     pub async fn flush_pulls(&self) -> Result<()> {
         let batch: Vec<(i64, String, i64)> = {
             let mut p = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
-            p.drain().map(|((r, d), t)| (r, d, t)).collect()
+            p.drain()
+                .flat_map(|(r, digests)| digests.into_iter().map(move |(d, t)| (r, d, t)))
+                .collect()
         };
         self.meta.record_pulls(&batch).await?;
         Ok(())

@@ -170,6 +170,26 @@ impl RequestContext {
         ctx
     }
 
+    /// A context without condition keys, for policies that consult none
+    /// ([`needs_condition_keys`] is false for them): evaluating them looks only
+    /// at the principal, the action, the resource and the resource's account, so
+    /// the keys [`RequestContext::new`] and the front end would compute (the
+    /// time, the principal's keys, tags) are not built on that path.
+    pub fn without_keys(
+        principal: Principal,
+        action: impl Into<String>,
+        resource: impl Into<String>,
+        resource_account: impl Into<String>,
+    ) -> Self {
+        RequestContext {
+            principal,
+            action: action.into(),
+            resource: resource.into(),
+            resource_account: resource_account.into(),
+            keys: BTreeMap::new(),
+        }
+    }
+
     /// Overrides the resource's account (for resources without an account in their ARN).
     pub fn with_resource_account(mut self, account: impl Into<String>) -> Self {
         self.resource_account = account.into();
@@ -374,12 +394,79 @@ fn principal_match(st: &Statement, p: &Principal) -> Option<PrincipalMatch> {
     }
 }
 
+/// Whether evaluating `policies` can consult a condition key: a statement with a
+/// `Condition`, or (policy version 2012-10-17) a `Resource`/`NotResource` pattern
+/// with a policy variable. When it cannot, [`RequestContext::without_keys`]
+/// decides exactly as a full context would.
+pub fn needs_condition_keys(policies: &[PolicyRef<'_>]) -> bool {
+    policies.iter().any(|p| {
+        let vars = p.document.version == PolicyVersion::V2012_10_17;
+        p.document.statements.iter().any(|st| {
+            !st.conditions.is_empty()
+                || (vars
+                    && st
+                        .resource
+                        .as_ref()
+                        .is_some_and(|r| r.patterns.iter().any(|p| p.contains("${"))))
+        })
+    })
+}
+
+/// The common shapes of an `Action` pattern decided without compiling it: `*`, a
+/// literal, or a literal followed by one trailing `*` (`ecr:*`, `ecr:Batch*`),
+/// matched case-insensitively; only for ASCII pattern and text (outside ASCII,
+/// case folding can map a character onto an ASCII one). `None`: the general path.
+fn simple_action_match(pattern: &str, action: &str) -> Option<bool> {
+    if pattern == "*" {
+        return Some(true);
+    }
+    if !pattern.is_ascii() || !action.is_ascii() || pattern.contains('?') {
+        return None;
+    }
+    match pattern.find('*') {
+        None => Some(pattern.eq_ignore_ascii_case(action)),
+        Some(i) if i + 1 == pattern.len() => Some(
+            action.len() >= i
+                && action.as_bytes()[..i].eq_ignore_ascii_case(&pattern.as_bytes()[..i]),
+        ),
+        Some(_) => None,
+    }
+}
+
 fn action_matches(list: &PatternList, action: &str) -> bool {
     let any = list
         .patterns
         .iter()
-        .any(|p| compile(p, true, None).is_some_and(|t| tokens_match(&t, action, true)));
+        .any(|p| match simple_action_match(p, action) {
+            Some(m) => m,
+            None => compile(p, true, None).is_some_and(|t| tokens_match(&t, action, true)),
+        });
     any != list.negated
+}
+
+/// The common shapes of a `Resource` pattern without variables decided without
+/// compiling it, with the result [`arn_tokens_match`]/[`tokens_match`] give
+/// (case-sensitive): a literal, or an ARN pattern whose only wildcard is one
+/// trailing `*` in its last component. `None`: the general path.
+fn simple_resource_match(pattern: &str, resource: &str) -> Option<bool> {
+    if pattern.contains('?') {
+        return None;
+    }
+    let arn = resource.starts_with("arn:");
+    match pattern.find('*') {
+        // A literal: equal text, and for an ARN resource either a whole ARN
+        // pattern (six components) or one that is not ARN-shaped at all.
+        None => Some(
+            pattern == resource
+                && (!arn || !pattern.starts_with("arn:") || pattern.matches(':').count() >= 5),
+        ),
+        Some(i) if arn && i + 1 == pattern.len() => {
+            let prefix = &pattern[..i];
+            // The star must lie in the sixth component (after five `:`).
+            (prefix.matches(':').count() >= 5).then(|| resource.starts_with(prefix))
+        }
+        Some(_) => None,
+    }
 }
 
 fn resource_matches(list: Option<&PatternList>, ctx: &RequestContext, vars: bool) -> bool {
@@ -391,6 +478,11 @@ fn resource_matches(list: Option<&PatternList>, ctx: &RequestContext, vars: bool
     let any = list.patterns.iter().any(|p| {
         if p == "*" {
             return true;
+        }
+        if vars.is_none() || !p.contains("${") {
+            if let Some(m) = simple_resource_match(p, &ctx.resource) {
+                return m;
+            }
         }
         compile(p, true, vars).is_some_and(|t| {
             if ctx.resource.starts_with("arn:") {
@@ -490,5 +582,114 @@ pub fn evaluate(ctx: &RequestContext, policies: &[PolicyRef<'_>]) -> Evaluation 
         (true, Some(s)) => allow(Reason::Statement(s)),
         (false, _) => deny(Reason::NoIdentityAllow),
         (true, None) => deny(Reason::NoResourceAllow),
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    //! The shortcuts give what the general matcher gives, on every shape.
+
+    use super::*;
+
+    const PATTERNS: &[&str] = &[
+        "*",
+        "ecr:*",
+        "ecr:Batch*",
+        "ECR:BATCHGETIMAGE",
+        "ecr:BatchGetImage",
+        "ecr:",
+        "ecr:*Image",
+        "ecr:?atchGetImage",
+        "arn:aws:ecr:us-east-1:123456789012:repository/app",
+        "arn:aws:ecr:us-east-1:123456789012:repository/*",
+        "arn:aws:ecr:us-east-1:123456789012:repository/ap*",
+        "arn:aws:ecr:us-east-1:123456789012:*",
+        "arn:aws:ecr:us-east-1:123456789012*",
+        "arn:aws:ecr:us-east-1:*",
+        "arn:aws:ecr",
+        "arn:aws:ecr*",
+        "arn:aws:sns:us-east-1:1:topic:a:*",
+        "arn:aws:ecr:us-east-1:123456789012:repository/App",
+        "repository/app",
+        "*repository/app",
+        "ecr:BatchGetImagé",
+        "\u{212A}",
+        "k*",
+    ];
+    const TEXTS: &[&str] = &[
+        "ecr:BatchGetImage",
+        "ecr:batchgetimage",
+        "ecr:",
+        "ecr",
+        "arn:aws:ecr:us-east-1:123456789012:repository/app",
+        "arn:aws:ecr:us-east-1:123456789012:repository/app/x",
+        "arn:aws:ecr:us-east-1:123456789012:repository/App",
+        "arn:aws:ecr:us-east-1:123456789012",
+        "arn:aws:ecr",
+        "arn:aws:ecr*",
+        "arn:aws:sns:us-east-1:1:topic:a:b",
+        "*",
+        "",
+        "repository/app",
+        "k",
+        "\u{212A}",
+    ];
+
+    #[test]
+    fn shortcuts_agree_with_the_general_matcher() {
+        for p in PATTERNS {
+            for t in TEXTS {
+                let general = compile(p, true, None).is_some_and(|k| tokens_match(&k, t, true));
+                if let Some(fast) = simple_action_match(p, t) {
+                    assert_eq!(fast, general, "action {p:?} ~ {t:?}");
+                }
+                let toks = compile(p, true, None).unwrap();
+                let general = if t.starts_with("arn:") {
+                    arn_tokens_match(&toks, t)
+                } else {
+                    tokens_match(&toks, t, false)
+                };
+                if let Some(fast) = simple_resource_match(p, t) {
+                    assert_eq!(fast, general, "resource {p:?} ~ {t:?}");
+                }
+            }
+        }
+        // The shortcuts do cover the common shapes.
+        assert_eq!(simple_action_match("ecr:*", "ecr:PutImage"), Some(true));
+        assert_eq!(
+            simple_resource_match(
+                "arn:aws:ecr:us-east-1:123456789012:repository/*",
+                "arn:aws:ecr:us-east-1:123456789012:repository/app"
+            ),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn condition_keys_are_needed_only_by_conditions_and_variables() {
+        use crate::policy::{PolicyDocument, PolicyKind};
+        let doc = |s: &str| PolicyDocument::parse(s, PolicyKind::Identity).unwrap();
+        let plain = doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#,
+        );
+        let cond = doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#,
+        );
+        let var = doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"arn:aws:ecr:*:*:repository/${aws:username}/*"}]}"#,
+        );
+        let old_var = doc(
+            r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"arn:aws:ecr:*:*:repository/${aws:username}/*"}]}"#,
+        );
+        let r = |d| PolicyRef {
+            name: "p",
+            source: PolicySource::Identity,
+            document: d,
+        };
+        assert!(!needs_condition_keys(&[r(&plain)]));
+        assert!(!needs_condition_keys(&[r(&plain), r(&old_var)]));
+        assert!(needs_condition_keys(&[r(&plain), r(&cond)]));
+        assert!(needs_condition_keys(&[r(&var)]));
+        assert!(!needs_condition_keys(&[]));
     }
 }

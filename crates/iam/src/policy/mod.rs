@@ -25,8 +25,8 @@ use crate::arn::{is_account_id, Arn};
 
 pub use condition::{CidrBlock, ConditionOperator, OperatorBase, SetQualifier};
 pub use eval::{
-    evaluate, Decision, Evaluation, PolicyRef, PolicySource, Principal, PrincipalKind, Reason,
-    RequestContext, StatementRef,
+    evaluate, needs_condition_keys, Decision, Evaluation, PolicyRef, PolicySource, Principal,
+    PrincipalKind, Reason, RequestContext, StatementRef,
 };
 pub use managed::{
     managed_policy, ManagedPolicy, AMAZON_EC2_CONTAINER_REGISTRY_FULL_ACCESS,
