@@ -85,6 +85,7 @@ impl Outcome {
             }
             md.push('\n');
         }
+        md.push_str(&self.plot());
         md.push_str("\n| backend | images | lifecycle: images in bench/big | evaluation (dry run, process start included) | expired | images deleted | delete | GC | GC says |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for s in &self.sizes {
             md.push_str(&format!(
@@ -101,6 +102,40 @@ impl Outcome {
             ));
         }
         md
+    }
+
+    /// p50 and p99 of each page against size, per backend, as text bars (`=` to
+    /// the p50, `#` on to the p99, one character per ms up to the target's
+    /// 20 ms, `>` beyond): a flat picture is the same bar at every size.
+    fn plot(&self) -> String {
+        let mut out = String::from(
+            "\nLatency against size (p50 `=`, p99 `#`, 1 ms a character, `>` past 20 ms):\n\n```\n",
+        );
+        let mut backends: Vec<&str> = self.sizes.iter().map(|s| s.backend).collect();
+        backends.dedup();
+        backends.sort();
+        backends.dedup();
+        for b in backends {
+            let rows: Vec<&SizeResult> = self.sizes.iter().filter(|s| s.backend == b).collect();
+            let Some(first) = rows.first() else { continue };
+            for (k, (name, _)) in first.ops.iter().enumerate() {
+                out.push_str(&format!("{b} {name}\n"));
+                for r in &rows {
+                    let Some((_, sum)) = r.ops.get(k) else {
+                        continue;
+                    };
+                    out.push_str(&format!(
+                        "  {:>9} |{}  {:.1}/{:.1} ms\n",
+                        r.images,
+                        bar(sum.p50_ms, sum.p99_ms),
+                        sum.p50_ms,
+                        sum.p99_ms
+                    ));
+                }
+            }
+        }
+        out.push_str("```\n");
+        out
     }
 
     pub fn json(&self) -> Value {
@@ -398,6 +433,18 @@ async fn one_size(
         gc_secs,
         gc_report,
     })
+}
+
+/// `=` up to `p50`, `#` up to `p99`, one per ms, at most [`PAGE_P99_MS`] wide
+/// (then `>`); padded to that width.
+fn bar(p50: f64, p99: f64) -> String {
+    let width = PAGE_P99_MS as usize;
+    let cells = |ms: f64| (ms.round().max(1.0) as usize).min(width);
+    let (a, b) = (cells(p50), cells(p99.max(p50)));
+    let mut s = "=".repeat(a) + &"#".repeat(b - a);
+    s.push_str(&" ".repeat(width - b));
+    s.push(if p99 > PAGE_P99_MS { '>' } else { ' ' });
+    s
 }
 
 fn token(v: &Value, op: &str) -> Result<String> {
