@@ -9,7 +9,7 @@
 //! and `/v2/bench/big/tags/list`, and of a manifest GET; the lifecycle
 //! evaluation of `bench/big` (`berth admin lifecycle run --dry-run`, process
 //! start included); and the deletion of the tenth of the images that have a
-//! layer of their own (`BatchDeleteImage`, 100 per call) followed by a garbage
+//! layer of their own (`BatchDeleteImage`, 100 per call, 4 calls at a time) followed by a garbage
 //! collection (`berth admin gc --grace-secs 0`) that reclaims their layers.
 //! ECR calls are signed and sent on a fresh connection each (as the AWS CLI
 //! does); registry GETs reuse one keep-alive connection.
@@ -28,6 +28,8 @@ use crate::stats::{self, Summary};
 pub const PAGE_P99_MS: f64 = 20.0;
 /// Images per page in every paged call.
 const PAGE: usize = 100;
+/// `BatchDeleteImage` calls in flight at once.
+const DELETERS: usize = 4;
 /// Repositories at most (the 10,000).
 const MAX_REPOS: usize = 10_000;
 
@@ -395,25 +397,38 @@ async fn one_size(
             by_repo.entry(r).or_default().push(d);
         }
     }
-    let t = Instant::now();
-    let mut deleted = 0;
-    for (repo, digests) in &by_repo {
-        for chunk in digests.chunks(100) {
-            let v = server
-                .ecr(
-                    "BatchDeleteImage",
-                    &json!({
-                        "repositoryName": repo,
-                        "imageIds": chunk.iter().map(|d| json!({ "imageDigest": d })).collect::<Vec<_>>(),
-                    }),
-                )
-                .await?;
-            if v["failures"].as_array().is_some_and(|f| !f.is_empty()) {
-                bail!("BatchDeleteImage in {repo}: {}", v["failures"]);
+    // `BatchDeleteImage` takes one repository's ids (at most 100): with 10,000
+    // repositories that is one call per repository or more, so the calls go
+    // [`DELETERS`] at a time, as a cleanup script would send them.
+    let calls: Vec<(&str, &[&str])> = by_repo
+        .iter()
+        .flat_map(|(r, ds)| ds.chunks(100).map(move |c| (*r, c)))
+        .collect();
+    let shard = |k: usize| {
+        let calls = &calls;
+        async move {
+            let mut n = 0;
+            for (repo, chunk) in calls.iter().skip(k).step_by(DELETERS) {
+                let v = server
+                    .ecr(
+                        "BatchDeleteImage",
+                        &json!({
+                            "repositoryName": repo,
+                            "imageIds": chunk.iter().map(|d| json!({ "imageDigest": d })).collect::<Vec<_>>(),
+                        }),
+                    )
+                    .await?;
+                if v["failures"].as_array().is_some_and(|f| !f.is_empty()) {
+                    bail!("BatchDeleteImage in {repo}: {}", v["failures"]);
+                }
+                n += chunk.len();
             }
-            deleted += chunk.len();
+            Ok::<usize, Error>(n)
         }
-    }
+    };
+    let t = Instant::now();
+    let (a, b, c, d) = tokio::join!(shard(0), shard(1), shard(2), shard(3));
+    let deleted = a? + b? + c? + d?;
     let delete_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let said = server.admin(&["gc", "--grace-secs", "0"]).await?;
