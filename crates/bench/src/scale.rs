@@ -9,7 +9,7 @@
 //! and `/v2/bench/big/tags/list`, and of a manifest GET; the lifecycle
 //! evaluation of `bench/big` (`berth admin lifecycle run --dry-run`, process
 //! start included); and the deletion of the tenth of the images that have a
-//! layer of their own (`BatchDeleteImage`, 100 per call) followed by a garbage
+//! layer of their own (`BatchDeleteImage`, 100 per call, 4 calls at a time) followed by a garbage
 //! collection (`berth admin gc --grace-secs 0`) that reclaims their layers.
 //! ECR calls are signed and sent on a fresh connection each (as the AWS CLI
 //! does); registry GETs reuse one keep-alive connection.
@@ -28,6 +28,8 @@ use crate::stats::{self, Summary};
 pub const PAGE_P99_MS: f64 = 20.0;
 /// Images per page in every paged call.
 const PAGE: usize = 100;
+/// `BatchDeleteImage` calls in flight at once.
+const DELETERS: usize = 4;
 /// Repositories at most (the issue's 10,000).
 const MAX_REPOS: usize = 10_000;
 
@@ -85,6 +87,7 @@ impl Outcome {
             }
             md.push('\n');
         }
+        md.push_str(&self.plot());
         md.push_str("\n| backend | images | lifecycle: images in bench/big | evaluation (dry run, process start included) | expired | images deleted | delete | GC | GC says |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for s in &self.sizes {
             md.push_str(&format!(
@@ -101,6 +104,40 @@ impl Outcome {
             ));
         }
         md
+    }
+
+    /// p50 and p99 of each page against size, per backend, as text bars (`=` to
+    /// the p50, `#` on to the p99, one character per ms up to the target's
+    /// 20 ms, `>` beyond): a flat picture is the same bar at every size.
+    fn plot(&self) -> String {
+        let mut out = String::from(
+            "\nLatency against size (p50 `=`, p99 `#`, 1 ms a character, `>` past 20 ms):\n\n```\n",
+        );
+        let mut backends: Vec<&str> = self.sizes.iter().map(|s| s.backend).collect();
+        backends.dedup();
+        backends.sort();
+        backends.dedup();
+        for b in backends {
+            let rows: Vec<&SizeResult> = self.sizes.iter().filter(|s| s.backend == b).collect();
+            let Some(first) = rows.first() else { continue };
+            for (k, (name, _)) in first.ops.iter().enumerate() {
+                out.push_str(&format!("{b} {name}\n"));
+                for r in &rows {
+                    let Some((_, sum)) = r.ops.get(k) else {
+                        continue;
+                    };
+                    out.push_str(&format!(
+                        "  {:>9} |{}  {:.1}/{:.1} ms\n",
+                        r.images,
+                        bar(sum.p50_ms, sum.p99_ms),
+                        sum.p50_ms,
+                        sum.p99_ms
+                    ));
+                }
+            }
+        }
+        out.push_str("```\n");
+        out
     }
 
     pub fn json(&self) -> Value {
@@ -360,25 +397,38 @@ async fn one_size(
             by_repo.entry(r).or_default().push(d);
         }
     }
-    let t = Instant::now();
-    let mut deleted = 0;
-    for (repo, digests) in &by_repo {
-        for chunk in digests.chunks(100) {
-            let v = server
-                .ecr(
-                    "BatchDeleteImage",
-                    &json!({
-                        "repositoryName": repo,
-                        "imageIds": chunk.iter().map(|d| json!({ "imageDigest": d })).collect::<Vec<_>>(),
-                    }),
-                )
-                .await?;
-            if v["failures"].as_array().is_some_and(|f| !f.is_empty()) {
-                bail!("BatchDeleteImage in {repo}: {}", v["failures"]);
+    // `BatchDeleteImage` takes one repository's ids (at most 100): with 10,000
+    // repositories that is one call per repository or more, so the calls go
+    // [`DELETERS`] at a time, as a cleanup script would send them.
+    let calls: Vec<(&str, &[&str])> = by_repo
+        .iter()
+        .flat_map(|(r, ds)| ds.chunks(100).map(move |c| (*r, c)))
+        .collect();
+    let shard = |k: usize| {
+        let calls = &calls;
+        async move {
+            let mut n = 0;
+            for (repo, chunk) in calls.iter().skip(k).step_by(DELETERS) {
+                let v = server
+                    .ecr(
+                        "BatchDeleteImage",
+                        &json!({
+                            "repositoryName": repo,
+                            "imageIds": chunk.iter().map(|d| json!({ "imageDigest": d })).collect::<Vec<_>>(),
+                        }),
+                    )
+                    .await?;
+                if v["failures"].as_array().is_some_and(|f| !f.is_empty()) {
+                    bail!("BatchDeleteImage in {repo}: {}", v["failures"]);
+                }
+                n += chunk.len();
             }
-            deleted += chunk.len();
+            Ok::<usize, Error>(n)
         }
-    }
+    };
+    let t = Instant::now();
+    let (a, b, c, d) = tokio::join!(shard(0), shard(1), shard(2), shard(3));
+    let deleted = a? + b? + c? + d?;
     let delete_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let said = server.admin(&["gc", "--grace-secs", "0"]).await?;
@@ -398,6 +448,18 @@ async fn one_size(
         gc_secs,
         gc_report,
     })
+}
+
+/// `=` up to `p50`, `#` up to `p99`, one per ms, at most [`PAGE_P99_MS`] wide
+/// (then `>`); padded to that width.
+fn bar(p50: f64, p99: f64) -> String {
+    let width = PAGE_P99_MS as usize;
+    let cells = |ms: f64| (ms.round().max(1.0) as usize).min(width);
+    let (a, b) = (cells(p50), cells(p99.max(p50)));
+    let mut s = "=".repeat(a) + &"#".repeat(b - a);
+    s.push_str(&" ".repeat(width - b));
+    s.push(if p99 > PAGE_P99_MS { '>' } else { ' ' });
+    s
 }
 
 fn token(v: &Value, op: &str) -> Result<String> {

@@ -51,6 +51,9 @@ pub struct FillArgs {
     ids_out: Option<std::path::PathBuf>,
 }
 
+/// Blob uploads of one repository in flight at once.
+const BLOB_UPLOADS: usize = 8;
+
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -182,6 +185,7 @@ async fn fill_repo(
     }
     let mut ids = Vec::new();
     let mut batch: Vec<(Reference, Bytes)> = Vec::with_capacity(a.batch.min(count));
+    let mut blobs: Vec<Bytes> = Vec::new();
     for j in 0..count {
         let mut layers = vec![json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar",
@@ -190,15 +194,12 @@ async fn fill_repo(
         let own = a.unique_every > 0 && j % a.unique_every == 0;
         if own {
             let b = Bytes::from(format!("berth bench-fill layer {name} {j}"));
-            let d = registry
-                .bulk_import_blob(&repo, b.clone(), None)
-                .await
-                .map_err(err)?;
-            uniques.fetch_add(1, Ordering::Relaxed);
+            let d = berth_oci::Digest::sha256_of(&b);
             layers.push(json!({
                 "mediaType": "application/vnd.oci.image.layer.v1.tar",
                 "digest": d.to_string(), "size": b.len(),
             }));
+            blobs.push(b);
         }
         let body = Bytes::from(
             serde_json::to_vec(&json!({
@@ -224,6 +225,15 @@ async fn fill_repo(
         };
         batch.push((reference, body));
         if batch.len() == a.batch || j + 1 == count {
+            // The batch's own layers first, several uploads at once (each is its
+            // own upload and transaction, as a client's would be).
+            let mut uploads = futures_util::stream::iter(std::mem::take(&mut blobs))
+                .map(|b| registry.bulk_import_blob(&repo, b, None))
+                .buffer_unordered(BLOB_UPLOADS);
+            while let Some(done) = uploads.next().await {
+                done.map_err(err)?;
+                uniques.fetch_add(1, Ordering::Relaxed);
+            }
             let n = registry
                 .bulk_import_manifests(&repo, std::mem::take(&mut batch))
                 .await

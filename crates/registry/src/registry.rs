@@ -129,6 +129,13 @@ pub enum ImageOutcome {
     Unchanged,
 }
 
+/// What a manifest write reads besides the manifest ([`Registry::push_context`]).
+pub(crate) struct PushContext {
+    scan: bool,
+    replication: Option<String>,
+    key: crate::keys::RepoKey,
+}
+
 pub struct ManifestPut {
     pub digest: Digest,
     pub subject: Option<Digest>,
@@ -1122,6 +1129,55 @@ impl Registry {
         replicated: bool,
         scan: bool,
     ) -> Result<(ManifestWrite, Digest, Manifest)> {
+        let ctx = self.push_context(repo, replicated, scan).await?;
+        self.manifest_write_in(&ctx, repo, reference, content_type, body)
+            .await
+    }
+
+    /// What every manifest write to `repo` reads besides the manifest: whether
+    /// to scan on push (decided before the transaction, enqueued inside it), the
+    /// account's replication configuration (none for a replicated write), and
+    /// the repository's sealing key. A bulk import reads it once per batch.
+    pub(crate) async fn push_context(
+        &self,
+        repo: &RepositoryRow,
+        replicated: bool,
+        scan: bool,
+    ) -> Result<PushContext> {
+        let scan = scan
+            && match self.effective_scanning(repo).await {
+                Ok(e) => e.scan_on_push(),
+                Err(e) => {
+                    tracing::warn!(repository = %repo.name, error = %e, "could not read the scanning configuration");
+                    false
+                }
+            };
+        let replication = if replicated {
+            None
+        } else {
+            self.meta
+                .account_setting(
+                    &repo.account_id,
+                    berth_store::AccountSetting::ReplicationConfiguration,
+                )
+                .await?
+        };
+        Ok(PushContext {
+            scan,
+            replication,
+            key: self.keys.repo_key(repo).await?,
+        })
+    }
+
+    /// [`Self::manifest_write`] under an already read [`PushContext`].
+    pub(crate) async fn manifest_write_in(
+        &self,
+        ctx: &PushContext,
+        repo: &RepositoryRow,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<(ManifestWrite, Digest, Manifest)> {
         if body.len() > berth_oci::manifest::MAX_MANIFEST_BYTES {
             return Err(RegistryError::ManifestTooLarge);
         }
@@ -1165,24 +1221,18 @@ impl Registry {
             Reference::Tag(t) => Some((t.to_string(), Self::immutable(repo, t.as_str()))),
             Reference::Digest(_) => None,
         };
-        // Scan on push is decided before the transaction and enqueued inside it.
-        let scan = scan
-            && match self.effective_scanning(repo).await {
-                Ok(e) => e.scan_on_push(),
-                Err(e) => {
-                    tracing::warn!(repository = %repo.name, error = %e, "could not read the scanning configuration");
-                    false
-                }
-            };
-        let mut jobs = if scan {
+        let mut jobs = if ctx.scan {
             vec![berth_store::scans::scan_job(repo.repo_id, digest.as_str())?]
         } else {
             Vec::new()
         };
-        if !replicated {
-            let tag = tag.as_ref().map(|(t, _)| t.as_str());
-            jobs.extend(self.replication_jobs(repo, digest.as_str(), tag).await?);
-        }
+        let tag_name = tag.as_ref().map(|(t, _)| t.as_str());
+        jobs.extend(Self::replication_jobs_for(
+            ctx.replication.as_deref(),
+            repo,
+            digest.as_str(),
+            tag_name,
+        )?);
         let events = crate::events::push_events(
             repo,
             digest.as_str(),
@@ -1201,7 +1251,7 @@ impl Registry {
             image_size,
             // Stored sealed under the repository's key.
             body: self.keys.seal_with(
-                &self.keys.repo_key(repo).await?,
+                &ctx.key,
                 &body,
                 &Keyring::manifest_aad(repo, digest.as_str()),
             )?,

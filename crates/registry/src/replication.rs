@@ -114,23 +114,20 @@ enum Copied {
 
 impl Registry {
     /// The replication jobs a new manifest `digest` (pushed under `tag`) in `repo`
-    /// causes. A configuration that cannot be read fails the push: an acknowledged
-    /// push always replicates.
-    pub(crate) async fn replication_jobs(
-        &self,
+    /// causes under the account's replication configuration `cfg`, read before
+    /// ([`Registry::push_context`]: a configuration that cannot be read fails the
+    /// push, so an acknowledged push always replicates).
+    pub(crate) fn replication_jobs_for(
+        cfg: Option<&str>,
         repo: &RepositoryRow,
         digest: &str,
         tag: Option<&str>,
     ) -> Result<Vec<NewJob>> {
-        let Some(cfg) = self
-            .meta
-            .account_setting(&repo.account_id, AccountSetting::ReplicationConfiguration)
-            .await?
-        else {
+        let Some(cfg) = cfg else {
             return Ok(Vec::new());
         };
         let mut jobs = Vec::new();
-        for (region, registry_id) in destinations(&cfg, &repo.name) {
+        for (region, registry_id) in destinations(cfg, &repo.name) {
             jobs.push(replication_job(&ReplicationJob {
                 repo_id: repo.repo_id,
                 digest: digest.to_string(),

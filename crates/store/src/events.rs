@@ -169,6 +169,18 @@ pub async fn record_named_tx(
         .await?;
         last = last.max(seq);
     }
+    set_stream_last_tx(tx, account, repository, last).await?;
+    crate::events::PRODUCED.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Moves a stream's last sequence number to `last` (the greatest just inserted).
+pub(crate) async fn set_stream_last_tx(
+    tx: &mut Transaction<'_, Any>,
+    account: &str,
+    repository: &str,
+    last: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO event_streams (account_id, repository, last_seq) VALUES ($1, $2, $3) \
          ON CONFLICT (account_id, repository) DO UPDATE SET last_seq = excluded.last_seq",
@@ -178,7 +190,6 @@ pub async fn record_named_tx(
     .bind(last)
     .execute(&mut **tx)
     .await?;
-    crate::events::PRODUCED.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 

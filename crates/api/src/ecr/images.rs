@@ -336,6 +336,10 @@ pub async fn batch_delete_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrEr
     let reg = &ctx.app.registry;
     let mut deleted = Vec::new();
     let mut failures = Vec::new();
+    // Whole-image deletions in a row are made in one transaction
+    // (`Registry::delete_images`), in the order given; an untagging in between
+    // runs after the deletions before it.
+    let mut pending: Vec<(Digest, Value)> = Vec::new();
     for id in parse_ids(input, 100)? {
         let (digest, tag, raw) = match id {
             Id::Failed(f) => {
@@ -353,36 +357,65 @@ pub async fn batch_delete_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrEr
         };
         let d =
             Digest::parse(&m.digest).map_err(|_| EcrError::server("stored digest is invalid"))?;
-        let remaining = reg.tags_of(&repo, &m.digest).await?;
         match &tag {
             // Untagging; removing the last tag deletes the image, as in ECR.
-            Some(t) if digest.is_none() && remaining.len() > 1 => {
-                reg.delete_manifest(&repo, &Reference::Tag(t.clone()))
-                    .await?;
-                deleted.push(json!({ "imageDigest": m.digest, "imageTag": t.as_str() }));
+            Some(t) if digest.is_none() && reg.tags_of(&repo, &m.digest).await?.len() > 1 => {
+                delete_pending(reg, &repo, &mut pending, &mut deleted, &mut failures).await?;
+                match reg.delete_manifest(&repo, &Reference::Tag(t.clone())).await {
+                    Ok(_) => {
+                        deleted.push(json!({ "imageDigest": m.digest, "imageTag": t.as_str() }))
+                    }
+                    // Its image deleted by an earlier id of this request.
+                    Err(RegistryError::ManifestUnknown) => {
+                        failures.push(failure(&raw, "ImageNotFound", "Requested image not found"))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            _ => match reg.delete_manifest(&repo, &Reference::Digest(d)).await {
-                Ok(tags) => {
-                    if tags.is_empty() {
-                        deleted.push(json!({ "imageDigest": m.digest }));
-                    }
-                    for t in tags {
-                        deleted.push(json!({ "imageDigest": m.digest, "imageTag": t }));
-                    }
-                }
-                Err(RegistryError::ReferencedByIndex(p)) => failures.push(failure(
-                    &raw,
-                    "ImageReferencedByManifestList",
-                    &format!("Requested image referenced by manifest list: [{p}]"),
-                )),
-                Err(RegistryError::ManifestUnknown) => {
-                    failures.push(failure(&raw, "ImageNotFound", "Requested image not found"))
-                }
-                Err(e) => return Err(e.into()),
-            },
+            _ => pending.push((d, raw)),
         }
     }
+    delete_pending(reg, &repo, &mut pending, &mut deleted, &mut failures).await?;
     Ok(json!({ "imageIds": deleted, "failures": failures }))
+}
+
+/// Deletes the images of `pending` (by digest, in one transaction) and reports
+/// each as `BatchDeleteImage` does: its tags (or its digest alone), or why not.
+async fn delete_pending(
+    reg: &Registry,
+    repo: &RepositoryRow,
+    pending: &mut Vec<(Digest, Value)>,
+    deleted: &mut Vec<Value>,
+    failures: &mut Vec<Value>,
+) -> Result<(), EcrError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let batch = std::mem::take(pending);
+    let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
+    let outcomes = reg.delete_images(repo, &digests).await?;
+    for ((d, raw), o) in batch.iter().zip(outcomes) {
+        match o {
+            Ok(tags) => {
+                if tags.is_empty() {
+                    deleted.push(json!({ "imageDigest": d.as_str() }));
+                }
+                for t in tags {
+                    deleted.push(json!({ "imageDigest": d.as_str(), "imageTag": t }));
+                }
+            }
+            Err(RegistryError::ReferencedByIndex(p)) => failures.push(failure(
+                raw,
+                "ImageReferencedByManifestList",
+                &format!("Requested image referenced by manifest list: [{p}]"),
+            )),
+            Err(RegistryError::ManifestUnknown) => {
+                failures.push(failure(raw, "ImageNotFound", "Requested image not found"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 pub async fn put_image(ctx: &Ctx, input: &Input) -> Result<Value, EcrError> {

@@ -124,6 +124,29 @@ impl Meta {
         lock_digest(dialect, &mut tx.tx, digest, true).await
     }
 
+    /// [`Self::lock_digest_in`] without waiting: false when another transaction
+    /// holds the digest's lock (PostgreSQL), and the caller commits what it holds
+    /// before it waits for that lock in a transaction of its own. A collector that
+    /// only ever waits while it holds no other digest lock cannot deadlock
+    /// against writers, whatever order they lock digests in. On SQLite the
+    /// transaction's write lock (taken by [`Self::begin_digest_tx`]) already
+    /// excludes every other writer: nothing to take.
+    pub async fn try_lock_digest_in(
+        tx: &mut WriteTx<'_>,
+        dialect: Dialect,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        match dialect {
+            Dialect::Sqlite => Ok(true),
+            Dialect::Postgres => Ok(sqlx::query_scalar::<_, bool>(
+                "SELECT pg_try_advisory_xact_lock($1)",
+            )
+            .bind(digest_lock_key(digest))
+            .fetch_one(&mut *tx.tx)
+            .await?),
+        }
+    }
+
     /// Inside a [`Self::begin_digest_tx`] transaction: records a committed blob
     /// stored under the digest-derived key (`blobs/<alg>/<2 hex>/<hex>`), links it
     /// into the repository, and marks the link as a collection candidate (in case

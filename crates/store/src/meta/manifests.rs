@@ -34,6 +34,13 @@ impl Meta {
         writes: &[ManifestWrite],
     ) -> Result<Result<(), (usize, PutManifestOutcome)>, StoreError> {
         let mut g = self.begin_write().await?;
+        if super::bulk_put::batchable(writes) {
+            let out = self.put_manifests_batched_tx(&mut g.tx, writes).await?;
+            if out.is_ok() {
+                g.commit().await?;
+            }
+            return Ok(out);
+        }
         for (i, w) in writes.iter().enumerate() {
             match self.put_manifest_tx(&mut g.tx, w).await? {
                 PutManifestOutcome::Stored { .. } | PutManifestOutcome::Unchanged => {}

@@ -20,6 +20,7 @@ mod account_flags;
 pub use account_flags::{DocTable, TemplateRow};
 mod accounts;
 mod blobs;
+mod bulk_put;
 mod cache_epoch;
 mod epoch_reader;
 pub use accounts::AuditFilter;
