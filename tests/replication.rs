@@ -565,6 +565,9 @@ both_backends! {
         });
         assert_pulls_byte_exact(&b_http, "prod/app", fresh, fresh.digest());
         assert_pulls_byte_exact(&b_http, "prod/app", &layout.image, "v2");
+        // The referrer's refused copy (REPOSITORY_NOT_FOUND) is the one FAILED
+        // status while its image exists.
+        assert_eq!(images_by_status(&berth, "FAILED"), 1);
         // A lifecycle expiry (run by another process on the same store) too: only
         // the newest image of prod/app stays, at the source and at the partner.
         let keep_one = json!({ "rules": [{
@@ -612,13 +615,10 @@ both_backends! {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
         }
-        let complete = text
-            .lines()
-            .find_map(|l| l.strip_prefix("berth_replication_images{status=\"COMPLETE\"} "))
-            .and_then(|n| n.parse::<i64>().ok())
-            .expect("COMPLETE count");
-        assert!(complete >= 8, "{text}");
-        assert!(text.lines().any(|l| l == "berth_replication_images{status=\"FAILED\"} 1"), "{text}");
+        // Statuses go with their images: the expired image and its referrer (the
+        // FAILED one) and the deleted index no longer count.
+        assert!(images_by_status(&berth, "COMPLETE") >= 7, "{text}");
+        assert_eq!(images_by_status(&berth, "FAILED"), 0, "{text}");
     }
 }
 
@@ -1074,24 +1074,23 @@ fn ecr_claimed(
     )
 }
 
+/// `berth_replication_images{status=…}` in `/metrics`.
+fn images_by_status(berth: &Berth, status: &str) -> i64 {
+    let text = berth.http().get("/metrics").text();
+    let prefix = format!("berth_replication_images{{status=\"{status}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+}
+
 /// Attaches an inline policy allowing `actions` on everything to `user`.
-fn allow(berth: &Berth, dir: &Path, user: &str, name: &str, actions: &[&str]) {
-    let f = dir.join(format!("{name}.json"));
-    std::fs::write(
-        &f,
-        json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }] }).to_string(),
-    )
-    .unwrap();
-    berth.admin(&[
-        "policy",
-        "attach",
-        "--user",
+fn allow(berth: &Berth, user: &str, name: &str, actions: &[&str]) {
+    berth.attach_policy_doc(
         user,
-        "--name",
         name,
-        "--file",
-        f.to_str().unwrap(),
-    ]);
+        &json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }] }),
+    );
 }
 
 both_backends! {
@@ -1102,7 +1101,7 @@ both_backends! {
         // A principal that may create repositories and push, but not replicate.
         berth.admin(&["user", "create", "pusher"]);
         berth.admin(&["policy", "attach", "--user", "pusher", "PowerUser"]);
-        allow(&berth, tmp.path(), "pusher", "create", &["ecr:CreateRepository"]);
+        allow(&berth, "pusher", "create", &["ecr:CreateRepository"]);
         let pusher = berth.access_key(&["--user", "pusher"]);
         let origin = format!("us-west-2/{SOURCE}");
         let missing = |name: &str| {
@@ -1145,7 +1144,7 @@ both_backends! {
 
         // Allowed ecr:ReplicateImage, the same claims are accepted: the refusals
         // above were the missing permission's.
-        allow(&berth, tmp.path(), "pusher", "replicate", &["ecr:ReplicateImage"]);
+        allow(&berth, "pusher", "replicate", &["ecr:ReplicateImage"]);
         let r = ecr_claimed(&berth, &pusher, "CreateRepository", &json!({ "repositoryName": "claimed/new" }), &origin);
         r.expect_status(200);
         claimed_put("v1").expect_status(201);
@@ -1155,7 +1154,7 @@ both_backends! {
         // images but not replicate: 403 DENIED, the tag stays.
         berth.admin(&["user", "create", "deleter"]);
         berth.admin(&["policy", "attach", "--user", "deleter", "PowerUser"]);
-        allow(&berth, tmp.path(), "deleter", "delete", &["ecr:BatchDeleteImage"]);
+        allow(&berth, "deleter", "delete", &["ecr:BatchDeleteImage"]);
         let deleter = berth.access_key(&["--user", "deleter"]);
         let del = http_as(&berth, &deleter, None);
         let claimed_delete = del.send(

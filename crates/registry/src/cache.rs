@@ -399,6 +399,12 @@ impl crate::Registry {
 
     /// A manifest to serve by tag or digest (cached opened when it is sealed
     /// under the registry's keys; see [`Caches::served_manifests`]).
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.find_manifest_for_read",
+        skip_all
+    )]
     pub async fn manifest_for_serving(
         &self,
         repo: &RepositoryRow,

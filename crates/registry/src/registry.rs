@@ -1416,6 +1416,12 @@ impl Registry {
 
     /// [`Registry::manifest_for_serving`] for a pull: records the pull time
     /// (batched), as [`Registry::pull_manifest`] does.
+    #[tracing::instrument(
+        target = "berth_otel",
+        level = "trace",
+        name = "core.pull_manifest",
+        skip_all
+    )]
     pub async fn pull_served(
         &self,
         repo: &RepositoryRow,

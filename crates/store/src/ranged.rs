@@ -144,35 +144,21 @@ fn store_io(e: StoreError) -> io::Error {
     }
 }
 
-/// Reads `s` (the response for one window) on a task of its own into a queue.
-fn drain(mut s: ByteStream, want: u64) -> Window {
+/// Reads one window on a task of its own into a queue: the response `open`
+/// gives, piece by piece as it arrives (the consumer hands each piece on at once).
+fn spawn_window<S>(
+    want: u64,
+    open: impl std::future::Future<Output = io::Result<S>> + Send + 'static,
+) -> Window
+where
+    S: Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        while let Some(piece) = s.next().await {
-            let failed = piece.is_err();
-            if tx.send(piece).is_err() || failed {
-                return;
-            }
-        }
-    });
-    Window {
-        task,
-        rx,
-        want,
-        got: 0,
-    }
-}
-
-fn fetch(backend: &Arc<dyn ObjectBackend>, key: &Arc<str>, range: Range<u64>) -> Window {
-    let backend = backend.clone();
-    let key = key.clone();
-    let want = range.end - range.start;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        let mut s = match backend.get(&key, range).await {
+        let mut s = match open.await {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx.send(Err(store_io(e)));
+                let _ = tx.send(Err(e));
                 return;
             }
         };
@@ -189,6 +175,20 @@ fn fetch(backend: &Arc<dyn ObjectBackend>, key: &Arc<str>, range: Range<u64>) ->
         want,
         got: 0,
     }
+}
+
+/// Reads `s` (the response for one window) on a task of its own into a queue.
+fn drain(s: ByteStream, want: u64) -> Window {
+    spawn_window(want, async move { Ok(s) })
+}
+
+fn fetch(backend: &Arc<dyn ObjectBackend>, key: &Arc<str>, range: Range<u64>) -> Window {
+    let backend = backend.clone();
+    let key = key.clone();
+    let want = range.end - range.start;
+    spawn_window(want, async move {
+        backend.get(&key, range).await.map_err(store_io)
+    })
 }
 
 /// The windows of one download, consumed in order.
