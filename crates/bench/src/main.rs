@@ -345,6 +345,24 @@ struct Run {
 }
 
 impl Run {
+    /// Records the median of several rounds of one scenario on one server, with
+    /// every round's value and the errors of all of them (nothing for no rounds).
+    fn record_median(&mut self, rows: Vec<(Row, Option<String>)>) {
+        let values: Vec<f64> = rows.iter().map(|(r, _)| r.value).collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let Some(&median) = sorted.get(sorted.len() / 2) else {
+            return;
+        };
+        let errors: u64 = rows.iter().map(|(r, _)| r.errors).sum();
+        let first_error = rows.iter().find_map(|(_, e)| e.clone());
+        if let Some((mut row, _)) = rows.into_iter().find(|(r, _)| r.value == median) {
+            row.errors = errors;
+            row.rounds = values;
+            self.record(row, first_error);
+        }
+    }
+
     fn record(&mut self, row: Row, first_error: Option<String>) {
         eprintln!(
             "  {:<34} {:<20} {:>10.2} {:<6} p99 {:>8} ms  rss {:>7} MiB  cpu {:>6} s  errors {}",
@@ -413,19 +431,7 @@ async fn measure_ab(
         }
     }
     for rows in per {
-        let values: Vec<f64> = rows.iter().map(|(r, _)| r.value).collect();
-        let mut sorted = values.clone();
-        sorted.sort_by(f64::total_cmp);
-        let Some(&median) = sorted.get(sorted.len() / 2) else {
-            continue;
-        };
-        let errors: u64 = rows.iter().map(|(r, _)| r.errors).sum();
-        let first_error = rows.iter().find_map(|(_, e)| e.clone());
-        if let Some((mut row, _)) = rows.into_iter().find(|(r, _)| r.value == median) {
-            row.errors = errors;
-            row.rounds = values;
-            run.record(row, first_error);
-        }
+        run.record_median(rows);
     }
 }
 
@@ -532,17 +538,7 @@ async fn measure_read_limit(
             Err(e) => return Err(Error(e)),
         }
     }
-    let values: Vec<f64> = rows.iter().map(|(r, _)| r.value).collect();
-    let mut sorted = values.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let errors: u64 = rows.iter().map(|(r, _)| r.errors).sum();
-    let first_error = rows.iter().find_map(|(_, e)| e.clone());
-    if let Some((mut row, _)) = rows.into_iter().find(|(r, _)| r.value == median) {
-        row.errors = errors;
-        row.rounds = values;
-        run.record(row, first_error);
-    }
+    run.record_median(rows);
     Ok(())
 }
 
